@@ -1,0 +1,106 @@
+//! Values describing one SCSI command: data direction, outcome, residual.
+
+use crate::error::{InitiatorError, Result};
+use crate::scsi::Sense;
+use bytes::Bytes;
+
+/// SCSI status GOOD.
+pub const STATUS_GOOD: u8 = 0x00;
+/// SCSI status CHECK CONDITION (sense data describes the failure).
+pub const STATUS_CHECK_CONDITION: u8 = 0x02;
+/// SCSI status CONDITION MET.
+pub const STATUS_CONDITION_MET: u8 = 0x04;
+/// SCSI status BUSY.
+pub const STATUS_BUSY: u8 = 0x08;
+/// SCSI status RESERVATION CONFLICT.
+pub const STATUS_RESERVATION_CONFLICT: u8 = 0x18;
+/// SCSI status TASK SET FULL.
+pub const STATUS_TASK_SET_FULL: u8 = 0x28;
+/// SCSI status TASK ABORTED.
+pub const STATUS_TASK_ABORTED: u8 = 0x40;
+
+/// Direction and size of a command's data transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DataDir {
+    /// No data phase.
+    #[default]
+    None,
+    /// Data-In: the target sends up to `len` bytes (the allocation length
+    /// / ExpectedDataTransferLength).
+    Read {
+        /// Expected data transfer length in bytes.
+        len: u32,
+    },
+    /// Data-Out: these bytes go to the target (immediate data, unsolicited
+    /// Data-Out and R2T-solicited Data-Out, as negotiated). The buffer is
+    /// sliced, never copied.
+    Write {
+        /// The data to send; its length is the ExpectedDataTransferLength.
+        data: Bytes,
+    },
+}
+
+/// Residual reported by the target (RFC 7143 §11.4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Residual {
+    /// The target transferred exactly the expected length.
+    #[default]
+    None,
+    /// The target transferred this many bytes *less* than expected.
+    Underflow(u32),
+    /// The target wanted to transfer this many bytes *more* than expected.
+    Overflow(u32),
+}
+
+impl Residual {
+    pub(crate) fn from_flags(overflow: bool, underflow: bool, count: u32) -> Residual {
+        if overflow {
+            Residual::Overflow(count)
+        } else if underflow {
+            Residual::Underflow(count)
+        } else {
+            Residual::None
+        }
+    }
+}
+
+/// How a SCSI command completed at the target.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScsiOutcome {
+    /// SCSI status byte (`STATUS_GOOD`, `STATUS_CHECK_CONDITION`, ...).
+    pub status: u8,
+    /// Sense data (without the 2-byte SenseLength prefix), if the target
+    /// sent any.
+    pub sense: Option<Bytes>,
+    /// Data-In bytes as received (up to the highest offset transferred).
+    pub data: Bytes,
+    /// Residual over/underflow.
+    pub residual: Residual,
+}
+
+impl ScsiOutcome {
+    /// True when the status is GOOD.
+    pub fn is_good(&self) -> bool {
+        self.status == STATUS_GOOD
+    }
+
+    /// True when the status is CHECK CONDITION.
+    pub fn is_check_condition(&self) -> bool {
+        self.status == STATUS_CHECK_CONDITION
+    }
+
+    /// Parsed sense data (fixed or descriptor format), if any.
+    pub fn sense_info(&self) -> Option<Sense> {
+        self.sense.as_deref().and_then(Sense::parse)
+    }
+
+    /// `Ok(self)` for GOOD (and CONDITION MET), otherwise
+    /// [`InitiatorError::ScsiStatus`] carrying the outcome.
+    pub fn into_result(self) -> Result<ScsiOutcome> {
+        if self.status == STATUS_GOOD || self.status == STATUS_CONDITION_MET {
+            Ok(self)
+        } else {
+            Err(InitiatorError::ScsiStatus(Box::new(self)))
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! iSCSI protocol core (RFC 7143) with no I/O and no clock.
+//!
+//! Bytes go in, typed PDUs and events come out; the caller owns sockets and
+//! timers. Used by both the target daemon and the initiator library.
+//!
+//! - [`pdu`]: the 48-byte Basic Header Segment of every opcode, typed.
+//! - [`frame`]: framing a byte stream into PDUs (AHS, digests, padding, limits).
+//! - [`params`]: the negotiated session parameters.
+//! - [`text`]: key=value text data (login and Text PDUs).
+//! - [`negotiate`]: the key table and negotiation rules shared by both roles.
+//! - [`login`]: login state machines for the target and initiator roles.
+//! - [`discovery`]: SendTargets (build, split, reassemble, parse).
+//! - [`target`]: the target's full-feature phase (sequence numbers, R2T,
+//!   Data-In, task management, Text, Logout).
+
+pub mod discovery;
+pub mod frame;
+pub mod login;
+pub mod negotiate;
+pub mod params;
+pub mod pdu;
+pub mod target;
+pub mod text;
+
+pub use frame::{decode_frame, encode_frame, EncodedPdu, FrameError, FrameLimits, Pdu};
+pub use params::{SessionParams, SessionType};
+pub use pdu::*;

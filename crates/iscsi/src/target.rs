@@ -1,0 +1,845 @@
+//! Target side of the full feature phase, as a state machine with no I/O.
+//!
+//! The daemon feeds every received PDU to [`TargetConnection::on_pdu`] and
+//! every finished SCSI command to [`TargetConnection::complete`]; both return
+//! [`Action`]s: PDUs to send, commands to execute, tasks to cancel, task
+//! management to perform, or "close". This module owns everything RFC 7143
+//! says about sequence numbers (CmdSN window and ordering, StatSN, DataSN,
+//! R2TSN), data transfer (immediate/unsolicited data, R2T, Data-In
+//! splitting, residuals), NOP keepalive, task management bookkeeping, Text
+//! (SendTargets) and Logout, at ErrorRecoveryLevel 0.
+
+use crate::frame::{encode_frame, EncodedPdu, Pdu};
+use crate::params::{SessionParams, SessionType};
+use crate::pdu::*;
+use bytes::{Bytes, BytesMut};
+use std::collections::{BTreeMap, HashMap};
+
+/// Limits the daemon imposes on one connection.
+#[derive(Debug, Clone)]
+pub struct TargetConnConfig {
+    /// Commands the initiator may have queued beyond ExpCmdSN (the CmdSN
+    /// window); bounds memory per session.
+    pub cmd_window: u32,
+    /// Largest Expected Data Transfer Length accepted for a write (bytes we
+    /// are willing to buffer for one command).
+    pub max_write_buffer: u32,
+    /// Text data answering `SendTargets=All` (already encoded key=value
+    /// pairs); empty when the initiator may discover nothing.
+    pub send_targets: Vec<u8>,
+}
+
+/// A SCSI command ready to execute: in CmdSN order, with all its data-out.
+#[derive(Debug, Clone)]
+pub struct ScsiTask {
+    pub itt: u32,
+    pub lun: [u8; 8],
+    pub cdb: Vec<u8>,
+    pub data_out: Bytes,
+    pub expected_len: u32,
+    pub read: bool,
+    pub write: bool,
+    pub attr: TaskAttr,
+}
+
+/// The outcome of an executed task, handed back to [`TargetConnection::complete`].
+#[derive(Debug, Clone, Default)]
+pub struct TaskOutcome {
+    pub status: u8,
+    pub sense: Option<Vec<u8>>,
+    pub data_in: Bytes,
+    /// Data-out bytes the CDB called for (residuals of write-type commands).
+    pub data_out_wanted: u32,
+}
+
+/// A task management request the daemon must carry out at the SCSI level
+/// (after cancelling `aborted`), then answer with
+/// [`TargetConnection::tmf_done`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskManagement {
+    pub itt: u32,
+    pub function: TmfFunction,
+    pub lun: [u8; 8],
+    /// Tasks of this connection that the function aborts (their responses
+    /// are suppressed from now on).
+    pub aborted: Vec<u32>,
+}
+
+/// What the daemon must do next.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Send(EncodedPdu),
+    Execute(ScsiTask),
+    /// Cancel running tasks (ABORT TASK and friends). Their results, when
+    /// they arrive, are discarded.
+    Cancel(Vec<u32>),
+    TaskManagement(TaskManagement),
+    /// Send what is queued, then close the connection.
+    Close,
+}
+
+/// Why a connection failed in a way the caller should log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnError {
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+}
+
+#[derive(Debug)]
+struct R2tState {
+    offset: u32,
+    len: u32,
+    received: u32,
+    next_data_sn: u32,
+}
+
+#[derive(Debug)]
+struct Collecting {
+    task: ScsiTask,
+    buf: BytesMut,
+    /// Contiguous bytes received so far (DataPDUInOrder/SequenceInOrder = Yes).
+    received: u32,
+    /// Bytes the initiator may send unsolicited (immediate + Data-Out with
+    /// TTT ffffffff).
+    unsolicited_end: u32,
+    unsolicited_data_sn: u32,
+    /// Next offset not yet covered by an R2T.
+    solicit_next: u32,
+    r2ts: HashMap<u32, R2tState>,
+    r2t_sn: u32,
+}
+
+#[derive(Debug)]
+enum TaskState {
+    Collecting(Box<Collecting>),
+    Running { read: bool, expected_len: u32, r2t_count: u32, lun: [u8; 8] },
+}
+
+/// A non-immediate PDU held until its CmdSN comes up.
+#[derive(Debug)]
+struct Held {
+    pdu: Pdu,
+}
+
+/// Sense for transport-detected failures of a task (fixed format, 18 bytes).
+pub fn transport_sense(key: u8, asc: u8, ascq: u8) -> Vec<u8> {
+    let mut s = vec![0u8; 18];
+    s[0] = 0x70;
+    s[2] = key & 0x0f;
+    s[7] = 10;
+    s[12] = asc;
+    s[13] = ascq;
+    s
+}
+
+const SENSE_KEY_ILLEGAL_REQUEST: u8 = 0x05;
+const SENSE_KEY_ABORTED_COMMAND: u8 = 0x0b;
+/// 4Bh/00h DATA PHASE ERROR (sequence violations in Data-Out).
+const ASC_DATA_PHASE_ERROR: (u8, u8) = (0x4b, 0x00);
+/// 4Bh/05h DATA OFFSET ERROR.
+const ASC_DATA_OFFSET_ERROR: (u8, u8) = (0x4b, 0x05);
+/// 4Bh/02h TOO MUCH WRITE DATA.
+const ASC_TOO_MUCH_WRITE_DATA: (u8, u8) = (0x4b, 0x02);
+/// 47h/05h PROTOCOL SERVICE CRC ERROR (data digest at ERL 0).
+const ASC_PROTOCOL_CRC_ERROR: (u8, u8) = (0x47, 0x05);
+/// 24h/00h INVALID FIELD IN CDB.
+const ASC_INVALID_FIELD_IN_CDB: (u8, u8) = (0x24, 0x00);
+/// 0Eh/03h INVALID FIELD IN INFORMATION UNIT.
+const ASC_INVALID_FIELD_IN_IU: (u8, u8) = (0x0e, 0x03);
+
+/// `a < b` in 32-bit serial number arithmetic (RFC 1982).
+pub fn sn_lt(a: u32, b: u32) -> bool {
+    a != b && b.wrapping_sub(a) < 0x8000_0000
+}
+
+/// The full-feature state of one connection of a single-connection session.
+#[derive(Debug)]
+pub struct TargetConnection {
+    params: SessionParams,
+    cfg: TargetConnConfig,
+    stat_sn: u32,
+    exp_cmd_sn: u32,
+    tasks: HashMap<u32, TaskState>,
+    held: BTreeMap<u32, Held>,
+    next_ttt: u32,
+    /// TTT of our outstanding NOP-In ping, if any.
+    ping_ttt: Option<u32>,
+    /// Pending SendTargets text not yet sent (continuation), keyed by TTT.
+    text_pending: Option<(u32, Bytes)>,
+    logging_out: bool,
+}
+
+impl TargetConnection {
+    /// Start the full feature phase. `stat_sn` is the next StatSN to use and
+    /// `exp_cmd_sn` the CmdSN expected next, both as login left them.
+    pub fn new(params: SessionParams, cfg: TargetConnConfig, stat_sn: u32, exp_cmd_sn: u32) -> Self {
+        TargetConnection {
+            params,
+            cfg,
+            stat_sn,
+            exp_cmd_sn,
+            tasks: HashMap::new(),
+            held: BTreeMap::new(),
+            next_ttt: 1,
+            ping_ttt: None,
+            text_pending: None,
+            logging_out: false,
+        }
+    }
+
+    /// The negotiated parameters.
+    pub fn params(&self) -> &SessionParams {
+        &self.params
+    }
+
+    /// Tasks currently known (collecting data or running).
+    pub fn tasks_in_flight(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// ITTs of every task in flight (for cancelling them at connection loss).
+    pub fn task_itts(&self) -> Vec<u32> {
+        self.tasks.keys().copied().collect()
+    }
+
+    /// ExpCmdSN: the next CmdSN we will accept.
+    pub fn exp_cmd_sn(&self) -> u32 {
+        self.exp_cmd_sn
+    }
+
+    /// MaxCmdSN: the window shrinks as tasks pile up so that a session can
+    /// never have more than `cmd_window` commands buffered.
+    pub fn max_cmd_sn(&self) -> u32 {
+        let busy = (self.tasks.len() + self.held.len()) as u32;
+        let room = self.cfg.cmd_window.saturating_sub(busy);
+        self.exp_cmd_sn.wrapping_add(room).wrapping_sub(1)
+    }
+
+    fn fresh_ttt(&mut self) -> u32 {
+        let t = self.next_ttt;
+        self.next_ttt = self.next_ttt.wrapping_add(1);
+        if self.next_ttt == RESERVED_TAG {
+            self.next_ttt = 1;
+        }
+        t
+    }
+
+    fn next_stat_sn(&mut self) -> u32 {
+        let s = self.stat_sn;
+        self.stat_sn = self.stat_sn.wrapping_add(1);
+        s
+    }
+
+    fn encode(&self, header: Header, data: Bytes) -> Action {
+        Action::Send(encode_frame(&header, &[], data, self.params.header_digest, self.params.data_digest))
+    }
+
+    fn reject(&mut self, reason: RejectReason, bhs: &[u8; BHS_LEN]) -> Action {
+        // A Reject carries StatSN but does not advance it (RFC 7143 §11.17.1
+        // lets the target reuse it; libiscsi and Linux accept either).
+        let h = Header::Reject(Reject {
+            reason,
+            stat_sn: self.stat_sn,
+            exp_cmd_sn: self.exp_cmd_sn,
+            max_cmd_sn: self.max_cmd_sn(),
+            data_sn: 0,
+        });
+        self.encode(h, Bytes::copy_from_slice(bhs))
+    }
+
+    /// A NOP-In ping to send when the connection has been idle (keepalive).
+    /// Returns `None` while a previous ping is unanswered: the caller then
+    /// decides, by its own clock, when to give up on the connection.
+    pub fn ping(&mut self) -> Option<Action> {
+        if self.ping_ttt.is_some() {
+            return None;
+        }
+        let ttt = self.fresh_ttt();
+        self.ping_ttt = Some(ttt);
+        let h = Header::NopIn(NopIn {
+            lun: [0; 8],
+            itt: RESERVED_TAG,
+            ttt,
+            // An unsolicited NOP-In does not advance StatSN.
+            stat_sn: self.stat_sn,
+            exp_cmd_sn: self.exp_cmd_sn,
+            max_cmd_sn: self.max_cmd_sn(),
+        });
+        Some(self.encode(h, Bytes::new()))
+    }
+
+    /// True while a keepalive ping awaits its answer.
+    pub fn ping_outstanding(&self) -> bool {
+        self.ping_ttt.is_some()
+    }
+
+    /// Handle one received PDU.
+    pub fn on_pdu(&mut self, pdu: Pdu) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.logging_out {
+            return out;
+        }
+        match &pdu.header {
+            Header::DataOut(_) => self.on_data_out(pdu, &mut out),
+            Header::NopOut(h) if h.itt == RESERVED_TAG => {
+                // Answer to our ping (or an unsolicited ping that wants no
+                // reply). Never acknowledged, never advances CmdSN.
+                if Some(h.ttt) == self.ping_ttt {
+                    self.ping_ttt = None;
+                }
+            }
+            Header::ScsiCommand(_)
+            | Header::NopOut(_)
+            | Header::TaskMgmtRequest(_)
+            | Header::TextRequest(_)
+            | Header::LogoutRequest(_) => self.on_command(pdu, &mut out),
+            Header::LoginRequest(_) => {
+                out.push(self.reject(RejectReason::PROTOCOL_ERROR, &pdu.bhs));
+            }
+            _ => out.push(self.reject(RejectReason::COMMAND_NOT_SUPPORTED, &pdu.bhs)),
+        }
+        out
+    }
+
+    /// A PDU that carries CmdSN: check the window, hold it if it is early,
+    /// run it (and anything it unblocks) when its turn comes.
+    fn on_command(&mut self, pdu: Pdu, out: &mut Vec<Action>) {
+        let (immediate, cmd_sn) = match &pdu.header {
+            Header::ScsiCommand(h) => (h.immediate, h.cmd_sn),
+            Header::NopOut(h) => (h.immediate, h.cmd_sn),
+            Header::TaskMgmtRequest(h) => (h.immediate, h.cmd_sn),
+            Header::TextRequest(h) => (h.immediate, h.cmd_sn),
+            Header::LogoutRequest(h) => (h.immediate, h.cmd_sn),
+            _ => return,
+        };
+        if immediate {
+            // Immediate commands are delivered at once and do not advance
+            // ExpCmdSN (RFC 7143 §4.2.2.1).
+            self.dispatch(pdu, out);
+            return;
+        }
+        if cmd_sn == self.exp_cmd_sn {
+            self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
+            self.dispatch(pdu, out);
+            // Release held commands that are now in order.
+            while let Some(held) = self.held.remove(&self.exp_cmd_sn) {
+                self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
+                self.dispatch(held.pdu, out);
+            }
+        } else if sn_lt(self.exp_cmd_sn, cmd_sn) && !sn_lt(self.max_cmd_sn(), cmd_sn) {
+            // Early but inside the window: hold (bounded by the window).
+            self.held.insert(cmd_sn, Held { pdu });
+        }
+        // Outside the window: silently ignored (RFC 7143 §4.2.2.1).
+    }
+
+    fn dispatch(&mut self, pdu: Pdu, out: &mut Vec<Action>) {
+        match &pdu.header {
+            Header::ScsiCommand(_) => self.on_scsi_command(pdu, out),
+            Header::NopOut(h) => {
+                let h = Header::NopIn(NopIn {
+                    lun: h.lun,
+                    itt: h.itt,
+                    ttt: RESERVED_TAG,
+                    stat_sn: self.next_stat_sn(),
+                    exp_cmd_sn: self.exp_cmd_sn,
+                    max_cmd_sn: self.max_cmd_sn(),
+                });
+                // The ping data is echoed (bounded by the framing limit).
+                let data = pdu.data.clone();
+                out.push(self.encode(h, data));
+            }
+            Header::TaskMgmtRequest(h) => {
+                let h = h.clone();
+                self.on_tmf(h, out);
+            }
+            Header::TextRequest(h) => {
+                let h = h.clone();
+                self.on_text(h, &pdu, out);
+            }
+            Header::LogoutRequest(h) => {
+                let resp = if h.reason == LogoutReason::CLOSE_SESSION || h.reason == LogoutReason::CLOSE_CONNECTION {
+                    LogoutResponseCode::SUCCESS
+                } else {
+                    LogoutResponseCode::RECOVERY_NOT_SUPPORTED
+                };
+                let itt = h.itt;
+                // Everything in flight is abandoned with the connection.
+                let running: Vec<u32> = self.tasks.keys().copied().collect();
+                self.tasks.clear();
+                self.held.clear();
+                if !running.is_empty() {
+                    out.push(Action::Cancel(running));
+                }
+                let h = Header::LogoutResponse(LogoutResponse {
+                    response: resp,
+                    itt,
+                    stat_sn: self.next_stat_sn(),
+                    exp_cmd_sn: self.exp_cmd_sn,
+                    max_cmd_sn: self.max_cmd_sn(),
+                    time2wait: 0,
+                    time2retain: 0,
+                });
+                out.push(self.encode(h, Bytes::new()));
+                self.logging_out = true;
+                out.push(Action::Close);
+            }
+            _ => {}
+        }
+    }
+
+    fn fail_task(&mut self, itt: u32, sense_key: u8, asc: (u8, u8), out: &mut Vec<Action>) {
+        let (expected, wanted) = match self.tasks.remove(&itt) {
+            Some(TaskState::Collecting(c)) => (c.task.expected_len, c.task.expected_len),
+            _ => (0, 0),
+        };
+        let outcome = TaskOutcome {
+            status: 0x02,
+            sense: Some(transport_sense(sense_key, asc.0, asc.1)),
+            data_in: Bytes::new(),
+            data_out_wanted: wanted,
+        };
+        self.respond(itt, false, expected, 0, outcome, out);
+    }
+
+    fn on_scsi_command(&mut self, pdu: Pdu, out: &mut Vec<Action>) {
+        let Header::ScsiCommand(h) = &pdu.header else { return };
+        let h = h.clone();
+        if self.params.session_type == SessionType::Discovery {
+            out.push(self.reject(RejectReason::PROTOCOL_ERROR, &pdu.bhs));
+            return;
+        }
+        if self.tasks.contains_key(&h.itt) {
+            out.push(self.reject(RejectReason::TASK_IN_PROGRESS, &pdu.bhs));
+            return;
+        }
+        let Some(cdb) = pdu.full_cdb() else {
+            out.push(self.reject(RejectReason::INVALID_PDU_FIELD, &pdu.bhs));
+            return;
+        };
+        let imm_len = pdu.data.len() as u32;
+        let edtl = h.expected_data_length;
+        let mut task = ScsiTask {
+            itt: h.itt,
+            lun: h.lun,
+            cdb,
+            data_out: Bytes::new(),
+            expected_len: edtl,
+            read: h.read,
+            write: h.write,
+            attr: h.attr,
+        };
+        // Immediate data is only legal on writes, within ImmediateData=Yes,
+        // FirstBurstLength and EDTL.
+        if imm_len > 0
+            && (!h.write || !self.params.immediate_data || imm_len > self.params.first_burst_length || imm_len > edtl)
+        {
+            out.push(self.reject(RejectReason::PROTOCOL_ERROR, &pdu.bhs));
+            return;
+        }
+        if h.read && h.write {
+            // Bidirectional commands are not supported by any command we
+            // implement.
+            self.tasks.insert(h.itt, TaskState::Running { read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.fail_task_running(h.itt, SENSE_KEY_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB, edtl, out);
+            return;
+        }
+        if !h.write || edtl == 0 {
+            self.tasks.insert(h.itt, TaskState::Running { read: h.read, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            out.push(Action::Execute(task));
+            return;
+        }
+        if edtl > self.cfg.max_write_buffer {
+            // More than we will buffer for one command: refuse without
+            // soliciting data (unsolicited data that follows is ignored).
+            self.tasks.insert(h.itt, TaskState::Running { read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.fail_task_running(h.itt, SENSE_KEY_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_IU, edtl, out);
+            return;
+        }
+        if imm_len == edtl {
+            task.data_out = pdu.data.clone();
+            self.tasks.insert(h.itt, TaskState::Running { read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            out.push(Action::Execute(task));
+            return;
+        }
+        let unsolicited_end =
+            if self.params.initial_r2t { imm_len } else { self.params.first_burst_length.min(edtl).max(imm_len) };
+        let mut buf = BytesMut::zeroed(edtl as usize);
+        buf[..imm_len as usize].copy_from_slice(&pdu.data);
+        let c = Collecting {
+            task,
+            buf,
+            received: imm_len,
+            unsolicited_end,
+            unsolicited_data_sn: 0,
+            solicit_next: unsolicited_end,
+            r2ts: HashMap::new(),
+            r2t_sn: 0,
+        };
+        self.tasks.insert(h.itt, TaskState::Collecting(Box::new(c)));
+        self.issue_r2ts(h.itt, out);
+    }
+
+    fn fail_task_running(&mut self, itt: u32, key: u8, asc: (u8, u8), edtl: u32, out: &mut Vec<Action>) {
+        self.tasks.remove(&itt);
+        let outcome = TaskOutcome {
+            status: 0x02,
+            sense: Some(transport_sense(key, asc.0, asc.1)),
+            data_in: Bytes::new(),
+            data_out_wanted: edtl,
+        };
+        self.respond(itt, false, edtl, 0, outcome, out);
+    }
+
+    /// Solicit the rest of a write's data: up to MaxOutstandingR2T bursts of
+    /// at most MaxBurstLength each.
+    fn issue_r2ts(&mut self, itt: u32, out: &mut Vec<Action>) {
+        let max_burst = self.params.max_burst_length.max(512);
+        let max_out = self.params.max_outstanding_r2t.max(1) as usize;
+        let mut to_send = Vec::new();
+        {
+            let Some(TaskState::Collecting(c)) = self.tasks.get_mut(&itt) else { return };
+            let edtl = c.task.expected_len;
+            while c.r2ts.len() < max_out && c.solicit_next < edtl {
+                let len = (edtl - c.solicit_next).min(max_burst);
+                let offset = c.solicit_next;
+                c.solicit_next += len;
+                let r2t_sn = c.r2t_sn;
+                c.r2t_sn += 1;
+                to_send.push((offset, len, r2t_sn, c.task.lun));
+            }
+        }
+        for (offset, len, r2t_sn, lun) in to_send {
+            let ttt = self.fresh_ttt();
+            if let Some(TaskState::Collecting(c)) = self.tasks.get_mut(&itt) {
+                c.r2ts.insert(ttt, R2tState { offset, len, received: 0, next_data_sn: 0 });
+            }
+            let h = Header::R2t(R2t {
+                lun,
+                itt,
+                ttt,
+                stat_sn: self.stat_sn,
+                exp_cmd_sn: self.exp_cmd_sn,
+                max_cmd_sn: self.max_cmd_sn(),
+                r2t_sn,
+                buffer_offset: offset,
+                desired_length: len,
+            });
+            out.push(self.encode(h, Bytes::new()));
+        }
+    }
+
+    fn on_data_out(&mut self, pdu: Pdu, out: &mut Vec<Action>) {
+        let Header::DataOut(h) = &pdu.header else { return };
+        let h = h.clone();
+        let len = pdu.data.len() as u32;
+        let Some(TaskState::Collecting(c)) = self.tasks.get_mut(&h.itt) else {
+            // Data for a task we no longer (or never) knew: aborted, failed,
+            // or dropped for an out-of-window CmdSN. Ignore it.
+            return;
+        };
+        let end = match h.buffer_offset.checked_add(len) {
+            Some(e) if e <= c.task.expected_len => e,
+            _ => {
+                self.fail_task(h.itt, SENSE_KEY_ABORTED_COMMAND, ASC_TOO_MUCH_WRITE_DATA, out);
+                return;
+            }
+        };
+        if h.ttt == RESERVED_TAG {
+            // Unsolicited Data-Out.
+            if h.buffer_offset != c.received || end > c.unsolicited_end {
+                self.fail_task(h.itt, SENSE_KEY_ABORTED_COMMAND, ASC_DATA_OFFSET_ERROR, out);
+                return;
+            }
+            if h.data_sn != c.unsolicited_data_sn {
+                self.fail_task(h.itt, SENSE_KEY_ABORTED_COMMAND, ASC_DATA_PHASE_ERROR, out);
+                return;
+            }
+            c.unsolicited_data_sn += 1;
+        } else {
+            let Some(r) = c.r2ts.get_mut(&h.ttt) else {
+                self.fail_task(h.itt, SENSE_KEY_ABORTED_COMMAND, (0x4b, 0x01), out);
+                return;
+            };
+            if h.data_sn != r.next_data_sn {
+                self.fail_task(h.itt, SENSE_KEY_ABORTED_COMMAND, ASC_DATA_PHASE_ERROR, out);
+                return;
+            }
+            if h.buffer_offset != r.offset + r.received || end > r.offset + r.len {
+                self.fail_task(h.itt, SENSE_KEY_ABORTED_COMMAND, ASC_DATA_OFFSET_ERROR, out);
+                return;
+            }
+            r.next_data_sn += 1;
+            r.received += len;
+            if r.received == r.len {
+                c.r2ts.remove(&h.ttt);
+            }
+        }
+        c.buf[h.buffer_offset as usize..end as usize].copy_from_slice(&pdu.data);
+        if end > c.received {
+            c.received = end;
+        }
+        let complete = c.received == c.task.expected_len && c.r2ts.is_empty();
+        if complete {
+            if let Some(TaskState::Collecting(c)) = self.tasks.remove(&h.itt) {
+                let c = *c;
+                let mut task = c.task;
+                task.data_out = c.buf.freeze();
+                self.tasks.insert(
+                    h.itt,
+                    TaskState::Running {
+                        read: false,
+                        expected_len: task.expected_len,
+                        r2t_count: c.r2t_sn,
+                        lun: task.lun,
+                    },
+                );
+                out.push(Action::Execute(task));
+            }
+        } else {
+            self.issue_r2ts(h.itt, out);
+        }
+    }
+
+    /// A data digest error on a received PDU: Reject it and, at ERL 0, end
+    /// the task it belonged to (its data can no longer arrive).
+    pub fn on_data_digest_error(&mut self, bhs: &[u8; BHS_LEN]) -> Vec<Action> {
+        let mut out = vec![self.reject(RejectReason::DATA_DIGEST_ERROR, bhs)];
+        let itt = bhs_itt(bhs);
+        let opcode = bhs_opcode(bhs);
+        if (opcode == Opcode::DATA_OUT || opcode == Opcode::SCSI_COMMAND)
+            && matches!(self.tasks.get(&itt), Some(TaskState::Collecting(_)))
+        {
+            self.fail_task(itt, SENSE_KEY_ABORTED_COMMAND, ASC_PROTOCOL_CRC_ERROR, &mut out);
+        }
+        out
+    }
+
+    fn on_tmf(&mut self, h: TaskMgmtRequest, out: &mut Vec<Action>) {
+        let f = h.function;
+        let mut aborted = Vec::new();
+        if f == TmfFunction::ABORT_TASK {
+            if self.tasks.remove(&h.referenced_task_tag).is_some() {
+                aborted.push(h.referenced_task_tag);
+            } else {
+                let resp = TmfResponse::TASK_DOES_NOT_EXIST;
+                self.tmf_response(h.itt, resp, out);
+                return;
+            }
+        } else if f == TmfFunction::ABORT_TASK_SET
+            || f == TmfFunction::CLEAR_TASK_SET
+            || f == TmfFunction::LOGICAL_UNIT_RESET
+        {
+            aborted = self.tasks_for_lun(h.lun);
+        } else if f == TmfFunction::TARGET_WARM_RESET || f == TmfFunction::TARGET_COLD_RESET {
+            aborted = self.tasks.keys().copied().collect();
+        } else if f == TmfFunction::CLEAR_ACA {
+            // NACA is never accepted, so no ACA can exist.
+            self.tmf_response(h.itt, TmfResponse::COMPLETE, out);
+            return;
+        } else {
+            self.tmf_response(h.itt, TmfResponse::NOT_SUPPORTED, out);
+            return;
+        }
+        for itt in &aborted {
+            self.tasks.remove(itt);
+        }
+        if !aborted.is_empty() {
+            out.push(Action::Cancel(aborted.clone()));
+        }
+        out.push(Action::TaskManagement(TaskManagement { itt: h.itt, function: f, lun: h.lun, aborted }));
+    }
+
+    fn tasks_for_lun(&self, lun: [u8; 8]) -> Vec<u32> {
+        self.tasks
+            .iter()
+            .filter(|(_, t)| match t {
+                TaskState::Collecting(c) => c.task.lun == lun,
+                TaskState::Running { lun: l, .. } => *l == lun,
+            })
+            .map(|(itt, _)| *itt)
+            .collect()
+    }
+
+    /// The daemon finished a task management function.
+    pub fn tmf_done(&mut self, itt: u32, response: TmfResponse) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.tmf_response(itt, response, &mut out);
+        out
+    }
+
+    fn tmf_response(&mut self, itt: u32, response: TmfResponse, out: &mut Vec<Action>) {
+        let h = Header::TaskMgmtResponse(TaskMgmtResponse {
+            response,
+            itt,
+            stat_sn: self.next_stat_sn(),
+            exp_cmd_sn: self.exp_cmd_sn,
+            max_cmd_sn: self.max_cmd_sn(),
+        });
+        out.push(self.encode(h, Bytes::new()));
+    }
+
+    fn on_text(&mut self, h: TextRequest, pdu: &Pdu, out: &mut Vec<Action>) {
+        let mrdsl = self.params.initiator_max_recv_data_segment_length.max(512) as usize;
+        let mut body: Bytes = if h.ttt != RESERVED_TAG {
+            // Continuation of a long response we started.
+            match self.text_pending.take() {
+                Some((ttt, rest)) if ttt == h.ttt => rest,
+                _ => {
+                    out.push(self.reject(RejectReason::PROTOCOL_ERROR, &pdu.bhs));
+                    return;
+                }
+            }
+        } else {
+            self.text_pending = None;
+            Bytes::from(self.text_answer(&pdu.data))
+        };
+        let (chunk, more) = if body.len() > mrdsl {
+            let chunk = body.split_to(mrdsl);
+            (chunk, true)
+        } else {
+            (std::mem::take(&mut body), false)
+        };
+        let ttt = if more {
+            let t = self.fresh_ttt();
+            self.text_pending = Some((t, body));
+            t
+        } else {
+            RESERVED_TAG
+        };
+        let resp = Header::TextResponse(TextResponse {
+            final_: !more,
+            continue_: more,
+            lun: h.lun,
+            itt: h.itt,
+            ttt,
+            stat_sn: self.next_stat_sn(),
+            exp_cmd_sn: self.exp_cmd_sn,
+            max_cmd_sn: self.max_cmd_sn(),
+        });
+        out.push(self.encode(resp, chunk));
+    }
+
+    /// Answer the keys of a Text Request: SendTargets from the configured
+    /// list, anything else NotUnderstood.
+    fn text_answer(&self, data: &[u8]) -> Vec<u8> {
+        let mut resp = Vec::new();
+        for pair in data.split(|b| *b == 0).filter(|p| !p.is_empty()).take(64) {
+            let Some(eq) = pair.iter().position(|b| *b == b'=') else { continue };
+            let key = &pair[..eq];
+            if key == b"SendTargets" {
+                resp.extend_from_slice(&self.cfg.send_targets);
+            } else if key.len() <= 63 {
+                resp.extend_from_slice(key);
+                resp.extend_from_slice(b"=NotUnderstood\0");
+            }
+        }
+        resp
+    }
+
+    /// A task finished executing: build its Data-In and response PDUs.
+    /// Results of tasks that were aborted meanwhile are dropped.
+    pub fn complete(&mut self, itt: u32, outcome: TaskOutcome) -> Vec<Action> {
+        let mut out = Vec::new();
+        let Some(TaskState::Running { read, expected_len, r2t_count, .. }) = self.tasks.remove(&itt) else {
+            return out;
+        };
+        self.respond(itt, read, expected_len, r2t_count, outcome, &mut out);
+        out
+    }
+
+    fn respond(
+        &mut self,
+        itt: u32,
+        read: bool,
+        edtl: u32,
+        r2t_count: u32,
+        outcome: TaskOutcome,
+        out: &mut Vec<Action>,
+    ) {
+        // Residuals compare what the command wanted to move with what the
+        // initiator said it expected (RFC 7143 §11.4.5).
+        let wanted = if read || outcome.data_out_wanted == 0 {
+            outcome.data_in.len() as u64
+        } else {
+            outcome.data_out_wanted as u64
+        };
+        let wanted = if !read && outcome.data_out_wanted == 0 && !outcome.data_in.is_empty() {
+            // Data-in produced for a command sent without the R bit: none of
+            // it can be transferred.
+            outcome.data_in.len() as u64
+        } else {
+            wanted
+        };
+        let (overflow, underflow, residual) = if wanted > edtl as u64 {
+            (true, false, (wanted - edtl as u64).min(u32::MAX as u64) as u32)
+        } else if wanted < edtl as u64 {
+            (false, true, edtl - wanted as u32)
+        } else {
+            (false, false, 0)
+        };
+        let mut data = if read { outcome.data_in } else { Bytes::new() };
+        data.truncate(edtl as usize);
+        let can_collapse = outcome.sense.is_none() && (outcome.status == 0x00 || outcome.status == 0x04);
+        let seg = self.params.initiator_max_recv_data_segment_length.max(512) as usize;
+        let burst = self.params.max_burst_length.max(seg as u32) as usize;
+        let mut data_sn = 0u32;
+        let mut offset = 0usize;
+        let total = data.len();
+        while offset < total {
+            let n = seg.min(total - offset);
+            let last = offset + n == total;
+            let end_of_burst = last || (offset + n) % burst == 0;
+            let with_status = last && can_collapse;
+            let chunk = data.slice(offset..offset + n);
+            let h = Header::DataIn(DataIn {
+                final_: end_of_burst || with_status,
+                ack: false,
+                overflow: with_status && overflow,
+                underflow: with_status && underflow,
+                has_status: with_status,
+                status: outcome.status,
+                lun: [0; 8],
+                itt,
+                ttt: RESERVED_TAG,
+                stat_sn: if with_status { self.next_stat_sn() } else { self.stat_sn },
+                exp_cmd_sn: self.exp_cmd_sn,
+                max_cmd_sn: self.max_cmd_sn(),
+                data_sn,
+                buffer_offset: offset as u32,
+                residual: if with_status { residual } else { 0 },
+            });
+            out.push(self.encode(h, chunk));
+            data_sn += 1;
+            offset += n;
+            if with_status {
+                return;
+            }
+        }
+        let mut sense_data = Bytes::new();
+        if let Some(sense) = outcome.sense {
+            let n = sense.len().min(seg.saturating_sub(2)).min(u16::MAX as usize);
+            let mut v = Vec::with_capacity(n + 2);
+            v.extend_from_slice(&(n as u16).to_be_bytes());
+            v.extend_from_slice(&sense[..n]);
+            sense_data = Bytes::from(v);
+        }
+        let h = Header::ScsiResponse(ScsiResponse {
+            bidi_overflow: false,
+            bidi_underflow: false,
+            overflow,
+            underflow,
+            response: ServiceResponse::COMPLETED.0,
+            status: outcome.status,
+            itt,
+            snack_tag: 0,
+            stat_sn: self.next_stat_sn(),
+            exp_cmd_sn: self.exp_cmd_sn,
+            max_cmd_sn: self.max_cmd_sn(),
+            exp_data_sn: if read { data_sn } else { r2t_count },
+            bidi_residual: 0,
+            residual,
+        });
+        out.push(self.encode(h, sense_data));
+    }
+}

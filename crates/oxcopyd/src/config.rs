@@ -1,0 +1,527 @@
+//! Configuration: the TOML schema, the embedded default, and validation.
+//!
+//! Validation is complete before anything touches the disk: a config that
+//! does not validate creates, truncates and opens nothing.
+
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Name of the target served when no config file is given.
+pub const DEFAULT_TARGET: &str = "iqn.2026-11.dev.oxcopy:default";
+/// Portal used when no config file is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3260";
+/// Size of each default LUN.
+pub const DEFAULT_LUN_SIZE: u64 = 1 << 30;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub target: Vec<RawTarget>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Vec<String>>,
+    pub data_dir: Option<String>,
+    /// Commands a session may have outstanding (the CmdSN window).
+    pub max_commands_per_session: Option<u32>,
+    /// Seconds of silence before a NOP-In keepalive; 0 disables.
+    pub nop_interval: Option<u64>,
+    /// Seconds a login may take before the connection is dropped.
+    pub login_timeout: Option<u64>,
+}
+
+/// `[[target]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub iqn: String,
+    pub alias: Option<String>,
+    pub initiators: Option<Vec<String>>,
+    #[serde(default)]
+    pub lun: Vec<RawLun>,
+}
+
+/// `[[target.lun]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLun {
+    pub id: i64,
+    pub path: String,
+    pub size: Option<SizeValue>,
+    pub block_size: Option<i64>,
+    pub read_only: Option<bool>,
+}
+
+/// A size given as a string ("4GiB", "512M", "1048576") or an integer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Int(i64),
+    Str(String),
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: String,
+    pub listen: Vec<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub max_commands_per_session: u32,
+    pub nop_interval_secs: u64,
+    pub login_timeout_secs: u64,
+    pub targets: Vec<TargetConfig>,
+}
+
+/// One target.
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    pub iqn: String,
+    pub alias: Option<String>,
+    /// `None`: any initiator may log in.
+    pub initiators: Option<Vec<String>>,
+    pub luns: Vec<LunConfig>,
+}
+
+/// One LUN.
+#[derive(Debug, Clone)]
+pub struct LunConfig {
+    pub id: u16,
+    pub path: PathBuf,
+    /// Size to create the file with when it is missing.
+    pub size: Option<u64>,
+    pub block_size: u32,
+    pub read_only: bool,
+}
+
+/// A configuration problem: which file, which key, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file (or `<embedded default>`).
+    pub file: String,
+    pub key: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.problem)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.key, self.problem)
+        }
+    }
+}
+
+fn err(source: &str, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError { file: source.to_string(), key: key.into(), problem: problem.into() }
+}
+
+/// Parse "4GiB", "512MiB", "1G", "4096", "2T" (binary multiples). `None` on
+/// anything else, including overflow and zero.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    if num.is_empty() {
+        return None;
+    }
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult).filter(|v| *v > 0)
+}
+
+/// Is this a valid iSCSI name (RFC 7143 §4.2.7): `iqn.yyyy-mm.reversed.domain[:anything]`,
+/// `eui.` + 16 hex digits, or `naa.` + 16 or 32 hex digits; at most 223 bytes,
+/// lower-case, no whitespace.
+pub fn valid_iscsi_name(name: &str) -> bool {
+    if name.is_empty() || name.len() > 223 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    if let Some(rest) = name.strip_prefix("iqn.") {
+        let b = rest.as_bytes();
+        let date_ok = b.len() >= 8
+            && b[..4].iter().all(u8::is_ascii_digit)
+            && b[4] == b'-'
+            && b[5..7].iter().all(u8::is_ascii_digit)
+            && b[7] == b'.';
+        let month_ok = date_ok
+            && matches!(&rest[5..7], "01" | "02" | "03" | "04" | "05" | "06" | "07" | "08" | "09" | "10" | "11" | "12");
+        if !month_ok {
+            return false;
+        }
+        let authority = rest[8..].split(':').next().unwrap_or("");
+        !authority.is_empty()
+            && authority.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+            && !name.chars().any(|c| c.is_ascii_uppercase())
+    } else if let Some(hex) = name.strip_prefix("eui.") {
+        hex.len() == 16 && hex.chars().all(|c| c.is_ascii_hexdigit())
+    } else if let Some(hex) = name.strip_prefix("naa.") {
+        (hex.len() == 16 || hex.len() == 32) && hex.chars().all(|c| c.is_ascii_hexdigit())
+    } else {
+        false
+    }
+}
+
+impl Config {
+    /// The embedded default: one target, two 1 GiB sparse LUNs under `data_dir`.
+    pub fn embedded_default(listen: Vec<SocketAddr>, data_dir: PathBuf) -> Config {
+        let luns = (0..2u16)
+            .map(|id| LunConfig {
+                id,
+                path: data_dir.join(format!("lun{id}.img")),
+                size: Some(DEFAULT_LUN_SIZE),
+                block_size: 512,
+                read_only: false,
+            })
+            .collect();
+        Config {
+            source: "<embedded default>".into(),
+            listen,
+            data_dir,
+            max_commands_per_session: 128,
+            nop_interval_secs: 30,
+            login_timeout_secs: 30,
+            targets: vec![TargetConfig {
+                iqn: DEFAULT_TARGET.into(),
+                alias: Some("oxcopy default".into()),
+                initiators: None,
+                luns,
+            }],
+        }
+    }
+
+    /// Read and validate a TOML file. Paths in it are relative to the
+    /// current directory (as the user typed them).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| err(&source, "", format!("cannot read: {e}")))?;
+        Config::from_toml(&text, &source)
+    }
+
+    /// Parse and validate TOML text; `source` names it in errors.
+    pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            // toml's message names the key and line; keep it on one line.
+            let msg = e.message().to_string();
+            let loc = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}")
+                })
+                .unwrap_or_default();
+            err(source, loc, msg)
+        })?;
+        Config::validate(raw, source)
+    }
+
+    fn validate(raw: RawConfig, source: &str) -> Result<Config, ConfigError> {
+        let listen_strs = raw.server.listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.to_string()]);
+        if listen_strs.is_empty() {
+            return Err(err(source, "server.listen", "needs at least one address"));
+        }
+        let mut listen = Vec::new();
+        for (i, l) in listen_strs.iter().enumerate() {
+            let addr: SocketAddr = l
+                .parse()
+                .map_err(|_| err(source, format!("server.listen[{i}]"), format!("'{l}' is not an IP:port address")))?;
+            listen.push(addr);
+        }
+        let data_dir = PathBuf::from(raw.server.data_dir.unwrap_or_else(|| "./oxcopy-data".into()));
+        let max_commands_per_session = raw.server.max_commands_per_session.unwrap_or(128);
+        if !(1..=4096).contains(&max_commands_per_session) {
+            return Err(err(source, "server.max_commands_per_session", "must be between 1 and 4096"));
+        }
+        if raw.target.is_empty() {
+            return Err(err(source, "target", "at least one [[target]] is required"));
+        }
+        let mut names = HashSet::new();
+        let mut files: HashMap<PathBuf, String> = HashMap::new();
+        let mut targets = Vec::new();
+        for (ti, t) in raw.target.into_iter().enumerate() {
+            let tkey = format!("target[{ti}]");
+            if !valid_iscsi_name(&t.iqn) {
+                return Err(err(
+                    source,
+                    format!("{tkey}.iqn"),
+                    format!(
+                        "'{}' is not a valid iSCSI name (iqn.yyyy-mm.domain[:id], eui.<16 hex>, naa.<16|32 hex>)",
+                        t.iqn
+                    ),
+                ));
+            }
+            if !names.insert(t.iqn.clone()) {
+                return Err(err(source, format!("{tkey}.iqn"), format!("duplicate target name '{}'", t.iqn)));
+            }
+            if let Some(inits) = &t.initiators {
+                for (ii, i) in inits.iter().enumerate() {
+                    if !valid_iscsi_name(i) {
+                        return Err(err(
+                            source,
+                            format!("{tkey}.initiators[{ii}]"),
+                            format!("'{i}' is not a valid iSCSI name"),
+                        ));
+                    }
+                }
+            }
+            if t.lun.is_empty() {
+                return Err(err(source, format!("{tkey}.lun"), "a target needs at least one [[target.lun]]"));
+            }
+            let mut ids = HashSet::new();
+            let mut luns = Vec::new();
+            for (li, l) in t.lun.into_iter().enumerate() {
+                let lkey = format!("{tkey}.lun[{li}]");
+                if !(0..16384).contains(&l.id) {
+                    return Err(err(source, format!("{lkey}.id"), format!("{} is outside 0..16383", l.id)));
+                }
+                let id = l.id as u16;
+                if !ids.insert(id) {
+                    return Err(err(
+                        source,
+                        format!("{lkey}.id"),
+                        format!("duplicate LUN id {id} in target '{}'", t.iqn),
+                    ));
+                }
+                let block_size = match l.block_size.unwrap_or(512) {
+                    512 => 512,
+                    4096 => 4096,
+                    other => {
+                        return Err(err(source, format!("{lkey}.block_size"), format!("{other} is not 512 or 4096")))
+                    }
+                };
+                let size = match &l.size {
+                    None => None,
+                    Some(SizeValue::Int(n)) if *n > 0 => Some(*n as u64),
+                    Some(SizeValue::Int(n)) => {
+                        return Err(err(source, format!("{lkey}.size"), format!("{n} is not a positive size")))
+                    }
+                    Some(SizeValue::Str(s)) => Some(parse_size(s).ok_or_else(|| {
+                        err(source, format!("{lkey}.size"), format!("'{s}' is not a size (e.g. \"4GiB\", \"512MiB\")"))
+                    })?),
+                };
+                if let Some(sz) = size {
+                    if sz % block_size as u64 != 0 {
+                        return Err(err(
+                            source,
+                            format!("{lkey}.size"),
+                            format!("{sz} bytes is not a multiple of the block size {block_size}"),
+                        ));
+                    }
+                }
+                if l.path.is_empty() {
+                    return Err(err(source, format!("{lkey}.path"), "is empty"));
+                }
+                let path = PathBuf::from(&l.path);
+                let canon = canonical_target(&path);
+                if let Some(other) = files.insert(canon, lkey.clone()) {
+                    return Err(err(
+                        source,
+                        format!("{lkey}.path"),
+                        format!("'{}' is already used by {other}", l.path),
+                    ));
+                }
+                match std::fs::metadata(&path) {
+                    Ok(md) => {
+                        if !md.is_file() {
+                            return Err(err(
+                                source,
+                                format!("{lkey}.path"),
+                                format!("'{}' is not a regular file", l.path),
+                            ));
+                        }
+                        if let Some(sz) = size {
+                            if md.len() != sz {
+                                return Err(err(
+                                    source,
+                                    format!("{lkey}.size"),
+                                    format!(
+                                        "{sz} bytes disagrees with existing file '{}' of {} bytes",
+                                        l.path,
+                                        md.len()
+                                    ),
+                                ));
+                            }
+                        }
+                        if md.len() == 0 || md.len() % block_size as u64 != 0 {
+                            return Err(err(
+                                source,
+                                format!("{lkey}.path"),
+                                format!(
+                                    "existing file of {} bytes is not a positive multiple of {block_size}",
+                                    md.len()
+                                ),
+                            ));
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        if size.is_none() {
+                            return Err(err(
+                                source,
+                                format!("{lkey}.size"),
+                                format!("'{}' does not exist, so a size is needed to create it", l.path),
+                            ));
+                        }
+                    }
+                    Err(e) => return Err(err(source, format!("{lkey}.path"), format!("'{}': {e}", l.path))),
+                }
+                luns.push(LunConfig { id, path, size, block_size, read_only: l.read_only.unwrap_or(false) });
+            }
+            targets.push(TargetConfig { iqn: t.iqn, alias: t.alias, initiators: t.initiators, luns });
+        }
+        Ok(Config {
+            source: source.to_string(),
+            listen,
+            data_dir,
+            max_commands_per_session,
+            nop_interval_secs: raw.server.nop_interval.unwrap_or(30),
+            login_timeout_secs: raw.server.login_timeout.unwrap_or(30),
+            targets,
+        })
+    }
+}
+
+/// A path's identity for duplicate detection, also for files not yet
+/// created: the canonical parent directory joined with the file name.
+fn canonical_target(path: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(path) {
+        return c;
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+    match path.file_name() {
+        Some(n) => parent.join(n),
+        None => parent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, "test.toml")
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4GiB"), Some(4 << 30));
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("1 TiB"), Some(1 << 40));
+        assert_eq!(parse_size("0"), None);
+        assert_eq!(parse_size("GiB"), None);
+        assert_eq!(parse_size("4XB"), None);
+        assert_eq!(parse_size("99999999999999999999G"), None);
+        assert_eq!(parse_size("18446744073709551615G"), None);
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_iscsi_name("iqn.2026-11.dev.oxcopy:disk1"));
+        assert!(valid_iscsi_name("iqn.1994-05.com.example:host1"));
+        assert!(valid_iscsi_name("eui.02004567A425678D"));
+        assert!(valid_iscsi_name("naa.52004567BA64678D"));
+        assert!(!valid_iscsi_name("iqn.2026-13.dev.x"));
+        assert!(!valid_iscsi_name("iqn.26-11.dev.x"));
+        assert!(!valid_iscsi_name("disk1"));
+        assert!(!valid_iscsi_name("iqn.2026-11.dev.x:has space"));
+        assert!(!valid_iscsi_name("eui.123"));
+    }
+
+    #[test]
+    fn the_issue_schema_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lun0.img");
+        let text = format!(
+            r#"
+[server]
+listen = ["127.0.0.1:3260"]
+data_dir = "./oxcopy-data"
+
+[[target]]
+iqn = "iqn.2026-11.dev.oxcopy:disk1"
+initiators = ["iqn.1994-05.com.example:host1"]
+
+[[target.lun]]
+id = 0
+path = "{}"
+size = "4GiB"
+block_size = 512
+"#,
+            p.display()
+        );
+        let c = cfg(&text).unwrap();
+        assert_eq!(c.targets[0].luns[0].size, Some(4 << 30));
+        assert!(!p.exists(), "validation must not create files");
+    }
+
+    fn expect_err(text: &str, key_part: &str, problem_part: &str) {
+        let e = cfg(text).unwrap_err();
+        assert!(e.key.contains(key_part), "key {:?} lacks {key_part:?} ({e})", e.key);
+        assert!(e.problem.contains(problem_part), "problem {:?} lacks {problem_part:?}", e.problem);
+        assert!(e.to_string().starts_with("test.toml: "));
+    }
+
+    #[test]
+    fn bad_configs_name_key_and_problem() {
+        expect_err("[server]\nlisten=[\"x\"]\n[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-a\"\nsize=\"1M\"", "server.listen[0]", "not an IP");
+        expect_err("[server]\nbogus=1\n", "line", "unknown field");
+        expect_err(
+            "[[target]]\niqn=\"disk\"\n[[target.lun]]\nid=0\npath=\"/tmp/x\"\nsize=\"1M\"",
+            "target[0].iqn",
+            "not a valid iSCSI name",
+        );
+        expect_err(
+            "[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-a\"\nsize=\"1M\"\n[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-b\"\nsize=\"1M\"",
+            "target[1].iqn",
+            "duplicate target",
+        );
+        expect_err(
+            "[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-a\"\nsize=\"1M\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-b\"\nsize=\"1M\"",
+            "target[0].lun[1].id",
+            "duplicate LUN id",
+        );
+        expect_err(
+            "[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-a\"\nsize=\"lots\"",
+            "lun[0].size",
+            "not a size",
+        );
+        expect_err(
+            "[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-a\"\nsize=\"1M\"\n[[target.lun]]\nid=1\npath=\"/tmp/../tmp/oxcopy-none-a\"\nsize=\"1M\"",
+            "lun[1].path",
+            "already used",
+        );
+        expect_err("[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-a\"\nsize=\"1M\"\nblock_size=1000", "block_size", "not 512 or 4096");
+    }
+
+    #[test]
+    fn size_disagreeing_with_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.img");
+        std::fs::write(&p, vec![0u8; 8192]).unwrap();
+        let text = format!(
+            "[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"{}\"\nsize=\"16KiB\"",
+            p.display()
+        );
+        let e = cfg(&text).unwrap_err();
+        assert!(e.key.ends_with("size") && e.problem.contains("disagrees"), "{e}");
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 8192);
+    }
+}

@@ -1,0 +1,10 @@
+//! `oxcopyd`, the oxcopy iSCSI target daemon, as a library: configuration,
+//! stable LUN identities, and the tokio server (used by the binary and by
+//! the end-to-end tests).
+
+pub mod config;
+pub mod identity;
+pub mod server;
+
+pub use config::{Config, ConfigError};
+pub use server::{start, Running};

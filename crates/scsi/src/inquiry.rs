@@ -1,0 +1,251 @@
+//! INQUIRY (SPC-4 §6.6): standard data and the VPD pages 00h, 80h, 83h,
+//! B0h, B1h and B2h (8Fh joins the list when the copy manager is enabled).
+
+use crate::cdb::{be, byte};
+use crate::copy;
+use crate::exec::{CmdResult, Ctx, Done};
+use crate::lu::{LogicalUnit, MAX_TRANSFER_BYTES, OPTIMAL_TRANSFER_BYTES};
+use crate::sense::Sense;
+
+/// VPD page codes.
+pub struct VpdPage;
+
+impl VpdPage {
+    pub const SUPPORTED_PAGES: u8 = 0x00;
+    pub const UNIT_SERIAL_NUMBER: u8 = 0x80;
+    pub const DEVICE_IDENTIFICATION: u8 = 0x83;
+    pub const THIRD_PARTY_COPY: u8 = 0x8F;
+    pub const BLOCK_LIMITS: u8 = 0xB0;
+    pub const BLOCK_DEVICE_CHARACTERISTICS: u8 = 0xB1;
+    pub const LOGICAL_BLOCK_PROVISIONING: u8 = 0xB2;
+}
+
+/// Version descriptors claimed: SAM-5, SPC-4, SBC-3, iSCSI.
+/// (libiscsi enables its SBC-3 checks on 04C0h.)
+const VERSION_DESCRIPTORS: [u16; 4] = [0x00A0, 0x0460, 0x04C0, 0x0960];
+
+/// Byte 0 for a LUN with no logical unit: qualifier 011b, type 1Fh.
+const NO_LU: u8 = 0x7F;
+/// Byte 0 for our LUs: qualifier 000b, direct-access block device.
+const DISK: u8 = 0x00;
+
+/// Standard INQUIRY data length (ADDITIONAL LENGTH = 91).
+const STANDARD_LEN: usize = 96;
+
+/// Copy `s` into a space-padded fixed field, replacing anything outside
+/// printable ASCII (SPC-4 §4.4.1 allows only 20h-7Eh here).
+fn ascii_field(dst: &mut [u8], s: &str) {
+    dst.fill(b' ');
+    for (d, c) in dst.iter_mut().zip(s.bytes()) {
+        *d = if (0x20..=0x7E).contains(&c) { c } else { b' ' };
+    }
+}
+
+/// Standard INQUIRY data for `lu`, or for an absent LU.
+pub(crate) fn standard(lu: Option<&LogicalUnit>) -> Vec<u8> {
+    let mut d = vec![0u8; STANDARD_LEN];
+    d[0] = if lu.is_some() { DISK } else { NO_LU };
+    d[2] = 0x06; // SPC-4
+    d[3] = 0x12; // HISUP, RESPONSE DATA FORMAT 2
+    d[4] = (STANDARD_LEN - 5) as u8;
+    if lu.is_some_and(|l| l.third_party_copy()) {
+        d[5] |= 0x08; // 3PC
+    }
+    d[7] = 0x02; // CMDQUE
+    let default_cfg = crate::lu::LuConfig::default();
+    let cfg = lu.map(|l| l.config()).unwrap_or(&default_cfg);
+    ascii_field(&mut d[8..16], &cfg.vendor);
+    ascii_field(&mut d[16..32], &cfg.product);
+    ascii_field(&mut d[32..36], &cfg.revision);
+    for (i, v) in VERSION_DESCRIPTORS.iter().enumerate() {
+        let o = 58 + 2 * i;
+        d[o..o + 2].copy_from_slice(&v.to_be_bytes());
+    }
+    d
+}
+
+/// INQUIRY.
+pub(crate) fn inquiry(ctx: &Ctx<'_>) -> CmdResult {
+    let cdb = ctx.cdb;
+    let evpd = byte(cdb, 1) & 0x01 != 0;
+    let page = byte(cdb, 2);
+    let alloc = be(cdb, 3, 2);
+    if !evpd {
+        if page != 0 {
+            return Err(Sense::invalid_cdb_field(2, Some(7)).into());
+        }
+        return Ok(Done::data(standard(ctx.lu), alloc));
+    }
+    let data = match ctx.lu {
+        None if page == VpdPage::SUPPORTED_PAGES => vpd_page(NO_LU, page, vec![0x00]),
+        None => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
+        Some(lu) => match page {
+            VpdPage::SUPPORTED_PAGES => vpd_page(DISK, page, supported_pages(lu)),
+            VpdPage::UNIT_SERIAL_NUMBER => vpd_page(DISK, page, serial(lu)),
+            VpdPage::DEVICE_IDENTIFICATION => vpd_page(DISK, page, device_id(ctx, lu)),
+            VpdPage::BLOCK_LIMITS => vpd_page(DISK, page, block_limits(lu)),
+            VpdPage::BLOCK_DEVICE_CHARACTERISTICS => vpd_page(DISK, page, bdc()),
+            VpdPage::LOGICAL_BLOCK_PROVISIONING => vpd_page(DISK, page, lbp(lu)),
+            VpdPage::THIRD_PARTY_COPY if lu.third_party_copy() => match copy::vpd_third_party_copy(lu) {
+                Some(body) => vpd_page(DISK, page, body),
+                None => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
+            },
+            _ => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
+        },
+    };
+    Ok(Done::data(data, alloc))
+}
+
+/// Header (with a 2-byte PAGE LENGTH) + body.
+fn vpd_page(b0: u8, page: u8, body: Vec<u8>) -> Vec<u8> {
+    let mut d = Vec::with_capacity(4 + body.len());
+    d.push(b0);
+    d.push(page);
+    d.extend_from_slice(&u16::try_from(body.len()).unwrap_or(u16::MAX).to_be_bytes());
+    d.extend(body);
+    d
+}
+
+/// Page list, strictly ascending (Windows rejects anything else).
+fn supported_pages(lu: &LogicalUnit) -> Vec<u8> {
+    let mut p = vec![VpdPage::SUPPORTED_PAGES, VpdPage::UNIT_SERIAL_NUMBER, VpdPage::DEVICE_IDENTIFICATION];
+    if lu.third_party_copy() && copy::vpd_third_party_copy(lu).is_some() {
+        p.push(VpdPage::THIRD_PARTY_COPY);
+    }
+    p.extend_from_slice(&[
+        VpdPage::BLOCK_LIMITS,
+        VpdPage::BLOCK_DEVICE_CHARACTERISTICS,
+        VpdPage::LOGICAL_BLOCK_PROVISIONING,
+    ]);
+    p
+}
+
+fn serial(lu: &LogicalUnit) -> Vec<u8> {
+    lu.config().serial.bytes().take(252).map(|c| if (0x20..=0x7E).contains(&c) { c } else { b' ' }).collect()
+}
+
+/// Designator header: PROTOCOL IDENTIFIER/CODE SET, PIV/ASSOCIATION/TYPE.
+fn designator(out: &mut Vec<u8>, b0: u8, b1: u8, value: &[u8]) {
+    out.push(b0);
+    out.push(b1);
+    out.push(0);
+    out.push(u8::try_from(value.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(value);
+}
+
+/// iSCSI protocol identifier in the upper nibble.
+const PROTO_ISCSI: u8 = 0x50;
+const CODE_SET_BINARY: u8 = 0x01;
+const CODE_SET_UTF8: u8 = 0x03;
+const PIV: u8 = 0x80;
+const ASSOC_LU: u8 = 0x00;
+const ASSOC_PORT: u8 = 0x10;
+const ASSOC_TARGET: u8 = 0x20;
+const TYPE_NAA: u8 = 0x03;
+const TYPE_RELATIVE_PORT: u8 = 0x04;
+const TYPE_SCSI_NAME: u8 = 0x08;
+
+/// A SCSI name string: UTF-8, null-terminated, padded to a multiple of 4,
+/// at most 256 bytes (SPC-4 §7.8.6.11).
+fn scsi_name(s: &str) -> Vec<u8> {
+    let mut v: Vec<u8> = s.bytes().filter(|&b| b != 0).take(252).collect();
+    v.push(0);
+    while v.len() % 4 != 0 {
+        v.push(0);
+    }
+    v
+}
+
+/// Relative target port identifier: the portal group tag (0 is reserved,
+/// so TPGT 0 is reported as port 1).
+fn relative_port(tpgt: u16) -> u16 {
+    tpgt.max(1)
+}
+
+fn device_id(ctx: &Ctx<'_>, lu: &LogicalUnit) -> Vec<u8> {
+    let mut d = Vec::new();
+    designator(&mut d, CODE_SET_BINARY, ASSOC_LU | TYPE_NAA, &lu.naa());
+    let tpgt = ctx.req.nexus.tpgt;
+    let rel = relative_port(tpgt).to_be_bytes();
+    designator(&mut d, PROTO_ISCSI | CODE_SET_BINARY, PIV | ASSOC_PORT | TYPE_RELATIVE_PORT, &[0, 0, rel[0], rel[1]]);
+    let name = ctx.target.name();
+    designator(
+        &mut d,
+        PROTO_ISCSI | CODE_SET_UTF8,
+        PIV | ASSOC_PORT | TYPE_SCSI_NAME,
+        &scsi_name(&format!("{name},t,0x{tpgt:04x}")),
+    );
+    designator(&mut d, PROTO_ISCSI | CODE_SET_UTF8, PIV | ASSOC_TARGET | TYPE_SCSI_NAME, &scsi_name(name));
+    d
+}
+
+/// Block Limits (page length 3Ch, SBC-3).
+fn block_limits(lu: &LogicalUnit) -> Vec<u8> {
+    let bs = lu.block_size();
+    let mut d = vec![0u8; 0x3C];
+    d[0] = 0x01; // WSNZ
+    let fs = lu.storage().capabilities().fs_block_size;
+    let gran = u16::try_from((fs / bs).max(1)).unwrap_or(1);
+    d[2..4].copy_from_slice(&gran.to_be_bytes());
+    let max = MAX_TRANSFER_BYTES / bs;
+    d[4..8].copy_from_slice(&max.to_be_bytes());
+    d[8..12].copy_from_slice(&(OPTIMAL_TRANSFER_BYTES / bs).to_be_bytes());
+    d[12..16].copy_from_slice(&max.to_be_bytes()); // MAXIMUM PREFETCH LENGTH
+                                                   // UNMAP / WRITE SAME / atomic limits: 0 until those commands exist.
+    d
+}
+
+/// Block Device Characteristics: non-rotating medium.
+fn bdc() -> Vec<u8> {
+    let mut d = vec![0u8; 0x3C];
+    d[0..2].copy_from_slice(&1u16.to_be_bytes());
+    d
+}
+
+/// Logical Block Provisioning, truthful to [`LogicalUnit::provisioning`].
+fn lbp(lu: &LogicalUnit) -> Vec<u8> {
+    let p = lu.provisioning();
+    let mut d = vec![0u8; 4];
+    if p.lbpu {
+        d[1] |= 0x80;
+    }
+    if p.lbpws {
+        d[1] |= 0x40;
+    }
+    if p.lbpws10 {
+        d[1] |= 0x20;
+    }
+    if p.lbprz {
+        d[1] |= 0x04;
+    }
+    if p.lbpme {
+        d[2] = 0x02; // PROVISIONING TYPE: thin
+    }
+    d
+}
+
+/// Maximum transfer length in blocks for `lu`.
+pub(crate) fn max_transfer_blocks(lu: &LogicalUnit) -> u64 {
+    u64::from(MAX_TRANSFER_BYTES / lu.block_size())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scsi_name_padding() {
+        assert_eq!(scsi_name("iqn"), b"iqn\0".to_vec());
+        assert_eq!(scsi_name("iqn.x"), b"iqn.x\0\0\0".to_vec());
+        assert_eq!(scsi_name(&"a".repeat(400)).len(), 256);
+        assert_eq!(relative_port(0), 1);
+        assert_eq!(relative_port(7), 7);
+    }
+
+    #[test]
+    fn ascii_field_sanitizes() {
+        let mut f = [0u8; 8];
+        ascii_field(&mut f, "AB\u{e9}\n");
+        assert_eq!(&f, b"AB      ");
+    }
+}

@@ -1,0 +1,212 @@
+//! A logical unit: a block device over a [`Storage`] backend plus the state
+//! SPC/SBC attach to it (mode parameters, unit attentions, range locks).
+
+use crate::mode::ModeState;
+use crate::nexus::Nexus;
+use crate::range_lock::RangeLocks;
+use crate::sense::{Asc, Sense};
+use crate::ua::UnitAttentions;
+use oxcopy_storage::{Storage, StorageError};
+use parking_lot::RwLock;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Largest data transfer of one command, bytes (MAXIMUM TRANSFER LENGTH in
+/// VPD B0h is this divided by the block size).
+pub const MAX_TRANSFER_BYTES: u32 = 16 << 20;
+/// OPTIMAL TRANSFER LENGTH advertised, bytes.
+pub const OPTIMAL_TRANSFER_BYTES: u32 = 1 << 20;
+
+/// Static configuration of a logical unit, supplied by the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LuConfig {
+    /// Logical block size: 512 or 4096.
+    pub block_size: u32,
+    /// Every write-type command fails with DATA PROTECT / WRITE PROTECTED.
+    pub read_only: bool,
+    /// Unit serial number (VPD 80h), printable ASCII.
+    pub serial: String,
+    /// NAA 6 (IEEE Registered Extended) designator, 16 bytes, computed by the
+    /// daemon from a stable per-LU identity.
+    pub naa: [u8; 16],
+    /// T10 vendor identification (8 characters used).
+    pub vendor: String,
+    /// Product identification (16 characters used).
+    pub product: String,
+    /// Product revision level (4 characters used).
+    pub revision: String,
+}
+
+impl Default for LuConfig {
+    fn default() -> Self {
+        LuConfig {
+            block_size: 512,
+            read_only: false,
+            serial: String::new(),
+            naa: [0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            vendor: "OXCOPY".into(),
+            product: "oxcopy disk".into(),
+            revision: "0001".into(),
+        }
+    }
+}
+
+/// Called with the exclusive range lock held, before any write reaches the
+/// storage. The point-in-time token layer uses it to preserve the old
+/// contents of protected ranges; an error fails the write with that sense.
+pub trait WriteHook: Send + Sync + fmt::Debug {
+    /// Runs before `blocks` blocks at `lba` are overwritten.
+    fn before_write(&self, lu: &LogicalUnit, lba: u64, blocks: u64) -> Result<(), Sense>;
+}
+
+/// Logical block provisioning as reported by READ CAPACITY (16) and VPD B2h.
+/// All false today (fully provisioned, no UNMAP); the thin-provisioning issue
+/// sets these from the backend's capabilities.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Provisioning {
+    /// LBPME: logical block provisioning management enabled.
+    pub lbpme: bool,
+    /// LBPRZ: unmapped blocks read as zeroes.
+    pub lbprz: bool,
+    /// LBPU: UNMAP supported.
+    pub lbpu: bool,
+    /// LBPWS: WRITE SAME (16) with UNMAP supported.
+    pub lbpws: bool,
+    /// LBPWS10: WRITE SAME (10) with UNMAP supported.
+    pub lbpws10: bool,
+}
+
+/// One logical unit.
+pub struct LogicalUnit {
+    cfg: LuConfig,
+    storage: Arc<dyn Storage>,
+    num_blocks: u64,
+    pub(crate) mode: ModeState,
+    pub(crate) ua: UnitAttentions,
+    locks: RangeLocks,
+    third_party_copy: AtomicBool,
+    write_hook: RwLock<Option<Arc<dyn WriteHook>>>,
+    provisioning: Provisioning,
+}
+
+impl fmt::Debug for LogicalUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogicalUnit")
+            .field("serial", &self.cfg.serial)
+            .field("block_size", &self.cfg.block_size)
+            .field("num_blocks", &self.num_blocks)
+            .field("read_only", &self.cfg.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogicalUnit {
+    /// Build an LU. A block size other than 512 or 4096 is replaced by 512
+    /// (the daemon validates configuration; this keeps the model total).
+    /// Trailing bytes of the store beyond a whole block are not addressable.
+    pub fn new(cfg: LuConfig, storage: Arc<dyn Storage>) -> Self {
+        let mut cfg = cfg;
+        if cfg.block_size != 512 && cfg.block_size != 4096 {
+            tracing::warn!(block_size = cfg.block_size, "unsupported block size, using 512");
+            cfg.block_size = 512;
+        }
+        let num_blocks = storage.len() / u64::from(cfg.block_size);
+        LogicalUnit {
+            cfg,
+            storage,
+            num_blocks,
+            mode: ModeState::default(),
+            ua: UnitAttentions::default(),
+            locks: RangeLocks::new(),
+            third_party_copy: AtomicBool::new(false),
+            write_hook: RwLock::new(None),
+            provisioning: Provisioning::default(),
+        }
+    }
+
+    /// Logical block size in bytes.
+    pub fn block_size(&self) -> u32 {
+        self.cfg.block_size
+    }
+
+    /// Number of addressable logical blocks.
+    pub fn num_blocks(&self) -> u64 {
+        self.num_blocks
+    }
+
+    /// The NAA 6 designator (VPD 83h), also the copy manager's lookup key.
+    pub fn naa(&self) -> [u8; 16] {
+        self.cfg.naa
+    }
+
+    /// Configuration as given.
+    pub fn config(&self) -> &LuConfig {
+        &self.cfg
+    }
+
+    /// The backend.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The LU's range-lock table.
+    pub fn range_locks(&self) -> &RangeLocks {
+        &self.locks
+    }
+
+    /// Make completed writes durable.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.storage.flush()
+    }
+
+    /// True when writes must fail: configured read-only or SWP set in the
+    /// Control mode page.
+    pub fn write_protected(&self) -> bool {
+        self.cfg.read_only || self.mode.swp()
+    }
+
+    /// Whether the LU advertises a copy manager (INQUIRY 3PC bit, VPD 8Fh).
+    /// False until the copy-offload issue lands.
+    pub fn third_party_copy(&self) -> bool {
+        self.third_party_copy.load(Ordering::Relaxed)
+    }
+
+    /// Turn the 3PC advertisement on or off.
+    pub fn set_third_party_copy(&self, on: bool) {
+        self.third_party_copy.store(on, Ordering::Relaxed);
+    }
+
+    /// Install (or remove) the write hook.
+    pub fn set_write_hook(&self, hook: Option<Arc<dyn WriteHook>>) {
+        *self.write_hook.write() = hook;
+    }
+
+    pub(crate) fn write_hook(&self) -> Option<Arc<dyn WriteHook>> {
+        self.write_hook.read().clone()
+    }
+
+    /// Provisioning state reported to initiators.
+    pub fn provisioning(&self) -> Provisioning {
+        self.provisioning
+    }
+
+    /// Establish a unit attention for every I_T nexus that has used this LU
+    /// (e.g. CAPACITY DATA HAS CHANGED after a resize).
+    pub fn establish_unit_attention(&self, asc: Asc) {
+        self.ua.establish_all(asc, None);
+    }
+
+    /// Unit attentions pending for `nexus`, oldest first.
+    pub fn pending_unit_attentions(&self, nexus: &Nexus) -> Vec<Asc> {
+        self.ua.peek(nexus)
+    }
+
+    /// LOGICAL UNIT RESET effects (SAM-5 §6.3.3): mode parameters back to
+    /// their defaults (we save none) and the given reset condition for every
+    /// known nexus.
+    pub(crate) fn reset(&self, asc: Asc) {
+        self.mode.reset();
+        self.ua.reset_all(asc);
+    }
+}

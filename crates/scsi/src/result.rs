@@ -1,0 +1,33 @@
+//! Command outcomes.
+
+/// SCSI status byte (SAM-5). A newtype: any byte is representable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ScsiStatus(pub u8);
+
+impl ScsiStatus {
+    pub const GOOD: Self = Self(0x00);
+    pub const CHECK_CONDITION: Self = Self(0x02);
+    pub const CONDITION_MET: Self = Self(0x04);
+    pub const BUSY: Self = Self(0x08);
+    pub const RESERVATION_CONFLICT: Self = Self(0x18);
+    pub const TASK_SET_FULL: Self = Self(0x28);
+    pub const ACA_ACTIVE: Self = Self(0x30);
+    pub const TASK_ABORTED: Self = Self(0x40);
+}
+
+/// The outcome of one command, as the transport needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandResult {
+    /// GOOD, CHECK CONDITION, CONDITION MET, TASK ABORTED, ...
+    pub status: ScsiStatus,
+    /// Encoded sense data (fixed or descriptor format, as the LU's D_SENSE
+    /// selects), present with CHECK CONDITION.
+    pub sense: Option<Vec<u8>>,
+    /// Data-in bytes, already clipped to the CDB's allocation/transfer length
+    /// (but not to the transport's expected length: the transport clips and
+    /// computes the residual).
+    pub data_in: Vec<u8>,
+    /// Bytes of data-out the CDB called for (the transport compares it to
+    /// what it was told to expect, for residuals). 0 for non-write commands.
+    pub data_out_wanted: u32,
+}

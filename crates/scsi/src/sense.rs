@@ -1,0 +1,340 @@
+//! Sense data (SPC-4 §4.5): named sense keys and ASC/ASCQ pairs, and the
+//! fixed (70h) and descriptor (72h) encodings.
+
+use std::fmt;
+
+/// SENSE KEY (SPC-4 table 27). A newtype so every 4-bit value is representable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SenseKey(pub u8);
+
+impl SenseKey {
+    pub const NO_SENSE: Self = Self(0x0);
+    pub const RECOVERED_ERROR: Self = Self(0x1);
+    pub const NOT_READY: Self = Self(0x2);
+    pub const MEDIUM_ERROR: Self = Self(0x3);
+    pub const HARDWARE_ERROR: Self = Self(0x4);
+    pub const ILLEGAL_REQUEST: Self = Self(0x5);
+    pub const UNIT_ATTENTION: Self = Self(0x6);
+    pub const DATA_PROTECT: Self = Self(0x7);
+    pub const BLANK_CHECK: Self = Self(0x8);
+    pub const COPY_ABORTED: Self = Self(0xA);
+    pub const ABORTED_COMMAND: Self = Self(0xB);
+    pub const VOLUME_OVERFLOW: Self = Self(0xD);
+    pub const MISCOMPARE: Self = Self(0xE);
+}
+
+/// An ADDITIONAL SENSE CODE / ADDITIONAL SENSE CODE QUALIFIER pair.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Asc(pub u8, pub u8);
+
+impl Asc {
+    pub const NO_ADDITIONAL_SENSE: Self = Self(0x00, 0x00);
+    pub const WRITE_ERROR: Self = Self(0x0C, 0x00);
+    pub const INVALID_FIELD_IN_INFORMATION_UNIT: Self = Self(0x0E, 0x03);
+    pub const UNRECOVERED_READ_ERROR: Self = Self(0x11, 0x00);
+    pub const PARAMETER_LIST_LENGTH_ERROR: Self = Self(0x1A, 0x00);
+    pub const MISCOMPARE_DURING_VERIFY: Self = Self(0x1D, 0x00);
+    pub const INVALID_COMMAND_OPERATION_CODE: Self = Self(0x20, 0x00);
+    pub const LBA_OUT_OF_RANGE: Self = Self(0x21, 0x00);
+    pub const INVALID_FIELD_IN_CDB: Self = Self(0x24, 0x00);
+    pub const LOGICAL_UNIT_NOT_SUPPORTED: Self = Self(0x25, 0x00);
+    pub const INVALID_FIELD_IN_PARAMETER_LIST: Self = Self(0x26, 0x00);
+    pub const WRITE_PROTECTED: Self = Self(0x27, 0x00);
+    pub const HARDWARE_WRITE_PROTECTED: Self = Self(0x27, 0x01);
+    pub const SOFTWARE_WRITE_PROTECTED: Self = Self(0x27, 0x02);
+    pub const SPACE_ALLOCATION_FAILED_WRITE_PROTECT: Self = Self(0x27, 0x07);
+    pub const POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED: Self = Self(0x29, 0x00);
+    pub const POWER_ON_OCCURRED: Self = Self(0x29, 0x01);
+    pub const BUS_DEVICE_RESET_FUNCTION_OCCURRED: Self = Self(0x29, 0x03);
+    pub const I_T_NEXUS_LOSS_OCCURRED: Self = Self(0x29, 0x07);
+    pub const MODE_PARAMETERS_CHANGED: Self = Self(0x2A, 0x01);
+    pub const CAPACITY_DATA_HAS_CHANGED: Self = Self(0x2A, 0x09);
+    pub const SAVING_PARAMETERS_NOT_SUPPORTED: Self = Self(0x39, 0x00);
+    pub const REPORTED_LUNS_DATA_HAS_CHANGED: Self = Self(0x3F, 0x0E);
+    pub const INTERNAL_TARGET_FAILURE: Self = Self(0x44, 0x00);
+
+    /// The ADDITIONAL SENSE CODE byte.
+    pub fn asc(self) -> u8 {
+        self.0
+    }
+    /// The ADDITIONAL SENSE CODE QUALIFIER byte.
+    pub fn ascq(self) -> u8 {
+        self.1
+    }
+}
+
+impl fmt::Debug for Asc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Asc({:02X}h/{:02X}h)", self.0, self.1)
+    }
+}
+
+/// The SENSE KEY SPECIFIC field (SPC-4 §4.5.2.4). Only the field-pointer
+/// form is produced today; `Raw` keeps room for progress indication and
+/// segment pointers (EXTENDED COPY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenseKeySpecific {
+    /// Points at the offending field: `cdb` true for the CDB (C/D=1), false
+    /// for the parameter list; `byte` is the byte offset; `bit` the most
+    /// significant bit of the field when known (BPV=1).
+    Field { cdb: bool, byte: u16, bit: Option<u8> },
+    /// Three raw bytes, SKSV already included by the caller.
+    Raw([u8; 3]),
+}
+
+impl SenseKeySpecific {
+    fn bytes(self) -> [u8; 3] {
+        match self {
+            SenseKeySpecific::Field { cdb, byte, bit } => {
+                let mut b0 = 0x80; // SKSV
+                if cdb {
+                    b0 |= 0x40;
+                }
+                if let Some(bit) = bit {
+                    b0 |= 0x08 | (bit & 0x07);
+                }
+                let [hi, lo] = byte.to_be_bytes();
+                [b0, hi, lo]
+            }
+            SenseKeySpecific::Raw(b) => b,
+        }
+    }
+}
+
+/// One sense condition, independent of its wire format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sense {
+    /// SENSE KEY.
+    pub key: SenseKey,
+    /// ADDITIONAL SENSE CODE and QUALIFIER.
+    pub asc: Asc,
+    /// INFORMATION field (VALID=1 when present).
+    pub information: Option<u64>,
+    /// COMMAND-SPECIFIC INFORMATION field.
+    pub command_specific: Option<u64>,
+    /// SENSE KEY SPECIFIC field (SKSV=1 when present).
+    pub sks: Option<SenseKeySpecific>,
+}
+
+/// Length of the fixed-format sense data we produce.
+pub const FIXED_SENSE_LEN: usize = 18;
+
+impl Sense {
+    /// A sense condition with no INFORMATION or sense-key-specific data.
+    pub fn new(key: SenseKey, asc: Asc) -> Self {
+        Sense { key, asc, information: None, command_specific: None, sks: None }
+    }
+
+    /// ILLEGAL REQUEST with the given ASC and no field pointer.
+    pub fn illegal(asc: Asc) -> Self {
+        Sense::new(SenseKey::ILLEGAL_REQUEST, asc)
+    }
+
+    /// ILLEGAL REQUEST / INVALID FIELD IN CDB pointing at `byte`, `bit`.
+    pub fn invalid_cdb_field(byte: usize, bit: Option<u8>) -> Self {
+        Sense::illegal(Asc::INVALID_FIELD_IN_CDB).with_field(true, byte, bit)
+    }
+
+    /// ILLEGAL REQUEST / INVALID FIELD IN PARAMETER LIST pointing at `byte`, `bit`.
+    pub fn invalid_param_field(byte: usize, bit: Option<u8>) -> Self {
+        Sense::illegal(Asc::INVALID_FIELD_IN_PARAMETER_LIST).with_field(false, byte, bit)
+    }
+
+    /// ILLEGAL REQUEST / LOGICAL BLOCK ADDRESS OUT OF RANGE.
+    pub fn lba_out_of_range() -> Self {
+        Sense::illegal(Asc::LBA_OUT_OF_RANGE)
+    }
+
+    /// Attach a field pointer (byte offsets beyond 65535 saturate).
+    pub fn with_field(mut self, cdb: bool, byte: usize, bit: Option<u8>) -> Self {
+        let byte = u16::try_from(byte).unwrap_or(u16::MAX);
+        self.sks = Some(SenseKeySpecific::Field { cdb, byte, bit });
+        self
+    }
+
+    /// Attach the INFORMATION field.
+    pub fn with_information(mut self, info: u64) -> Self {
+        self.information = Some(info);
+        self
+    }
+
+    /// Attach the COMMAND-SPECIFIC INFORMATION field.
+    pub fn with_command_specific(mut self, csi: u64) -> Self {
+        self.command_specific = Some(csi);
+        self
+    }
+
+    /// Encode as fixed format (70h, 18 bytes). 64-bit values that do not fit
+    /// the 4-byte fields are reported with VALID=0 (SPC-4 §4.5.3).
+    pub fn to_fixed(&self) -> Vec<u8> {
+        let mut b = vec![0u8; FIXED_SENSE_LEN];
+        b[0] = 0x70;
+        b[2] = self.key.0 & 0x0F;
+        if let Some(info) = self.information.and_then(|i| u32::try_from(i).ok()) {
+            b[0] |= 0x80;
+            b[3..7].copy_from_slice(&info.to_be_bytes());
+        }
+        b[7] = (FIXED_SENSE_LEN - 8) as u8;
+        if let Some(csi) = self.command_specific.and_then(|i| u32::try_from(i).ok()) {
+            b[8..12].copy_from_slice(&csi.to_be_bytes());
+        }
+        b[12] = self.asc.0;
+        b[13] = self.asc.1;
+        if let Some(sks) = self.sks {
+            b[15..18].copy_from_slice(&sks.bytes());
+        }
+        b
+    }
+
+    /// Encode as descriptor format (72h) with information (00h),
+    /// command-specific information (01h) and sense key specific (02h)
+    /// descriptors as present.
+    pub fn to_descriptor(&self) -> Vec<u8> {
+        let mut b = vec![0x72, self.key.0 & 0x0F, self.asc.0, self.asc.1, 0, 0, 0, 0];
+        if let Some(info) = self.information {
+            b.extend_from_slice(&[0x00, 0x0A, 0x80, 0x00]);
+            b.extend_from_slice(&info.to_be_bytes());
+        }
+        if let Some(csi) = self.command_specific {
+            b.extend_from_slice(&[0x01, 0x0A, 0x00, 0x00]);
+            b.extend_from_slice(&csi.to_be_bytes());
+        }
+        if let Some(sks) = self.sks {
+            b.extend_from_slice(&[0x02, 0x06, 0x00, 0x00]);
+            b.extend_from_slice(&sks.bytes());
+            b.push(0);
+        }
+        b[7] = (b.len() - 8) as u8;
+        b
+    }
+
+    /// Encode in the format the LU's D_SENSE bit selects.
+    pub fn encode(&self, descriptor: bool) -> Vec<u8> {
+        if descriptor {
+            self.to_descriptor()
+        } else {
+            self.to_fixed()
+        }
+    }
+
+    /// Parse fixed or descriptor sense data (bounds-checked; unknown
+    /// descriptors are skipped). Returns `None` for anything malformed.
+    pub fn decode(b: &[u8]) -> Option<Sense> {
+        let code = b.first()? & 0x7F;
+        match code {
+            0x70 | 0x71 => {
+                let key = SenseKey(b.get(2)? & 0x0F);
+                let asc = Asc(*b.get(12).unwrap_or(&0), *b.get(13).unwrap_or(&0));
+                let valid = b[0] & 0x80 != 0;
+                let be32 = |off: usize| -> Option<u64> {
+                    let s = b.get(off..off + 4)?;
+                    Some(u64::from(u32::from_be_bytes([s[0], s[1], s[2], s[3]])))
+                };
+                let information = if valid { be32(3) } else { None };
+                let command_specific = be32(8).filter(|v| *v != 0);
+                let sks = b.get(15..18).filter(|s| s[0] & 0x80 != 0).map(|s| decode_sks(key, [s[0], s[1], s[2]]));
+                Some(Sense { key, asc, information, command_specific, sks })
+            }
+            0x72 | 0x73 => {
+                let key = SenseKey(b.get(1)? & 0x0F);
+                let asc = Asc(*b.get(2)?, *b.get(3)?);
+                let add_len = usize::from(*b.get(7)?);
+                let body = b.get(8..).unwrap_or(&[]);
+                let body = &body[..add_len.min(body.len())];
+                let mut s = Sense::new(key, asc);
+                let mut i = 0usize;
+                while i + 2 <= body.len() {
+                    let ty = body[i];
+                    let len = usize::from(body[i + 1]);
+                    let d = body.get(i + 2..i + 2 + len)?;
+                    match ty {
+                        0x00 | 0x01 if len >= 10 => {
+                            let mut v = [0u8; 8];
+                            v.copy_from_slice(&d[2..10]);
+                            let v = u64::from_be_bytes(v);
+                            if ty == 0 {
+                                if d[0] & 0x80 != 0 {
+                                    s.information = Some(v);
+                                }
+                            } else {
+                                s.command_specific = Some(v);
+                            }
+                        }
+                        0x02 if len >= 5 && d[2] & 0x80 != 0 => {
+                            s.sks = Some(decode_sks(key, [d[2], d[3], d[4]]));
+                        }
+                        _ => {}
+                    }
+                    i += 2 + len;
+                }
+                Some(s)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn decode_sks(key: SenseKey, b: [u8; 3]) -> SenseKeySpecific {
+    if key == SenseKey::ILLEGAL_REQUEST {
+        SenseKeySpecific::Field {
+            cdb: b[0] & 0x40 != 0,
+            byte: u16::from_be_bytes([b[1], b[2]]),
+            bit: (b[0] & 0x08 != 0).then_some(b[0] & 0x07),
+        }
+    } else {
+        SenseKeySpecific::Raw(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_format_invalid_field_in_cdb() {
+        let s = Sense::invalid_cdb_field(1, Some(4));
+        assert_eq!(s.to_fixed(), vec![0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0x00, 0, 0xCC, 0x00, 0x01]);
+    }
+
+    #[test]
+    fn fixed_format_information_and_csi() {
+        let s = Sense::new(SenseKey::MISCOMPARE, Asc::MISCOMPARE_DURING_VERIFY)
+            .with_information(0x1234)
+            .with_command_specific(7);
+        assert_eq!(s.to_fixed(), vec![0xF0, 0, 0x0E, 0, 0, 0x12, 0x34, 10, 0, 0, 0, 7, 0x1D, 0x00, 0, 0, 0, 0]);
+        // A 64-bit INFORMATION value does not fit: VALID=0.
+        let big = Sense::lba_out_of_range().with_information(1 << 40).to_fixed();
+        assert_eq!(big[0], 0x70);
+        assert_eq!(&big[3..7], &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn descriptor_format_all_descriptors() {
+        let s = Sense::new(SenseKey::MISCOMPARE, Asc::MISCOMPARE_DURING_VERIFY)
+            .with_information(0x0102_0304_0506_0708)
+            .with_command_specific(9)
+            .with_field(false, 0x0203, None);
+        let b = s.to_descriptor();
+        assert_eq!(&b[..8], &[0x72, 0x0E, 0x1D, 0x00, 0, 0, 0, 32]);
+        assert_eq!(&b[8..20], &[0, 0x0A, 0x80, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&b[20..32], &[1, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+        assert_eq!(&b[32..40], &[2, 6, 0, 0, 0x80, 0x02, 0x03, 0]);
+        assert_eq!(b.len(), 40);
+    }
+
+    #[test]
+    fn descriptor_format_minimal() {
+        let b = Sense::new(SenseKey::UNIT_ATTENTION, Asc::MODE_PARAMETERS_CHANGED).to_descriptor();
+        assert_eq!(b, vec![0x72, 0x06, 0x2A, 0x01, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn decode_roundtrips_both_formats() {
+        let s = Sense::invalid_cdb_field(9, Some(7)).with_information(5);
+        assert_eq!(Sense::decode(&s.to_fixed()), Some(s.clone()));
+        assert_eq!(Sense::decode(&s.to_descriptor()), Some(s));
+        assert_eq!(Sense::decode(&[]), None);
+        assert_eq!(Sense::decode(&[0x72, 5]), None);
+        assert_eq!(Sense::decode(&[0x12]), None);
+    }
+}

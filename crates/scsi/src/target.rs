@@ -1,0 +1,271 @@
+//! A SCSI target device (one iSCSI target): its LUNs, command dispatch and
+//! task management effects.
+
+use crate::cdb::{byte, DataDir};
+use crate::commands::{self, Lookup};
+use crate::exec::{Ctx, Done, Fail};
+use crate::lu::LogicalUnit;
+use crate::nexus::{CancelToken, Nexus};
+use crate::reservation;
+use crate::result::{CommandResult, ScsiStatus};
+use crate::sense::{Asc, Sense, SenseKey};
+use std::sync::Arc;
+
+/// Highest LUN number we address (flat space addressing is 14 bits).
+pub const MAX_LUN: u16 = 0x3FFF;
+
+/// Decode a SAM LUN: peripheral device addressing (bus 0) or flat space
+/// addressing, single level. Anything else is `None`.
+pub fn decode_lun(raw: [u8; 8]) -> Option<u16> {
+    if raw[2..].iter().any(|&b| b != 0) {
+        return None;
+    }
+    match raw[0] >> 6 {
+        0b00 if raw[0] & 0x3F == 0 => Some(u16::from(raw[1])),
+        0b01 => Some(u16::from(raw[0] & 0x3F) << 8 | u16::from(raw[1])),
+        _ => None,
+    }
+}
+
+/// Encode a LUN number: peripheral device addressing below 256, flat space
+/// addressing above. Numbers above [`MAX_LUN`] are not addressable (their
+/// top bits are dropped); [`ScsiTarget::new`] never holds such LUNs.
+pub fn encode_lun(id: u16) -> [u8; 8] {
+    let [hi, lo] = id.to_be_bytes();
+    if id < 256 {
+        [0, lo, 0, 0, 0, 0, 0, 0]
+    } else {
+        [0x40 | (hi & 0x3F), lo, 0, 0, 0, 0, 0, 0]
+    }
+}
+
+/// What the command table says about a CDB (for the transport: direction
+/// checks against the PDU's R/W bits, logging).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandInfo {
+    /// Command name as in the standard, e.g. "WRITE (10)".
+    pub name: &'static str,
+    /// Data phase direction.
+    pub dir: DataDir,
+    /// CDB length the command uses.
+    pub cdb_len: usize,
+}
+
+/// Look a CDB up in the command table; `None` when unsupported.
+pub fn command_info(cdb: &[u8]) -> Option<CommandInfo> {
+    match commands::lookup(*cdb.first()?, byte(cdb, 1)) {
+        Lookup::Found(t) => Some(CommandInfo { name: t.name, dir: t.dir, cdb_len: t.len() }),
+        _ => None,
+    }
+}
+
+/// Outcome of a task management function, as far as the SCSI layer is
+/// concerned (the transport maps it to its response codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TmfResult {
+    Complete,
+    LunDoesNotExist,
+    Rejected,
+}
+
+/// One command as the transport delivers it.
+///
+/// Short data-out: when `data_out` holds fewer bytes than the CDB implies,
+/// write-type commands process only the whole logical blocks that arrived and
+/// refuse a trailing partial block with INVALID FIELD IN INFORMATION UNIT;
+/// see [`crate::sbc`] for the rule and the libiscsi tests behind it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub nexus: &'a Nexus,
+    /// Raw SAM LUN from the PDU.
+    pub lun: [u8; 8],
+    /// The CDB: 6..=260 bytes, possibly longer than the command needs.
+    pub cdb: &'a [u8],
+    /// Data-out actually received, at most `expected_len` bytes.
+    pub data_out: &'a [u8],
+    /// The transport's expected data transfer length.
+    pub expected_len: u32,
+    pub cancel: &'a CancelToken,
+}
+
+/// A target device: a name, the portal group it was configured with, and a
+/// set of logical units (shared: the same LU may sit behind several targets
+/// and in the daemon's registry).
+#[derive(Debug)]
+pub struct ScsiTarget {
+    name: String,
+    tpgt: u16,
+    /// Sorted by LUN number, unique.
+    luns: Vec<(u16, Arc<LogicalUnit>)>,
+}
+
+impl ScsiTarget {
+    /// Build a target. Duplicate LUN numbers keep the first LU; numbers above
+    /// [`MAX_LUN`] are dropped (both logged).
+    pub fn new(name: &str, tpgt: u16, luns: Vec<(u16, Arc<LogicalUnit>)>) -> Self {
+        let mut v: Vec<(u16, Arc<LogicalUnit>)> = Vec::with_capacity(luns.len());
+        for (id, lu) in luns {
+            if id > MAX_LUN {
+                tracing::warn!(target = name, lun = id, "LUN number not addressable, ignored");
+            } else if v.iter().any(|(i, _)| *i == id) {
+                tracing::warn!(target = name, lun = id, "duplicate LUN number, ignored");
+            } else {
+                v.push((id, lu));
+            }
+        }
+        v.sort_by_key(|(id, _)| *id);
+        ScsiTarget { name: name.to_owned(), tpgt, luns: v }
+    }
+
+    /// The target's iSCSI name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The portal group tag it was built with.
+    pub fn tpgt(&self) -> u16 {
+        self.tpgt
+    }
+
+    /// LUN numbers, ascending.
+    pub fn lun_ids(&self) -> Vec<u16> {
+        self.luns.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// The LU with LUN number `id`.
+    pub fn lu(&self, id: u16) -> Option<&Arc<LogicalUnit>> {
+        self.luns.binary_search_by_key(&id, |(i, _)| *i).ok().map(|i| &self.luns[i].1)
+    }
+
+    /// Whether a raw SAM LUN addresses one of our LUs.
+    pub fn lun_exists(&self, lun: [u8; 8]) -> bool {
+        self.lu_raw(lun).is_some()
+    }
+
+    fn lu_raw(&self, lun: [u8; 8]) -> Option<&Arc<LogicalUnit>> {
+        decode_lun(lun).and_then(|id| self.lu(id))
+    }
+
+    /// Execute one command. Never panics for any input bytes.
+    ///
+    /// Order of checks: LUN (LOGICAL UNIT NOT SUPPORTED except for INQUIRY,
+    /// REPORT LUNS, REQUEST SENSE), operation code, pending unit attention
+    /// (not for those three), CDB length and reserved bits, reservations,
+    /// then the command itself.
+    pub fn execute(&self, req: &Request<'_>) -> CommandResult {
+        let lu = self.lu_raw(req.lun).map(|a| &**a);
+        let bs = lu.map_or(512, |l| l.block_size());
+        let cdb = req.cdb;
+        let Some(&op) = cdb.first() else {
+            return finish(lu, Err(Sense::illegal(Asc::INVALID_COMMAND_OPERATION_CODE).into()), 0);
+        };
+        let lookup = commands::lookup(op, byte(cdb, 1));
+        let template = match lookup {
+            Lookup::Found(t) => Some(t),
+            _ => None,
+        };
+        let wanted = template.map_or(0, |t| t.out_len.wanted(cdb, bs));
+        if lu.is_none() && !template.is_some_and(|t| t.lu_optional) {
+            return finish(lu, Err(Sense::illegal(Asc::LOGICAL_UNIT_NOT_SUPPORTED).into()), wanted);
+        }
+        let t = match lookup {
+            Lookup::Found(t) => t,
+            Lookup::UnknownOpcode => {
+                let s = Sense::illegal(Asc::INVALID_COMMAND_OPERATION_CODE);
+                return finish(lu, Err(s.into()), wanted);
+            }
+            Lookup::UnknownServiceAction => {
+                return finish(lu, Err(Sense::invalid_cdb_field(1, Some(4)).into()), wanted);
+            }
+        };
+        if let Some(lu) = lu {
+            if let Some(asc) = lu.ua.next(req.nexus, !t.ua_exempt) {
+                let s = Sense::new(SenseKey::UNIT_ATTENTION, asc);
+                return finish(Some(lu), Err(s.into()), wanted);
+            }
+        }
+        let Some(cdb) = cdb.get(..t.len()) else {
+            return finish(lu, Err(Sense::illegal(Asc::INVALID_FIELD_IN_CDB).into()), wanted);
+        };
+        if let Err(s) = t.check_reserved_bits(cdb) {
+            return finish(lu, Err(s.into()), wanted);
+        }
+        if let Some(lu) = lu {
+            if let Err(f) = reservation::check(lu, req.nexus, t) {
+                return finish(Some(lu), Err(f), wanted);
+            }
+        }
+        let ctx = Ctx { target: self, lu, req, cdb };
+        finish(lu, (t.handler)(&ctx), wanted)
+    }
+
+    /// LOGICAL UNIT RESET: mode parameters to defaults and a BUS DEVICE
+    /// RESET FUNCTION OCCURRED (29h/03h) unit attention for every nexus that
+    /// has used the LU, including the requester (SAM-5 §7.7). Aborting the
+    /// LU's tasks is the transport's job (it owns the cancel tokens).
+    pub fn lun_reset(&self, nexus: &Nexus, lun: [u8; 8]) -> TmfResult {
+        match self.lu_raw(lun) {
+            None => TmfResult::LunDoesNotExist,
+            Some(lu) => {
+                lu.ua.next(nexus, false); // make sure the requester is known
+                lu.reset(Asc::BUS_DEVICE_RESET_FUNCTION_OCCURRED);
+                TmfResult::Complete
+            }
+        }
+    }
+
+    /// TARGET WARM/COLD RESET (a hard reset, SAM-5 §6.3.2): every LU is reset
+    /// and reports POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29h/00h).
+    pub fn target_reset(&self, nexus: &Nexus) -> TmfResult {
+        for (_, lu) in &self.luns {
+            lu.ua.next(nexus, false);
+            lu.reset(Asc::POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED);
+        }
+        TmfResult::Complete
+    }
+
+    /// The I_T nexus is gone (session closed): drop its per-LU state.
+    pub fn nexus_lost(&self, nexus: &Nexus) {
+        for (_, lu) in &self.luns {
+            lu.ua.forget(nexus);
+        }
+    }
+}
+
+/// Turn a handler outcome into the transport's result, encoding sense in the
+/// LU's format (fixed when there is no LU).
+fn finish(lu: Option<&LogicalUnit>, r: Result<Done, Fail>, wanted: u32) -> CommandResult {
+    match r {
+        Ok(d) => CommandResult { status: d.status, sense: None, data_in: d.data_in, data_out_wanted: wanted },
+        Err(Fail::Check(s)) => {
+            let desc = lu.is_some_and(|l| l.mode.d_sense());
+            CommandResult {
+                status: ScsiStatus::CHECK_CONDITION,
+                sense: Some(s.encode(desc)),
+                data_in: Vec::new(),
+                data_out_wanted: wanted,
+            }
+        }
+        Err(Fail::Status(status)) => {
+            CommandResult { status, sense: None, data_in: Vec::new(), data_out_wanted: wanted }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lun_encoding_roundtrip() {
+        for id in [0u16, 1, 255, 256, 1000, MAX_LUN] {
+            assert_eq!(decode_lun(encode_lun(id)), Some(id));
+        }
+        assert_eq!(encode_lun(3), [0, 3, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(encode_lun(0x123), [0x41, 0x23, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(decode_lun([0x40, 5, 0, 0, 0, 0, 0, 0]), Some(5));
+        assert_eq!(decode_lun([0x01, 5, 0, 0, 0, 0, 0, 0]), None); // bus 1
+        assert_eq!(decode_lun([0x80, 5, 0, 0, 0, 0, 0, 0]), None); // logical unit addressing
+        assert_eq!(decode_lun([0, 5, 0, 1, 0, 0, 0, 0]), None); // second level
+    }
+}

@@ -1,0 +1,686 @@
+//! Sparse-file backend: a LUN is a regular file of fixed size, accessed with
+//! positional I/O through the page cache (no O_DIRECT, on purpose).
+//!
+//! Capabilities (hole punching, reflink, allocation status, filesystem block
+//! size) are probed once at open. `copy_range` between two files walks the
+//! source's allocation map and, per extent, uses FICLONERANGE (block-aligned
+//! middle), then copy_file_range(2), then a userspace buffer, falling back
+//! whenever a faster method is unavailable; source holes are not read at all.
+
+use crate::{
+    check_range, generic_copy_range, generic_write_zeroes, AllocationRun, Capabilities, CopyMethod, CopyReport, Result,
+    Storage, StorageError, StorageErrorKind, COPY_CHUNK,
+};
+use rustix::fs::{self as rfs, AtFlags, FallocateFlags, Mode, OFlags};
+use rustix::io::Errno;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// How to open a file-backed LUN.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// When the file is missing, create it sparse with this size. When it
+    /// exists, its size must equal this value: an existing file is never
+    /// resized (a mismatch is a [`StorageErrorKind::SizeMismatch`] error).
+    pub create_size: Option<u64>,
+    /// Open read-only: writes, discards and copies into the store fail with
+    /// [`StorageErrorKind::ReadOnly`]; a missing file is never created.
+    pub read_only: bool,
+}
+
+/// Source holes shorter than this are copied along with the data around them
+/// (one bigger copy beats several tiny copies and hole punches).
+const HOLE_SKIP_MIN: u64 = 64 * 1024;
+
+/// Largest single FICLONERANGE call (bounds the time one ioctl holds locks).
+const REFLINK_CHUNK: u64 = 1 << 30;
+
+/// Largest single copy_file_range call.
+const CFR_CHUNK: u64 = 64 << 20;
+
+/// A LUN backed by a regular file, accessed with positional I/O.
+#[derive(Debug)]
+pub struct FileStorage {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    read_only: bool,
+    caps: Capabilities,
+    /// (st_dev, st_ino): recognises the same file behind another descriptor.
+    id: (u64, u64),
+    /// FALLOC_FL_ZERO_RANGE still believed to work (cleared on EOPNOTSUPP).
+    zero_range: AtomicBool,
+}
+
+impl FileStorage {
+    /// Open the backing file at `path`, creating it sparse when it is missing
+    /// and `opts.create_size` is given. An existing file is never resized.
+    ///
+    /// Creation is atomic: the file is built as an unnamed O_TMPFILE (or a
+    /// hidden temporary name) and linked into place only once it has its
+    /// size, so a failure never leaves a half-made file behind.
+    pub fn open(path: &Path, opts: &OpenOptions) -> Result<FileStorage> {
+        let file = match open_existing(path, opts.read_only) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => match opts.create_size {
+                None => {
+                    return Err(StorageError::io(
+                        format!("open {}: file does not exist and no create size was given", path.display()),
+                        err,
+                    ))
+                }
+                Some(size) if opts.read_only => {
+                    return Err(StorageError::io(
+                        format!(
+                            "open {}: file does not exist and is not created in read-only mode (size {size})",
+                            path.display()
+                        ),
+                        err,
+                    ))
+                }
+                Some(size) => match create_sparse(path, size) {
+                    Ok(file) => file,
+                    // Someone else created it between our open and our link:
+                    // open theirs (the size check below still applies).
+                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => open_existing(path, false)
+                        .map_err(|e| StorageError::io(format!("open {} (created concurrently)", path.display()), e))?,
+                    Err(err) => {
+                        return Err(StorageError::io(format!("create {} with {size} bytes", path.display()), err))
+                    }
+                },
+            },
+            Err(err) if err.raw_os_error() == Some(Errno::ISDIR.raw_os_error()) => {
+                return Err(StorageError::new(
+                    StorageErrorKind::Unsupported,
+                    format!("{}: not a regular file (a directory)", path.display()),
+                ))
+            }
+            Err(err) => return Err(StorageError::io(format!("open {}", path.display()), err)),
+        };
+        Self::from_file(file, path.to_path_buf(), opts)
+    }
+
+    /// Wrap an open file, validating its type and size and probing capabilities.
+    fn from_file(file: File, path: PathBuf, opts: &OpenOptions) -> Result<FileStorage> {
+        let st = rfs::fstat(&file).map_err(|e| StorageError::errno(format!("fstat {}", path.display()), e))?;
+        if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile {
+            return Err(StorageError::new(
+                StorageErrorKind::Unsupported,
+                format!("{}: not a regular file", path.display()),
+            ));
+        }
+        let len = st.st_size as u64;
+        if let Some(want) = opts.create_size {
+            if want != len {
+                return Err(StorageError::new(
+                    StorageErrorKind::SizeMismatch,
+                    format!(
+                        "{}: existing file is {len} bytes but {want} bytes are configured; \
+                         refusing to resize it",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        let caps = probe_capabilities(&file, parent_dir(&path), len, opts.read_only);
+        Ok(FileStorage {
+            file,
+            path,
+            len,
+            read_only: opts.read_only,
+            caps,
+            id: (st.st_dev, st.st_ino),
+            zero_range: AtomicBool::new(!opts.read_only),
+        })
+    }
+
+    /// The path this store was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Point-in-time copy of `offset..offset+len` into a new hidden file in
+    /// the same directory (an unlinked O_TMPFILE: it disappears when the
+    /// returned store is dropped). Shares extents with reflink where the
+    /// filesystem supports it (then it costs metadata only; keep `offset`
+    /// aligned to `capabilities().fs_block_size`), else it is a real copy.
+    pub fn snapshot_range(&self, offset: u64, len: u64) -> Result<(FileStorage, CopyReport)> {
+        check_range(self.len, offset, len)?;
+        let dir = parent_dir(&self.path);
+        let ctx = || format!("snapshot {}+{len} of {}", offset, self.path.display());
+        let file = create_anonymous(dir).map_err(|e| StorageError::io(ctx(), e))?;
+        file.set_len(len).map_err(|e| StorageError::io(ctx(), e))?;
+        let st = rfs::fstat(&file).map_err(|e| StorageError::errno(ctx(), e))?;
+        let snap = FileStorage {
+            file,
+            path: dir.join(format!(
+                "(snapshot of {} at {offset})",
+                self.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            )),
+            len,
+            read_only: false,
+            caps: self.caps,
+            id: (st.st_dev, st.st_ino),
+            zero_range: AtomicBool::new(true),
+        };
+        let report = snap.copy_range(0, self, offset, len)?;
+        Ok((snap, report))
+    }
+
+    fn ctx(&self, what: std::fmt::Arguments<'_>) -> String {
+        format!("{}: {what}", self.path.display())
+    }
+
+    fn check_writable(&self, what: &str) -> Result<()> {
+        if self.read_only {
+            return Err(StorageError::new(
+                StorageErrorKind::ReadOnly,
+                format!("{}: {what} on a read-only store", self.path.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn punch_hole(&self, offset: u64, len: u64) -> std::result::Result<(), Errno> {
+        retry_eintr(|| rfs::fallocate(&self.file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len))
+    }
+
+    /// Make `offset..offset+len` read zeroes, deallocating when that is
+    /// known to read back zero (used for source holes during copies).
+    fn fill_hole(&self, offset: u64, len: u64) -> Result<()> {
+        if self.caps.discard && self.caps.discard_zeroes {
+            match self.punch_hole(offset, len) {
+                Ok(()) => return Ok(()),
+                Err(e) if is_fallback_errno(e) => {}
+                Err(e) => return Err(StorageError::errno(self.ctx(format_args!("punch hole {offset}+{len}")), e)),
+            }
+        }
+        self.write_zeroes(offset, len)
+    }
+
+    /// (st_dev, st_ino) of `fd` equals ours.
+    fn is_same_file(&self, fd: BorrowedFd<'_>) -> Result<bool> {
+        let st = rfs::fstat(fd).map_err(|e| StorageError::errno(self.ctx(format_args!("fstat copy source")), e))?;
+        Ok((st.st_dev, st.st_ino) == self.id)
+    }
+
+    /// Copy one data extent from a file source: reflink for the block-aligned
+    /// middle when possible, copy_file_range / read-write for the rest.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_file_extent(
+        &self,
+        dst_offset: u64,
+        src: &dyn Storage,
+        src_fd: BorrowedFd<'_>,
+        src_offset: u64,
+        len: u64,
+        st: &mut CopyState,
+        report: &mut CopyReport,
+    ) -> Result<()> {
+        let bs = u64::from(self.caps.fs_block_size.max(1));
+        if st.try_reflink && src_offset % bs == dst_offset % bs {
+            let head = ((bs - src_offset % bs) % bs).min(len);
+            let mid = (len - head) / bs * bs;
+            if mid > 0 {
+                self.copy_kernel(dst_offset, src, src_fd, src_offset, head, st, report)?;
+                let mut done = 0;
+                while done < mid && st.try_reflink {
+                    let n = (mid - done).min(REFLINK_CHUNK);
+                    let (s, d) = (src_offset + head + done, dst_offset + head + done);
+                    match retry_eintr(|| ficlonerange(self.file.as_fd(), src_fd, s, n, d)) {
+                        Ok(()) => {
+                            report.add(CopyMethod::Reflink, n);
+                            done += n;
+                        }
+                        Err(e) if is_fallback_errno(e) => st.try_reflink = false,
+                        Err(e) => {
+                            return Err(StorageError::errno(
+                                self.ctx(format_args!("FICLONERANGE {n} bytes from {s} to {d}")),
+                                e,
+                            ))
+                        }
+                    }
+                }
+                let rest_off = head + done;
+                return self.copy_kernel(
+                    dst_offset + rest_off,
+                    src,
+                    src_fd,
+                    src_offset + rest_off,
+                    len - rest_off,
+                    st,
+                    report,
+                );
+            }
+        }
+        self.copy_kernel(dst_offset, src, src_fd, src_offset, len, st, report)
+    }
+
+    /// copy_file_range loop, finishing with read/write when it is unavailable.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_kernel(
+        &self,
+        dst_offset: u64,
+        src: &dyn Storage,
+        src_fd: BorrowedFd<'_>,
+        src_offset: u64,
+        len: u64,
+        st: &mut CopyState,
+        report: &mut CopyReport,
+    ) -> Result<()> {
+        let mut done = 0u64;
+        while done < len && st.try_cfr {
+            let mut s = src_offset + done;
+            let mut d = dst_offset + done;
+            let want = (len - done).min(CFR_CHUNK) as usize;
+            match rfs::copy_file_range(src_fd, Some(&mut s), &self.file, Some(&mut d), want) {
+                // 0 means the source ended early: let read/write report it.
+                Ok(0) => break,
+                Ok(n) => {
+                    report.add(CopyMethod::CopyFileRange, n as u64);
+                    done += n as u64;
+                }
+                Err(Errno::INTR) => {}
+                Err(e) if is_fallback_errno(e) => st.try_cfr = false,
+                Err(e) => {
+                    return Err(StorageError::errno(
+                        self.ctx(format_args!(
+                            "copy_file_range {want} bytes from {} to {}",
+                            src_offset + done,
+                            dst_offset + done
+                        )),
+                        e,
+                    ))
+                }
+            }
+        }
+        self.copy_rw(dst_offset + done, src, src_offset + done, len - done, st, report)
+    }
+
+    /// Positional read/write through the call's reused buffer.
+    fn copy_rw(
+        &self,
+        dst_offset: u64,
+        src: &dyn Storage,
+        src_offset: u64,
+        len: u64,
+        st: &mut CopyState,
+        report: &mut CopyReport,
+    ) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        if st.buf.is_empty() {
+            st.buf = vec![0u8; COPY_CHUNK.min(usize::try_from(len).unwrap_or(COPY_CHUNK))];
+        }
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(st.buf.len() as u64) as usize;
+            let chunk = &mut st.buf[..n];
+            src.read_at(chunk, src_offset + done)?;
+            self.write_at(chunk, dst_offset + done)?;
+            done += n as u64;
+        }
+        report.add(CopyMethod::ReadWrite, len);
+        Ok(())
+    }
+}
+
+/// Per-call copy state: which fast paths are still worth trying, and the
+/// read/write buffer (allocated on first use, reused for every extent).
+struct CopyState {
+    try_reflink: bool,
+    try_cfr: bool,
+    buf: Vec<u8>,
+}
+
+impl Storage for FileStorage {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_range(self.len, offset, buf.len() as u64)?;
+        self.file.read_exact_at(buf, offset).map_err(|e| {
+            let what = if e.kind() == io::ErrorKind::UnexpectedEof {
+                " (file is shorter than the store size; truncated behind our back?)"
+            } else {
+                ""
+            };
+            StorageError::io(self.ctx(format_args!("read {} bytes at {offset}{what}", buf.len())), e)
+        })
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        check_range(self.len, offset, buf.len() as u64)?;
+        self.check_writable("write")?;
+        self.file
+            .write_all_at(buf, offset)
+            .map_err(|e| StorageError::io(self.ctx(format_args!("write {} bytes at {offset}", buf.len())), e))
+    }
+
+    fn flush(&self) -> Result<()> {
+        retry_eintr(|| rfs::fdatasync(&self.file))
+            .map_err(|e| StorageError::errno(self.ctx(format_args!("fdatasync")), e))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> Result<()> {
+        check_range(self.len, offset, len)?;
+        self.check_writable("discard")?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.fill_hole(offset, len)
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
+        check_range(self.len, offset, len)?;
+        self.check_writable("write zeroes")?;
+        if len == 0 {
+            return Ok(());
+        }
+        if self.zero_range.load(Ordering::Relaxed) {
+            let flags = FallocateFlags::ZERO_RANGE | FallocateFlags::KEEP_SIZE;
+            match retry_eintr(|| rfs::fallocate(&self.file, flags, offset, len)) {
+                Ok(()) => return Ok(()),
+                Err(e) if is_fallback_errno(e) => self.zero_range.store(false, Ordering::Relaxed),
+                Err(e) => return Err(StorageError::errno(self.ctx(format_args!("zero range {offset}+{len}")), e)),
+            }
+        }
+        if self.caps.discard && self.caps.discard_zeroes {
+            match self.punch_hole(offset, len) {
+                Ok(()) => return Ok(()),
+                Err(e) if is_fallback_errno(e) => {}
+                Err(e) => return Err(StorageError::errno(self.ctx(format_args!("punch hole {offset}+{len}")), e)),
+            }
+        }
+        generic_write_zeroes(self, offset, len)
+    }
+
+    fn allocation(&self, offset: u64, len: u64) -> Result<AllocationRun> {
+        check_range(self.len, offset, len)?;
+        if len == 0 || !self.caps.allocation_status {
+            return Ok(AllocationRun { mapped: true, len });
+        }
+        let seek = |pos| retry_eintr(|| rfs::seek(&self.file, pos));
+        match seek(rfs::SeekFrom::Data(offset)) {
+            Ok(data) if data <= offset => {
+                // Data here: it runs to the next hole (EOF is always a hole).
+                let hole = seek(rfs::SeekFrom::Hole(offset))
+                    .map_err(|e| StorageError::errno(self.ctx(format_args!("SEEK_HOLE from {offset}")), e))?;
+                Ok(AllocationRun { mapped: true, len: hole.saturating_sub(offset).clamp(1, len) })
+            }
+            Ok(data) => Ok(AllocationRun { mapped: false, len: (data - offset).min(len) }),
+            // No data at or after `offset`: a hole to the end.
+            Err(Errno::NXIO) => Ok(AllocationRun { mapped: false, len }),
+            Err(e) if is_fallback_errno(e) => Ok(AllocationRun { mapped: true, len }),
+            Err(e) => Err(StorageError::errno(self.ctx(format_args!("SEEK_DATA from {offset}")), e)),
+        }
+    }
+
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.file.as_fd())
+    }
+
+    fn copy_range(&self, dst_offset: u64, src: &dyn Storage, src_offset: u64, len: u64) -> Result<CopyReport> {
+        check_range(src.len(), src_offset, len)?;
+        check_range(self.len, dst_offset, len)?;
+        self.check_writable("copy into")?;
+        let mut report = CopyReport::default();
+        if len == 0 {
+            return Ok(report);
+        }
+        let src_fd = src.as_fd();
+        if let Some(fd) = src_fd {
+            let overlap = src_offset < dst_offset + len && dst_offset < src_offset + len;
+            if overlap && self.is_same_file(fd)? {
+                // Kernel copies refuse overlapping ranges of one file; the
+                // generic copy picks the safe direction.
+                return generic_copy_range(self, dst_offset, src, src_offset, len);
+            }
+        }
+        let mut st = CopyState { try_reflink: self.caps.reflink, try_cfr: true, buf: Vec::new() };
+        let mut done = 0u64;
+        while done < len {
+            let run = next_run(src, src_offset + done, len - done)?;
+            if !run.mapped && run.len >= HOLE_SKIP_MIN {
+                self.fill_hole(dst_offset + done, run.len)?;
+                report.add(CopyMethod::Hole, run.len);
+                done += run.len;
+                continue;
+            }
+            // A data extent, extended over further data and small holes.
+            let mut end = done + run.len;
+            while end < len {
+                let next = next_run(src, src_offset + end, len - end)?;
+                if !next.mapped && next.len >= HOLE_SKIP_MIN {
+                    break;
+                }
+                end += next.len;
+            }
+            let (d, s, n) = (dst_offset + done, src_offset + done, end - done);
+            match src_fd {
+                Some(fd) => self.copy_file_extent(d, src, fd, s, n, &mut st, &mut report)?,
+                None => self.copy_rw(d, src, s, n, &mut st, &mut report)?,
+            }
+            done = end;
+        }
+        Ok(report)
+    }
+}
+
+/// The source's next allocation run, never empty (guards against a backend
+/// reporting a zero-length run, which would loop forever).
+fn next_run(src: &dyn Storage, offset: u64, len: u64) -> Result<AllocationRun> {
+    let run = src.allocation(offset, len)?;
+    Ok(AllocationRun { mapped: run.mapped || run.len == 0, len: run.len.clamp(1, len) })
+}
+
+/// Errors meaning "this method is not available here": fall back to a slower one.
+fn is_fallback_errno(e: Errno) -> bool {
+    matches!(e, Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::TXTBSY)
+}
+
+fn retry_eintr<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+fn open_existing(path: &Path, read_only: bool) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(!read_only)
+        // std already sets O_CLOEXEC; spelled out because it matters here.
+        .custom_flags(OFlags::CLOEXEC.bits() as i32)
+        .open(path)
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// An unnamed O_TMPFILE in `dir`; `Ok(None)` when the filesystem or kernel
+/// does not support O_TMPFILE.
+fn open_tmpfile(dir: &Path) -> io::Result<Option<OwnedFd>> {
+    match rfs::openat(rfs::CWD, dir, OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, Mode::from_raw_mode(0o600)) {
+        Ok(fd) => Ok(Some(fd)),
+        // EISDIR: kernel without O_TMPFILE (treated as O_DIRECTORY);
+        // EOPNOTSUPP/EINVAL: filesystem without it.
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A hidden, uniquely named temporary file next to `path`.
+fn named_temp(dir: &Path, stem: &str) -> io::Result<(File, PathBuf)> {
+    loop {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{stem}.oxcopy-tmp.{}.{n}", std::process::id()));
+        match std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&tmp) {
+            Ok(f) => return Ok((f, tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Removes a temporary name unless disarmed.
+struct RemoveOnDrop<'a>(Option<&'a Path>);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Create `path` as a sparse file of `size` bytes, atomically: the file only
+/// appears under its name once complete. `AlreadyExists` if it appeared meanwhile.
+fn create_sparse(path: &Path, size: u64) -> io::Result<File> {
+    let dir = parent_dir(path);
+    if let Some(fd) = open_tmpfile(dir)? {
+        let file = File::from(fd);
+        file.set_len(size)?;
+        file.sync_all()?;
+        link_tmpfile(&file, path)?;
+        sync_dir(dir)?;
+        return Ok(file);
+    }
+    let stem = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (file, tmp) = named_temp(dir, &stem)?;
+    let _cleanup = RemoveOnDrop(Some(&tmp));
+    file.set_len(size)?;
+    file.sync_all()?;
+    // link(2) never replaces an existing name (unlike rename).
+    std::fs::hard_link(&tmp, path)?;
+    drop(_cleanup);
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+/// Give an O_TMPFILE a name. AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the
+/// /proc/self/fd route works without it.
+fn link_tmpfile(file: &File, path: &Path) -> io::Result<()> {
+    match rfs::linkat(file, c"", rfs::CWD, path, AtFlags::EMPTY_PATH) {
+        Ok(()) => Ok(()),
+        Err(Errno::NOENT | Errno::PERM | Errno::INVAL) => {
+            let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+            rfs::linkat(rfs::CWD, proc_path.as_str(), rfs::CWD, path, AtFlags::SYMLINK_FOLLOW).map_err(io::Error::from)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    let fd = rfs::openat(rfs::CWD, dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    retry_eintr(|| rfs::fsync(&fd)).map_err(io::Error::from)
+}
+
+/// An unlinked file in `dir` (O_TMPFILE, or a temporary name removed at once).
+fn create_anonymous(dir: &Path) -> io::Result<File> {
+    if let Some(fd) = open_tmpfile(dir)? {
+        return Ok(File::from(fd));
+    }
+    let (file, tmp) = named_temp(dir, "snapshot")?;
+    std::fs::remove_file(&tmp)?;
+    Ok(file)
+}
+
+/// Filesystem block size (reflink alignment): statfs f_bsize, else st_blksize, else 4096.
+fn fs_block_size(file: &File) -> u32 {
+    let sane = |v: u64| (512..=(1 << 20)).contains(&v) && v.is_power_of_two();
+    if let Ok(sfs) = rfs::fstatfs(file) {
+        let bs = sfs.f_bsize as u64;
+        if sane(bs) {
+            return bs as u32;
+        }
+    }
+    if let Ok(st) = rfs::fstat(file) {
+        let bs = st.st_blksize as u64;
+        if sane(bs) {
+            return bs as u32;
+        }
+    }
+    4096
+}
+
+fn probe_capabilities(file: &File, dir: &Path, len: u64, read_only: bool) -> Capabilities {
+    let fs_block_size = fs_block_size(file);
+    let bs = u64::from(fs_block_size);
+    // Punch a block-sized hole just past EOF with KEEP_SIZE: changes nothing,
+    // but fails with EOPNOTSUPP where punching is unsupported.
+    let discard = !read_only && {
+        let past_eof = len.div_ceil(bs).saturating_add(1).saturating_mul(bs);
+        retry_eintr(|| rfs::fallocate(file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, past_eof, bs))
+            .is_ok()
+    };
+    let allocation_status = matches!(retry_eintr(|| rfs::seek(file, rfs::SeekFrom::Data(0))), Ok(_) | Err(Errno::NXIO));
+    Capabilities { discard, discard_zeroes: discard, allocation_status, reflink: probe_reflink(dir, bs), fs_block_size }
+}
+
+/// Clone one block between two unnamed temporary files in `dir` (same
+/// filesystem as the LUN, and the LUN itself is never touched). False when
+/// the probe cannot run (no O_TMPFILE, read-only directory) or fails.
+fn probe_reflink(dir: &Path, bs: u64) -> bool {
+    let probe = || -> io::Result<bool> {
+        let (Some(a), Some(b)) = (open_tmpfile(dir)?, open_tmpfile(dir)?) else {
+            return Ok(false);
+        };
+        let a = File::from(a);
+        a.write_all_at(&vec![0x5a; bs as usize], 0)?;
+        Ok(ficlonerange(b.as_fd(), a.as_fd(), 0, bs, 0).is_ok())
+    };
+    probe().unwrap_or(false)
+}
+
+/// `struct file_clone_range` from <linux/fs.h>.
+#[repr(C)]
+struct FileCloneRange {
+    src_fd: i64,
+    src_offset: u64,
+    src_length: u64,
+    dest_offset: u64,
+}
+
+/// FICLONERANGE = _IOW(0x94, 13, struct file_clone_range).
+const FICLONERANGE: rustix::ioctl::Opcode = rustix::ioctl::opcode::write::<FileCloneRange>(0x94, 13);
+const _: () = assert!(FICLONERANGE as u64 == 0x4020_940d);
+
+/// Share `len` bytes of `src` at `src_offset` into `dst` at `dst_offset`.
+fn ficlonerange(
+    dst: BorrowedFd<'_>,
+    src: BorrowedFd<'_>,
+    src_offset: u64,
+    len: u64,
+    dst_offset: u64,
+) -> rustix::io::Result<()> {
+    let arg =
+        FileCloneRange { src_fd: i64::from(src.as_raw_fd()), src_offset, src_length: len, dest_offset: dst_offset };
+    // SAFETY: FICLONERANGE only reads a `struct file_clone_range` (the
+    // #[repr(C)] layout above, 32 bytes, matching the opcode's size field) and
+    // writes nothing back; `src` is a borrowed, open descriptor for the whole call.
+    unsafe { rustix::ioctl::ioctl(dst, rustix::ioctl::Setter::<FICLONERANGE, FileCloneRange>::new(arg)) }
+}

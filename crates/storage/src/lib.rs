@@ -1,0 +1,236 @@
+//! Storage backends behind oxcopy logical units.
+//!
+//! A backend is a byte-addressed, fixed-size store. The SCSI layer calls it
+//! synchronously from a blocking worker thread (never from the async reactor),
+//! so every method here may block on disk I/O.
+//!
+//! Capabilities differ per backend and per file (a LUN on XFS can reflink, one
+//! on ext4 cannot), so they are discovered at open time and reported by
+//! [`Storage::capabilities`]; `copy_range` always succeeds by *some* method
+//! and reports which one it used, so a missing fast path never fails a copy.
+
+mod error;
+mod file;
+mod mem;
+
+pub use error::{Result, StorageError, StorageErrorKind};
+pub use file::{FileStorage, OpenOptions};
+pub use mem::MemStorage;
+
+use std::os::fd::BorrowedFd;
+
+/// How a range copy was (or would be) carried out, cheapest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CopyMethod {
+    /// A hole in the source: nothing read; the destination range was
+    /// deallocated (or zeroed where deallocation does not read back zero).
+    Hole,
+    /// Extents shared with FICLONERANGE (metadata only).
+    Reflink,
+    /// In-kernel copy with copy_file_range(2).
+    CopyFileRange,
+    /// Positional reads and writes through a reused buffer.
+    ReadWrite,
+}
+
+impl CopyMethod {
+    /// Every method, cheapest first (for metrics label sets).
+    pub const ALL: [CopyMethod; 4] =
+        [CopyMethod::Hole, CopyMethod::Reflink, CopyMethod::CopyFileRange, CopyMethod::ReadWrite];
+
+    /// Stable lower-case name, used as a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyMethod::Hole => "hole",
+            CopyMethod::Reflink => "reflink",
+            CopyMethod::CopyFileRange => "copy_file_range",
+            CopyMethod::ReadWrite => "read_write",
+        }
+    }
+}
+
+/// Bytes moved by each method during one `copy_range` call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Bytes of source holes, deallocated/zeroed in the destination.
+    pub hole: u64,
+    /// Bytes shared with FICLONERANGE.
+    pub reflink: u64,
+    /// Bytes copied in the kernel with copy_file_range(2).
+    pub copy_file_range: u64,
+    /// Bytes copied through a userspace buffer.
+    pub read_write: u64,
+}
+
+impl CopyReport {
+    /// All bytes accounted for, whatever the method (equals the copy length).
+    pub fn total(&self) -> u64 {
+        self.hole + self.reflink + self.copy_file_range + self.read_write
+    }
+
+    /// Bytes attributed to `method`.
+    pub fn get(&self, method: CopyMethod) -> u64 {
+        match method {
+            CopyMethod::Hole => self.hole,
+            CopyMethod::Reflink => self.reflink,
+            CopyMethod::CopyFileRange => self.copy_file_range,
+            CopyMethod::ReadWrite => self.read_write,
+        }
+    }
+
+    /// Account `bytes` to `method`.
+    pub fn add(&mut self, method: CopyMethod, bytes: u64) {
+        match method {
+            CopyMethod::Hole => self.hole += bytes,
+            CopyMethod::Reflink => self.reflink += bytes,
+            CopyMethod::CopyFileRange => self.copy_file_range += bytes,
+            CopyMethod::ReadWrite => self.read_write += bytes,
+        }
+    }
+    /// Add another report's figures to this one.
+    pub fn merge(&mut self, other: &CopyReport) {
+        self.hole += other.hole;
+        self.reflink += other.reflink;
+        self.copy_file_range += other.copy_file_range;
+        self.read_write += other.read_write;
+    }
+}
+
+/// What a backend can do beyond plain reads and writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `discard` deallocates (punches holes).
+    pub discard: bool,
+    /// Reading a discarded range returns zeroes.
+    pub discard_zeroes: bool,
+    /// `allocation` reports real mapped/unmapped state.
+    pub allocation_status: bool,
+    /// FICLONERANGE worked on this file when probed at open.
+    pub reflink: bool,
+    /// Filesystem block size (alignment needed for reflink), bytes.
+    pub fs_block_size: u32,
+}
+
+/// One run of equal allocation state starting at the queried offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocationRun {
+    /// True when the run is backed by data (or unknown); false for a hole.
+    pub mapped: bool,
+    /// Length of the run in bytes (> 0, clipped to the queried length).
+    pub len: u64,
+}
+
+/// A fixed-size byte store. All offsets and lengths are in bytes; callers
+/// (the SCSI layer) guarantee `offset + len <= self.len()` and never pass
+/// ranges that overflow `u64`. Implementations must still check and return
+/// `StorageErrorKind::OutOfRange` rather than touch bytes outside the store.
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// Size in bytes (fixed for the life of the backend).
+    fn len(&self) -> u64;
+
+    /// True when the store holds zero bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fill `buf` from `offset`.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
+
+    /// Write all of `buf` at `offset`.
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()>;
+
+    /// Make every completed write durable (fdatasync for files).
+    fn flush(&self) -> Result<()>;
+
+    /// Capabilities discovered at open.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Deallocate a range; afterwards it reads as zeroes if
+    /// `capabilities().discard_zeroes`. Default: write zeroes.
+    fn discard(&self, offset: u64, len: u64) -> Result<()> {
+        self.write_zeroes(offset, len)
+    }
+
+    /// Write zeroes over a range (may deallocate where that reads back zero).
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
+        generic_write_zeroes(self, offset, len)
+    }
+
+    /// Allocation state of the run that starts at `offset` (at most `len` bytes).
+    fn allocation(&self, offset: u64, len: u64) -> Result<AllocationRun> {
+        let _ = offset;
+        Ok(AllocationRun { mapped: true, len })
+    }
+
+    /// The file descriptor behind this store, when it is a file; lets two
+    /// file backends copy between each other with reflink / copy_file_range.
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    /// Copy `len` bytes from `src` at `src_offset` into `self` at `dst_offset`,
+    /// by the cheapest method available for each extent. `src` may be `self`,
+    /// with overlapping ranges (the copy then runs in the safe direction).
+    fn copy_range(&self, dst_offset: u64, src: &dyn Storage, src_offset: u64, len: u64) -> Result<CopyReport> {
+        generic_copy_range(self, dst_offset, src, src_offset, len)
+    }
+}
+
+/// Buffer size used by the read/write fallbacks.
+pub const COPY_CHUNK: usize = 1 << 20;
+
+/// Copy through a bounded buffer, choosing the direction that is safe when
+/// `src` and `dst` are the same store and the ranges overlap.
+pub fn generic_copy_range(
+    dst: &(impl Storage + ?Sized),
+    dst_offset: u64,
+    src: &dyn Storage,
+    src_offset: u64,
+    len: u64,
+) -> Result<CopyReport> {
+    check_range(src.len(), src_offset, len)?;
+    check_range(dst.len(), dst_offset, len)?;
+    let mut report = CopyReport::default();
+    if len == 0 {
+        return Ok(report);
+    }
+    let mut buf = vec![0u8; COPY_CHUNK.min(len as usize)];
+    // Copy backwards when the destination starts inside the source range
+    // (same store): a forward copy would read bytes it has already overwritten.
+    let backwards = dst_offset > src_offset && dst_offset < src_offset + len;
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64);
+        let rel = if backwards { len - done - n } else { done };
+        let chunk = &mut buf[..n as usize];
+        src.read_at(chunk, src_offset + rel)?;
+        dst.write_at(chunk, dst_offset + rel)?;
+        done += n;
+    }
+    report.add(CopyMethod::ReadWrite, len);
+    Ok(report)
+}
+
+/// Write zeroes through a bounded zero buffer.
+pub fn generic_write_zeroes(dst: &(impl Storage + ?Sized), offset: u64, len: u64) -> Result<()> {
+    check_range(dst.len(), offset, len)?;
+    let zero = vec![0u8; COPY_CHUNK.min(len as usize)];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(zero.len() as u64) as usize;
+        dst.write_at(&zero[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// `offset..offset+len` must lie inside a store of `size` bytes.
+pub fn check_range(size: u64, offset: u64, len: u64) -> Result<()> {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(StorageError::new(
+            StorageErrorKind::OutOfRange,
+            format!("range {offset}+{len} outside store of {size} bytes"),
+        )),
+    }
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Start a scratch oxcopyd (release build) on a free loopback port and run
+# scripts/conformance.sh against it; stop it by PID whatever happens.
+#   scripts/conformance-oxcopyd.sh [--suites "…"]   (default: the project's list)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p oxcopyd
+bin=$PWD/target/release/oxcopyd
+work=$(mktemp -d /tmp/oxcopy-conf.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+iqn=iqn.2026-11.dev.oxcopy:conformance
+cat >"$work/oxcopyd.toml" <<TOML
+[server]
+listen = ["127.0.0.1:$port"]
+data_dir = "$work/data"
+[[target]]
+iqn = "$iqn"
+[[target.lun]]
+id = 0
+path = "$work/lun0.img"
+size = "256MiB"
+[[target.lun]]
+id = 1
+path = "$work/lun1.img"
+size = "256MiB"
+block_size = 4096
+TOML
+RUST_LOG=${RUST_LOG:-warn} "$bin" --config "$work/oxcopyd.toml" >"$work/oxcopyd.log" 2>&1 &
+pid=$!
+cleanup() {
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+    kill -0 "$pid" 2>/dev/null || { cat "$work/oxcopyd.log"; exit 1; }
+    sleep 0.1
+done
+url=iscsi://127.0.0.1:$port/$iqn/0
+status=0
+scripts/conformance.sh "$url" --results "${CONFORMANCE_RESULTS:-target/conformance}" "$@" || status=$?
+if ! kill -0 "$pid" 2>/dev/null; then
+    echo "oxcopyd died during the conformance run:" >&2
+    tail -50 "$work/oxcopyd.log" >&2
+    status=1
+fi
+exit $status
