@@ -2,29 +2,32 @@
 # Plain I/O benchmark: the same clients against tgt (the peer target) and,
 # when given, oxcopyd, on loopback, with identical 1 GiB file-backed LUNs.
 #
-#   bench/io.sh [--oxcopyd PATH] [--duration SECS] [--reps N] [--results DIR]
-#               [--tgt-port PORT] [--ox-port PORT] [--sparse] [--keep]
+#   bench/io.sh [--oxcopyd PATH] [--io-bench PATH] [--duration SECS] [--reps N]
+#               [--results DIR] [--tgt-port PORT] [--ox-port PORT] [--sparse] [--keep]
 #
 # Tests (each for --duration seconds, default 10, bounded by `timeout`):
 #   rand-read-4k-qd32   iscsi-perf -r, 4 KiB READ(16)s, 32 in flight   (IOPS)
 #   seq-read-1m-qd8     iscsi-perf,    1 MiB READ(16)s,  8 in flight   (MiB/s)
 #   seq-write-1m-qd8    write client,  1 MiB WRITE(16)s, 8 in flight   (MiB/s)
 # With --reps N each test runs N times per target (alternating targets) and
-# the median is reported.
+# the median is reported, with the spread (min-max) of the samples.
 #
-# Write client (iscsi-perf only reads): WRITE_CLIENT=/path/to/writer overrides;
-# it is called as `$WRITE_CLIENT -i IQN -m QD -b BLOCKS -t SECS URL` and must
-# print a line `RESULT iops=<n> mib_s=<x> ...`. HOOK: the lead's initiator-based
-# writer (crates/initiator) goes here. By default bench/iscsi-write-perf.c is
-# built against libiscsi (apt-get install -y libiscsi-dev); without a compiler
-# or libiscsi-dev the write test is reported as n/a.
+# Write client (iscsi-perf only reads): oxcopy-io-bench --write (crates/bench,
+# over our initiator), the same client against both targets. --io-bench PATH
+# names a built binary; by default `cargo build --release -p oxcopy-bench` is
+# run first and ${CARGO_TARGET_DIR:-target}/release/oxcopy-io-bench used.
+# WRITE_CLIENT=/path/to/writer overrides it; it is called as
+# `$WRITE_CLIENT -i IQN -m QD -b BLOCKS -t SECS URL` and must print a line
+# `RESULT iops=<n> mib_s=<x> ...`.
 #
 # The LUN images are filled with random data first (reading holes measures
 # nothing useful); --sparse skips that. Both targets serve from the page cache.
+# Ports: free loopback ports picked at random unless --tgt-port/--ox-port.
 # Output: a table on stdout with the ratio oxcopyd/tgt, DIR/io.csv
-# (test,metric,tgt,oxcopyd,ratio) and every client log in DIR
-# (default ./bench-results/YYYYmmdd-HHMMSS). tgtd and oxcopyd are stopped by
-# PID on exit, whatever happens.
+# (test,metric,tgt,oxcopyd,ratio,tgt_min_max,oxcopyd_min_max,tgt_samples,
+# oxcopyd_samples) and every client log in DIR (default
+# ./bench-results/YYYYmmdd-HHMMSS). tgtd and oxcopyd are stopped by PID on
+# exit, whatever happens. See bench/README.md for the latest figures.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,11 +35,12 @@ root=$(dirname "$here")
 tgt_sh=$root/scripts/tgt.sh
 
 oxcopyd=
+io_bench=
 duration=10
 reps=1
 results=
-tgt_port=3261
-ox_port=3262
+tgt_port=
+ox_port=
 sparse=0
 keep=0
 initiator=iqn.2026-11.dev.oxcopy:bench-client
@@ -50,6 +54,7 @@ usage() {
 while [[ $# -gt 0 ]]; do
     case $1 in
         --oxcopyd) oxcopyd=${2:?}; shift 2 ;;
+        --io-bench) io_bench=${2:?}; shift 2 ;;
         --duration) duration=${2:?}; shift 2 ;;
         --reps) reps=${2:?}; shift 2 ;;
         --results) results=${2:?}; shift 2 ;;
@@ -64,9 +69,25 @@ done
 [[ $duration =~ ^[0-9]+$ && $duration -ge 1 ]] || { echo "--duration must be whole seconds" >&2; exit 2; }
 [[ $reps =~ ^[0-9]+$ && $reps -ge 1 ]] || { echo "--reps must be >= 1" >&2; exit 2; }
 [[ -z $oxcopyd || -x $oxcopyd ]] || { echo "oxcopyd binary not executable: $oxcopyd" >&2; exit 2; }
+[[ -z $io_bench || -x $io_bench ]] || { echo "oxcopy-io-bench binary not executable: $io_bench" >&2; exit 2; }
 for tool in iscsi-perf iscsi-readcapacity16 tgtd ss; do
     command -v "$tool" >/dev/null || { echo "io.sh: $tool not found (apt-get install -y libiscsi-bin tgt)" >&2; exit 2; }
 done
+# A free loopback port (not listening, not in use), away from well-known ones.
+free_port() {
+    local p
+    for _ in $(seq 200); do
+        p=$((20000 + RANDOM % 30000))
+        if ! ss -Htan "sport = :$p" | grep -q .; then
+            echo "$p"
+            return 0
+        fi
+    done
+    echo "io.sh: no free port found" >&2
+    return 1
+}
+[[ -n $tgt_port ]] || tgt_port=$(free_port)
+[[ -n $ox_port ]] || { ox_port=$(free_port); while [[ $ox_port == "$tgt_port" ]]; do ox_port=$(free_port); done; }
 [[ -n $results ]] || results=./bench-results/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$results"
 results=$(cd "$results" && pwd)
@@ -169,14 +190,22 @@ for t in "${targets[@]}"; do
 done
 
 # --- write client -----------------------------------------------------------
-write_client=${WRITE_CLIENT:-}
-if [[ -z $write_client ]]; then
-    if command -v cc >/dev/null && [[ -r /usr/include/iscsi/iscsi.h ]] &&
-        cc -O2 -o "$work/iscsi-write-perf" "$here/iscsi-write-perf.c" -liscsi 2>"$results/write-client-build.log"; then
-        write_client=$work/iscsi-write-perf
-    else
-        echo "io.sh: no write client (set WRITE_CLIENT=, or apt-get install -y libiscsi-dev); writes are n/a" >&2
+# An array: the default client needs --write, an override is called bare.
+if [[ -n ${WRITE_CLIENT:-} ]]; then
+    write_client=("$WRITE_CLIENT")
+else
+    if [[ -z $io_bench ]]; then
+        if command -v cargo >/dev/null &&
+            (cd "$root" && timeout 900 cargo build --release -q -p oxcopy-bench) >"$results/write-client-build.log" 2>&1; then
+            target_dir=${CARGO_TARGET_DIR:-$root/target}
+            [[ $target_dir == /* ]] || target_dir=$root/$target_dir
+            io_bench=$target_dir/release/oxcopy-io-bench
+        else
+            echo "io.sh: building oxcopy-io-bench failed (see $results/write-client-build.log); writes are n/a" >&2
+        fi
     fi
+    write_client=()
+    if [[ -n $io_bench && -x $io_bench ]]; then write_client=("$io_bench" --write); fi
 fi
 
 # --- runs -------------------------------------------------------------------
@@ -198,11 +227,11 @@ run() {
             out=$(tr '\r' '\n' <"$log" | sed -n 's/^iops average \([0-9]*\) .*/\1/p' | tail -n1)
             ;;
         seq-write-1m-qd8)
-            if [[ -z $write_client ]]; then
+            if ((${#write_client[@]} == 0)); then
                 echo n/a
                 return
             fi
-            timeout --kill-after=5 "$limit" "$write_client" -i "$initiator" -m 8 -b $((1048576 / bs)) -t "$duration" "${url[$t]}" \
+            timeout --kill-after=5 "$limit" "${write_client[@]}" -i "$initiator" -m 8 -b $((1048576 / bs)) -t "$duration" "${url[$t]}" \
                 >"$log" 2>&1 </dev/null || true
             out=$(sed -n 's/^RESULT .*mib_s=\([0-9.]*\).*/\1/p' "$log" | tail -n1)
             ;;
@@ -223,13 +252,25 @@ median() {
     sed -n "$(((n + 1) / 2))p" <<<"$vals"
 }
 
+# spread SAMPLES...: "min-max" of the numeric samples ("-" when none).
+spread() {
+    local vals
+    vals=$(printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g) || true
+    [[ -n $vals ]] || { echo -; return; }
+    echo "$(head -n1 <<<"$vals")-$(tail -n1 <<<"$vals")"
+}
+
 tests=(rand-read-4k-qd32 seq-read-1m-qd8 seq-write-1m-qd8)
 declare -A metric=([rand-read-4k-qd32]=IOPS [seq-read-1m-qd8]=MiB/s [seq-write-1m-qd8]=MiB/s)
-declare -A figure=()
+declare -A figure=() range=() all=()
 for test in "${tests[@]}"; do
     declare -A samples=()
     for rep in $(seq "$reps"); do
-        for t in "${targets[@]}"; do
+        # Alternate which target goes first (ABBA) so that drift in the
+        # machine's background load does not favour either.
+        order=("${targets[@]}")
+        if ((rep % 2 == 0 && ${#targets[@]} == 2)); then order=("${targets[1]}" "${targets[0]}"); fi
+        for t in "${order[@]}"; do
             echo "io.sh: $test on $t (rep $rep/$reps, ${duration}s)" >&2
             samples[$t]+="$(run "$t" "$test" "$rep") "
         done
@@ -237,13 +278,16 @@ for test in "${tests[@]}"; do
     for t in "${targets[@]}"; do
         # shellcheck disable=SC2086 # word splitting of the sample list is intended
         figure[$t,$test]=$(median ${samples[$t]})
+        # shellcheck disable=SC2086
+        range[$t,$test]=$(spread ${samples[$t]})
+        all[$t,$test]=${samples[$t]% }
     done
     unset samples
 done
 
 csv=$results/io.csv
-echo "test,metric,tgt,oxcopyd,ratio_oxcopyd_over_tgt" >"$csv"
-printf '%-20s %-6s %12s %12s %8s\n' test metric tgt oxcopyd ratio
+echo "test,metric,tgt,oxcopyd,ratio_oxcopyd_over_tgt,tgt_min_max,oxcopyd_min_max,tgt_samples,oxcopyd_samples" >"$csv"
+printf '%-20s %-6s %12s %12s %8s   %-19s %-19s\n' test metric tgt oxcopyd ratio "tgt min-max" "oxcopyd min-max"
 for test in "${tests[@]}"; do
     a=${figure[tgt,$test]}
     b=${figure[oxcopyd,$test]:-n/a}
@@ -251,7 +295,8 @@ for test in "${tests[@]}"; do
     if [[ $a =~ ^[0-9.]+$ && $b =~ ^[0-9.]+$ ]] && awk -v a="$a" 'BEGIN{exit !(a > 0)}'; then
         ratio=$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", b / a}')
     fi
-    printf '%-20s %-6s %12s %12s %8s\n' "$test" "${metric[$test]}" "$a" "$b" "$ratio"
-    echo "$test,${metric[$test]},$a,$b,$ratio" >>"$csv"
+    ra=${range[tgt,$test]} rb=${range[oxcopyd,$test]:--}
+    printf '%-20s %-6s %12s %12s %8s   %-19s %-19s\n' "$test" "${metric[$test]}" "$a" "$b" "$ratio" "$ra" "$rb"
+    echo "$test,${metric[$test]},$a,$b,$ratio,$ra,$rb,${all[tgt,$test]},${all[oxcopyd,$test]:-}" >>"$csv"
 done
-echo "io.sh: results in $results" >&2
+echo "io.sh: results in $results (reps=$reps, ${duration}s each)" >&2

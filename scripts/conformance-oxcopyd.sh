@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
 # Start a scratch oxcopyd (release build) on a free loopback port and run
 # scripts/conformance.sh against it; stop it by PID whatever happens.
-#   scripts/conformance-oxcopyd.sh [--suites "…"]   (default: the project's list)
+#   scripts/conformance-oxcopyd.sh [--suites "…"]   (default: the whole ALL family)
+# LUN 0 (512-byte blocks) is the LU under test, reached through two sessions
+# (the same URL twice: MultipathIO and the reservation suites need a second
+# I_T nexus); LUN 2 is read-only and takes the ReadOnly suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p oxcopyd
-bin=$PWD/target/release/oxcopyd
+# OXCOPYD_BIN=path: test that binary instead of building target/release/oxcopyd.
+if [[ -n ${OXCOPYD_BIN:-} ]]; then
+    bin=$OXCOPYD_BIN
+else
+    cargo build --release -q -p oxcopyd
+    bin=${CARGO_TARGET_DIR:-$PWD/target}/release/oxcopyd
+fi
 work=$(mktemp -d /tmp/oxcopy-conf.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 iqn=iqn.2026-11.dev.oxcopy:conformance
+# The read-only LU's file must exist (a read-only LUN is never created).
+truncate -s 64MiB "$work/lun2-ro.img"
+# LUN 0 (sparse) is 1 GiB: ExtendedCopy.Large copies 256 MiB and skips on LUNs under 512 MiB.
 cat >"$work/oxcopyd.toml" <<TOML
 [server]
 listen = ["127.0.0.1:$port"]
@@ -18,12 +29,16 @@ iqn = "$iqn"
 [[target.lun]]
 id = 0
 path = "$work/lun0.img"
-size = "256MiB"
+size = "1GiB"
 [[target.lun]]
 id = 1
 path = "$work/lun1.img"
 size = "256MiB"
 block_size = 4096
+[[target.lun]]
+id = 2
+path = "$work/lun2-ro.img"
+read_only = true
 TOML
 RUST_LOG=${RUST_LOG:-warn} "$bin" --config "$work/oxcopyd.toml" >"$work/oxcopyd.log" 2>&1 &
 pid=$!
@@ -41,7 +56,8 @@ for _ in $(seq 100); do
 done
 url=iscsi://127.0.0.1:$port/$iqn/0
 status=0
-scripts/conformance.sh "$url" --results "${CONFORMANCE_RESULTS:-target/conformance}" "$@" || status=$?
+scripts/conformance.sh "$url" "$url" --readonly-url "iscsi://127.0.0.1:$port/$iqn/2" \
+    --results "${CONFORMANCE_RESULTS:-target/conformance}" "$@" || status=$?
 if ! kill -0 "$pid" 2>/dev/null; then
     echo "oxcopyd died during the conformance run:" >&2
     tail -50 "$work/oxcopyd.log" >&2

@@ -4,15 +4,18 @@
 # counts as skipped.
 #
 #   scripts/conformance.sh URL [URL2] [--suites "Inquiry Read10 ..."|ALL]
-#                          [--expect-file FILE] [--results DIR]
-#                          [--initiator IQN] [--timeout SECS]
+#                          [--readonly-url URL] [--expect-file FILE]
+#                          [--results DIR] [--initiator IQN] [--timeout SECS]
 #
-# URL   iscsi://127.0.0.1:PORT/TARGET-IQN/LUN (URL2: second path, used by the
-#       MultipathIO suite only).
+# URL   iscsi://127.0.0.1:PORT/TARGET-IQN/LUN (URL2: a second path to the same
+#       LU, e.g. URL again: libiscsi then opens two sessions; MultipathIO
+#       needs it, the reservation suites use it as their second I_T nexus).
+# --readonly-url  a write-protected LU: the ReadOnly suite runs against it
+#       (against URL it can only skip).
 # --suites  suite names as listed by `iscsi-test-cu -l`: a bare name means the
 #       ALL family (Read10 -> ALL.Read10); a dotted name is used as is
 #       (iSCSI.iSCSIcmdsn, SCSI.Read10.Simple). "ALL" expands to every ALL.*
-#       suite. Default: the project's list (see DEFAULT_SUITES below).
+#       suite. Default: ALL (the whole ALL family, see DEFAULT_SUITES below).
 # --expect-file  known outcomes, one per line: "Suite.Test fail|skip [# why]"
 #       (e.g. "Read10.ReadProtect fail # no protection information"). An
 #       expected failure does not make the exit status non-zero; a test listed
@@ -30,9 +33,7 @@
 # where M counts every failed test (expected ones included) plus crashed suites.
 set -euo pipefail
 
-DEFAULT_SUITES="Inquiry Mandatory ReadCapacity10 ReadCapacity16 Read6 Read10 Read12 Read16 Write10 Write12
-Write16 Verify10 Verify12 Verify16 WriteVerify10 WriteVerify12 WriteVerify16 TestUnitReady ReportSupportedOpcodes
-StartStopUnit PreventAllow Prefetch10 Prefetch16 ModeSense6 iSCSIcmdsn iSCSIdatasn iSCSIResiduals iSCSITMF"
+DEFAULT_SUITES="ALL"
 
 usage() {
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
@@ -40,6 +41,7 @@ usage() {
 }
 
 urls=()
+readonly_url=
 suites=$DEFAULT_SUITES
 expect_file=
 results=
@@ -49,6 +51,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --suites) suites=${2:?--suites needs a value}; shift 2 ;;
         --expect-file) expect_file=${2:?}; shift 2 ;;
+        --readonly-url) readonly_url=${2:?}; shift 2 ;;
         --results) results=${2:?}; shift 2 ;;
         --initiator) initiator=${2:?}; shift 2 ;;
         --timeout) suite_timeout=${2:?}; shift 2 ;;
@@ -156,9 +159,11 @@ for s in "${resolved[@]}"; do
     log=$results/$short.log
     echo "=== $s" >&2
     rc=0
+    suite_urls=("${urls[@]}")
+    [[ $short == ReadOnly && -n $readonly_url ]] && suite_urls=("$readonly_url")
     timeout --kill-after=10 "$suite_timeout" iscsi-test-cu --dataloss \
         --initiator-name "$initiator" --initiator-name-2 "$initiator-2" \
-        --test "$s" "${urls[@]}" >"$log" 2>&1 </dev/null || rc=$?
+        --test "$s" "${suite_urls[@]}" >"$log" 2>&1 </dev/null || rc=$?
     p=0 f=0 k=0 ran=-1 cufail=0
     failed_names=() skipped_names=()
     while IFS=$'\t' read -r test status note; do

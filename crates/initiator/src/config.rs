@@ -50,6 +50,9 @@ pub struct SessionConfig {
     /// Send a NOP-Out ping this often when set; a ping unanswered within
     /// `management_timeout` closes the connection.
     pub keepalive_interval: Option<Duration>,
+    /// CHAP credentials (`AuthMethod=CHAP,None` is offered when set; the
+    /// target may still choose None unless mutual CHAP is configured).
+    pub chap: Option<crate::chap::ChapConfig>,
 }
 
 impl Default for SessionConfig {
@@ -73,6 +76,7 @@ impl Default for SessionConfig {
             command_timeout: Duration::from_secs(60),
             management_timeout: Duration::from_secs(15),
             keepalive_interval: Some(Duration::from_secs(30)),
+            chap: None,
         }
     }
 }

@@ -85,6 +85,7 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         max_outstanding_r2t: cfg.max_outstanding_r2t,
         initial_cmd_sn: cfg.initial_cmd_sn,
     });
+    let chap = cfg.chap.clone().map(|c| crate::chap::ChapAuthenticator::install(&mut lg, c));
     let mut req = lg.start();
     loop {
         let enc = encode_frame(&req.header, &req.ahs, req.data.clone(), false, false);
@@ -96,9 +97,16 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         wire.2 += 1;
         let resp = read_pdu(stream, buf, &FrameLimits::LOGIN, wire).await?;
         wire.3 += 1;
-        match lg.on_pdu(&resp)? {
+        let step = lg.on_pdu(&resp).map_err(|e| match &chap {
+            Some(c) => c.explain(e),
+            None => e,
+        })?;
+        match step {
             InitiatorStep::Send(p) => req = p,
             InitiatorStep::Complete { params, stat_sn, exp_cmd_sn, max_cmd_sn } => {
+                if let Some(c) = &chap {
+                    c.finish()?;
+                }
                 tracing::debug!(?params, "login complete");
                 return Ok(LoginOutcome { params, stat_sn, exp_cmd_sn, max_cmd_sn });
             }

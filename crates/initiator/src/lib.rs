@@ -11,6 +11,8 @@
 //!   negotiated, Data-In reassembly, sense and residuals.
 //! - Task management, NOP keepalive, Text, Logout, Async Messages.
 //! - [`scsi`] holds typed helpers (READ/WRITE (16), INQUIRY, ...).
+//! - [`xcopy`] builds EXTENDED COPY (LID1) parameter lists from VPD 83h
+//!   designators and decodes RECEIVE COPY RESULTS.
 //!
 //! A CHECK CONDITION is a [`ScsiOutcome`] value, not an error.
 //!
@@ -39,6 +41,7 @@
 
 #![warn(missing_docs)]
 
+pub mod chap;
 mod command;
 pub mod config;
 mod conn;
@@ -48,7 +51,9 @@ pub mod error;
 pub mod lun;
 pub mod scsi;
 mod session;
+pub mod xcopy;
 
+pub use chap::{ChapAlgorithm, ChapConfig, ChapCredentials};
 pub use command::{
     DataDir, Residual, ScsiOutcome, STATUS_BUSY, STATUS_CHECK_CONDITION, STATUS_CONDITION_MET, STATUS_GOOD,
     STATUS_RESERVATION_CONFLICT, STATUS_TASK_ABORTED, STATUS_TASK_SET_FULL,

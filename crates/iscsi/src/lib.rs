@@ -20,6 +20,8 @@ pub mod negotiate;
 pub mod params;
 pub mod pdu;
 pub mod target;
+#[cfg(test)]
+mod target_tests;
 pub mod text;
 
 pub use frame::{decode_frame, encode_frame, EncodedPdu, FrameError, FrameLimits, Pdu};

@@ -119,6 +119,8 @@ enum TaskState {
 #[derive(Debug)]
 struct Held {
     pdu: Pdu,
+    /// A SCSI Command whose immediate data failed its digest.
+    crc_failed: bool,
 }
 
 /// Sense for transport-detected failures of a task (fixed format, 18 bytes).
@@ -147,6 +149,19 @@ const ASC_INVALID_FIELD_IN_CDB: (u8, u8) = (0x24, 0x00);
 /// 0Eh/03h INVALID FIELD IN INFORMATION UNIT.
 const ASC_INVALID_FIELD_IN_IU: (u8, u8) = (0x0e, 0x03);
 
+/// Write `data` at `offset` of a write buffer whose length is the highest
+/// offset written so far: a gap before `offset` reads as zeroes, as if the
+/// buffer had been zeroed up front, but data arriving in order (the normal
+/// case) is only copied once.
+fn put_at(buf: &mut BytesMut, offset: usize, data: &[u8]) {
+    if offset > buf.len() {
+        buf.resize(offset, 0);
+    }
+    let overlap = (buf.len() - offset).min(data.len());
+    buf[offset..offset + overlap].copy_from_slice(&data[..overlap]);
+    buf.extend_from_slice(&data[overlap..]);
+}
+
 /// `a < b` in 32-bit serial number arithmetic (RFC 1982).
 pub fn sn_lt(a: u32, b: u32) -> bool {
     a != b && b.wrapping_sub(a) < 0x8000_0000
@@ -167,6 +182,9 @@ pub struct TargetConnection {
     /// Pending SendTargets text not yet sent (continuation), keyed by TTT.
     text_pending: Option<(u32, Bytes)>,
     logging_out: bool,
+    /// ITT of the one immediate SCSI command admitted outside the CmdSN
+    /// window (it counts while that ITT is in `tasks`).
+    immediate_itt: Option<u32>,
 }
 
 impl TargetConnection {
@@ -184,6 +202,7 @@ impl TargetConnection {
             ping_ttt: None,
             text_pending: None,
             logging_out: false,
+            immediate_itt: None,
         }
     }
 
@@ -202,17 +221,30 @@ impl TargetConnection {
         self.tasks.keys().copied().collect()
     }
 
+    /// StatSN the next response will carry.
+    pub fn stat_sn(&self) -> u32 {
+        self.stat_sn
+    }
+
     /// ExpCmdSN: the next CmdSN we will accept.
     pub fn exp_cmd_sn(&self) -> u32 {
         self.exp_cmd_sn
     }
 
     /// MaxCmdSN: the window shrinks as tasks pile up so that a session can
-    /// never have more than `cmd_window` commands buffered.
+    /// never have more than `cmd_window` commands (plus one immediate)
+    /// buffered. Held (early) commands already sit inside the advertised
+    /// window and the immediate task is outside it: counting either would
+    /// pull MaxCmdSN back, which initiators ignore (RFC 7143 §4.2.2.1), so
+    /// commands they may legitimately send would then be dropped.
     pub fn max_cmd_sn(&self) -> u32 {
-        let busy = (self.tasks.len() + self.held.len()) as u32;
-        let room = self.cfg.cmd_window.saturating_sub(busy);
+        let busy = self.tasks.len() as u32 - self.immediate_task_running() as u32;
+        let room = self.cfg.cmd_window.max(1).saturating_sub(busy);
         self.exp_cmd_sn.wrapping_add(room).wrapping_sub(1)
+    }
+
+    fn immediate_task_running(&self) -> bool {
+        self.immediate_itt.is_some_and(|itt| self.tasks.contains_key(&itt))
     }
 
     fn fresh_ttt(&mut self) -> u32 {
@@ -292,7 +324,7 @@ impl TargetConnection {
             | Header::NopOut(_)
             | Header::TaskMgmtRequest(_)
             | Header::TextRequest(_)
-            | Header::LogoutRequest(_) => self.on_command(pdu, &mut out),
+            | Header::LogoutRequest(_) => self.on_command(pdu, false, &mut out),
             Header::LoginRequest(_) => {
                 out.push(self.reject(RejectReason::PROTOCOL_ERROR, &pdu.bhs));
             }
@@ -303,7 +335,7 @@ impl TargetConnection {
 
     /// A PDU that carries CmdSN: check the window, hold it if it is early,
     /// run it (and anything it unblocks) when its turn comes.
-    fn on_command(&mut self, pdu: Pdu, out: &mut Vec<Action>) {
+    fn on_command(&mut self, pdu: Pdu, crc_failed: bool, out: &mut Vec<Action>) {
         let (immediate, cmd_sn) = match &pdu.header {
             Header::ScsiCommand(h) => (h.immediate, h.cmd_sn),
             Header::NopOut(h) => (h.immediate, h.cmd_sn),
@@ -315,26 +347,42 @@ impl TargetConnection {
         if immediate {
             // Immediate commands are delivered at once and do not advance
             // ExpCmdSN (RFC 7143 §4.2.2.1).
-            self.dispatch(pdu, out);
+            self.dispatch(pdu, crc_failed, out);
             return;
         }
-        if cmd_sn == self.exp_cmd_sn {
-            self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
-            self.dispatch(pdu, out);
-            // Release held commands that are now in order.
-            while let Some(held) = self.held.remove(&self.exp_cmd_sn) {
-                self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
-                self.dispatch(held.pdu, out);
-            }
-        } else if sn_lt(self.exp_cmd_sn, cmd_sn) && !sn_lt(self.max_cmd_sn(), cmd_sn) {
-            // Early but inside the window: hold (bounded by the window).
-            self.held.insert(cmd_sn, Held { pdu });
+        if sn_lt(cmd_sn, self.exp_cmd_sn) || sn_lt(self.max_cmd_sn(), cmd_sn) {
+            // Outside the window (a closed one included): silently ignored
+            // (RFC 7143 §4.2.2.1).
+            return;
         }
-        // Outside the window: silently ignored (RFC 7143 §4.2.2.1).
+        if cmd_sn != self.exp_cmd_sn {
+            // Early but inside the window: hold (bounded by the window). A
+            // duplicate of a held command is ignored.
+            self.held.entry(cmd_sn).or_insert(Held { pdu, crc_failed });
+            return;
+        }
+        self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
+        self.dispatch(pdu, crc_failed, out);
+        // Release held commands that are now in order.
+        while let Some(held) = self.held.remove(&self.exp_cmd_sn) {
+            self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
+            self.dispatch(held.pdu, held.crc_failed, out);
+        }
     }
 
-    fn dispatch(&mut self, pdu: Pdu, out: &mut Vec<Action>) {
+    fn dispatch(&mut self, pdu: Pdu, crc_failed: bool, out: &mut Vec<Action>) {
         match &pdu.header {
+            Header::ScsiCommand(h) if crc_failed => {
+                // Its immediate data failed the digest: the command takes
+                // its turn and ends with PROTOCOL SERVICE CRC ERROR.
+                if self.tasks.contains_key(&h.itt) {
+                    out.push(self.reject(RejectReason::TASK_IN_PROGRESS, &pdu.bhs));
+                    return;
+                }
+                let (itt, edtl, lun) = (h.itt, h.expected_data_length, h.lun);
+                self.tasks.insert(itt, TaskState::Running { read: false, expected_len: edtl, r2t_count: 0, lun });
+                self.fail_task_running(itt, SENSE_KEY_ABORTED_COMMAND, ASC_PROTOCOL_CRC_ERROR, edtl, out);
+            }
             Header::ScsiCommand(_) => self.on_scsi_command(pdu, out),
             Header::NopOut(h) => {
                 let h = Header::NopIn(NopIn {
@@ -345,8 +393,10 @@ impl TargetConnection {
                     exp_cmd_sn: self.exp_cmd_sn,
                     max_cmd_sn: self.max_cmd_sn(),
                 });
-                // The ping data is echoed (bounded by the framing limit).
-                let data = pdu.data.clone();
+                // The ping data is echoed, up to the initiator's
+                // MaxRecvDataSegmentLength (RFC 7143 §11.18.5).
+                let mut data = pdu.data.clone();
+                data.truncate(self.params.initiator_max_recv_data_segment_length.max(512) as usize);
                 out.push(self.encode(h, data));
             }
             Header::TaskMgmtRequest(h) => {
@@ -413,6 +463,19 @@ impl TargetConnection {
             out.push(self.reject(RejectReason::TASK_IN_PROGRESS, &pdu.bhs));
             return;
         }
+        if self.immediate_itt == Some(h.itt) {
+            // That immediate task is over (a live one was rejected above).
+            self.immediate_itt = None;
+        }
+        if h.immediate {
+            // Immediate commands bypass the CmdSN window; admit one at a time
+            // so that memory stays bounded (RFC 7143 §4.2.2.1, §11.17.1).
+            if self.immediate_task_running() {
+                out.push(self.reject(RejectReason::IMMEDIATE_COMMAND_REJECT, &pdu.bhs));
+                return;
+            }
+            self.immediate_itt = Some(h.itt);
+        }
         let Some(cdb) = pdu.full_cdb() else {
             out.push(self.reject(RejectReason::INVALID_PDU_FIELD, &pdu.bhs));
             return;
@@ -464,8 +527,9 @@ impl TargetConnection {
         }
         let unsolicited_end =
             if self.params.initial_r2t { imm_len } else { self.params.first_burst_length.min(edtl).max(imm_len) };
-        let mut buf = BytesMut::zeroed(edtl as usize);
-        buf[..imm_len as usize].copy_from_slice(&pdu.data);
+        // Filled as the data arrives (see `put_at`): no up-front zeroing.
+        let mut buf = BytesMut::with_capacity(edtl as usize);
+        buf.extend_from_slice(&pdu.data);
         let c = Collecting {
             task,
             buf,
@@ -500,7 +564,7 @@ impl TargetConnection {
         {
             let Some(TaskState::Collecting(c)) = self.tasks.get_mut(&itt) else { return };
             let edtl = c.task.expected_len;
-            while c.r2ts.len() < max_out && c.solicit_next < edtl {
+            while c.r2ts.len() + to_send.len() < max_out && c.solicit_next < edtl {
                 let len = (edtl - c.solicit_next).min(max_burst);
                 let offset = c.solicit_next;
                 c.solicit_next += len;
@@ -557,6 +621,13 @@ impl TargetConnection {
             }
             c.unsolicited_data_sn += 1;
         } else {
+            if c.received < c.unsolicited_end {
+                // Solicited data before the unsolicited burst is complete:
+                // out of order (DataSequenceInOrder=Yes), and it would let
+                // the write run with a hole in its data.
+                self.fail_task(h.itt, SENSE_KEY_ABORTED_COMMAND, ASC_DATA_OFFSET_ERROR, out);
+                return;
+            }
             let Some(r) = c.r2ts.get_mut(&h.ttt) else {
                 self.fail_task(h.itt, SENSE_KEY_ABORTED_COMMAND, (0x4b, 0x01), out);
                 return;
@@ -575,7 +646,7 @@ impl TargetConnection {
                 c.r2ts.remove(&h.ttt);
             }
         }
-        c.buf[h.buffer_offset as usize..end as usize].copy_from_slice(&pdu.data);
+        put_at(&mut c.buf, h.buffer_offset as usize, &pdu.data);
         if end > c.received {
             c.received = end;
         }
@@ -584,7 +655,10 @@ impl TargetConnection {
             if let Some(TaskState::Collecting(c)) = self.tasks.remove(&h.itt) {
                 let c = *c;
                 let mut task = c.task;
-                task.data_out = c.buf.freeze();
+                let mut buf = c.buf;
+                // Already `expected_len` long (`received` is its length).
+                buf.resize(task.expected_len as usize, 0);
+                task.data_out = buf.freeze();
                 self.tasks.insert(
                     h.itt,
                     TaskState::Running {
@@ -607,7 +681,19 @@ impl TargetConnection {
         let mut out = vec![self.reject(RejectReason::DATA_DIGEST_ERROR, bhs)];
         let itt = bhs_itt(bhs);
         let opcode = bhs_opcode(bhs);
-        if (opcode == Opcode::DATA_OUT || opcode == Opcode::SCSI_COMMAND)
+        if opcode == Opcode::SCSI_COMMAND
+            && self.params.session_type == SessionType::Normal
+            && !self.logging_out
+            && !self.tasks.contains_key(&itt)
+        {
+            // Immediate data failed: the command PDU is lost with it. At ERL 0
+            // the initiator cannot retry it, and the hole it would leave in
+            // the CmdSN sequence would stall every later command; so the
+            // command is taken in its turn (window and ordering as usual)
+            // and ends in CHECK CONDITION instead of executing.
+            let pdu = Pdu { header: Header::decode(bhs), bhs: *bhs, ahs: Bytes::new(), data: Bytes::new() };
+            self.on_command(pdu, true, &mut out);
+        } else if (opcode == Opcode::DATA_OUT || opcode == Opcode::SCSI_COMMAND)
             && matches!(self.tasks.get(&itt), Some(TaskState::Collecting(_)))
         {
             self.fail_task(itt, SENSE_KEY_ABORTED_COMMAND, ASC_PROTOCOL_CRC_ERROR, &mut out);
@@ -741,6 +827,11 @@ impl TargetConnection {
     /// Results of tasks that were aborted meanwhile are dropped.
     pub fn complete(&mut self, itt: u32, outcome: TaskOutcome) -> Vec<Action> {
         let mut out = Vec::new();
+        // A stale result (its ITT may name a new task collecting data) must
+        // leave that task alone.
+        if !matches!(self.tasks.get(&itt), Some(TaskState::Running { .. })) {
+            return out;
+        }
         let Some(TaskState::Running { read, expected_len, r2t_count, .. }) = self.tasks.remove(&itt) else {
             return out;
         };
@@ -782,12 +873,14 @@ impl TargetConnection {
         data.truncate(edtl as usize);
         let can_collapse = outcome.sense.is_none() && (outcome.status == 0x00 || outcome.status == 0x04);
         let seg = self.params.initiator_max_recv_data_segment_length.max(512) as usize;
-        let burst = self.params.max_burst_length.max(seg as u32) as usize;
+        let burst = self.params.max_burst_length.max(512) as usize;
         let mut data_sn = 0u32;
         let mut offset = 0usize;
         let total = data.len();
         while offset < total {
-            let n = seg.min(total - offset);
+            // No PDU crosses a MaxBurstLength boundary: each Data-In
+            // sequence ends (F bit) at one.
+            let n = seg.min(total - offset).min(burst - offset % burst);
             let last = offset + n == total;
             let end_of_burst = last || (offset + n) % burst == 0;
             let with_status = last && can_collapse;
@@ -841,5 +934,27 @@ impl TargetConnection {
             residual,
         });
         out.push(self.encode(h, sense_data));
+    }
+}
+
+#[cfg(test)]
+mod put_at_tests {
+    use super::put_at;
+    use bytes::BytesMut;
+
+    #[test]
+    fn in_order_gaps_and_overlaps_match_a_zeroed_buffer() {
+        let mut b = BytesMut::with_capacity(16);
+        put_at(&mut b, 0, b"abcd");
+        put_at(&mut b, 4, b"ef");
+        assert_eq!(&b[..], b"abcdef");
+        put_at(&mut b, 8, b"ij"); // gap reads as zeroes
+        assert_eq!(&b[..], b"abcdef\0\0ij");
+        put_at(&mut b, 6, b"GHIJK"); // overlaps the end, then extends
+        assert_eq!(&b[..], b"abcdefGHIJK");
+        put_at(&mut b, 1, b"BC"); // inside
+        assert_eq!(&b[..], b"aBCdefGHIJK");
+        put_at(&mut b, 11, b"");
+        assert_eq!(b.len(), 11);
     }
 }

@@ -38,6 +38,8 @@ pub struct RawServer {
     pub nop_interval: Option<u64>,
     /// Seconds a login may take before the connection is dropped.
     pub login_timeout: Option<u64>,
+    /// `IP:port` serving Prometheus metrics at `/metrics`; absent = off.
+    pub metrics: Option<String>,
 }
 
 /// `[[target]]`
@@ -79,6 +81,8 @@ pub struct Config {
     pub max_commands_per_session: u32,
     pub nop_interval_secs: u64,
     pub login_timeout_secs: u64,
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None` = off.
+    pub metrics: Option<SocketAddr>,
     pub targets: Vec<TargetConfig>,
 }
 
@@ -198,6 +202,7 @@ impl Config {
             max_commands_per_session: 128,
             nop_interval_secs: 30,
             login_timeout_secs: 30,
+            metrics: None,
             targets: vec![TargetConfig {
                 iqn: DEFAULT_TARGET.into(),
                 alias: Some("oxcopy default".into()),
@@ -245,6 +250,13 @@ impl Config {
             listen.push(addr);
         }
         let data_dir = PathBuf::from(raw.server.data_dir.unwrap_or_else(|| "./oxcopy-data".into()));
+        let metrics = match &raw.server.metrics {
+            None => None,
+            Some(m) => Some(
+                m.parse::<SocketAddr>()
+                    .map_err(|_| err(source, "server.metrics", format!("'{m}' is not an IP:port address")))?,
+            ),
+        };
         let max_commands_per_session = raw.server.max_commands_per_session.unwrap_or(128);
         if !(1..=4096).contains(&max_commands_per_session) {
             return Err(err(source, "server.max_commands_per_session", "must be between 1 and 4096"));
@@ -392,6 +404,7 @@ impl Config {
             max_commands_per_session,
             nop_interval_secs: raw.server.nop_interval.unwrap_or(30),
             login_timeout_secs: raw.server.login_timeout.unwrap_or(30),
+            metrics,
             targets,
         })
     }
@@ -483,6 +496,7 @@ block_size = 512
     fn bad_configs_name_key_and_problem() {
         expect_err("[server]\nlisten=[\"x\"]\n[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-a\"\nsize=\"1M\"", "server.listen[0]", "not an IP");
         expect_err("[server]\nbogus=1\n", "line", "unknown field");
+        expect_err("[server]\nmetrics=\"localhost\"\n[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-a\"\nsize=\"1M\"", "server.metrics", "not an IP");
         expect_err(
             "[[target]]\niqn=\"disk\"\n[[target.lun]]\nid=0\npath=\"/tmp/x\"\nsize=\"1M\"",
             "target[0].iqn",

@@ -4,6 +4,8 @@
 
 pub mod config;
 pub mod identity;
+pub mod metrics_http;
+pub mod pr_store;
 pub mod server;
 
 pub use config::{Config, ConfigError};

@@ -11,7 +11,9 @@ use oxcopy_iscsi::login::{LoginPolicy, LoginStep, TargetInfo, TargetLogin, Targe
 use oxcopy_iscsi::params::{SessionParams, SessionType};
 use oxcopy_iscsi::pdu::{Header, LoginStatus, RejectReason, TmfFunction, TmfResponse, BHS_LEN};
 use oxcopy_iscsi::target::{Action, TargetConnConfig, TargetConnection, TaskManagement, TaskOutcome};
-use oxcopy_scsi::{CancelToken, LogicalUnit, LuConfig, Nexus, Request, ScsiTarget, TmfResult};
+use oxcopy_scsi::{
+    AccessList, CancelToken, LogicalUnit, LuConfig, LuRegistry, Metrics, Nexus, Request, ScsiTarget, TmfResult,
+};
 use oxcopy_storage::{FileStorage, OpenOptions, Storage};
 use std::collections::HashMap;
 use std::io::IoSlice;
@@ -22,9 +24,12 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
+
+mod pool;
+use pool::IoPool;
 
 /// MaxRecvDataSegmentLength we declare: the largest data segment we accept.
 pub const OUR_MAX_RECV_DATA_SEGMENT: u32 = 256 * 1024;
@@ -33,6 +38,13 @@ pub const OUR_MAX_RECV_DATA_SEGMENT: u32 = 256 * 1024;
 pub const MAX_WRITE_BUFFER: u32 = 16 * 1024 * 1024;
 /// How long shutdown waits for in-flight commands before abandoning them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Threads executing SCSI commands at most (commands beyond that queue).
+const IO_THREADS: usize = 64;
+/// Commands moving more bytes than this get an I/O thread of their own
+/// (see `pool`); shorter ones are cheaper to run on an already awake one.
+const LONG_TRANSFER: u32 = 64 * 1024;
+/// An I/O thread idle this long exits.
+const IO_THREAD_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// A target as the daemon serves it.
 struct TargetEntry {
@@ -55,6 +67,8 @@ struct Shared {
     cfg: Config,
     next_tsih: AtomicU16,
     next_stat_sn: AtomicU64,
+    /// Where SCSI commands run.
+    io_pool: IoPool,
 }
 
 impl Shared {
@@ -72,6 +86,10 @@ impl Shared {
 pub struct Running {
     /// The addresses actually bound (port 0 resolved).
     pub addrs: Vec<SocketAddr>,
+    /// Where `GET /metrics` is served (port 0 resolved), when configured.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The daemon-wide LU registry (copy records, metrics).
+    pub registry: Arc<LuRegistry>,
     shutdown: watch::Sender<bool>,
     join: tokio::task::JoinHandle<()>,
     shared: Arc<Shared>,
@@ -116,6 +134,8 @@ pub async fn start(cfg: Config) -> Result<Running> {
     let mut ids = Identities::load(&cfg.data_dir)?;
     let mut targets = HashMap::new();
     let mut all_luns = Vec::new();
+    let metrics = Metrics::new();
+    let registry = Arc::new(LuRegistry::with_metrics(metrics.clone()));
     for t in &cfg.targets {
         let mut luns = Vec::new();
         for l in &t.luns {
@@ -137,10 +157,12 @@ pub async fn start(cfg: Config) -> Result<Running> {
                 },
                 Arc::new(storage) as Arc<dyn Storage>,
             ));
+            crate::pr_store::attach(&lu, &cfg.data_dir, &t.iqn, l.id)?;
             all_luns.push(lu.clone());
             luns.push((l.id, lu));
         }
-        let scsi = Arc::new(ScsiTarget::new(&t.iqn, 1, luns));
+        registry.add_target(&t.iqn, AccessList::from_config(t.initiators.as_deref()), luns)?;
+        let scsi = Arc::new(ScsiTarget::in_registry(&t.iqn, 1, registry.clone()));
         targets.insert(
             t.iqn.clone(),
             TargetEntry { scsi, alias: t.alias.clone(), initiators: t.initiators.clone(), tpgt: 1 },
@@ -155,16 +177,29 @@ pub async fn start(cfg: Config) -> Result<Running> {
         addrs.push(l.local_addr()?);
         listeners.push(l);
     }
+    let cfg_metrics = cfg.metrics;
     let shared = Arc::new(Shared {
         targets,
         luns: all_luns,
         cfg,
         next_tsih: AtomicU16::new(1),
         next_stat_sn: AtomicU64::new(0x1000),
+        io_pool: IoPool::new(IO_THREADS, IO_THREAD_KEEP_ALIVE),
     });
     let (tx, rx) = watch::channel(false);
+    let metrics_addr = match cfg_metrics {
+        Some(addr) => {
+            let listener = crate::metrics_http::bind(addr).await?;
+            let bound = listener.local_addr()?;
+            let mut prom = prometheus_client::registry::Registry::default();
+            metrics.register(&mut prom);
+            tokio::spawn(crate::metrics_http::serve(listener, Arc::new(prom), rx.clone()));
+            Some(bound)
+        }
+        None => None,
+    };
     let join = tokio::spawn(accept_all(listeners, shared.clone(), rx));
-    Ok(Running { addrs, shutdown: tx, join, shared })
+    Ok(Running { addrs, metrics_addr, registry, shutdown: tx, join, shared })
 }
 
 async fn accept_all(listeners: Vec<TcpListener>, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
@@ -357,15 +392,24 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
 
     let login_timeout = Duration::from_secs(shared.cfg.login_timeout_secs.max(1));
     let login = tokio::time::timeout(login_timeout, do_login(&mut rd, &mut buf, &tx, &shared));
-    let outcome = match login.await {
-        Ok(Ok(Some(o))) => Some(o),
-        Ok(Ok(None)) => None,
-        Ok(Err(e)) => {
-            debug!(%peer, "login failed: {e}");
-            None
-        }
-        Err(_) => {
-            warn!(%peer, "login did not complete within {login_timeout:?}; closing");
+    // A connection still logging in has nothing in flight: shutdown does not
+    // wait for it.
+    let mut sd = shutdown.clone();
+    let outcome = tokio::select! {
+        r = login => match r {
+            Ok(Ok(Some(o))) => Some(o),
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) => {
+                debug!(%peer, "login failed: {e}");
+                None
+            }
+            Err(_) => {
+                warn!(%peer, "login did not complete within {login_timeout:?}; closing");
+                None
+            }
+        },
+        _ = sd.wait_for(|v| *v) => {
+            debug!(%peer, "shutting down during login; closing");
             None
         }
     };
@@ -446,7 +490,9 @@ enum Done {
 
 struct Running1 {
     cancel: CancelToken,
-    handle: Option<tokio::task::JoinHandle<()>>,
+    /// Resolves (with an error: the sender is dropped) once the command has
+    /// stopped running.
+    finished: Option<oneshot::Receiver<()>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -518,7 +564,7 @@ async fn full_feature(
                             break;
                         }
                     };
-                    closing |= apply(actions, tx, &target, &nexus, &done_tx, &mut running, &mut conn);
+                    closing |= apply(actions, tx, &target, &nexus, &done_tx, &mut running, &shared.io_pool);
                     if closing { break; }
                 }
                 if buf.capacity() - buf.len() < 4096 {
@@ -533,7 +579,7 @@ async fn full_feature(
                     }
                     Done::Tmf(itt, resp) => conn.tmf_done(itt, resp),
                 };
-                closing |= apply(actions, tx, &target, &nexus, &done_tx, &mut running, &mut conn);
+                closing |= apply(actions, tx, &target, &nexus, &done_tx, &mut running, &shared.io_pool);
             }
             _ = idle.tick(), if !nop_every.is_zero() && !draining => {
                 if conn.ping_outstanding() {
@@ -541,7 +587,7 @@ async fn full_feature(
                     break;
                 }
                 if let Some(a) = conn.ping() {
-                    closing |= apply(vec![a], tx, &target, &nexus, &done_tx, &mut running, &mut conn);
+                    closing |= apply(vec![a], tx, &target, &nexus, &done_tx, &mut running, &shared.io_pool);
                 }
             }
             _ = async { let _ = shutdown.wait_for(|v| *v).await; }, if !draining => {
@@ -552,11 +598,11 @@ async fn full_feature(
                         Ok(Some(Done::Task(itt, outcome))) => {
                             running.remove(&itt);
                             let a = conn.complete(itt, outcome);
-                            apply(a, tx, &target, &nexus, &done_tx, &mut running, &mut conn);
+                            apply(a, tx, &target, &nexus, &done_tx, &mut running, &shared.io_pool);
                         }
                         Ok(Some(Done::Tmf(itt, resp))) => {
                             let a = conn.tmf_done(itt, resp);
-                            apply(a, tx, &target, &nexus, &done_tx, &mut running, &mut conn);
+                            apply(a, tx, &target, &nexus, &done_tx, &mut running, &shared.io_pool);
                         }
                         Ok(None) | Err(_) => {
                             for r in running.values() { r.cancel.cancel(); }
@@ -586,7 +632,7 @@ async fn full_feature(
 fn send_reject(tx: &mpsc::UnboundedSender<Out>, conn: &TargetConnection, reason: RejectReason, bhs: &[u8; BHS_LEN]) {
     let h = Header::Reject(oxcopy_iscsi::pdu::Reject {
         reason,
-        stat_sn: 0,
+        stat_sn: conn.stat_sn(),
         exp_cmd_sn: conn.exp_cmd_sn(),
         max_cmd_sn: conn.max_cmd_sn(),
         data_sn: 0,
@@ -603,7 +649,7 @@ fn apply(
     nexus: &Arc<Nexus>,
     done_tx: &mpsc::UnboundedSender<Done>,
     running: &mut HashMap<u32, Running1>,
-    _conn: &mut TargetConnection,
+    pool: &IoPool,
 ) -> bool {
     let mut close = false;
     for a in actions {
@@ -624,7 +670,9 @@ fn apply(
                 };
                 let nexus = nexus.clone();
                 let c2 = cancel.clone();
-                let handle = tokio::task::spawn_blocking(move || {
+                let (finished_tx, finished) = oneshot::channel::<()>();
+                pool.spawn(task.expected_len > LONG_TRANSFER, move || {
+                    let _finished = finished_tx;
                     let req = Request {
                         nexus: &nexus,
                         lun: task.lun,
@@ -642,7 +690,7 @@ fn apply(
                     };
                     let _ = done.send(Done::Task(itt, outcome));
                 });
-                running.insert(itt, Running1 { cancel, handle: Some(handle) });
+                running.insert(itt, Running1 { cancel, finished: Some(finished) });
             }
             Action::Cancel(itts) => {
                 for itt in itts {
@@ -653,7 +701,7 @@ fn apply(
             }
             Action::TaskManagement(tm) => {
                 let handles: Vec<_> =
-                    tm.aborted.iter().filter_map(|itt| running.get_mut(itt).and_then(|r| r.handle.take())).collect();
+                    tm.aborted.iter().filter_map(|itt| running.get_mut(itt).and_then(|r| r.finished.take())).collect();
                 let done = done_tx.clone();
                 let target = target.clone();
                 let nexus = nexus.clone();

@@ -15,6 +15,8 @@ impl Opcode {
     pub const WRITE_6: Self = Self(0x0A);
     pub const INQUIRY: Self = Self(0x12);
     pub const MODE_SELECT_6: Self = Self(0x15);
+    pub const RESERVE_6: Self = Self(0x16);
+    pub const RELEASE_6: Self = Self(0x17);
     pub const MODE_SENSE_6: Self = Self(0x1A);
     pub const START_STOP_UNIT: Self = Self(0x1B);
     pub const PREVENT_ALLOW_MEDIUM_REMOVAL: Self = Self(0x1E);
@@ -25,9 +27,13 @@ impl Opcode {
     pub const VERIFY_10: Self = Self(0x2F);
     pub const PRE_FETCH_10: Self = Self(0x34);
     pub const SYNCHRONIZE_CACHE_10: Self = Self(0x35);
+    pub const READ_DEFECT_DATA_10: Self = Self(0x37);
     pub const WRITE_SAME_10: Self = Self(0x41);
     pub const UNMAP: Self = Self(0x42);
+    pub const SANITIZE: Self = Self(0x48);
     pub const MODE_SELECT_10: Self = Self(0x55);
+    pub const RESERVE_10: Self = Self(0x56);
+    pub const RELEASE_10: Self = Self(0x57);
     pub const MODE_SENSE_10: Self = Self(0x5A);
     pub const PERSISTENT_RESERVE_IN: Self = Self(0x5E);
     pub const PERSISTENT_RESERVE_OUT: Self = Self(0x5F);
@@ -39,6 +45,7 @@ impl Opcode {
     pub const READ_16: Self = Self(0x88);
     pub const COMPARE_AND_WRITE: Self = Self(0x89);
     pub const WRITE_16: Self = Self(0x8A);
+    pub const ORWRITE_16: Self = Self(0x8B);
     pub const WRITE_AND_VERIFY_16: Self = Self(0x8E);
     pub const VERIFY_16: Self = Self(0x8F);
     pub const PRE_FETCH_16: Self = Self(0x90);
@@ -53,6 +60,7 @@ impl Opcode {
     pub const WRITE_12: Self = Self(0xAA);
     pub const WRITE_AND_VERIFY_12: Self = Self(0xAE);
     pub const VERIFY_12: Self = Self(0xAF);
+    pub const READ_DEFECT_DATA_12: Self = Self(0xB7);
 }
 
 /// Service actions of the multiplexed opcodes we implement.
@@ -61,8 +69,22 @@ pub struct ServiceAction;
 impl ServiceAction {
     /// 9Eh/10h READ CAPACITY (16).
     pub const READ_CAPACITY_16: u8 = 0x10;
-    /// 9Eh/12h GET LBA STATUS (thin-provisioning issue).
+    /// 9Eh/12h GET LBA STATUS.
     pub const GET_LBA_STATUS: u8 = 0x12;
+    /// 5Eh/00h..03h PERSISTENT RESERVE IN service actions.
+    pub const PR_READ_KEYS: u8 = 0x00;
+    pub const PR_READ_RESERVATION: u8 = 0x01;
+    pub const PR_REPORT_CAPABILITIES: u8 = 0x02;
+    pub const PR_READ_FULL_STATUS: u8 = 0x03;
+    /// 5Fh/00h..06h PERSISTENT RESERVE OUT service actions (07h REGISTER
+    /// AND MOVE is not implemented).
+    pub const PR_REGISTER: u8 = 0x00;
+    pub const PR_RESERVE: u8 = 0x01;
+    pub const PR_RELEASE: u8 = 0x02;
+    pub const PR_CLEAR: u8 = 0x03;
+    pub const PR_PREEMPT: u8 = 0x04;
+    pub const PR_PREEMPT_AND_ABORT: u8 = 0x05;
+    pub const PR_REGISTER_AND_IGNORE_EXISTING_KEY: u8 = 0x06;
     /// A3h/0Ah REPORT TARGET PORT GROUPS.
     pub const REPORT_TARGET_PORT_GROUPS: u8 = 0x0A;
     /// A3h/0Ch REPORT SUPPORTED OPERATION CODES.
@@ -122,6 +144,10 @@ pub(crate) enum OutLen {
     VerifyBlocks { off: usize, width: usize },
     /// PARAMETER LIST LENGTH in bytes, `width` bytes at `off`.
     Bytes { off: usize, width: usize },
+    /// WRITE SAME: one logical block, none when NDOB (byte 1 bit 0) is set.
+    OneBlockUnlessNdob,
+    /// COMPARE AND WRITE: twice the NUMBER OF LOGICAL BLOCKS at `off` (1 byte).
+    DoubleBlocks { off: usize },
 }
 
 impl OutLen {
@@ -150,6 +176,14 @@ impl OutLen {
                 _ => blocks(off, width).saturating_mul(block_size.into()),
             },
             OutLen::Bytes { off, width } => be(cdb, off, width),
+            OutLen::OneBlockUnlessNdob => {
+                if byte(cdb, 1) & 0x01 != 0 {
+                    0
+                } else {
+                    u64::from(block_size)
+                }
+            }
+            OutLen::DoubleBlocks { off } => be(cdb, off, 1) * 2 * u64::from(block_size),
         };
         u32::try_from(v).unwrap_or(u32::MAX)
     }

@@ -2,13 +2,15 @@
 //! dispatch, reserved-bit validation and REPORT SUPPORTED OPERATION CODES,
 //! so a command exists exactly when it is listed here.
 
-use crate::cdb::{DataDir, Opcode, OutLen, Template, Timeouts};
-use crate::{inquiry, mode, sbc, spc};
+use crate::cdb::{DataDir, Opcode, OutLen, ServiceAction, Template, Timeouts};
+use crate::{caw, copy, defect, inquiry, mode, pr, provisioning, reservation, sbc, spc};
 use std::sync::OnceLock;
 
 const QUICK: Timeouts = Timeouts { nominal: 1, recommended: 10 };
 const IO: Timeouts = Timeouts { nominal: 1, recommended: 30 };
 const FLUSH: Timeouts = Timeouts { nominal: 10, recommended: 120 };
+/// EXTENDED COPY: many GiB may move (by reflink usually in milliseconds).
+const COPY: Timeouts = Timeouts { nominal: 60, recommended: 3600 };
 
 const C: u8 = 0x04; // CONTROL byte: NACA evaluated (and refused when set)
 
@@ -63,6 +65,11 @@ const fn flushes(mut t: Template) -> Template {
     t
 }
 
+const fn copies(mut t: Template) -> Template {
+    t.timeouts = COPY;
+    t
+}
+
 use DataDir::{In, None as NoData, Out};
 
 const B6: OutLen = OutLen::Blocks { off: 4, width: 1 };
@@ -73,6 +80,16 @@ const V10: OutLen = OutLen::VerifyBlocks { off: 7, width: 2 };
 const V12: OutLen = OutLen::VerifyBlocks { off: 6, width: 4 };
 const V16: OutLen = OutLen::VerifyBlocks { off: 10, width: 4 };
 const NONE: OutLen = OutLen::None;
+/// WRITE SAME: one block of data-out (none with NDOB).
+const WS: OutLen = OutLen::OneBlockUnlessNdob;
+
+/// PERSISTENT RESERVE OUT: PARAMETER LIST LENGTH in bytes 5-8.
+const PR_OUT_LEN: OutLen = OutLen::Bytes { off: 5, width: 4 };
+
+/// A PERSISTENT RESERVE OUT service action (one handler for all).
+const fn prout(name: &'static str, usage: &'static [u8], sa_code: u8) -> Template {
+    sa(t(name, Opcode::PERSISTENT_RESERVE_OUT, usage, Out, PR_OUT_LEN, pr::persistent_reserve_out), sa_code)
+}
 
 /// All supported commands, by opcode then service action.
 #[rustfmt::skip]
@@ -84,6 +101,8 @@ pub(crate) static COMMANDS: &[Template] = &[
     lu_less(t("INQUIRY", Opcode::INQUIRY, &[0x12, 0x01, 0xFF, 0xFF, 0xFF, C], In, NONE, inquiry::inquiry)),
     t("MODE SELECT (6)", Opcode::MODE_SELECT_6, &[0x15, 0x11, 0, 0, 0xFF, C], Out,
         OutLen::Bytes { off: 4, width: 1 }, mode_select6),
+    t("RESERVE (6)", Opcode::RESERVE_6, &[0x16, 0, 0, 0, 0, C], NoData, NONE, reservation::reserve),
+    t("RELEASE (6)", Opcode::RELEASE_6, &[0x17, 0, 0, 0, 0, C], NoData, NONE, reservation::release),
     t("MODE SENSE (6)", Opcode::MODE_SENSE_6, &[0x1A, 0x08, 0xFF, 0xFF, 0xFF, C], In, NONE, mode_sense6),
     t("START STOP UNIT", Opcode::START_STOP_UNIT, &[0x1B, 0x01, 0, 0x0F, 0xF7, C], NoData, NONE, spc::start_stop_unit),
     t("PREVENT ALLOW MEDIUM REMOVAL", Opcode::PREVENT_ALLOW_MEDIUM_REMOVAL, &[0x1E, 0, 0, 0, 0x03, C], NoData, NONE,
@@ -101,13 +120,60 @@ pub(crate) static COMMANDS: &[Template] = &[
         sbc::prefetch10),
     flushes(t("SYNCHRONIZE CACHE (10)", Opcode::SYNCHRONIZE_CACHE_10, &[0x35, 0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C],
         NoData, NONE, sbc::sync_cache10)),
+    t("READ DEFECT DATA (10)", Opcode::READ_DEFECT_DATA_10, &[0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, C], In, NONE,
+        defect::read_defect_data10),
+    writes(t("WRITE SAME (10)", Opcode::WRITE_SAME_10, &[0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C], Out, WS,
+        provisioning::write_same10)),
+    writes(t("UNMAP", Opcode::UNMAP, &[0x42, 0, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, C], Out, OutLen::Bytes { off: 7, width: 2 },
+        provisioning::unmap)),
     t("MODE SELECT (10)", Opcode::MODE_SELECT_10, &[0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, C], Out,
         OutLen::Bytes { off: 7, width: 2 }, mode_select10),
+    t("RESERVE (10)", Opcode::RESERVE_10, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, C], NoData, NONE, reservation::reserve),
+    t("RELEASE (10)", Opcode::RELEASE_10, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, C], NoData, NONE, reservation::release),
     t("MODE SENSE (10)", Opcode::MODE_SENSE_10, &[0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, C], In, NONE, mode_sense10),
+    sa(t("PERSISTENT RESERVE IN (READ KEYS)", Opcode::PERSISTENT_RESERVE_IN, &[0x5E, 0x00, 0, 0, 0, 0, 0, 0xFF, 0xFF, C],
+        In, NONE, pr::read_keys), ServiceAction::PR_READ_KEYS),
+    sa(t("PERSISTENT RESERVE IN (READ RESERVATION)", Opcode::PERSISTENT_RESERVE_IN,
+        &[0x5E, 0x01, 0, 0, 0, 0, 0, 0xFF, 0xFF, C], In, NONE, pr::read_reservation), ServiceAction::PR_READ_RESERVATION),
+    sa(t("PERSISTENT RESERVE IN (REPORT CAPABILITIES)", Opcode::PERSISTENT_RESERVE_IN,
+        &[0x5E, 0x02, 0, 0, 0, 0, 0, 0xFF, 0xFF, C], In, NONE, pr::report_capabilities),
+        ServiceAction::PR_REPORT_CAPABILITIES),
+    sa(t("PERSISTENT RESERVE IN (READ FULL STATUS)", Opcode::PERSISTENT_RESERVE_IN,
+        &[0x5E, 0x03, 0, 0, 0, 0, 0, 0xFF, 0xFF, C], In, NONE, pr::read_full_status), ServiceAction::PR_READ_FULL_STATUS),
+    prout("PERSISTENT RESERVE OUT (REGISTER)", &[0x5F, 0x00, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C],
+        ServiceAction::PR_REGISTER),
+    prout("PERSISTENT RESERVE OUT (RESERVE)", &[0x5F, 0x01, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C],
+        ServiceAction::PR_RESERVE),
+    prout("PERSISTENT RESERVE OUT (RELEASE)", &[0x5F, 0x02, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C],
+        ServiceAction::PR_RELEASE),
+    prout("PERSISTENT RESERVE OUT (CLEAR)", &[0x5F, 0x03, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C], ServiceAction::PR_CLEAR),
+    prout("PERSISTENT RESERVE OUT (PREEMPT)", &[0x5F, 0x04, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C],
+        ServiceAction::PR_PREEMPT),
+    prout("PERSISTENT RESERVE OUT (PREEMPT AND ABORT)", &[0x5F, 0x05, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C],
+        ServiceAction::PR_PREEMPT_AND_ABORT),
+    prout("PERSISTENT RESERVE OUT (REGISTER AND IGNORE EXISTING KEY)", &[0x5F, 0x06, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C],
+        ServiceAction::PR_REGISTER_AND_IGNORE_EXISTING_KEY),
+    copies(sa(t("EXTENDED COPY (LID1)", Opcode::THIRD_PARTY_COPY_OUT,
+        &[0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C], Out, OutLen::Bytes { off: 10, width: 4 },
+        copy::extended_copy), 0x00)),
+    sa(t("RECEIVE COPY STATUS (LID1)", Opcode::THIRD_PARTY_COPY_IN,
+        &[0x84, 0x00, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C], In, NONE, copy::receive_copy_status), 0x00),
+    sa(t("RECEIVE COPY OPERATING PARAMETERS", Opcode::THIRD_PARTY_COPY_IN,
+        &[0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C], In, NONE,
+        copy::receive_copy_operating_parameters), 0x03),
+    sa(t("RECEIVE COPY FAILURE DETAILS (LID1)", Opcode::THIRD_PARTY_COPY_IN,
+        &[0x84, 0x04, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C], In, NONE,
+        copy::receive_copy_failure_details), 0x04),
+    sa(t("RECEIVE COPY STATUS (LID4)", Opcode::THIRD_PARTY_COPY_IN,
+        &[0x84, 0x05, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C], In, NONE,
+        copy::receive_copy_status_lid4), 0x05),
     io(t("READ (16)", Opcode::READ_16, &[0x88, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C],
         In, NONE, sbc::read16)),
+    writes(t("COMPARE AND WRITE", Opcode::COMPARE_AND_WRITE, &[0x89, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x3F, C], Out,
+        OutLen::DoubleBlocks { off: 13 }, caw::compare_and_write)),
     writes(t("WRITE (16)", Opcode::WRITE_16, &[0x8A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C],
         Out, B16, sbc::write16)),
+    writes(t("ORWRITE (16)", Opcode::ORWRITE_16, &[0x8B, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C], Out, B16, caw::orwrite16)),
     writes(t("WRITE AND VERIFY (16)", Opcode::WRITE_AND_VERIFY_16,
         &[0x8E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C], Out, B16, sbc::write_verify16)),
     io(t("VERIFY (16)", Opcode::VERIFY_16, &[0x8F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C],
@@ -116,9 +182,14 @@ pub(crate) static COMMANDS: &[Template] = &[
         NoData, NONE, sbc::prefetch16),
     flushes(t("SYNCHRONIZE CACHE (16)", Opcode::SYNCHRONIZE_CACHE_16,
         &[0x91, 0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C], NoData, NONE, sbc::sync_cache16)),
+    writes(t("WRITE SAME (16)", Opcode::WRITE_SAME_16, &[0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C], Out, WS,
+        provisioning::write_same16)),
     sa(t("READ CAPACITY (16)", Opcode::SERVICE_ACTION_IN_16,
         &[0x9E, 0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, C], In, NONE, sbc::read_capacity16),
         crate::cdb::ServiceAction::READ_CAPACITY_16),
+    io(sa(t("GET LBA STATUS", Opcode::SERVICE_ACTION_IN_16,
+        &[0x9E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, C], In, NONE,
+        provisioning::get_lba_status), ServiceAction::GET_LBA_STATUS)),
     lu_less(t("REPORT LUNS", Opcode::REPORT_LUNS, &[0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C], In, NONE,
         spc::report_luns)),
     sa(t("REPORT SUPPORTED OPERATION CODES", Opcode::MAINTENANCE_IN,
@@ -131,6 +202,8 @@ pub(crate) static COMMANDS: &[Template] = &[
         Out, B12, sbc::write_verify12)),
     io(t("VERIFY (12)", Opcode::VERIFY_12, &[0xAF, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C], Out, V12,
         sbc::verify12)),
+    t("READ DEFECT DATA (12)", Opcode::READ_DEFECT_DATA_12, &[0xB7, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, C],
+        In, NONE, defect::read_defect_data12),
 ];
 
 fn mode_sense6(c: &crate::exec::Ctx<'_>) -> crate::exec::CmdResult {
@@ -207,15 +280,18 @@ mod tests {
             assert_eq!(t.dir == DataDir::Out, t.out_len != OutLen::None, "{}", t.name);
         }
         assert!(COMMANDS.len() < 255);
-        assert!(COMMANDS.iter().all(|t| t.opcode != Opcode::THIRD_PARTY_COPY_OUT));
+        assert!(COMMANDS.iter().any(|t| t.opcode == Opcode::THIRD_PARTY_COPY_OUT));
     }
 
     #[test]
     fn lookup_by_opcode_and_sa() {
         assert!(matches!(lookup(0x28, 0xFF), Lookup::Found(t) if t.name == "READ (10)"));
         assert!(matches!(lookup(0x9E, 0x10), Lookup::Found(t) if t.name == "READ CAPACITY (16)"));
-        assert!(matches!(lookup(0x9E, 0x12), Lookup::UnknownServiceAction));
-        assert!(matches!(lookup(0x83, 0x00), Lookup::UnknownOpcode));
-        assert!(matches!(lookup(0x84, 0x03), Lookup::UnknownOpcode));
+        assert!(matches!(lookup(0x9E, 0x12), Lookup::Found(t) if t.name == "GET LBA STATUS"));
+        assert!(matches!(lookup(0x9E, 0x13), Lookup::UnknownServiceAction));
+        assert!(matches!(lookup(0x83, 0x00), Lookup::Found(t) if t.name == "EXTENDED COPY (LID1)"));
+        assert!(matches!(lookup(0x84, 0x03), Lookup::Found(t) if t.name == "RECEIVE COPY OPERATING PARAMETERS"));
+        assert!(matches!(lookup(0x83, 0x01), Lookup::UnknownServiceAction));
+        assert!(matches!(lookup(0x84, 0x01), Lookup::UnknownServiceAction));
     }
 }

@@ -13,6 +13,10 @@ pub(crate) struct Ctx<'a> {
     pub lu: Option<&'a LogicalUnit>,
     pub req: &'a Request<'a>,
     pub cdb: &'a [u8],
+    /// The LU's PREEMPT AND ABORT epoch when the command started: a long
+    /// command stops at its next cancellation check once its I_T nexus has
+    /// been preempted with abort since (see [`crate::reservation`]).
+    pub pr_epoch: u64,
 }
 
 impl<'a> Ctx<'a> {

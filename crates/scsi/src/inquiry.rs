@@ -109,7 +109,7 @@ fn vpd_page(b0: u8, page: u8, body: Vec<u8>) -> Vec<u8> {
 /// Page list, strictly ascending (Windows rejects anything else).
 fn supported_pages(lu: &LogicalUnit) -> Vec<u8> {
     let mut p = vec![VpdPage::SUPPORTED_PAGES, VpdPage::UNIT_SERIAL_NUMBER, VpdPage::DEVICE_IDENTIFICATION];
-    if lu.third_party_copy() && copy::vpd_third_party_copy(lu).is_some() {
+    if lu.third_party_copy() {
         p.push(VpdPage::THIRD_PARTY_COPY);
     }
     p.extend_from_slice(&[
@@ -158,13 +158,22 @@ fn scsi_name(s: &str) -> Vec<u8> {
 
 /// Relative target port identifier: the portal group tag (0 is reserved,
 /// so TPGT 0 is reported as port 1).
-fn relative_port(tpgt: u16) -> u16 {
+pub(crate) fn relative_port(tpgt: u16) -> u16 {
     tpgt.max(1)
+}
+
+/// The LU-associated designators of page 83h as (byte 0, byte 1, value):
+/// what identifies the LU wherever it is reached, and what EXTENDED COPY
+/// identification CSCDs are matched against (through the registry).
+pub(crate) fn lu_designators(lu: &LogicalUnit) -> Vec<(u8, u8, Vec<u8>)> {
+    vec![(CODE_SET_BINARY, ASSOC_LU | TYPE_NAA, lu.naa().to_vec())]
 }
 
 fn device_id(ctx: &Ctx<'_>, lu: &LogicalUnit) -> Vec<u8> {
     let mut d = Vec::new();
-    designator(&mut d, CODE_SET_BINARY, ASSOC_LU | TYPE_NAA, &lu.naa());
+    for (b0, b1, value) in lu_designators(lu) {
+        designator(&mut d, b0, b1, &value);
+    }
     let tpgt = ctx.req.nexus.tpgt;
     let rel = relative_port(tpgt).to_be_bytes();
     designator(&mut d, PROTO_ISCSI | CODE_SET_BINARY, PIV | ASSOC_PORT | TYPE_RELATIVE_PORT, &[0, 0, rel[0], rel[1]]);
@@ -183,7 +192,8 @@ fn device_id(ctx: &Ctx<'_>, lu: &LogicalUnit) -> Vec<u8> {
 fn block_limits(lu: &LogicalUnit) -> Vec<u8> {
     let bs = lu.block_size();
     let mut d = vec![0u8; 0x3C];
-    d[0] = 0x01; // WSNZ
+    // WSNZ=0: WRITE SAME with 0 blocks means "to the last block".
+    d[1] = crate::caw::MAX_CAW_BLOCKS;
     let fs = lu.storage().capabilities().fs_block_size;
     let gran = u16::try_from((fs / bs).max(1)).unwrap_or(1);
     d[2..4].copy_from_slice(&gran.to_be_bytes());
@@ -191,7 +201,7 @@ fn block_limits(lu: &LogicalUnit) -> Vec<u8> {
     d[4..8].copy_from_slice(&max.to_be_bytes());
     d[8..12].copy_from_slice(&(OPTIMAL_TRANSFER_BYTES / bs).to_be_bytes());
     d[12..16].copy_from_slice(&max.to_be_bytes()); // MAXIMUM PREFETCH LENGTH
-                                                   // UNMAP / WRITE SAME / atomic limits: 0 until those commands exist.
+    crate::provisioning::block_limits(lu, &mut d); // UNMAP, WRITE SAME (no atomic writes)
     d
 }
 

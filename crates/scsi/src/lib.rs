@@ -11,18 +11,28 @@
 //! (`commands`, one template per command: CDB length, usage mask, data
 //! direction, handler, timeouts), handlers live in [`sbc`], [`spc`],
 //! [`inquiry`] and [`mode`]; [`lu`] holds per-LU state, `ua` unit
-//! attentions, [`range_lock`] the per-LU range locks; [`copy`] and
-//! `reservation` are the hooks later issues fill in.
+//! attentions, [`range_lock`] the per-LU range locks; [`registry`] is the
+//! daemon-wide LU registry (lookups by target/LUN and by designator, filtered
+//! by access rights) that owns the [`copy`] manager's records and the
+//! [`metrics`]; `reservation` and `pr` hold SPC-2 and persistent
+//! reservations, [`provisioning`] UNMAP / WRITE SAME / GET LBA STATUS, `caw`
+//! COMPARE AND WRITE and ORWRITE.
 
+mod caw;
 mod cdb;
 mod commands;
 pub mod copy;
+mod defect;
 mod exec;
 pub mod inquiry;
 pub mod lu;
+pub mod metrics;
 pub mod mode;
 pub mod nexus;
+mod pr;
+pub mod provisioning;
 pub mod range_lock;
+pub mod registry;
 mod reservation;
 pub mod result;
 pub mod sbc;
@@ -33,11 +43,16 @@ mod ua;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_disk;
 
 pub use cdb::{DataDir, Opcode, ServiceAction};
 pub use lu::{LogicalUnit, LuConfig, Provisioning, WriteHook, MAX_TRANSFER_BYTES};
+pub use metrics::Metrics;
 pub use nexus::{CancelToken, Nexus};
 pub use range_lock::{LockMode, RangeGuard, RangeLocks};
+pub use registry::{AccessList, LuRegistry, Resolution, ResolvedLu};
+pub use reservation::{PrStateError, PrStore, PrType, MAX_REGISTRATIONS};
 pub use result::{CommandResult, ScsiStatus};
 pub use sense::{Asc, Sense, SenseKey, SenseKeySpecific};
 pub use target::{command_info, decode_lun, encode_lun, CommandInfo, Request, ScsiTarget, TmfResult, MAX_LUN};

@@ -4,6 +4,7 @@
 use crate::mode::ModeState;
 use crate::nexus::Nexus;
 use crate::range_lock::RangeLocks;
+use crate::reservation::{PrStateError, PrStore, Reservations};
 use crate::sense::{Asc, Sense};
 use crate::ua::UnitAttentions;
 use oxcopy_storage::{Storage, StorageError};
@@ -60,9 +61,8 @@ pub trait WriteHook: Send + Sync + fmt::Debug {
     fn before_write(&self, lu: &LogicalUnit, lba: u64, blocks: u64) -> Result<(), Sense>;
 }
 
-/// Logical block provisioning as reported by READ CAPACITY (16) and VPD B2h.
-/// All false today (fully provisioned, no UNMAP); the thin-provisioning issue
-/// sets these from the backend's capabilities.
+/// Logical block provisioning as reported by READ CAPACITY (16) and VPD B2h,
+/// derived from the backend's capabilities (see [`crate::provisioning`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Provisioning {
     /// LBPME: logical block provisioning management enabled.
@@ -88,6 +88,8 @@ pub struct LogicalUnit {
     third_party_copy: AtomicBool,
     write_hook: RwLock<Option<Arc<dyn WriteHook>>>,
     provisioning: Provisioning,
+    /// SPC-2 and persistent reservations.
+    pub(crate) pr: Reservations,
 }
 
 impl fmt::Debug for LogicalUnit {
@@ -112,6 +114,7 @@ impl LogicalUnit {
             cfg.block_size = 512;
         }
         let num_blocks = storage.len() / u64::from(cfg.block_size);
+        let provisioning = crate::provisioning::derive(storage.capabilities(), cfg.read_only);
         LogicalUnit {
             cfg,
             storage,
@@ -119,9 +122,10 @@ impl LogicalUnit {
             mode: ModeState::default(),
             ua: UnitAttentions::default(),
             locks: RangeLocks::new(),
-            third_party_copy: AtomicBool::new(false),
+            third_party_copy: AtomicBool::new(true),
             write_hook: RwLock::new(None),
-            provisioning: Provisioning::default(),
+            provisioning,
+            pr: Reservations::default(),
         }
     }
 
@@ -166,8 +170,8 @@ impl LogicalUnit {
         self.cfg.read_only || self.mode.swp()
     }
 
-    /// Whether the LU advertises a copy manager (INQUIRY 3PC bit, VPD 8Fh).
-    /// False until the copy-offload issue lands.
+    /// Whether the LU advertises its copy manager (INQUIRY 3PC bit, VPD
+    /// 8Fh). On by default: every LU can take part in EXTENDED COPY.
     pub fn third_party_copy(&self) -> bool {
         self.third_party_copy.load(Ordering::Relaxed)
     }
@@ -207,6 +211,22 @@ impl LogicalUnit {
     /// known nexus.
     pub(crate) fn reset(&self, asc: Asc) {
         self.mode.reset();
+        self.pr.reset(); // SPC-2 reservations end; persistent ones stay
         self.ua.reset_all(asc);
+    }
+
+    /// Whether `nexus` reading (`write` false) or writing this LU now would
+    /// meet RESERVATION CONFLICT: for the copy manager, which touches LUs
+    /// other than the one its command addressed.
+    pub fn reservation_conflict(&self, nexus: &Nexus, write: bool) -> bool {
+        self.pr.access_conflict(nexus, write)
+    }
+
+    /// Keep persistent reservations in `store` while a registration asks
+    /// for APTPL (PTPL_C=1 from now on), and restore what it holds. Returns
+    /// whether registrations were restored. On error nothing is restored
+    /// and the store stays attached (the next change overwrites it).
+    pub fn attach_pr_store(&self, store: Arc<dyn PrStore>) -> Result<bool, PrStateError> {
+        self.pr.attach_store(store)
     }
 }

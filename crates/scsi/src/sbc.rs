@@ -29,7 +29,7 @@ use crate::sense::{Asc, Sense, SenseKey};
 use oxcopy_storage::{StorageError, StorageErrorKind};
 
 /// I/O is issued (and cancellation checked) in chunks of this many bytes.
-const IO_CHUNK: usize = 1 << 20;
+pub(crate) const IO_CHUNK: usize = 1 << 20;
 
 /// LBA, transfer length and where the length field sits, for one CDB size.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +68,7 @@ fn check_len(lu: &LogicalUnit, rw: Rw) -> Result<(), Fail> {
     Ok(())
 }
 
-fn check_writable(lu: &LogicalUnit) -> Result<(), Fail> {
+pub(crate) fn check_writable(lu: &LogicalUnit) -> Result<(), Fail> {
     if lu.config().read_only {
         return Err(Sense::new(SenseKey::DATA_PROTECT, Asc::WRITE_PROTECTED).into());
     }
@@ -78,18 +78,19 @@ fn check_writable(lu: &LogicalUnit) -> Result<(), Fail> {
     Ok(())
 }
 
-fn cancelled(ctx: &Ctx<'_>) -> Result<(), Fail> {
-    if ctx.req.cancel.is_cancelled() {
+pub(crate) fn cancelled(ctx: &Ctx<'_>) -> Result<(), Fail> {
+    let preempted = ctx.lu.is_some_and(|lu| lu.pr.aborted_since(ctx.req.nexus, ctx.pr_epoch));
+    if ctx.req.cancel.is_cancelled() || preempted {
         return Err(Fail::Status(ScsiStatus::TASK_ABORTED));
     }
     Ok(())
 }
 
-fn byte_offset(lu: &LogicalUnit, lba: u64) -> u64 {
+pub(crate) fn byte_offset(lu: &LogicalUnit, lba: u64) -> u64 {
     lba.saturating_mul(u64::from(lu.block_size()))
 }
 
-fn storage_fail(e: &StorageError, lba: u64, write: bool) -> Fail {
+pub(crate) fn storage_fail(e: &StorageError, lba: u64, write: bool) -> Fail {
     tracing::warn!(error = %e, lba, write, "storage error");
     let sense = match e.kind {
         StorageErrorKind::NoSpace => Sense::new(SenseKey::DATA_PROTECT, Asc::SPACE_ALLOCATION_FAILED_WRITE_PROTECT),
@@ -104,7 +105,7 @@ fn storage_fail(e: &StorageError, lba: u64, write: bool) -> Fail {
 }
 
 /// Read `buf.len()` bytes (whole blocks) from `lba` in bounded chunks.
-fn read_into(ctx: &Ctx<'_>, lu: &LogicalUnit, lba: u64, buf: &mut [u8]) -> Result<(), Fail> {
+pub(crate) fn read_into(ctx: &Ctx<'_>, lu: &LogicalUnit, lba: u64, buf: &mut [u8]) -> Result<(), Fail> {
     let bs = lu.block_size() as usize;
     for (i, chunk) in buf.chunks_mut(IO_CHUNK).enumerate() {
         cancelled(ctx)?;
@@ -115,7 +116,7 @@ fn read_into(ctx: &Ctx<'_>, lu: &LogicalUnit, lba: u64, buf: &mut [u8]) -> Resul
 }
 
 /// The whole blocks of data-out that arrived (see the module docs).
-fn received<'a>(ctx: &Ctx<'a>, lu: &LogicalUnit, blocks: u64) -> Result<&'a [u8], Fail> {
+pub(crate) fn received<'a>(ctx: &Ctx<'a>, lu: &LogicalUnit, blocks: u64) -> Result<&'a [u8], Fail> {
     let bs = u64::from(lu.block_size());
     let want = usize::try_from(blocks.saturating_mul(bs)).unwrap_or(usize::MAX);
     let data = ctx.req.data_out;
@@ -126,12 +127,12 @@ fn received<'a>(ctx: &Ctx<'a>, lu: &LogicalUnit, blocks: u64) -> Result<&'a [u8]
     Ok(got)
 }
 
-fn miscompare(offset: u64) -> Fail {
+pub(crate) fn miscompare(offset: u64) -> Fail {
     Sense::new(SenseKey::MISCOMPARE, Asc::MISCOMPARE_DURING_VERIFY).with_information(offset).into()
 }
 
 /// Offset of the first differing byte.
-fn first_diff(a: &[u8], b: &[u8]) -> Option<usize> {
+pub(crate) fn first_diff(a: &[u8], b: &[u8]) -> Option<usize> {
     a.iter().zip(b).position(|(x, y)| x != y)
 }
 

@@ -29,6 +29,16 @@ pub struct Asc(pub u8, pub u8);
 
 impl Asc {
     pub const NO_ADDITIONAL_SENSE: Self = Self(0x00, 0x00);
+    /// A copy operation with this list identifier is already running on this I_T nexus.
+    pub const OPERATION_IN_PROGRESS: Self = Self(0x00, 0x16);
+    /// EXTENDED COPY: a CSCD does not resolve to a logical unit this nexus may reach.
+    pub const UNREACHABLE_COPY_TARGET: Self = Self(0x08, 0x04);
+    /// EXTENDED COPY: reading or writing a copy source/destination failed.
+    pub const THIRD_PARTY_DEVICE_FAILURE: Self = Self(0x0D, 0x01);
+    /// EXTENDED COPY: a segment's range lies (partly) outside its copy source/destination.
+    pub const COPY_TARGET_DEVICE_NOT_REACHABLE: Self = Self(0x0D, 0x02);
+    /// EXTENDED COPY: the CSCD's peripheral device type does not match the logical unit.
+    pub const INCORRECT_COPY_TARGET_DEVICE_TYPE: Self = Self(0x0D, 0x03);
     pub const WRITE_ERROR: Self = Self(0x0C, 0x00);
     pub const INVALID_FIELD_IN_INFORMATION_UNIT: Self = Self(0x0E, 0x03);
     pub const UNRECOVERED_READ_ERROR: Self = Self(0x11, 0x00);
@@ -39,6 +49,20 @@ impl Asc {
     pub const INVALID_FIELD_IN_CDB: Self = Self(0x24, 0x00);
     pub const LOGICAL_UNIT_NOT_SUPPORTED: Self = Self(0x25, 0x00);
     pub const INVALID_FIELD_IN_PARAMETER_LIST: Self = Self(0x26, 0x00);
+    /// PERSISTENT RESERVE OUT RELEASE by the holder with the wrong TYPE or SCOPE.
+    pub const INVALID_RELEASE_OF_PERSISTENT_RESERVATION: Self = Self(0x26, 0x04);
+    /// More CSCD (target) descriptors than MAXIMUM CSCD DESCRIPTOR COUNT.
+    pub const TOO_MANY_TARGET_DESCRIPTORS: Self = Self(0x26, 0x06);
+    /// A CSCD descriptor type code the copy manager does not implement.
+    pub const UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE: Self = Self(0x26, 0x07);
+    /// More segment descriptors than MAXIMUM SEGMENT DESCRIPTOR COUNT.
+    pub const TOO_MANY_SEGMENT_DESCRIPTORS: Self = Self(0x26, 0x08);
+    /// A segment descriptor type code the copy manager does not implement.
+    pub const UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE: Self = Self(0x26, 0x09);
+    /// A segment's byte count is not a whole number of source and destination blocks.
+    pub const UNEXPECTED_INEXACT_SEGMENT: Self = Self(0x26, 0x0A);
+    /// A segment longer than the advertised MAXIMUM SEGMENT LENGTH.
+    pub const COPY_SEGMENT_GRANULARITY_VIOLATION: Self = Self(0x26, 0x0D);
     pub const WRITE_PROTECTED: Self = Self(0x27, 0x00);
     pub const HARDWARE_WRITE_PROTECTED: Self = Self(0x27, 0x01);
     pub const SOFTWARE_WRITE_PROTECTED: Self = Self(0x27, 0x02);
@@ -48,10 +72,20 @@ impl Asc {
     pub const BUS_DEVICE_RESET_FUNCTION_OCCURRED: Self = Self(0x29, 0x03);
     pub const I_T_NEXUS_LOSS_OCCURRED: Self = Self(0x29, 0x07);
     pub const MODE_PARAMETERS_CHANGED: Self = Self(0x2A, 0x01);
+    /// PERSISTENT RESERVE OUT PREEMPT/CLEAR took this nexus's reservation away.
+    pub const RESERVATIONS_PREEMPTED: Self = Self(0x2A, 0x03);
+    /// The persistent reservation this nexus shared was released or changed.
+    pub const RESERVATIONS_RELEASED: Self = Self(0x2A, 0x04);
+    /// PERSISTENT RESERVE OUT PREEMPT removed this nexus's registration.
+    pub const REGISTRATIONS_PREEMPTED: Self = Self(0x2A, 0x05);
     pub const CAPACITY_DATA_HAS_CHANGED: Self = Self(0x2A, 0x09);
     pub const SAVING_PARAMETERS_NOT_SUPPORTED: Self = Self(0x39, 0x00);
     pub const REPORTED_LUNS_DATA_HAS_CHANGED: Self = Self(0x3F, 0x0E);
     pub const INTERNAL_TARGET_FAILURE: Self = Self(0x44, 0x00);
+    /// PERSISTENT RESERVE OUT REGISTER beyond the registrations an LU keeps.
+    pub const INSUFFICIENT_REGISTRATION_RESOURCES: Self = Self(0x55, 0x04);
+    /// Resources for the command are exhausted (e.g. too many concurrent copies).
+    pub const INSUFFICIENT_RESOURCES: Self = Self(0x55, 0x03);
 
     /// The ADDITIONAL SENSE CODE byte.
     pub fn asc(self) -> u8 {
@@ -83,6 +117,22 @@ pub enum SenseKeySpecific {
 }
 
 impl SenseKeySpecific {
+    /// The segment-pointer form used with COPY ABORTED (SPC-4 §4.5.2.4.6):
+    /// `relative_to_segment` sets SD (the pointer is relative to the start of
+    /// the segment descriptor being processed, else to the parameter list);
+    /// `byte` is the byte offset, `bit` the bit when known (BPV=1).
+    pub fn segment_pointer(relative_to_segment: bool, byte: u16, bit: Option<u8>) -> Self {
+        let mut b0 = 0x80; // SKSV
+        if relative_to_segment {
+            b0 |= 0x20;
+        }
+        if let Some(bit) = bit {
+            b0 |= 0x08 | (bit & 0x07);
+        }
+        let [hi, lo] = byte.to_be_bytes();
+        SenseKeySpecific::Raw([b0, hi, lo])
+    }
+
     fn bytes(self) -> [u8; 3] {
         match self {
             SenseKeySpecific::Field { cdb, byte, bit } => {

@@ -5,7 +5,9 @@ use crate::cdb::{byte, DataDir};
 use crate::commands::{self, Lookup};
 use crate::exec::{Ctx, Done, Fail};
 use crate::lu::LogicalUnit;
+use crate::metrics::LunCounters;
 use crate::nexus::{CancelToken, Nexus};
+use crate::registry::{AccessList, LuRegistry};
 use crate::reservation;
 use crate::result::{CommandResult, ScsiStatus};
 use crate::sense::{Asc, Sense, SenseKey};
@@ -91,30 +93,49 @@ pub struct Request<'a> {
 /// A target device: a name, the portal group it was configured with, and a
 /// set of logical units (shared: the same LU may sit behind several targets
 /// and in the daemon's registry).
+///
+/// Its LUNs come from the daemon-wide [`LuRegistry`], which it keeps an
+/// `Arc` to for everything that crosses targets (copy CSCDs, copy records,
+/// metrics); the LUN table is copied out at construction so the per-command
+/// lookup stays a binary search without locks.
 #[derive(Debug)]
 pub struct ScsiTarget {
     name: String,
     tpgt: u16,
     /// Sorted by LUN number, unique.
     luns: Vec<(u16, Arc<LogicalUnit>)>,
+    /// Per-LUN metric handles, parallel to `luns`.
+    counters: Vec<LunCounters>,
+    registry: Arc<LuRegistry>,
+}
+
+/// READ (6/10/12/16): counted as reads in the per-LUN metrics.
+fn is_read(op: u8) -> bool {
+    matches!(op, 0x08 | 0x28 | 0xA8 | 0x88)
 }
 
 impl ScsiTarget {
-    /// Build a target. Duplicate LUN numbers keep the first LU; numbers above
-    /// [`MAX_LUN`] are dropped (both logged).
+    /// A stand-alone target with its own private registry (any initiator
+    /// admitted): copies stay among these LUNs. Duplicate LUN numbers keep
+    /// the first LU; numbers above [`MAX_LUN`] are dropped (both logged).
     pub fn new(name: &str, tpgt: u16, luns: Vec<(u16, Arc<LogicalUnit>)>) -> Self {
-        let mut v: Vec<(u16, Arc<LogicalUnit>)> = Vec::with_capacity(luns.len());
-        for (id, lu) in luns {
-            if id > MAX_LUN {
-                tracing::warn!(target = name, lun = id, "LUN number not addressable, ignored");
-            } else if v.iter().any(|(i, _)| *i == id) {
-                tracing::warn!(target = name, lun = id, "duplicate LUN number, ignored");
-            } else {
-                v.push((id, lu));
-            }
+        let registry = Arc::new(LuRegistry::new());
+        if let Err(e) = registry.add_target(name, AccessList::Any, luns) {
+            tracing::warn!(error = %e, "registering a stand-alone target");
         }
-        v.sort_by_key(|(id, _)| *id);
-        ScsiTarget { name: name.to_owned(), tpgt, luns: v }
+        Self::in_registry(name, tpgt, registry)
+    }
+
+    /// The target `name` of `registry` (no LUNs when it is not registered).
+    pub fn in_registry(name: &str, tpgt: u16, registry: Arc<LuRegistry>) -> Self {
+        let luns = registry.target_luns(name);
+        let counters = luns.iter().map(|(id, _)| registry.metrics().lun(name, *id)).collect();
+        ScsiTarget { name: name.to_owned(), tpgt, luns, counters, registry }
+    }
+
+    /// The daemon-wide registry this target belongs to.
+    pub fn registry(&self) -> &Arc<LuRegistry> {
+        &self.registry
     }
 
     /// The target's iSCSI name.
@@ -153,7 +174,8 @@ impl ScsiTarget {
     /// (not for those three), CDB length and reserved bits, reservations,
     /// then the command itself.
     pub fn execute(&self, req: &Request<'_>) -> CommandResult {
-        let lu = self.lu_raw(req.lun).map(|a| &**a);
+        let idx = decode_lun(req.lun).and_then(|id| self.luns.binary_search_by_key(&id, |(i, _)| *i).ok());
+        let lu = idx.map(|i| &*self.luns[i].1);
         let bs = lu.map_or(512, |l| l.block_size());
         let cdb = req.cdb;
         let Some(&op) = cdb.first() else {
@@ -191,12 +213,22 @@ impl ScsiTarget {
             return finish(lu, Err(s.into()), wanted);
         }
         if let Some(lu) = lu {
-            if let Err(f) = reservation::check(lu, req.nexus, t) {
+            if let Err(f) = reservation::check(lu, req.nexus, t, cdb) {
                 return finish(Some(lu), Err(f), wanted);
             }
         }
-        let ctx = Ctx { target: self, lu, req, cdb };
-        finish(lu, (t.handler)(&ctx), wanted)
+        let ctx = Ctx { target: self, lu, req, cdb, pr_epoch: lu.map_or(0, |l| l.pr.abort_epoch()) };
+        let r = (t.handler)(&ctx);
+        if let (Some(c), Ok(d)) = (idx.and_then(|i| self.counters.get(i)), &r) {
+            if d.status == ScsiStatus::GOOD {
+                if is_read(t.opcode.0) {
+                    c.read(d.data_in.len() as u64);
+                } else if t.writes {
+                    c.write(req.data_out.len().min(wanted as usize) as u64);
+                }
+            }
+        }
+        finish(lu, r, wanted)
     }
 
     /// LOGICAL UNIT RESET: mode parameters to defaults and a BUS DEVICE
@@ -226,8 +258,10 @@ impl ScsiTarget {
 
     /// The I_T nexus is gone (session closed): drop its per-LU state.
     pub fn nexus_lost(&self, nexus: &Nexus) {
+        self.registry.copy_manager().nexus_lost(nexus);
         for (_, lu) in &self.luns {
             lu.ua.forget(nexus);
+            lu.pr.nexus_lost(nexus); // its SPC-2 reservation ends
         }
     }
 }

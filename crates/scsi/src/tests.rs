@@ -217,16 +217,16 @@ fn inquiry_standard_bytes() {
     let f = fx(64);
     let d = f.good(&inquiry(false, 0, 260), &[]);
     assert_eq!(d.len(), 96);
-    assert_eq!(&d[..8], &[0x00, 0x00, 0x06, 0x12, 91, 0x00, 0x00, 0x02]);
+    assert_eq!(&d[..8], &[0x00, 0x00, 0x06, 0x12, 91, 0x08, 0x00, 0x02]);
     assert_eq!(&d[8..16], b"OXCOPY  ");
     assert_eq!(&d[16..32], b"oxcopy disk     ");
     assert_eq!(&d[32..36], b"0001");
     assert!(d[36..58].iter().all(|&b| b == 0));
     assert_eq!(&d[58..66], &[0x00, 0xA0, 0x04, 0x60, 0x04, 0xC0, 0x09, 0x60]);
     assert!(d[66..].iter().all(|&b| b == 0));
-    // 3PC follows the copy-manager flag.
-    f.lu.set_third_party_copy(true);
-    assert_eq!(f.good(&inquiry(false, 0, 8), &[])[5], 0x08);
+    // 3PC follows the copy-manager flag (on by default).
+    f.lu.set_third_party_copy(false);
+    assert_eq!(f.good(&inquiry(false, 0, 8), &[])[5], 0x00);
 }
 
 #[test]
@@ -246,7 +246,10 @@ fn inquiry_invalid_fields() {
     let f = fx(64);
     invalid_field(&f.run(&inquiry(false, 1, 256), &[]), 2, Some(7));
     invalid_field(&f.run(&inquiry(true, 0x81, 256), &[]), 2, Some(7));
+    // 8Fh is served only while the LU advertises its copy manager.
+    f.lu.set_third_party_copy(false);
     invalid_field(&f.run(&inquiry(true, 0x8F, 256), &[]), 2, Some(7));
+    f.lu.set_third_party_copy(true);
     // CmdDt (obsolete bit 1) is reserved for us.
     invalid_field(&f.run(&[0x12, 0x02, 0, 0, 255, 0], &[]), 1, Some(1));
 }
@@ -254,10 +257,10 @@ fn inquiry_invalid_fields() {
 #[test]
 fn vpd_supported_pages_and_serial() {
     let f = fx(64);
-    assert_eq!(f.good(&inquiry(true, 0x00, 255), &[]), vec![0, 0, 0, 6, 0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2]);
+    assert_eq!(f.good(&inquiry(true, 0x00, 255), &[]), vec![0, 0, 0, 7, 0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2]);
     assert_eq!(f.good(&inquiry(true, 0x80, 255), &[]), b"\x00\x80\x00\x06SER123".to_vec());
     // Every listed page is served.
-    for p in [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2] {
+    for p in [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2] {
         let d = f.good(&inquiry(true, p, 255), &[]);
         assert_eq!(d[1], p);
         assert_eq!(usize::from(u16::from_be_bytes([d[2], d[3]])) + 4, d.len());
@@ -292,11 +295,16 @@ fn vpd_block_pages_bytes() {
     let mut want = vec![0u8; 64];
     want[1] = 0xB0;
     want[3] = 0x3C;
-    want[4] = 0x01; // WSNZ
+    want[5] = 255; // MAXIMUM COMPARE AND WRITE LENGTH
     want[6..8].copy_from_slice(&8u16.to_be_bytes()); // 4096 / 512
     want[8..12].copy_from_slice(&32768u32.to_be_bytes());
     want[12..16].copy_from_slice(&2048u32.to_be_bytes());
     want[16..20].copy_from_slice(&32768u32.to_be_bytes());
+    want[20..24].copy_from_slice(&(1u32 << 20).to_be_bytes()); // MAXIMUM UNMAP LBA COUNT
+    want[24..28].copy_from_slice(&256u32.to_be_bytes()); // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
+    want[28..32].copy_from_slice(&8u32.to_be_bytes()); // OPTIMAL UNMAP GRANULARITY
+    want[32..36].copy_from_slice(&0x8000_0000u32.to_be_bytes()); // UGAVALID
+    want[36..44].copy_from_slice(&0xFFFFu64.to_be_bytes()); // MAXIMUM WRITE SAME LENGTH
     assert_eq!(bl, want);
 
     let bdc = f.good(&inquiry(true, 0xB1, 255), &[]);
@@ -304,7 +312,12 @@ fn vpd_block_pages_bytes() {
     assert_eq!(&bdc[..6], &[0, 0xB1, 0, 0x3C, 0x00, 0x01]);
     assert!(bdc[6..].iter().all(|&b| b == 0));
 
-    assert_eq!(f.good(&inquiry(true, 0xB2, 255), &[]), vec![0, 0xB2, 0, 4, 0, 0, 0, 0]);
+    // LBPU, LBPWS, LBPWS10, LBPRZ; thin provisioned.
+    assert_eq!(f.good(&inquiry(true, 0xB2, 255), &[]), vec![0, 0xB2, 0, 4, 0, 0xE4, 0x02, 0]);
+    // A read-only LU is reported fully provisioned.
+    let ro = fx_with(64, 512, true, None);
+    assert_eq!(ro.good(&inquiry(true, 0xB2, 255), &[]), vec![0, 0xB2, 0, 4, 0, 0, 0, 0]);
+    assert_eq!(&ro.good(&inquiry(true, 0xB0, 255), &[])[20..28], &[0; 8]);
 
     let f4 = fx_with(64, 4096, false, None);
     let bl = f4.good(&inquiry(true, 0xB0, 255), &[]);
@@ -357,6 +370,7 @@ fn read_capacity_bytes() {
     let mut want = vec![0u8; 32];
     want[7] = 63;
     want[10] = 2;
+    want[14] = 0xC0; // LBPME, LBPRZ: the backend deallocates and reads back zeroes
     assert_eq!(d, want);
     for a in 0..40u8 {
         rc16[13] = a;
@@ -702,14 +716,15 @@ fn report_luns_variants() {
 #[test]
 fn unsupported_opcodes_and_service_actions() {
     let f = fx(64);
-    for op in [0x83u8, 0x84, 0x89, 0x93, 0x41, 0x42, 0x7F, 0x5E, 0x5F, 0xFF, 0x04] {
+    // FORMAT UNIT, SANITIZE, WRITE ATOMIC (16), variable length, vendor.
+    for op in [0x04u8, 0x48, 0x9C, 0x7F, 0xFF] {
         let mut c = vec![0u8; 16];
         c[0] = op;
         check(&f.run(&c, &[]), SenseKey::ILLEGAL_REQUEST, Asc::INVALID_COMMAND_OPERATION_CODE);
     }
-    // 9Eh/12h GET LBA STATUS, A3h/0Ah REPORT TARGET PORT GROUPS: libiscsi
+    // A3h/0Ah REPORT TARGET PORT GROUPS, 5Fh/07h REGISTER AND MOVE: libiscsi
     // treats field pointer 1 as "not implemented".
-    invalid_field(&f.run(&rw16(0x9E, 0x12, 0, 0), &[]), 1, Some(4));
+    invalid_field(&f.run(&[0x5F, 0x07, 0, 0, 0, 0, 0, 0, 24, 0], &[0; 24]), 1, Some(4));
     let mut rtpg = rsoc(false, 0, 0, 0, 0);
     rtpg[1] = 0x0A;
     invalid_field(&f.run(&rtpg, &[]), 1, Some(4));
@@ -1035,9 +1050,9 @@ fn rsoc_one_command() {
     let d = f.good(&rsoc(false, 3, 0x2A, 0x77, 512), &[]);
     assert_eq!(d[1], 0x03, "option 3 ignores the SA of a non-SA opcode");
     // Unsupported commands.
-    assert_eq!(f.good(&rsoc(false, 1, 0x42, 0, 512), &[]), vec![0, 0x01, 0, 0]);
-    assert_eq!(f.good(&rsoc(true, 2, 0x9E, 0x12, 512), &[]), vec![0, 0x01, 0, 0]);
-    assert_eq!(f.good(&rsoc(false, 3, 0x83, 0x00, 512), &[]), vec![0, 0x01, 0, 0]);
+    assert_eq!(f.good(&rsoc(false, 1, 0x48, 0, 512), &[]), vec![0, 0x01, 0, 0]);
+    assert_eq!(f.good(&rsoc(true, 2, 0x9E, 0x13, 512), &[]), vec![0, 0x01, 0, 0]);
+    assert_eq!(f.good(&rsoc(false, 3, 0x83, 0x01, 512), &[]), vec![0, 0x01, 0, 0]);
     // Asking the wrong way.
     invalid_field(&f.run(&rsoc(false, 1, 0x9E, 0x10, 512), &[]), 3, None);
     invalid_field(&f.run(&rsoc(false, 2, 0x28, 0, 512), &[]), 3, None);
@@ -1087,7 +1102,7 @@ fn lun_reset_unit_attention() {
     assert_eq!(f.run_as(&nexus(3), 0, &tur(), &[]).status, ScsiStatus::GOOD);
     // An unsupported opcode does not consume the UA.
     f.target.lun_reset(&a, encode_lun(0));
-    check(&f.run_as(&a, 0, &[0x83; 16], &[]), SenseKey::ILLEGAL_REQUEST, Asc::INVALID_COMMAND_OPERATION_CODE);
+    check(&f.run_as(&a, 0, &[0xFF; 16], &[]), SenseKey::ILLEGAL_REQUEST, Asc::INVALID_COMMAND_OPERATION_CODE);
     check(&f.run_as(&a, 0, &tur(), &[]), SenseKey::UNIT_ATTENTION, Asc::BUS_DEVICE_RESET_FUNCTION_OCCURRED);
 }
 

@@ -53,6 +53,19 @@ impl UnitAttentions {
         }
     }
 
+    /// Establish `asc` for every known nexus `pred` accepts (persistent
+    /// reservation changes address the registered I_T nexuses).
+    pub(crate) fn establish_where(&self, asc: Asc, mut pred: impl FnMut(&Nexus) -> bool) {
+        let mut q = self.queues.write();
+        for (n, queue) in q.iter_mut() {
+            if !pred(n) || queue.contains(&asc) || queue.len() >= MAX_QUEUED {
+                continue;
+            }
+            queue.push_back(asc);
+            self.pending.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
     /// A reset supersedes everything queued (SAM-5: the reset condition is
     /// the one to report), then is established for every known nexus.
     pub(crate) fn reset_all(&self, asc: Asc) {

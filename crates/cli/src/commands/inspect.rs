@@ -1,0 +1,125 @@
+//! `oxcopy inspect URL`: standard INQUIRY and the VPD pages that matter for
+//! copies, decoded, plus what the LUN can offload in one sentence.
+
+use crate::conn::{fetch_vpd, resolve, retry_ua, Connector};
+use crate::fail;
+use crate::human;
+use crate::offload::OffloadCaps;
+use crate::sense;
+use crate::url::parse_iscsi_url;
+use crate::vpd::{self, render::render, vpd_page_name};
+use serde_json::{json, Map, Value};
+
+/// Pages decoded, in display order (all of them if listed by page 00h).
+const PAGES: [u8; 6] = [0x80, 0x83, 0xb0, 0xb1, 0xb2, 0x8f];
+
+fn decode(page: u8, d: &[u8]) -> anyhow::Result<Value> {
+    Ok(match page {
+        0x00 => serde_json::to_value(vpd::decode_supported_pages(d))?,
+        0x80 => serde_json::to_value(vpd::decode_unit_serial_number(d))?,
+        0x83 => serde_json::to_value(vpd::decode_device_identification(d))?,
+        0xb0 => serde_json::to_value(vpd::decode_block_limits(d))?,
+        0xb1 => serde_json::to_value(vpd::decode_block_device_characteristics(d))?,
+        0xb2 => serde_json::to_value(vpd::decode_logical_block_provisioning(d))?,
+        0x8f => serde_json::to_value(vpd::decode_third_party_copy(d))?,
+        _ => json!({ "data": vpd::hex(d) }),
+    })
+}
+
+/// Run `oxcopy inspect`.
+pub async fn inspect(conn: &Connector, url: &str, json_out: bool) -> anyhow::Result<()> {
+    let url = parse_iscsi_url(url).map_err(fail::usage)?;
+    let addr = resolve(&url.host, url.port).await?;
+    let s = conn.login(addr, &url.target, Some(&url)).await?;
+    let luns = retry_ua(|| s.report_luns())
+        .await
+        .map_err(|e| fail::connection(format!("REPORT LUNS on {}: {}", url.target, sense::describe_error(&e))))?;
+    if !luns.contains(&url.lun) {
+        let list: Vec<String> = luns.iter().map(u64::to_string).collect();
+        return Err(fail::connection(format!(
+            "no LUN {} on target {} (it has LUN {})",
+            url.lun,
+            url.target,
+            if list.is_empty() { "none".into() } else { list.join(", ") }
+        )));
+    }
+    let lun = url.lun;
+    let std_data = retry_ua(|| s.inquiry(lun, false, 0, 255))
+        .await
+        .map_err(|e| fail::connection(format!("INQUIRY: {}", sense::describe_error(&e))))?;
+    let inq = vpd::decode_standard_inquiry(&std_data);
+    let is_disk = std_data.first().is_some_and(|b| b & 0x1f == 0 && b >> 5 == 0);
+
+    let mut pages = Map::new();
+    let mut tpc = None;
+    let listed = match fetch_vpd(&s, lun, 0x00).await {
+        Ok(d) => {
+            let p = vpd::decode_supported_pages(&d);
+            pages.insert("00h".into(), serde_json::to_value(&p)?);
+            p.codes
+        }
+        Err(e) => {
+            pages.insert("00h".into(), json!({ "error": sense::describe_error(&e) }));
+            Vec::new()
+        }
+    };
+    for page in PAGES {
+        if !listed.contains(&page) {
+            continue;
+        }
+        let v = match fetch_vpd(&s, lun, page).await {
+            Ok(d) => {
+                if page == 0x8f {
+                    tpc = Some(vpd::decode_third_party_copy(&d));
+                }
+                decode(page, &d)?
+            }
+            Err(e) => json!({ "error": sense::describe_error(&e) }),
+        };
+        pages.insert(vpd::code8(page), v);
+    }
+    let capacity = if is_disk {
+        match retry_ua(|| s.read_capacity16(lun)).await {
+            Ok((blocks, bs)) => {
+                json!({ "blocks": blocks, "block_size": bs, "bytes": blocks.saturating_mul(bs as u64) })
+            }
+            Err(e) => json!({ "error": sense::describe_error(&e) }),
+        }
+    } else {
+        Value::Null
+    };
+    let offload = OffloadCaps::from_vpd(inq.third_party_copy, tpc.as_ref());
+    let mut off = serde_json::to_value(&offload)?;
+    if let Value::Object(m) = &mut off {
+        m.insert("summary".into(), Value::String(offload.summary()));
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.logout()).await;
+
+    if json_out {
+        let out = json!({
+            "url": url.to_string(),
+            "portal": addr.to_string(),
+            "capacity": capacity,
+            "inquiry": serde_json::to_value(&inq)?,
+            "vpd": Value::Object(pages),
+            "offload": off,
+        });
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    outln!("{url}");
+    outln!("  {} {} {} — {}", inq.vendor, inq.product, inq.revision, inq.peripheral_device_type);
+    if let Some(b) = capacity.get("bytes").and_then(Value::as_u64) {
+        outln!("  capacity: {} ({} blocks of {} bytes)", human::bytes(b), capacity["blocks"], capacity["block_size"]);
+    }
+    outln!("  offload: {}", offload.summary());
+    outln!("");
+    outln!("Standard INQUIRY");
+    out!("{}", render(&serde_json::to_value(&inq)?, 2));
+    for (code, v) in &pages {
+        let n = u8::from_str_radix(code.trim_end_matches('h'), 16).unwrap_or(0xff);
+        outln!("VPD {code} {}", vpd_page_name(n));
+        out!("{}", render(v, 2));
+    }
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! The `ls` and `inspect` subcommands (`cp` lives in [`crate::copy`]).
+
+pub mod inspect;
+pub mod ls;

@@ -1,0 +1,512 @@
+//! Standard INQUIRY data and the VPD pages 00h, 80h, 83h, B0h, B1h, B2h.
+
+use super::{ascii, code16, code8, device_type_name, hex, page_body, vpd_page_name, Buf};
+use serde::Serialize;
+
+/// Standard INQUIRY data (SPC-4 §6.6.2).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StandardInquiry {
+    pub peripheral_qualifier: u8,
+    pub peripheral_device_type: String,
+    pub removable: bool,
+    pub version: String,
+    pub normaca: bool,
+    pub hisup: bool,
+    pub response_data_format: u8,
+    pub sccs: bool,
+    pub acc: bool,
+    pub tpgs: u8,
+    /// The 3PC bit: third-party copy (EXTENDED COPY / tokens) supported.
+    pub third_party_copy: bool,
+    pub protect: bool,
+    pub encserv: bool,
+    pub multip: bool,
+    pub cmdque: bool,
+    pub vendor: String,
+    pub product: String,
+    pub revision: String,
+    pub version_descriptors: Vec<String>,
+    /// Fewer bytes than ADDITIONAL LENGTH announced (missing fields read as 0).
+    pub truncated: bool,
+}
+
+fn version_name(v: u8) -> &'static str {
+    match v {
+        0x00 => "no standard claimed",
+        0x03 => "SPC",
+        0x04 => "SPC-2",
+        0x05 => "SPC-3",
+        0x06 => "SPC-4",
+        0x07 => "SPC-5",
+        _ => "unknown",
+    }
+}
+
+fn version_descriptor_name(v: u16) -> &'static str {
+    match v {
+        0x0060..=0x007f => "SAM-3",
+        0x0080..=0x009f => "SAM-4",
+        0x00a0..=0x00bf => "SAM-5",
+        0x00c0..=0x00df => "SAM-6",
+        0x0300..=0x031f => "SPC-3",
+        0x0460..=0x047f => "SPC-4",
+        0x04c0..=0x04df => "SBC-3",
+        0x0600..=0x061f => "SBC-4",
+        0x0960..=0x097f => "iSCSI",
+        0x0d40..=0x0d5f => "SAS",
+        0x1ea0..=0x1ebf => "SAT",
+        _ => "other",
+    }
+}
+
+/// Decode standard INQUIRY data.
+pub fn decode_standard_inquiry(d: &[u8]) -> StandardInquiry {
+    let b = Buf(d);
+    let declared = b.u8(4).map(|n| n as usize + 5).unwrap_or(5);
+    let g = |i: usize| b.u8(i).unwrap_or(0);
+    let bit = |i: usize, n: u8| g(i) & (1 << n) != 0;
+    let text = |i: usize, n: usize| ascii(d.get(i..(i + n).min(d.len())).unwrap_or(&[]));
+    let mut descriptors = Vec::new();
+    let end = declared.min(d.len()).min(74);
+    let mut i = 58;
+    while i + 2 <= end {
+        if let Some(v) = b.u16(i).filter(|&v| v != 0) {
+            descriptors.push(format!("{} {}", code16(v), version_descriptor_name(v)));
+        }
+        i += 2;
+    }
+    StandardInquiry {
+        peripheral_qualifier: g(0) >> 5,
+        peripheral_device_type: format!("{} {}", code8(g(0) & 0x1f), device_type_name(g(0) & 0x1f)),
+        removable: bit(1, 7),
+        version: format!("{} {}", code8(g(2)), version_name(g(2))),
+        normaca: bit(3, 5),
+        hisup: bit(3, 4),
+        response_data_format: g(3) & 0x0f,
+        sccs: bit(5, 7),
+        acc: bit(5, 6),
+        tpgs: (g(5) >> 4) & 3,
+        third_party_copy: bit(5, 3),
+        protect: bit(5, 0),
+        encserv: bit(6, 6),
+        multip: bit(6, 4),
+        cmdque: bit(7, 1),
+        vendor: text(8, 8),
+        product: text(16, 16),
+        revision: text(32, 4),
+        version_descriptors: descriptors,
+        truncated: d.len() < 36.min(declared) || d.len() < 5,
+    }
+}
+
+/// One entry of the Supported VPD Pages list.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PageRef {
+    pub code: String,
+    pub name: &'static str,
+}
+
+/// VPD 00h: the page codes (and the decoded list for display).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SupportedPages {
+    #[serde(skip)]
+    pub codes: Vec<u8>,
+    pub pages: Vec<PageRef>,
+    pub truncated: bool,
+}
+
+/// Decode VPD 00h.
+pub fn decode_supported_pages(d: &[u8]) -> SupportedPages {
+    let (body, truncated) = page_body(d);
+    SupportedPages {
+        codes: body.to_vec(),
+        pages: body.iter().map(|&c| PageRef { code: code8(c), name: vpd_page_name(c) }).collect(),
+        truncated,
+    }
+}
+
+/// VPD 80h.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UnitSerialNumber {
+    pub serial_number: String,
+    pub truncated: bool,
+}
+
+/// Decode VPD 80h.
+pub fn decode_unit_serial_number(d: &[u8]) -> UnitSerialNumber {
+    let (body, truncated) = page_body(d);
+    UnitSerialNumber { serial_number: ascii(body), truncated }
+}
+
+/// One designation descriptor of VPD 83h.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Designator {
+    pub designator_type: String,
+    pub association: &'static str,
+    pub code_set: &'static str,
+    /// Protocol identifier, when PIV is set for a port/target association.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<&'static str>,
+    pub length: u8,
+    /// Text for ASCII/UTF-8 designators, `naa.`/`eui.` + hex for those types,
+    /// a number for relative target ports, hex otherwise.
+    pub value: String,
+    /// The designator bytes (hex), as they go into an E4h CSCD descriptor.
+    pub hex: String,
+}
+
+/// VPD 83h.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeviceIdentification {
+    pub designators: Vec<Designator>,
+    pub truncated: bool,
+}
+
+fn designator_type_name(t: u8) -> &'static str {
+    match t {
+        0 => "vendor specific",
+        1 => "T10 vendor ID",
+        2 => "EUI-64",
+        3 => "NAA",
+        4 => "relative target port",
+        5 => "target port group",
+        6 => "logical unit group",
+        7 => "MD5 logical unit",
+        8 => "SCSI name string",
+        9 => "protocol specific port",
+        10 => "UUID",
+        _ => "reserved",
+    }
+}
+
+fn protocol_name(p: u8) -> &'static str {
+    match p {
+        0 => "Fibre Channel",
+        1 => "parallel SCSI",
+        2 => "SSA",
+        3 => "IEEE 1394",
+        4 => "SCSI RDMA",
+        5 => "iSCSI",
+        6 => "SAS",
+        7 => "ADT",
+        8 => "ATA",
+        9 => "UAS",
+        10 => "SOP",
+        _ => "other",
+    }
+}
+
+/// Decode VPD 83h.
+pub fn decode_device_identification(d: &[u8]) -> DeviceIdentification {
+    let (body, mut truncated) = page_body(d);
+    let mut designators = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let b = Buf(rest);
+        let (Some(b0), Some(b1), Some(len)) = (b.u8(0), b.u8(1), b.u8(3)) else {
+            truncated = true;
+            break;
+        };
+        let Some(value) = b.slice(4, len as usize) else {
+            truncated = true;
+            break;
+        };
+        let code_set = b0 & 0x0f;
+        let piv = b1 & 0x80 != 0;
+        let assoc = (b1 >> 4) & 3;
+        let dtype = b1 & 0x0f;
+        let text = matches!(code_set, 2 | 3);
+        let shown = match dtype {
+            _ if text => value.iter().take_while(|&&c| c != 0).map(|&c| c as char).collect(),
+            3 => format!("naa.{}", hex(value)),
+            2 => format!("eui.{}", hex(value)),
+            4..=6 if value.len() == 4 => u32::from_be_bytes([value[0], value[1], value[2], value[3]]).to_string(),
+            _ => format!("0x{}", hex(value)),
+        };
+        designators.push(Designator {
+            designator_type: format!("{dtype} {}", designator_type_name(dtype)),
+            association: match assoc {
+                0 => "logical unit",
+                1 => "target port",
+                2 => "target device",
+                _ => "reserved",
+            },
+            code_set: match code_set {
+                1 => "binary",
+                2 => "ASCII",
+                3 => "UTF-8",
+                _ => "reserved",
+            },
+            protocol: (piv && (assoc == 1 || assoc == 2)).then(|| protocol_name(b0 >> 4)),
+            length: len,
+            value: shown,
+            hex: hex(value),
+        });
+        rest = &rest[4 + len as usize..];
+    }
+    DeviceIdentification { designators, truncated }
+}
+
+/// VPD B0h Block Limits (SBC-4 §6.6.4). `None` = past the end of the page.
+/// Lengths are in logical blocks; 0 means "not reported".
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct BlockLimits {
+    pub write_same_non_zero: Option<bool>,
+    pub maximum_compare_and_write_length: Option<u8>,
+    pub optimal_transfer_length_granularity: Option<u16>,
+    pub maximum_transfer_length: Option<u32>,
+    pub optimal_transfer_length: Option<u32>,
+    pub maximum_prefetch_length: Option<u32>,
+    pub maximum_unmap_lba_count: Option<u32>,
+    pub maximum_unmap_block_descriptor_count: Option<u32>,
+    pub optimal_unmap_granularity: Option<u32>,
+    pub unmap_granularity_alignment_valid: Option<bool>,
+    pub unmap_granularity_alignment: Option<u32>,
+    pub maximum_write_same_length: Option<u64>,
+    pub maximum_atomic_transfer_length: Option<u32>,
+    pub atomic_alignment: Option<u32>,
+    pub atomic_transfer_length_granularity: Option<u32>,
+    pub maximum_atomic_transfer_length_with_atomic_boundary: Option<u32>,
+    pub maximum_atomic_boundary_size: Option<u32>,
+    pub truncated: bool,
+}
+
+/// Decode VPD B0h.
+pub fn decode_block_limits(d: &[u8]) -> BlockLimits {
+    let (body, truncated) = page_body(d);
+    // Offsets below are page offsets (header included).
+    let mut page = vec![0u8; 4];
+    page.extend_from_slice(body);
+    let b = Buf(&page);
+    BlockLimits {
+        write_same_non_zero: b.bit(4, 0),
+        maximum_compare_and_write_length: b.u8(5),
+        optimal_transfer_length_granularity: b.u16(6),
+        maximum_transfer_length: b.u32(8),
+        optimal_transfer_length: b.u32(12),
+        maximum_prefetch_length: b.u32(16),
+        maximum_unmap_lba_count: b.u32(20),
+        maximum_unmap_block_descriptor_count: b.u32(24),
+        optimal_unmap_granularity: b.u32(28),
+        unmap_granularity_alignment_valid: b.bit(32, 7),
+        unmap_granularity_alignment: b.u32(32).map(|v| v & 0x7fff_ffff),
+        maximum_write_same_length: b.u64(36),
+        maximum_atomic_transfer_length: b.u32(44),
+        atomic_alignment: b.u32(48),
+        atomic_transfer_length_granularity: b.u32(52),
+        maximum_atomic_transfer_length_with_atomic_boundary: b.u32(56),
+        maximum_atomic_boundary_size: b.u32(60),
+        truncated,
+    }
+}
+
+/// VPD B1h Block Device Characteristics.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BlockDeviceCharacteristics {
+    /// 0 = not reported, 1 = non-rotating (solid state), else rpm.
+    pub medium_rotation_rate: Option<String>,
+    pub product_type: Option<u8>,
+    pub wabereq: Option<u8>,
+    pub wacereq: Option<u8>,
+    pub nominal_form_factor: Option<String>,
+    pub zoned: Option<u8>,
+    pub fuab: Option<bool>,
+    pub vbuls: Option<bool>,
+    pub truncated: bool,
+}
+
+/// Decode VPD B1h.
+pub fn decode_block_device_characteristics(d: &[u8]) -> BlockDeviceCharacteristics {
+    let (body, truncated) = page_body(d);
+    let b = Buf(body);
+    BlockDeviceCharacteristics {
+        medium_rotation_rate: b.u16(0).map(|r| match r {
+            0 => "not reported".to_string(),
+            1 => "non-rotating medium".to_string(),
+            r => format!("{r} rpm"),
+        }),
+        product_type: b.u8(2),
+        wabereq: b.u8(3).map(|v| v >> 6),
+        wacereq: b.u8(3).map(|v| (v >> 4) & 3),
+        nominal_form_factor: b.u8(3).map(|v| {
+            match v & 0x0f {
+                0 => "not reported",
+                1 => "5.25 inch",
+                2 => "3.5 inch",
+                3 => "2.5 inch",
+                4 => "1.8 inch",
+                5 => "less than 1.8 inch",
+                _ => "reserved",
+            }
+            .to_string()
+        }),
+        zoned: b.u8(4).map(|v| (v >> 4) & 3),
+        fuab: b.bit(4, 1),
+        vbuls: b.bit(4, 0),
+        truncated,
+    }
+}
+
+/// VPD B2h Logical Block Provisioning.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LogicalBlockProvisioning {
+    pub threshold_exponent: Option<u8>,
+    /// UNMAP supported.
+    pub lbpu: Option<bool>,
+    /// WRITE SAME (16) with UNMAP supported.
+    pub lbpws: Option<bool>,
+    /// WRITE SAME (10) with UNMAP supported.
+    pub lbpws10: Option<bool>,
+    /// Unmapped blocks read back as zeroes (LBPRZ field).
+    pub lbprz: Option<u8>,
+    pub anc_sup: Option<bool>,
+    pub dp: Option<bool>,
+    pub minimum_percentage: Option<u8>,
+    pub provisioning_type: Option<String>,
+    pub threshold_percentage: Option<u8>,
+    pub truncated: bool,
+}
+
+/// Decode VPD B2h.
+pub fn decode_logical_block_provisioning(d: &[u8]) -> LogicalBlockProvisioning {
+    let (body, truncated) = page_body(d);
+    let b = Buf(body);
+    LogicalBlockProvisioning {
+        threshold_exponent: b.u8(0),
+        lbpu: b.bit(1, 7),
+        lbpws: b.bit(1, 6),
+        lbpws10: b.bit(1, 5),
+        lbprz: b.u8(1).map(|v| (v >> 2) & 7),
+        anc_sup: b.bit(1, 1),
+        dp: b.bit(1, 0),
+        minimum_percentage: b.u8(2).map(|v| v >> 3),
+        provisioning_type: b.u8(2).map(|v| {
+            match v & 7 {
+                0 => "not reported (fully provisioned)",
+                1 => "resource provisioned",
+                2 => "thin provisioned",
+                _ => "reserved",
+            }
+            .to_string()
+        }),
+        threshold_percentage: b.u8(3),
+        truncated,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What oxcopyd sends (see crates/scsi/src/inquiry.rs).
+    fn standard_bytes() -> Vec<u8> {
+        let mut d = vec![0u8; 96];
+        d[2] = 0x06;
+        d[3] = 0x12;
+        d[4] = 91;
+        d[5] = 0x08;
+        d[7] = 0x02;
+        d[8..16].copy_from_slice(b"OXCOPY  ");
+        d[16..32].copy_from_slice(b"disk            ");
+        d[32..36].copy_from_slice(b"0.1 ");
+        d[58..60].copy_from_slice(&0x00A0u16.to_be_bytes());
+        d[60..62].copy_from_slice(&0x0460u16.to_be_bytes());
+        d
+    }
+
+    #[test]
+    fn standard_inquiry() {
+        let s = decode_standard_inquiry(&standard_bytes());
+        assert_eq!(s.peripheral_device_type, "00h direct-access block device");
+        assert_eq!(s.version, "06h SPC-4");
+        assert!(s.third_party_copy && s.cmdque && s.hisup && !s.truncated);
+        assert_eq!((s.vendor.as_str(), s.product.as_str(), s.revision.as_str()), ("OXCOPY", "disk", "0.1"));
+        assert_eq!(s.version_descriptors, vec!["00A0h SAM-5", "0460h SPC-4"]);
+        assert!(decode_standard_inquiry(&standard_bytes()[..20]).truncated);
+    }
+
+    #[test]
+    fn supported_pages_and_serial() {
+        let p = decode_supported_pages(&[0, 0, 0, 4, 0x00, 0x80, 0x83, 0x8f]);
+        assert_eq!(p.codes, vec![0, 0x80, 0x83, 0x8f]);
+        assert_eq!(p.pages[3], PageRef { code: "8Fh".into(), name: "Third-party Copy" });
+        let s = decode_unit_serial_number(b"\0\x80\0\x06abc123");
+        assert_eq!(s.serial_number, "abc123");
+    }
+
+    #[test]
+    fn device_identification() {
+        let mut d = vec![0, 0x83, 0, 0];
+        // NAA 6, LU.
+        d.extend_from_slice(&[0x01, 0x03, 0, 16]);
+        d.extend_from_slice(&[0x60, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        // Relative target port 1 (iSCSI, PIV).
+        d.extend_from_slice(&[0x51, 0x94, 0, 4, 0, 0, 0, 1]);
+        // SCSI name string, target device.
+        d.extend_from_slice(&[0x53, 0xa8, 0, 8]);
+        d.extend_from_slice(b"iqn.x:y\0");
+        let n = (d.len() - 4) as u16;
+        d[2..4].copy_from_slice(&n.to_be_bytes());
+        let id = decode_device_identification(&d);
+        assert!(!id.truncated);
+        assert_eq!(id.designators.len(), 3);
+        assert_eq!(id.designators[0].designator_type, "3 NAA");
+        assert_eq!(id.designators[0].value, "naa.600102030405060708090a0b0c0d0e0f");
+        assert_eq!(id.designators[0].association, "logical unit");
+        assert_eq!(id.designators[0].protocol, None);
+        assert_eq!(id.designators[1].value, "1");
+        assert_eq!(id.designators[1].protocol, Some("iSCSI"));
+        assert_eq!(id.designators[2].value, "iqn.x:y");
+        assert_eq!(id.designators[2].association, "target device");
+        // Every prefix decodes without panicking; short ones are truncated.
+        for n in 0..d.len() {
+            let r = decode_device_identification(&d[..n]);
+            assert!(r.truncated || n == d.len(), "{n}");
+        }
+    }
+
+    #[test]
+    fn block_limits() {
+        let mut d = vec![0, 0xb0, 0, 0x3c];
+        d.extend_from_slice(&[0u8; 0x3c]);
+        d[4] = 1;
+        d[6..8].copy_from_slice(&8u16.to_be_bytes());
+        d[8..12].copy_from_slice(&32768u32.to_be_bytes());
+        d[12..16].copy_from_slice(&2048u32.to_be_bytes());
+        d[36..44].copy_from_slice(&0x1_0000_0000u64.to_be_bytes());
+        let l = decode_block_limits(&d);
+        assert_eq!(l.write_same_non_zero, Some(true));
+        assert_eq!(l.optimal_transfer_length_granularity, Some(8));
+        assert_eq!(l.maximum_transfer_length, Some(32768));
+        assert_eq!(l.optimal_transfer_length, Some(2048));
+        assert_eq!(l.maximum_write_same_length, Some(0x1_0000_0000));
+        assert_eq!(l.maximum_atomic_boundary_size, Some(0));
+        // An old-style short page (length 0Ch): the rest is absent, not zero.
+        let mut s = d[..16].to_vec();
+        s[3] = 0x0c;
+        let l = decode_block_limits(&s);
+        assert_eq!((l.optimal_transfer_length, l.maximum_prefetch_length, l.truncated), (Some(2048), None, false));
+        for n in 0..d.len() {
+            let _ = decode_block_limits(&d[..n]);
+        }
+    }
+
+    #[test]
+    fn characteristics_and_provisioning() {
+        let c = decode_block_device_characteristics(&[0, 0xb1, 0, 0x3c, 0, 1, 0, 0x03, 0x02]);
+        assert_eq!(c.medium_rotation_rate.as_deref(), Some("non-rotating medium"));
+        assert_eq!(c.nominal_form_factor.as_deref(), Some("2.5 inch"));
+        assert_eq!(c.fuab, Some(true));
+        assert!(c.truncated);
+        let p = decode_logical_block_provisioning(&[0, 0xb2, 0, 4, 0, 0xe4, 0x02, 0]);
+        assert_eq!((p.lbpu, p.lbpws, p.lbpws10, p.lbprz), (Some(true), Some(true), Some(true), Some(1)));
+        assert_eq!(p.provisioning_type.as_deref(), Some("thin provisioned"));
+        for n in 0..8 {
+            let _ = decode_logical_block_provisioning(&[0, 0xb2, 0, 4, 0, 0xe4, 0x02, 0][..n]);
+            let _ = decode_block_device_characteristics(&[0, 0xb1, 0, 0x3c, 0, 1, 0, 0x03, 0x02][..n]);
+            let _ = decode_standard_inquiry(&standard_bytes()[..n]);
+            let _ = decode_supported_pages(&[0, 0, 0, 4, 0x00, 0x80, 0x83, 0x8f][..n]);
+            let _ = decode_unit_serial_number(&b"\0\x80\0\x06abc123"[..n]);
+        }
+    }
+}

@@ -1,0 +1,588 @@
+//! End-to-end tests of the real `oxcopy` binary against a real `oxcopyd`
+//! (started in this test process with `oxcopyd::start`, on 127.0.0.1 with a
+//! free port) and, when it is installed and we are root, against tgt.
+//!
+//! Every child process is killed by PID if it outlives its deadline (and in
+//! a Drop guard); every daemon is shut down when its test ends.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TARGET: &str = "iqn.2026-11.dev.oxcopy:cli";
+const LUN_BLOCKS_512: u64 = 32768; // 16 MiB
+const LUN_SIZE: u64 = 16 << 20;
+
+// ---------------------------------------------------------------------------
+// Fixtures.
+
+/// An in-process oxcopyd with LUN 0 and 2 (512-byte blocks), LUN 1 (4096)
+/// and LUN 3 (read-only), each 16 MiB, in a temp dir.
+struct Daemon {
+    rt: tokio::runtime::Runtime,
+    running: Option<oxcopyd::Running>,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display();
+        let lun = |id: u32, bs: u32, ro: bool| {
+            format!(
+                "[[target.lun]]\nid = {id}\npath = \"{d}/lun{id}.img\"\nsize = \"16MiB\"\nblock_size = {bs}\n\
+                 read_only = {ro}\n"
+            )
+        };
+        let mut text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{d}/state\"\nnop_interval = 0\n\n\
+             [[target]]\niqn = \"{TARGET}\"\n"
+        );
+        text += &lun(0, 512, false);
+        text += &lun(1, 4096, false);
+        text += &lun(2, 512, false);
+        // A read-only LUN is never created: make its (sparse) file first.
+        let f = std::fs::File::create(dir.path().join("lun3.img")).expect("lun3");
+        f.set_len(LUN_SIZE).expect("lun3 size");
+        text += &format!("[[target.lun]]\nid = 3\npath = \"{d}/lun3.img\"\nblock_size = 512\nread_only = true\n");
+        let path = dir.path().join("oxcopyd.toml");
+        std::fs::write(&path, text).expect("config");
+        let cfg = oxcopyd::Config::from_file(&path).expect("config validates");
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let running = rt.block_on(oxcopyd::start(cfg)).expect("daemon starts");
+        let addr = running.addrs[0];
+        Daemon { rt, running: Some(running), addr, dir }
+    }
+
+    fn url(&self, lun: u32) -> String {
+        format!("iscsi://{}/{TARGET}/{lun}", self.addr)
+    }
+
+    fn lun_path(&self, lun: u32) -> PathBuf {
+        self.dir.path().join(format!("lun{lun}.img"))
+    }
+
+    /// Raw VPD page bytes through the initiator library.
+    fn raw_vpd(&self, lun: u64, page: u8) -> Option<Vec<u8>> {
+        self.rt.block_on(async {
+            let cfg = oxcopy_initiator::SessionConfig {
+                keepalive_interval: None,
+                ..oxcopy_initiator::SessionConfig::for_target(TARGET)
+            };
+            let s = oxcopy_initiator::Session::connect(self.addr, cfg).await.expect("login");
+            let r = s.inquiry(lun, true, page, 4096).await.ok().map(|b| b.to_vec());
+            let _ = s.logout().await;
+            r
+        })
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), r.shutdown()).await });
+        }
+    }
+}
+
+/// Kills the child by PID unless it has been reaped.
+struct ChildGuard(Option<Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    /// Failure output: exactly one line, no panic, no backtrace.
+    #[track_caller]
+    fn assert_one_line_error(&self, code: i32, contains: &str) {
+        assert_eq!(self.code, code, "exit code; {self:?}");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line on stderr: {self:?}");
+        assert!(lines[0].starts_with("oxcopy: "), "{self:?}");
+        assert!(lines[0].contains(contains), "wanted {contains:?}: {self:?}");
+        for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace", "internal error"] {
+            assert!(!self.stderr.contains(bad), "{self:?}");
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+}
+
+fn oxcopy(args: &[&str]) -> Out {
+    oxcopy_env(args, &[])
+}
+
+fn oxcopy_env(args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxcopy"));
+    cmd.args(args)
+        .env_remove("OXCOPY_CHAP_SECRET")
+        .env_remove("OXCOPY_TARGET_CHAP_SECRET")
+        .env_remove("RUST_LOG")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn oxcopy");
+    let mut so = child.stdout.take().expect("stdout");
+    let mut se = child.stderr.take().expect("stderr");
+    let mut guard = ChildGuard(Some(child));
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = so.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        let c = guard.0.as_mut().expect("child");
+        if let Some(st) = c.try_wait().expect("try_wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            drop(guard); // kills it
+            panic!("oxcopy {args:?} did not finish in time");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    guard.0 = None;
+    Out {
+        code: status.code().unwrap_or(-1),
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+fn write_file(p: &Path, data: &[u8]) {
+    std::fs::write(p, data).expect("write file");
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The `--json` summary schema.
+#[track_caller]
+fn check_summary(v: &serde_json::Value, bytes: u64) {
+    let o = v.as_object().expect("object");
+    for k in ["method", "bytes", "seconds", "bytes_per_second", "wire_bytes_sent", "wire_bytes_received", "fallback"] {
+        assert!(o.contains_key(k), "missing {k}: {v}");
+    }
+    assert!(["host", "xcopy", "token"].contains(&o["method"].as_str().expect("method string")), "{v}");
+    assert_eq!(o["bytes"].as_u64(), Some(bytes), "{v}");
+    assert!(o["seconds"].as_f64().expect("seconds") >= 0.0);
+    assert!(o["bytes_per_second"].as_f64().expect("rate") >= 0.0);
+    assert!(o["wire_bytes_sent"].as_u64().is_some() && o["wire_bytes_received"].as_u64().is_some(), "{v}");
+    match &o["fallback"] {
+        serde_json::Value::Null => {}
+        serde_json::Value::Object(f) => {
+            assert!(f["from"].is_string() && f["reason"].is_string(), "{v}");
+        }
+        other => panic!("fallback must be null or an object: {other}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Copies.
+
+#[test]
+fn host_copy_between_luns_and_back_with_verify() {
+    let d = Daemon::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(1, LUN_SIZE as usize);
+    let src_file = tmp.path().join("src.img");
+    write_file(&src_file, &data);
+
+    // file → LUN 0.
+    let r = oxcopy(&["cp", "--json", path_str(&src_file), &d.url(0)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    check_summary(&j, LUN_SIZE);
+    assert_eq!(j["method"], "host");
+    assert_eq!(j["fallback"], serde_json::Value::Null, "a local source has no offload to fall back from");
+    assert!(j["wire_bytes_sent"].as_u64().unwrap() >= LUN_SIZE, "{j}");
+    assert!(j["queue_depth"].as_u64().unwrap() > 1);
+
+    // LUN 0 → LUN 2 (auto), verified; the summary says how.
+    let r = oxcopy(&["cp", "--verify", "--json", &d.url(0), &d.url(2)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    check_summary(&j, LUN_SIZE);
+    assert_eq!(j["verify"]["ok"], true);
+    assert_eq!(j["verify"]["mismatched_chunks"], 0);
+    if j["method"] == "host" {
+        // Both directions of the host copy went over the wire.
+        assert!(j["wire_bytes_received"].as_u64().unwrap() >= LUN_SIZE, "{j}");
+        assert!(j["wire_bytes_sent"].as_u64().unwrap() >= LUN_SIZE, "{j}");
+    }
+    if !j["fallback"].is_null() {
+        // Auto only mentions an offload it could have used.
+        assert!(r.stderr.contains("offload is possible here"), "{r:?}");
+    }
+
+    // LUN 2 → file, compared byte for byte.
+    let back = tmp.path().join("back.img");
+    let r = oxcopy(&["cp", "--method", "host", &d.url(2), path_str(&back)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with("copied 16 MiB"), "{r:?}");
+    assert!(std::fs::read(&back).unwrap() == data, "round trip through two LUNs changed the data");
+
+    // A range of the 512-byte LUN into the 4096-byte LUN at LBA 3.
+    let r = oxcopy(&[
+        "cp",
+        "--verify",
+        "--queue-depth",
+        "3",
+        &format!("{}?lba=8&blocks=2048", d.url(0)),
+        &format!("{}?lba=3", d.url(1)),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let lun1 = std::fs::read(d.lun_path(1)).unwrap();
+    assert!(lun1[3 * 4096..3 * 4096 + 2048 * 512] == data[8 * 512..8 * 512 + 2048 * 512]);
+}
+
+#[test]
+fn local_to_local_reports_the_kernel_method() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(2, (8 << 20) + 123);
+    let src = tmp.path().join("a.img");
+    let dst = tmp.path().join("b.img");
+    write_file(&src, &data);
+    // An existing longer destination is truncated to the source's size.
+    write_file(&dst, &vec![0xee; 10 << 20]);
+    let r = oxcopy(&["cp", "--json", "--verify", path_str(&src), path_str(&dst)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    check_summary(&j, data.len() as u64);
+    let local = &j["local"];
+    let kernel = local["reflink"].as_u64().unwrap() + local["copy_file_range"].as_u64().unwrap();
+    assert_eq!(kernel, data.len() as u64, "in-kernel copy expected on this filesystem: {j}");
+    assert_eq!(local["read_write"], 0);
+    assert_eq!(j["wire_bytes_sent"], 0);
+    assert_eq!(j["verify"]["ok"], true);
+    assert!(std::fs::read(&dst).unwrap() == data);
+    // Text output names the method.
+    let r = oxcopy(&["cp", path_str(&src), path_str(&tmp.path().join("c.img"))]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("copy_file_range") || r.stdout.contains("reflink"), "{r:?}");
+}
+
+#[test]
+fn verify_catches_a_corrupted_destination() {
+    let d = Daemon::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src_file = tmp.path().join("src.img");
+    write_file(&src_file, &pattern(3, 4 << 20));
+    // iSCSI destination.
+    let r = oxcopy(&["cp", "--verify", "--json", "--test-corrupt-destination", path_str(&src_file), &d.url(0)]);
+    r.assert_one_line_error(1, "verify failed: 1 of 4 chunks differ");
+    let j = r.json();
+    check_summary(&j, 4 << 20);
+    assert_eq!(j["verify"]["ok"], false);
+    assert_eq!(j["verify"]["mismatched_chunks"], 1);
+    assert_eq!(j["verify"]["first_mismatch_offset"], 2 << 20);
+    // Local destination.
+    let dst = tmp.path().join("dst.img");
+    let r = oxcopy(&["cp", "--verify", "--test-corrupt-destination", &d.url(0), path_str(&dst)]);
+    r.assert_one_line_error(1, "verify failed");
+    // Without the hook the same copies verify.
+    let r = oxcopy(&["cp", "--verify", path_str(&src_file), &d.url(0)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("verified: 4 chunks match"), "{r:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Errors: one line, the right exit code, never a panic.
+
+#[test]
+fn bad_urls_are_usage_errors() {
+    for (src, want) in [
+        ("iscsi://127.0.0.1/iqn.2026-11.x:y", "missing LUN"),
+        ("iscsi://127.0.0.1/iqn.2026-11.x:y/zero", "is not a number"),
+        ("iscsi://127.0.0.1:99999/iqn.2026-11.x:y/0", "invalid port"),
+        ("iscsi://127.0.0.1/disk/0", "must start with iqn."),
+        ("iscsi://127.0.0.1/iqn.2026-11.x:y/0?lba=1&lba=2", "given twice"),
+        ("iscsi://127.0.0.1/iqn.2026-11.x:y/0?blocks=0", "selects nothing"),
+        ("iscsi:/127.0.0.1/iqn.2026-11.x:y/0", "must start with iscsi://"),
+        ("http://example.com/x", "unsupported URL scheme"),
+        ("", "empty path"),
+    ] {
+        let r = oxcopy(&["cp", src, "/tmp/oxcopy-test-never-written"]);
+        r.assert_one_line_error(2, want);
+    }
+    let r = oxcopy(&["cp", "--method", "fast", "a", "b"]);
+    r.assert_one_line_error(2, "invalid value 'fast'");
+    let r = oxcopy(&["cp", "only-one-arg"]);
+    r.assert_one_line_error(2, "<DST>");
+    let r = oxcopy(&["inspect", "iscsi://u%hunter2@127.0.0.1/iqn.2026-11.x:y/x"]);
+    r.assert_one_line_error(2, "u%***@");
+    assert!(!r.stderr.contains("hunter2"), "{r:?}");
+    assert!(!Path::new("/tmp/oxcopy-test-never-written").exists());
+}
+
+#[test]
+fn unreachable_portal_is_a_connection_error() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("iscsi://127.0.0.1:{port}/iqn.2026-11.x:y/0");
+    oxcopy(&["cp", &url, "/tmp/oxcopy-test-never-written"]).assert_one_line_error(2, "connection refused");
+    oxcopy(&["inspect", &url]).assert_one_line_error(2, "connection refused");
+    oxcopy(&["ls", &format!("127.0.0.1:{port}")]).assert_one_line_error(2, "connection refused");
+}
+
+#[test]
+fn missing_lun_range_past_end_and_failed_writes() {
+    let d = Daemon::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.img");
+    let out_s = path_str(&out);
+    oxcopy(&["cp", &d.url(9), out_s]).assert_one_line_error(2, "no LUN 9 on target");
+    oxcopy(&["inspect", &d.url(9)]).assert_one_line_error(2, "no LUN 9 on target");
+    let past = format!("{}?lba={}&blocks=100", d.url(0), LUN_BLOCKS_512 - 10);
+    oxcopy(&["cp", &past, out_s]).assert_one_line_error(2, "runs past the end");
+    let past = format!("{}?lba={}", d.url(0), LUN_BLOCKS_512 + 1);
+    oxcopy(&["cp", &past, out_s]).assert_one_line_error(2, "past the end");
+    assert!(!out.exists(), "nothing is created when the copy cannot start");
+    // Wrong target name.
+    let wrong = format!("iscsi://{}/iqn.2026-11.dev.oxcopy:nope/0", d.addr);
+    oxcopy(&["cp", &wrong, out_s]).assert_one_line_error(2, "target not found");
+    // Does not fit / overlaps.
+    oxcopy(&["cp", &d.url(0), &format!("{}?lba=1", d.url(2))]).assert_one_line_error(2, "has room for");
+    oxcopy(&["cp", &format!("{}?blocks=64", d.url(0)), &format!("{}?lba=32", d.url(0))])
+        .assert_one_line_error(2, "overlap");
+    // A method this build cannot run, and one that needs iSCSI ends.
+    oxcopy(&["cp", "--method", "xcopy", out_s, "/tmp/x"]).assert_one_line_error(2, "needs an iSCSI source");
+    let r = oxcopy(&["cp", "--method", "token", &d.url(0), &d.url(2)]);
+    r.assert_one_line_error(2, "--method token:");
+    let r = oxcopy(&["cp", "--method", "xcopy", &d.url(0), &d.url(2)]);
+    r.assert_one_line_error(2, "--method xcopy:");
+    // A copy that fails while running: the destination LUN is read-only.
+    let r = oxcopy(&["cp", "--method", "host", &format!("{}?blocks=8", d.url(0)), &d.url(3)]);
+    r.assert_one_line_error(1, "DATA PROTECT");
+    // CHAP user without a secret.
+    let r = oxcopy(&["--chap-user", "bob", "cp", &d.url(0), out_s]);
+    r.assert_one_line_error(2, "OXCOPY_CHAP_SECRET");
+}
+
+// ---------------------------------------------------------------------------
+// ls and inspect.
+
+#[test]
+fn ls_lists_targets_and_luns() {
+    let d = Daemon::start();
+    let portal = d.addr.to_string();
+    let r = oxcopy(&["ls", &portal]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.lines().next().unwrap().starts_with(TARGET), "{r:?}");
+    assert!(r.stdout.contains("LUN 0        16 MiB  32768 × 512 B"), "{r:?}");
+    assert!(r.stdout.contains("LUN 1        16 MiB  4096 × 4096 B"), "{r:?}");
+    let r = oxcopy(&["ls", "--json", &format!("iscsi://{portal}/")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    let t = &j["targets"][0];
+    assert_eq!(t["name"], TARGET);
+    let luns = t["luns"].as_array().unwrap();
+    assert_eq!(luns.len(), 4);
+    assert_eq!(luns[1]["block_size"], 4096);
+    assert_eq!(luns[1]["bytes"], LUN_SIZE);
+}
+
+#[test]
+fn inspect_decodes_every_page_and_descriptor() {
+    let d = Daemon::start();
+    let r = oxcopy(&["inspect", "--json", &d.url(0)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["capacity"]["blocks"], LUN_BLOCKS_512);
+    assert_eq!(j["capacity"]["block_size"], 512);
+    assert_eq!(j["inquiry"]["peripheral_device_type"], "00h direct-access block device");
+    let vpd = j["vpd"].as_object().unwrap();
+    for p in ["00h", "80h", "83h", "B0h", "B1h", "B2h"] {
+        assert!(vpd.contains_key(p), "page {p} missing: {j}");
+        assert!(vpd[p].get("error").is_none(), "page {p}: {j}");
+    }
+    assert!(vpd["83h"]["designators"][0]["value"].as_str().unwrap().starts_with("naa.6"), "{j}");
+    assert!(vpd["B0h"]["maximum_transfer_length"].as_u64().is_some_and(|n| n > 0), "{j}");
+    let summary = j["offload"]["summary"].as_str().unwrap();
+    // VPD 8Fh: every descriptor the target sends is listed with its values.
+    match d.raw_vpd(0, 0x8f) {
+        Some(raw) if raw.len() > 4 => {
+            let listed = vpd["8Fh"]["descriptors"].as_array().expect("8Fh decoded");
+            let mut types = Vec::new();
+            let mut off = 4;
+            while off + 4 <= raw.len() {
+                let t = u16::from_be_bytes([raw[off], raw[off + 1]]);
+                let len = u16::from_be_bytes([raw[off + 2], raw[off + 3]]) as usize;
+                types.push(format!("{t:04X}h"));
+                off += 4 + len;
+            }
+            let got: Vec<&str> = listed.iter().map(|d| d["type"].as_str().unwrap()).collect();
+            assert_eq!(got, types, "{j}");
+            assert_eq!(vpd["8Fh"]["truncated"], false);
+            for desc in listed {
+                assert!(desc["name"].as_str().unwrap() != "unknown", "{desc}");
+                // Something beyond type/name/length: the decoded values.
+                assert!(desc.as_object().unwrap().len() > 3, "{desc}");
+            }
+            assert_ne!(summary, "no offload", "{j}");
+        }
+        _ => assert!(summary.starts_with("no offload"), "{j}"),
+    }
+    // The text form leads with the summary.
+    let r = oxcopy(&["inspect", &d.url(1)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("capacity: 16 MiB (4096 blocks of 4096 bytes)"), "{r:?}");
+    assert!(r.stdout.contains(&format!("offload: {}", j["offload"]["summary"].as_str().unwrap())), "{r:?}");
+    assert!(r.stdout.contains("VPD B0h Block Limits"), "{r:?}");
+}
+
+// ---------------------------------------------------------------------------
+// tgt: another target (no offload, CHAP). Runs when tgtd is installed and we
+// are root; otherwise says why and passes.
+
+struct Tgt {
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Tgt {
+    fn start() -> Option<Tgt> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/tgt.sh");
+        let root = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+            .unwrap_or(false);
+        if !root || !Path::new("/usr/sbin/tgtd").exists() || !script.exists() {
+            eprintln!("tgt tests skipped: need root, /usr/sbin/tgtd and scripts/tgt.sh");
+            return None;
+        }
+        // tgtd's control port (= the iSCSI port in tgt.sh) must be below 32768.
+        let seed = std::process::id() as u16 % 5000;
+        let port = (0..5000u16)
+            .map(|i| 20000 + (seed + i) % 10000)
+            .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())?;
+        let dir = tempfile::tempdir().ok()?;
+        let st = Command::new(&script)
+            .args(["start", &port.to_string(), path_str(dir.path()), "--size", "16M"])
+            .stdout(Stdio::null())
+            .status()
+            .ok()?;
+        if !st.success() {
+            eprintln!("tgt tests skipped: scripts/tgt.sh start failed");
+            return None;
+        }
+        Some(Tgt { port, dir })
+    }
+
+    fn url(&self, lun: u32) -> String {
+        format!("iscsi://127.0.0.1:{}/iqn.2026-11.dev.oxcopy:tgt/{lun}", self.port)
+    }
+
+    fn tgtadm(&self, args: &[&str]) {
+        let st = Command::new("tgtadm")
+            .args(["-C", &self.port.to_string(), "--lld", "iscsi"])
+            .args(args)
+            .status()
+            .expect("tgtadm");
+        assert!(st.success(), "tgtadm {args:?}");
+    }
+}
+
+impl Drop for Tgt {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/tgt.sh");
+        let _ = Command::new(script)
+            .args(["stop", &self.port.to_string(), path_str(self.dir.path())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn tgt_has_no_offload_and_speaks_chap() {
+    let Some(t) = Tgt::start() else { return };
+    let r = oxcopy(&["inspect", "--json", &t.url(1)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["offload"]["summary"], "no offload");
+    // LUN 0 is tgt's controller: inspectable, but not a copy endpoint.
+    oxcopy(&["cp", &t.url(0), "/tmp/oxcopy-test-never-written"]).assert_one_line_error(2, "is not a disk");
+    // Auto against a target without offload: a silent host copy.
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("f.img");
+    write_file(&f, &pattern(4, 1 << 20));
+    let r = oxcopy(&["cp", "--json", "--verify", path_str(&f), &t.url(1)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    check_summary(&r.json(), 1 << 20);
+    // CHAP: require it, then log in with the right and a wrong secret.
+    t.tgtadm(&["--op", "new", "--mode", "account", "--user", "alice", "--password", "alice-secret-12"]);
+    t.tgtadm(&["--op", "bind", "--mode", "account", "--tid", "1", "--user", "alice"]);
+    oxcopy(&["inspect", &t.url(1)]).assert_one_line_error(2, "cannot log in");
+    let ok = oxcopy_env(&["--chap-user", "alice", "inspect", &t.url(1)], &[("OXCOPY_CHAP_SECRET", "alice-secret-12")]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    let secret_file = tmp.path().join("secret");
+    write_file(&secret_file, b"alice-secret-12\n");
+    let ok = oxcopy(&[
+        "--chap-user",
+        "alice",
+        "--chap-secret-file",
+        path_str(&secret_file),
+        "ls",
+        &format!("127.0.0.1:{}", t.port),
+    ]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(ok.stdout.contains("LUN 1"), "{ok:?}");
+    let url = t.url(1).replace("iscsi://", "iscsi://alice%alice-secret-12@");
+    assert_eq!(oxcopy(&["inspect", &url]).code, 0);
+    let bad = oxcopy_env(&["--chap-user", "alice", "inspect", &t.url(1)], &[("OXCOPY_CHAP_SECRET", "wrong")]);
+    bad.assert_one_line_error(2, "authentication failure");
+    // Mutual CHAP.
+    t.tgtadm(&["--op", "new", "--mode", "account", "--user", "tgt", "--password", "tgt-secret-3456"]);
+    t.tgtadm(&["--op", "bind", "--mode", "account", "--tid", "1", "--user", "tgt", "--outgoing"]);
+    let env = [("OXCOPY_CHAP_SECRET", "alice-secret-12"), ("OXCOPY_TARGET_CHAP_SECRET", "tgt-secret-3456")];
+    let ok = oxcopy_env(&["--chap-user", "alice", "--target-chap-user", "tgt", "inspect", &t.url(1)], &env);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    let env = [("OXCOPY_CHAP_SECRET", "alice-secret-12"), ("OXCOPY_TARGET_CHAP_SECRET", "not-the-secret")];
+    oxcopy_env(&["--chap-user", "alice", "--target-chap-user", "tgt", "inspect", &t.url(1)], &env)
+        .assert_one_line_error(2, "target secret mismatch");
+}

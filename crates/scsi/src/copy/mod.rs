@@ -1,0 +1,123 @@
+//! The copy manager: EXTENDED COPY (LID1) and RECEIVE COPY RESULTS today;
+//! POPULATE TOKEN / WRITE USING TOKEN / RECEIVE ROD TOKEN INFORMATION and
+//! COPY OPERATION ABORT plug into the same pieces next.
+//!
+//! | module | role |
+//! |---|---|
+//! | `codec` | a bounded big-endian `Reader` with `sub(len)` over untrusted bytes (rustls `codec.rs` style) |
+//! | [`params`] | the LID1 parameter list → typed header, CSCDs and segments, in the validation order of the digest §2.3 |
+//! | [`exec`] | the executor: copy (source LU, byte range) → (destination LU, byte range) [`Extent`]s in bounded chunks under range locks, through `Storage::copy_range`, checking cancel tokens between chunks |
+//! | [`ops`] | [`CopyOperation`] (progress, cancel token, final status) and the per-(nexus, LU, list id) records of the [`CopyManager`] |
+//! | `xcopy` | the EXTENDED COPY command: parse, plan every segment (resolving CSCDs through the [`LuRegistry`](crate::registry::LuRegistry) with the nexus's access rights), execute |
+//! | `results` | RECEIVE COPY RESULTS service actions 00h, 03h, 04h, 05h |
+//! | `vpd` | the Third-party Copy VPD page (8Fh) |
+//!
+//! Every advertised number is a constant in [`limits`], read by the VPD
+//! page, OPERATING PARAMETERS and the validation alike.
+//!
+//! For token copy (next issue): POPULATE TOKEN and WRITE USING TOKEN are
+//! [`CopyOperation`]s begun through [`CopyManager::begin`] with their own
+//! service action (same list-identifier namespace, so RECEIVE COPY STATUS
+//! (LID4) and RRTI find them); background (IMMED) runs keep the `Arc` and
+//! update [`exec::Progress`]; COPY OPERATION ABORT finds them with
+//! [`CopyManager::running`] and cancels [`CopyOperation::cancel_token`];
+//! WRITE USING TOKEN hands its ranges to [`exec::copy_extents`], and a
+//! point-in-time source is protected by a [`crate::lu::WriteHook`], which
+//! the executor also honours on copy destinations.
+
+mod codec;
+pub mod exec;
+pub mod ops;
+pub mod params;
+mod results;
+pub mod vpd;
+mod xcopy;
+
+#[cfg(test)]
+mod tests;
+
+pub use exec::{copy_extent, copy_extents, ExecControl, ExecError, Extent, Progress};
+pub use ops::{Completion, Consume, CopyManager, CopyOperation, ListKey, OpSnapshot, OpStatus};
+
+use crate::exec::{CmdResult, Ctx};
+use crate::lu::LogicalUnit;
+
+/// Service action of EXTENDED COPY (LID1), as RECEIVE COPY STATUS (LID4)
+/// reports it in RESPONSE TO SERVICE ACTION.
+pub const SA_EXTENDED_COPY_LID1: u8 = 0x00;
+
+/// Service actions of THIRD-PARTY COPY IN (84h) we implement.
+pub struct CopyInServiceAction;
+
+impl CopyInServiceAction {
+    pub const COPY_STATUS: u8 = 0x00;
+    pub const OPERATING_PARAMETERS: u8 = 0x03;
+    pub const FAILED_SEGMENT_DETAILS: u8 = 0x04;
+    pub const COPY_STATUS_LID4: u8 = 0x05;
+}
+
+/// The copy manager's advertised limits: RECEIVE COPY OPERATING
+/// PARAMETERS, VPD 8Fh and the parameter-list validation all read these,
+/// so what is advertised is exactly what is enforced.
+pub mod limits {
+    /// MAXIMUM CSCD DESCRIPTOR COUNT.
+    pub const MAX_CSCD_DESCRIPTORS: u16 = 64;
+    /// MAXIMUM SEGMENT DESCRIPTOR COUNT.
+    pub const MAX_SEGMENT_DESCRIPTORS: u16 = 64;
+    /// MAXIMUM DESCRIPTOR LIST LENGTH (CSCD + segment lists), bytes.
+    pub const MAX_DESCRIPTOR_LIST_LENGTH: u32 = 8192;
+    /// MAXIMUM SEGMENT LENGTH, bytes. The largest value the field holds:
+    /// an 0Ah segment (32-bit byte count) can never exceed it and an 02h
+    /// segment only with a CSCD block length of 64 KiB or more. (Zero would
+    /// also mean "no limit", but hosts — libiscsi's ExtendedCopy.Large among
+    /// them — read 0 as "no 0Ah support worth testing".)
+    pub const MAX_SEGMENT_LENGTH: u32 = u32::MAX;
+    /// MAXIMUM INLINE DATA LENGTH: inline data (04h segments) is not supported.
+    pub const MAX_INLINE_DATA_LENGTH: u32 = 0;
+    /// HELD DATA LIMIT: no held data (no 0Bh..0Fh segments, no RECEIVE COPY DATA).
+    pub const HELD_DATA_LIMIT: u32 = 0;
+    /// TOTAL CONCURRENT COPIES (and MAXIMUM IDENTIFIED CONCURRENT COPIES), per LU.
+    pub const TOTAL_CONCURRENT_COPIES: u16 = 255;
+    /// DATA SEGMENT GRANULARITY (log2 bytes): any byte count.
+    pub const DATA_SEGMENT_GRANULARITY_LOG2: u8 = 0;
+    /// INLINE DATA GRANULARITY (log2 bytes).
+    pub const INLINE_DATA_GRANULARITY_LOG2: u8 = 0;
+    /// Implemented descriptor type codes, ascending: segments 02h, 07h, 0Ah,
+    /// 14h and the identification CSCD E4h.
+    pub const IMPLEMENTED_DESCRIPTOR_TYPES: [u8; 5] = [0x02, 0x07, 0x0A, 0x14, 0xE4];
+    /// CSCD IDs above 07FFh we accept: FFFFh, "the LU that got the command".
+    pub const SUPPORTED_CSCD_IDS: [u16; 1] = [0xFFFF];
+}
+
+/// Body of the Third-party Copy VPD page (8Fh) for `lu`, or `None` when
+/// the LU does not advertise a copy manager.
+pub(crate) fn vpd_third_party_copy(lu: &LogicalUnit) -> Option<Vec<u8>> {
+    lu.third_party_copy().then(|| vpd::page_body(lu))
+}
+
+// Command-table entry points.
+
+/// 83h/00h EXTENDED COPY (LID1).
+pub(crate) fn extended_copy(ctx: &Ctx<'_>) -> CmdResult {
+    xcopy::extended_copy(ctx)
+}
+
+/// 84h/00h RECEIVE COPY STATUS (LID1).
+pub(crate) fn receive_copy_status(ctx: &Ctx<'_>) -> CmdResult {
+    results::copy_status(ctx)
+}
+
+/// 84h/03h RECEIVE COPY OPERATING PARAMETERS.
+pub(crate) fn receive_copy_operating_parameters(ctx: &Ctx<'_>) -> CmdResult {
+    results::operating_parameters(ctx)
+}
+
+/// 84h/04h RECEIVE COPY FAILURE DETAILS (LID1).
+pub(crate) fn receive_copy_failure_details(ctx: &Ctx<'_>) -> CmdResult {
+    results::failure_details(ctx)
+}
+
+/// 84h/05h RECEIVE COPY STATUS (LID4).
+pub(crate) fn receive_copy_status_lid4(ctx: &Ctx<'_>) -> CmdResult {
+    results::copy_status_lid4(ctx)
+}

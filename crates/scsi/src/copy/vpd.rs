@@ -1,0 +1,179 @@
+//! The Third-party Copy VPD page (8Fh).
+//!
+//! A page is a sequence of third-party copy descriptors, each `TYPE (2) |
+//! LENGTH (2) | body padded to a multiple of 4`. [`TpcPage`] assembles them
+//! in the order pushed; [`page_body`] pushes today's set:
+//!
+//! | type | descriptor |
+//! |---|---|
+//! | 0001h | Supported Commands — generated from the command table, so it always agrees with REPORT SUPPORTED OPERATION CODES |
+//! | 0004h | Parameter Data — the EXTENDED COPY limits |
+//! | 0008h | Supported Descriptors — segment and CSCD type codes |
+//! | 000Ch | Supported CSCD Descriptor IDs — FFFFh |
+//! | 8001h | General Copy Operations |
+//!
+//! Token copy (next issue) pushes Block Device ROD Token Limits (0000h)
+//! *first* — Windows reads only the first descriptor and requires it to be
+//! 0000h — and ROD Token Features (0106h) / Supported ROD Types (0108h)
+//! after 000Ch, keeping the types ascending.
+
+use super::limits;
+use super::results::implemented_descriptors;
+use crate::cdb::Opcode;
+use crate::commands::COMMANDS;
+use crate::lu::LogicalUnit;
+
+/// Third-party copy descriptor type codes.
+pub struct TpcDescriptor;
+
+impl TpcDescriptor {
+    pub const BLOCK_DEVICE_ROD_TOKEN_LIMITS: u16 = 0x0000;
+    pub const SUPPORTED_COMMANDS: u16 = 0x0001;
+    pub const PARAMETER_DATA: u16 = 0x0004;
+    pub const SUPPORTED_DESCRIPTORS: u16 = 0x0008;
+    pub const SUPPORTED_CSCD_IDS: u16 = 0x000C;
+    pub const ROD_TOKEN_FEATURES: u16 = 0x0106;
+    pub const SUPPORTED_ROD_TYPES: u16 = 0x0108;
+    pub const GENERAL_COPY_OPERATIONS: u16 = 0x8001;
+}
+
+/// Builds the body of page 8Fh (everything after the 4-byte page header).
+#[derive(Debug, Default)]
+pub struct TpcPage {
+    body: Vec<u8>,
+}
+
+impl TpcPage {
+    /// An empty page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Append a descriptor of `ty` whose bytes after the 4-byte header are
+    /// `body` (zero-padded here to a multiple of 4).
+    pub fn push(&mut self, ty: u16, body: &[u8]) -> &mut Self {
+        let padded = body.len().div_ceil(4) * 4;
+        self.body.extend_from_slice(&ty.to_be_bytes());
+        self.body.extend_from_slice(&u16::try_from(padded).unwrap_or(u16::MAX).to_be_bytes());
+        self.body.extend_from_slice(body);
+        self.body.resize(self.body.len() + (padded - body.len()), 0);
+        self
+    }
+
+    /// The assembled descriptors.
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+}
+
+/// 0001h: operation code, SA count, SAs — for 83h and 84h, from the table.
+fn supported_commands() -> Vec<u8> {
+    let mut list = Vec::new();
+    for op in [Opcode::THIRD_PARTY_COPY_OUT, Opcode::THIRD_PARTY_COPY_IN] {
+        let sas: Vec<u8> = COMMANDS.iter().filter(|t| t.opcode == op).filter_map(|t| t.sa).collect();
+        if sas.is_empty() {
+            continue;
+        }
+        list.push(op.0);
+        list.push(u8::try_from(sas.len()).unwrap_or(u8::MAX));
+        list.extend(sas);
+    }
+    let mut b = vec![u8::try_from(list.len()).unwrap_or(u8::MAX)];
+    b.extend(list);
+    b
+}
+
+/// 0004h Parameter Data (length 001Ch).
+fn parameter_data() -> Vec<u8> {
+    let mut b = vec![0u8; 0x1C];
+    b[4..6].copy_from_slice(&limits::MAX_CSCD_DESCRIPTORS.to_be_bytes());
+    b[6..8].copy_from_slice(&limits::MAX_SEGMENT_DESCRIPTORS.to_be_bytes());
+    b[8..12].copy_from_slice(&limits::MAX_DESCRIPTOR_LIST_LENGTH.to_be_bytes());
+    b[12..16].copy_from_slice(&limits::MAX_INLINE_DATA_LENGTH.to_be_bytes());
+    b
+}
+
+/// 0008h Supported Descriptors.
+fn supported_descriptors() -> Vec<u8> {
+    let codes = implemented_descriptors();
+    let mut b = vec![u8::try_from(codes.len()).unwrap_or(u8::MAX)];
+    b.extend_from_slice(codes);
+    b
+}
+
+/// 000Ch Supported CSCD Descriptor IDs.
+fn supported_cscd_ids() -> Vec<u8> {
+    let ids = limits::SUPPORTED_CSCD_IDS;
+    let mut b = u16::try_from(ids.len() * 2).unwrap_or(u16::MAX).to_be_bytes().to_vec();
+    for id in ids {
+        b.extend_from_slice(&id.to_be_bytes());
+    }
+    b
+}
+
+/// 8001h General Copy Operations (length 0020h).
+fn general_copy_operations() -> Vec<u8> {
+    let mut b = vec![0u8; 0x20];
+    b[0..4].copy_from_slice(&u32::from(limits::TOTAL_CONCURRENT_COPIES).to_be_bytes());
+    b[4..8].copy_from_slice(&u32::from(limits::TOTAL_CONCURRENT_COPIES).to_be_bytes());
+    b[8..12].copy_from_slice(&limits::MAX_SEGMENT_LENGTH.to_be_bytes());
+    b[12] = limits::DATA_SEGMENT_GRANULARITY_LOG2;
+    b[13] = limits::INLINE_DATA_GRANULARITY_LOG2;
+    b
+}
+
+/// The body of VPD page 8Fh for `lu`.
+pub(crate) fn page_body(lu: &LogicalUnit) -> Vec<u8> {
+    let _ = lu; // per-LU descriptors (ROD token limits) arrive with token copy
+    let mut page = TpcPage::new();
+    page.push(TpcDescriptor::SUPPORTED_COMMANDS, &supported_commands())
+        .push(TpcDescriptor::PARAMETER_DATA, &parameter_data())
+        .push(TpcDescriptor::SUPPORTED_DESCRIPTORS, &supported_descriptors())
+        .push(TpcDescriptor::SUPPORTED_CSCD_IDS, &supported_cscd_ids())
+        .push(TpcDescriptor::GENERAL_COPY_OPERATIONS, &general_copy_operations());
+    page.into_body()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lu::LuConfig;
+    use oxcopy_storage::MemStorage;
+    use std::sync::Arc;
+
+    /// Walk the descriptors: (type, body).
+    fn descriptors(mut b: &[u8]) -> Vec<(u16, Vec<u8>)> {
+        let mut out = Vec::new();
+        while b.len() >= 4 {
+            let ty = u16::from_be_bytes([b[0], b[1]]);
+            let len = usize::from(u16::from_be_bytes([b[2], b[3]]));
+            assert_eq!(len % 4, 0, "descriptor {ty:#06x} not padded");
+            out.push((ty, b[4..4 + len].to_vec()));
+            b = &b[4 + len..];
+        }
+        assert!(b.is_empty());
+        out
+    }
+
+    #[test]
+    fn page_layout() {
+        let lu = LogicalUnit::new(LuConfig::default(), Arc::new(MemStorage::new(4096)));
+        let d = descriptors(&page_body(&lu));
+        let types: Vec<u16> = d.iter().map(|(t, _)| *t).collect();
+        assert_eq!(types, vec![0x0001, 0x0004, 0x0008, 0x000C, 0x8001]);
+        assert!(types.windows(2).all(|w| w[0] < w[1]), "ascending");
+        // 0001h: 83h {00h}, 84h {00h, 03h, 04h, 05h}.
+        assert_eq!(&d[0].1[..10], &[9, 0x83, 1, 0x00, 0x84, 4, 0x00, 0x03, 0x04, 0x05]);
+        assert_eq!(d[0].1.len(), 12);
+        // 0004h: 64 CSCDs, 64 segments, 8192 bytes, no inline data.
+        assert_eq!(d[1].1.len(), 0x1C);
+        assert_eq!(&d[1].1[4..16], &[0, 64, 0, 64, 0, 0, 0x20, 0, 0, 0, 0, 0]);
+        // 0008h: 02h, 07h, 0Ah, 14h, E4h.
+        assert_eq!(d[2].1, vec![5, 0x02, 0x07, 0x0A, 0x14, 0xE4, 0, 0]);
+        // 000Ch: FFFFh.
+        assert_eq!(d[3].1, vec![0, 2, 0xFF, 0xFF]);
+        // 8001h: 255 / 255 / FFFFFFFFh / byte granularity.
+        assert_eq!(d[4].1.len(), 0x20);
+        assert_eq!(&d[4].1[..14], &[0, 0, 0, 255, 0, 0, 0, 255, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]);
+    }
+}

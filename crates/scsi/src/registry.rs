@@ -1,0 +1,353 @@
+//! The daemon-wide logical-unit registry (design note 2).
+//!
+//! Every target's logical units and allow-list live here, so that the copy
+//! manager can find a copy source or destination named by a VPD 83h
+//! designator anywhere in the daemon — and only where the asking I_T nexus
+//! may reach. Lookups:
+//! - by (target, LUN) for normal commands ([`LuRegistry::lookup`]);
+//! - by designator for EXTENDED COPY CSCDs (and, next, ROD tokens)
+//!   ([`LuRegistry::resolve`]).
+//!
+//! Both are filtered through the nexus's access rights: a nexus reaches the
+//! logical units of the target it is logged in to, and those of any other
+//! target whose allow-list admits its initiator name. Anything else is
+//! invisible — the rule whose absence was CVE-2020-28374 in Linux LIO.
+//!
+//! The registry also owns what is daemon-wide about copies: the
+//! [`CopyManager`] (list-identifier records, concurrency) and the
+//! [`Metrics`]. Targets are added at start; the state is a snapshot behind a
+//! lock so that reconfiguration can later swap it without stopping readers.
+
+use crate::copy::CopyManager;
+use crate::inquiry;
+use crate::lu::LogicalUnit;
+use crate::metrics::Metrics;
+use crate::nexus::Nexus;
+use crate::target::MAX_LUN;
+use parking_lot::RwLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Which initiators may log in to a target (and reach its LUs by copy).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AccessList {
+    /// Any initiator.
+    #[default]
+    Any,
+    /// Only these initiator names (compared ASCII case-insensitively).
+    Only(Vec<String>),
+}
+
+impl AccessList {
+    /// From the configuration's optional `initiators` list.
+    pub fn from_config(initiators: Option<&[String]>) -> Self {
+        match initiators {
+            None => AccessList::Any,
+            Some(list) => AccessList::Only(list.to_vec()),
+        }
+    }
+
+    /// Whether `initiator` is admitted.
+    pub fn admits(&self, initiator: &str) -> bool {
+        match self {
+            AccessList::Any => true,
+            AccessList::Only(list) => list.iter().any(|i| i.eq_ignore_ascii_case(initiator)),
+        }
+    }
+}
+
+/// Errors when building the registry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// Two targets with one name.
+    #[error("target {0} is already registered")]
+    DuplicateTarget(String),
+}
+
+/// A logical unit found for a nexus, with where it lives.
+#[derive(Debug, Clone)]
+pub struct ResolvedLu {
+    /// The target it is reached through.
+    pub target: Arc<str>,
+    /// Its LUN there.
+    pub lun: u16,
+    /// The logical unit.
+    pub lu: Arc<LogicalUnit>,
+}
+
+/// What a designator resolves to for a nexus.
+///
+/// Today only logical units of this daemon exist. A copy domain of several
+/// daemons (design note 8) adds a variant for a logical unit on another
+/// node, which the executor then reaches through that node; callers already
+/// have to handle "not local".
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Resolution {
+    /// A logical unit of this daemon the nexus may reach.
+    Local(ResolvedLu),
+    /// Nothing the nexus may reach carries this designator.
+    Unreachable,
+}
+
+#[derive(Debug)]
+struct TargetRecord {
+    name: Arc<str>,
+    access: AccessList,
+    /// Sorted by LUN, unique.
+    luns: Vec<(u16, Arc<LogicalUnit>)>,
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    targets: BTreeMap<String, Arc<TargetRecord>>,
+    /// Masked designator key → (target, LUN) carrying it.
+    by_designator: HashMap<Vec<u8>, Vec<(Arc<str>, u16)>>,
+}
+
+/// The comparison key of a designator: CODE SET (protocol identifier nibble
+/// masked), ASSOCIATION and DESIGNATOR TYPE (PIV and the reserved bit
+/// masked), length, value.
+pub fn designator_key(code_set: u8, assoc_type: u8, value: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(3 + value.len());
+    k.push(code_set & 0x0F);
+    k.push(assoc_type & 0x3F);
+    k.push(u8::try_from(value.len()).unwrap_or(u8::MAX));
+    k.extend_from_slice(value);
+    k
+}
+
+/// All logical units of the daemon, their targets and access rules.
+#[derive(Debug)]
+pub struct LuRegistry {
+    state: RwLock<Arc<Snapshot>>,
+    copy: CopyManager,
+    metrics: Metrics,
+    chunk_bytes: AtomicU64,
+}
+
+impl Default for LuRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LuRegistry {
+    /// An empty registry with fresh metrics.
+    pub fn new() -> Self {
+        Self::with_metrics(Metrics::new())
+    }
+
+    /// An empty registry reporting into `metrics`.
+    pub fn with_metrics(metrics: Metrics) -> Self {
+        LuRegistry {
+            state: RwLock::new(Arc::new(Snapshot::default())),
+            copy: CopyManager::new(),
+            metrics,
+            chunk_bytes: AtomicU64::new(crate::copy::exec::DEFAULT_CHUNK_BYTES),
+        }
+    }
+
+    /// Add a target with its LUNs. LUN numbers above [`MAX_LUN`] and
+    /// duplicates (the first wins) are dropped with a warning.
+    pub fn add_target(
+        &self,
+        name: &str,
+        access: AccessList,
+        luns: Vec<(u16, Arc<LogicalUnit>)>,
+    ) -> Result<(), RegistryError> {
+        let mut v: Vec<(u16, Arc<LogicalUnit>)> = Vec::with_capacity(luns.len());
+        for (id, lu) in luns {
+            if id > MAX_LUN {
+                tracing::warn!(target = name, lun = id, "LUN number not addressable, ignored");
+            } else if v.iter().any(|(i, _)| *i == id) {
+                tracing::warn!(target = name, lun = id, "duplicate LUN number, ignored");
+            } else {
+                v.push((id, lu));
+            }
+        }
+        v.sort_by_key(|(id, _)| *id);
+        let mut st = self.state.write();
+        if st.targets.contains_key(name) {
+            return Err(RegistryError::DuplicateTarget(name.to_owned()));
+        }
+        let mut next = Snapshot { targets: st.targets.clone(), by_designator: st.by_designator.clone() };
+        let rec = Arc::new(TargetRecord { name: Arc::from(name), access, luns: v });
+        for (id, lu) in &rec.luns {
+            for (code_set, assoc_type, value) in inquiry::lu_designators(lu) {
+                let key = designator_key(code_set, assoc_type, &value);
+                next.by_designator.entry(key).or_default().push((rec.name.clone(), *id));
+            }
+        }
+        next.targets.insert(name.to_owned(), rec);
+        *st = Arc::new(next);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.state.read().clone()
+    }
+
+    /// Target names, sorted.
+    pub fn target_names(&self) -> Vec<String> {
+        self.snapshot().targets.keys().cloned().collect()
+    }
+
+    /// A target's LUNs, ascending (empty for an unknown target).
+    pub fn target_luns(&self, target: &str) -> Vec<(u16, Arc<LogicalUnit>)> {
+        self.snapshot().targets.get(target).map(|t| t.luns.clone()).unwrap_or_default()
+    }
+
+    /// Whether `initiator` may log in to `target` (false when unknown).
+    pub fn admits(&self, target: &str, initiator: &str) -> bool {
+        self.snapshot().targets.get(target).is_some_and(|t| t.access.admits(initiator))
+    }
+
+    /// Whether `nexus` may reach the logical units of `target`: its own
+    /// target, or one whose allow-list admits its initiator.
+    pub fn reachable(&self, nexus: &Nexus, target: &str) -> bool {
+        let snap = self.snapshot();
+        Self::reachable_in(&snap, nexus, target)
+    }
+
+    fn reachable_in(snap: &Snapshot, nexus: &Nexus, target: &str) -> bool {
+        match snap.targets.get(target) {
+            None => false,
+            Some(t) => &*nexus.target_name == target || t.access.admits(&nexus.initiator_name),
+        }
+    }
+
+    /// The logical unit at (`target`, `lun`), if `nexus` may reach it.
+    pub fn lookup(&self, nexus: &Nexus, target: &str, lun: u16) -> Option<Arc<LogicalUnit>> {
+        let snap = self.snapshot();
+        if !Self::reachable_in(&snap, nexus, target) {
+            return None;
+        }
+        let t = snap.targets.get(target)?;
+        t.luns.binary_search_by_key(&lun, |(i, _)| *i).ok().map(|i| t.luns[i].1.clone())
+    }
+
+    /// Find the logical unit carrying a VPD 83h designator (see
+    /// [`designator_key`] for how they compare) that `nexus` may reach. The
+    /// nexus's own target is preferred when several carry it.
+    pub fn resolve(&self, nexus: &Nexus, code_set: u8, assoc_type: u8, value: &[u8]) -> Resolution {
+        let snap = self.snapshot();
+        let Some(hits) = snap.by_designator.get(&designator_key(code_set, assoc_type, value)) else {
+            return Resolution::Unreachable;
+        };
+        let own = hits.iter().find(|(t, _)| **t == *nexus.target_name);
+        let any = || hits.iter().find(|(t, _)| Self::reachable_in(&snap, nexus, t));
+        let Some((target, lun)) = own.or_else(any) else {
+            return Resolution::Unreachable;
+        };
+        match snap.targets.get(&**target).and_then(|t| t.luns.iter().find(|(i, _)| i == lun)) {
+            Some((_, lu)) => Resolution::Local(ResolvedLu { target: target.clone(), lun: *lun, lu: lu.clone() }),
+            None => Resolution::Unreachable,
+        }
+    }
+
+    /// Every logical unit once (an LU behind several targets counts once).
+    pub fn all_lus(&self) -> Vec<Arc<LogicalUnit>> {
+        let snap = self.snapshot();
+        let mut out: Vec<Arc<LogicalUnit>> = Vec::new();
+        for t in snap.targets.values() {
+            for (_, lu) in &t.luns {
+                if !out.iter().any(|o| Arc::ptr_eq(o, lu)) {
+                    out.push(lu.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The copy manager's records and concurrency bookkeeping.
+    pub fn copy_manager(&self) -> &CopyManager {
+        &self.copy
+    }
+
+    /// The metric families.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Largest chunk a copy moves under one set of range locks (bytes).
+    pub fn copy_chunk_bytes(&self) -> u64 {
+        self.chunk_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Change the copy chunk size (at least 4 KiB; tests use small chunks
+    /// to observe cancellation between them).
+    pub fn set_copy_chunk_bytes(&self, bytes: u64) {
+        self.chunk_bytes.store(bytes.max(4096), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lu::LuConfig;
+    use oxcopy_storage::MemStorage;
+
+    fn lu(last: u8) -> Arc<LogicalUnit> {
+        let mut naa = [0x60; 16];
+        naa[15] = last;
+        Arc::new(LogicalUnit::new(LuConfig { naa, ..LuConfig::default() }, Arc::new(MemStorage::new(4096))))
+    }
+
+    fn nx(initiator: &str, target: &str) -> Nexus {
+        Nexus { initiator_name: Arc::from(initiator), isid: [0; 6], target_name: Arc::from(target), tpgt: 1 }
+    }
+
+    fn naa(last: u8) -> Vec<u8> {
+        let mut n = vec![0x60; 16];
+        n[15] = last;
+        n
+    }
+
+    #[test]
+    fn access_rules() {
+        let r = LuRegistry::new();
+        r.add_target("iqn.a", AccessList::Any, vec![(0, lu(1))]).unwrap();
+        r.add_target("iqn.b", AccessList::Only(vec!["iqn.host-b".into()]), vec![(0, lu(2)), (5, lu(3))]).unwrap();
+        assert_eq!(r.add_target("iqn.a", AccessList::Any, vec![]), Err(RegistryError::DuplicateTarget("iqn.a".into())));
+        let host_a = nx("iqn.host-a", "iqn.a");
+        let host_b = nx("IQN.HOST-B", "iqn.a");
+        // Own target, an open target, a restricted one.
+        assert!(r.lookup(&host_a, "iqn.a", 0).is_some());
+        assert!(r.lookup(&host_a, "iqn.b", 0).is_none(), "not on b's allow-list");
+        assert!(r.lookup(&host_b, "iqn.b", 5).is_some(), "allow-list match ignores case");
+        assert!(r.lookup(&host_b, "iqn.b", 4).is_none());
+        assert!(r.lookup(&host_b, "iqn.c", 0).is_none());
+        // By designator (protocol nibble and PIV masked).
+        assert!(
+            matches!(r.resolve(&host_a, 0x51, 0x83, &naa(1)), Resolution::Local(x) if x.lun == 0 && &*x.target == "iqn.a")
+        );
+        assert!(matches!(r.resolve(&host_a, 0x01, 0x03, &naa(2)), Resolution::Unreachable));
+        assert!(matches!(r.resolve(&host_b, 0x01, 0x03, &naa(3)), Resolution::Local(x) if x.lun == 5));
+        assert!(matches!(r.resolve(&host_b, 0x01, 0x03, &naa(9)), Resolution::Unreachable));
+        // Wrong code set / association / type / length never match.
+        assert!(matches!(r.resolve(&host_a, 0x02, 0x03, &naa(1)), Resolution::Unreachable));
+        assert!(matches!(r.resolve(&host_a, 0x01, 0x13, &naa(1)), Resolution::Unreachable));
+        assert!(matches!(r.resolve(&host_a, 0x01, 0x02, &naa(1)), Resolution::Unreachable));
+        assert!(matches!(r.resolve(&host_a, 0x01, 0x03, &naa(1)[..15]), Resolution::Unreachable));
+        // A nexus on the restricted target itself always reaches it.
+        let on_b = nx("iqn.someone", "iqn.b");
+        assert!(r.reachable(&on_b, "iqn.b"));
+        assert!(r.admits("iqn.b", "iqn.host-b") && !r.admits("iqn.b", "iqn.someone"));
+        assert_eq!(r.all_lus().len(), 3);
+        assert_eq!(r.target_names(), vec!["iqn.a".to_string(), "iqn.b".to_string()]);
+    }
+
+    #[test]
+    fn shared_lu_prefers_own_target() {
+        let r = LuRegistry::new();
+        let shared = lu(7);
+        r.add_target("iqn.a", AccessList::Any, vec![(3, shared.clone())]).unwrap();
+        r.add_target("iqn.b", AccessList::Any, vec![(9, shared.clone()), (MAX_LUN + 1, lu(8)), (9, lu(9))]).unwrap();
+        assert_eq!(r.target_luns("iqn.b").len(), 1);
+        let on_b = nx("iqn.h", "iqn.b");
+        assert!(matches!(r.resolve(&on_b, 1, 3, &naa(7)), Resolution::Local(x) if x.lun == 9 && &*x.target == "iqn.b"));
+        assert_eq!(r.all_lus().len(), 1);
+    }
+}
