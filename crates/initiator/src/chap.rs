@@ -21,75 +21,15 @@
 //! base64). Secrets are opaque bytes and never appear in `Debug` output or
 //! error messages.
 
-use md5::Md5;
+use oxcopy_iscsi::chap::{constant_time_eq, parse_number};
+pub use oxcopy_iscsi::chap::{decode_binary, encode_hex, ChapAlgorithm, MAX_CHALLENGE};
 use oxcopy_iscsi::login::{AuthContext, AuthProgress, Authenticator, InitiatorLogin, LoginError};
 use oxcopy_iscsi::pdu::LoginStatus;
 use oxcopy_iscsi::text::Pair;
-use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
-
-/// Largest challenge we accept from a target, in bytes (tgt sends 512–1023;
-/// most targets 16–64).
-pub const MAX_CHALLENGE: usize = 1024;
 
 /// Length of the challenge we send for mutual CHAP.
 const OUR_CHALLENGE_LEN: usize = 32;
-
-/// A CHAP digest algorithm (the `CHAP_A` values of RFC 7143 / IANA).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChapAlgorithm {
-    /// 5: MD5 (RFC 1994; the one every target speaks).
-    Md5,
-    /// 7: SHA-256 (RFC 7143 update, IANA "CHAP Algorithms").
-    Sha256,
-}
-
-impl ChapAlgorithm {
-    /// The `CHAP_A` code.
-    pub fn code(self) -> u8 {
-        match self {
-            ChapAlgorithm::Md5 => 5,
-            ChapAlgorithm::Sha256 => 7,
-        }
-    }
-
-    /// The algorithm with this `CHAP_A` code, if we implement it.
-    pub fn from_code(code: u64) -> Option<ChapAlgorithm> {
-        match code {
-            5 => Some(ChapAlgorithm::Md5),
-            7 => Some(ChapAlgorithm::Sha256),
-            _ => None,
-        }
-    }
-
-    /// Name for messages ("MD5", "SHA-256").
-    pub fn name(self) -> &'static str {
-        match self {
-            ChapAlgorithm::Md5 => "MD5",
-            ChapAlgorithm::Sha256 => "SHA-256",
-        }
-    }
-
-    /// `H(id ‖ secret ‖ challenge)`.
-    pub fn response(self, id: u8, secret: &[u8], challenge: &[u8]) -> Vec<u8> {
-        match self {
-            ChapAlgorithm::Md5 => {
-                let mut h = Md5::new();
-                h.update([id]);
-                h.update(secret);
-                h.update(challenge);
-                h.finalize().to_vec()
-            }
-            ChapAlgorithm::Sha256 => {
-                let mut h = Sha256::new();
-                h.update([id]);
-                h.update(secret);
-                h.update(challenge);
-                h.finalize().to_vec()
-            }
-        }
-    }
-}
 
 /// A CHAP name and secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -364,95 +304,6 @@ impl Authenticator for ChapAuthenticator {
             Phase::Done => Err(self.fail("unexpected CHAP keys after authentication")),
         }
     }
-}
-
-/// A decimal or `0x`-hex number.
-fn parse_number(s: &str) -> Option<u64> {
-    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        if h.is_empty() || h.len() > 16 {
-            return None;
-        }
-        return u64::from_str_radix(h, 16).ok();
-    }
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-/// `0x`-hex (odd digit counts padded with a leading zero) or `0b`-base64.
-pub fn decode_binary(s: &str) -> Option<Vec<u8>> {
-    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        let digits: Vec<u8> = h.bytes().map(hex_val).collect::<Option<_>>()?;
-        let mut out = Vec::with_capacity(digits.len().div_ceil(2));
-        let mut it = digits.iter();
-        if digits.len() % 2 == 1 {
-            out.push(*it.next()?);
-        }
-        while let (Some(a), Some(b)) = (it.next(), it.next()) {
-            out.push(a << 4 | b);
-        }
-        return Some(out);
-    }
-    if let Some(b) = s.strip_prefix("0b").or_else(|| s.strip_prefix("0B")) {
-        return decode_base64(b);
-    }
-    None
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let body = s.trim_end_matches('=');
-    if s.len() - body.len() > 2 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(body.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in body.bytes() {
-        acc = (acc << 6) | val(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    if bits >= 6 {
-        return None; // a lone leftover character carries no whole byte
-    }
-    Some(out)
-}
-
-/// `0x` + lower-case hex.
-pub fn encode_hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(2 + 2 * b.len());
-    s.push_str("0x");
-    for x in b {
-        s.push_str(&format!("{x:02x}"));
-    }
-    s
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {

@@ -49,6 +49,7 @@ mod connect;
 pub mod discovery;
 pub mod error;
 pub mod lun;
+pub mod odx;
 pub mod scsi;
 mod session;
 pub mod xcopy;

@@ -8,11 +8,13 @@
 //! - [`params`]: the negotiated session parameters.
 //! - [`text`]: key=value text data (login and Text PDUs).
 //! - [`negotiate`]: the key table and negotiation rules shared by both roles.
+//! - [`chap`]: CHAP digests, encodings and the target-side authenticator.
 //! - [`login`]: login state machines for the target and initiator roles.
 //! - [`discovery`]: SendTargets (build, split, reassemble, parse).
 //! - [`target`]: the target's full-feature phase (sequence numbers, R2T,
 //!   Data-In, task management, Text, Logout).
 
+pub mod chap;
 pub mod discovery;
 pub mod frame;
 pub mod login;

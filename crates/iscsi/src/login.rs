@@ -7,8 +7,8 @@
 //!
 //! Both are pure state machines: no I/O, no clock. The key table and the
 //! negotiation rules they share live in [`crate::negotiate`]. Authentication
-//! plugs in through the [`Authenticator`] trait (only `AuthMethod=None` is
-//! built in; CHAP arrives later without reshaping the state machines).
+//! plugs in through the [`Authenticator`] trait (`AuthMethod=None` is built
+//! in; target-side CHAP is [`crate::chap::TargetChap`]).
 
 mod auth;
 mod initiator;

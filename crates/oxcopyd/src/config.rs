@@ -3,6 +3,7 @@
 //! Validation is complete before anything touches the disk: a config that
 //! does not validate creates, truncates and opens nothing.
 
+use oxcopy_iscsi::chap::{ChapSecret, TargetChapConfig};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -24,6 +25,8 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub target: Vec<RawTarget>,
+    /// `[copy_domain]`: ROD token key, scope and limits.
+    pub copy_domain: Option<crate::copy_domain::RawCopyDomain>,
 }
 
 /// `[server]`
@@ -49,8 +52,24 @@ pub struct RawTarget {
     pub iqn: String,
     pub alias: Option<String>,
     pub initiators: Option<Vec<String>>,
+    /// `[target.chap]`: CHAP required for normal sessions to this target.
+    pub chap: Option<RawChap>,
     #[serde(default)]
     pub lun: Vec<RawLun>,
+}
+
+/// `[target.chap]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChap {
+    /// The CHAP_N the initiator must answer with.
+    pub user: String,
+    /// File holding the initiator's secret.
+    pub secret_file: String,
+    /// Mutual CHAP: the CHAP_N the target answers with.
+    pub mutual_user: Option<String>,
+    /// Mutual CHAP: file holding the target's secret.
+    pub mutual_secret_file: Option<String>,
 }
 
 /// `[[target.lun]]`
@@ -84,6 +103,8 @@ pub struct Config {
     /// Where to serve Prometheus metrics (`GET /metrics`); `None` = off.
     pub metrics: Option<SocketAddr>,
     pub targets: Vec<TargetConfig>,
+    /// `[copy_domain]`: ROD token key, scope and limits.
+    pub copy_domain: crate::copy_domain::CopyDomainConfig,
 }
 
 /// One target.
@@ -93,6 +114,9 @@ pub struct TargetConfig {
     pub alias: Option<String>,
     /// `None`: any initiator may log in.
     pub initiators: Option<Vec<String>>,
+    /// CHAP credentials (secrets loaded, redacted in `Debug`); `None`: no
+    /// authentication.
+    pub chap: Option<TargetChapConfig>,
     pub luns: Vec<LunConfig>,
 }
 
@@ -128,6 +152,76 @@ impl fmt::Display for ConfigError {
 
 fn err(source: &str, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError { file: source.to_string(), key: key.into(), problem: problem.into() }
+}
+
+/// Shortest CHAP secret accepted (RFC 7143 §12.1.3: at least 96 bits).
+pub const MIN_CHAP_SECRET: usize = 12;
+/// Longest CHAP secret accepted.
+pub const MAX_CHAP_SECRET: usize = 256;
+
+/// Read a CHAP secret file: a regular file, not world-readable, holding
+/// [`MIN_CHAP_SECRET`]..=[`MAX_CHAP_SECRET`] bytes (one trailing newline is
+/// not part of the secret). Errors name the key and the file, never the
+/// secret.
+pub fn read_secret_file(path: &str, source: &str, key: &str) -> Result<ChapSecret, ConfigError> {
+    use std::io::Read;
+    let bad = |problem: String| err(source, key, format!("'{path}': {problem}"));
+    let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err(bad("is not a regular file".into()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o004 != 0 {
+            return Err(bad("is world-readable; chmod o-r it (e.g. chmod 600)".into()));
+        }
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CHAP_SECRET as u64 + 3).read_to_end(&mut bytes))
+        .map_err(|e| bad(format!("cannot read: {e}")))?;
+    if bytes.ends_with(b"\r\n") {
+        bytes.truncate(bytes.len() - 2);
+    } else if bytes.ends_with(b"\n") {
+        bytes.pop();
+    }
+    if bytes.len() < MIN_CHAP_SECRET {
+        return Err(bad(format!("the secret is {} bytes; at least {MIN_CHAP_SECRET} are required", bytes.len())));
+    }
+    if bytes.len() > MAX_CHAP_SECRET {
+        return Err(bad(format!("the secret is longer than {MAX_CHAP_SECRET} bytes")));
+    }
+    Ok(ChapSecret::new(bytes))
+}
+
+fn chap_name(source: &str, key: String, name: &str) -> Result<String, ConfigError> {
+    if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control()) {
+        return Err(err(source, key, "must be 1..255 printable characters"));
+    }
+    Ok(name.to_string())
+}
+
+/// Validate `[target.chap]` and load its secrets.
+fn chap_config(c: &RawChap, source: &str, key: &str) -> Result<TargetChapConfig, ConfigError> {
+    let user = chap_name(source, format!("{key}.user"), &c.user)?;
+    let secret = read_secret_file(&c.secret_file, source, &format!("{key}.secret_file"))?;
+    let mut cfg = TargetChapConfig::one_way(user, secret.expose().to_vec());
+    match (&c.mutual_user, &c.mutual_secret_file) {
+        (None, None) => {}
+        (Some(u), Some(f)) => {
+            let mkey = format!("{key}.mutual_secret_file");
+            let mutual = read_secret_file(f, source, &mkey)?;
+            if mutual == secret {
+                return Err(err(source, mkey, "the mutual secret must differ from the initiator secret"));
+            }
+            let u = chap_name(source, format!("{key}.mutual_user"), u)?;
+            cfg = cfg.with_mutual(u, mutual.expose().to_vec());
+        }
+        (Some(_), None) => return Err(err(source, format!("{key}.mutual_secret_file"), "required with mutual_user")),
+        (None, Some(_)) => return Err(err(source, format!("{key}.mutual_user"), "required with mutual_secret_file")),
+    }
+    Ok(cfg)
 }
 
 /// Parse "4GiB", "512MiB", "1G", "4096", "2T" (binary multiples). `None` on
@@ -203,10 +297,12 @@ impl Config {
             nop_interval_secs: 30,
             login_timeout_secs: 30,
             metrics: None,
+            copy_domain: crate::copy_domain::CopyDomainConfig::default(),
             targets: vec![TargetConfig {
                 iqn: DEFAULT_TARGET.into(),
                 alias: Some("oxcopy default".into()),
                 initiators: None,
+                chap: None,
                 luns,
             }],
         }
@@ -395,8 +491,14 @@ impl Config {
                 }
                 luns.push(LunConfig { id, path, size, block_size, read_only: l.read_only.unwrap_or(false) });
             }
-            targets.push(TargetConfig { iqn: t.iqn, alias: t.alias, initiators: t.initiators, luns });
+            let chap = match &t.chap {
+                None => None,
+                Some(c) => Some(chap_config(c, source, &format!("{tkey}.chap"))?),
+            };
+            targets.push(TargetConfig { iqn: t.iqn, alias: t.alias, initiators: t.initiators, chap, luns });
         }
+        let copy_domain = crate::copy_domain::CopyDomainConfig::from_raw(raw.copy_domain)
+            .map_err(|(key, problem)| err(source, key, problem))?;
         Ok(Config {
             source: source.to_string(),
             listen,
@@ -406,6 +508,7 @@ impl Config {
             login_timeout_secs: raw.server.login_timeout.unwrap_or(30),
             metrics,
             targets,
+            copy_domain,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! the end-to-end tests).
 
 pub mod config;
+pub mod copy_domain;
 pub mod identity;
 pub mod metrics_http;
 pub mod pr_store;

@@ -6,8 +6,9 @@ use crate::config::Config;
 use crate::identity::{serial_from_naa, Identities};
 use anyhow::{Context, Result};
 use bytes::{Buf, Bytes, BytesMut};
+use oxcopy_iscsi::chap::{TargetChap, TargetChapConfig, TargetChapHandle};
 use oxcopy_iscsi::frame::{decode_frame, encode_frame, EncodedPdu, FrameError, FrameLimits, Pdu};
-use oxcopy_iscsi::login::{LoginPolicy, LoginStep, TargetInfo, TargetLogin, TargetLoginConfig};
+use oxcopy_iscsi::login::{Authenticator, LoginPolicy, LoginStep, TargetInfo, TargetLogin, TargetLoginConfig};
 use oxcopy_iscsi::params::{SessionParams, SessionType};
 use oxcopy_iscsi::pdu::{Header, LoginStatus, RejectReason, TmfFunction, TmfResponse, BHS_LEN};
 use oxcopy_iscsi::target::{Action, TargetConnConfig, TargetConnection, TaskManagement, TaskOutcome};
@@ -17,10 +18,10 @@ use oxcopy_scsi::{
 use oxcopy_storage::{FileStorage, OpenOptions, Storage};
 use std::collections::HashMap;
 use std::io::IoSlice;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,6 +44,8 @@ const IO_THREADS: usize = 64;
 /// Commands moving more bytes than this get an I/O thread of their own
 /// (see `pool`); shorter ones are cheaper to run on an already awake one.
 const LONG_TRANSFER: u32 = 64 * 1024;
+/// Bytes of the CHAP challenge the target sends.
+const CHAP_CHALLENGE_LEN: usize = 32;
 /// An I/O thread idle this long exits.
 const IO_THREAD_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
@@ -52,6 +55,8 @@ struct TargetEntry {
     alias: Option<String>,
     initiators: Option<Vec<String>>,
     tpgt: u16,
+    /// CHAP required for normal sessions (`[target.chap]`).
+    chap: Option<TargetChapConfig>,
 }
 
 impl TargetEntry {
@@ -69,6 +74,8 @@ struct Shared {
     next_stat_sn: AtomicU64,
     /// Where SCSI commands run.
     io_pool: IoPool,
+    /// Recent CHAP failures per source address (slows down guessing).
+    auth_failures: AuthFailures,
 }
 
 impl Shared {
@@ -131,6 +138,11 @@ impl Running {
 pub async fn start(cfg: Config) -> Result<Running> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    // The copy-domain key authenticates ROD tokens: created (0600) at first
+    // start, refused if unreadable, mis-sized or group/other-accessible.
+    let key_file = crate::copy_domain::KeyFile::resolve(&cfg.data_dir, cfg.copy_domain.key_file.as_deref());
+    let copy_domain_key = oxcopy_scsi::copy::token::KeySource::load_or_create(&key_file)?;
+    debug!(path = %key_file.path().display(), key = ?copy_domain_key, "copy-domain key ready");
     let mut ids = Identities::load(&cfg.data_dir)?;
     let mut targets = HashMap::new();
     let mut all_luns = Vec::new();
@@ -165,7 +177,13 @@ pub async fn start(cfg: Config) -> Result<Running> {
         let scsi = Arc::new(ScsiTarget::in_registry(&t.iqn, 1, registry.clone()));
         targets.insert(
             t.iqn.clone(),
-            TargetEntry { scsi, alias: t.alias.clone(), initiators: t.initiators.clone(), tpgt: 1 },
+            TargetEntry {
+                scsi,
+                alias: t.alias.clone(),
+                initiators: t.initiators.clone(),
+                tpgt: 1,
+                chap: t.chap.clone(),
+            },
         );
     }
     ids.save()?;
@@ -185,6 +203,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
         next_tsih: AtomicU16::new(1),
         next_stat_sn: AtomicU64::new(0x1000),
         io_pool: IoPool::new(IO_THREADS, IO_THREAD_KEEP_ALIVE),
+        auth_failures: AuthFailures::default(),
     });
     let (tx, rx) = watch::channel(false);
     let metrics_addr = match cfg_metrics {
@@ -339,7 +358,58 @@ enum ReadError {
     Frame(FrameError),
 }
 
-struct Policy<'a>(&'a Shared);
+/// The daemon's login policy; remembers the CHAP exchange it handed out so
+/// a failure can be logged with its reason and accounted per address.
+struct Policy<'a>(&'a Shared, parking_lot::Mutex<Option<TargetChapHandle>>);
+
+/// Longest delay before answering a failed CHAP login.
+const MAX_AUTH_DELAY: Duration = Duration::from_secs(5);
+/// A source address's failure count is forgotten after this long without one.
+const AUTH_FAILURE_MEMORY: Duration = Duration::from_secs(600);
+/// Addresses tracked at most (bounds memory under a distributed attack).
+const AUTH_FAILURE_SLOTS: usize = 4096;
+
+/// Consecutive CHAP failures per source address. Each failure after the
+/// first delays its Login Response (200 ms, doubling, at most
+/// [`MAX_AUTH_DELAY`]); only that connection waits, never other logins.
+#[derive(Default)]
+struct AuthFailures(parking_lot::Mutex<HashMap<IpAddr, (u32, Instant)>>);
+
+impl AuthFailures {
+    /// Record a failure from `ip`; returns how long to delay the response.
+    fn record(&self, ip: IpAddr) -> Duration {
+        let now = Instant::now();
+        let mut m = self.0.lock();
+        if m.len() >= AUTH_FAILURE_SLOTS && !m.contains_key(&ip) {
+            m.retain(|_, (_, at)| now.duration_since(*at) < AUTH_FAILURE_MEMORY);
+            if m.len() >= AUTH_FAILURE_SLOTS {
+                // Still full: treat every untracked address as suspect.
+                return MAX_AUTH_DELAY;
+            }
+        }
+        let e = m.entry(ip).or_insert((0, now));
+        if now.duration_since(e.1) >= AUTH_FAILURE_MEMORY {
+            e.0 = 0;
+        }
+        e.0 = e.0.saturating_add(1);
+        e.1 = now;
+        auth_delay(e.0)
+    }
+
+    /// A successful CHAP login from `ip` clears its count.
+    fn clear(&self, ip: IpAddr) {
+        self.0.lock().remove(&ip);
+    }
+}
+
+/// The delay for the `n`th consecutive failure (1-based).
+fn auth_delay(n: u32) -> Duration {
+    if n <= 1 {
+        return Duration::ZERO;
+    }
+    let ms = 200u64.saturating_mul(1u64 << (n - 2).min(16));
+    Duration::from_millis(ms).min(MAX_AUTH_DELAY)
+}
 
 impl LoginPolicy for Policy<'_> {
     fn check_target(&self, target_name: &str, initiator_name: &str) -> std::result::Result<TargetInfo, LoginStatus> {
@@ -354,6 +424,21 @@ impl LoginPolicy for Policy<'_> {
 
     fn discovery_allowed(&self, _initiator_name: &str) -> bool {
         true
+    }
+
+    /// CHAP for normal sessions to a target with `[target.chap]`; discovery
+    /// sessions are not authenticated (SendTargets only lists targets the
+    /// initiator is admitted to).
+    fn authenticator(&self, _initiator_name: &str, target_name: Option<&str>) -> Option<Box<dyn Authenticator>> {
+        use rand::RngCore;
+        let chap = self.0.targets.get(target_name?)?.chap.clone()?;
+        let mut challenge = vec![0u8; CHAP_CHALLENGE_LEN];
+        let mut id = [0u8; 1];
+        rand::rngs::OsRng.fill_bytes(&mut challenge);
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        let (auth, handle) = TargetChap::new(chap, id[0], challenge);
+        *self.1.lock() = Some(handle);
+        Some(Box::new(auth))
     }
 }
 
@@ -391,7 +476,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     let mut buf = BytesMut::with_capacity(64 * 1024);
 
     let login_timeout = Duration::from_secs(shared.cfg.login_timeout_secs.max(1));
-    let login = tokio::time::timeout(login_timeout, do_login(&mut rd, &mut buf, &tx, &shared));
+    let login = tokio::time::timeout(login_timeout, do_login(&mut rd, &mut buf, &tx, &shared, peer));
     // A connection still logging in has nothing in flight: shutdown does not
     // wait for it.
     let mut sd = shutdown.clone();
@@ -439,6 +524,7 @@ async fn do_login(
     buf: &mut BytesMut,
     tx: &mpsc::UnboundedSender<Out>,
     shared: &Shared,
+    peer: SocketAddr,
 ) -> Result<Option<(SessionParams, u32, u32)>> {
     let mut login = TargetLogin::new(TargetLoginConfig {
         max_recv_data_segment_length: OUR_MAX_RECV_DATA_SEGMENT,
@@ -453,7 +539,7 @@ async fn do_login(
         tsih: shared.tsih(),
         cmd_window: shared.cfg.max_commands_per_session,
     });
-    let policy = Policy(shared);
+    let policy = Policy(shared, parking_lot::Mutex::new(None));
     loop {
         let pdu = match read_pdu(rd, buf, &FrameLimits::LOGIN).await {
             Ok(Some(p)) => p,
@@ -468,12 +554,24 @@ async fn do_login(
                     Header::LoginResponse(r) => (r.stat_sn.wrapping_add(1), r.exp_cmd_sn),
                     _ => anyhow::bail!("login produced a non-login response"),
                 };
+                if policy.1.lock().is_some() {
+                    shared.auth_failures.clear(peer.ip());
+                }
                 send_pdu(tx, response);
                 return Ok(Some((params, stat_sn, exp_cmd_sn)));
             }
             LoginStep::Fail { response } => {
                 if let Header::LoginResponse(r) = &response.header {
                     info!(status = ?r.status, "login refused");
+                    if r.status == LoginStatus::AUTHENTICATION_FAILURE {
+                        let reason = policy.1.lock().as_ref().and_then(|h| h.failure());
+                        let why = reason.map_or_else(|| "CHAP required but not done".to_string(), |f| f.to_string());
+                        let delay = shared.auth_failures.record(peer.ip());
+                        let cap = Duration::from_secs(shared.cfg.login_timeout_secs.max(1)) / 2;
+                        let delay = delay.min(cap);
+                        warn!(%peer, "authentication failed: {why}; answering after {delay:?}");
+                        tokio::time::sleep(delay).await;
+                    }
                 }
                 send_pdu(tx, response);
                 return Ok(None);

@@ -39,6 +39,8 @@ impl Asc {
     pub const COPY_TARGET_DEVICE_NOT_REACHABLE: Self = Self(0x0D, 0x02);
     /// EXTENDED COPY: the CSCD's peripheral device type does not match the logical unit.
     pub const INCORRECT_COPY_TARGET_DEVICE_TYPE: Self = Self(0x0D, 0x03);
+    /// WRITE USING TOKEN: the destination ranges need more data than the ROD (after OFFSET INTO ROD) holds.
+    pub const COPY_TARGET_DEVICE_DATA_UNDERRUN: Self = Self(0x0D, 0x04);
     pub const WRITE_ERROR: Self = Self(0x0C, 0x00);
     pub const INVALID_FIELD_IN_INFORMATION_UNIT: Self = Self(0x0E, 0x03);
     pub const UNRECOVERED_READ_ERROR: Self = Self(0x11, 0x00);
@@ -86,6 +88,30 @@ impl Asc {
     pub const INSUFFICIENT_REGISTRATION_RESOURCES: Self = Self(0x55, 0x04);
     /// Resources for the command are exhausted (e.g. too many concurrent copies).
     pub const INSUFFICIENT_RESOURCES: Self = Self(0x55, 0x03);
+    /// POPULATE TOKEN: no room for the ROD (e.g. snapshot space exhausted).
+    pub const INSUFFICIENT_RESOURCES_TO_CREATE_ROD: Self = Self(0x55, 0x0C);
+    /// POPULATE TOKEN: no room for another ROD token (live-token limit).
+    pub const INSUFFICIENT_RESOURCES_TO_CREATE_ROD_TOKEN: Self = Self(0x55, 0x0D);
+    /// A ROD token operation failed for a reason that cannot be reported.
+    pub const INVALID_TOKEN_OPERATION_CAUSE_NOT_REPORTABLE: Self = Self(0x23, 0x00);
+    /// The ROD token's type is not supported for this operation.
+    pub const INVALID_TOKEN_OPERATION_UNSUPPORTED_TOKEN_TYPE: Self = Self(0x23, 0x01);
+    /// The ROD token was created by another copy manager.
+    pub const INVALID_TOKEN_OPERATION_REMOTE_TOKEN_USAGE_NOT_SUPPORTED: Self = Self(0x23, 0x02);
+    /// The ROD token is authentic but not (or no longer) known to this copy manager.
+    pub const INVALID_TOKEN_OPERATION_TOKEN_UNKNOWN: Self = Self(0x23, 0x04);
+    /// The ROD token is malformed or its authentication code does not verify.
+    pub const INVALID_TOKEN_OPERATION_TOKEN_CORRUPT: Self = Self(0x23, 0x05);
+    /// The ROD token was revoked (its LU was deleted, resized or reconfigured).
+    pub const INVALID_TOKEN_OPERATION_TOKEN_REVOKED: Self = Self(0x23, 0x06);
+    /// The ROD token's inactivity timeout elapsed.
+    pub const INVALID_TOKEN_OPERATION_TOKEN_EXPIRED: Self = Self(0x23, 0x07);
+    /// The ROD token was cancelled (its POPULATE TOKEN was aborted).
+    pub const INVALID_TOKEN_OPERATION_TOKEN_CANCELLED: Self = Self(0x23, 0x08);
+    /// The ROD token was deleted (WRITE USING TOKEN with DEL_TKN=1).
+    pub const INVALID_TOKEN_OPERATION_TOKEN_DELETED: Self = Self(0x23, 0x09);
+    /// The ROD token field has the wrong length.
+    pub const INVALID_TOKEN_OPERATION_INVALID_TOKEN_LENGTH: Self = Self(0x23, 0x0A);
 
     /// The ADDITIONAL SENSE CODE byte.
     pub fn asc(self) -> u8 {

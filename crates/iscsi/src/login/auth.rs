@@ -1,5 +1,5 @@
 //! The pluggable security stage: an [`Authenticator`] runs one AuthMethod
-//! (CHAP later) inside the login state machines.
+//! (e.g. [`crate::chap::TargetChap`]) inside the login state machines.
 
 use crate::params::SessionType;
 use crate::pdu::LoginStatus;

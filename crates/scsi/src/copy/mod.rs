@@ -11,6 +11,10 @@
 //! | `xcopy` | the EXTENDED COPY command: parse, plan every segment (resolving CSCDs through the [`LuRegistry`](crate::registry::LuRegistry) with the nexus's access rights), execute |
 //! | `results` | RECEIVE COPY RESULTS service actions 00h, 03h, 04h, 05h |
 //! | `vpd` | the Third-party Copy VPD page (8Fh) |
+//! | [`rod_params`] | POPULATE TOKEN / WRITE USING TOKEN parameter lists → typed values, in the validation order of the digest §3 |
+//! | [`rod_plan`] | WRITE USING TOKEN planning: ROD + OFFSET INTO ROD + scatter list → byte runs (block sizes, underrun 0Dh/04h) |
+//! | [`rod_results`] | RECEIVE ROD TOKEN INFORMATION body (Windows rules) and the 8Fh descriptors 0000h/0106h/0108h, not yet advertised |
+//! | [`token`] | ROD tokens: 512-byte layout, HMAC-SHA256 under the copy-domain key, the [`token::TokenStore`] (verify before lookup, refcount, expiry, DEL_TKN, revocation) |
 //!
 //! Every advertised number is a constant in [`limits`], read by the VPD
 //! page, OPERATING PARAMETERS and the validation alike.
@@ -30,6 +34,10 @@ pub mod exec;
 pub mod ops;
 pub mod params;
 mod results;
+pub mod rod_params;
+pub mod rod_plan;
+pub mod rod_results;
+pub mod token;
 pub mod vpd;
 mod xcopy;
 

@@ -1,0 +1,266 @@
+//! Response bodies for token copy: RECEIVE ROD TOKEN INFORMATION (84h/07h,
+//! digest §4.5, with the Windows rules), and the Third-party Copy VPD
+//! descriptors token copy adds (0000h Block Device ROD Token Limits, 0106h
+//! ROD Token Features, 0108h Supported ROD Types; digest §6). Pure byte
+//! builders: the commands that use them are wired in once POPULATE TOKEN and
+//! WRITE USING TOKEN execute (advertising them earlier would make Windows
+//! try ODX against a target that cannot do it).
+
+use super::rod_params::RodLimits;
+use super::token::{RodType, TOKEN_LEN};
+use crate::sense::Sense;
+
+/// COPY OPERATION STATUS values an RRTI reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RodOpStatus {
+    /// Completed, no errors (count == requested).
+    Completed = 0x01,
+    /// Completed with errors.
+    CompletedWithErrors = 0x02,
+    /// Completed without errors, residual data (count < requested).
+    CompletedResidual = 0x04,
+    /// In progress, foreground.
+    InProgressForeground = 0x11,
+    /// In progress, background (IMMED=1).
+    InProgressBackground = 0x12,
+    /// Terminated (COPY OPERATION ABORT, task management).
+    Terminated = 0x60,
+}
+
+impl RodOpStatus {
+    /// Whether the operation has ended.
+    pub fn is_final(self) -> bool {
+        !matches!(self, RodOpStatus::InProgressForeground | RodOpStatus::InProgressBackground)
+    }
+}
+
+/// TRANSFER COUNT UNITS: logical blocks of the LU (Windows requires it).
+pub const UNITS_LOGICAL_BLOCKS: u8 = 0xF1;
+/// ROD TOKEN DESCRIPTORS LENGTH for one token: 2 reserved bytes + 512.
+pub const ROD_TOKEN_DESCRIPTORS_LENGTH: u32 = 2 + TOKEN_LEN as u32;
+/// Space reserved for sense data in an RRTI response.
+pub const RRTI_SENSE_SPACE: u8 = 32;
+/// ESTIMATED STATUS UPDATE DELAY once the status is final.
+pub const DELAY_FINAL: u32 = 0xFFFF_FFFE;
+/// ESTIMATED STATUS UPDATE DELAY while in progress, ms.
+pub const DELAY_POLL_MS: u32 = 100;
+
+/// What an RRTI reports about one operation.
+#[derive(Debug, Clone)]
+pub struct RrtiReport<'a> {
+    /// SA of the originating command: 10h POPULATE TOKEN, 11h WRITE USING TOKEN.
+    pub response_to_sa: u8,
+    /// COPY OPERATION STATUS.
+    pub status: RodOpStatus,
+    /// Blocks done so far (PT: represented; WUT: contiguous blocks written from the start).
+    pub transfer_count: u64,
+    /// SCSI status the originating command got (00h GOOD, 02h CHECK CONDITION).
+    pub completion_status: u8,
+    /// Its sense data, if any.
+    pub sense: Option<&'a Sense>,
+    /// The token, after a successful POPULATE TOKEN only.
+    pub token: Option<&'a [u8; TOKEN_LEN]>,
+}
+
+/// The full RRTI parameter data (before truncation to the allocation length).
+pub fn rrti_body(r: &RrtiReport<'_>) -> Vec<u8> {
+    let space = usize::from(RRTI_SENSE_SPACE);
+    let mut d = vec![0u8; 32 + space + 4];
+    d[4] = r.response_to_sa & 0x1F;
+    d[5] = r.status as u8 & 0x7F;
+    let delay = if r.status.is_final() { DELAY_FINAL } else { DELAY_POLL_MS };
+    d[8..12].copy_from_slice(&delay.to_be_bytes());
+    d[12] = r.completion_status;
+    d[13] = RRTI_SENSE_SPACE;
+    if let Some(s) = r.sense {
+        let b = s.to_fixed();
+        let n = b.len().min(space);
+        d[32..32 + n].copy_from_slice(&b[..n]);
+        d[14] = u8::try_from(n).unwrap_or(RRTI_SENSE_SPACE);
+    }
+    d[15] = UNITS_LOGICAL_BLOCKS;
+    d[16..24].copy_from_slice(&r.transfer_count.to_be_bytes());
+    let at = 32 + space;
+    if let Some(t) = r.token {
+        d[at..at + 4].copy_from_slice(&ROD_TOKEN_DESCRIPTORS_LENGTH.to_be_bytes());
+        d.extend_from_slice(&[0, 0]);
+        d.extend_from_slice(&t[..]);
+    }
+    let avail = u32::try_from(d.len() - 4).unwrap_or(u32::MAX);
+    d[0..4].copy_from_slice(&avail.to_be_bytes());
+    d
+}
+
+/// The final status of an operation that ended normally: 01h when every
+/// requested block was done, else 04h (never 03h, which Windows does not
+/// treat as complete).
+pub fn final_status(done: u64, requested: u64) -> RodOpStatus {
+    if done >= requested {
+        RodOpStatus::Completed
+    } else {
+        RodOpStatus::CompletedResidual
+    }
+}
+
+/// Body (after the 4-byte header) of VPD 8Fh descriptor 0000h Block
+/// Device ROD Token Limits: DESCRIPTOR LENGTH 0020h.
+pub fn block_rod_limits(l: &RodLimits, optimal_transfer_blocks: u64) -> Vec<u8> {
+    let mut b = vec![0u8; 0x20];
+    b[6..8].copy_from_slice(&l.max_ranges.to_be_bytes());
+    b[8..12].copy_from_slice(&l.max_inactivity_timeout.to_be_bytes());
+    b[12..16].copy_from_slice(&l.default_inactivity_timeout.to_be_bytes());
+    b[16..24].copy_from_slice(&l.max_token_transfer_blocks.to_be_bytes());
+    b[24..32].copy_from_slice(&optimal_transfer_blocks.to_be_bytes());
+    b
+}
+
+/// Body of descriptor 0106h ROD Token Features: own tokens only (REMOTE
+/// TOKENS 0), lifetimes from the limits, one block-device features descriptor.
+pub fn rod_token_features(l: &RodLimits, max_bytes_in_rod: u64, optimal_bytes_from_token: u64) -> Vec<u8> {
+    let mut b = vec![0u8; 44 + 48];
+    b[12..16].copy_from_slice(&1u32.to_be_bytes());
+    b[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
+    b[20..24].copy_from_slice(&l.max_inactivity_timeout.to_be_bytes());
+    b[42..44].copy_from_slice(&48u16.to_be_bytes());
+    let d = &mut b[44..];
+    d[2..4].copy_from_slice(&0x2Cu16.to_be_bytes());
+    d[8..16].copy_from_slice(&max_bytes_in_rod.to_be_bytes());
+    d[16..24].copy_from_slice(&max_bytes_in_rod.to_be_bytes());
+    d[24..32].copy_from_slice(&u64::MAX.to_be_bytes());
+    d[32..40].copy_from_slice(&optimal_bytes_from_token.to_be_bytes());
+    b
+}
+
+/// ROD types this copy manager supports, with TOKEN_IN / TOKEN_OUT.
+pub const SUPPORTED_ROD_TYPES: [(u32, bool, bool); 5] = [
+    (RodType::ACCESS_UPON_REFERENCE, true, true),
+    (RodType::POINT_IN_TIME_DEFAULT, true, true),
+    (RodType::POINT_IN_TIME_CHANGE_VULNERABLE, true, true),
+    (RodType::POINT_IN_TIME_PERSISTENT, true, true),
+    (RodType::BLOCK_DEVICE_ZERO, true, false),
+];
+
+/// Body of descriptor 0108h Supported ROD Types.
+pub fn supported_rod_types() -> Vec<u8> {
+    let mut b = vec![0u8; 4];
+    let len = u16::try_from(SUPPORTED_ROD_TYPES.len() * 64).unwrap_or(u16::MAX);
+    b[2..4].copy_from_slice(&len.to_be_bytes());
+    for (ty, token_in, token_out) in SUPPORTED_ROD_TYPES {
+        let mut e = [0u8; 64];
+        e[0..4].copy_from_slice(&ty.to_be_bytes());
+        e[4] = (u8::from(token_in) << 1) | u8::from(token_out);
+        b.extend_from_slice(&e);
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::copy::vpd::TpcPage;
+    use crate::sense::Asc;
+
+    const L: RodLimits = RodLimits {
+        max_ranges: 64,
+        max_inactivity_timeout: 3600,
+        default_inactivity_timeout: 60,
+        max_token_transfer_blocks: 1 << 24,
+    };
+
+    #[test]
+    fn rrti_after_populate_token_follows_the_windows_rules() {
+        let token = [0x5A; TOKEN_LEN];
+        let d = rrti_body(&RrtiReport {
+            response_to_sa: 0x10,
+            status: final_status(2048, 2048),
+            transfer_count: 2048,
+            completion_status: 0,
+            sense: None,
+            token: Some(&token),
+        });
+        assert_eq!(d[4], 0x10);
+        assert_eq!(d[5], 0x01);
+        assert_eq!(&d[8..12], &DELAY_FINAL.to_be_bytes());
+        assert_eq!(d[15], 0xF1, "units: logical blocks");
+        assert_eq!(u64::from_be_bytes(d[16..24].try_into().unwrap()), 2048);
+        assert_eq!(&d[24..26], &[0, 0], "segments processed 0");
+        let at = 32 + usize::from(d[13]);
+        assert_eq!(u32::from_be_bytes(d[at..at + 4].try_into().unwrap()), 514);
+        assert_eq!(&d[at + 4..at + 6], &[0, 0]);
+        assert_eq!(&d[at + 6..at + 6 + 512], &token[..]);
+        assert_eq!(d.len(), at + 6 + 512);
+        assert_eq!(u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize, d.len() - 4);
+        // ddpt asks with a 1024-byte buffer: everything fits.
+        assert!(d.len() <= 1024);
+    }
+
+    #[test]
+    fn rrti_after_write_using_token_has_no_token_and_final_statuses_are_windows_safe() {
+        let s = Sense::illegal(Asc::INVALID_TOKEN_OPERATION_TOKEN_EXPIRED);
+        let d = rrti_body(&RrtiReport {
+            response_to_sa: 0x11,
+            status: RodOpStatus::CompletedWithErrors,
+            transfer_count: 0,
+            completion_status: 0x02,
+            sense: Some(&s),
+            token: None,
+        });
+        assert_eq!((d[4], d[5], d[12], d[15]), (0x11, 0x02, 0x02, 0xF1));
+        assert_eq!(usize::from(d[14]), s.to_fixed().len());
+        assert_eq!(Sense::decode(&d[32..32 + usize::from(d[14])]), Some(s));
+        let at = 32 + usize::from(d[13]);
+        assert_eq!(&d[at..at + 4], &[0, 0, 0, 0]);
+        // Count < requested comes with 04h; == with 01h; never 03h.
+        assert_eq!(final_status(5, 8), RodOpStatus::CompletedResidual);
+        assert_eq!(final_status(8, 8), RodOpStatus::Completed);
+        for st in [
+            RodOpStatus::Completed,
+            RodOpStatus::CompletedWithErrors,
+            RodOpStatus::CompletedResidual,
+            RodOpStatus::Terminated,
+        ] {
+            assert!(st.is_final() && [0x01, 0x02, 0x04, 0x60].contains(&(st as u8)));
+        }
+        let p = rrti_body(&RrtiReport {
+            response_to_sa: 0x11,
+            status: RodOpStatus::InProgressBackground,
+            transfer_count: 7,
+            completion_status: 0,
+            sense: None,
+            token: None,
+        });
+        assert_eq!((p[5], &p[8..12]), (0x12, &DELAY_POLL_MS.to_be_bytes()[..]));
+    }
+
+    #[test]
+    fn vpd_descriptors_for_token_copy() {
+        let mut page = TpcPage::new();
+        page.push(0x0000, &block_rod_limits(&L, 1 << 11));
+        page.push(0x0106, &rod_token_features(&L, 0, 16 << 20));
+        page.push(0x0108, &supported_rod_types());
+        let b = page.into_body();
+        // Windows: the first descriptor is 0000h with length 0020h.
+        assert_eq!(&b[0..4], &[0x00, 0x00, 0x00, 0x20]);
+        assert_eq!(&b[10..12], &64u16.to_be_bytes());
+        assert_eq!(&b[12..16], &3600u32.to_be_bytes());
+        assert_eq!(&b[16..20], &60u32.to_be_bytes());
+        assert_eq!(&b[20..28], &(1u64 << 24).to_be_bytes());
+        let f = &b[36..];
+        assert_eq!(&f[0..4], &[0x01, 0x06, 0x00, 92]);
+        assert_eq!(f[4] & 0x0F, 0, "own tokens only");
+        assert_eq!(&f[24..28], &3600u32.to_be_bytes());
+        assert_eq!(&f[46..48], &48u16.to_be_bytes());
+        assert_eq!(&f[50..52], &0x2Cu16.to_be_bytes());
+        let t = &f[96..];
+        assert_eq!(&t[0..2], &[0x01, 0x08]);
+        assert_eq!(usize::from(u16::from_be_bytes([t[2], t[3]])), 4 + 5 * 64);
+        assert_eq!(usize::from(u16::from_be_bytes([t[6], t[7]])), 5 * 64);
+        let types: Vec<(u32, u8)> =
+            t[8..].chunks(64).map(|e| (u32::from_be_bytes(e[0..4].try_into().unwrap()), e[4])).collect();
+        assert_eq!(
+            types,
+            vec![(0x0001_0000, 3), (0x0080_0000, 3), (0x0080_0001, 3), (0x0080_0002, 3), (0xFFFF_0001, 2)]
+        );
+    }
+}
