@@ -342,7 +342,18 @@ async fn abort_mid_copy() {
         // Wait until it has made progress, then stop it.
         let t0 = std::time::Instant::now();
         loop {
-            let st = s.copy_status_lid4(LUN_A, u32::from(list_id)).await.unwrap();
+            let st = match s.copy_status_lid4(LUN_A, u32::from(list_id)).await {
+                Ok(st) => st,
+                // The status request can overtake the copy it asks about (both
+                // are in flight at once, and the copy's parameter list must
+                // arrive first): until the copy has begun, its list id is
+                // unknown (24h/00h). Retry within a bounded time.
+                Err(InitiatorError::ScsiStatus(_)) if t0.elapsed() < STEP => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                Err(e) => panic!("COPY STATUS: {e}"),
+            };
             assert_eq!(st.status, 0x11, "still running after {:?}: {st:?}", t0.elapsed());
             if st.count >= 8 * MIB {
                 break;
