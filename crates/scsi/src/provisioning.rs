@@ -136,9 +136,16 @@ fn parse_unmap_list(lu: &LogicalUnit, data: &[u8], pll: usize) -> Result<Vec<Ext
     Ok(out)
 }
 
-/// Deallocate `blocks` blocks at `lba` under the exclusive range lock, in
-/// bounded storage calls.
-fn deallocate(ctx: &Ctx<'_>, lu: &LogicalUnit, lba: u64, blocks: u64) -> Result<(), Fail> {
+/// Apply `op(byte_offset, byte_len)` to `blocks` blocks at `lba` in bounded
+/// calls, each under the exclusive range lock and after the write hook,
+/// checking for cancellation between calls.
+fn for_each_locked_chunk(
+    ctx: &Ctx<'_>,
+    lu: &LogicalUnit,
+    lba: u64,
+    blocks: u64,
+    op: impl Fn(u64, u64) -> oxcopy_storage::Result<()>,
+) -> Result<(), Fail> {
     let bs = u64::from(lu.block_size());
     let per_call = (ZERO_CHUNK / bs).max(1);
     let mut done = 0;
@@ -150,10 +157,16 @@ fn deallocate(ctx: &Ctx<'_>, lu: &LogicalUnit, lba: u64, blocks: u64) -> Result<
         if let Some(hook) = lu.write_hook() {
             hook.before_write(lu, at, n)?;
         }
-        lu.storage().discard(byte_offset(lu, at), n * bs).map_err(|e| storage_fail(&e, at, true))?;
+        op(byte_offset(lu, at), n * bs).map_err(|e| storage_fail(&e, at, true))?;
         done += n;
     }
     Ok(())
+}
+
+/// Deallocate `blocks` blocks at `lba` under the exclusive range lock, in
+/// bounded storage calls.
+fn deallocate(ctx: &Ctx<'_>, lu: &LogicalUnit, lba: u64, blocks: u64) -> Result<(), Fail> {
+    for_each_locked_chunk(ctx, lu, lba, blocks, |off, len| lu.storage().discard(off, len))
 }
 
 /// Flush when the write cache is off (every write is then durable).
@@ -240,21 +253,7 @@ pub(crate) fn write_same(ctx: &Ctx<'_>, sixteen: bool) -> CmdResult {
 
 /// Zero `blocks` blocks at `lba` (allocating: the blocks stay mapped).
 fn write_zeroes(ctx: &Ctx<'_>, lu: &LogicalUnit, lba: u64, blocks: u64) -> Result<(), Fail> {
-    let bs = u64::from(lu.block_size());
-    let per_call = (ZERO_CHUNK / bs).max(1);
-    let mut done = 0;
-    while done < blocks {
-        cancelled(ctx)?;
-        let n = per_call.min(blocks - done);
-        let at = lba + done;
-        let _g = lu.range_locks().lock(at, n, LockMode::Exclusive);
-        if let Some(hook) = lu.write_hook() {
-            hook.before_write(lu, at, n)?;
-        }
-        lu.storage().write_zeroes(byte_offset(lu, at), n * bs).map_err(|e| storage_fail(&e, at, true))?;
-        done += n;
-    }
-    Ok(())
+    for_each_locked_chunk(ctx, lu, lba, blocks, |off, len| lu.storage().write_zeroes(off, len))
 }
 
 /// Write `block` to each of `blocks` blocks at `lba`, through one reused
