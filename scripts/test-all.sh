@@ -33,3 +33,10 @@ grep -q "test result: ok" target/cargo-test.log
 
 echo "== libiscsi conformance against a scratch oxcopyd"
 scripts/conformance-oxcopyd.sh
+
+echo "== fuzz targets: build, then a short run of each"
+# cargo-fuzz comes from crates.io when missing; scripts/fuzz.sh falls back to
+# RUSTC_BOOTSTRAP=1 without a nightly toolchain. OXCOPY_FUZZ_SECS per target
+# (default 15; JOBS at a time, default the CPU count), new inputs under target/.
+command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+FUZZ_WORK=$PWD/target/fuzz-ci scripts/fuzz.sh "${OXCOPY_FUZZ_SECS:-15}"

@@ -9,6 +9,15 @@ macro_rules! outln {
     ($($t:tt)*) => { $crate::emit(&format!($($t)*), true) };
 }
 
+/// `eprintln!` that never panics (a full disk or closed pipe behind standard
+/// error must not turn an error message into an abort).
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// `print!` counterpart of [`outln!`].
 macro_rules! out {
     ($($t:tt)*) => { $crate::emit(&format!($($t)*), false) };
@@ -68,12 +77,19 @@ Examples:
   # With CHAP (secret from the environment):
   OXCOPY_CHAP_SECRET=... oxcopy --chap-user alice cp iscsi://san/iqn.x:y/0 /dev/sdb
 
+  # Force EXTENDED COPY (fails with the target's reason, in words, if it cannot):
+  oxcopy cp --method xcopy iscsi://10.0.0.5/iqn.2026-11.dev.oxcopy:default/0 \\
+            'iscsi://10.0.0.5/iqn.2026-11.dev.oxcopy:default/1?lba=8192'
+
 Methods:
   auto   token copy if the source creates tokens the destination accepts, else EXTENDED COPY
-         if one copy manager reaches both LUNs, else a host copy; when an offload was possible
-         but not used, oxcopy says why (and --json reports it as \"fallback\")
-  token  POPULATE TOKEN + WRITE USING TOKEN          (not supported by this build yet)
-  xcopy  EXTENDED COPY (LID1, block -> block)        (not supported by this build yet)
+         if one copy manager reaches both LUNs, else a host copy. An offload the target refuses
+         or that fails is retried with the next method: oxcopy says so on stderr, and --json
+         reports the first failure as \"fallback\": {\"from\", \"reason\"}
+  token  POPULATE TOKEN on the source + WRITE USING TOKEN on the destination (IMMED, progress
+         from RECEIVE ROD TOKEN INFORMATION); one token per 8Fh-limit-sized piece
+  xcopy  EXTENDED COPY (LID1, 02h segments, E4h CSCDs naming both LUNs by their VPD 83h NAA),
+         sent to the destination's copy manager (else the source's); progress from COPY STATUS
   host   read and write through this machine: several commands in flight (--queue-depth),
          transfer size from the target's Block Limits VPD and the negotiated MaxBurstLength;
          between two local files: FICLONERANGE, then copy_file_range, then read/write per extent
@@ -82,6 +98,7 @@ The --json summary is one object:
   {\"method\", \"bytes\", \"seconds\", \"bytes_per_second\", \"wire_bytes_sent\", \"wire_bytes_received\",
    \"fallback\": null | {\"from\", \"reason\"}, \"source\", \"destination\", \"transfer_bytes\",
    \"queue_depth\", \"local\": null | {\"reflink\", \"copy_file_range\", \"read_write\", \"hole\"},
+   \"offload\": null | {\"copy_manager\", \"commands\", \"status_polls\", \"early_polls\", \"tokens\"},
    \"verify\": null | {\"ok\", \"digest\", \"chunk_bytes\", \"chunks\", \"mismatched_chunks\", ...}}
 Wire bytes count the copy itself (not login, inspection or verification).";
 
@@ -103,6 +120,23 @@ Third-party Copy descriptor decoded), and one line on what the LUN can offload, 
   offload: EXTENDED COPY LID1: segments 02h; CSCD E4h; max 64 segments; tokens: access upon
            reference, zero; max 64 ranges; default inactivity 60 s
 or \"no offload\" for targets without copy offload.";
+
+const TOKEN_EXAMPLES: &str = "\
+Examples:
+  # Machine A: a token for the first 1 GiB of LUN 0, kept 10 minutes when unused:
+  oxcopy token create --ttl 600 -o lun0.tok 'iscsi://10.0.0.5/iqn.2026-11.dev.oxcopy:default/0?blocks=2097152'
+  scp lun0.tok machine-b:            # the file is a capability: keep it private (it is created mode 0600)
+
+  # Machine B (another host, another session): write the data to LUN 1, then delete the token:
+  oxcopy token write --delete lun0.tok iscsi://10.0.0.5/iqn.2026-11.dev.oxcopy:default/1
+
+  # What is in a token (no network):
+  oxcopy token info lun0.tok
+
+The token stays valid until it is deleted (--delete) or unused for its inactivity timeout (--ttl). It is
+point in time (the target's default ROD type): writes to the source range after `create` do not change
+what it represents. The target that accepts it must share the creator's copy domain (oxcopyd: the same
+daemon today). `oxcopy cp --method token` does both steps at once.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -168,6 +202,56 @@ enum Command {
         /// iscsi://[user[%secret]@]host[:port]/target-iqn/lun
         url: String,
         /// Print every decoded field as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Token copy in two steps (possibly on two machines): create a ROD token file, write with it, decode one
+    #[command(subcommand, after_long_help = TOKEN_EXAMPLES)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// POPULATE TOKEN: save a 512-byte ROD token for SRC (a LUN or a range of one) to FILE (mode 0600)
+    #[command(after_long_help = TOKEN_EXAMPLES)]
+    Create {
+        /// iscsi://host[:port]/target-iqn/lun[?lba=N&blocks=M]
+        src: String,
+        /// Seconds the token may stay unused before the target discards it [default: the target's]
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        ttl: u32,
+        /// Token file to create (must not exist)
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Print a one-object JSON summary
+        #[arg(long)]
+        json: bool,
+    },
+    /// WRITE USING TOKEN: write the data a token file represents to DST
+    #[command(after_long_help = TOKEN_EXAMPLES)]
+    Write {
+        /// Token file made by `oxcopy token create`
+        file: PathBuf,
+        /// iscsi://host[:port]/target-iqn/lun[?lba=N&blocks=M] (default: as many blocks as the token holds)
+        dst: String,
+        /// Skip this many blocks (of DST) of the token's data
+        #[arg(long, value_name = "BLOCKS", default_value_t = 0)]
+        offset_into_rod: u64,
+        /// Ask the target to delete the token after this write (DEL_TKN)
+        #[arg(long)]
+        delete: bool,
+        /// Print a one-object JSON summary
+        #[arg(long)]
+        json: bool,
+        /// Never show a progress bar
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Decode a token file offline: ROD type, creator LU, bytes represented, block size
+    Info {
+        /// Token file
+        file: PathBuf,
+        /// Print the decoded fields as JSON
         #[arg(long)]
         json: bool,
     },
@@ -237,7 +321,7 @@ fn clap_error(e: clap::Error) -> ExitCode {
     let msg = msg.split("\n\nFor more information").next().unwrap_or(msg);
     let msg = msg.trim().trim_start_matches("error: ");
     let msg: Vec<&str> = msg.split_whitespace().collect();
-    eprintln!("oxcopy: {} (see oxcopy --help)", msg.join(" "));
+    errln!("oxcopy: {} (see oxcopy --help)", msg.join(" "));
     ExitCode::from(fail::EXIT_USAGE)
 }
 
@@ -251,7 +335,8 @@ fn main() -> ExitCode {
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "panic".into());
         let msg: String = msg.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-        eprintln!("oxcopy: internal error: {msg}");
+        // Never panic here (a full disk behind stderr would abort the process).
+        errln!("oxcopy: internal error: {msg}");
         std::process::exit(fail::EXIT_FAILED as i32);
     }));
     let cli = match Cli::try_parse() {
@@ -262,17 +347,28 @@ fn main() -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("oxcopy: cannot start the async runtime: {e}");
+            errln!("oxcopy: cannot start the async runtime: {e}");
             return ExitCode::from(fail::EXIT_FAILED);
         }
     };
-    let result = rt.block_on(run(cli));
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = run(cli) => r,
+            _ = tokio::signal::ctrl_c() => {
+                // A token operation runs on in the target (IMMED): stop it.
+                Err(match copy::offload::abort_active().await {
+                    Some(id) => anyhow::anyhow!("interrupted (COPY OPERATION ABORT sent for list identifier {id})"),
+                    None => anyhow::anyhow!("interrupted"),
+                })
+            }
+        }
+    });
     // Do not wait for stray blocking tasks (a hung local read) at exit.
     rt.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("oxcopy: {}", fail::one_line(&e));
+            errln!("oxcopy: {}", fail::one_line(&e));
             ExitCode::from(fail::exit_code(&e))
         }
     }
@@ -308,6 +404,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Ls { portal, json } => commands::ls::ls(&conn, &portal, json).await,
         Command::Inspect { url, json } => commands::inspect::inspect(&conn, &url, json).await,
+        Command::Token(TokenCommand::Create { src, ttl, output, json }) => {
+            commands::token::create(&conn, &src, ttl, &output, json).await
+        }
+        Command::Token(TokenCommand::Write { file, dst, offset_into_rod, delete, json, no_progress }) => {
+            commands::token::write(&conn, &file, &dst, offset_into_rod, delete, json, !no_progress).await
+        }
+        Command::Token(TokenCommand::Info { file, json }) => commands::token::info(&file, json),
     }
 }
 

@@ -212,7 +212,13 @@ impl OffloadCaps {
             parts.push(s);
         }
         if let Some(t) = &self.token {
-            let names: Vec<&str> = t.rod_types.iter().map(|r| short_rod_name(r.rod_type)).collect();
+            let mut names: Vec<&str> = Vec::new();
+            for r in &t.rod_types {
+                let n = short_rod_name(r.rod_type);
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
             let mut s =
                 format!("tokens: {}", if names.is_empty() { "no ROD types listed".into() } else { names.join(", ") });
             if !(t.populate_token && t.write_using_token) {

@@ -37,6 +37,16 @@ impl Progress {
         }
     }
 
+    /// Jump to `pos` bytes (offload engines learn progress from status polls;
+    /// never moves backwards).
+    pub fn set_position(&self, pos: u64) {
+        if let Some(b) = &self.bar {
+            if pos > b.position() {
+                b.set_position(pos);
+            }
+        }
+    }
+
     pub fn set_label(&self, label: &str) {
         if let Some(b) = &self.bar {
             b.set_message(label.to_string());

@@ -18,8 +18,9 @@ const LUN_SIZE: u64 = 16 << 20;
 // ---------------------------------------------------------------------------
 // Fixtures.
 
-/// An in-process oxcopyd with LUN 0 and 2 (512-byte blocks), LUN 1 (4096)
-/// and LUN 3 (read-only), each 16 MiB, in a temp dir.
+/// An in-process oxcopyd with LUN 0 and 2 (512-byte blocks), LUN 1 (4096),
+/// LUN 3 (read-only), and LUN 4 and 5 without a copy manager
+/// (`third_party_copy = false`), each 16 MiB, in a temp dir.
 struct Daemon {
     rt: tokio::runtime::Runtime,
     running: Option<oxcopyd::Running>,
@@ -29,6 +30,12 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
+        Daemon::start_with(|_| String::new())
+    }
+
+    /// The standard LUNs plus the `[[target.lun]]` entries `extra` returns
+    /// (given the temp dir, where it may create their files first).
+    fn start_with(extra: impl FnOnce(&Path) -> String) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path().display();
         let lun = |id: u32, bs: u32, ro: bool| {
@@ -48,6 +55,11 @@ impl Daemon {
         let f = std::fs::File::create(dir.path().join("lun3.img")).expect("lun3");
         f.set_len(LUN_SIZE).expect("lun3 size");
         text += &format!("[[target.lun]]\nid = 3\npath = \"{d}/lun3.img\"\nblock_size = 512\nread_only = true\n");
+        for id in [4, 5] {
+            text += &lun(id, 512, false);
+            text += "third_party_copy = false\n";
+        }
+        text += &extra(dir.path());
         let path = dir.path().join("oxcopyd.toml");
         std::fs::write(&path, text).expect("config");
         let cfg = oxcopyd::Config::from_file(&path).expect("config validates");
@@ -214,10 +226,27 @@ fn check_summary(v: &serde_json::Value, bytes: u64) {
     match &o["fallback"] {
         serde_json::Value::Null => {}
         serde_json::Value::Object(f) => {
-            assert!(f["from"].is_string() && f["reason"].is_string(), "{v}");
+            assert!(["token", "xcopy"].contains(&f["from"].as_str().expect("from")), "{v}");
+            assert!(!f["reason"].as_str().expect("reason").is_empty(), "{v}");
         }
         other => panic!("fallback must be null or an object: {other}"),
     }
+    match (&o["method"], &o["offload"]) {
+        (m, serde_json::Value::Object(x)) if m == "token" || m == "xcopy" => {
+            assert!(x["copy_manager"].as_str().is_some_and(|c| c.starts_with("LUN ")), "{v}");
+            for k in ["commands", "status_polls", "early_polls", "tokens"] {
+                assert!(x[k].as_u64().is_some(), "offload.{k}: {v}");
+            }
+            assert!(x["commands"].as_u64() >= Some(1), "{v}");
+        }
+        (m, x) => assert!(m == "host" && x.is_null(), "offload report only for offloads: {v}"),
+    }
+}
+
+/// Bytes `[off, off + len)` of a file.
+fn file_range(p: &Path, off: usize, len: usize) -> Vec<u8> {
+    let d = std::fs::read(p).expect("read file");
+    d[off..off + len].to_vec()
 }
 
 // ---------------------------------------------------------------------------
@@ -254,8 +283,8 @@ fn host_copy_between_luns_and_back_with_verify() {
         assert!(j["wire_bytes_sent"].as_u64().unwrap() >= LUN_SIZE, "{j}");
     }
     if !j["fallback"].is_null() {
-        // Auto only mentions an offload it could have used.
-        assert!(r.stderr.contains("offload is possible here"), "{r:?}");
+        // Auto says so when it falls back.
+        assert!(r.stderr.contains("falling back"), "{r:?}");
     }
 
     // LUN 2 → file, compared byte for byte.
@@ -390,18 +419,306 @@ fn missing_lun_range_past_end_and_failed_writes() {
     oxcopy(&["cp", &d.url(0), &format!("{}?lba=1", d.url(2))]).assert_one_line_error(2, "has room for");
     oxcopy(&["cp", &format!("{}?blocks=64", d.url(0)), &format!("{}?lba=32", d.url(0))])
         .assert_one_line_error(2, "overlap");
-    // A method this build cannot run, and one that needs iSCSI ends.
+    // A method that needs iSCSI ends, or LUNs that advertise it.
     oxcopy(&["cp", "--method", "xcopy", out_s, "/tmp/x"]).assert_one_line_error(2, "needs an iSCSI source");
-    let r = oxcopy(&["cp", "--method", "token", &d.url(0), &d.url(2)]);
-    r.assert_one_line_error(2, "--method token:");
-    let r = oxcopy(&["cp", "--method", "xcopy", &d.url(0), &d.url(2)]);
-    r.assert_one_line_error(2, "--method xcopy:");
+    let r = oxcopy(&["cp", "--method", "token", &d.url(4), &d.url(5)]);
+    r.assert_one_line_error(2, "--method token: the source LUN cannot create ROD tokens");
+    let r = oxcopy(&["cp", "--method", "xcopy", &d.url(4), &d.url(5)]);
+    r.assert_one_line_error(2, "--method xcopy: neither LUN advertises EXTENDED COPY");
+    // An offload that fails while running: the destination LUN is read-only.
+    let r = oxcopy(&["cp", "--method", "xcopy", &format!("{}?blocks=8", d.url(0)), &d.url(3)]);
+    r.assert_one_line_error(1, "--method xcopy: EXTENDED COPY to LUN 3");
+    assert!(r.stderr.contains("DATA PROTECT") || r.stderr.contains("COPY ABORTED"), "{r:?}");
     // A copy that fails while running: the destination LUN is read-only.
     let r = oxcopy(&["cp", "--method", "host", &format!("{}?blocks=8", d.url(0)), &d.url(3)]);
     r.assert_one_line_error(1, "DATA PROTECT");
     // CHAP user without a secret.
     let r = oxcopy(&["--chap-user", "bob", "cp", &d.url(0), out_s]);
     r.assert_one_line_error(2, "OXCOPY_CHAP_SECRET");
+}
+
+// ---------------------------------------------------------------------------
+// Offload: every method between LUNs of one oxcopyd, token files, fallbacks.
+
+#[test]
+fn every_method_between_luns_of_one_daemon() {
+    let d = Daemon::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(11, LUN_SIZE as usize);
+    let f = tmp.path().join("src.img");
+    write_file(&f, &data);
+    let r = oxcopy(&["cp", "--method", "host", path_str(&f), &d.url(0)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // 4 MiB pieces of LUN 0 to four places of LUN 2, one per method.
+    let piece: u64 = 8192; // blocks of 512
+    for (k, m) in ["token", "xcopy", "host", "auto"].iter().enumerate() {
+        let k = k as u64;
+        let src = format!("{}?lba={}&blocks={piece}", d.url(0), k * piece);
+        let dst = format!("{}?lba={}", d.url(2), (3 - k) * piece);
+        let r = oxcopy(&["cp", "--json", "--verify", "--method", m, &src, &dst]);
+        assert_eq!(r.code, 0, "{m}: {r:?}");
+        let j = r.json();
+        check_summary(&j, piece * 512);
+        let want = if *m == "auto" { "token" } else { m };
+        assert_eq!(j["method"], want, "{j}");
+        assert_eq!(j["fallback"], serde_json::Value::Null, "{j}");
+        assert_eq!(j["verify"]["ok"], true, "{j}");
+        if want != "host" {
+            // The data did not cross the wire.
+            let wire = j["wire_bytes_sent"].as_u64().unwrap() + j["wire_bytes_received"].as_u64().unwrap();
+            assert!(wire < 64 << 10, "{m} moved {wire} bytes over the wire: {j}");
+        }
+        if want == "token" {
+            assert_eq!(j["offload"]["tokens"], 1, "{j}");
+        }
+        let (so, dof, n) = ((k * piece * 512) as usize, ((3 - k) * piece * 512) as usize, (piece * 512) as usize);
+        assert!(file_range(&d.lun_path(2), dof, n) == data[so..so + n], "{m}: destination differs");
+    }
+    // Between block sizes: 512-byte LUN 0 into 4096-byte LUN 1 at LBA 7, by each offload.
+    for m in ["token", "xcopy"] {
+        let r = oxcopy(&[
+            "cp",
+            "--json",
+            "--method",
+            m,
+            &format!("{}?lba=16&blocks=4096", d.url(0)),
+            &format!("{}?lba=7", d.url(1)),
+        ]);
+        assert_eq!(r.code, 0, "{m}: {r:?}");
+        check_summary(&r.json(), 4096 * 512);
+        assert!(file_range(&d.lun_path(1), 7 * 4096, 4096 * 512) == data[16 * 512..(16 + 4096) * 512], "{m}");
+    }
+    // The whole LUN, text output names the engine.
+    let r = oxcopy(&["cp", &d.url(0), &d.url(2)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with("copied 16 MiB") && r.stdout.contains("by token copy"), "{r:?}");
+    let r = oxcopy(&["cp", "--method", "xcopy", &d.url(2), &d.url(0)]);
+    assert!(r.stdout.contains("by EXTENDED COPY"), "{r:?}");
+    assert!(std::fs::read(d.lun_path(2)).unwrap() == data);
+    // --verify catches a corrupted destination after an offloaded copy too.
+    for m in ["token", "xcopy"] {
+        let r = oxcopy(&["cp", "--verify", "--test-corrupt-destination", "--method", m, &d.url(0), &d.url(2)]);
+        r.assert_one_line_error(1, "verify failed: 1 of");
+    }
+}
+
+#[test]
+fn large_copies_are_split_within_the_limits() {
+    // Two sparse 5 GiB LUNs with data at a few places: more than one
+    // EXTENDED COPY list (64 segments of 65535 blocks ≈ 2 GiB) and more than
+    // one token (8Fh 0000h: 8388608 blocks = 4 GiB) are needed.
+    const BIG: u64 = 5 << 30;
+    let marks: [u64; 4] = [0, (2 << 30) - 4096, (4 << 30) + (1 << 20), BIG - (1 << 20)];
+    let d = Daemon::start_with(|dir| {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::create(dir.join("big6.img")).expect("big6");
+        f.set_len(BIG).expect("size");
+        for (i, &at) in marks.iter().enumerate() {
+            f.write_all_at(&pattern(20 + i as u64, 1 << 20), at).expect("mark");
+        }
+        let dd = dir.display();
+        format!(
+            "[[target.lun]]\nid = 6\npath = \"{dd}/big6.img\"\n[[target.lun]]\nid = 7\npath = \"{dd}/big7.img\"\n\
+             size = \"5GiB\"\n"
+        )
+    });
+    for (m, commands, tokens) in [("xcopy", 3, 0), ("token", 4, 2)] {
+        let r = oxcopy(&["cp", "--json", "--method", m, &d.url(6), &d.url(7)]);
+        assert_eq!(r.code, 0, "{m}: {r:?}");
+        let j = r.json();
+        check_summary(&j, BIG);
+        assert_eq!(j["offload"]["commands"], commands, "{m}: {j}");
+        assert_eq!(j["offload"]["tokens"], tokens, "{m}: {j}");
+        for (i, &at) in marks.iter().enumerate() {
+            let f = std::fs::File::open(d.dir.path().join("big7.img")).unwrap();
+            let mut buf = vec![0u8; 1 << 20];
+            std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, at).unwrap();
+            assert!(buf == pattern(20 + i as u64, 1 << 20), "{m}: data at byte {at}");
+        }
+        // Start over from an empty destination.
+        let f = std::fs::OpenOptions::new().write(true).open(d.dir.path().join("big7.img")).unwrap();
+        for &at in &marks {
+            std::os::unix::fs::FileExt::write_all_at(&f, &vec![0u8; 1 << 20], at).unwrap();
+        }
+    }
+}
+
+#[test]
+fn auto_without_offload_or_through_one_copy_manager() {
+    let d = Daemon::start();
+    // LUN 4 and 5 have no copy manager: a host copy, and auto says why.
+    let r = oxcopy(&["inspect", &d.url(4)]);
+    assert!(r.stdout.contains("offload: no offload"), "{r:?}");
+    let r = oxcopy(&["cp", "--json", &d.url(4), &d.url(5)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    check_summary(&j, LUN_SIZE);
+    assert_eq!(j["method"], "host");
+    let reason = j["fallback"]["reason"].as_str().expect("fallback with a reason");
+    assert!(reason.contains("cannot create ROD tokens") && reason.contains("neither LUN advertises"), "{j}");
+    assert!(r.stderr.contains("no copy offload between these LUNs"), "{r:?}");
+    // LUN 0 → LUN 4: no tokens on LUN 4, but LUN 0's copy manager reaches both.
+    let r = oxcopy(&["cp", "--json", &format!("{}?blocks=2048", d.url(0)), &d.url(4)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["method"], "xcopy", "{j}");
+    assert_eq!(j["offload"]["copy_manager"], format!("LUN 0 of {TARGET}"));
+    assert_eq!(j["fallback"], serde_json::Value::Null);
+}
+
+#[test]
+fn auto_falls_back_when_the_destination_refuses_the_tokens() {
+    // Two daemons: their copy domains differ (each its own key), so B cannot
+    // use A's tokens, and B's copy manager cannot reach A's LUN.
+    let a = Daemon::start();
+    let b = Daemon::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(12, 1 << 20);
+    let f = tmp.path().join("src.img");
+    write_file(&f, &data);
+    assert_eq!(oxcopy(&["cp", path_str(&f), &a.url(0)]).code, 0);
+    let src = format!("{}?blocks=2048", a.url(0));
+    let r = oxcopy(&["cp", "--json", &src, &b.url(0)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    check_summary(&j, 1 << 20);
+    assert_eq!(j["method"], "host", "{j}");
+    assert_eq!(j["fallback"]["from"], "token", "{j}");
+    let reason = j["fallback"]["reason"].as_str().unwrap();
+    assert!(reason.contains("WRITE USING TOKEN") && reason.contains("INVALID TOKEN OPERATION"), "{j}");
+    assert_eq!(r.stderr.matches("falling back").count(), 2, "token → xcopy → host: {r:?}");
+    assert!(file_range(&b.lun_path(0), 0, 1 << 20) == data);
+    // Explicit methods fail, saying why in words (exit 1: the copy failed).
+    oxcopy(&["cp", "--method", "token", &src, &b.url(0)])
+        .assert_one_line_error(1, "--method token: WRITE USING TOKEN on LUN 0");
+    oxcopy(&["cp", "--method", "xcopy", &src, &b.url(0)]).assert_one_line_error(1, "--method xcopy: EXTENDED COPY to");
+}
+
+#[test]
+fn token_files_between_two_processes() {
+    let d = Daemon::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(13, 4 << 20);
+    let f = tmp.path().join("src.img");
+    write_file(&f, &data);
+    assert_eq!(oxcopy(&["cp", path_str(&f), &d.url(0)]).code, 0);
+    let tok = tmp.path().join("a.tok");
+    let tok_s = path_str(&tok);
+    // Machine A.
+    let r = oxcopy(&["token", "create", "--ttl", "300", "-o", tok_s, &format!("{}?lba=2048&blocks=4096", d.url(0))]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("written to") && r.stdout.contains("300 s"), "{r:?}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let m = std::fs::metadata(&tok).unwrap();
+        assert_eq!(m.len(), 512);
+        assert_eq!(m.permissions().mode() & 0o777, 0o600, "not private");
+    }
+    // Never overwritten.
+    let r = oxcopy(&["token", "create", "-o", tok_s, &d.url(0)]);
+    r.assert_one_line_error(2, "already exists");
+    // Offline decoding.
+    let r = oxcopy(&["token", "info", "--json", tok_s]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["bytes_represented"], 4096 * 512);
+    assert_eq!(j["block_size"], 512);
+    assert_eq!(j["blocks_represented"], 4096);
+    assert!(j["creator"]["designator"].as_str().unwrap().starts_with("naa.6"), "{j}");
+    assert_eq!(j["target"], TARGET);
+    let vpd = oxcopy(&["inspect", "--json", &d.url(0)]).json();
+    assert_eq!(j["creator"]["designator"], vpd["vpd"]["83h"]["designators"][0]["value"], "creator = LUN 0");
+    let r = oxcopy(&["token", "info", tok_s]);
+    assert!(r.stdout.contains("bytes represented:  2097152 (2 MiB) = 4096 blocks of 512 bytes"), "{r:?}");
+    // Machine B: a separate process writes it (part of it, then all of it and deletes it).
+    let r = oxcopy(&["token", "write", "--json", "--offset-into-rod", "1024", tok_s, &format!("{}?lba=10", d.url(2))]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["bytes"], 3072 * 512);
+    assert!(file_range(&d.lun_path(2), 10 * 512, 3072 * 512) == data[(2048 + 1024) * 512..(2048 + 4096) * 512]);
+    let r = oxcopy(&["token", "write", "--delete", tok_s, &format!("{}?lba=7", d.url(1))]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("token deleted"), "{r:?}");
+    assert!(file_range(&d.lun_path(1), 7 * 4096, 4096 * 512) == data[2048 * 512..(2048 + 4096) * 512]);
+    // Deleted: the next use fails, in words.
+    oxcopy(&["token", "write", tok_s, &d.url(2)]).assert_one_line_error(1, "TOKEN DELETED (23h/09h)");
+    // Bad token files and ranges.
+    let junk = tmp.path().join("junk.tok");
+    write_file(&junk, b"not a token");
+    oxcopy(&["token", "info", path_str(&junk)]).assert_one_line_error(2, "not a 512-byte ROD token");
+    oxcopy(&["token", "write", path_str(&junk), &d.url(2)]).assert_one_line_error(2, "not a 512-byte ROD token");
+    let r = oxcopy(&["token", "write", "--offset-into-rod", "5000", tok_s, &d.url(2)]);
+    r.assert_one_line_error(2, "past the end of the token");
+    oxcopy(&["token", "create", "-o", path_str(&tmp.path().join("x.tok")), &d.url(4)])
+        .assert_one_line_error(2, "cannot create ROD tokens");
+    assert!(!tmp.path().join("x.tok").exists());
+    oxcopy(&["token", "create", "-o", path_str(&tmp.path().join("y.tok")), &d.url(9)])
+        .assert_one_line_error(2, "no LUN 9");
+}
+
+#[test]
+fn wrong_chap_secret_against_oxcopyd() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let secret = dir.path().join("alice.secret");
+    std::fs::write(&secret, "alice-secret-1234").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{d}/state\"\nnop_interval = 0\n\n[[target]]\n\
+         iqn = \"{TARGET}\"\n[target.chap]\nuser = \"alice\"\nsecret_file = \"{d}/alice.secret\"\n\
+         [[target.lun]]\nid = 0\npath = \"{d}/lun0.img\"\nsize = \"1MiB\"\n"
+    );
+    let path = dir.path().join("oxcopyd.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = oxcopyd::Config::from_file(&path).expect("config validates");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let running = rt.block_on(oxcopyd::start(cfg)).expect("daemon starts");
+    let url = format!("iscsi://{}/{TARGET}/0", running.addrs[0]);
+    let env = [("OXCOPY_CHAP_SECRET", "not-the-secret")];
+    oxcopy_env(&["--chap-user", "alice", "inspect", &url], &env).assert_one_line_error(2, "wrong CHAP user or secret");
+    oxcopy(&["inspect", &url]).assert_one_line_error(2, "cannot log in");
+    let env = [("OXCOPY_CHAP_SECRET", "alice-secret-1234")];
+    let ok = oxcopy_env(&["--chap-user", "alice", "cp", "--json", &url, path_str(&dir.path().join("o.img"))], &env);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), running.shutdown()).await });
+}
+
+// ---------------------------------------------------------------------------
+// Local → local on XFS (reflink) and ext4 (no reflink): loop filesystems, as
+// root; skipped otherwise unless OXCOPY_REQUIRE_XFS=1.
+
+#[path = "../../oxcopyd/tests/xcopy_support/loopfs.rs"]
+mod loopfs;
+
+fn local_copy_on(fs: &loopfs::LoopFs) -> serde_json::Value {
+    let data = pattern(14, (16 << 20) + 4096);
+    let src = fs.mnt.join("a.img");
+    write_file(&src, &data);
+    let dst = fs.mnt.join("b.img");
+    let r = oxcopy(&["cp", "--json", "--verify", path_str(&src), path_str(&dst)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    check_summary(&j, data.len() as u64);
+    assert!(std::fs::read(&dst).unwrap() == data);
+    j
+}
+
+#[test]
+fn local_copy_reflinks_on_xfs() {
+    let Some(fs) = loopfs::LoopFs::new("xfs", "mkfs.xfs", &["-q", "-f", "-m", "reflink=1"], 512) else { return };
+    let j = local_copy_on(&fs);
+    assert_eq!(j["local"]["reflink"], (16 << 20) + 4096, "{j}");
+    assert_eq!(j["local"]["read_write"], 0, "{j}");
+}
+
+#[test]
+fn local_copy_without_reflink_on_ext4() {
+    let Some(fs) = loopfs::LoopFs::new("ext4", "mkfs.ext4", &["-q", "-F"], 256) else { return };
+    let j = local_copy_on(&fs);
+    assert_eq!(j["local"]["reflink"], 0, "{j}");
+    assert_eq!(j["local"]["copy_file_range"], (16 << 20) + 4096, "{j}");
 }
 
 // ---------------------------------------------------------------------------
@@ -422,7 +739,7 @@ fn ls_lists_targets_and_luns() {
     let t = &j["targets"][0];
     assert_eq!(t["name"], TARGET);
     let luns = t["luns"].as_array().unwrap();
-    assert_eq!(luns.len(), 4);
+    assert_eq!(luns.len(), 6);
     assert_eq!(luns[1]["block_size"], 4096);
     assert_eq!(luns[1]["bytes"], LUN_SIZE);
 }
@@ -472,8 +789,19 @@ fn inspect_decodes_every_page_and_descriptor() {
     let r = oxcopy(&["inspect", &d.url(1)]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("capacity: 16 MiB (4096 blocks of 4096 bytes)"), "{r:?}");
-    assert!(r.stdout.contains(&format!("offload: {}", j["offload"]["summary"].as_str().unwrap())), "{r:?}");
+    let j1 = oxcopy(&["inspect", "--json", &d.url(1)]).json();
+    assert!(r.stdout.contains(&format!("offload: {}", j1["offload"]["summary"].as_str().unwrap())), "{r:?}");
     assert!(r.stdout.contains("VPD B0h Block Limits"), "{r:?}");
+    // What our target offloads, in one plain line (each ROD type named once).
+    for want in ["EXTENDED COPY LID1: segments 02h", "CSCD E4h", "tokens: ", "point-in-time", "zero", "max 64 ranges"] {
+        assert!(summary.contains(want), "{want:?} missing from {summary:?}");
+    }
+    assert_eq!(summary.matches("point-in-time").count(), 1, "{summary}");
+    // Every 8Fh descriptor with its values: the token limits among them.
+    let descs = vpd["8Fh"]["descriptors"].as_array().unwrap();
+    let limits = descs.iter().find(|x| x["type"] == "0000h").expect("0000h Block Device ROD Token Limits");
+    assert_eq!(limits["maximum_range_descriptors"], 64, "{limits}");
+    assert!(descs.iter().any(|x| x["type"] == "0108h"), "0108h Supported ROD Types");
 }
 
 // ---------------------------------------------------------------------------
@@ -554,6 +882,14 @@ fn tgt_has_no_offload_and_speaks_chap() {
     let r = oxcopy(&["cp", "--json", "--verify", path_str(&f), &t.url(1)]);
     assert_eq!(r.code, 0, "{r:?}");
     check_summary(&r.json(), 1 << 20);
+    // LUN to LUN range on tgt: no offload, the fallback says why.
+    let r = oxcopy(&["cp", "--json", &format!("{}?blocks=2048", t.url(1)), &format!("{}?lba=4096", t.url(1))]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["method"], "host");
+    assert!(j["fallback"]["reason"].as_str().unwrap().contains("cannot create ROD tokens"), "{j}");
+    oxcopy(&["cp", "--method", "xcopy", &format!("{}?blocks=8", t.url(1)), &format!("{}?lba=64", t.url(1))])
+        .assert_one_line_error(2, "neither LUN advertises");
     // CHAP: require it, then log in with the right and a wrong secret.
     t.tgtadm(&["--op", "new", "--mode", "account", "--user", "alice", "--password", "alice-secret-12"]);
     t.tgtadm(&["--op", "bind", "--mode", "account", "--tid", "1", "--user", "alice"]);

@@ -50,6 +50,7 @@ pub mod discovery;
 pub mod error;
 pub mod lun;
 pub mod odx;
+pub mod plan;
 pub mod scsi;
 mod session;
 pub mod xcopy;

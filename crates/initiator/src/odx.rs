@@ -252,6 +252,43 @@ impl Session {
     pub async fn copy_operation_abort(&self, lun: u64, list_id: u32) -> Result<ScsiOutcome> {
         self.execute(lun, &cdb::copy_operation_abort(list_id), DataDir::None).await
     }
+
+    /// REPORT ALL ROD TOKENS with an `alloc`-byte buffer (digest §4.6), raw.
+    pub async fn report_all_rod_tokens_raw(&self, lun: u64, alloc: u32) -> Result<ScsiOutcome> {
+        self.receive_copy_results(lun, sa::REPORT_ALL_ROD_TOKENS, 0, alloc).await
+    }
+
+    /// REPORT ALL ROD TOKENS, decoded.
+    pub async fn report_all_rod_tokens(&self, lun: u64, alloc: u32) -> Result<RodTokenReport> {
+        let o = self.report_all_rod_tokens_raw(lun, alloc).await?.into_result()?;
+        RodTokenReport::parse(&o.data)
+            .ok_or_else(|| InitiatorError::Protocol("REPORT ALL ROD TOKENS data too short".into()))
+    }
+}
+
+/// A decoded REPORT ALL ROD TOKENS response: `B0-3 AVAILABLE DATA`,
+/// `B4-7 reserved`, then the ROD management tokens (format chosen by the
+/// copy manager; FreeBSD sends the first 96 bytes of each live token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RodTokenReport {
+    /// AVAILABLE DATA as sent (bytes after byte 3, before truncation).
+    pub available: u32,
+    /// The ROD management token bytes received (possibly truncated).
+    pub tokens: Vec<u8>,
+}
+
+impl RodTokenReport {
+    /// Decode (bounded: `None` when shorter than the 4-byte length).
+    pub fn parse(d: &[u8]) -> Option<RodTokenReport> {
+        let available = u32::from_be_bytes(d.get(..4)?.try_into().ok()?);
+        let tokens = d.get(8..).map(<[u8]>::to_vec).unwrap_or_default();
+        Some(RodTokenReport { available, tokens })
+    }
+
+    /// Whether the report mentions `needle` (e.g. a token's identifier, bytes 8..16).
+    pub fn mentions(&self, needle: &[u8]) -> bool {
+        !needle.is_empty() && self.tokens.windows(needle.len()).any(|w| w == needle)
+    }
 }
 
 #[cfg(test)]
@@ -311,5 +348,24 @@ mod tests {
             let _ = RodTokenInfo::parse(&d[..n]);
         }
         assert!(RodTokenInfo::parse(&d[..d.len() - 1]).is_none(), "truncated token");
+    }
+
+    #[test]
+    fn report_all_rod_tokens_decodes_and_is_bounded() {
+        let mut d = vec![0u8; 8];
+        d[0..4].copy_from_slice(&(4u32 + 96).to_be_bytes());
+        let mut t = [0u8; 96];
+        t[8..16].copy_from_slice(&0x0102_0304_0506_0708u64.to_be_bytes());
+        d.extend_from_slice(&t);
+        let r = RodTokenReport::parse(&d).expect("parse");
+        assert_eq!((r.available, r.tokens.len()), (100, 96));
+        assert!(r.mentions(&[1, 2, 3, 4, 5, 6, 7, 8]));
+        assert!(!r.mentions(&[8, 7]) && !r.mentions(&[]));
+        assert_eq!(RodTokenReport::parse(&d[..4]).map(|r| r.tokens.len()), Some(0));
+        assert!(RodTokenReport::parse(&d[..3]).is_none());
+        // The CDB: 84h/08h, no list id, allocation length at B10-13.
+        let c = crate::xcopy::cdb::receive_copy_results(sa::REPORT_ALL_ROD_TOKENS, 9, 4096);
+        assert_eq!(c[..10], [0x84, 0x08, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(c[10..14], 4096u32.to_be_bytes());
     }
 }

@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Copies longer than one segment allows (65535 blocks for 02h) or than one
-//! list holds are split by [`plan_block_copy`].
+//! list holds are split by [`crate::plan::plan_xcopy`].
 
 use crate::command::{DataDir, ScsiOutcome};
 use crate::error::{InitiatorError, Result};
@@ -258,37 +258,6 @@ impl ParamList {
         l.extend(segs);
         l
     }
-}
-
-/// Split a copy of `blocks` blocks (of the source) from `src_lba` to
-/// `dst_lba` into 02h segments of at most `max_blocks` (≤ 65535) blocks,
-/// grouped into lists of at most `max_segments` segments each. Both ends
-/// must share one block length.
-pub fn plan_block_copy(
-    src: u16,
-    dst: u16,
-    src_lba: u64,
-    dst_lba: u64,
-    blocks: u64,
-    max_blocks: u16,
-    max_segments: usize,
-) -> Vec<Vec<Segment>> {
-    let per = u64::from(max_blocks.max(1));
-    let mut all = Vec::new();
-    let mut done = 0u64;
-    while done < blocks {
-        let n = (blocks - done).min(per);
-        all.push(Segment::BlockToBlock {
-            src,
-            dst,
-            dc: false,
-            blocks: n as u16,
-            src_lba: src_lba + done,
-            dst_lba: dst_lba + done,
-        });
-        done += n;
-    }
-    all.chunks(max_segments.max(1)).map(|c| c.to_vec()).collect()
 }
 
 /// CDB builders.
@@ -583,13 +552,6 @@ mod tests {
         assert_eq!(&b[..4], &[5, 0x10, 0, 32]);
         assert_eq!(&b[8..12], &[0, 0, 0, 40]);
         assert_eq!(&b[48..56], &[0x02, 0x02, 0, 0x18, 0, 0, 0xFF, 0xFF]);
-        let plan = plan_block_copy(0, 1, 10, 20, 200_000, 65535, 2);
-        assert_eq!(plan.len(), 2);
-        assert_eq!(plan.iter().map(|l| l.len()).sum::<usize>(), 4);
-        assert_eq!(
-            plan[1][1],
-            Segment::BlockToBlock { src: 0, dst: 1, dc: false, blocks: 3395, src_lba: 196_615, dst_lba: 196_625 }
-        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`target`]: the target's full-feature phase (sequence numbers, R2T,
 //!   Data-In, task management, Text, Logout).
 
+pub mod budget;
 pub mod chap;
 pub mod discovery;
 pub mod frame;

@@ -9,11 +9,13 @@
 //! splitting, residuals), NOP keepalive, task management bookkeeping, Text
 //! (SendTargets) and Logout, at ErrorRecoveryLevel 0.
 
+use crate::budget::{BudgetGuard, Budgeted, WriteBudget};
 use crate::frame::{encode_frame, EncodedPdu, Pdu};
 use crate::params::{SessionParams, SessionType};
 use crate::pdu::*;
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Limits the daemon imposes on one connection.
 #[derive(Debug, Clone)]
@@ -107,6 +109,8 @@ struct Collecting {
     solicit_next: u32,
     r2ts: HashMap<u32, R2tState>,
     r2t_sn: u32,
+    /// This write's share of the write budget (travels with its data).
+    budget: Option<BudgetGuard>,
 }
 
 #[derive(Debug)]
@@ -185,6 +189,8 @@ pub struct TargetConnection {
     /// ITT of the one immediate SCSI command admitted outside the CmdSN
     /// window (it counts while that ITT is in `tasks`).
     immediate_itt: Option<u32>,
+    /// Bytes of write data we may buffer (shared with other connections).
+    write_budget: Option<Arc<WriteBudget>>,
 }
 
 impl TargetConnection {
@@ -203,7 +209,16 @@ impl TargetConnection {
             text_pending: None,
             logging_out: false,
             immediate_itt: None,
+            write_budget: None,
         }
+    }
+
+    /// Charge the data of writes that must be collected (solicited or
+    /// unsolicited Data-Out) to `budget`: a write whose Expected Data
+    /// Transfer Length does not fit is answered TASK SET FULL at once, and
+    /// no data is solicited for it.
+    pub fn set_write_budget(&mut self, budget: Arc<WriteBudget>) {
+        self.write_budget = Some(budget);
     }
 
     /// The negotiated parameters.
@@ -214,6 +229,13 @@ impl TargetConnection {
     /// Tasks currently known (collecting data or running).
     pub fn tasks_in_flight(&self) -> usize {
         self.tasks.len()
+    }
+
+    /// Whether some write is waiting for Data-Out from the initiator (its
+    /// data solicited or expected unsolicited): the connection is then in
+    /// the middle of a command, not idle.
+    pub fn awaiting_data_out(&self) -> bool {
+        self.tasks.values().any(|t| matches!(t, TaskState::Collecting(_)))
     }
 
     /// ITTs of every task in flight (for cancelling them at connection loss).
@@ -525,6 +547,20 @@ impl TargetConnection {
             out.push(Action::Execute(task));
             return;
         }
+        let budget = match &self.write_budget {
+            None => None,
+            Some(b) => match b.try_reserve(u64::from(edtl)) {
+                Some(g) => Some(g),
+                None => {
+                    // Over the write budget: TASK SET FULL (SAM-5 §5.3.1);
+                    // unsolicited data that follows is ignored.
+                    let outcome =
+                        TaskOutcome { status: 0x28, sense: None, data_in: Bytes::new(), data_out_wanted: edtl };
+                    self.respond(h.itt, false, edtl, 0, outcome, out);
+                    return;
+                }
+            },
+        };
         let unsolicited_end =
             if self.params.initial_r2t { imm_len } else { self.params.first_burst_length.min(edtl).max(imm_len) };
         // Filled as the data arrives (see `put_at`): no up-front zeroing.
@@ -539,6 +575,7 @@ impl TargetConnection {
             solicit_next: unsolicited_end,
             r2ts: HashMap::new(),
             r2t_sn: 0,
+            budget,
         };
         self.tasks.insert(h.itt, TaskState::Collecting(Box::new(c)));
         self.issue_r2ts(h.itt, out);
@@ -658,7 +695,11 @@ impl TargetConnection {
                 let mut buf = c.buf;
                 // Already `expected_len` long (`received` is its length).
                 buf.resize(task.expected_len as usize, 0);
-                task.data_out = buf.freeze();
+                task.data_out = match c.budget {
+                    // The reservation ends when the last reference to the data does.
+                    Some(g) => Bytes::from_owner(Budgeted { data: buf, _guard: g }),
+                    None => buf.freeze(),
+                };
                 self.tasks.insert(
                     h.itt,
                     TaskState::Running {

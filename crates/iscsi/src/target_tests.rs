@@ -955,6 +955,43 @@ fn write_larger_than_the_write_buffer_fails_without_r2t() {
     assert_eq!(t.conn.tasks_in_flight(), 0);
 }
 
+/// With a write budget, a write whose data must be collected reserves its
+/// EDTL; one that does not fit gets TASK SET FULL (no sense, no R2T, its
+/// unsolicited data ignored); the reservation travels with the data handed
+/// to the daemon and ends when that is dropped.
+#[test]
+fn write_budget_answers_task_set_full_and_travels_with_the_data() {
+    let budget = crate::budget::WriteBudget::new(8192);
+    let mut t = T::new(SessionParams { initial_r2t: false, first_burst_length: 65536, ..params() }, cfg(16));
+    t.conn.set_write_budget(budget.clone());
+    assert!(t.send(write(1, 1, 8192), &pat(1, 0, 512)).is_empty(), "waiting for unsolicited data");
+    assert_eq!(budget.used(), 8192);
+    let o = t.send(write(2, 2, 512), &[]);
+    assert_eq!(o.len(), 1, "just the response: {o:?}");
+    let r = get!(&o[0], ScsiResponse);
+    assert_eq!((r.itt, r.status, r.residual), (2, 0x28, 0), "TASK SET FULL");
+    assert!(body(&o[0]).is_empty(), "no sense data");
+    assert!(t.send(dout(2, NO_TAG, 0, 0, true), &pat(2, 0, 512)).is_empty(), "its data is ignored");
+    // All-immediate writes need no collecting and are not charged.
+    let o = t.send(write(3, 3, 512), &pat(3, 0, 512));
+    assert_eq!(exec(&o[0]).itt, 3);
+    let o = t.send(dout(1, NO_TAG, 0, 512, true), &pat(1, 512, 7680));
+    let task = exec(&o[0]).clone();
+    assert_eq!(&task.data_out[..], &pat(1, 0, 8192)[..]);
+    drop(o);
+    assert_eq!(budget.used(), 8192, "held while the data is");
+    let copy = task.data_out.clone();
+    drop(task);
+    assert_eq!(budget.used(), 8192, "a clone of the data still holds it");
+    drop(copy);
+    assert_eq!(budget.used(), 0, "released with the data");
+    // Room again.
+    assert!(t.send(write(4, 4, 4096), &pat(4, 0, 512)).is_empty());
+    assert_eq!(budget.used(), 4096);
+    drop(t);
+    assert_eq!(budget.used(), 0, "a dropped connection gives its reservations back");
+}
+
 #[test]
 fn bidirectional_commands_fail_with_check_condition() {
     let mut t = T::plain();

@@ -16,6 +16,16 @@ pub const DEFAULT_TARGET: &str = "iqn.2026-11.dev.oxcopy:default";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3260";
 /// Size of each default LUN.
 pub const DEFAULT_LUN_SIZE: u64 = 1 << 30;
+/// `server.max_sessions` default.
+pub const DEFAULT_MAX_SESSIONS: u32 = 256;
+/// `server.max_concurrent_copies` default.
+pub const DEFAULT_MAX_CONCURRENT_COPIES: u32 = 64;
+/// `server.write_buffer_limit` default (bytes).
+pub const DEFAULT_WRITE_BUFFER_LIMIT: u64 = 1 << 30;
+/// Smallest `server.write_buffer_limit`: one largest write must fit.
+pub const MIN_WRITE_BUFFER_LIMIT: u64 = 16 << 20;
+/// `server.pdu_timeout` default (seconds).
+pub const DEFAULT_PDU_TIMEOUT: u64 = 30;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -43,6 +53,17 @@ pub struct RawServer {
     pub login_timeout: Option<u64>,
     /// `IP:port` serving Prometheus metrics at `/metrics`; absent = off.
     pub metrics: Option<String>,
+    /// Normal sessions at once, daemon-wide; more logins are refused with
+    /// Target Error / Out of resources (0302h).
+    pub max_sessions: Option<u32>,
+    /// Copy operations (EXTENDED COPY, token copies) running at once,
+    /// daemon-wide; more fail with INSUFFICIENT RESOURCES.
+    pub max_concurrent_copies: Option<u32>,
+    /// Bytes of write data buffered at once, daemon-wide; a write that does
+    /// not fit gets TASK SET FULL.
+    pub write_buffer_limit: Option<SizeValue>,
+    /// Seconds a connection may sit in the middle of a PDU before it is closed.
+    pub pdu_timeout: Option<u64>,
 }
 
 /// `[[target]]`
@@ -81,6 +102,11 @@ pub struct RawLun {
     pub size: Option<SizeValue>,
     pub block_size: Option<i64>,
     pub read_only: Option<bool>,
+    /// LUN masking: only these initiators see the LUN; absent = every
+    /// initiator admitted to the target.
+    pub initiators: Option<Vec<String>>,
+    /// Advertise and run the copy manager (INQUIRY 3PC, VPD 8Fh); default true.
+    pub third_party_copy: Option<bool>,
 }
 
 /// A size given as a string ("4GiB", "512M", "1048576") or an integer.
@@ -102,6 +128,14 @@ pub struct Config {
     pub login_timeout_secs: u64,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None` = off.
     pub metrics: Option<SocketAddr>,
+    /// Normal sessions at once (daemon-wide).
+    pub max_sessions: u32,
+    /// Copy operations running at once (daemon-wide).
+    pub max_concurrent_copies: u32,
+    /// Bytes of write data buffered at once (daemon-wide).
+    pub write_buffer_limit: u64,
+    /// Seconds a connection may stall in the middle of a PDU.
+    pub pdu_timeout_secs: u64,
     pub targets: Vec<TargetConfig>,
     /// `[copy_domain]`: ROD token key, scope and limits.
     pub copy_domain: crate::copy_domain::CopyDomainConfig,
@@ -129,6 +163,10 @@ pub struct LunConfig {
     pub size: Option<u64>,
     pub block_size: u32,
     pub read_only: bool,
+    /// LUN masking: `None` = every initiator admitted to the target sees it.
+    pub initiators: Option<Vec<String>>,
+    /// Advertise the copy manager (3PC bit, VPD 8Fh); `false` = a plain disk.
+    pub third_party_copy: bool,
 }
 
 /// A configuration problem: which file, which key, what is wrong.
@@ -287,6 +325,8 @@ impl Config {
                 size: Some(DEFAULT_LUN_SIZE),
                 block_size: 512,
                 read_only: false,
+                initiators: None,
+                third_party_copy: true,
             })
             .collect();
         Config {
@@ -297,6 +337,10 @@ impl Config {
             nop_interval_secs: 30,
             login_timeout_secs: 30,
             metrics: None,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_concurrent_copies: DEFAULT_MAX_CONCURRENT_COPIES,
+            write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
+            pdu_timeout_secs: DEFAULT_PDU_TIMEOUT,
             copy_domain: crate::copy_domain::CopyDomainConfig::default(),
             targets: vec![TargetConfig {
                 iqn: DEFAULT_TARGET.into(),
@@ -356,6 +400,28 @@ impl Config {
         let max_commands_per_session = raw.server.max_commands_per_session.unwrap_or(128);
         if !(1..=4096).contains(&max_commands_per_session) {
             return Err(err(source, "server.max_commands_per_session", "must be between 1 and 4096"));
+        }
+        let max_sessions = raw.server.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
+        if !(1..=65535).contains(&max_sessions) {
+            return Err(err(source, "server.max_sessions", "must be between 1 and 65535"));
+        }
+        let max_concurrent_copies = raw.server.max_concurrent_copies.unwrap_or(DEFAULT_MAX_CONCURRENT_COPIES);
+        if !(1..=65535).contains(&max_concurrent_copies) {
+            return Err(err(source, "server.max_concurrent_copies", "must be between 1 and 65535"));
+        }
+        let write_buffer_limit = match &raw.server.write_buffer_limit {
+            None => DEFAULT_WRITE_BUFFER_LIMIT,
+            Some(SizeValue::Int(n)) => u64::try_from(*n).unwrap_or(0),
+            Some(SizeValue::Str(s)) => parse_size(s).ok_or_else(|| {
+                err(source, "server.write_buffer_limit", format!("'{s}' is not a size (e.g. \"1GiB\")"))
+            })?,
+        };
+        if !(MIN_WRITE_BUFFER_LIMIT..=1 << 40).contains(&write_buffer_limit) {
+            return Err(err(source, "server.write_buffer_limit", "must be between 16MiB (one largest write) and 1TiB"));
+        }
+        let pdu_timeout_secs = raw.server.pdu_timeout.unwrap_or(DEFAULT_PDU_TIMEOUT);
+        if !(1..=3600).contains(&pdu_timeout_secs) {
+            return Err(err(source, "server.pdu_timeout", "must be between 1 and 3600 seconds"));
         }
         if raw.target.is_empty() {
             return Err(err(source, "target", "at least one [[target]] is required"));
@@ -489,7 +555,26 @@ impl Config {
                     }
                     Err(e) => return Err(err(source, format!("{lkey}.path"), format!("'{}': {e}", l.path))),
                 }
-                luns.push(LunConfig { id, path, size, block_size, read_only: l.read_only.unwrap_or(false) });
+                if let Some(inits) = &l.initiators {
+                    for (ii, i) in inits.iter().enumerate() {
+                        if !valid_iscsi_name(i) {
+                            return Err(err(
+                                source,
+                                format!("{lkey}.initiators[{ii}]"),
+                                format!("'{i}' is not a valid iSCSI name"),
+                            ));
+                        }
+                    }
+                }
+                luns.push(LunConfig {
+                    id,
+                    path,
+                    size,
+                    block_size,
+                    read_only: l.read_only.unwrap_or(false),
+                    initiators: l.initiators,
+                    third_party_copy: l.third_party_copy.unwrap_or(true),
+                });
             }
             let chap = match &t.chap {
                 None => None,
@@ -507,6 +592,10 @@ impl Config {
             nop_interval_secs: raw.server.nop_interval.unwrap_or(30),
             login_timeout_secs: raw.server.login_timeout.unwrap_or(30),
             metrics,
+            max_sessions,
+            max_concurrent_copies,
+            write_buffer_limit,
+            pdu_timeout_secs,
             targets,
             copy_domain,
         })
@@ -626,6 +715,28 @@ block_size = 512
             "already used",
         );
         expect_err("[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-a\"\nsize=\"1M\"\nblock_size=1000", "block_size", "not 512 or 4096");
+        let lun = "[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-a\"\nsize=\"1M\"";
+        expect_err(&format!("[server]\nmax_sessions=0\n{lun}"), "server.max_sessions", "between 1 and 65535");
+        expect_err(&format!("[server]\nmax_concurrent_copies=70000\n{lun}"), "server.max_concurrent_copies", "between");
+        expect_err(&format!("[server]\nwrite_buffer_limit=\"1MiB\"\n{lun}"), "server.write_buffer_limit", "16MiB");
+        expect_err(&format!("[server]\nwrite_buffer_limit=\"lots\"\n{lun}"), "server.write_buffer_limit", "not a size");
+        expect_err(&format!("[server]\nwrite_buffer_limit=-5\n{lun}"), "server.write_buffer_limit", "16MiB");
+        expect_err(&format!("[server]\npdu_timeout=0\n{lun}"), "server.pdu_timeout", "between 1 and 3600");
+        expect_err(&format!("[server]\nmax_sessions=-1\n{lun}"), "line", "");
+        expect_err(
+            &format!("{lun}\ninitiators=[\"bogus name\"]"),
+            "target[0].lun[0].initiators[0]",
+            "not a valid iSCSI name",
+        );
+        let c = cfg(&format!(
+            "[server]\nmax_sessions=3\nmax_concurrent_copies=2\nwrite_buffer_limit=\"32MiB\"\npdu_timeout=5\n{lun}\ninitiators=[\"iqn.2026-11.a.host\"]"
+        ))
+        .unwrap();
+        assert_eq!(
+            (c.max_sessions, c.max_concurrent_copies, c.write_buffer_limit, c.pdu_timeout_secs),
+            (3, 2, 32 << 20, 5)
+        );
+        assert_eq!(c.targets[0].luns[0].initiators.as_deref(), Some(&["iqn.2026-11.a.host".to_string()][..]));
     }
 
     #[test]

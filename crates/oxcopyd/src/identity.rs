@@ -15,6 +15,10 @@ use std::path::{Path, PathBuf};
 /// the IEEE as a private OUI).
 const COMPANY_ID: u32 = 0xACDE48;
 
+/// Key of the copy-manager identifier in the identities file (no target
+/// name starts with '@', so it never collides with a "target/lun" key).
+const COPY_MANAGER_KEY: &str = "@copy-manager";
+
 /// The identities file of a data directory.
 #[derive(Debug)]
 pub struct Identities {
@@ -51,6 +55,23 @@ impl Identities {
             *b = hex.get(i * 2..i * 2 + 2).and_then(|s| u8::from_str_radix(s, 16).ok()).unwrap_or(0);
         }
         naa6(COMPANY_ID, &rnd)
+    }
+
+    /// This daemon's copy-manager identifier (every ROD token it issues
+    /// carries it), created on first use and kept beside the LUN identities,
+    /// so it is stable per data directory.
+    pub fn copy_manager_id(&mut self) -> [u8; 16] {
+        let hex = self.map.entry(COPY_MANAGER_KEY.to_owned()).or_insert_with(|| {
+            self.dirty = true;
+            let mut r = [0u8; 16];
+            rand::thread_rng().fill_bytes(&mut r);
+            r.iter().map(|b| format!("{b:02x}")).collect()
+        });
+        let mut id = [0u8; 16];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = hex.get(i * 2..i * 2 + 2).and_then(|s| u8::from_str_radix(s, 16).ok()).unwrap_or(0);
+        }
+        id
     }
 
     /// Write the file if anything was added (temp file, fsync, rename).
@@ -104,6 +125,18 @@ mod tests {
         let n = naa6(0xACDE48, &[0xff; 13]);
         assert_eq!(n[0] >> 4, 6);
         assert_eq!(&n[..4], &[0x6A, 0xCD, 0xE4, 0x8F]);
+    }
+
+    #[test]
+    fn copy_manager_id_is_stable_per_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Identities::load(dir.path()).unwrap();
+        let id = a.copy_manager_id();
+        assert_eq!(a.copy_manager_id(), id);
+        a.save().unwrap();
+        assert_eq!(Identities::load(dir.path()).unwrap().copy_manager_id(), id);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(Identities::load(other.path()).unwrap().copy_manager_id(), id);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod copy_domain;
 pub mod identity;
 pub mod metrics_http;
+pub mod odx;
 pub mod pr_store;
 pub mod server;
 

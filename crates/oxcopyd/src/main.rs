@@ -65,6 +65,7 @@ fn main() -> ExitCode {
         }
     };
     tune_malloc();
+    raise_nofile_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(64).build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -77,6 +78,24 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("oxcopyd: {e:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Raise the soft open-file limit to the hard one: every point-in-time ROD
+/// token on a reflink filesystem holds its snapshot open (an unlinked file),
+/// on top of the LUN files and sockets; the usual soft limit of 1024 is
+/// below `copy_domain.max_tokens`' default.
+fn raise_nofile_limit() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit only read/write the rlimit we pass.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ use oxcopy_storage::{FileStorage, OpenOptions, Storage};
 use std::collections::HashMap;
 use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -76,6 +76,26 @@ struct Shared {
     io_pool: IoPool,
     /// Recent CHAP failures per source address (slows down guessing).
     auth_failures: AuthFailures,
+    /// Normal sessions logged in or logging in (`server.max_sessions`).
+    sessions: Arc<AtomicUsize>,
+    /// Write data buffered daemon-wide (`server.write_buffer_limit`).
+    write_budget: Arc<oxcopy_iscsi::budget::WriteBudget>,
+}
+
+/// One of `server.max_sessions`; given back on drop.
+struct SessionSlot(Arc<AtomicUsize>);
+
+impl SessionSlot {
+    fn try_take(count: &Arc<AtomicUsize>, max: usize) -> Option<SessionSlot> {
+        count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(SessionSlot(count.clone()))
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Shared {
@@ -120,6 +140,15 @@ impl Running {
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.shutdown.send(true);
         let _ = self.join.await;
+        // Background (IMMED) copies outlive their commands: stop them, and
+        // wait (bounded) until none still writes, before the final flush.
+        let copies = self.registry.copy_manager();
+        if copies.cancel_all() > 0 {
+            let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+            while copies.running_total() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         let luns = self.shared.luns.clone();
         tokio::task::spawn_blocking(move || {
             for lu in luns {
@@ -143,6 +172,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
     let key_file = crate::copy_domain::KeyFile::resolve(&cfg.data_dir, cfg.copy_domain.key_file.as_deref());
     let copy_domain_key = oxcopy_scsi::copy::token::KeySource::load_or_create(&key_file)?;
     debug!(path = %key_file.path().display(), key = ?copy_domain_key, "copy-domain key ready");
+    crate::odx::remove_stale_temporaries(&cfg);
     let mut ids = Identities::load(&cfg.data_dir)?;
     let mut targets = HashMap::new();
     let mut all_luns = Vec::new();
@@ -169,11 +199,15 @@ pub async fn start(cfg: Config) -> Result<Running> {
                 },
                 Arc::new(storage) as Arc<dyn Storage>,
             ));
+            lu.set_third_party_copy(l.third_party_copy);
             crate::pr_store::attach(&lu, &cfg.data_dir, &t.iqn, l.id)?;
             all_luns.push(lu.clone());
             luns.push((l.id, lu));
         }
         registry.add_target(&t.iqn, AccessList::from_config(t.initiators.as_deref()), luns)?;
+        for l in t.luns.iter().filter(|l| l.initiators.is_some()) {
+            registry.set_lun_access(&t.iqn, l.id, AccessList::from_config(l.initiators.as_deref()));
+        }
         let scsi = Arc::new(ScsiTarget::in_registry(&t.iqn, 1, registry.clone()));
         targets.insert(
             t.iqn.clone(),
@@ -186,7 +220,12 @@ pub async fn start(cfg: Config) -> Result<Running> {
             },
         );
     }
+    // Token copy: tokens name this data directory's copy manager and a
+    // per-start generation, and are authenticated by the domain key.
+    let manager_id = ids.copy_manager_id();
     ids.save()?;
+    registry.set_rod(Arc::new(crate::odx::rod_manager(&cfg.copy_domain, copy_domain_key, manager_id, metrics.clone())));
+    registry.copy_manager().set_max_concurrent(cfg.max_concurrent_copies);
 
     let mut listeners = Vec::new();
     let mut addrs = Vec::new();
@@ -196,6 +235,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
         listeners.push(l);
     }
     let cfg_metrics = cfg.metrics;
+    let write_limit = cfg.write_buffer_limit;
     let shared = Arc::new(Shared {
         targets,
         luns: all_luns,
@@ -204,6 +244,8 @@ pub async fn start(cfg: Config) -> Result<Running> {
         next_stat_sn: AtomicU64::new(0x1000),
         io_pool: IoPool::new(IO_THREADS, IO_THREAD_KEEP_ALIVE),
         auth_failures: AuthFailures::default(),
+        sessions: Arc::new(AtomicUsize::new(0)),
+        write_budget: oxcopy_iscsi::budget::WriteBudget::new(write_limit),
     });
     let (tx, rx) = watch::channel(false);
     let metrics_addr = match cfg_metrics {
@@ -217,6 +259,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
         }
         None => None,
     };
+    tokio::spawn(crate::odx::reap_periodically(registry.clone(), rx.clone()));
     let join = tokio::spawn(accept_all(listeners, shared.clone(), rx));
     Ok(Running { addrs, metrics_addr, registry, shutdown: tx, join, shared })
 }
@@ -273,7 +316,9 @@ enum Out {
 }
 
 /// Write PDUs with vectored I/O, batching whatever is queued.
-async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>) {
+/// A peer that accepts no bytes for `stall` is given up on (the connection
+/// closes), so that responses cannot pile up behind it.
+async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>, stall: Duration) {
     let mut bufs: Vec<Bytes> = Vec::with_capacity(192);
     'outer: while let Some(first) = rx.recv().await {
         let mut close = false;
@@ -296,7 +341,7 @@ async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>) {
                 next = rx.try_recv().ok();
             }
         }
-        if let Err(e) = write_all_vectored(&mut w, &mut bufs).await {
+        if let Err(e) = write_all_vectored(&mut w, &mut bufs, stall).await {
             debug!("write failed: {e}");
             break 'outer;
         }
@@ -307,11 +352,13 @@ async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>) {
     let _ = w.shutdown().await;
 }
 
-async fn write_all_vectored(w: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> std::io::Result<()> {
+async fn write_all_vectored(w: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>, stall: Duration) -> std::io::Result<()> {
     let mut idx = 0;
     while idx < bufs.len() {
         let slices: Vec<IoSlice<'_>> = bufs[idx..].iter().take(64).map(|b| IoSlice::new(b)).collect();
-        let mut n = w.write_vectored(&slices).await?;
+        let mut n = tokio::time::timeout(stall, w.write_vectored(&slices))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "peer accepts no data"))??;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -360,7 +407,7 @@ enum ReadError {
 
 /// The daemon's login policy; remembers the CHAP exchange it handed out so
 /// a failure can be logged with its reason and accounted per address.
-struct Policy<'a>(&'a Shared, parking_lot::Mutex<Option<TargetChapHandle>>);
+struct Policy<'a>(&'a Shared, parking_lot::Mutex<Option<TargetChapHandle>>, parking_lot::Mutex<Option<SessionSlot>>);
 
 /// Longest delay before answering a failed CHAP login.
 const MAX_AUTH_DELAY: Duration = Duration::from_secs(5);
@@ -419,6 +466,12 @@ impl LoginPolicy for Policy<'_> {
         if !t.admits(initiator_name) {
             return Err(LoginStatus::AUTHORIZATION_FAILURE);
         }
+        let max = self.0.cfg.max_sessions as usize;
+        let Some(slot) = SessionSlot::try_take(&self.0.sessions, max) else {
+            warn!(initiator = initiator_name, max, "session limit reached; login refused (out of resources)");
+            return Err(LoginStatus::OUT_OF_RESOURCES);
+        };
+        *self.2.lock() = Some(slot);
         Ok(TargetInfo { tpgt: t.tpgt, alias: t.alias.clone() })
     }
 
@@ -472,7 +525,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     };
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(writer(wr, rx));
+    let writer = tokio::spawn(writer(wr, rx, Duration::from_secs(shared.cfg.pdu_timeout_secs.max(1))));
     let mut buf = BytesMut::with_capacity(64 * 1024);
 
     let login_timeout = Duration::from_secs(shared.cfg.login_timeout_secs.max(1));
@@ -498,7 +551,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
             None
         }
     };
-    if let Some((params, stat_sn, exp_cmd_sn)) = outcome {
+    if let Some((params, stat_sn, exp_cmd_sn, _session_slot)) = outcome {
         info!(
             %peer,
             initiator = %params.initiator_name,
@@ -525,7 +578,7 @@ async fn do_login(
     tx: &mpsc::UnboundedSender<Out>,
     shared: &Shared,
     peer: SocketAddr,
-) -> Result<Option<(SessionParams, u32, u32)>> {
+) -> Result<Option<(SessionParams, u32, u32, Option<SessionSlot>)>> {
     let mut login = TargetLogin::new(TargetLoginConfig {
         max_recv_data_segment_length: OUR_MAX_RECV_DATA_SEGMENT,
         max_burst_length: MAX_WRITE_BUFFER,
@@ -539,7 +592,7 @@ async fn do_login(
         tsih: shared.tsih(),
         cmd_window: shared.cfg.max_commands_per_session,
     });
-    let policy = Policy(shared, parking_lot::Mutex::new(None));
+    let policy = Policy(shared, parking_lot::Mutex::new(None), parking_lot::Mutex::new(None));
     loop {
         let pdu = match read_pdu(rd, buf, &FrameLimits::LOGIN).await {
             Ok(Some(p)) => p,
@@ -558,7 +611,8 @@ async fn do_login(
                     shared.auth_failures.clear(peer.ip());
                 }
                 send_pdu(tx, response);
-                return Ok(Some((params, stat_sn, exp_cmd_sn)));
+                let slot = policy.2.lock().take();
+                return Ok(Some((params, stat_sn, exp_cmd_sn, slot)));
             }
             LoginStep::Fail { response } => {
                 if let Header::LoginResponse(r) = &response.header {
@@ -626,6 +680,10 @@ async fn full_feature(
         send_targets: send_targets_text(shared, &params.initiator_name, local),
     };
     let mut conn = TargetConnection::new(params, conn_cfg, stat_sn, exp_cmd_sn);
+    conn.set_write_budget(shared.write_budget.clone());
+    // A peer that stops in the middle of a PDU is dropped after this long.
+    let pdu_timeout = Duration::from_secs(shared.cfg.pdu_timeout_secs.max(1));
+    let mut last_rx = tokio::time::Instant::now();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut running: HashMap<u32, Running1> = HashMap::new();
     let nop_every = Duration::from_secs(shared.cfg.nop_interval_secs);
@@ -645,6 +703,7 @@ async fn full_feature(
                     Ok(_) => {}
                 }
                 idle.reset();
+                last_rx = tokio::time::Instant::now();
                 loop {
                     let actions = match decode_frame(&mut buf, &limits) {
                         Ok(Some(pdu)) => conn.on_pdu(pdu),
@@ -678,6 +737,14 @@ async fn full_feature(
                     Done::Tmf(itt, resp) => conn.tmf_done(itt, resp),
                 };
                 closing |= apply(actions, tx, &target, &nexus, &done_tx, &mut running, &shared.io_pool);
+            }
+            _ = tokio::time::sleep_until(last_rx + pdu_timeout),
+                if (!buf.is_empty() || conn.awaiting_data_out()) && !draining => {
+                warn!(
+                    initiator = %nexus.initiator_name,
+                    "no bytes for {pdu_timeout:?} in the middle of a PDU or of a write's data; closing"
+                );
+                break;
             }
             _ = idle.tick(), if !nop_every.is_zero() && !draining => {
                 if conn.ping_outstanding() {
@@ -837,7 +904,7 @@ fn tmf_at_scsi_level(target: &ScsiTarget, nexus: &Nexus, tm: &TaskManagement) ->
         TmfFunction::LOGICAL_UNIT_RESET => map(target.lun_reset(nexus, tm.lun)),
         TmfFunction::TARGET_WARM_RESET | TmfFunction::TARGET_COLD_RESET => map(target.target_reset(nexus)),
         TmfFunction::ABORT_TASK_SET | TmfFunction::CLEAR_TASK_SET => {
-            if target.lun_exists(tm.lun) {
+            if target.lun_visible(nexus, tm.lun) {
                 TmfResponse::COMPLETE
             } else {
                 TmfResponse::LUN_DOES_NOT_EXIST

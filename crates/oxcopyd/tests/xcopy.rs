@@ -513,11 +513,12 @@ async fn third_party_copy_discovery() {
         let len = usize::from(u16::from_be_bytes([b[2], b[3]]));
         types.push(u16::from_be_bytes([b[0], b[1]]));
         if types.last() == Some(&1) {
-            assert_eq!(&b[4..14], &[9, 0x83, 1, 0x00, 0x84, 4, 0x00, 0x03, 0x04, 0x05]);
+            assert_eq!(&b[4..19], &[14, 0x83, 4, 0x00, 0x10, 0x11, 0x1C, 0x84, 6, 0x00, 0x03, 0x04, 0x05, 0x07, 0x08]);
         }
         b = &b[4 + len..];
     }
-    assert_eq!(types, vec![0x0001, 0x0004, 0x0008, 0x000C, 0x8001]);
+    // Token copy (ODX): 0000h first (Windows reads only the first), 0106h, 0108h.
+    assert_eq!(types, vec![0x0000, 0x0001, 0x0004, 0x0008, 0x000C, 0x0106, 0x0108, 0x8001]);
     // RSOC, all commands: every 83h/84h service action of the VPD list.
     let mut c = [0u8; 12];
     c[0] = 0xA3;
@@ -532,7 +533,21 @@ async fn third_party_copy_discovery() {
             found.push((desc[0], u16::from_be_bytes([desc[2], desc[3]])));
         }
     }
-    assert_eq!(found, vec![(0x83, 0), (0x84, 0), (0x84, 3), (0x84, 4), (0x84, 5)]);
+    assert_eq!(
+        found,
+        vec![
+            (0x83, 0),
+            (0x83, 0x10),
+            (0x83, 0x11),
+            (0x83, 0x1C),
+            (0x84, 0),
+            (0x84, 3),
+            (0x84, 4),
+            (0x84, 5),
+            (0x84, 7),
+            (0x84, 8)
+        ]
+    );
     d.shutdown().await;
 }
 

@@ -156,6 +156,15 @@ pub(crate) static COMMANDS: &[Template] = &[
     copies(sa(t("EXTENDED COPY (LID1)", Opcode::THIRD_PARTY_COPY_OUT,
         &[0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C], Out, OutLen::Bytes { off: 10, width: 4 },
         copy::extended_copy), 0x00)),
+    copies(sa(t("POPULATE TOKEN", Opcode::THIRD_PARTY_COPY_OUT,
+        &[0x83, 0x10, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, C], Out,
+        OutLen::Bytes { off: 10, width: 4 }, copy::populate_token), 0x10)),
+    copies(sa(t("WRITE USING TOKEN", Opcode::THIRD_PARTY_COPY_OUT,
+        &[0x83, 0x11, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, C], Out,
+        OutLen::Bytes { off: 10, width: 4 }, copy::write_using_token), 0x11)),
+    sa(t("COPY OPERATION ABORT", Opcode::THIRD_PARTY_COPY_OUT,
+        &[0x83, 0x1C, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0, C], NoData, NONE,
+        copy::copy_operation_abort), 0x1C),
     sa(t("RECEIVE COPY STATUS (LID1)", Opcode::THIRD_PARTY_COPY_IN,
         &[0x84, 0x00, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C], In, NONE, copy::receive_copy_status), 0x00),
     sa(t("RECEIVE COPY OPERATING PARAMETERS", Opcode::THIRD_PARTY_COPY_IN,
@@ -167,6 +176,12 @@ pub(crate) static COMMANDS: &[Template] = &[
     sa(t("RECEIVE COPY STATUS (LID4)", Opcode::THIRD_PARTY_COPY_IN,
         &[0x84, 0x05, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C], In, NONE,
         copy::receive_copy_status_lid4), 0x05),
+    sa(t("RECEIVE ROD TOKEN INFORMATION", Opcode::THIRD_PARTY_COPY_IN,
+        &[0x84, 0x07, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C], In, NONE,
+        copy::receive_rod_token_information), 0x07),
+    sa(t("REPORT ALL ROD TOKENS", Opcode::THIRD_PARTY_COPY_IN,
+        &[0x84, 0x08, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C], In, NONE,
+        copy::report_all_rod_tokens), 0x08),
     io(t("READ (16)", Opcode::READ_16, &[0x88, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C],
         In, NONE, sbc::read16)),
     writes(t("COMPARE AND WRITE", Opcode::COMPARE_AND_WRITE, &[0x89, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x3F, C], Out,
@@ -241,6 +256,18 @@ fn index() -> &'static [u8; 256] {
 }
 
 /// Find the template for a CDB (at least one byte long).
+/// Whether `t` is a third-party copy command (83h/84h): served and listed
+/// only by LUs whose copy manager is enabled (`third_party_copy`), so an LU
+/// that does not advertise offload does not perform it either.
+pub(crate) fn is_third_party_copy(t: &Template) -> bool {
+    matches!(t.opcode.0, 0x83 | 0x84)
+}
+
+/// Whether `lu` (if any) serves `t`.
+pub(crate) fn served_by(t: &Template, lu: Option<&crate::lu::LogicalUnit>) -> bool {
+    !is_third_party_copy(t) || lu.is_none_or(|l| l.third_party_copy())
+}
+
 pub(crate) fn lookup(op: u8, byte1: u8) -> Lookup {
     let first = index()[usize::from(op)];
     if first == u8::MAX {
@@ -293,5 +320,10 @@ mod tests {
         assert!(matches!(lookup(0x84, 0x03), Lookup::Found(t) if t.name == "RECEIVE COPY OPERATING PARAMETERS"));
         assert!(matches!(lookup(0x83, 0x01), Lookup::UnknownServiceAction));
         assert!(matches!(lookup(0x84, 0x01), Lookup::UnknownServiceAction));
+        assert!(matches!(lookup(0x83, 0x10), Lookup::Found(t) if t.name == "POPULATE TOKEN"));
+        assert!(matches!(lookup(0x83, 0x11), Lookup::Found(t) if t.name == "WRITE USING TOKEN"));
+        assert!(matches!(lookup(0x83, 0x1C), Lookup::Found(t) if t.name == "COPY OPERATION ABORT"));
+        assert!(matches!(lookup(0x84, 0x07), Lookup::Found(t) if t.name == "RECEIVE ROD TOKEN INFORMATION"));
+        assert!(matches!(lookup(0x84, 0x08), Lookup::Found(t) if t.name == "REPORT ALL ROD TOKENS"));
     }
 }

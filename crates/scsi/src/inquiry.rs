@@ -86,10 +86,12 @@ pub(crate) fn inquiry(ctx: &Ctx<'_>) -> CmdResult {
             VpdPage::BLOCK_LIMITS => vpd_page(DISK, page, block_limits(lu)),
             VpdPage::BLOCK_DEVICE_CHARACTERISTICS => vpd_page(DISK, page, bdc()),
             VpdPage::LOGICAL_BLOCK_PROVISIONING => vpd_page(DISK, page, lbp(lu)),
-            VpdPage::THIRD_PARTY_COPY if lu.third_party_copy() => match copy::vpd_third_party_copy(lu) {
-                Some(body) => vpd_page(DISK, page, body),
-                None => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
-            },
+            VpdPage::THIRD_PARTY_COPY if lu.third_party_copy() => {
+                match copy::vpd_third_party_copy(lu, &ctx.target.registry().rod()) {
+                    Some(body) => vpd_page(DISK, page, body),
+                    None => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
+                }
+            }
             _ => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
         },
     };

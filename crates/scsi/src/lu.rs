@@ -181,7 +181,10 @@ impl LogicalUnit {
         self.third_party_copy.store(on, Ordering::Relaxed);
     }
 
-    /// Install (or remove) the write hook.
+    /// Install (or remove) the write hook. The token layer keeps its own
+    /// hook installed (chaining any hook it finds), re-installing it at the
+    /// next POPULATE TOKEN if replaced; a replacement should call the hook it
+    /// replaces, or point-in-time tokens miss the writes in between.
     pub fn set_write_hook(&self, hook: Option<Arc<dyn WriteHook>>) {
         *self.write_hook.write() = hook;
     }

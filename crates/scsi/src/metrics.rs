@@ -9,13 +9,16 @@
 //! | metric | labels | meaning |
 //! |---|---|---|
 //! | `oxcopy_copy_bytes_total` | `method` = `reflink`, `copy_file_range`, `read_write`, `hole` | bytes moved by copy operations, by how the backend moved them; `hole` counts source holes, which are not read: the destination range is deallocated (or zeroed) instead |
-//! | `oxcopy_copy_commands_total` | `command` = `extended_copy`; `result` = `ok`, `error` | copy commands by outcome (GOOD or not) |
+//! | `oxcopy_copy_commands_total` | `command` = `extended_copy`, `populate_token`, `write_using_token`; `result` = `ok`, `error` | copy commands by outcome (GOOD or not; an IMMED command counts when its background copy ends) |
+//! | `oxcopy_rod_tokens` | — | live ROD tokens |
+//! | `oxcopy_rod_snapshot_bytes` | — | bytes charged to point-in-time tokens (reflink snapshots at their represented size, copy-on-write stores as preserved) |
 //! | `oxcopy_lun_read_commands_total`, `oxcopy_lun_read_bytes_total` | `target`, `lun` | READ commands completed with GOOD and their data-in bytes |
 //! | `oxcopy_lun_write_commands_total`, `oxcopy_lun_write_bytes_total` | `target`, `lun` | medium-changing commands completed with GOOD and their data-out bytes |
 
 use oxcopy_storage::{CopyMethod, CopyReport};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
@@ -25,6 +28,10 @@ type Labels = Vec<(String, String)>;
 pub enum CopyCommand {
     /// EXTENDED COPY (LID1).
     ExtendedCopy,
+    /// POPULATE TOKEN.
+    PopulateToken,
+    /// WRITE USING TOKEN.
+    WriteUsingToken,
 }
 
 impl CopyCommand {
@@ -32,6 +39,8 @@ impl CopyCommand {
     pub fn as_str(self) -> &'static str {
         match self {
             CopyCommand::ExtendedCopy => "extended_copy",
+            CopyCommand::PopulateToken => "populate_token",
+            CopyCommand::WriteUsingToken => "write_using_token",
         }
     }
 }
@@ -47,6 +56,8 @@ pub struct Metrics {
     lun_write_bytes: Family<Labels, Counter>,
     /// Handles per [`CopyMethod::ALL`] entry.
     by_method: Vec<(CopyMethod, Counter)>,
+    rod_tokens: Gauge,
+    rod_snapshot_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -69,7 +80,7 @@ impl Metrics {
             .iter()
             .map(|&m| (m, copy_bytes.get_or_create(&labels(&[("method", m.as_str())])).clone()))
             .collect();
-        for c in [CopyCommand::ExtendedCopy] {
+        for c in [CopyCommand::ExtendedCopy, CopyCommand::PopulateToken, CopyCommand::WriteUsingToken] {
             for r in ["ok", "error"] {
                 let _ = copy_commands.get_or_create(&labels(&[("command", c.as_str()), ("result", r)]));
             }
@@ -82,7 +93,24 @@ impl Metrics {
             lun_write_commands: Family::default(),
             lun_write_bytes: Family::default(),
             by_method,
+            rod_tokens: Gauge::default(),
+            rod_snapshot_bytes: Gauge::default(),
         }
+    }
+
+    /// Set the live ROD token gauge.
+    pub fn set_rod_tokens(&self, n: usize) {
+        self.rod_tokens.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Set the snapshot-bytes gauge.
+    pub fn set_rod_snapshot_bytes(&self, n: u64) {
+        self.rod_snapshot_bytes.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// (live tokens, snapshot bytes) as last set (tests, diagnostics).
+    pub fn rod_gauges(&self) -> (i64, i64) {
+        (self.rod_tokens.get(), self.rod_snapshot_bytes.get())
     }
 
     /// Register every family in `registry` (names without the `_total`
@@ -94,6 +122,12 @@ impl Metrics {
             self.copy_bytes.clone(),
         );
         registry.register("oxcopy_copy_commands", "Copy commands by outcome", self.copy_commands.clone());
+        registry.register("oxcopy_rod_tokens", "Live ROD tokens", self.rod_tokens.clone());
+        registry.register(
+            "oxcopy_rod_snapshot_bytes",
+            "Bytes held for point-in-time ROD tokens",
+            self.rod_snapshot_bytes.clone(),
+        );
         registry.register(
             "oxcopy_lun_read_commands",
             "READ commands completed with GOOD",
@@ -200,5 +234,19 @@ mod tests {
         assert!(text.contains("oxcopy_copy_commands_total{command=\"extended_copy\",result=\"error\"} 0"), "{text}");
         assert!(text.contains("oxcopy_lun_read_bytes_total{target=\"iqn.x\",lun=\"3\"} 512"), "{text}");
         assert_eq!(m.copy_bytes(CopyMethod::Reflink), 8192);
+        for c in ["populate_token", "write_using_token"] {
+            assert!(text.contains(&format!("oxcopy_copy_commands_total{{command=\"{c}\",result=\"ok\"}} 0")), "{text}");
+        }
+        m.copy_command(CopyCommand::WriteUsingToken, false);
+        m.set_rod_tokens(3);
+        m.set_rod_snapshot_bytes(4096);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+        assert!(
+            text.contains("oxcopy_copy_commands_total{command=\"write_using_token\",result=\"error\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("oxcopy_rod_tokens 3"), "{text}");
+        assert!(text.contains("oxcopy_rod_snapshot_bytes 4096"), "{text}");
     }
 }

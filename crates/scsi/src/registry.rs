@@ -5,7 +5,7 @@
 //! designator anywhere in the daemon — and only where the asking I_T nexus
 //! may reach. Lookups:
 //! - by (target, LUN) for normal commands ([`LuRegistry::lookup`]);
-//! - by designator for EXTENDED COPY CSCDs (and, next, ROD tokens)
+//! - by designator for EXTENDED COPY CSCDs and ROD token sources
 //!   ([`LuRegistry::resolve`]).
 //!
 //! Both are filtered through the nexus's access rights: a nexus reaches the
@@ -14,11 +14,11 @@
 //! invisible — the rule whose absence was CVE-2020-28374 in Linux LIO.
 //!
 //! The registry also owns what is daemon-wide about copies: the
-//! [`CopyManager`] (list-identifier records, concurrency) and the
-//! [`Metrics`]. Targets are added at start; the state is a snapshot behind a
+//! [`CopyManager`] (list-identifier records, concurrency), the
+//! [`RodManager`] (ROD tokens) and the [`Metrics`]. Targets are added at start; the state is a snapshot behind a
 //! lock so that reconfiguration can later swap it without stopping readers.
 
-use crate::copy::CopyManager;
+use crate::copy::{CopyManager, RodManager};
 use crate::inquiry;
 use crate::lu::LogicalUnit;
 use crate::metrics::Metrics;
@@ -97,6 +97,17 @@ struct TargetRecord {
     access: AccessList,
     /// Sorted by LUN, unique.
     luns: Vec<(u16, Arc<LogicalUnit>)>,
+    /// LUN masking: LUNs only some initiators may see (absent: every
+    /// initiator admitted to the target sees the LUN).
+    masks: HashMap<u16, AccessList>,
+}
+
+impl TargetRecord {
+    /// Whether `initiator` sees LUN `lun` of this target (masking only; the
+    /// target-level rule is [`LuRegistry::reachable`]).
+    fn lun_visible(&self, lun: u16, initiator: &str) -> bool {
+        self.masks.get(&lun).is_none_or(|a| a.admits(initiator))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -123,6 +134,7 @@ pub fn designator_key(code_set: u8, assoc_type: u8, value: &[u8]) -> Vec<u8> {
 pub struct LuRegistry {
     state: RwLock<Arc<Snapshot>>,
     copy: CopyManager,
+    rod: RwLock<Arc<RodManager>>,
     metrics: Metrics,
     chunk_bytes: AtomicU64,
 }
@@ -144,6 +156,7 @@ impl LuRegistry {
         LuRegistry {
             state: RwLock::new(Arc::new(Snapshot::default())),
             copy: CopyManager::new(),
+            rod: RwLock::new(Arc::new(RodManager::ephemeral(metrics.clone()))),
             metrics,
             chunk_bytes: AtomicU64::new(crate::copy::exec::DEFAULT_CHUNK_BYTES),
         }
@@ -173,7 +186,7 @@ impl LuRegistry {
             return Err(RegistryError::DuplicateTarget(name.to_owned()));
         }
         let mut next = Snapshot { targets: st.targets.clone(), by_designator: st.by_designator.clone() };
-        let rec = Arc::new(TargetRecord { name: Arc::from(name), access, luns: v });
+        let rec = Arc::new(TargetRecord { name: Arc::from(name), access, luns: v, masks: HashMap::new() });
         for (id, lu) in &rec.luns {
             for (code_set, assoc_type, value) in inquiry::lu_designators(lu) {
                 let key = designator_key(code_set, assoc_type, &value);
@@ -183,6 +196,39 @@ impl LuRegistry {
         next.targets.insert(name.to_owned(), rec);
         *st = Arc::new(next);
         Ok(())
+    }
+
+    /// Mask LUN `lun` of `target`: only initiators `access` admits see it
+    /// (REPORT LUNS, commands, designator resolution). Returns false when
+    /// the target or LUN is unknown. Call before building the target's
+    /// [`crate::ScsiTarget`] (it copies the masks out).
+    pub fn set_lun_access(&self, target: &str, lun: u16, access: AccessList) -> bool {
+        let mut st = self.state.write();
+        let Some(rec) = st.targets.get(target) else { return false };
+        if rec.luns.binary_search_by_key(&lun, |(i, _)| *i).is_err() {
+            return false;
+        }
+        let mut masks = rec.masks.clone();
+        match access {
+            AccessList::Any => masks.remove(&lun),
+            a => masks.insert(lun, a),
+        };
+        let rec = Arc::new(TargetRecord {
+            name: rec.name.clone(),
+            access: rec.access.clone(),
+            luns: rec.luns.clone(),
+            masks,
+        });
+        let mut next = Snapshot { targets: st.targets.clone(), by_designator: st.by_designator.clone() };
+        next.targets.insert(target.to_owned(), rec);
+        *st = Arc::new(next);
+        true
+    }
+
+    /// The masking rule of LUN `lun` of `target` ([`AccessList::Any`] when
+    /// unmasked or unknown).
+    pub fn lun_access(&self, target: &str, lun: u16) -> AccessList {
+        self.snapshot().targets.get(target).and_then(|t| t.masks.get(&lun).cloned()).unwrap_or_default()
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
@@ -218,26 +264,33 @@ impl LuRegistry {
         }
     }
 
-    /// The logical unit at (`target`, `lun`), if `nexus` may reach it.
+    /// The logical unit at (`target`, `lun`), if `nexus` may reach it (and
+    /// the LUN is not masked from its initiator).
     pub fn lookup(&self, nexus: &Nexus, target: &str, lun: u16) -> Option<Arc<LogicalUnit>> {
         let snap = self.snapshot();
         if !Self::reachable_in(&snap, nexus, target) {
             return None;
         }
         let t = snap.targets.get(target)?;
+        if !t.lun_visible(lun, &nexus.initiator_name) {
+            return None;
+        }
         t.luns.binary_search_by_key(&lun, |(i, _)| *i).ok().map(|i| t.luns[i].1.clone())
     }
 
     /// Find the logical unit carrying a VPD 83h designator (see
-    /// [`designator_key`] for how they compare) that `nexus` may reach. The
-    /// nexus's own target is preferred when several carry it.
+    /// [`designator_key`] for how they compare) that `nexus` may reach, at a
+    /// LUN not masked from its initiator. The nexus's own target is
+    /// preferred when several carry it.
     pub fn resolve(&self, nexus: &Nexus, code_set: u8, assoc_type: u8, value: &[u8]) -> Resolution {
         let snap = self.snapshot();
         let Some(hits) = snap.by_designator.get(&designator_key(code_set, assoc_type, value)) else {
             return Resolution::Unreachable;
         };
-        let own = hits.iter().find(|(t, _)| **t == *nexus.target_name);
-        let any = || hits.iter().find(|(t, _)| Self::reachable_in(&snap, nexus, t));
+        let visible =
+            |t: &str, lun: u16| snap.targets.get(t).is_some_and(|rec| rec.lun_visible(lun, &nexus.initiator_name));
+        let own = hits.iter().find(|(t, l)| **t == *nexus.target_name && visible(t, *l));
+        let any = || hits.iter().find(|(t, l)| Self::reachable_in(&snap, nexus, t) && visible(t, *l));
         let Some((target, lun)) = own.or_else(any) else {
             return Resolution::Unreachable;
         };
@@ -264,6 +317,18 @@ impl LuRegistry {
     /// The copy manager's records and concurrency bookkeeping.
     pub fn copy_manager(&self) -> &CopyManager {
         &self.copy
+    }
+
+    /// The token side of the copy manager (ROD tokens, snapshots).
+    pub fn rod(&self) -> Arc<RodManager> {
+        self.rod.read().clone()
+    }
+
+    /// Replace the token manager (the daemon does this at start, before any
+    /// command, with its key, copy-manager id and limits; tokens of the
+    /// previous one become unknown).
+    pub fn set_rod(&self, rod: Arc<RodManager>) {
+        *self.rod.write() = rod;
     }
 
     /// The metric families.
@@ -337,6 +402,29 @@ mod tests {
         assert!(r.admits("iqn.b", "iqn.host-b") && !r.admits("iqn.b", "iqn.someone"));
         assert_eq!(r.all_lus().len(), 3);
         assert_eq!(r.target_names(), vec!["iqn.a".to_string(), "iqn.b".to_string()]);
+    }
+
+    #[test]
+    fn masked_luns_are_invisible() {
+        let r = LuRegistry::new();
+        r.add_target("iqn.a", AccessList::Any, vec![(0, lu(1)), (1, lu(2))]).unwrap();
+        r.add_target("iqn.b", AccessList::Any, vec![(0, lu(3))]).unwrap();
+        assert!(r.set_lun_access("iqn.a", 1, AccessList::Only(vec!["iqn.host-ok".into()])));
+        assert!(r.set_lun_access("iqn.b", 0, AccessList::Only(vec!["iqn.host-ok".into()])));
+        assert!(!r.set_lun_access("iqn.a", 9, AccessList::Any), "unknown LUN");
+        assert!(!r.set_lun_access("iqn.c", 0, AccessList::Any), "unknown target");
+        let ok = nx("IQN.HOST-OK", "iqn.a");
+        let denied = nx("iqn.host-no", "iqn.a");
+        assert!(r.lookup(&ok, "iqn.a", 1).is_some());
+        assert!(r.lookup(&denied, "iqn.a", 1).is_none(), "masked on its own target");
+        assert!(r.lookup(&denied, "iqn.a", 0).is_some());
+        assert!(matches!(r.resolve(&ok, 1, 3, &naa(2)), Resolution::Local(x) if x.lun == 1));
+        assert!(matches!(r.resolve(&denied, 1, 3, &naa(2)), Resolution::Unreachable));
+        assert!(matches!(r.resolve(&denied, 1, 3, &naa(3)), Resolution::Unreachable), "masked on another target");
+        assert!(matches!(r.resolve(&ok, 1, 3, &naa(3)), Resolution::Local(x) if &*x.target == "iqn.b"));
+        assert_eq!(r.lun_access("iqn.a", 0), AccessList::Any);
+        assert!(r.set_lun_access("iqn.a", 1, AccessList::Any));
+        assert!(r.lookup(&denied, "iqn.a", 1).is_some(), "unmasked again");
     }
 
     #[test]

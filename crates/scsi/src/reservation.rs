@@ -476,6 +476,8 @@ pub(crate) fn access(t: &Template, cdb: &[u8]) -> Access {
         // PREVENT=0 and START=1 with no power condition change nothing.
         Opcode::PREVENT_ALLOW_MEDIUM_REMOVAL if byte(cdb, 4) & 0x03 == 0 => Access::Allowed,
         Opcode::START_STOP_UNIT if byte(cdb, 4) & 0xF1 == 0x01 => Access::Allowed,
+        // POPULATE TOKEN only reads its LU (digest §7, as CTL).
+        Opcode::THIRD_PARTY_COPY_OUT if byte(cdb, 1) & 0x1F == 0x10 => Access::Read,
         _ if t.writes => Access::Write,
         Opcode::READ_6
         | Opcode::READ_10

@@ -3,7 +3,7 @@
 //! CODES, START STOP UNIT, PREVENT ALLOW MEDIUM REMOVAL.
 
 use crate::cdb::{be, byte, has_service_action, Opcode, Template, CONTROL_USAGE};
-use crate::commands::COMMANDS;
+use crate::commands::{served_by, COMMANDS};
 use crate::exec::{CmdResult, Ctx, Done};
 use crate::sense::{Asc, Sense, SenseKey};
 use crate::target::encode_lun;
@@ -39,7 +39,7 @@ pub(crate) fn report_luns(ctx: &Ctx<'_>) -> CmdResult {
         return Err(Sense::invalid_cdb_field(6, None).into());
     }
     let ids: Vec<u16> = match select {
-        0x00 | 0x02 => ctx.target.lun_ids(),
+        0x00 | 0x02 => ctx.target.lun_ids_for(&ctx.req.nexus.initiator_name),
         0x01 => Vec::new(),
         _ => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
     };
@@ -111,7 +111,7 @@ pub(crate) fn report_supported_opcodes(ctx: &Ctx<'_>) -> CmdResult {
     let data = match options {
         0 => {
             let mut d = vec![0u8; 4];
-            for t in COMMANDS {
+            for t in COMMANDS.iter().filter(|t| served_by(t, ctx.lu)) {
                 d.push(t.opcode.0);
                 d.push(0);
                 d.extend_from_slice(&u16::from(t.sa.unwrap_or(0)).to_be_bytes());
@@ -138,7 +138,8 @@ pub(crate) fn report_supported_opcodes(ctx: &Ctx<'_>) -> CmdResult {
             }
             let found = COMMANDS
                 .iter()
-                .find(|t| t.opcode == Opcode(op) && (!multiplexed || u64::from(t.sa.unwrap_or(0)) == sa));
+                .find(|t| t.opcode == Opcode(op) && (!multiplexed || u64::from(t.sa.unwrap_or(0)) == sa))
+                .filter(|t| served_by(t, ctx.lu));
             let mut d = vec![0u8; 4];
             match found {
                 Some(t) => {

@@ -106,6 +106,8 @@ pub struct ScsiTarget {
     luns: Vec<(u16, Arc<LogicalUnit>)>,
     /// Per-LUN metric handles, parallel to `luns`.
     counters: Vec<LunCounters>,
+    /// LUN masking, parallel to `luns`: which initiators see each LUN.
+    masks: Vec<AccessList>,
     registry: Arc<LuRegistry>,
 }
 
@@ -130,7 +132,8 @@ impl ScsiTarget {
     pub fn in_registry(name: &str, tpgt: u16, registry: Arc<LuRegistry>) -> Self {
         let luns = registry.target_luns(name);
         let counters = luns.iter().map(|(id, _)| registry.metrics().lun(name, *id)).collect();
-        ScsiTarget { name: name.to_owned(), tpgt, luns, counters, registry }
+        let masks = luns.iter().map(|(id, _)| registry.lun_access(name, *id)).collect();
+        ScsiTarget { name: name.to_owned(), tpgt, luns, counters, masks, registry }
     }
 
     /// The daemon-wide registry this target belongs to.
@@ -158,9 +161,25 @@ impl ScsiTarget {
         self.luns.binary_search_by_key(&id, |(i, _)| *i).ok().map(|i| &self.luns[i].1)
     }
 
+    /// LUN numbers `initiator` sees (LUN masking applied), ascending.
+    pub fn lun_ids_for(&self, initiator: &str) -> Vec<u16> {
+        self.luns.iter().zip(&self.masks).filter(|(_, m)| m.admits(initiator)).map(|((id, _), _)| *id).collect()
+    }
+
     /// Whether a raw SAM LUN addresses one of our LUs.
     pub fn lun_exists(&self, lun: [u8; 8]) -> bool {
         self.lu_raw(lun).is_some()
+    }
+
+    /// Whether a raw SAM LUN addresses one of our LUs that `nexus` sees
+    /// (not masked from its initiator).
+    pub fn lun_visible(&self, nexus: &Nexus, lun: [u8; 8]) -> bool {
+        self.visible_index(nexus, lun).is_some()
+    }
+
+    fn visible_index(&self, nexus: &Nexus, lun: [u8; 8]) -> Option<usize> {
+        let i = decode_lun(lun).and_then(|id| self.luns.binary_search_by_key(&id, |(i, _)| *i).ok())?;
+        self.masks.get(i).is_none_or(|m| m.admits(&nexus.initiator_name)).then_some(i)
     }
 
     fn lu_raw(&self, lun: [u8; 8]) -> Option<&Arc<LogicalUnit>> {
@@ -170,11 +189,13 @@ impl ScsiTarget {
     /// Execute one command. Never panics for any input bytes.
     ///
     /// Order of checks: LUN (LOGICAL UNIT NOT SUPPORTED except for INQUIRY,
+    /// REPORT LUNS, REQUEST SENSE; a LUN masked from the initiator does not
+    /// exist for it),
     /// REPORT LUNS, REQUEST SENSE), operation code, pending unit attention
     /// (not for those three), CDB length and reserved bits, reservations,
     /// then the command itself.
     pub fn execute(&self, req: &Request<'_>) -> CommandResult {
-        let idx = decode_lun(req.lun).and_then(|id| self.luns.binary_search_by_key(&id, |(i, _)| *i).ok());
+        let idx = self.visible_index(req.nexus, req.lun);
         let lu = idx.map(|i| &*self.luns[i].1);
         let bs = lu.map_or(512, |l| l.block_size());
         let cdb = req.cdb;
@@ -191,8 +212,8 @@ impl ScsiTarget {
             return finish(lu, Err(Sense::illegal(Asc::LOGICAL_UNIT_NOT_SUPPORTED).into()), wanted);
         }
         let t = match lookup {
-            Lookup::Found(t) => t,
-            Lookup::UnknownOpcode => {
+            Lookup::Found(t) if commands::served_by(t, lu) => t,
+            Lookup::Found(_) | Lookup::UnknownOpcode => {
                 let s = Sense::illegal(Asc::INVALID_COMMAND_OPERATION_CODE);
                 return finish(lu, Err(s.into()), wanted);
             }
@@ -236,11 +257,12 @@ impl ScsiTarget {
     /// has used the LU, including the requester (SAM-5 §7.7). Aborting the
     /// LU's tasks is the transport's job (it owns the cancel tokens).
     pub fn lun_reset(&self, nexus: &Nexus, lun: [u8; 8]) -> TmfResult {
-        match self.lu_raw(lun) {
+        match self.visible_index(nexus, lun).map(|i| &self.luns[i].1) {
             None => TmfResult::LunDoesNotExist,
             Some(lu) => {
                 lu.ua.next(nexus, false); // make sure the requester is known
                 lu.reset(Asc::BUS_DEVICE_RESET_FUNCTION_OCCURRED);
+                self.registry.copy_manager().cancel_lu(&lu.naa());
                 TmfResult::Complete
             }
         }
@@ -248,10 +270,15 @@ impl ScsiTarget {
 
     /// TARGET WARM/COLD RESET (a hard reset, SAM-5 §6.3.2): every LU is reset
     /// and reports POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29h/00h).
+    /// LUNs masked from the requester are left alone.
     pub fn target_reset(&self, nexus: &Nexus) -> TmfResult {
-        for (_, lu) in &self.luns {
+        for ((_, lu), mask) in self.luns.iter().zip(&self.masks) {
+            if !mask.admits(&nexus.initiator_name) {
+                continue;
+            }
             lu.ua.next(nexus, false);
             lu.reset(Asc::POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED);
+            self.registry.copy_manager().cancel_lu(&lu.naa());
         }
         TmfResult::Complete
     }

@@ -261,7 +261,7 @@ fn vpd_supported_pages_and_serial() {
     assert_eq!(f.good(&inquiry(true, 0x80, 255), &[]), b"\x00\x80\x00\x06SER123".to_vec());
     // Every listed page is served.
     for p in [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2] {
-        let d = f.good(&inquiry(true, p, 255), &[]);
+        let d = f.good(&inquiry(true, p, 1024), &[]);
         assert_eq!(d[1], p);
         assert_eq!(usize::from(u16::from_be_bytes([d[2], d[3]])) + 4, d.len());
     }
@@ -1034,6 +1034,27 @@ fn rsoc_all_commands() {
         assert_eq!(&e[8..10], &[0, 0x0A]);
     }
     assert_eq!(f.good(&rsoc(false, 0, 0, 0, 10), &[]).len(), 10);
+}
+
+/// An LU with its copy manager disabled neither lists nor serves the
+/// third-party copy commands (83h/84h): it answers as for any command it
+/// does not implement, so hosts fall back instead of half-offloading.
+#[test]
+fn copy_commands_follow_third_party_copy_switch() {
+    let f = fx(64);
+    f.lu.set_third_party_copy(false);
+    let d = f.good(&rsoc(false, 0, 0, 0, 65535), &[]);
+    assert!(d[4..].chunks(8).all(|e| e[0] != 0x83 && e[0] != 0x84), "RSOC lists a copy command");
+    let d = f.good(&rsoc(false, 2, 0x83, 0x10, 512), &[]);
+    assert_eq!(d[1] & 0x07, 0x01, "POPULATE TOKEN reported as supported");
+    let xcopy = [0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    check(&f.run(&xcopy, &[]), SenseKey::ILLEGAL_REQUEST, Asc::INVALID_COMMAND_OPERATION_CODE);
+    let rrti = [0x84, 0x07, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0];
+    check(&f.run(&rrti, &[]), SenseKey::ILLEGAL_REQUEST, Asc::INVALID_COMMAND_OPERATION_CODE);
+    f.lu.set_third_party_copy(true);
+    let d = f.good(&rsoc(false, 0, 0, 0, 65535), &[]);
+    assert!(d[4..].chunks(8).any(|e| e[0] == 0x83 && e[3] == 0x10));
+    assert_eq!(f.good(&rsoc(false, 2, 0x83, 0x10, 512), &[])[1] & 0x07, 0x03);
 }
 
 #[test]

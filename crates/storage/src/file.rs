@@ -19,6 +19,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// How to open a file-backed LUN.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -174,6 +175,27 @@ impl FileStorage {
         };
         let report = snap.copy_range(0, self, offset, len)?;
         Ok((snap, report))
+    }
+
+    /// A hidden (unlinked) sparse file of `len` bytes in this store's directory.
+    fn anonymous_sibling(&self, len: u64, what: &str) -> Result<FileStorage> {
+        let dir = parent_dir(&self.path);
+        let ctx = || format!("{what} of {len} bytes beside {}", self.path.display());
+        let file = create_anonymous(dir).map_err(|e| StorageError::io(ctx(), e))?;
+        file.set_len(len).map_err(|e| StorageError::io(ctx(), e))?;
+        let st = rfs::fstat(&file).map_err(|e| StorageError::errno(ctx(), e))?;
+        Ok(FileStorage {
+            file,
+            path: dir.join(format!(
+                "({what} of {})",
+                self.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            )),
+            len,
+            read_only: false,
+            caps: self.caps,
+            id: (st.st_dev, st.st_ino),
+            zero_range: AtomicBool::new(true),
+        })
     }
 
     fn ctx(&self, what: std::fmt::Arguments<'_>) -> String {
@@ -435,6 +457,42 @@ impl Storage for FileStorage {
         Some(self.file.as_fd())
     }
 
+    /// Reflink every range into one unlinked file: only when the filesystem
+    /// shares extents and every range is aligned to its block size, so the
+    /// snapshot costs metadata alone.
+    fn snapshot(&self, ranges: &[(u64, u64)]) -> Result<Option<Arc<dyn Storage>>> {
+        let bs = u64::from(self.caps.fs_block_size.max(1));
+        let aligned = ranges.iter().all(|&(off, len)| {
+            off.checked_add(len).is_some_and(|end| end <= self.len) && off % bs == 0 && len % bs == 0
+        });
+        if !self.caps.reflink || self.read_only || !aligned {
+            return Ok(None);
+        }
+        let Some(total) = ranges.iter().try_fold(0u64, |a, &(_, l)| a.checked_add(l)) else { return Ok(None) };
+        let snap = self.anonymous_sibling(total, "snapshot")?;
+        let mut at = 0u64;
+        for &(off, len) in ranges {
+            let mut done = 0u64;
+            while done < len {
+                let n = (len - done).min(REFLINK_CHUNK);
+                match retry_eintr(|| ficlonerange(snap.file.as_fd(), self.file.as_fd(), off + done, n, at + done)) {
+                    Ok(()) => {}
+                    Err(e) if is_fallback_errno(e) => return Ok(None),
+                    Err(e) => {
+                        return Err(StorageError::errno(self.ctx(format_args!("snapshot clone {}+{n}", off + done)), e))
+                    }
+                }
+                done += n;
+            }
+            at += len;
+        }
+        Ok(Some(Arc::new(snap)))
+    }
+
+    fn scratch(&self, len: u64) -> Result<Option<Arc<dyn Storage>>> {
+        Ok(Some(Arc::new(self.anonymous_sibling(len, "scratch")?)))
+    }
+
     fn copy_range(&self, dst_offset: u64, src: &dyn Storage, src_offset: u64, len: u64) -> Result<CopyReport> {
         check_range(src.len(), src_offset, len)?;
         check_range(self.len, dst_offset, len)?;
@@ -597,6 +655,33 @@ fn link_tmpfile(file: &File, path: &Path) -> io::Result<()> {
 fn sync_dir(dir: &Path) -> io::Result<()> {
     let fd = rfs::openat(rfs::CWD, dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
     retry_eintr(|| rfs::fsync(&fd)).map_err(io::Error::from)
+}
+
+/// Remove what a crashed process left of our temporary files in `dir`:
+/// hidden `.<stem>.oxcopy-tmp.<pid>.<n>` names (the fallback where O_TMPFILE
+/// is unsupported: a LUN being created, a snapshot or scratch file between
+/// creation and unlink) whose process no longer runs. Returns what was
+/// removed. Call at start, before serving.
+pub fn remove_stale_temporaries(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let me = std::process::id();
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(tail) = name.strip_prefix('.').and_then(|n| n.split_once(".oxcopy-tmp.")).map(|(_, t)| t) else {
+            continue;
+        };
+        let Some(pid) = tail.split_once('.').and_then(|(p, n)| n.parse::<u64>().ok().and(p.parse::<u32>().ok())) else {
+            continue;
+        };
+        if pid == me || Path::new(&format!("/proc/{pid}")).exists() || !entry.file_type()?.is_file() {
+            continue;
+        }
+        std::fs::remove_file(entry.path())?;
+        removed.push(entry.path());
+    }
+    Ok(removed)
 }
 
 /// An unlinked file in `dir` (O_TMPFILE, or a temporary name removed at once).

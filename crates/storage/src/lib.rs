@@ -14,10 +14,11 @@ mod file;
 mod mem;
 
 pub use error::{Result, StorageError, StorageErrorKind};
-pub use file::{FileStorage, OpenOptions};
+pub use file::{remove_stale_temporaries, FileStorage, OpenOptions};
 pub use mem::MemStorage;
 
 use std::os::fd::BorrowedFd;
+use std::sync::Arc;
 
 /// How a range copy was (or would be) carried out, cheapest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -166,6 +167,24 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// file backends copy between each other with reflink / copy_file_range.
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         None
+    }
+
+    /// A point-in-time copy of `ranges` (byte offset, length), laid end to end
+    /// in a new hidden store, when this backend can make one cheaply (reflink:
+    /// metadata only). `Ok(None)` when it cannot — unaligned ranges, no reflink,
+    /// not a file — and the caller protects the ranges by copy-on-write instead.
+    /// The store is unlinked: nothing is left behind after a crash.
+    fn snapshot(&self, ranges: &[(u64, u64)]) -> Result<Option<Arc<dyn Storage>>> {
+        let _ = ranges;
+        Ok(None)
+    }
+
+    /// A sparse, hidden scratch store of `len` bytes beside this one (same
+    /// filesystem, so copies into it may share extents), for blocks preserved
+    /// by copy-on-write. `Ok(None)`: no such place; the caller uses memory.
+    fn scratch(&self, len: u64) -> Result<Option<Arc<dyn Storage>>> {
+        let _ = len;
+        Ok(None)
     }
 
     /// Copy `len` bytes from `src` at `src_offset` into `self` at `dst_offset`,

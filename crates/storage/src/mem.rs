@@ -2,6 +2,7 @@
 
 use crate::{check_range, AllocationRun, Capabilities, Result, Storage};
 use parking_lot::RwLock;
+use std::sync::Arc;
 
 /// A fixed-size store held in memory. Discard zeroes the range.
 #[derive(Debug)]
@@ -73,6 +74,11 @@ impl Storage for MemStorage {
 
     fn allocation(&self, _offset: u64, len: u64) -> Result<AllocationRun> {
         Ok(AllocationRun { mapped: true, len })
+    }
+
+    /// Memory stores never snapshot cheaply: callers use copy-on-write.
+    fn snapshot(&self, _ranges: &[(u64, u64)]) -> Result<Option<Arc<dyn Storage>>> {
+        Ok(None)
     }
 }
 

@@ -373,3 +373,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn stale_temporaries_of_dead_processes_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join(".snapshot.oxcopy-tmp.4000000.3");
+    let alive = dir.path().join(format!(".snapshot.oxcopy-tmp.{}.1", std::process::id()));
+    let lun_tmp = dir.path().join(".a.img.oxcopy-tmp.4000001.0");
+    let other = dir.path().join("a.img");
+    let odd = dir.path().join(".x.oxcopy-tmp.notapid.1");
+    for p in [&dead, &alive, &lun_tmp, &other, &odd] {
+        std::fs::write(p, b"x").unwrap();
+    }
+    let mut removed = oxcopy_storage::remove_stale_temporaries(dir.path()).unwrap();
+    removed.sort();
+    assert_eq!(removed, vec![lun_tmp.clone(), dead.clone()]);
+    assert!(alive.exists() && other.exists() && odd.exists());
+}

@@ -2,9 +2,9 @@
 //! several commands in flight, and the read-back verification.
 
 use super::endpoint::Endpoint;
-use super::plan::lcm;
 use crate::progress::Progress;
 use anyhow::Context;
+use oxcopy_initiator::plan::lcm;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;

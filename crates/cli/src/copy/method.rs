@@ -3,8 +3,9 @@
 //! Three engines: token copy (POPULATE TOKEN + WRITE USING TOKEN), EXTENDED
 //! COPY (one copy manager moves the data between two LUNs it reaches), and
 //! the host copy (we read and write). [`select`] is pure: it takes what the
-//! LUNs advertise ([`OffloadView`]) and what this build can run, and returns
-//! the engine plus, for `auto`, the fallback it took and why.
+//! LUNs advertise ([`OffloadView`]) and returns the engines to try in order;
+//! `oxcopy cp` runs them, and for `auto` falls back to the next one when an
+//! offload fails (recording the first failure as the [`Fallback`]).
 
 use crate::offload::OffloadCaps;
 use serde::Serialize;
@@ -40,15 +41,6 @@ impl Method {
         }
     }
 
-    /// Whether this build of oxcopy can run the engine.
-    pub fn built(self) -> Result<(), String> {
-        match self {
-            Method::Host => Ok(()),
-            Method::Xcopy => Err("EXTENDED COPY is not supported by this build of oxcopy yet".into()),
-            Method::Token => Err("token copy is not supported by this build of oxcopy yet".into()),
-        }
-    }
-
     /// Whether the endpoints allow the engine (reason when not).
     pub fn possible(self, v: &OffloadView) -> Result<(), String> {
         match self {
@@ -57,11 +49,6 @@ impl Method {
                 let (Some(src), Some(dst)) = (&v.src, &v.dst) else {
                     return Err("EXTENDED COPY needs an iSCSI source and destination".into());
                 };
-                if !v.same_portal {
-                    return Err("the source and destination are behind different portals: no single copy manager \
-                                is known to reach both"
-                        .into());
-                }
                 let can = |c: &OffloadCaps| c.extended_copy.as_ref().is_some_and(|x| x.can_copy_blocks());
                 if can(dst) || can(src) {
                     Ok(())
@@ -86,11 +73,6 @@ impl Method {
                 if !st.rod_types.iter().any(|r| r.token_out && dt.accepts(r.rod_type)) {
                     return Err("the destination LUN accepts none of the ROD token types the source creates".into());
                 }
-                if !v.same_portal && dt.remote_tokens < 6 {
-                    return Err("the source and destination are behind different portals and the destination \
-                                does not accept tokens of other targets"
-                        .into());
-                }
                 Ok(())
             }
         }
@@ -104,8 +86,6 @@ pub struct OffloadView {
     pub src: Option<OffloadCaps>,
     /// The destination's; `None` for a local destination.
     pub dst: Option<OffloadCaps>,
-    /// Both are iSCSI LUNs reached through the same portal address.
-    pub same_portal: bool,
 }
 
 /// `auto` did not use an offload it considered: which, and why.
@@ -115,44 +95,32 @@ pub struct Fallback {
     pub reason: String,
 }
 
-/// The chosen engine.
+/// The engines to try, in order, and whether failures may fall back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Selection {
-    pub method: Method,
-    pub fallback: Option<Fallback>,
+pub struct Plan {
+    /// Engines in order of preference; the last one is the host copy for `auto`.
+    pub methods: Vec<Method>,
+    /// `auto`: a failed offload falls back to the next engine (and says why).
+    pub may_fall_back: bool,
 }
 
-/// Choose the engine. An explicit method that cannot run is an error that
-/// says why; `auto` takes the best engine that can, and records a fallback
-/// only when an offload was possible but not taken.
-pub fn select(
-    arg: MethodArg,
-    v: &OffloadView,
-    built: impl Fn(Method) -> Result<(), String>,
-) -> Result<Selection, String> {
-    let explicit = |m: Method| -> Result<Selection, String> {
+/// Choose the engines. An explicit method the endpoints do not allow is an
+/// error that says why; `auto` lists every offload the endpoints allow
+/// (token, then EXTENDED COPY), then the host copy.
+pub fn select(arg: MethodArg, v: &OffloadView) -> Result<Plan, String> {
+    let explicit = |m: Method| -> Result<Plan, String> {
         m.possible(v).map_err(|why| format!("--method {}: {why}", m.name()))?;
-        built(m).map_err(|why| format!("--method {}: {why}", m.name()))?;
-        Ok(Selection { method: m, fallback: None })
+        Ok(Plan { methods: vec![m], may_fall_back: false })
     };
     match arg {
-        MethodArg::Host => Ok(Selection { method: Method::Host, fallback: None }),
+        MethodArg::Host => Ok(Plan { methods: vec![Method::Host], may_fall_back: false }),
         MethodArg::Xcopy => explicit(Method::Xcopy),
         MethodArg::Token => explicit(Method::Token),
         MethodArg::Auto => {
-            let mut fallback = None;
-            for m in [Method::Token, Method::Xcopy] {
-                if m.possible(v).is_err() {
-                    continue;
-                }
-                match built(m) {
-                    Ok(()) => return Ok(Selection { method: m, fallback }),
-                    Err(why) => {
-                        fallback.get_or_insert(Fallback { from: m.name(), reason: why });
-                    }
-                }
-            }
-            Ok(Selection { method: Method::Host, fallback })
+            let mut methods: Vec<Method> =
+                [Method::Token, Method::Xcopy].into_iter().filter(|m| m.possible(v).is_ok()).collect();
+            methods.push(Method::Host);
+            Ok(Plan { methods, may_fall_back: true })
         }
     }
 }
@@ -188,96 +156,70 @@ mod tests {
         c
     }
 
-    fn view(src: Option<OffloadCaps>, dst: Option<OffloadCaps>, same_portal: bool) -> OffloadView {
-        OffloadView { src, dst, same_portal }
+    /// (Portals do not matter: whether one copy manager reaches both LUNs,
+    /// or accepts the other's tokens, is found out by trying.)
+    fn view(src: Option<OffloadCaps>, dst: Option<OffloadCaps>, _same_portal: bool) -> OffloadView {
+        OffloadView { src, dst }
     }
 
-    fn all_built(_: Method) -> Result<(), String> {
-        Ok(())
+    fn methods(arg: MethodArg, v: &OffloadView) -> Vec<Method> {
+        select(arg, v).unwrap().methods
     }
 
     #[test]
     fn host_always_works() {
         for v in [view(None, None, false), view(Some(token_caps()), Some(token_caps()), true)] {
-            let s = select(MethodArg::Host, &v, Method::built).unwrap();
-            assert_eq!(s, Selection { method: Method::Host, fallback: None });
+            assert_eq!(
+                select(MethodArg::Host, &v).unwrap(),
+                Plan { methods: vec![Method::Host], may_fall_back: false }
+            );
         }
     }
 
     #[test]
-    fn auto_without_offload_is_a_silent_host_copy() {
+    fn auto_without_offload_is_a_host_copy() {
         for v in [
             view(None, None, false),
             view(None, Some(token_caps()), false),
             view(Some(OffloadCaps::default()), Some(OffloadCaps::default()), true),
-            // Offload on both, but behind different portals: nothing is possible.
-            view(Some(xcopy_caps()), Some(xcopy_caps()), false),
         ] {
-            let s = select(MethodArg::Auto, &v, Method::built).unwrap();
-            assert_eq!(s, Selection { method: Method::Host, fallback: None }, "{v:?}");
+            assert_eq!(methods(MethodArg::Auto, &v), vec![Method::Host], "{v:?}");
         }
     }
 
     #[test]
-    fn auto_says_why_it_fell_back_when_offload_was_possible() {
+    fn auto_prefers_tokens_then_xcopy_then_host() {
+        let v = view(Some(token_caps()), Some(token_caps()), true);
+        assert_eq!(methods(MethodArg::Auto, &v), vec![Method::Token, Method::Xcopy, Method::Host]);
+        assert!(select(MethodArg::Auto, &v).unwrap().may_fall_back);
         let v = view(Some(xcopy_caps()), Some(xcopy_caps()), true);
-        let s = select(MethodArg::Auto, &v, Method::built).unwrap();
-        assert_eq!(s.method, Method::Host);
-        let f = s.fallback.unwrap();
-        assert_eq!(f.from, "xcopy");
-        assert!(f.reason.contains("not supported by this build"), "{}", f.reason);
-        // Tokens possible too: the token fallback is reported first.
-        let v = view(Some(token_caps()), Some(token_caps()), true);
-        let s = select(MethodArg::Auto, &v, Method::built).unwrap();
-        assert_eq!(s.fallback.unwrap().from, "token");
-    }
-
-    #[test]
-    fn auto_prefers_tokens_then_xcopy_once_built() {
-        let v = view(Some(token_caps()), Some(token_caps()), true);
-        assert_eq!(select(MethodArg::Auto, &v, all_built).unwrap().method, Method::Token);
-        let v = view(Some(xcopy_caps()), Some(xcopy_caps()), true);
-        assert_eq!(
-            select(MethodArg::Auto, &v, all_built).unwrap(),
-            Selection { method: Method::Xcopy, fallback: None }
-        );
-        // Only xcopy built: token possible but skipped, recorded as the fallback.
-        let only_xcopy = |m: Method| if m == Method::Token { Err("no tokens".to_string()) } else { Ok(()) };
-        let v = view(Some(token_caps()), Some(token_caps()), true);
-        let s = select(MethodArg::Auto, &v, only_xcopy).unwrap();
-        assert_eq!(s.method, Method::Xcopy);
-        assert_eq!(s.fallback.unwrap().from, "token");
+        assert_eq!(methods(MethodArg::Auto, &v), vec![Method::Xcopy, Method::Host]);
+        // Either LUN's copy manager will do for EXTENDED COPY.
+        let v = view(Some(xcopy_caps()), Some(OffloadCaps::default()), true);
+        assert_eq!(methods(MethodArg::Auto, &v), vec![Method::Xcopy, Method::Host]);
     }
 
     #[test]
     fn explicit_methods_fail_with_a_reason() {
         let local = view(None, None, false);
-        let e = select(MethodArg::Xcopy, &local, all_built).unwrap_err();
+        let e = select(MethodArg::Xcopy, &local).unwrap_err();
         assert!(e.starts_with("--method xcopy: EXTENDED COPY needs an iSCSI source"), "{e}");
-        let e = select(MethodArg::Token, &local, all_built).unwrap_err();
+        let e = select(MethodArg::Token, &local).unwrap_err();
         assert!(e.contains("needs an iSCSI source"), "{e}");
         let v = view(Some(token_caps()), Some(token_caps()), true);
-        let e = select(MethodArg::Xcopy, &v, Method::built).unwrap_err();
-        assert_eq!(e, "--method xcopy: EXTENDED COPY is not supported by this build of oxcopy yet");
-        let e = select(MethodArg::Token, &v, Method::built).unwrap_err();
-        assert_eq!(e, "--method token: token copy is not supported by this build of oxcopy yet");
+        assert_eq!(select(MethodArg::Xcopy, &v).unwrap(), Plan { methods: vec![Method::Xcopy], may_fall_back: false });
         // Devices without offload.
         let none = view(Some(OffloadCaps::default()), Some(OffloadCaps::default()), true);
-        assert!(select(MethodArg::Xcopy, &none, all_built).unwrap_err().contains("neither LUN advertises"));
-        assert!(select(MethodArg::Token, &none, all_built).unwrap_err().contains("cannot create ROD tokens"));
+        assert!(select(MethodArg::Xcopy, &none).unwrap_err().contains("neither LUN advertises"));
+        assert!(select(MethodArg::Token, &none).unwrap_err().contains("cannot create ROD tokens"));
         // Token types that do not match.
         let mut dst = token_caps();
         dst.token.as_mut().unwrap().rod_types =
             vec![RodTypeCap { rod_type: 0xffff_0001, token_in: true, token_out: false }];
         let v = view(Some(token_caps()), Some(dst), true);
-        assert!(select(MethodArg::Token, &v, all_built).unwrap_err().contains("accepts none"));
-        // Remote tokens across portals.
+        assert!(select(MethodArg::Token, &v).unwrap_err().contains("accepts none"));
+        // Different portals (maybe different daemons): tried, not refused up front.
         let v = view(Some(token_caps()), Some(token_caps()), false);
-        assert!(select(MethodArg::Token, &v, all_built).unwrap_err().contains("different portals"));
-        let mut dst = token_caps();
-        dst.token.as_mut().unwrap().remote_tokens = 6;
-        let v = view(Some(token_caps()), Some(dst), false);
-        assert_eq!(select(MethodArg::Token, &v, all_built).unwrap().method, Method::Token);
-        assert!(select(MethodArg::Xcopy, &v, all_built).unwrap_err().contains("different portals"));
+        assert_eq!(methods(MethodArg::Auto, &v), vec![Method::Token, Method::Xcopy, Method::Host]);
     }
 }

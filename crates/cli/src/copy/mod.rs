@@ -5,7 +5,9 @@ pub mod endpoint;
 pub mod host;
 pub mod local;
 pub mod method;
-pub mod plan;
+pub mod offload;
+pub mod token;
+pub mod xcopy;
 
 use crate::conn::{Connector, IscsiLun};
 use crate::fail;
@@ -15,6 +17,7 @@ use crate::url::{parse_location, IscsiUrl, Location};
 use endpoint::{Endpoint, LocalInfo, LocalKind, Side};
 use local::LocalReport;
 use method::{Fallback, Method, MethodArg, OffloadView};
+use offload::OffloadReport;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -49,6 +52,8 @@ pub struct Summary {
     pub queue_depth: Option<usize>,
     /// Local → local: bytes per kernel method.
     pub local: Option<LocalReport>,
+    /// Token copy / EXTENDED COPY: commands, polls, tokens.
+    pub offload: Option<OffloadReport>,
     pub verify: Option<host::VerifyReport>,
 }
 
@@ -183,11 +188,18 @@ pub async fn cp(conn: &Connector, o: &CpOptions) -> anyhow::Result<()> {
         Opened::Iscsi(l) => Some(l.offload.clone()),
         Opened::Local(_) => None,
     };
-    let same_portal = matches!((&src_o, &dst_o), (Opened::Iscsi(a), Opened::Iscsi(b)) if a.addr == b.addr);
-    let view = OffloadView { src: caps(&src_o), dst: caps(&dst_o), same_portal };
-    let sel = method::select(o.method, &view, Method::built).map_err(fail::usage)?;
-    if let Some(f) = &sel.fallback {
-        eprintln!("oxcopy: note: {} offload is possible here, using the host copy instead: {}", f.from, f.reason);
+    let view = OffloadView { src: caps(&src_o), dst: caps(&dst_o) };
+    let plan = method::select(o.method, &view).map_err(fail::usage)?;
+    // Two LUNs but no offload to try: say why once (a local end needs no explanation).
+    let mut no_offload = None;
+    if plan.may_fall_back && plan.methods == [Method::Host] && view.src.is_some() && view.dst.is_some() {
+        let why: Vec<String> = [Method::Token, Method::Xcopy]
+            .iter()
+            .filter_map(|m| m.possible(&view).err().map(|e| format!("{}: {e}", m.name())))
+            .collect();
+        let reason = why.join("; ");
+        errln!("oxcopy: note: no copy offload between these LUNs, using the host copy ({reason})");
+        no_offload = Some(Fallback { from: Method::Token.name(), reason });
     }
 
     // Open for I/O (this creates / truncates a local destination).
@@ -214,48 +226,65 @@ pub async fn cp(conn: &Connector, o: &CpOptions) -> anyhow::Result<()> {
 
     let t0 = Instant::now();
     let mut summary = Summary {
-        method: sel.method.name(),
+        method: plan.methods[0].name(),
         bytes,
         seconds: 0.0,
         bytes_per_second: 0.0,
         wire_bytes_sent: 0,
         wire_bytes_received: 0,
-        fallback: sel.fallback.clone(),
+        fallback: no_offload,
         source: src.name.clone(),
         destination: dst.name.clone(),
         transfer_bytes: None,
         queue_depth: None,
         local: None,
+        offload: None,
         verify: None,
     };
     let chunk = host::transfer_size(&[host::hints(&src), host::hints(&dst)].into_iter().flatten().collect::<Vec<_>>());
-    match sel.method {
-        Method::Host => {
-            let both_files = [&src, &dst].iter().all(|e| e.local().is_some_and(|f| f.kind == LocalKind::Regular));
-            if both_files {
-                let progress = Progress::new(o.progress, bytes, "local");
-                let (s, d) = (src.local().map(|f| f.path.clone()), dst.local().map(|f| f.path.clone()));
-                let p = progress.clone();
-                let report = tokio::task::spawn_blocking(move || match (s, d) {
-                    (Some(s), Some(d)) => local::copy_files(&s, &d, bytes, &p),
-                    _ => Err(anyhow::anyhow!("internal error: local copy without files")),
-                })
-                .await??;
-                progress.finish();
-                summary.local = Some(report);
-            } else {
-                let progress = Progress::new(o.progress, bytes, "host");
-                let qd = o.queue_depth;
-                host::copy(&src, &dst, bytes, chunk, qd, &progress).await?;
-                dst.flush().await?;
-                progress.finish();
-                summary.transfer_bytes = Some(chunk);
-                summary.queue_depth = Some(qd);
+    for (i, &m) in plan.methods.iter().enumerate() {
+        summary.method = m.name();
+        let last = i + 1 == plan.methods.len();
+        match m {
+            Method::Host => {
+                run_host(o, &src, &dst, bytes, chunk, &mut summary).await?;
+                break;
             }
-        }
-        Method::Xcopy | Method::Token => {
-            // Unreachable until the engines land: `select` refuses them.
-            return Err(fail::usage(sel.method.built().err().unwrap_or_default()));
+            Method::Xcopy | Method::Token => {
+                let (Some(s), Some(d)) = (src.iscsi(), dst.iscsi()) else {
+                    return Err(anyhow::anyhow!("internal error: offload without two LUNs"));
+                };
+                let progress = Progress::new(o.progress, bytes, m.name());
+                let r = if m == Method::Xcopy {
+                    xcopy::copy(s, src.offset, d, dst.offset, bytes, &progress).await
+                } else {
+                    token::copy(s, src.offset, d, dst.offset, bytes, &progress).await
+                };
+                progress.finish();
+                match r {
+                    Ok(report) => {
+                        // The copy manager wrote through its own cache: make it durable like a host copy.
+                        dst.flush().await?;
+                        summary.offload = Some(report);
+                        break;
+                    }
+                    Err(e) if plan.may_fall_back && !last => {
+                        let next = plan.methods[i + 1].name();
+                        errln!("oxcopy: note: {} failed, falling back to {next}: {}", human_method(m), e.reason);
+                        summary.fallback.get_or_insert(Fallback { from: m.name(), reason: e.reason });
+                    }
+                    Err(e) => {
+                        let what = if plan.may_fall_back { "" } else { "--method " };
+                        return Err(anyhow::anyhow!(
+                            "{what}{}: {} ({} of {} copied before it stopped)",
+                            m.name(),
+                            e.reason,
+                            human::bytes(e.done),
+                            human::bytes(bytes)
+                        ));
+                    }
+                }
+            }
         }
     }
     summary.seconds = t0.elapsed().as_secs_f64();
@@ -298,6 +327,48 @@ pub async fn cp(conn: &Connector, o: &CpOptions) -> anyhow::Result<()> {
     }
 }
 
+/// The engine in words, for notes.
+fn human_method(m: Method) -> &'static str {
+    match m {
+        Method::Token => "token copy (POPULATE TOKEN / WRITE USING TOKEN)",
+        Method::Xcopy => "EXTENDED COPY",
+        Method::Host => "host copy",
+    }
+}
+
+/// The host copy (or a local → local copy between regular files).
+async fn run_host(
+    o: &CpOptions,
+    src: &Endpoint,
+    dst: &Endpoint,
+    bytes: u64,
+    chunk: u64,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let both_files = [src, dst].iter().all(|e| e.local().is_some_and(|f| f.kind == LocalKind::Regular));
+    if both_files {
+        let progress = Progress::new(o.progress, bytes, "local");
+        let (s, d) = (src.local().map(|f| f.path.clone()), dst.local().map(|f| f.path.clone()));
+        let p = progress.clone();
+        let report = tokio::task::spawn_blocking(move || match (s, d) {
+            (Some(s), Some(d)) => local::copy_files(&s, &d, bytes, &p),
+            _ => Err(anyhow::anyhow!("internal error: local copy without files")),
+        })
+        .await??;
+        progress.finish();
+        summary.local = Some(report);
+    } else {
+        let progress = Progress::new(o.progress, bytes, "host");
+        let qd = o.queue_depth;
+        host::copy(src, dst, bytes, chunk, qd, &progress).await?;
+        dst.flush().await?;
+        progress.finish();
+        summary.transfer_bytes = Some(chunk);
+        summary.queue_depth = Some(qd);
+    }
+    Ok(())
+}
+
 /// Wire bytes (sent, received) over both sessions.
 fn wire(src: &Endpoint, dst: &Endpoint) -> (u64, u64) {
     let mut t = (0, 0);
@@ -323,6 +394,17 @@ async fn logout(src: &Endpoint, dst: &Endpoint) {
 fn print_summary(s: &Summary) {
     let how = match (&s.local, s.transfer_bytes) {
         (Some(l), _) => format!("locally ({})", l.describe()),
+        (None, None) if s.offload.is_some() => {
+            let r = s.offload.as_ref().map(|r| (r.commands, r.copy_manager.as_str())).unwrap_or_default();
+            let what = if s.method == "token" { "token copy" } else { "EXTENDED COPY" };
+            format!(
+                "by {what} ({} commands, {}; {} sent, {} received on the wire)",
+                r.0,
+                r.1,
+                human::bytes(s.wire_bytes_sent),
+                human::bytes(s.wire_bytes_received)
+            )
+        }
         (None, Some(t)) => format!(
             "by host copy ({} per command, {} in flight; {} sent, {} received on the wire)",
             human::bytes(t),

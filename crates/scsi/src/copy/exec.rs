@@ -3,8 +3,9 @@
 //! copy_file_range, then read/write, chosen per extent by the backend).
 //!
 //! Every protocol front end that copies uses this: EXTENDED COPY segments
-//! today, WRITE USING TOKEN ranges next (a token's ranges become a list of
-//! [`Extent`]s), NVMe Copy later.
+//! through [`copy_extents`]; WRITE USING TOKEN (`odx`) through the same
+//! chunking, lock order (`lock_chunk`) and write-hook rule with its own
+//! source (snapshot, copy-on-write store or live LU); NVMe Copy later.
 //!
 //! # Chunks, locks, cancellation
 //! An extent is copied in chunks of at most [`ExecControl::chunk_bytes`], so
@@ -84,7 +85,7 @@ impl Progress {
     pub fn operations(&self) -> u64 {
         self.operations.load(Ordering::Acquire)
     }
-    fn add(&self, bytes: u64) {
+    pub(crate) fn add(&self, bytes: u64) {
         self.bytes.fetch_add(bytes, Ordering::AcqRel);
         self.operations.fetch_add(1, Ordering::AcqRel);
     }
@@ -144,7 +145,7 @@ pub enum ExecError {
 }
 
 /// Blocks `[first, end)` touched by `len` bytes at byte `off` of `lu`.
-fn blocks_of(lu: &LogicalUnit, off: u64, len: u64) -> (u64, u64) {
+pub(crate) fn blocks_of(lu: &LogicalUnit, off: u64, len: u64) -> (u64, u64) {
     let bs = u64::from(lu.block_size().max(1));
     (off / bs, (off + len).div_ceil(bs))
 }
@@ -155,7 +156,7 @@ fn order_key(lu: &LogicalUnit) -> ([u8; 16], usize) {
 }
 
 /// Take the chunk's locks in the global order (see the module docs).
-fn lock_chunk<'a>(
+pub(crate) fn lock_chunk<'a>(
     src: &'a LogicalUnit,
     src_off: u64,
     dst: &'a LogicalUnit,

@@ -1,6 +1,6 @@
-//! The copy manager: EXTENDED COPY (LID1) and RECEIVE COPY RESULTS today;
-//! POPULATE TOKEN / WRITE USING TOKEN / RECEIVE ROD TOKEN INFORMATION and
-//! COPY OPERATION ABORT plug into the same pieces next.
+//! The copy manager: EXTENDED COPY (LID1), RECEIVE COPY RESULTS and token
+//! copy (POPULATE TOKEN / WRITE USING TOKEN / RECEIVE ROD TOKEN INFORMATION /
+//! REPORT ALL ROD TOKENS / COPY OPERATION ABORT) on the same pieces.
 //!
 //! | module | role |
 //! |---|---|
@@ -13,27 +13,29 @@
 //! | `vpd` | the Third-party Copy VPD page (8Fh) |
 //! | [`rod_params`] | POPULATE TOKEN / WRITE USING TOKEN parameter lists → typed values, in the validation order of the digest §3 |
 //! | [`rod_plan`] | WRITE USING TOKEN planning: ROD + OFFSET INTO ROD + scatter list → byte runs (block sizes, underrun 0Dh/04h) |
-//! | [`rod_results`] | RECEIVE ROD TOKEN INFORMATION body (Windows rules) and the 8Fh descriptors 0000h/0106h/0108h, not yet advertised |
+//! | [`rod_results`] | RECEIVE ROD TOKEN INFORMATION body (Windows rules) and the 8Fh descriptors 0000h/0106h/0108h |
 //! | [`token`] | ROD tokens: 512-byte layout, HMAC-SHA256 under the copy-domain key, the [`token::TokenStore`] (verify before lookup, refcount, expiry, DEL_TKN, revocation) |
+//! | [`rod`] | the token side of the copy manager: [`rod::RodManager`] (token store, point-in-time snapshots and copy-on-write, snapshot-space account, background spawner) |
+//! | `odx` | the token copy commands: POPULATE TOKEN, WRITE USING TOKEN, COPY OPERATION ABORT, RECEIVE ROD TOKEN INFORMATION, REPORT ALL ROD TOKENS |
 //!
 //! Every advertised number is a constant in [`limits`], read by the VPD
 //! page, OPERATING PARAMETERS and the validation alike.
 //!
-//! For token copy (next issue): POPULATE TOKEN and WRITE USING TOKEN are
-//! [`CopyOperation`]s begun through [`CopyManager::begin`] with their own
-//! service action (same list-identifier namespace, so RECEIVE COPY STATUS
-//! (LID4) and RRTI find them); background (IMMED) runs keep the `Arc` and
-//! update [`exec::Progress`]; COPY OPERATION ABORT finds them with
-//! [`CopyManager::running`] and cancels [`CopyOperation::cancel_token`];
-//! WRITE USING TOKEN hands its ranges to [`exec::copy_extents`], and a
-//! point-in-time source is protected by a [`crate::lu::WriteHook`], which
-//! the executor also honours on copy destinations.
+//! Token copy: POPULATE TOKEN and WRITE USING TOKEN are [`CopyOperation`]s
+//! begun through [`CopyManager::begin`] with their own service action (same
+//! list-identifier namespace, so RECEIVE COPY STATUS (LID4) and RRTI find
+//! them); background (IMMED) runs keep the `Arc` and update
+//! [`exec::Progress`]; COPY OPERATION ABORT finds them with
+//! [`CopyManager::running`] and cancels [`CopyOperation::cancel_token`].
+//! The tokens themselves live in the registry's [`RodManager`].
 
 mod codec;
 pub mod exec;
+mod odx;
 pub mod ops;
 pub mod params;
 mod results;
+pub mod rod;
 pub mod rod_params;
 pub mod rod_plan;
 pub mod rod_results;
@@ -45,7 +47,9 @@ mod xcopy;
 mod tests;
 
 pub use exec::{copy_extent, copy_extents, ExecControl, ExecError, Extent, Progress};
-pub use ops::{Completion, Consume, CopyManager, CopyOperation, ListKey, OpSnapshot, OpStatus};
+pub use odx::CopyOutServiceAction;
+pub use ops::{Completion, Consume, CopyManager, CopyOperation, ListKey, OpSnapshot, OpStatus, RodInfo};
+pub use rod::{RodConfig, RodManager, Spawner, TokenScope};
 
 use crate::exec::{CmdResult, Ctx};
 use crate::lu::LogicalUnit;
@@ -62,6 +66,8 @@ impl CopyInServiceAction {
     pub const OPERATING_PARAMETERS: u8 = 0x03;
     pub const FAILED_SEGMENT_DETAILS: u8 = 0x04;
     pub const COPY_STATUS_LID4: u8 = 0x05;
+    pub const RECEIVE_ROD_TOKEN_INFORMATION: u8 = 0x07;
+    pub const REPORT_ALL_ROD_TOKENS: u8 = 0x08;
 }
 
 /// The copy manager's advertised limits: RECEIVE COPY OPERATING
@@ -99,8 +105,8 @@ pub mod limits {
 
 /// Body of the Third-party Copy VPD page (8Fh) for `lu`, or `None` when
 /// the LU does not advertise a copy manager.
-pub(crate) fn vpd_third_party_copy(lu: &LogicalUnit) -> Option<Vec<u8>> {
-    lu.third_party_copy().then(|| vpd::page_body(lu))
+pub(crate) fn vpd_third_party_copy(lu: &LogicalUnit, rod: &RodManager) -> Option<Vec<u8>> {
+    lu.third_party_copy().then(|| vpd::page_body(lu, rod))
 }
 
 // Command-table entry points.
@@ -128,4 +134,29 @@ pub(crate) fn receive_copy_failure_details(ctx: &Ctx<'_>) -> CmdResult {
 /// 84h/05h RECEIVE COPY STATUS (LID4).
 pub(crate) fn receive_copy_status_lid4(ctx: &Ctx<'_>) -> CmdResult {
     results::copy_status_lid4(ctx)
+}
+
+/// 83h/10h POPULATE TOKEN.
+pub(crate) fn populate_token(ctx: &Ctx<'_>) -> CmdResult {
+    odx::populate_token(ctx)
+}
+
+/// 83h/11h WRITE USING TOKEN.
+pub(crate) fn write_using_token(ctx: &Ctx<'_>) -> CmdResult {
+    odx::write_using_token(ctx)
+}
+
+/// 83h/1Ch COPY OPERATION ABORT.
+pub(crate) fn copy_operation_abort(ctx: &Ctx<'_>) -> CmdResult {
+    odx::copy_operation_abort(ctx)
+}
+
+/// 84h/07h RECEIVE ROD TOKEN INFORMATION.
+pub(crate) fn receive_rod_token_information(ctx: &Ctx<'_>) -> CmdResult {
+    odx::receive_rod_token_information(ctx)
+}
+
+/// 84h/08h REPORT ALL ROD TOKENS.
+pub(crate) fn report_all_rod_tokens(ctx: &Ctx<'_>) -> CmdResult {
+    odx::report_all_rod_tokens(ctx)
 }

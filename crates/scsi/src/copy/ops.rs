@@ -88,6 +88,23 @@ pub struct OpSnapshot {
     pub scsi_status: ScsiStatus,
     /// Final sense data, if any.
     pub sense: Option<Vec<u8>>,
+    /// Token copy only: what RECEIVE ROD TOKEN INFORMATION reports.
+    pub rod: Option<RodInfo>,
+}
+
+/// What a POPULATE TOKEN / WRITE USING TOKEN operation adds to its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RodInfo {
+    /// Logical block length the transfer count counts in (the LU addressed).
+    pub block_size: u32,
+    /// Blocks the command asked for.
+    pub requested_blocks: u64,
+    /// Runs in the background (IMMED=1): in progress reads 12h, not 11h.
+    pub background: bool,
+    /// POPULATE TOKEN: blocks represented, once the token exists.
+    pub represented_blocks: u64,
+    /// POPULATE TOKEN: the token, once it exists.
+    pub token: Option<Box<[u8; super::token::TOKEN_LEN]>>,
 }
 
 /// One copy operation, shared by its runner and its observers.
@@ -100,6 +117,7 @@ pub struct CopyOperation {
     progress: Progress,
     segments: AtomicU32,
     done: Mutex<Option<(Completion, Instant)>>,
+    rod: Mutex<Option<RodInfo>>,
 }
 
 impl CopyOperation {
@@ -119,6 +137,16 @@ impl CopyOperation {
     pub fn segment_done(&self) {
         self.segments.fetch_add(1, Ordering::AcqRel);
     }
+    /// Attach (or update) the token-copy details RRTI reports.
+    pub fn set_rod_info(&self, info: RodInfo) {
+        *self.rod.lock() = Some(info);
+    }
+    /// Update the token-copy details in place (no-op without them).
+    pub fn update_rod_info(&self, f: impl FnOnce(&mut RodInfo)) {
+        if let Some(r) = self.rod.lock().as_mut() {
+            f(r);
+        }
+    }
     /// A consistent view for status commands.
     pub fn snapshot(&self) -> OpSnapshot {
         let done = self.done.lock().clone();
@@ -134,6 +162,7 @@ impl CopyOperation {
             operations: self.progress.operations(),
             scsi_status,
             sense,
+            rod: self.rod.lock().clone(),
         }
     }
     fn completed_at(&self) -> Option<Instant> {
@@ -182,6 +211,8 @@ impl Records {
 pub struct CopyManager {
     records: Mutex<Records>,
     retention: Duration,
+    /// Operations running at once across every LU (daemon-wide bound).
+    max_total: AtomicU32,
 }
 
 impl Default for CopyManager {
@@ -207,7 +238,18 @@ impl CopyManager {
 
     /// No records; completed ones kept for `retention` when unread.
     pub fn with_retention(retention: Duration) -> Self {
-        CopyManager { records: Mutex::new(Records::default()), retention }
+        CopyManager { records: Mutex::new(Records::default()), retention, max_total: AtomicU32::new(u32::MAX) }
+    }
+
+    /// Bound the operations running at once across every LU; beyond it
+    /// [`CopyManager::begin`] fails with INSUFFICIENT RESOURCES.
+    pub fn set_max_concurrent(&self, n: u32) {
+        self.max_total.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// Operations running right now, across every LU.
+    pub fn running_total(&self) -> u32 {
+        self.records.lock().running.values().sum()
     }
 
     /// Start an operation for `nexus` on `lu`. `list_id` is `None` for LIST
@@ -239,6 +281,9 @@ impl CopyManager {
         if running >= u32::from(limits::TOTAL_CONCURRENT_COPIES) {
             return Err(Sense::illegal(Asc::INSUFFICIENT_RESOURCES));
         }
+        if r.running.values().sum::<u32>() >= self.max_total.load(Ordering::Relaxed) {
+            return Err(Sense::illegal(Asc::INSUFFICIENT_RESOURCES));
+        }
         if key.is_some() && r.entries.len() >= MAX_RECORDS && !r.evict_oldest_completed() {
             return Err(Sense::illegal(Asc::INSUFFICIENT_RESOURCES));
         }
@@ -250,6 +295,7 @@ impl CopyManager {
             progress: Progress::default(),
             segments: AtomicU32::new(0),
             done: Mutex::new(None),
+            rod: Mutex::new(None),
         });
         *r.running.entry(naa).or_insert(0) += 1;
         if let Some(k) = key {
@@ -304,6 +350,37 @@ impl CopyManager {
         let key = ListKey { nexus: nexus.clone(), lu: lu.naa(), list_id };
         let r = self.records.lock();
         r.entries.get(&key).filter(|e| e.op.completed_at().is_none()).map(|e| e.op.clone())
+    }
+
+    /// Whether `nexus` has a record (running or completed) of `list_id` on `lu`.
+    pub fn known(&self, nexus: &Nexus, lu: &LogicalUnit, list_id: u32) -> bool {
+        let key = ListKey { nexus: nexus.clone(), lu: lu.naa(), list_id };
+        self.records.lock().entries.contains_key(&key)
+    }
+
+    /// Cancel every running operation on the LU with designator `naa`,
+    /// whichever nexus started it: a LOGICAL UNIT RESET or hard reset ends
+    /// background (IMMED) copies too, not only the tasks still in flight.
+    /// Their records stay, reading "aborted". Returns how many were running.
+    pub fn cancel_lu(&self, naa: &[u8; 16]) -> usize {
+        self.cancel_where(|k| &k.lu == naa)
+    }
+
+    /// Cancel every running operation (daemon shutdown).
+    pub fn cancel_all(&self) -> usize {
+        self.cancel_where(|_| true)
+    }
+
+    fn cancel_where(&self, mut pred: impl FnMut(&ListKey) -> bool) -> usize {
+        let r = self.records.lock();
+        let mut n = 0;
+        for (k, e) in &r.entries {
+            if e.op.completed_at().is_none() && pred(k) {
+                e.op.cancel.cancel();
+                n += 1;
+            }
+        }
+        n
     }
 
     /// The I_T nexus is gone: its running operations are cancelled and its
@@ -407,6 +484,26 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         assert!(m.lookup(&nx(1), &a, 1, Consume::Status).is_none(), "expired unread");
         assert_eq!(m.record_count(), 0);
+    }
+
+    #[test]
+    fn lu_reset_and_shutdown_cancel_running_operations_of_every_nexus() {
+        let m = CopyManager::new();
+        let (a, b) = (lu(1), lu(2));
+        let a1 = m.begin(&nx(1), &a, Some(1), 0).unwrap();
+        let a2 = m.begin(&nx(2), &a, Some(1), 0).unwrap();
+        let b1 = m.begin(&nx(1), &b, Some(1), 0).unwrap();
+        let done = m.begin(&nx(1), &a, Some(2), 0).unwrap();
+        m.finish(&done, ok());
+        assert_eq!(m.cancel_lu(&a.naa()), 2, "only the running ones on LU a");
+        assert!(a1.cancel_token().is_cancelled() && a2.cancel_token().is_cancelled());
+        assert!(!b1.cancel_token().is_cancelled(), "another LU is untouched");
+        assert_eq!(m.cancel_all(), 3, "cancelled-but-unfinished still count as running");
+        assert!(b1.cancel_token().is_cancelled());
+        for o in [a1, a2, b1] {
+            m.finish(&o, ok());
+        }
+        assert_eq!((m.running_total(), m.cancel_all()), (0, 0));
     }
 
     #[test]

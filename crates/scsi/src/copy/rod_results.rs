@@ -2,9 +2,7 @@
 //! digest §4.5, with the Windows rules), and the Third-party Copy VPD
 //! descriptors token copy adds (0000h Block Device ROD Token Limits, 0106h
 //! ROD Token Features, 0108h Supported ROD Types; digest §6). Pure byte
-//! builders: the commands that use them are wired in once POPULATE TOKEN and
-//! WRITE USING TOKEN execute (advertising them earlier would make Windows
-//! try ODX against a target that cannot do it).
+//! builders, used by `odx` (RRTI) and `vpd` (page 8Fh).
 
 use super::rod_params::RodLimits;
 use super::token::{RodType, TOKEN_LEN};

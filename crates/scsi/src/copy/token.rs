@@ -16,7 +16,7 @@
 //! | 96..128 | DEVICE TYPE SPECIFIC DATA (READ CAPACITY(16) bytes 8..: block length, LBPPBE, LBPME/LBPRZ) |
 //! | 128..416 | TARGET DEVICE DESCRIPTOR: SCSI name string designator of the creating target |
 //! | 416..432 | copy manager identifier (which daemon of the copy domain issued it) |
-//! | 432..440 | creator LU generation (a resize or reconfiguration revokes) |
+//! | 432..440 | GENERATION: the issuing daemon's per-start generation (a token of an earlier run is unknown) |
 //! | 440..448 | reserved |
 //! | 448..480 | 32 random bytes |
 //! | 480..512 | HMAC-SHA256(copy-domain key, bytes 0..480) |
@@ -271,7 +271,7 @@ pub struct CreatorInfo {
     pub lbpme: bool,
     /// Unmapped blocks read as zero (LBPRZ).
     pub lbprz: bool,
-    /// The LU's configuration generation: changing it (resize, reconfigure) revokes tokens.
+    /// The issuing copy manager's per-start generation ([`TokenStore::with_generation`]).
     pub generation: u64,
 }
 
@@ -463,6 +463,7 @@ pub struct TokenStore<P> {
     clock: Arc<dyn Clock>,
     limits: TokenLimits,
     next_id: AtomicU64,
+    generation: Option<u64>,
     inner: Mutex<Inner<P>>,
 }
 
@@ -494,12 +495,7 @@ impl<P> TokenRef<'_, P> {
 
 impl<P> Drop for TokenRef<'_, P> {
     fn drop(&mut self) {
-        let now = self.store.clock.now();
-        let mut inner = self.store.inner.lock();
-        if let Some(e) = inner.live.get_mut(&self.header.id) {
-            e.refs = e.refs.saturating_sub(1);
-            e.last_active = now;
-        }
+        self.store.release(self.header.id);
     }
 }
 
@@ -517,7 +513,40 @@ impl<P> TokenStore<P> {
             clock,
             limits,
             next_id: AtomicU64::new(start),
+            generation: None,
             inner: Mutex::new(Inner { live: HashMap::new(), ended: HashMap::new(), ended_order: VecDeque::new() }),
+        }
+    }
+
+    /// Only accept tokens whose GENERATION field is `generation` (the
+    /// daemon's per-start value): a token of an earlier run of this copy
+    /// manager is then TOKEN UNKNOWN, never mistaken for a remote one.
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = Some(generation);
+        self
+    }
+
+    /// The per-start generation tokens must carry, if any.
+    pub fn generation(&self) -> Option<u64> {
+        self.generation
+    }
+
+    /// This copy manager's identifier within the copy domain.
+    pub fn manager_id(&self) -> &[u8; 16] {
+        &self.manager_id
+    }
+
+    /// Where a verified token comes from — the one place that decides local
+    /// vs remote (a cross-node copy domain routes `Remote` to the issuing node
+    /// instead of refusing it): another copy manager's → REMOTE TOKEN USAGE
+    /// NOT SUPPORTED; ours from an earlier run (other generation) → TOKEN UNKNOWN.
+    pub fn locate(&self, header: &TokenHeader) -> Result<(), TokenError> {
+        if !bool::from(header.manager_id[..].ct_eq(&self.manager_id[..])) {
+            return Err(TokenError::Remote);
+        }
+        match self.generation {
+            Some(g) if g != header.generation => Err(TokenError::Unknown),
+            _ => Ok(()),
         }
     }
 
@@ -547,6 +576,12 @@ impl<P> TokenStore<P> {
 
     /// Issue a token for `spec`, carrying `payload`.
     pub fn issue(&self, spec: &TokenSpec, payload: P) -> Result<Box<[u8; TOKEN_LEN]>, TokenError> {
+        self.issue_shared(spec, Arc::new(payload))
+    }
+
+    /// [`TokenStore::issue`] with a payload the caller keeps a handle to
+    /// (a write hook holds it weakly, say).
+    pub fn issue_shared(&self, spec: &TokenSpec, payload: Arc<P>) -> Result<Box<[u8; TOKEN_LEN]>, TokenError> {
         if spec.rod_type == RodType::BLOCK_DEVICE_ZERO {
             return Err(TokenError::UnsupportedType);
         }
@@ -563,25 +598,23 @@ impl<P> TokenStore<P> {
         let header = parse_header(&t);
         inner.live.insert(
             id,
-            Entry {
-                token: t.clone(),
-                header,
-                payload: Arc::new(payload),
-                timeout: spec.inactivity_timeout,
-                last_active: now,
-                refs: 0,
-            },
+            Entry { token: t.clone(), header, payload, timeout: spec.inactivity_timeout, last_active: now, refs: 0 },
         );
         Ok(t)
     }
 
     /// Verify `token` and take a reference on it (it cannot expire while held).
     pub fn acquire(&self, token: &[u8]) -> Result<TokenRef<'_, P>, TokenError> {
+        let (header, payload) = self.acquire_raw(token)?;
+        Ok(TokenRef { store: self, header, payload })
+    }
+
+    /// [`TokenStore::acquire`] without a guard: the caller must call
+    /// [`TokenStore::release`] with the token's id exactly once (for a
+    /// reference that outlives a borrow of the store, e.g. a background copy).
+    pub fn acquire_raw(&self, token: &[u8]) -> Result<(TokenHeader, Arc<P>), TokenError> {
         let header = self.verify(token)?;
-        if !bool::from(header.manager_id[..].ct_eq(&self.manager_id[..])) {
-            // A cross-node copy domain resolves the issuing manager here.
-            return Err(TokenError::Remote);
-        }
+        self.locate(&header)?;
         let now = self.clock.now();
         let mut inner = self.inner.lock();
         self.reap_locked(&mut inner, now);
@@ -593,7 +626,18 @@ impl<P> TokenStore<P> {
         }
         e.refs = e.refs.saturating_add(1);
         e.last_active = now;
-        Ok(TokenRef { store: self, header, payload: e.payload.clone() })
+        Ok((header, e.payload.clone()))
+    }
+
+    /// Drop a reference taken by [`TokenStore::acquire_raw`]: the
+    /// inactivity timeout restarts now.
+    pub fn release(&self, id: u64) {
+        let now = self.clock.now();
+        let mut inner = self.inner.lock();
+        if let Some(e) = inner.live.get_mut(&id) {
+            e.refs = e.refs.saturating_sub(1);
+            e.last_active = now;
+        }
     }
 
     fn expired(e: &Entry<P>, now: Instant) -> bool {

@@ -6,19 +6,19 @@
 //!
 //! | type | descriptor |
 //! |---|---|
+//! | 0000h | Block Device ROD Token Limits — *first*: Windows reads only the first descriptor and requires 0000h, length 0020h |
 //! | 0001h | Supported Commands — generated from the command table, so it always agrees with REPORT SUPPORTED OPERATION CODES |
 //! | 0004h | Parameter Data — the EXTENDED COPY limits |
 //! | 0008h | Supported Descriptors — segment and CSCD type codes |
 //! | 000Ch | Supported CSCD Descriptor IDs — FFFFh |
+//! | 0106h | ROD Token Features — own tokens only, lifetimes from the configuration |
+//! | 0108h | Supported ROD Types — exactly the types POPULATE TOKEN creates plus the zero token |
 //! | 8001h | General Copy Operations |
-//!
-//! Token copy (next issue) pushes Block Device ROD Token Limits (0000h)
-//! *first* — Windows reads only the first descriptor and requires it to be
-//! 0000h — and ROD Token Features (0106h) / Supported ROD Types (0108h)
-//! after 000Ch, keeping the types ascending.
 
 use super::limits;
 use super::results::implemented_descriptors;
+use super::rod::{RodManager, MAX_TOKEN_TRANSFER_BYTES};
+use super::rod_results::{block_rod_limits, rod_token_features, supported_rod_types};
 use crate::cdb::Opcode;
 use crate::commands::COMMANDS;
 use crate::lu::LogicalUnit;
@@ -122,14 +122,18 @@ fn general_copy_operations() -> Vec<u8> {
     b
 }
 
-/// The body of VPD page 8Fh for `lu`.
-pub(crate) fn page_body(lu: &LogicalUnit) -> Vec<u8> {
-    let _ = lu; // per-LU descriptors (ROD token limits) arrive with token copy
+/// The body of VPD page 8Fh for `lu`, with the token limits of `rod`.
+pub(crate) fn page_body(lu: &LogicalUnit, rod: &RodManager) -> Vec<u8> {
+    let limits = rod.limits_for(lu);
+    let optimal_bytes = rod.optimal_blocks(lu) * u64::from(lu.block_size());
     let mut page = TpcPage::new();
-    page.push(TpcDescriptor::SUPPORTED_COMMANDS, &supported_commands())
+    page.push(TpcDescriptor::BLOCK_DEVICE_ROD_TOKEN_LIMITS, &block_rod_limits(&limits, rod.optimal_blocks(lu)))
+        .push(TpcDescriptor::SUPPORTED_COMMANDS, &supported_commands())
         .push(TpcDescriptor::PARAMETER_DATA, &parameter_data())
         .push(TpcDescriptor::SUPPORTED_DESCRIPTORS, &supported_descriptors())
         .push(TpcDescriptor::SUPPORTED_CSCD_IDS, &supported_cscd_ids())
+        .push(TpcDescriptor::ROD_TOKEN_FEATURES, &rod_token_features(&limits, MAX_TOKEN_TRANSFER_BYTES, optimal_bytes))
+        .push(TpcDescriptor::SUPPORTED_ROD_TYPES, &supported_rod_types())
         .push(TpcDescriptor::GENERAL_COPY_OPERATIONS, &general_copy_operations());
     page.into_body()
 }
@@ -158,22 +162,38 @@ mod tests {
     #[test]
     fn page_layout() {
         let lu = LogicalUnit::new(LuConfig::default(), Arc::new(MemStorage::new(4096)));
-        let d = descriptors(&page_body(&lu));
+        let rod = RodManager::ephemeral(crate::metrics::Metrics::new());
+        let d = descriptors(&page_body(&lu, &rod));
         let types: Vec<u16> = d.iter().map(|(t, _)| *t).collect();
-        assert_eq!(types, vec![0x0001, 0x0004, 0x0008, 0x000C, 0x8001]);
+        // Windows reads only the first descriptor: 0000h, length 0020h.
+        assert_eq!(types, vec![0x0000, 0x0001, 0x0004, 0x0008, 0x000C, 0x0106, 0x0108, 0x8001]);
         assert!(types.windows(2).all(|w| w[0] < w[1]), "ascending");
-        // 0001h: 83h {00h}, 84h {00h, 03h, 04h, 05h}.
-        assert_eq!(&d[0].1[..10], &[9, 0x83, 1, 0x00, 0x84, 4, 0x00, 0x03, 0x04, 0x05]);
-        assert_eq!(d[0].1.len(), 12);
+        assert_eq!(d[0].1.len(), 0x20);
+        // 0000h: 64 ranges, max 3600 s, default 60 s, 4 GiB / 256 MiB in 512-byte blocks.
+        assert_eq!(&d[0].1[6..8], &64u16.to_be_bytes());
+        assert_eq!(&d[0].1[8..12], &3600u32.to_be_bytes());
+        assert_eq!(&d[0].1[12..16], &60u32.to_be_bytes());
+        assert_eq!(&d[0].1[16..24], &(8u64 << 20).to_be_bytes());
+        assert_eq!(&d[0].1[24..32], &(512u64 << 10).to_be_bytes());
+        // 0001h: 83h {00h, 10h, 11h, 1Ch}, 84h {00h, 03h, 04h, 05h, 07h, 08h}.
+        assert_eq!(&d[1].1[..15], &[14, 0x83, 4, 0x00, 0x10, 0x11, 0x1C, 0x84, 6, 0x00, 0x03, 0x04, 0x05, 0x07, 0x08]);
+        assert_eq!(d[1].1.len(), 16);
         // 0004h: 64 CSCDs, 64 segments, 8192 bytes, no inline data.
-        assert_eq!(d[1].1.len(), 0x1C);
-        assert_eq!(&d[1].1[4..16], &[0, 64, 0, 64, 0, 0, 0x20, 0, 0, 0, 0, 0]);
+        assert_eq!(d[2].1.len(), 0x1C);
+        assert_eq!(&d[2].1[4..16], &[0, 64, 0, 64, 0, 0, 0x20, 0, 0, 0, 0, 0]);
         // 0008h: 02h, 07h, 0Ah, 14h, E4h.
-        assert_eq!(d[2].1, vec![5, 0x02, 0x07, 0x0A, 0x14, 0xE4, 0, 0]);
+        assert_eq!(d[3].1, vec![5, 0x02, 0x07, 0x0A, 0x14, 0xE4, 0, 0]);
         // 000Ch: FFFFh.
-        assert_eq!(d[3].1, vec![0, 2, 0xFF, 0xFF]);
+        assert_eq!(d[4].1, vec![0, 2, 0xFF, 0xFF]);
+        // 0106h: own tokens only, max inactivity 3600 s.
+        assert_eq!(d[5].1[0] & 0x0F, 0);
+        assert_eq!(&d[5].1[20..24], &3600u32.to_be_bytes());
+        // 0108h: exactly the supported ROD types.
+        let rod_types: Vec<u32> =
+            d[6].1[4..].chunks(64).map(|e| u32::from_be_bytes([e[0], e[1], e[2], e[3]])).collect();
+        assert_eq!(rod_types, vec![0x0001_0000, 0x0080_0000, 0x0080_0001, 0x0080_0002, 0xFFFF_0001]);
         // 8001h: 255 / 255 / FFFFFFFFh / byte granularity.
-        assert_eq!(d[4].1.len(), 0x20);
-        assert_eq!(&d[4].1[..14], &[0, 0, 0, 255, 0, 0, 0, 255, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]);
+        assert_eq!(d[7].1.len(), 0x20);
+        assert_eq!(&d[7].1[..14], &[0, 0, 0, 255, 0, 0, 0, 255, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]);
     }
 }

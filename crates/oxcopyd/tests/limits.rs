@@ -1,0 +1,350 @@
+//! Resource bounds over loopback: `server.max_sessions` (login refused with
+//! Target Error / Out of resources), the data segment limit, the CmdSN window
+//! (`max_commands_per_session`), `max_concurrent_copies` (INSUFFICIENT
+//! RESOURCES), `write_buffer_limit` (TASK SET FULL, budget given back),
+//! `pdu_timeout` (a connection stalled mid-PDU, or not reading, is closed;
+//! others are unaffected) and `login_timeout` for a stalled login.
+//!
+//! The data-segment limit (MaxRecvDataSegmentLength → Reject 04h, close) has
+//! more cases in `malformed.rs::oversized_data_segment`; out-of-window CmdSN
+//! in `malformed.rs::out_of_window_cmd_sn`.
+
+mod common;
+mod trust_support;
+
+use bytes::Bytes;
+use common::{Raw, RawOpts, Recv};
+use oxcopy_initiator::scsi::cdb;
+use oxcopy_initiator::xcopy::{Cscd, ListIdUsage, ParamList, Segment};
+use oxcopy_initiator::{InitiatorError, LoginError, STATUS_TASK_SET_FULL};
+use oxcopy_iscsi::pdu::{Header, LoginStatus, NopOut, RejectReason, RESERVED_TAG};
+use oxcopy_scsi::copy::{Completion, OpStatus};
+use oxcopy_scsi::{Nexus, ScsiStatus};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use trust_support::*;
+
+const T: &str = "iqn.2026-11.dev.oxcopy:limits";
+const HOST: &str = "iqn.2026-11.dev.oxcopy:limits-host";
+
+fn target() -> String {
+    format!(
+        r#"
+[[target]]
+iqn = "{T}"
+[[target.lun]]
+id = 0
+path = "{{d}}/lun0.img"
+size = "64MiB"
+[[target.lun]]
+id = 1
+path = "{{d}}/lun1.img"
+size = "64MiB"
+"#
+    )
+}
+
+fn raw_opts() -> RawOpts {
+    RawOpts {
+        initiator: HOST.into(),
+        target: Some(T.into()),
+        immediate_data: false,
+        initial_r2t: true,
+        max_burst: 256 * 1024,
+        first_burst: 64 * 1024,
+        ..RawOpts::default()
+    }
+}
+
+/// The session limit counts normal sessions daemon-wide; one over it is
+/// refused with status 0302h (Target Error / Out of resources) and the slot
+/// comes back when a session ends. Discovery sessions are not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_sessions_refuses_with_out_of_resources() {
+    let d = TDaemon::start("max_sessions = 2", &target()).await;
+    let s1 = d.session(T, HOST).await;
+    let s2 = d.session(T, HOST).await;
+    match d.try_session(T, HOST).await {
+        Err(InitiatorError::Login(LoginError::Rejected { status })) => {
+            assert_eq!(status, LoginStatus::OUT_OF_RESOURCES, "status class 03h, detail 02h");
+        }
+        Err(e) => panic!("third login: unexpected error {e}"),
+        Ok(_) => panic!("third login admitted over max_sessions = 2"),
+    }
+    assert_eq!(d.discover(HOST).await, vec![T.to_string()], "discovery still works at the limit");
+    within(STEP, "TUR", s2.test_unit_ready(0)).await.expect("existing sessions are unaffected");
+    within(STEP, "logout", s1.logout()).await.expect("logout");
+    // The slot is given back when the connection task ends (bounded wait).
+    let mut again = None;
+    for _ in 0..100 {
+        match d.try_session(T, HOST).await {
+            Ok(s) => {
+                again = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let s3 = again.expect("a login succeeds once a session has ended");
+    within(STEP, "TUR", s3.test_unit_ready(0)).await.expect("TUR");
+    d.shutdown().await;
+}
+
+/// The CmdSN window: MaxCmdSN - ExpCmdSN + 1 equals the configured
+/// window, and a command beyond MaxCmdSN is silently ignored (RFC 7143
+/// §4.2.2.1) while the session carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cmdsn_window_is_the_configured_size() {
+    let d = TDaemon::start("max_commands_per_session = 4", &target()).await;
+    let mut raw = Raw::login(d.addr, &raw_opts()).await;
+    let itt = raw.itt();
+    let nop = Header::NopOut(NopOut {
+        immediate: false,
+        lun: [0; 8],
+        itt,
+        ttt: RESERVED_TAG,
+        cmd_sn: raw.cmd_sn,
+        exp_stat_sn: raw.exp_stat_sn,
+    });
+    raw.cmd_sn = raw.cmd_sn.wrapping_add(1);
+    raw.send(&nop, &[], &[]).await;
+    let p = raw.expect_pdu().await;
+    let Header::NopIn(n) = &p.header else { panic!("{:?}", p.header) };
+    assert_eq!(n.max_cmd_sn.wrapping_sub(n.exp_cmd_sn).wrapping_add(1), 4, "window of 4");
+    let beyond = n.max_cmd_sn.wrapping_add(1);
+    let (mut h, _) = raw.scsi_cmd(&[0u8; 6], false, false, 0, true);
+    if let Header::ScsiCommand(c) = &mut h {
+        c.cmd_sn = beyond;
+    }
+    raw.send(&h, &[], &[]).await;
+    raw.expect_silence(Duration::from_millis(300)).await;
+    raw.cmd_sn = n.exp_cmd_sn;
+    raw.tur_good().await;
+    d.shutdown().await;
+}
+
+/// `max_concurrent_copies` bounds copies daemon-wide: with the one slot
+/// taken, EXTENDED COPY fails with INSUFFICIENT RESOURCES (55h/03h) and
+/// moves nothing; once the slot is free the same list succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copy_limit() {
+    let d = TDaemon::start("max_concurrent_copies = 1", &target()).await;
+    let s = d.session(T, HOST).await;
+    within(STEP, "write", s.write16(0, 0, Bytes::from(pattern(7, 8192)), 512, false)).await.expect("write");
+    let src = within(STEP, "VPD", s.lu_designator(0)).await.unwrap();
+    let dst = within(STEP, "VPD", s.lu_designator(1)).await.unwrap();
+    let list = ParamList {
+        list_id: 1,
+        usage: ListIdUsage::Discard,
+        cscds: vec![Cscd::new(src, 0), Cscd::new(dst, 0)],
+        segments: vec![Segment::BlockToBlock { src: 0, dst: 1, dc: false, blocks: 16, src_lba: 0, dst_lba: 0 }],
+    };
+    // Take the one slot as another copy would.
+    let registry = d.registry().clone();
+    let lu = registry.target_luns(T)[0].1.clone();
+    let nexus = Nexus {
+        initiator_name: Arc::from("iqn.2026-11.dev.oxcopy:other"),
+        isid: [1; 6],
+        target_name: Arc::from(T),
+        tpgt: 1,
+    };
+    let op = registry.copy_manager().begin(&nexus, &lu, None, 0).expect("the first copy starts");
+    let o = within(STEP, "EXTENDED COPY", s.extended_copy(0, &list)).await.unwrap();
+    assert!(o.is_check_condition(), "status {:#04x}", o.status);
+    assert_eq!(sense3(&o), (0x05, 0x55, 0x03), "ILLEGAL REQUEST / INSUFFICIENT RESOURCES");
+    assert!(file_bytes(&d.file("lun1.img"), 0, 8192).iter().all(|&b| b == 0), "nothing copied");
+    registry
+        .copy_manager()
+        .finish(&op, Completion { status: OpStatus::Succeeded, scsi_status: ScsiStatus::GOOD, sense: None });
+    let o = within(STEP, "EXTENDED COPY", s.extended_copy(0, &list)).await.unwrap();
+    assert!(o.is_good(), "{:?}", o.sense_info());
+    same(&file_bytes(&d.file("lun1.img"), 0, 8192), &pattern(7, 8192), "copied once the slot is free");
+    d.shutdown().await;
+}
+
+/// A data segment longer than our MaxRecvDataSegmentLength (256 KiB) is
+/// answered with Reject 04h (Protocol Error, RFC 7143 §11.17.1) carrying
+/// the header, and the connection closes before the data is buffered;
+/// exactly 256 KiB is fine; other sessions are unaffected. (More cases:
+/// `malformed.rs::oversized_data_segment`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_segment_over_max_recv_is_rejected() {
+    let d = TDaemon::start("", &target()).await;
+    let bystander = d.session(T, HOST).await;
+    let mut raw = Raw::login(d.addr, &raw_opts()).await;
+    assert_eq!(raw.params.target_max_recv_data_segment_length, 256 * 1024);
+    let (h, itt) = raw.nop_out();
+    raw.send(&h, &[], &vec![1u8; 256 * 1024]).await;
+    let p = raw.expect_pdu().await;
+    assert!(matches!(&p.header, Header::NopIn(n) if n.itt == itt), "256 KiB is within the limit: {:?}", p.header);
+    let (h, _) = raw.nop_out();
+    let mut bhs = raw.encode(&h, &[], &[])[..48].to_vec();
+    bhs[5..8].copy_from_slice(&(256u32 * 1024 + 4).to_be_bytes()[1..]);
+    raw.send_bytes(&bhs).await;
+    let got = raw.expect_closed(STEP).await;
+    let Some(Header::Reject(r)) = got.first().map(|p| &p.header) else { panic!("expected a Reject, got {got:?}") };
+    assert_eq!(r.reason, RejectReason::PROTOCOL_ERROR);
+    assert_eq!(&got[0].data[..48], &bhs[..], "the Reject carries the offending header");
+    within(STEP, "bystander", bystander.test_unit_ready(0)).await.expect("bystander unaffected");
+    d.shutdown().await;
+}
+
+/// Start a WRITE (16) of `blocks` blocks with no immediate data; returns
+/// its ITT and what came first: an R2T (data solicited) or a response.
+async fn start_write(raw: &mut Raw, lba: u64, blocks: u32) -> (u32, Header) {
+    let (h, itt) = raw.scsi_cmd(&cdb::write16(lba, blocks, false), false, true, blocks * 512, true);
+    raw.send(&h, &[], &[]).await;
+    loop {
+        let p = raw.expect_pdu().await;
+        match &p.header {
+            Header::R2t(r) if r.itt == itt => return (itt, p.header),
+            Header::ScsiResponse(r) if r.itt == itt => return (itt, p.header),
+            _ => {}
+        }
+    }
+}
+
+/// A write of `blocks` blocks answering every R2T; returns the status.
+async fn full_write(raw: &mut Raw, lba: u64, blocks: u32, seed: u64) -> u8 {
+    let data = pattern(seed, blocks as usize * 512);
+    let (itt, first) = start_write(raw, lba, blocks).await;
+    let mut next = Some(first);
+    loop {
+        let h = match next.take() {
+            Some(h) => h,
+            None => raw.expect_pdu().await.header,
+        };
+        match h {
+            Header::R2t(r) if r.itt == itt => {
+                let mut off = r.buffer_offset;
+                let end = r.buffer_offset + r.desired_length;
+                let mut sn = 0;
+                while off < end {
+                    let n = (end - off).min(64 * 1024);
+                    let last = off + n == end;
+                    let dout = raw.data_out(itt, r.ttt, sn, off, last);
+                    raw.send(&dout, &[], &data[off as usize..(off + n) as usize]).await;
+                    off += n;
+                    sn += 1;
+                }
+            }
+            Header::ScsiResponse(r) if r.itt == itt => return r.status,
+            _ => {}
+        }
+    }
+}
+
+/// Buffered write data is bounded daemon-wide: while one 16 MiB write
+/// collects its data, any other write (same session or another) that does
+/// not fit gets TASK SET FULL without any data being solicited; reads go
+/// on; the budget comes back when the write's connection goes away and
+/// after writes complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_buffer_limit_answers_task_set_full() {
+    let d = TDaemon::start("write_buffer_limit = \"16MiB\"", &target()).await;
+    let mut hog = Raw::login(d.addr, &raw_opts()).await;
+    let (_, first) = start_write(&mut hog, 0, 32768).await;
+    assert!(matches!(first, Header::R2t(_)), "the 16 MiB write is admitted: {first:?}");
+    let (_, h) = start_write(&mut hog, 40000, 8).await;
+    let Header::ScsiResponse(r) = h else { panic!("expected TASK SET FULL, got {h:?}") };
+    assert_eq!(r.status, STATUS_TASK_SET_FULL, "same session, over budget");
+    let mut other = Raw::login(d.addr, &raw_opts()).await;
+    let (_, h) = start_write(&mut other, 50000, 8).await;
+    let Header::ScsiResponse(r) = h else { panic!("expected TASK SET FULL, got {h:?}") };
+    assert_eq!(r.status, STATUS_TASK_SET_FULL, "another session, over the daemon-wide budget");
+    other.tur_good().await;
+    let s = d.session(T, HOST).await;
+    within(STEP, "read", s.read16(0, 0, 8, 512)).await.expect("reads are not budgeted");
+    // The hog goes away: its reservation is returned.
+    drop(hog);
+    let mut status = STATUS_TASK_SET_FULL;
+    for k in 0..100 {
+        status = full_write(&mut other, 50000, 8, k).await;
+        if status != STATUS_TASK_SET_FULL {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 0, "a write fits again once the hog's connection is gone");
+    // Full-size writes one after another: each gives its budget back.
+    for k in 0..3u64 {
+        let data = Bytes::from(pattern(100 + k, 16 << 20));
+        within(STEP, "16 MiB write", s.write16(0, 0, data.clone(), 512, false)).await.expect("16 MiB write fits");
+    }
+    d.shutdown().await;
+}
+
+/// A connection that stops in the middle of a PDU (header or data segment),
+/// or never sends the data of a write it started, is closed after
+/// `pdu_timeout`; one that stops during login after
+/// `login_timeout`. A session opened before keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_connections_are_closed() {
+    let d = TDaemon::start("pdu_timeout = 1\nlogin_timeout = 2", &target()).await;
+    let bystander = d.session(T, HOST).await;
+    within(STEP, "write", bystander.write16(0, 0, Bytes::from(pattern(3, 4096)), 512, false)).await.unwrap();
+
+    // Half a header.
+    let mut raw = Raw::login(d.addr, &raw_opts()).await;
+    let (h, _) = raw.nop_out();
+    let bytes = raw.encode(&h, &[], &[]);
+    raw.send_bytes(&bytes[..20]).await;
+    raw.expect_closed(STEP).await;
+
+    // A whole header announcing 1000 bytes of data, then 10 of them.
+    let mut raw = Raw::login(d.addr, &raw_opts()).await;
+    let (h, _) = raw.nop_out();
+    let bytes = raw.encode(&h, &[], &[7u8; 1000]);
+    raw.send_bytes(&bytes[..48 + 10]).await;
+    raw.expect_closed(STEP).await;
+
+    // A write whose data was solicited (R2T) and never sent.
+    let mut raw = Raw::login(d.addr, &raw_opts()).await;
+    let (_, first) = start_write(&mut raw, 1000, 64).await;
+    assert!(matches!(first, Header::R2t(_)), "{first:?}");
+    raw.expect_closed(STEP).await;
+
+    // Mid-login: a few bytes of a Login Request, then nothing.
+    let mut tcp = Raw::tcp(d.addr).await;
+    tcp.write_all(&[0x43, 0x87, 0, 0, 0, 0, 0x10]).await.unwrap();
+    let mut buf = [0u8; 64];
+    let r = within(STEP, "login stall to be cut off", tokio::io::AsyncReadExt::read(&mut tcp, &mut buf)).await;
+    assert!(matches!(r, Ok(0) | Err(_)), "closed without a response: {r:?}");
+
+    within(STEP, "bystander TUR", bystander.test_unit_ready(0)).await.expect("bystander unaffected");
+    same(&within(STEP, "read", bystander.read16(0, 0, 8, 512)).await.unwrap(), &pattern(3, 4096), "bystander data");
+    // An idle connection between PDUs is not "stalled".
+    let mut idle = Raw::login(d.addr, &raw_opts()).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    idle.tur_good().await;
+    d.shutdown().await;
+}
+
+/// A peer that sends READs but never reads the answers cannot make the
+/// daemon queue their data without bound: once the socket stops taking
+/// bytes for `pdu_timeout`, the connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_that_does_not_read_is_dropped() {
+    let d = TDaemon::start("pdu_timeout = 1", &target()).await;
+    let bystander = d.session(T, HOST).await;
+    let mut raw = Raw::login(d.addr, &RawOpts { max_recv_data_segment: 256 * 1024, ..raw_opts() }).await;
+    for k in 0..16u64 {
+        let (h, _) = raw.scsi_cmd(&cdb::read16(k * 32768 % 131072, 32768, false), true, false, 16 << 20, true);
+        raw.send(&h, &[], &[]).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Drain what the socket holds; the target must have closed by now or
+    // close soon after (never keep the connection open with data queued).
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        match raw.recv_within(Duration::from_secs(5)).await {
+            Recv::Closed => break,
+            Recv::Pdu(_) | Recv::Frame(_) => {}
+            Recv::Timeout => panic!("connection still open with nothing arriving"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still receiving after {STEP:?}");
+    }
+    within(STEP, "bystander TUR", bystander.test_unit_ready(0)).await.expect("bystander unaffected");
+    d.shutdown().await;
+}

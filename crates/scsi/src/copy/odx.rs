@@ -1,0 +1,421 @@
+//! Token copy commands (ODX): POPULATE TOKEN (83h/10h), WRITE USING TOKEN
+//! (83h/11h), COPY OPERATION ABORT (83h/1Ch), RECEIVE ROD TOKEN INFORMATION
+//! (84h/07h) and REPORT ALL ROD TOKENS (84h/08h).
+//!
+//! PT and WUT are [`CopyOperation`]s in the same per-(nexus, LU, list id)
+//! records as EXTENDED COPY, so RRTI, RECEIVE COPY STATUS (LID4) and COPY
+//! OPERATION ABORT find them. Parameter lists are validated completely
+//! ([`super::rod_params`], [`super::rod_plan`]) before anything is begun;
+//! then the work runs in the foreground, or with IMMED=1 through the
+//! registry's spawner while the command returns GOOD at once.
+//!
+//! WUT sense, besides the validation errors: token refusals are ILLEGAL
+//! REQUEST 23h/xx ([`TokenError::sense`]); a token that may not be used by
+//! this nexus (`token_scope = "initiator"` and the source LU is out of its
+//! reach) is 23h/00h INVALID TOKEN OPERATION, CAUSE NOT REPORTABLE (nothing
+//! about the source is revealed); a token revoked while the copy runs stops
+//! it with 23h/06h; a backend failure is COPY ABORTED / THIRD PARTY DEVICE
+//! FAILURE (0Dh/01h) with INFORMATION = destination blocks written; COPY
+//! OPERATION ABORT, ABORT TASK or nexus loss end it with TASK ABORTED and
+//! the record reads 60h.
+
+use super::exec::{blocks_of, lock_chunk, ExecControl};
+use super::ops::{Completion, Consume, CopyOperation, OpStatus, RodInfo};
+use super::rod::{HeldToken, RodManager, TokenScope};
+use super::rod_params::{parse_populate, parse_write_using_token, PopulateParams, WriteUsingTokenParams};
+use super::rod_plan::{plan_write, ByteRun};
+use super::rod_results::{final_status, rrti_body, RodOpStatus, RrtiReport};
+use super::token::{is_zero_token, TokenError};
+use crate::cdb::be;
+use crate::exec::{CmdResult, Ctx, Done, Fail};
+use crate::lu::LogicalUnit;
+use crate::metrics::CopyCommand;
+use crate::range_lock::LockMode;
+use crate::registry::{LuRegistry, Resolution};
+use crate::result::ScsiStatus;
+use crate::sense::{Asc, Sense, SenseKey};
+use crate::target::decode_lun;
+use std::sync::Arc;
+
+/// Service actions of THIRD-PARTY COPY OUT (83h) for token copy.
+pub struct CopyOutServiceAction;
+
+impl CopyOutServiceAction {
+    /// POPULATE TOKEN.
+    pub const POPULATE_TOKEN: u8 = 0x10;
+    /// WRITE USING TOKEN.
+    pub const WRITE_USING_TOKEN: u8 = 0x11;
+    /// COPY OPERATION ABORT.
+    pub const COPY_OPERATION_ABORT: u8 = 0x1C;
+}
+
+/// REPORT ALL ROD TOKENS lists at most this many (as CTL).
+const MAX_REPORTED_TOKENS: usize = 512;
+
+fn list_id(ctx: &Ctx<'_>, at: usize) -> u32 {
+    u32::try_from(be(ctx.cdb, at, 4)).unwrap_or(u32::MAX)
+}
+
+/// The addressed LU as an `Arc` (background work outlives the borrow).
+fn this_lu(ctx: &Ctx<'_>) -> Result<Arc<LogicalUnit>, Fail> {
+    decode_lun(ctx.req.lun)
+        .and_then(|id| ctx.target.lu(id).cloned())
+        .ok_or_else(|| Sense::illegal(Asc::LOGICAL_UNIT_NOT_SUPPORTED).into())
+}
+
+fn completion(result: &Result<(), Fail>, d_sense: bool) -> Completion {
+    match result {
+        Ok(()) => Completion { status: OpStatus::Succeeded, scsi_status: ScsiStatus::GOOD, sense: None },
+        Err(Fail::Check(s)) => Completion {
+            status: OpStatus::Failed,
+            scsi_status: ScsiStatus::CHECK_CONDITION,
+            sense: Some(s.encode(d_sense)),
+        },
+        Err(Fail::Status(st)) => Completion {
+            status: if *st == ScsiStatus::TASK_ABORTED { OpStatus::Aborted } else { OpStatus::Failed },
+            scsi_status: *st,
+            sense: None,
+        },
+    }
+}
+
+/// Run `job` for `op`: in the background when asked and possible, else
+/// now. Records the outcome and counts the command either way.
+fn run_op(
+    ctx: &Ctx<'_>,
+    rod: &Arc<RodManager>,
+    lu: &Arc<LogicalUnit>,
+    op: Arc<CopyOperation>,
+    immed: bool,
+    command: CopyCommand,
+    job: impl FnOnce(&[&crate::nexus::CancelToken]) -> Result<(), Fail> + Send + 'static,
+) -> CmdResult {
+    let registry = ctx.target.registry().clone();
+    let spawner = if immed { rod.spawner() } else { None };
+    if let Some(spawner) = spawner {
+        let Some(slot) = rod.background_slot() else {
+            registry.copy_manager().finish(&op, completion(&Err(too_busy().into()), false));
+            registry.metrics().copy_command(command, false);
+            return Err(too_busy().into());
+        };
+        op.update_rod_info(|r| r.background = true);
+        let lu = lu.clone();
+        let op2 = op.clone();
+        let bg = Box::new(move || {
+            let _slot = slot;
+            let r = job(&[op2.cancel_token()]);
+            registry.copy_manager().finish(&op2, completion(&r, lu.mode.d_sense()));
+            registry.metrics().copy_command(command, r.is_ok());
+        });
+        return match spawner.spawn(bg) {
+            Ok(()) => Ok(Done::good()),
+            Err(job) => {
+                // Could not hand it over: run it here rather than fail.
+                op.update_rod_info(|r| r.background = false);
+                job();
+                Ok(Done::good())
+            }
+        };
+    }
+    let r = job(&[ctx.req.cancel, op.cancel_token()]);
+    registry.copy_manager().finish(&op, completion(&r, lu.mode.d_sense()));
+    registry.metrics().copy_command(command, r.is_ok());
+    r.map(|()| Done::good())
+}
+
+fn too_busy() -> Sense {
+    Sense::illegal(Asc::INSUFFICIENT_RESOURCES)
+}
+
+/// Count a command refused before its operation began.
+fn refused<T>(registry: &LuRegistry, command: CopyCommand, r: Result<T, Fail>) -> Result<T, Fail> {
+    if r.is_err() {
+        registry.metrics().copy_command(command, false);
+    }
+    r
+}
+
+/// 83h/10h POPULATE TOKEN.
+pub(crate) fn populate_token(ctx: &Ctx<'_>) -> CmdResult {
+    let registry = ctx.target.registry();
+    let rod = registry.rod();
+    rod.reap();
+    let prep = refused(registry, CopyCommand::PopulateToken, prepare_populate(ctx, &rod));
+    let (lu, params, op) = prep?;
+    let target = ctx.target.name().to_owned();
+    let rod2 = rod.clone();
+    let lu2 = lu.clone();
+    let op2 = op.clone();
+    run_op(ctx, &rod, &lu, op, params.immed, CopyCommand::PopulateToken, move |cancel| {
+        if cancel.iter().any(|c| c.is_cancelled()) {
+            return Err(Fail::Status(ScsiStatus::TASK_ABORTED));
+        }
+        let (token, blocks) = rod2.create(&lu2, &target, params.rod_type, &params.ranges, params.inactivity_timeout)?;
+        if cancel.iter().any(|c| c.is_cancelled()) {
+            if let Ok(h) = rod2.store().verify(&token[..]) {
+                rod2.cancel(h.id);
+            }
+            return Err(Fail::Status(ScsiStatus::TASK_ABORTED));
+        }
+        op2.update_rod_info(|r| {
+            r.represented_blocks = blocks;
+            r.token = Some(token);
+        });
+        Ok(())
+    })
+}
+
+fn prepare_populate(
+    ctx: &Ctx<'_>,
+    rod: &RodManager,
+) -> Result<(Arc<LogicalUnit>, PopulateParams, Arc<CopyOperation>), Fail> {
+    let lu = this_lu(ctx)?;
+    let limits = rod.limits_for(&lu);
+    let params = parse_populate(ctx.req.data_out, list_id(ctx, 10), lu.num_blocks(), &limits)?;
+    let op = ctx.target.registry().copy_manager().begin(
+        ctx.req.nexus,
+        &lu,
+        Some(list_id(ctx, 6)),
+        CopyOutServiceAction::POPULATE_TOKEN,
+    )?;
+    op.set_rod_info(RodInfo {
+        block_size: lu.block_size(),
+        requested_blocks: params.total_blocks,
+        background: false,
+        represented_blocks: 0,
+        token: None,
+    });
+    Ok((lu, params, op))
+}
+
+/// Where a WRITE USING TOKEN reads.
+enum WriteSource {
+    /// The block device zero ROD token.
+    Zero,
+    /// A token of ours, held for the copy.
+    Token(HeldToken),
+}
+
+/// 83h/11h WRITE USING TOKEN.
+pub(crate) fn write_using_token(ctx: &Ctx<'_>) -> CmdResult {
+    let registry = ctx.target.registry();
+    let rod = registry.rod();
+    rod.reap();
+    let prep = refused(registry, CopyCommand::WriteUsingToken, prepare_write(ctx, &rod));
+    let (lu, params, source, runs, op) = prep?;
+    let chunk = registry.copy_chunk_bytes();
+    let metrics = registry.metrics().clone();
+    let rod2 = rod.clone();
+    let lu2 = lu.clone();
+    let op2 = op.clone();
+    let (nexus, pr_epoch) = (ctx.req.nexus.clone(), ctx.pr_epoch);
+    run_op(ctx, &rod, &lu, op, params.immed, CopyCommand::WriteUsingToken, move |cancel| {
+        // PREEMPT AND ABORT of the issuing nexus stops the copy too.
+        let preempted = || lu2.pr.aborted_since(&nexus, pr_epoch);
+        let ctl = ExecControl {
+            cancel,
+            stop: Some(&preempted),
+            progress: op2.progress(),
+            metrics: &metrics,
+            chunk_bytes: chunk,
+        };
+        let r = write_runs(&source, &runs, &lu2, &ctl);
+        if let (true, WriteSource::Token(held)) = (params.del_tkn, &source) {
+            rod2.delete(held.header().id);
+        }
+        drop(source);
+        if r.is_ok() && !lu2.mode.wce() {
+            if let Err(e) = lu2.flush() {
+                tracing::warn!(error = %e, "flush after WRITE USING TOKEN failed");
+                return Err(Sense::new(SenseKey::COPY_ABORTED, Asc::THIRD_PARTY_DEVICE_FAILURE).into());
+            }
+        }
+        r
+    })
+}
+
+type Prepared = (Arc<LogicalUnit>, WriteUsingTokenParams, WriteSource, Vec<ByteRun>, Arc<CopyOperation>);
+
+fn prepare_write(ctx: &Ctx<'_>, rod: &Arc<RodManager>) -> Result<Prepared, Fail> {
+    let lu = this_lu(ctx)?;
+    let limits = rod.limits_for(&lu);
+    let params = parse_write_using_token(ctx.req.data_out, list_id(ctx, 10), lu.num_blocks(), &limits)?;
+    crate::sbc::check_writable(&lu)?;
+    let dst_bs = lu.block_size();
+    let (source, runs) = if is_zero_token(&params.token[..]) {
+        // Zero-fill the destination ranges: the zero ROD is endless, so
+        // OFFSET INTO ROD changes nothing and nothing is looked up.
+        let bs = u64::from(dst_bs);
+        let runs = params
+            .ranges
+            .iter()
+            .filter(|r| r.blocks > 0)
+            .map(|r| ByteRun { src: 0, dst: r.lba * bs, len: u64::from(r.blocks) * bs })
+            .collect();
+        (WriteSource::Zero, runs)
+    } else {
+        let held = rod.acquire(&params.token[..]).map_err(TokenError::sense)?;
+        let src = held.source().clone();
+        if rod.config().scope == TokenScope::Initiator
+            && !matches!(ctx.target.registry().resolve(ctx.req.nexus, 0x01, 0x03, &src.lu.naa()), Resolution::Local(_))
+        {
+            tracing::info!(
+                initiator = %ctx.req.nexus.initiator_name,
+                "WRITE USING TOKEN: the token's source is out of this initiator's reach (token_scope = initiator)"
+            );
+            return Err(Sense::illegal(Asc::INVALID_TOKEN_OPERATION_CAUSE_NOT_REPORTABLE).into());
+        }
+        let runs = plan_write(&src.plan_ranges(), src.lu.block_size(), params.offset_into_rod, &params.ranges, dst_bs)?;
+        (WriteSource::Token(held), runs)
+    };
+    let op = ctx.target.registry().copy_manager().begin(
+        ctx.req.nexus,
+        &lu,
+        Some(list_id(ctx, 6)),
+        CopyOutServiceAction::WRITE_USING_TOKEN,
+    )?;
+    op.set_rod_info(RodInfo {
+        block_size: dst_bs,
+        requested_blocks: params.total_blocks,
+        background: false,
+        represented_blocks: 0,
+        token: None,
+    });
+    Ok((lu, params, source, runs, op))
+}
+
+/// Copy (or zero) `runs` into `dst` in chunks under range locks.
+fn write_runs(
+    source: &WriteSource,
+    runs: &[ByteRun],
+    dst: &Arc<LogicalUnit>,
+    ctl: &ExecControl<'_>,
+) -> Result<(), Fail> {
+    let dst_bs = u64::from(dst.block_size().max(1));
+    let chunk = ctl.chunk_bytes.max(dst_bs) / dst_bs * dst_bs;
+    let cancelled = || ctl.cancel.iter().any(|c| c.is_cancelled()) || ctl.stop.is_some_and(|f| f());
+    let failed = |what: &dyn std::fmt::Display| -> Fail {
+        tracing::warn!(error = %what, "WRITE USING TOKEN failed in the backend");
+        let blocks = ctl.progress.bytes() / dst_bs;
+        Sense::new(SenseKey::COPY_ABORTED, Asc::THIRD_PARTY_DEVICE_FAILURE).with_information(blocks).into()
+    };
+    for run in runs {
+        let mut done = 0u64;
+        while done < run.len {
+            if cancelled() {
+                return Err(Fail::Status(ScsiStatus::TASK_ABORTED));
+            }
+            let n = chunk.min(run.len - done);
+            let (s, d) = (run.src + done, run.dst + done);
+            let (d0, d1) = blocks_of(dst, d, n);
+            match source {
+                WriteSource::Zero => {
+                    let _g = dst.range_locks().lock(d0, d1 - d0, LockMode::Exclusive);
+                    before_write(dst, d0, d1 - d0)?;
+                    dst.storage().write_zeroes(d, n).map_err(|e| failed(&e))?;
+                }
+                WriteSource::Token(held) => {
+                    let src = held.source();
+                    let _g = if src.reads_live() {
+                        lock_chunk(&src.lu, s, dst, d, n)
+                    } else {
+                        vec![dst.range_locks().lock(d0, d1 - d0, LockMode::Exclusive)]
+                    };
+                    // Checked under the source lock: a write that broke the
+                    // promise has run its hook before we got here.
+                    if src.is_invalid() {
+                        return Err(TokenError::Revoked.sense().into());
+                    }
+                    before_write(dst, d0, d1 - d0)?;
+                    let report = src.copy_out(dst.storage().as_ref(), d, s, n).map_err(|e| failed(&e))?;
+                    ctl.metrics.copy_report(&report);
+                }
+            }
+            ctl.progress.add(n);
+            done += n;
+        }
+    }
+    Ok(())
+}
+
+fn before_write(dst: &LogicalUnit, lba: u64, blocks: u64) -> Result<(), Fail> {
+    if let Some(hook) = dst.write_hook() {
+        hook.before_write(dst, lba, blocks)?;
+    }
+    Ok(())
+}
+
+/// 83h/1Ch COPY OPERATION ABORT: the operation ends with status 60h.
+pub(crate) fn copy_operation_abort(ctx: &Ctx<'_>) -> CmdResult {
+    let lu = ctx.lu()?;
+    let id = list_id(ctx, 2);
+    let manager = ctx.target.registry().copy_manager();
+    if let Some(op) = manager.running(ctx.req.nexus, lu, id) {
+        op.cancel_token().cancel();
+        return Ok(Done::good());
+    }
+    if manager.known(ctx.req.nexus, lu, id) {
+        return Ok(Done::good()); // already ended: nothing to abort
+    }
+    Err(Sense::invalid_cdb_field(2, None).into())
+}
+
+/// 84h/07h RECEIVE ROD TOKEN INFORMATION.
+pub(crate) fn receive_rod_token_information(ctx: &Ctx<'_>) -> CmdResult {
+    let lu = ctx.lu()?;
+    let registry = ctx.target.registry();
+    registry.rod().reap();
+    let snap = registry
+        .copy_manager()
+        .lookup(ctx.req.nexus, lu, list_id(ctx, 2), Consume::Status)
+        .ok_or_else(|| Sense::invalid_cdb_field(2, None))?;
+    let bs = snap.rod.as_ref().map_or(lu.block_size(), |r| r.block_size).max(1);
+    let requested = snap.rod.as_ref().map_or(0, |r| r.requested_blocks);
+    let is_pt = snap.service_action == CopyOutServiceAction::POPULATE_TOKEN;
+    let count = match (&snap.rod, is_pt) {
+        (Some(r), true) => r.represented_blocks,
+        _ => snap.bytes / u64::from(bs),
+    };
+    let status = match snap.status {
+        OpStatus::Running if snap.rod.as_ref().is_some_and(|r| r.background) => RodOpStatus::InProgressBackground,
+        OpStatus::Running => RodOpStatus::InProgressForeground,
+        OpStatus::Succeeded => final_status(count, requested),
+        OpStatus::Failed => RodOpStatus::CompletedWithErrors,
+        OpStatus::Aborted => RodOpStatus::Terminated,
+    };
+    let sense = snap.sense.as_deref().and_then(Sense::decode);
+    let token = match (snap.status, &snap.rod) {
+        (OpStatus::Succeeded, Some(r)) if is_pt => r.token.as_deref(),
+        _ => None,
+    };
+    let body = rrti_body(&RrtiReport {
+        response_to_sa: snap.service_action,
+        status,
+        transfer_count: count,
+        completion_status: snap.scsi_status.0,
+        sense: sense.as_ref(),
+        token,
+    });
+    Ok(Done::data(body, be(ctx.cdb, 10, 4)))
+}
+
+/// 84h/08h REPORT ALL ROD TOKENS: the ROD management part (first 96
+/// bytes) of each live token created by the addressed LU — never the
+/// authenticated remainder, so the list cannot be replayed as tokens.
+pub(crate) fn report_all_rod_tokens(ctx: &Ctx<'_>) -> CmdResult {
+    let lu = ctx.lu()?;
+    let rod = ctx.target.registry().rod();
+    rod.reap();
+    let tokens = rod.management_tokens(&lu.naa(), MAX_REPORTED_TOKENS);
+    let mut d = vec![0u8; 8];
+    for t in &tokens {
+        d.extend_from_slice(t);
+    }
+    let avail = u32::try_from(d.len() - 4).unwrap_or(u32::MAX);
+    d[0..4].copy_from_slice(&avail.to_be_bytes());
+    Ok(Done::data(d, be(ctx.cdb, 10, 4)))
+}
+
+#[cfg(test)]
+#[path = "odx_tests.rs"]
+mod tests;

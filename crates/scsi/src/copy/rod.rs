@@ -1,0 +1,779 @@
+//! Token copy state: the ROD token store of this copy manager, what each
+//! token stands for ([`RodSource`]), how point-in-time tokens keep their
+//! promise, the snapshot-space account and the background spawner.
+//!
+//! # What a token reads
+//! | ROD type | source | a later write to a covered source range |
+//! |---|---|---|
+//! | 00010000h access upon reference | the live source at WUT time | is visible in the copy |
+//! | 00800001h change vulnerable | the live source | revokes the token (23h/06h) |
+//! | 00800000h / 00800002h point in time (RTV=0 too) | a reflink snapshot, else copy-on-write | is not visible |
+//!
+//! The point in time is established while POPULATE TOKEN holds shared range
+//! locks over every source range, so no write is half done at that instant.
+//!
+//! **Reflink snapshot** ([`oxcopy_storage::Storage::snapshot`]): the ranges
+//! are cloned, end to end, into an unlinked O_TMPFILE beside the backing
+//! file; metadata only, and nothing survives a crash.
+//!
+//! **Copy-on-write** (ext4, memory, unaligned ranges): the source LU gets a
+//! [`WriteHook`] ([`PitHook`]); every write — SBC writes, COMPARE AND WRITE,
+//! WRITE SAME/UNMAP, copies into it — calls it with the exclusive range lock
+//! held, before the data lands. For each live point-in-time token covering
+//! the range it copies the not yet preserved old blocks into the token's
+//! preservation store (a sparse unlinked scratch file beside the backing
+//! file, [`oxcopy_storage::Storage::scratch`], or sparse memory; made at the
+//! first preservation, so an untouched token holds no file), at the same
+//! offsets. WRITE USING TOKEN reads preserved blocks from the store and
+//! the rest from the live source *while holding the shared source range
+//! lock*, so no write can slip in between deciding and reading.
+//!
+//! # Space accounting (`max_snapshot_bytes`)
+//! A reflink snapshot is charged its represented bytes when it is made (the
+//! worst case it can grow to once the source is overwritten); if that does
+//! not fit, POPULATE TOKEN fails with INSUFFICIENT RESOURCES TO CREATE ROD
+//! (55h/0Ch). A copy-on-write token starts at zero and is charged each
+//! block as it is preserved; a host write that would exceed the bound is
+//! never failed — the token is revoked instead (its next use reads 23h/06h),
+//! so the result is never a silently wrong copy. Charges are returned when
+//! the token's payload is dropped (expired, deleted, revoked, and no copy
+//! still using it). Two tokens over the same blocks preserve (and are
+//! charged) separately.
+//!
+//! # Threads
+//! The core owns none: IMMED copies run through an injected [`Spawner`]
+//! (the daemon's), bounded by `max_background`; beyond it the command is
+//! refused with INSUFFICIENT RESOURCES (55h/03h). Without a spawner IMMED
+//! commands run to completion before returning (allowed: the status then
+//! reads "completed" at once).
+
+use super::rod_params::{BlockRange, RodLimits};
+use super::token::{
+    Clock, CopyDomainKey, CreatorInfo, RodType, SystemClock, TokenError, TokenHeader, TokenLimits, TokenSpec,
+    TokenStore, TOKEN_LEN,
+};
+use crate::lu::{LogicalUnit, WriteHook};
+use crate::metrics::Metrics;
+use crate::range_lock::LockMode;
+use crate::sense::{Asc, Sense};
+use oxcopy_storage::{check_range, Capabilities, Storage};
+use parking_lot::{Mutex, RwLock};
+use rand::RngCore;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Who may use a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenScope {
+    /// The token is the capability (SPC, Windows): any initiator that may
+    /// write the destination may use it.
+    #[default]
+    Domain,
+    /// The writing nexus must also be able to reach the source LU.
+    Initiator,
+}
+
+/// MAXIMUM TOKEN TRANSFER SIZE, bytes (advertised in blocks of each LU).
+pub const MAX_TOKEN_TRANSFER_BYTES: u64 = 4 << 30;
+/// OPTIMAL TRANSFER COUNT, bytes: Windows sizes each PT/WUT by it.
+pub const OPTIMAL_TRANSFER_BYTES: u64 = 256 << 20;
+/// MAXIMUM RANGE DESCRIPTORS (Windows sends at most 64).
+pub const MAX_RANGE_DESCRIPTORS: u16 = 64;
+/// Default bound on concurrent background (IMMED) copies.
+pub const DEFAULT_MAX_BACKGROUND: usize = 16;
+
+/// Everything the daemon decides about token copy.
+#[derive(Debug, Clone)]
+pub struct RodConfig {
+    /// The copy-domain key authenticating tokens.
+    pub key: CopyDomainKey,
+    /// This copy manager's identifier in the domain (stable per data directory).
+    pub manager_id: [u8; 16],
+    /// Per-start generation: tokens of an earlier run are unknown.
+    pub generation: u64,
+    /// Who may use a token.
+    pub scope: TokenScope,
+    /// Inactivity timeout for INACTIVITY TIMEOUT 0, seconds.
+    pub default_inactivity_timeout: u32,
+    /// Largest INACTIVITY TIMEOUT accepted, seconds.
+    pub max_inactivity_timeout: u32,
+    /// Live tokens at most.
+    pub max_tokens: usize,
+    /// Snapshot space at most, bytes (see the module docs).
+    pub max_snapshot_bytes: u64,
+    /// Concurrent background copies at most.
+    pub max_background: usize,
+}
+
+impl RodConfig {
+    /// A random key, manager id and generation with the default limits: a
+    /// copy manager whose tokens mean nothing outside this process.
+    pub fn ephemeral() -> Self {
+        let mut id = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut id);
+        RodConfig {
+            key: CopyDomainKey::random(),
+            manager_id: id,
+            generation: rand::thread_rng().next_u64(),
+            scope: TokenScope::Domain,
+            default_inactivity_timeout: 60,
+            max_inactivity_timeout: 3600,
+            max_tokens: 1024,
+            max_snapshot_bytes: 64 << 30,
+            max_background: DEFAULT_MAX_BACKGROUND,
+        }
+    }
+}
+
+/// Runs background (IMMED) copies; the daemon implements it over its
+/// threads. The core never starts a thread itself.
+pub trait Spawner: Send + Sync + fmt::Debug {
+    /// Run `job` elsewhere, or give it back when that is not possible now.
+    fn spawn(&self, job: Box<dyn FnOnce() + Send>) -> Result<(), Box<dyn FnOnce() + Send>>;
+}
+
+/// The snapshot-space account.
+#[derive(Debug)]
+struct Space {
+    used: AtomicU64,
+    max: u64,
+    metrics: Metrics,
+}
+
+impl Space {
+    fn try_charge(&self, n: u64) -> bool {
+        let ok = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_add(n).filter(|&t| t <= self.max))
+            .is_ok();
+        self.metrics.set_rod_snapshot_bytes(self.used.load(Ordering::Acquire));
+        ok
+    }
+    fn release(&self, n: u64) {
+        let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| Some(u.saturating_sub(n)));
+        self.metrics.set_rod_snapshot_bytes(self.used.load(Ordering::Acquire));
+    }
+}
+
+/// Bytes charged to one token, returned when it goes.
+#[derive(Debug)]
+struct Charge {
+    space: Arc<Space>,
+    bytes: AtomicU64,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.space.release(self.bytes.load(Ordering::Acquire));
+    }
+}
+
+/// A sparse in-memory store of 64 KiB pages, for copy-on-write when the
+/// backend offers no scratch file (memory LUs, test backends).
+#[derive(Debug)]
+struct SparseMem {
+    len: u64,
+    pages: Mutex<HashMap<u64, Box<[u8]>>>,
+}
+
+const PAGE: u64 = 64 << 10;
+
+impl SparseMem {
+    fn each(&self, offset: u64, len: u64, mut f: impl FnMut(u64, usize, usize, usize)) {
+        let mut done = 0u64;
+        while done < len {
+            let pos = offset + done;
+            let (page, at) = (pos / PAGE, (pos % PAGE) as usize);
+            let n = (PAGE - pos % PAGE).min(len - done) as usize;
+            f(page, at, n, done as usize);
+            done += n as u64;
+        }
+    }
+}
+
+impl Storage for SparseMem {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> oxcopy_storage::Result<()> {
+        check_range(self.len, offset, buf.len() as u64)?;
+        let pages = self.pages.lock();
+        self.each(offset, buf.len() as u64, |page, at, n, b| match pages.get(&page) {
+            Some(p) => buf[b..b + n].copy_from_slice(&p[at..at + n]),
+            None => buf[b..b + n].fill(0),
+        });
+        Ok(())
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> oxcopy_storage::Result<()> {
+        check_range(self.len, offset, buf.len() as u64)?;
+        let mut pages = self.pages.lock();
+        self.each(offset, buf.len() as u64, |page, at, n, b| {
+            let p = pages.entry(page).or_insert_with(|| vec![0u8; PAGE as usize].into_boxed_slice());
+            p[at..at + n].copy_from_slice(&buf[b..b + n]);
+        });
+        Ok(())
+    }
+    fn flush(&self) -> oxcopy_storage::Result<()> {
+        Ok(())
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+}
+
+/// Blocks preserved by copy-on-write: sorted, disjoint `[start, end)` runs.
+#[derive(Debug, Default)]
+struct BlockSet(Vec<(u64, u64)>);
+
+impl BlockSet {
+    /// The parts of `[s, e)` not in the set.
+    fn missing(&self, s: u64, e: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut at = s;
+        for &(a, b) in self.0.iter().filter(|&&(a, b)| b > s && a < e) {
+            if a > at {
+                out.push((at, a.min(e)));
+            }
+            at = at.max(b);
+        }
+        if at < e {
+            out.push((at, e));
+        }
+        out
+    }
+    fn insert(&mut self, s: u64, e: u64) {
+        self.0.push((s, e));
+        self.0.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.0.len());
+        for &(a, b) in &self.0 {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        self.0 = merged;
+    }
+    /// `[s, e)` split into (preserved?, start, end) pieces, in order.
+    fn pieces(&self, s: u64, e: u64) -> Vec<(bool, u64, u64)> {
+        let mut out = Vec::new();
+        let mut at = s;
+        for &(a, b) in self.0.iter().filter(|&&(a, b)| b > s && a < e) {
+            if a > at {
+                out.push((false, at, a));
+            }
+            let (ps, pe) = (a.max(at), b.min(e));
+            out.push((true, ps, pe));
+            at = pe;
+        }
+        if at < e {
+            out.push((false, at, e));
+        }
+        out
+    }
+}
+
+/// The copy-on-write state of one point-in-time token. The lock is held
+/// across preserve-and-record, so a reader never sees a block marked before
+/// its old data is in the store.
+#[derive(Debug, Default)]
+pub(crate) struct CowStore(Mutex<CowState>);
+
+#[derive(Debug, Default)]
+struct CowState {
+    /// Preserved source blocks.
+    preserved: BlockSet,
+    /// Made at the first preservation (most tokens never need one: no file
+    /// descriptor and no space until then).
+    store: Option<Arc<dyn Storage>>,
+}
+
+/// A scratch store as long as `lu`'s backend: a sparse unlinked file beside
+/// it, or sparse memory when the backend has no such place.
+fn scratch_for(lu: &LogicalUnit) -> oxcopy_storage::Result<Arc<dyn Storage>> {
+    let len = lu.storage().len();
+    Ok(match lu.storage().scratch(len)? {
+        Some(s) => s,
+        None => Arc::new(SparseMem { len, pages: Mutex::new(HashMap::new()) }),
+    })
+}
+
+/// Where a token's data comes from.
+#[derive(Debug)]
+pub(crate) enum SourceKind {
+    /// Access upon reference: the live source.
+    Live,
+    /// Change vulnerable: the live source; a covering write revokes.
+    ChangeVulnerable,
+    /// A reflink snapshot: the ranges laid end to end.
+    Snapshot(Arc<dyn Storage>),
+    /// Copy-on-write over the live source.
+    Cow(CowStore),
+}
+
+/// What a ROD token carries: its source LU, ranges and data source.
+#[derive(Debug)]
+pub struct RodSource {
+    pub(crate) lu: Arc<LogicalUnit>,
+    /// The PT's ranges in list order, in blocks of `lu` (empty ones dropped).
+    pub(crate) ranges: Vec<BlockRange>,
+    pub(crate) kind: SourceKind,
+    invalid: AtomicBool,
+    charge: Charge,
+}
+
+impl RodSource {
+    /// Whether a write (or space exhaustion) has broken the token's promise.
+    pub fn is_invalid(&self) -> bool {
+        self.invalid.load(Ordering::Acquire)
+    }
+
+    fn invalidate(&self, why: &str) {
+        if !self.invalid.swap(true, Ordering::AcqRel) {
+            tracing::info!(why, "ROD token revoked");
+        }
+    }
+
+    /// The ranges as the planner sees them: for a snapshot, its own offsets.
+    pub(crate) fn plan_ranges(&self) -> Vec<BlockRange> {
+        match &self.kind {
+            SourceKind::Snapshot(_) => {
+                let mut at = 0u64;
+                self.ranges
+                    .iter()
+                    .map(|r| {
+                        let b = BlockRange { lba: at, blocks: r.blocks };
+                        at += u64::from(r.blocks);
+                        b
+                    })
+                    .collect()
+            }
+            _ => self.ranges.clone(),
+        }
+    }
+
+    /// Source blocks of `[lba, lba+blocks)` this token covers.
+    fn covered(&self, lba: u64, blocks: u64) -> Vec<(u64, u64)> {
+        let end = lba.saturating_add(blocks);
+        self.ranges
+            .iter()
+            .filter_map(|r| {
+                let (s, e) = (r.lba.max(lba), (r.lba + u64::from(r.blocks)).min(end));
+                (s < e).then_some((s, e))
+            })
+            .collect()
+    }
+
+    /// The write hook's work for this token (exclusive lock on the range held).
+    fn before_source_write(&self, lu: &LogicalUnit, lba: u64, blocks: u64) {
+        if self.is_invalid() {
+            return;
+        }
+        let covered = self.covered(lba, blocks);
+        if covered.is_empty() {
+            return;
+        }
+        let cow = match &self.kind {
+            SourceKind::ChangeVulnerable => return self.invalidate("change-vulnerable source written"),
+            SourceKind::Cow(c) => c,
+            SourceKind::Live | SourceKind::Snapshot(_) => return,
+        };
+        let bs = u64::from(lu.block_size());
+        let mut st = cow.0.lock();
+        let todo: Vec<(u64, u64)> = covered.iter().flat_map(|&(s, e)| st.preserved.missing(s, e)).collect();
+        let bytes: u64 = todo.iter().map(|(s, e)| (e - s) * bs).sum();
+        if bytes == 0 {
+            return;
+        }
+        if !self.charge.space.try_charge(bytes) {
+            return self.invalidate("snapshot space exhausted");
+        }
+        self.charge.bytes.fetch_add(bytes, Ordering::AcqRel);
+        let store = match &st.store {
+            Some(s) => s.clone(),
+            None => match scratch_for(lu) {
+                Ok(s) => st.store.insert(s).clone(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "no scratch store for copy-on-write");
+                    return self.invalidate("no scratch store");
+                }
+            },
+        };
+        for (s, e) in todo {
+            if let Err(err) = store.copy_range(s * bs, lu.storage().as_ref(), s * bs, (e - s) * bs) {
+                tracing::warn!(error = %err, "preserving point-in-time data failed");
+                return self.invalidate("preserving old data failed");
+            }
+            st.preserved.insert(s, e);
+        }
+    }
+
+    /// Copy source bytes `[off, off+len)` (offsets of the source LU, or of
+    /// the snapshot) into `dst` at `dst_off`. The caller holds the locks.
+    pub(crate) fn copy_out(
+        &self,
+        dst: &dyn Storage,
+        dst_off: u64,
+        off: u64,
+        len: u64,
+    ) -> oxcopy_storage::Result<oxcopy_storage::CopyReport> {
+        match &self.kind {
+            SourceKind::Live | SourceKind::ChangeVulnerable => {
+                dst.copy_range(dst_off, self.lu.storage().as_ref(), off, len)
+            }
+            SourceKind::Snapshot(snap) => dst.copy_range(dst_off, snap.as_ref(), off, len),
+            SourceKind::Cow(c) => {
+                let bs = u64::from(self.lu.block_size().max(1));
+                let st = c.0.lock();
+                let pieces = st.preserved.pieces(off / bs, (off + len).div_ceil(bs));
+                let mut report = oxcopy_storage::CopyReport::default();
+                for (kept, s, e) in pieces {
+                    let (a, b) = ((s * bs).max(off), (e * bs).min(off + len));
+                    let from: &dyn Storage = match (&st.store, kept) {
+                        (Some(store), true) => store.as_ref(),
+                        _ => self.lu.storage().as_ref(),
+                    };
+                    report.merge(&dst.copy_range(dst_off + (a - off), from, a, b - a)?);
+                }
+                Ok(report)
+            }
+        }
+    }
+
+    /// Whether reads need the source LU's range lock (everything but a snapshot).
+    pub(crate) fn reads_live(&self) -> bool {
+        !matches!(self.kind, SourceKind::Snapshot(_))
+    }
+}
+
+/// The write hook installed on a source LU of point-in-time or
+/// change-vulnerable tokens (chained after any hook already there).
+#[derive(Debug)]
+pub struct PitHook {
+    sources: Mutex<Vec<Weak<RodSource>>>,
+    prev: Option<Arc<dyn WriteHook>>,
+}
+
+impl WriteHook for PitHook {
+    fn before_write(&self, lu: &LogicalUnit, lba: u64, blocks: u64) -> Result<(), Sense> {
+        if let Some(p) = &self.prev {
+            p.before_write(lu, lba, blocks)?;
+        }
+        let live: Vec<Arc<RodSource>> = {
+            let mut v = self.sources.lock();
+            v.retain(|w| w.strong_count() > 0);
+            v.iter().filter_map(Weak::upgrade).collect()
+        };
+        for s in live {
+            s.before_source_write(lu, lba, blocks);
+        }
+        Ok(())
+    }
+}
+
+/// A token in use by a WRITE USING TOKEN (foreground or background); the
+/// inactivity timer restarts when it is dropped, and a token in use never
+/// expires.
+pub struct HeldToken {
+    mgr: Arc<RodManager>,
+    header: TokenHeader,
+    source: Arc<RodSource>,
+}
+
+impl fmt::Debug for HeldToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeldToken").field("id", &self.header.id).finish_non_exhaustive()
+    }
+}
+
+impl HeldToken {
+    /// The token's verified fields.
+    pub fn header(&self) -> &TokenHeader {
+        &self.header
+    }
+    /// What it stands for.
+    pub fn source(&self) -> &Arc<RodSource> {
+        &self.source
+    }
+}
+
+impl Drop for HeldToken {
+    fn drop(&mut self) {
+        self.mgr.store.release(self.header.id);
+    }
+}
+
+/// The token side of the copy manager (daemon-wide, owned by the registry).
+pub struct RodManager {
+    cfg: RodConfig,
+    store: TokenStore<RodSource>,
+    space: Arc<Space>,
+    hooks: Mutex<HashMap<[u8; 16], Arc<PitHook>>>,
+    spawner: RwLock<Option<Arc<dyn Spawner>>>,
+    background: AtomicUsize,
+    metrics: Metrics,
+}
+
+impl fmt::Debug for RodManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RodManager").field("cfg", &self.cfg).field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+/// Decrements the background count when a background job ends.
+pub(crate) struct BackgroundSlot(Arc<RodManager>);
+
+impl Drop for BackgroundSlot {
+    fn drop(&mut self) {
+        self.0.background.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl RodManager {
+    /// A manager for `cfg`, telling time by `clock`, reporting into `metrics`.
+    pub fn new(cfg: RodConfig, clock: Arc<dyn Clock>, metrics: Metrics) -> Self {
+        let limits = TokenLimits { max_live: cfg.max_tokens, ..TokenLimits::default() };
+        let store = TokenStore::new(cfg.key.clone(), cfg.manager_id, clock, limits).with_generation(cfg.generation);
+        let space = Arc::new(Space { used: AtomicU64::new(0), max: cfg.max_snapshot_bytes, metrics: metrics.clone() });
+        RodManager {
+            cfg,
+            store,
+            space,
+            hooks: Mutex::new(HashMap::new()),
+            spawner: RwLock::new(None),
+            background: AtomicUsize::new(0),
+            metrics,
+        }
+    }
+
+    /// [`RodManager::new`] with [`RodConfig::ephemeral`] and the system clock.
+    pub fn ephemeral(metrics: Metrics) -> Self {
+        Self::new(RodConfig::ephemeral(), Arc::new(SystemClock), metrics)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RodConfig {
+        &self.cfg
+    }
+
+    /// The token store (tests, diagnostics).
+    pub fn store(&self) -> &TokenStore<RodSource> {
+        &self.store
+    }
+
+    /// Install the spawner for background copies.
+    pub fn set_spawner(&self, spawner: Option<Arc<dyn Spawner>>) {
+        *self.spawner.write() = spawner;
+    }
+
+    /// Bytes currently charged to point-in-time tokens.
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.space.used.load(Ordering::Acquire)
+    }
+
+    /// The ROD limits in blocks of `lu` (VPD 8Fh 0000h and validation).
+    pub fn limits_for(&self, lu: &LogicalUnit) -> RodLimits {
+        let bs = u64::from(lu.block_size().max(1));
+        RodLimits {
+            max_ranges: MAX_RANGE_DESCRIPTORS,
+            max_inactivity_timeout: self.cfg.max_inactivity_timeout,
+            default_inactivity_timeout: self.cfg.default_inactivity_timeout,
+            max_token_transfer_blocks: MAX_TOKEN_TRANSFER_BYTES / bs,
+        }
+    }
+
+    /// OPTIMAL TRANSFER COUNT in blocks of `lu`.
+    pub fn optimal_blocks(&self, lu: &LogicalUnit) -> u64 {
+        OPTIMAL_TRANSFER_BYTES / u64::from(lu.block_size().max(1))
+    }
+
+    /// Drop tokens whose promise broke (revoked, 23h/06h from now on) and
+    /// expired ones, with their snapshot space; refresh the gauges. Called
+    /// by every token command and periodically by the daemon.
+    pub fn reap(&self) -> usize {
+        let revoked = self.store.revoke_where(|_, p| p.is_invalid());
+        let expired = self.store.reap();
+        self.metrics.set_rod_tokens(self.store.live());
+        self.metrics.set_rod_snapshot_bytes(self.snapshot_bytes());
+        revoked + expired
+    }
+
+    /// Reserve a background slot, or `None` when `max_background` are running.
+    pub(crate) fn background_slot(self: &Arc<Self>) -> Option<BackgroundSlot> {
+        let ok = self
+            .background
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.cfg.max_background).then_some(n + 1))
+            .is_ok();
+        ok.then(|| BackgroundSlot(self.clone()))
+    }
+
+    /// The spawner, if any.
+    pub(crate) fn spawner(&self) -> Option<Arc<dyn Spawner>> {
+        self.spawner.read().clone()
+    }
+
+    /// The LU's token hook, installed (chained after the current hook) on
+    /// first use — and again if someone replaced it meanwhile, carrying the
+    /// protected sources over, so a replaced hook never silently drops a
+    /// point-in-time promise for new writes.
+    fn hook_for(&self, lu: &LogicalUnit) -> Arc<PitHook> {
+        let mut hooks = self.hooks.lock();
+        let current = lu.write_hook();
+        let ours = hooks.get(&lu.naa()).cloned();
+        if let (Some(h), Some(c)) = (&ours, &current) {
+            if std::ptr::addr_eq(Arc::as_ptr(h), Arc::as_ptr(c)) {
+                return h.clone();
+            }
+        }
+        let sources = ours.map(|h| std::mem::take(&mut *h.sources.lock())).unwrap_or_default();
+        let h = Arc::new(PitHook { sources: Mutex::new(sources), prev: current });
+        lu.set_write_hook(Some(h.clone() as Arc<dyn WriteHook>));
+        hooks.insert(lu.naa(), h.clone());
+        h
+    }
+
+    /// POPULATE TOKEN's work: establish the ROD of `ranges` on `lu` with
+    /// `rod_type` and issue its token.
+    pub(crate) fn create(
+        &self,
+        lu: &Arc<LogicalUnit>,
+        target_name: &str,
+        rod_type: u32,
+        ranges: &[BlockRange],
+        timeout_secs: u32,
+    ) -> Result<(Box<[u8; TOKEN_LEN]>, u64), Sense> {
+        let bs = u64::from(lu.block_size());
+        let ranges: Vec<BlockRange> = ranges.iter().copied().filter(|r| r.blocks > 0).collect();
+        let total_blocks: u64 = ranges.iter().map(|r| u64::from(r.blocks)).sum();
+        let byte_ranges: Vec<(u64, u64)> = ranges.iter().map(|r| (r.lba * bs, u64::from(r.blocks) * bs)).collect();
+        // The point in time: no write is in progress on any source range
+        // while these are held (taken in LBA order, the LU's lock order).
+        let mut sorted = ranges.clone();
+        sorted.sort_by_key(|r| r.lba);
+        let _guards: Vec<_> =
+            sorted.iter().map(|r| lu.range_locks().lock(r.lba, u64::from(r.blocks), LockMode::Shared)).collect();
+        let charge = Charge { space: self.space.clone(), bytes: AtomicU64::new(0) };
+        let no_room = || Sense::illegal(Asc::INSUFFICIENT_RESOURCES_TO_CREATE_ROD);
+        let kind = match rod_type {
+            RodType::ACCESS_UPON_REFERENCE => SourceKind::Live,
+            RodType::POINT_IN_TIME_CHANGE_VULNERABLE => SourceKind::ChangeVulnerable,
+            _ => {
+                let snap = match lu.storage().snapshot(&byte_ranges) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reflink snapshot failed; using copy-on-write");
+                        None
+                    }
+                };
+                match snap {
+                    Some(snap) => {
+                        let bytes = total_blocks * bs;
+                        if !self.space.try_charge(bytes) {
+                            return Err(no_room());
+                        }
+                        charge.bytes.store(bytes, Ordering::Release);
+                        SourceKind::Snapshot(snap)
+                    }
+                    None => SourceKind::Cow(CowStore::default()),
+                }
+            }
+        };
+        let protects = matches!(kind, SourceKind::ChangeVulnerable | SourceKind::Cow(_));
+        let source = Arc::new(RodSource { lu: lu.clone(), ranges, kind, invalid: AtomicBool::new(false), charge });
+        if protects {
+            self.hook_for(lu).sources.lock().push(Arc::downgrade(&source));
+        }
+        let prov = lu.provisioning();
+        let spec = TokenSpec {
+            rod_type,
+            creator: CreatorInfo {
+                naa: lu.naa(),
+                block_size: lu.block_size(),
+                lbppbe: 0,
+                lbpme: prov.lbpme,
+                lbprz: prov.lbprz,
+                generation: self.cfg.generation,
+            },
+            target_name: target_name.to_owned(),
+            bytes: u128::from(total_blocks * bs),
+            inactivity_timeout: Duration::from_secs(u64::from(timeout_secs.max(1))),
+        };
+        let token = self.store.issue_shared(&spec, source).map_err(TokenError::sense)?;
+        self.metrics.set_rod_tokens(self.store.live());
+        Ok((token, total_blocks))
+    }
+
+    /// Verify `token` and hold it for a WRITE USING TOKEN. A token whose
+    /// promise broke is revoked here (23h/06h).
+    pub fn acquire(self: &Arc<Self>, token: &[u8]) -> Result<HeldToken, TokenError> {
+        let (header, source) = self.store.acquire_raw(token)?;
+        let held = HeldToken { mgr: self.clone(), header, source };
+        if held.source.is_invalid() {
+            let id = held.header.id;
+            drop(held);
+            self.store.revoke_where(|h, _| h.id == id);
+            return Err(TokenError::Revoked);
+        }
+        Ok(held)
+    }
+
+    /// DEL_TKN: the token is gone once its current users finish.
+    pub(crate) fn delete(&self, id: u64) {
+        self.store.delete(id);
+        self.metrics.set_rod_tokens(self.store.live());
+    }
+
+    /// The POPULATE TOKEN of this token was aborted.
+    pub(crate) fn cancel(&self, id: u64) {
+        self.store.cancel(id);
+        self.metrics.set_rod_tokens(self.store.live());
+    }
+
+    /// The first 96 bytes of live tokens created by the LU `naa` (REPORT ALL ROD TOKENS).
+    pub(crate) fn management_tokens(&self, naa: &[u8; 16], max: usize) -> Vec<[u8; 96]> {
+        self.store
+            .tokens(usize::MAX)
+            .into_iter()
+            .filter(|t| &t[24..40] == naa)
+            .take(max)
+            .map(|t| {
+                let mut m = [0u8; 96];
+                m.copy_from_slice(&t[..96]);
+                m
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_set_algebra() {
+        let mut s = BlockSet::default();
+        s.insert(10, 20);
+        s.insert(30, 40);
+        assert_eq!(s.missing(0, 50), vec![(0, 10), (20, 30), (40, 50)]);
+        assert_eq!(s.missing(12, 18), vec![]);
+        s.insert(20, 30);
+        assert_eq!(s.0, vec![(10, 40)]);
+        assert_eq!(s.pieces(5, 45), vec![(false, 5, 10), (true, 10, 40), (false, 40, 45)]);
+        assert_eq!(s.pieces(15, 16), vec![(true, 15, 16)]);
+    }
+
+    #[test]
+    fn sparse_mem_reads_zero_where_unwritten() {
+        let m = SparseMem { len: 3 * PAGE, pages: Mutex::new(HashMap::new()) };
+        m.write_at(&[7u8; 100], PAGE - 50).unwrap();
+        let mut b = vec![1u8; 200];
+        m.read_at(&mut b, PAGE - 100).unwrap();
+        assert_eq!(&b[..50], &[0u8; 50][..]);
+        assert_eq!(&b[50..150], &[7u8; 100][..]);
+        assert_eq!(&b[150..], &[0u8; 50][..]);
+        assert_eq!(m.pages.lock().len(), 2);
+        assert!(m.write_at(&[0], 3 * PAGE).is_err());
+    }
+}
