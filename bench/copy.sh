@@ -32,6 +32,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$here/lib.sh"
 sizes="64 256 1024 4096"
 filesystems="xfs ext4"
 methods="host xcopy token"
@@ -41,10 +43,6 @@ out=$root/docs/bench
 keep=0
 iqn=iqn.2026-11.dev.oxcopy:copy-bench
 
-usage() {
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
-    exit 2
-}
 while [[ $# -gt 0 ]]; do
     case $1 in
         --sizes) sizes=${2:?}; shift 2 ;;
@@ -80,34 +78,18 @@ for n in $sizes; do ((n > max_mib)) && max_mib=$n; done
 work=$(mktemp -d /tmp/oxcopy-copy-bench.XXXXXX)
 logs=$work/logs
 mkdir -p "$logs"
-pid=
-mnt=
-dev=
 tgt_port=
 tgt_dir=
 cleanup() {
-    if [[ -n $pid ]]; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        pid=
-    fi
+    kill_oxcopyd
     if [[ -n $tgt_port ]]; then
         "$root/scripts/tgt.sh" stop "$tgt_port" "$tgt_dir" >/dev/null 2>&1 || true
         tgt_port=
     fi
-    if [[ -n $mnt ]]; then
-        umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
-        mnt=
-    fi
-    if [[ -n $dev ]]; then
-        losetup -d "$dev" 2>/dev/null || true
-        dev=
-    fi
+    drop_loop_fs
 }
 trap 'cleanup; [[ $keep -eq 1 ]] || rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # A port below 32768 (tgtd's control port is the iSCSI port, see tgt.sh).
 free_low_port() {
     python3 -c '
@@ -155,52 +137,20 @@ PY
 for fs in $filesystems; do
     # Room for the two LUN files (tgt reuses them after oxcopyd stops), with slack.
     lun_bytes=$((max_mib << 20))
-    img=$work/$fs.img
-    truncate -s $((2 * lun_bytes + (2 << 30))) "$img"
-    dev=$(losetup -f --show "$img")
-    case $fs in
-        xfs) mkfs.xfs -q -f -m reflink=1 "$dev" ;;
-        ext4) mkfs.ext4 -q -F "$dev" ;;
-        *) echo "copy.sh: unknown filesystem $fs" >&2; exit 2 ;;
-    esac
-    mnt=$work/mnt-$fs
-    mkdir -p "$mnt"
-    mount -t "$fs" "$dev" "$mnt"
-    echo "== $fs on $dev" >&2
+    make_loop_fs "$fs" $((2 * lun_bytes + (2 << 30)))
     src=$mnt/src.img dst=$mnt/dst.img
     truncate -s "$lun_bytes" "$src" "$dst"
     "$copy_bench" fill --file "$src" >"$logs/$fs-fill.log"
     port=$(free_port)
-    cat >"$work/oxcopyd-$fs.toml" <<TOML
-[server]
-listen = ["127.0.0.1:$port"]
-data_dir = "$work/state-$fs"
-nop_interval = 0
-[[target]]
-iqn = "$iqn"
-[[target.lun]]
-id = 0
-path = "$src"
-[[target.lun]]
-id = 1
-path = "$dst"
-TOML
-    RUST_LOG=${RUST_LOG:-warn} "$oxcopyd" --config "$work/oxcopyd-$fs.toml" >"$logs/$fs-oxcopyd.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-        kill -0 "$pid" 2>/dev/null || { cat "$logs/$fs-oxcopyd.log" >&2; exit 1; }
-        sleep 0.1
-    done
+    oxcopyd_config "$work/oxcopyd-$fs.toml" "$port" "$work/state-$fs" "$src" "$dst"
+    start_oxcopyd "$work/oxcopyd-$fs.toml" "$logs/$fs-oxcopyd.log" "$port"
     url=iscsi://127.0.0.1:$port/$iqn
     for mib in $sizes; do
         for m in $methods; do
             measure "$fs" "$m" "$mib" "$url/0" "$url/1" "$src" "$dst" 512 || echo "  ($fs $m $mib MiB: no result)" >&2
         done
     done
-    kill -TERM "$pid"
-    wait "$pid" || true
-    pid=
+    stop_oxcopyd
 
     if [[ $fs == ext4 && $tgt -eq 1 ]]; then
         # The same two files (same data, same filesystem), now served by tgt:
@@ -220,10 +170,7 @@ TOML
         tgt_port=
     fi
     rm -f "$src" "$dst"
-    umount "$mnt"
-    mnt=
-    losetup -d "$dev"
-    dev=
+    release_loop_fs
     rm -f "$img" # --keep keeps the logs, not the images
 done
 

@@ -37,6 +37,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$here/lib.sh"
 size=4
 reps=3
 writes=2000
@@ -48,10 +50,6 @@ results=
 keep=0
 iqn=iqn.2026-11.dev.oxcopy:odx-bench
 
-usage() {
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
-    exit 2
-}
 while [[ $# -gt 0 ]]; do
     case $1 in
         --size) size=${2:?}; shift 2 ;;
@@ -87,32 +85,8 @@ mkdir -p "$results"
 results=$(cd "$results" && pwd)
 
 work=$(mktemp -d /tmp/oxcopy-odx-bench.XXXXXX)
-pid=
-mnt=
-dev=
-cleanup() {
-    if [[ -n $pid ]]; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        pid=
-    fi
-    if [[ -n $mnt ]]; then
-        umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
-        mnt=
-    fi
-    if [[ -n $dev ]]; then
-        losetup -d "$dev" 2>/dev/null || true
-        dev=
-    fi
-}
 trap 'cleanup; [[ $keep -eq 1 ]] || rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-metric() { # metric PORT METHOD -> bytes
-    curl -s "http://127.0.0.1:$1/metrics" |
-        awk -v m="oxcopy_copy_bytes_total{method=\"$2\"}" '$1 == m { print $2 }'
-}
 # Median of the KEY= figures of the RESULT lines of a log.
 median() {
     sed -n "s/^RESULT .* $2=\([0-9.]*\).*/\1/p" "$1" | sort -g |
@@ -124,46 +98,15 @@ csv=$results/odx.csv
 echo "fs,size_gib,pt_1g_ms,pt_rrti_1g_ms,token_s,host_s,direct_s,host_over_token,token_speed_vs_direct,wire_bytes,write_none_us,write_pit_us,pit_over_none,reflink_bytes,cfr_bytes,rw_bytes,hole_bytes,pt_range_s,token_range_s,host_range_s,direct_range_s" >"$csv"
 
 for fs in $filesystems; do
-    img=$work/$fs.img
-    truncate -s "$((3 * size + 4))G" "$img"
-    dev=$(losetup -f --show "$img")
-    case $fs in
-        xfs) mkfs.xfs -q -f -m reflink=1 "$dev" ;;
-        ext4) mkfs.ext4 -q -F "$dev" ;;
-        *) echo "odx.sh: unknown filesystem $fs" >&2; exit 2 ;;
-    esac
-    mnt=$work/mnt-$fs
-    mkdir -p "$mnt"
     # discard: blocks freed in the filesystem are punched out of the image file.
-    mount -t "$fs" -o discard "$dev" "$mnt"
-    echo "== $fs on $dev" >&2
+    make_loop_fs "$fs" "$((3 * size + 4))G" -o discard
     bytes=$((size << 30))
     src=$mnt/src.img dst=$mnt/dst.img
     truncate -s "$bytes" "$src" "$dst"
     "$copy_bench" fill --file "$src" >"$results/$fs-fill.log"
     port=$(free_port) mport=$(free_port)
-    cat >"$work/oxcopyd.toml" <<TOML
-[server]
-listen = ["127.0.0.1:$port"]
-data_dir = "$work/state-$fs"
-metrics = "127.0.0.1:$mport"
-nop_interval = 0
-[[target]]
-iqn = "$iqn"
-[[target.lun]]
-id = 0
-path = "$src"
-[[target.lun]]
-id = 1
-path = "$dst"
-TOML
-    RUST_LOG=${RUST_LOG:-warn} "$oxcopyd" --config "$work/oxcopyd.toml" >"$results/$fs-oxcopyd.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-        kill -0 "$pid" 2>/dev/null || { cat "$results/$fs-oxcopyd.log" >&2; exit 1; }
-        sleep 0.1
-    done
+    oxcopyd_config "$work/oxcopyd.toml" "$port" "$work/state-$fs" "$src" "$dst" "$mport"
+    start_oxcopyd "$work/oxcopyd.toml" "$results/$fs-oxcopyd.log" "$port"
     url=iscsi://127.0.0.1:$port/$iqn
     reset_dst() { fallocate -p -o 0 -l "$bytes" "$dst"; sync; }
     check() { cmp "$src" "$dst" || { echo "odx.sh: $1 copy differs from the source" >&2; exit 1; }; }
@@ -177,33 +120,20 @@ TOML
     moved=()
     run_token() {
         reset_dst
-        local before=() m i=0
-        for m in reflink copy_file_range read_write hole; do before+=("$(metric "$mport" $m)"); done
-        "$odx_bench" token-copy "$url" --src-lun 0 --dst-lun 1 | tee -a "$results/$fs-token.log" >&2
-        if ((${#moved[@]} == 0)); then
-            for m in reflink copy_file_range read_write hole; do
-                moved+=($(($(metric "$mport" $m) - before[i])))
-                i=$((i + 1))
-            done
-        fi
+        offload_copy "$results/$fs-token.log" "$odx_bench" token-copy "$url" --src-lun 0 --dst-lun 1
         check token
     }
     run_host() {
         reset_dst
-        "$copy_bench" host "$url" --src-lun 0 --dst-lun 1 | tee -a "$results/$fs-host.log" >&2
+        host_copy "$results/$fs-host.log"
         check host
     }
     run_direct() {
         reset_dst
-        "$copy_bench" direct --src "$src" --dst "$dst" | tee -a "$results/$fs-direct.log" >&2
+        direct_copy "$results/$fs-direct.log"
         check direct
     }
-    ways=(token host direct)
-    for rep in $(seq "$reps"); do
-        for k in 0 1 2; do
-            "run_${ways[(rep + k) % 3]}"
-        done
-    done
+    run_rotating "$reps" token host direct
 
     # Write latency last (it changes the source): none/pit alternating, a
     # different set of blocks each run.
@@ -218,9 +148,7 @@ TOML
         done
     done
 
-    kill -TERM "$pid"
-    wait "$pid" || true
-    pid=
+    stop_oxcopyd
 
     grep 'mode=write-none' "$results/$fs-write.log" >"$results/$fs-write-none.log" || true
     grep 'mode=write-pit' "$results/$fs-write.log" >"$results/$fs-write-pit.log" || true
@@ -247,10 +175,7 @@ print(f"{fs},{n},{pt * 1e3:.3f},{ptr * 1e3:.3f},{tok:.6f},{host:.6f},{direct:.6f
       f"{int(wire)},{wn:.1f},{wp:.1f},{ratio:.2f}," + ",".join(rest))
 PY
     rm -f "$src" "$dst"
-    umount "$mnt"
-    mnt=
-    losetup -d "$dev"
-    dev=
+    release_loop_fs
     rm -f "$img"
 done
 

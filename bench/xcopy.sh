@@ -32,6 +32,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$here/lib.sh"
 sizes="1 4"
 reps=3
 filesystems="xfs ext4"
@@ -41,10 +43,6 @@ results=
 keep=0
 iqn=iqn.2026-11.dev.oxcopy:xcopy-bench
 
-usage() {
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
-    exit 2
-}
 while [[ $# -gt 0 ]]; do
     case $1 in
         --sizes) sizes=${2:?}; shift 2 ;;
@@ -73,32 +71,8 @@ mkdir -p "$results"
 results=$(cd "$results" && pwd)
 
 work=$(mktemp -d /tmp/oxcopy-xcopy-bench.XXXXXX)
-pid=
-mnt=
-dev=
-cleanup() {
-    if [[ -n $pid ]]; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        pid=
-    fi
-    if [[ -n $mnt ]]; then
-        umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
-        mnt=
-    fi
-    if [[ -n $dev ]]; then
-        losetup -d "$dev" 2>/dev/null || true
-        dev=
-    fi
-}
 trap 'cleanup; [[ $keep -eq 1 ]] || rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-metric() { # metric PORT METHOD -> bytes
-    curl -s "http://127.0.0.1:$1/metrics" |
-        awk -v m="oxcopy_copy_bytes_total{method=\"$2\"}" '$1 == m { print $2 }'
-}
 # Spread (min-max) of the secs= figures of a log.
 result_range() { sed -n 's/^RESULT .* secs=\([0-9.]*\) .*/\1/p' "$1" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.4f-%.4f\n", lo, hi }'; }
 # Median of the secs= figures of a log.
@@ -113,18 +87,7 @@ csv=$results/xcopy.csv
 echo "fs,size_gib,xcopy_s,host_s,direct_s,host_over_xcopy,xcopy_speed_vs_direct,reflink_bytes,cfr_bytes,rw_bytes,hole_bytes,xcopy_range,host_range,direct_range" >"$csv"
 
 for fs in $filesystems; do
-    img=$work/$fs.img
-    truncate -s "$((2 * max_n + 2))G" "$img"
-    dev=$(losetup -f --show "$img")
-    case $fs in
-        xfs) mkfs.xfs -q -f -m reflink=1 "$dev" ;;
-        ext4) mkfs.ext4 -q -F "$dev" ;;
-        *) echo "xcopy.sh: unknown filesystem $fs" >&2; exit 2 ;;
-    esac
-    mnt=$work/mnt-$fs
-    mkdir -p "$mnt"
-    mount -t "$fs" "$dev" "$mnt"
-    echo "== $fs on $dev" >&2
+    make_loop_fs "$fs" "$((2 * max_n + 2))G"
     for n in $sizes; do
         size=$((n << 30))
         src=$mnt/src.img dst=$mnt/dst.img
@@ -132,28 +95,8 @@ for fs in $filesystems; do
         truncate -s "$size" "$src" "$dst"
         "$copy_bench" fill --file "$src" >"$results/$fs-$n-fill.log"
         port=$(free_port) mport=$(free_port)
-        cat >"$work/oxcopyd.toml" <<TOML
-[server]
-listen = ["127.0.0.1:$port"]
-data_dir = "$work/state-$fs-$n"
-metrics = "127.0.0.1:$mport"
-nop_interval = 0
-[[target]]
-iqn = "$iqn"
-[[target.lun]]
-id = 0
-path = "$src"
-[[target.lun]]
-id = 1
-path = "$dst"
-TOML
-        RUST_LOG=${RUST_LOG:-warn} "$oxcopyd" --config "$work/oxcopyd.toml" >"$results/$fs-$n-oxcopyd.log" 2>&1 &
-        pid=$!
-        for _ in $(seq 100); do
-            if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-            kill -0 "$pid" 2>/dev/null || { cat "$results/$fs-$n-oxcopyd.log" >&2; exit 1; }
-            sleep 0.1
-        done
+        oxcopyd_config "$work/oxcopyd.toml" "$port" "$work/state-$fs-$n" "$src" "$dst" "$mport"
+        start_oxcopyd "$work/oxcopyd.toml" "$results/$fs-$n-oxcopyd.log" "$port"
         url=iscsi://127.0.0.1:$port/$iqn
         reset_dst() { fallocate -p -o 0 -l "$size" "$dst"; sync; }
         check() { cmp "$src" "$dst" || { echo "xcopy.sh: $1 copy differs from the source" >&2; exit 1; }; }
@@ -163,40 +106,23 @@ TOML
         : >"$results/$fs-$n-direct.log"
         run_xcopy() {
             reset_dst
-            local before=() m i=0
-            for m in reflink copy_file_range read_write hole; do before+=("$(metric "$mport" $m)"); done
-            "$copy_bench" xcopy "$url" --src-lun 0 --dst-lun 1 | tee -a "$results/$fs-$n-xcopy.log" >&2
-            if ((${#moved[@]} == 0)); then
-                for m in reflink copy_file_range read_write hole; do
-                    moved+=($(($(metric "$mport" $m) - before[i])))
-                    i=$((i + 1))
-                done
-            fi
+            offload_copy "$results/$fs-$n-xcopy.log" "$copy_bench" xcopy "$url" --src-lun 0 --dst-lun 1
             check xcopy
         }
         run_host() {
             reset_dst
-            "$copy_bench" host "$url" --src-lun 0 --dst-lun 1 | tee -a "$results/$fs-$n-host.log" >&2
+            host_copy "$results/$fs-$n-host.log"
             check host
         }
         run_direct() {
             reset_dst
-            "$copy_bench" direct --src "$src" --dst "$dst" | tee -a "$results/$fs-$n-direct.log" >&2
+            direct_copy "$results/$fs-$n-direct.log"
             check direct
         }
         moved=()
-        # The order rotates from one repetition to the next, so that no way
-        # always follows the same other one (page cache and writeback state).
-        ways=(xcopy host direct)
-        for rep in $(seq "$reps"); do
-            for k in 0 1 2; do
-                "run_${ways[(rep + k) % 3]}"
-            done
-        done
+        run_rotating "$reps" xcopy host direct
 
-        kill -TERM "$pid"
-        wait "$pid" || true
-        pid=
+        stop_oxcopyd
         xs=$(result_secs "$results/$fs-$n-xcopy.log")
         hs=$(result_secs "$results/$fs-$n-host.log")
         ds=$(result_secs "$results/$fs-$n-direct.log")
@@ -210,10 +136,7 @@ print(f"{fs},{n},{xs:.6f},{hs:.6f},{ds:.6f},{hs / xs:.1f},{ds / xs:.2f}," + ",".
 PY
         rm -f "$src" "$dst"
     done
-    umount "$mnt"
-    mnt=
-    losetup -d "$dev"
-    dev=
+    release_loop_fs
 done
 
 python3 - "$csv" <<'PY'

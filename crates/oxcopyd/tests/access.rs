@@ -6,6 +6,7 @@
 //! target or another one), and ROD tokens made from it (token_scope =
 //! "initiator").
 
+mod common;
 mod trust_support;
 
 use bytes::Bytes;

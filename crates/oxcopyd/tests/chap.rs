@@ -5,15 +5,14 @@
 
 mod common;
 
+use common::daemon::{Proc, Spawn};
 use common::{install_panic_watch, session_cfg, STEP};
 use oxcopy_initiator::{ChapConfig, InitiatorError, LoginError, Session};
 use oxcopy_iscsi::pdu::LoginStatus;
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CHAP_TARGET: &str = "iqn.2026-11.dev.oxcopy:chap";
@@ -24,86 +23,9 @@ const SECRET: &str = "alice-secret-123";
 const TARGET_USER: &str = "oxcopy";
 const TARGET_SECRET: &str = "target-secret-456";
 
-/// A spawned `oxcopyd`, killed by its PID when dropped.
-struct Proc {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: kill(2) on the PID of our own child, not yet reaped
-            // (try_wait says it is still running).
-            unsafe {
-                libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL);
-            }
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Proc {
-    fn spawn(config: &Path, cwd: &Path) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_oxcopyd"))
-            .arg("--config")
-            .arg(config)
-            .current_dir(cwd)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn oxcopyd");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().expect("stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Proc { child, stderr }
-    }
-
-    /// Read stdout until the first iSCSI URL and return its portal.
-    fn portal(&mut self) -> SocketAddr {
-        let out = self.child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.trim().strip_prefix("iscsi://") {
-                    let _ = tx.send(rest.split('/').next().unwrap_or("").to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("oxcopyd printed no URL; stderr:\n{}", self.stderr()));
-        addr.parse().expect("portal address")
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn wait_exit(&mut self, d: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + d;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// How the tests run `oxcopyd`: in `cwd`, logging at info, stderr collected.
+fn opts(cwd: &Path) -> Spawn<'_> {
+    Spawn { rust_log: "info", cwd: Some(cwd), url_timeout: Duration::from_secs(20), ..Spawn::default() }
 }
 
 fn write_secret(path: &Path, secret: &str, mode: u32) {
@@ -165,8 +87,8 @@ size = "16MiB"
 
 fn start(dir: &Path) -> (Proc, SocketAddr) {
     install_panic_watch();
-    let mut p = Proc::spawn(&config(dir), dir);
-    let addr = p.portal();
+    let p = Proc::spawn(&config(dir), &opts(dir));
+    let addr = p.addr();
     (p, addr)
 }
 
@@ -317,8 +239,8 @@ fn weak_secret_files_are_refused_at_start() {
         );
         let cfg = d.join("bad.toml");
         std::fs::write(&cfg, text).expect("config");
-        let mut p = Proc::spawn(&cfg, d);
-        let st = p.wait_exit(Duration::from_secs(20)).expect("exits");
+        let mut p = Proc::launch(&cfg, &opts(d));
+        let st = p.wait_exit(Duration::from_secs(20), Duration::from_millis(20)).expect("exits");
         std::thread::sleep(Duration::from_millis(50));
         let err = p.stderr();
         assert_eq!(st.code(), Some(2), "{file}: {err}");

@@ -19,15 +19,16 @@
 //! `OXCOPY_CRASH_SEED` the random seed (printed); `scripts/crash.sh` runs
 //! many rounds.
 
+mod common;
+
 use bytes::Bytes;
+use common::daemon::{Proc, Spawn};
+use common::{fnv, lun_bytes as file_range, pattern_vec as pattern};
 use oxcopy_initiator::odx::{BlockRange, PopulateToken, WriteUsingToken};
 use oxcopy_initiator::xcopy::{Cscd, Designator, ListIdUsage, ParamList, Segment};
 use oxcopy_initiator::{DataDir, ScsiOutcome, Session, SessionConfig, STATUS_GOOD};
 use rand::{Rng, SeedableRng};
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,36 +55,6 @@ fn slot_data(slot: usize, v: u32) -> Vec<u8> {
     pattern(((slot as u64) << 24) | u64::from(v), SLOT as usize)
 }
 
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
-fn fnv(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-fn file_range(path: &Path, off: u64, len: u64) -> Vec<u8> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).expect("open LUN file");
-    let mut v = vec![0u8; len as usize];
-    f.read_exact_at(&mut v, off).expect("read LUN file");
-    v
-}
-
 /// What the workload knows about each write slot and copy chunk.
 #[derive(Default)]
 struct Book {
@@ -105,54 +76,12 @@ struct Book {
     token_copies: u64,
 }
 
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // SIGKILL by our own child's PID, then reap it.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The daemon on `config`, quiet but for errors (stderr collected).
+fn spawn(config: &Path) -> Proc {
+    Proc::spawn(config, &Spawn { rust_log: "error", url_timeout: STEP, ..Spawn::default() })
 }
 
 impl Proc {
-    fn spawn(config: &Path) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_oxcopyd"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn oxcopyd");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.trim().strip_prefix("iscsi://") {
-                    let _ = tx.send(rest.split('/').next().unwrap_or("").to_string());
-                }
-            }
-        });
-        match rx.recv_timeout(STEP) {
-            Ok(addr) => Proc { addr: addr.parse().expect("portal"), child },
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("oxcopyd printed no URL; stderr:\n{err}");
-            }
-        }
-    }
-
     async fn session(&self, isid: u8) -> Session {
         let cfg = SessionConfig {
             initiator_name: HOST.into(),
@@ -163,7 +92,7 @@ impl Proc {
             keepalive_interval: None,
             ..SessionConfig::for_target(IQN)
         };
-        tokio::time::timeout(STEP, Session::connect(self.addr, cfg)).await.expect("login in time").expect("login")
+        tokio::time::timeout(STEP, Session::connect(self.addr(), cfg)).await.expect("login in time").expect("login")
     }
 }
 
@@ -498,7 +427,7 @@ async fn sigkill_mid_workload_loses_nothing_acknowledged() {
     }));
 
     // Round 0 sets up the APTPL reservation on LUN 2.
-    let p = Proc::spawn(&config);
+    let p = spawn(&config);
     let s = p.session(0x41).await;
     assert_eq!(prout(&s, 0x06, 0, 0, KEY, 0x01).await, STATUS_GOOD, "REGISTER AND IGNORE with APTPL");
     assert_eq!(prout(&s, 0x01, 0x03, KEY, 0, 0).await, STATUS_GOOD, "RESERVE Exclusive Access");
@@ -507,7 +436,7 @@ async fn sigkill_mid_workload_loses_nothing_acknowledged() {
     drop(s);
     let mut p = Some(p);
     for round in 1..=rounds {
-        let proc_ = p.take().unwrap_or_else(|| Proc::spawn(&config));
+        let proc_ = p.take().unwrap_or_else(|| spawn(&config));
         let mut tasks = tokio::task::JoinSet::new();
         for w in 0..WRITERS {
             let s = proc_.session(w as u8).await;
@@ -522,7 +451,7 @@ async fn sigkill_mid_workload_loses_nothing_acknowledged() {
         {
             r.expect("workload task");
         }
-        let restarted = Proc::spawn(&config);
+        let restarted = spawn(&config);
         verify(round, &restarted, &lay, &book, &data_dir, &luns_dir).await;
         let b = book.lock().unwrap();
         eprintln!(

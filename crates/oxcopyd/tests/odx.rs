@@ -9,6 +9,7 @@
 //! Every loop is bounded in count and time; the daemon is stopped by the
 //! test that started it.
 
+mod common;
 mod odx_support;
 mod xcopy_support;
 

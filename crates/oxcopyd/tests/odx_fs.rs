@@ -7,6 +7,7 @@
 //! `OXCOPY_REQUIRE_XFS=1` (CI as root), which makes a missing loop
 //! filesystem a failure.
 
+mod common;
 mod odx_support;
 mod xcopy_support;
 

@@ -2,14 +2,13 @@
 //! `oxcopyd` binary. The daemon is killed with SIGKILL, not stopped: the
 //! state must be on disk before the command that changed it completed.
 
+mod common;
+
 use bytes::Bytes;
+use common::daemon::{Proc as Daemon, Spawn};
 use oxcopy_initiator::{DataDir, ScsiOutcome, Session, SessionConfig, STATUS_GOOD, STATUS_RESERVATION_CONFLICT};
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 const IQN: &str = "iqn.2026-11.dev.oxcopy:pr-restart";
 const HOST_A: &str = "iqn.2026-11.test:pr-host-a";
@@ -24,53 +23,12 @@ const REGISTER_AND_IGNORE: u8 = 0x06;
 const EXCLUSIVE_ACCESS: u8 = 0x3;
 const APTPL: u8 = 0x01;
 
-/// A spawned daemon, killed (SIGKILL) and reaped when dropped.
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The daemon on `config` (stderr collected for a failure message).
+fn spawn(config: &Path) -> Daemon {
+    Daemon::spawn(config, &Spawn::default())
 }
 
 impl Daemon {
-    fn spawn(config: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_oxcopyd"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn oxcopyd");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.trim().strip_prefix("iscsi://") {
-                    let _ = tx.send(rest.split('/').next().unwrap_or("").to_string());
-                }
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => Daemon { addr: addr.parse().expect("portal address"), child },
-            Err(_) => {
-                let _ = child.kill();
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("oxcopyd printed no URL; stderr:\n{err}");
-            }
-        }
-    }
-
     async fn session(&self, initiator: &str, isid: u8) -> Session {
         let cfg = SessionConfig {
             initiator_name: initiator.to_string(),
@@ -79,13 +37,12 @@ impl Daemon {
             isid: Some([0x80, 0, 0, 0x3d, 0, isid]),
             ..SessionConfig::for_target(IQN)
         };
-        Session::connect(self.addr, cfg).await.expect("login")
+        Session::connect(self.addr(), cfg).await.expect("login")
     }
 
     /// Kill without any chance to flush or save.
-    fn crash(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn crash(self) {
+        self.kill();
     }
 }
 
@@ -146,7 +103,7 @@ async fn aptpl_registrations_and_reservation_survive_a_restart() {
 
     // B registers without APTPL, A with APTPL=1 (which makes the whole
     // state persistent) and takes an Exclusive Access reservation.
-    let d = Daemon::spawn(&config);
+    let d = spawn(&config);
     let (a, b) = (d.session(HOST_A, 1).await, d.session(HOST_B, 2).await);
     assert_eq!(prout(&b, REGISTER_AND_IGNORE, 0, 0, KEY_B, 0).await, STATUS_GOOD);
     assert_eq!(prout(&a, REGISTER_AND_IGNORE, 0, 0, KEY_A, APTPL).await, STATUS_GOOD);
@@ -158,7 +115,7 @@ async fn aptpl_registrations_and_reservation_survive_a_restart() {
     d.crash();
 
     // After the restart the keys and the reservation are back and enforced.
-    let d = Daemon::spawn(&config);
+    let d = spawn(&config);
     let (a, b) = (d.session(HOST_A, 1).await, d.session(HOST_B, 2).await);
     assert_eq!(read_keys(&a).await, vec![KEY_B, KEY_A]);
     assert_eq!(read_reservation(&b).await, Some((KEY_A, EXCLUSIVE_ACCESS)));
@@ -172,7 +129,7 @@ async fn aptpl_registrations_and_reservation_survive_a_restart() {
     assert_eq!(prout(&a, REGISTER, 0, KEY_A, KEY_A + 1, 0).await, STATUS_GOOD);
     drop((a, b, c));
     d.crash();
-    let d = Daemon::spawn(&config);
+    let d = spawn(&config);
     let a = d.session(HOST_A, 1).await;
     assert_eq!(read_keys(&a).await, Vec::<u64>::new());
     assert_eq!(read_reservation(&a).await, None);

@@ -3,101 +3,10 @@
 
 mod common;
 
+use common::daemon::{Proc, Spawn};
 use common::*;
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A spawned `oxcopyd`, killed by its PID when dropped.
-struct Proc {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: kill(2) on the PID of our own child, which has not been
-            // reaped yet (try_wait said it is still running).
-            unsafe {
-                libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL);
-            }
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Proc {
-    fn spawn(config: &Path, cwd: &Path) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_oxcopyd"))
-            .arg("--config")
-            .arg(config)
-            .current_dir(cwd)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn oxcopyd");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().expect("stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Proc { child, stderr }
-    }
-
-    fn pid(&self) -> libc::pid_t {
-        self.child.id() as libc::pid_t
-    }
-
-    /// Read stdout until the first iSCSI URL and return its portal.
-    fn portal(&mut self) -> SocketAddr {
-        let out = self.child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.trim().strip_prefix("iscsi://") {
-                    let addr = rest.split('/').next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("oxcopyd printed no URL; stderr:\n{}", self.stderr()));
-        addr.parse().expect("portal address")
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Wait for exit, at most `d`.
-    fn wait_exit(&mut self, d: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + d;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
 
 /// SIGTERM while four sessions are writing: exit code 0 within a bounded
 /// time, every write acknowledged GOOD is in the backing file, the
@@ -108,16 +17,16 @@ async fn sigterm_with_io_in_flight() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("oxcopyd.toml");
     std::fs::write(&cfg, config_text(dir.path(), &Opts::default(), "127.0.0.1:0")).expect("config");
-    let mut p = Proc::spawn(&cfg, dir.path());
-    let addr = p.portal();
+    let o = Spawn { rust_log: "info", cwd: Some(dir.path()), url_timeout: Duration::from_secs(20), ..Spawn::default() };
+    let mut p = Proc::spawn(&cfg, &o);
+    let addr = p.addr();
     assert!(addr.ip().is_loopback());
 
     let writers = Writers::start(addr, 4).await;
     writers.wait_progress(3).await;
     let t = Instant::now();
-    // SAFETY: kill(2) on our own, still running child.
-    assert_eq!(unsafe { libc::kill(p.pid(), libc::SIGTERM) }, 0);
-    let status = tokio::task::block_in_place(|| p.wait_exit(Duration::from_secs(20)));
+    assert_eq!(p.sigterm(), 0);
+    let status = tokio::task::block_in_place(|| p.wait_exit(Duration::from_secs(20), Duration::from_millis(20)));
     let took = t.elapsed();
     let status = status.unwrap_or_else(|| panic!("no exit 20 s after SIGTERM; stderr:\n{}", p.stderr()));
     assert_eq!(status.code(), Some(0), "exit status; stderr:\n{}", p.stderr());
@@ -139,8 +48,10 @@ async fn sigterm_with_io_in_flight() {
 fn refused(dir: &Path, name: &str, text: &str) -> String {
     let cfg = dir.join(name);
     std::fs::write(&cfg, text).expect("config");
-    let mut p = Proc::spawn(&cfg, dir);
-    let st = p.wait_exit(Duration::from_secs(20)).unwrap_or_else(|| panic!("{name}: still running"));
+    let mut p = Proc::launch(&cfg, &Spawn { rust_log: "info", cwd: Some(dir), ..Spawn::default() });
+    let st = p
+        .wait_exit(Duration::from_secs(20), Duration::from_millis(20))
+        .unwrap_or_else(|| panic!("{name}: still running"));
     std::thread::sleep(Duration::from_millis(50)); // let the stderr reader drain
     let err = p.stderr();
     assert_eq!(st.code(), Some(2), "{name}: exit status; stderr:\n{err}");
@@ -213,8 +124,8 @@ fn bad_config_exits_2_and_creates_nothing() {
 
     // A missing config file.
     let missing = dir.path().join("missing.toml");
-    let mut p = Proc::spawn(&missing, dir.path());
-    let st = p.wait_exit(Duration::from_secs(20)).expect("exits");
+    let mut p = Proc::launch(&missing, &Spawn { rust_log: "info", cwd: Some(dir.path()), ..Spawn::default() });
+    let st = p.wait_exit(Duration::from_secs(20), Duration::from_millis(20)).expect("exits");
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(st.code(), Some(2), "{}", p.stderr());
     assert!(p.stderr().contains(&missing.display().to_string()), "{}", p.stderr());

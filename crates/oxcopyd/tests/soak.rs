@@ -14,16 +14,18 @@
 //! The daemon's resident memory (VmRSS) is printed at start and end.
 //! `scripts/soak.sh` runs the long version.
 
+mod common;
+
 use bytes::Bytes;
+use common::daemon::{Proc, Spawn};
+use common::pattern_vec as pattern;
 use oxcopy_initiator::odx::{BlockRange, PopulateToken, WriteUsingToken};
 use oxcopy_initiator::scsi::cdb;
 use oxcopy_initiator::xcopy::{Cscd, Designator, ListIdUsage, ParamList, Segment};
 use oxcopy_initiator::{DataDir, ScsiOutcome, Session, SessionConfig};
 use rand::{Rng, SeedableRng};
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,63 +44,12 @@ const LUN0_BYTES: u64 = SRC + SRC_LEN;
 const LUN1_BYTES: u64 = SESSIONS as u64 * REGION;
 const STEP: Duration = Duration::from_secs(60);
 
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // SIGKILL by our own child's PID (a normal end sends SIGTERM first).
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The daemon on `config`, its stderr passed through.
+fn spawn(config: &Path) -> Proc {
+    Proc::spawn(config, &Spawn { rust_log: "warn", capture_stderr: false, cwd: None, url_timeout: STEP })
 }
 
 impl Proc {
-    fn spawn(config: &Path) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_oxcopyd"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn oxcopyd");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.trim().strip_prefix("iscsi://") {
-                    let _ = tx.send(rest.split('/').next().unwrap_or("").to_string());
-                }
-            }
-        });
-        match rx.recv_timeout(STEP) {
-            Ok(addr) => Proc { addr: addr.parse().expect("portal"), child },
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("oxcopyd printed no URL");
-            }
-        }
-    }
-
     fn rss_kib(&self) -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         s.lines()
@@ -116,23 +67,16 @@ impl Proc {
             keepalive_interval: None,
             ..SessionConfig::for_target(IQN)
         };
-        tokio::time::timeout(STEP, Session::connect(self.addr, cfg)).await.expect("login in time").expect("login")
+        tokio::time::timeout(STEP, Session::connect(self.addr(), cfg)).await.expect("login in time").expect("login")
     }
 
     /// SIGTERM (graceful) by PID and wait, bounded.
     fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's PID, not yet reaped.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        self.sigterm();
+        match self.wait_exit(Duration::from_secs(30), Duration::from_millis(100)) {
+            Some(st) => assert!(st.success(), "oxcopyd exit status {st}"),
+            None => panic!("oxcopyd did not stop within 30 s of SIGTERM"),
         }
-        for _ in 0..300 {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                assert!(st.success(), "oxcopyd exit status {st}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("oxcopyd did not stop within 30 s of SIGTERM");
     }
 }
 
@@ -372,7 +316,7 @@ async fn soak() {
         ),
     )
     .expect("config");
-    let p = Proc::spawn(&d.join("oxcopyd.toml"));
+    let p = spawn(&d.join("oxcopyd.toml"));
     let rss_start = p.rss_kib();
 
     // 1. Latency, idle and during a large copy.

@@ -4,6 +4,7 @@
 //! control (the CVE-2020-28374 attack), malformed parameter lists, abort
 //! mid-copy, RECEIVE COPY RESULTS, discovery data and metrics.
 
+mod common;
 mod xcopy_support;
 
 use bytes::Bytes;

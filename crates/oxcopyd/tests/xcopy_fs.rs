@@ -6,6 +6,7 @@
 //! `OXCOPY_REQUIRE_XFS=1` (CI as root), which makes a missing loop
 //! filesystem a failure.
 
+mod common;
 mod xcopy_support;
 
 use xcopy_support::loopfs::LoopFs;

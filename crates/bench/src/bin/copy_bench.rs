@@ -18,17 +18,16 @@
 //! each read then written; `direct` loops copy_file_range over the whole
 //! file (on XFS the kernel clones extents there too).
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use oxcopy_initiator::xcopy::{Cscd, ListIdUsage, ParamList, Segment};
-use oxcopy_initiator::{Session, SessionConfig};
-use std::net::ToSocketAddrs;
+use oxcopy_initiator::Session;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Copy-offload benchmark client.
 #[derive(Parser, Debug)]
@@ -89,17 +88,7 @@ fn report(mode: &str, bytes: u64, secs: f64) {
 }
 
 async fn connect(i: &Iscsi) -> Result<Session> {
-    let rest = i.url.strip_prefix("iscsi://").ok_or_else(|| anyhow!("URL must start with iscsi://"))?;
-    let (hostport, target) = rest.split_once('/').ok_or_else(|| anyhow!("URL needs /target-iqn"))?;
-    let target = target.trim_end_matches('/');
-    let addr = hostport.to_socket_addrs()?.next().ok_or_else(|| anyhow!("cannot resolve {hostport}"))?;
-    let cfg = SessionConfig {
-        initiator_name: i.initiator.clone(),
-        command_timeout: Duration::from_secs(3600),
-        keepalive_interval: None,
-        ..SessionConfig::for_target(target)
-    };
-    Session::connect(addr, cfg).await.with_context(|| format!("login to {target} at {addr}"))
+    oxcopy_bench::connect(&i.url, &i.initiator).await
 }
 
 /// EXTENDED COPY of the whole source LUN, in commands of 64 segments of 1 GiB.

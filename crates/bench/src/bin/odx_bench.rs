@@ -22,8 +22,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use oxcopy_initiator::odx::{BlockRange, PopulateToken, WriteUsingToken, TOKEN_LEN};
-use oxcopy_initiator::{Session, SessionConfig};
-use std::net::ToSocketAddrs;
+use oxcopy_initiator::Session;
 use std::time::{Duration, Instant};
 
 /// ODX benchmark client.
@@ -97,17 +96,7 @@ struct Iscsi {
 }
 
 async fn connect(i: &Iscsi) -> Result<Session> {
-    let rest = i.url.strip_prefix("iscsi://").ok_or_else(|| anyhow!("URL must start with iscsi://"))?;
-    let (hostport, target) = rest.split_once('/').ok_or_else(|| anyhow!("URL needs /target-iqn"))?;
-    let target = target.trim_end_matches('/');
-    let addr = hostport.to_socket_addrs()?.next().ok_or_else(|| anyhow!("cannot resolve {hostport}"))?;
-    let cfg = SessionConfig {
-        initiator_name: i.initiator.clone(),
-        command_timeout: Duration::from_secs(3600),
-        keepalive_interval: None,
-        ..SessionConfig::for_target(target)
-    };
-    Session::connect(addr, cfg).await.with_context(|| format!("login to {target} at {addr}"))
+    oxcopy_bench::connect(&i.url, &i.initiator).await
 }
 
 /// `blocks` from `lba` as range descriptors of at most `max` blocks.

@@ -6,6 +6,8 @@
 //! Not every test binary uses every helper.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use bytes::{Bytes, BytesMut};
 use oxcopy_initiator::{DigestPolicy, Session, SessionConfig};
 use oxcopy_iscsi::frame::{decode_frame, encode_frame, FrameError, FrameLimits, Pdu};
@@ -182,6 +184,11 @@ pub async fn within<F: std::future::Future>(d: Duration, what: &str, f: F) -> F:
 
 /// Deterministic pseudo-random bytes (xorshift64*), distinct per seed.
 pub fn pattern(seed: u64, len: usize) -> Bytes {
+    Bytes::from(pattern_vec(seed, len))
+}
+
+/// [`pattern`] as a `Vec`.
+pub fn pattern_vec(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut v = Vec::with_capacity(len + 8);
     while v.len() < len {
@@ -191,7 +198,26 @@ pub fn pattern(seed: u64, len: usize) -> Bytes {
         v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
     }
     v.truncate(len);
-    Bytes::from(v)
+    v
+}
+
+/// FNV-1a 64.
+pub fn fnv(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// `len` bytes at `off` of a LUN's backing file.
+pub fn lun_bytes(path: &std::path::Path, off: u64, len: u64) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).expect("open LUN file");
+    let mut v = vec![0u8; len as usize];
+    f.read_exact_at(&mut v, off).expect("read LUN file");
+    v
 }
 
 /// Compare without dumping megabytes on failure.

@@ -9,7 +9,7 @@ pub mod scenarios;
 
 use crate::xcopy_support::{config_text as xcopy_config, Sizes, INITIATOR, STEP};
 use oxcopy_initiator::odx::{BlockRange, PopulateToken, RodTokenInfo, WriteUsingToken, TOKEN_LEN};
-use oxcopy_initiator::{InitiatorError, ScsiOutcome, Session, SessionConfig};
+use oxcopy_initiator::{InitiatorError, ScsiOutcome, Session};
 use oxcopy_scsi::{Asc, SenseKey};
 use oxcopyd::config::Config;
 use oxcopyd::Running;
@@ -101,17 +101,7 @@ impl ODaemon {
     }
 
     async fn connect(&self, target: &str, initiator: &str, isid: Option<[u8; 6]>) -> Session {
-        let cfg = SessionConfig {
-            isid,
-            initiator_name: initiator.into(),
-            command_timeout: Duration::from_secs(600),
-            management_timeout: Duration::from_secs(60),
-            login_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
-            keepalive_interval: None,
-            ..SessionConfig::for_target(target)
-        };
-        tokio::time::timeout(STEP, Session::connect(self.addr, cfg)).await.expect("login timed out").expect("login")
+        crate::xcopy_support::connect(self.addr, target, initiator, isid).await
     }
 
     pub async fn scrape(&self) -> String {
@@ -131,12 +121,7 @@ impl ODaemon {
     }
 
     pub async fn shutdown(mut self) {
-        if let Some(r) = self.running.take() {
-            tokio::time::timeout(Duration::from_secs(60), r.shutdown())
-                .await
-                .expect("shutdown hung")
-                .expect("shutdown");
-        }
+        crate::xcopy_support::shutdown(self.running.take()).await;
     }
 }
 

@@ -3,6 +3,7 @@
 //! target list, sessions as a chosen initiator, sense helpers.
 #![allow(dead_code)]
 
+pub use crate::common::{assert_same as same, file_bytes, fnv, pattern_vec as pattern, within};
 use oxcopy_initiator::{ScsiOutcome, Session, SessionConfig};
 use oxcopyd::config::Config;
 use oxcopyd::Running;
@@ -12,14 +13,6 @@ use std::time::Duration;
 
 /// Generous bound for one exchange that should take milliseconds.
 pub const STEP: Duration = Duration::from_secs(20);
-
-/// Bound any future by `d`, naming what hung.
-pub async fn within<F: std::future::Future>(d: Duration, what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(d, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: no result within {d:?}"),
-    }
-}
 
 /// An in-process daemon on 127.0.0.1:0.
 pub struct TDaemon {
@@ -91,52 +84,10 @@ pub fn cfg(target: Option<&str>, initiator: &str) -> SessionConfig {
     }
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*), distinct per seed.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
-/// Read `len` bytes at `offset` of a backing file.
-pub fn file_bytes(path: &Path, offset: u64, len: usize) -> Vec<u8> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).expect("open backing file");
-    let mut v = vec![0u8; len];
-    f.read_exact_at(&mut v, offset).expect("read backing file");
-    v
-}
-
 /// SHA-256-free whole-file fingerprint (FNV-1a 64 over the bytes).
 pub fn fingerprint(path: &Path) -> u64 {
     let data = std::fs::read(path).expect("read backing file");
     fnv(&data)
-}
-
-/// FNV-1a 64.
-pub fn fnv(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// Compare without dumping megabytes on failure.
-#[track_caller]
-pub fn same(got: &[u8], want: &[u8], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!("{what}: first difference at byte {i} (got {:#04x}, want {:#04x})", got[i], want[i]);
-    }
 }
 
 /// (sense key, ASC, ASCQ) of a CHECK CONDITION outcome.

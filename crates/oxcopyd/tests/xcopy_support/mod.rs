@@ -7,6 +7,7 @@
 pub mod loopfs;
 pub mod scenarios;
 
+pub use crate::common::{lun_bytes as file_bytes, pattern_vec as pattern};
 use bytes::Bytes;
 use oxcopy_initiator::scsi::Sense;
 use oxcopy_initiator::xcopy::{Cscd, Designator, ListIdUsage, ParamList, Segment};
@@ -150,17 +151,7 @@ impl XDaemon {
     }
 
     async fn connect(&self, target: &str, initiator: &str, isid: Option<[u8; 6]>) -> Session {
-        let cfg = SessionConfig {
-            isid,
-            initiator_name: initiator.into(),
-            command_timeout: Duration::from_secs(600),
-            management_timeout: Duration::from_secs(60),
-            login_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
-            keepalive_interval: None,
-            ..SessionConfig::for_target(target)
-        };
-        tokio::time::timeout(STEP, Session::connect(self.addr, cfg)).await.expect("login timed out").expect("login")
+        connect(self.addr, target, initiator, isid).await
     }
 
     /// The metrics exposition.
@@ -174,27 +165,31 @@ impl XDaemon {
     }
 
     pub async fn shutdown(mut self) {
-        if let Some(r) = self.running.take() {
-            tokio::time::timeout(Duration::from_secs(60), r.shutdown())
-                .await
-                .expect("shutdown hung")
-                .expect("shutdown");
-        }
+        shutdown(self.running.take()).await;
     }
 }
 
-/// Deterministic pseudo-random bytes (xorshift), distinct per seed.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+/// Graceful shutdown of an in-process daemon (if still running), bounded.
+pub async fn shutdown(running: Option<Running>) {
+    if let Some(r) = running {
+        tokio::time::timeout(Duration::from_secs(60), r.shutdown()).await.expect("shutdown hung").expect("shutdown");
     }
-    v.truncate(len);
-    v
+}
+
+/// Log in to `target` at `addr` as `initiator` (with `isid` if given),
+/// with generous command timeouts and no keepalive.
+pub async fn connect(addr: SocketAddr, target: &str, initiator: &str, isid: Option<[u8; 6]>) -> Session {
+    let cfg = SessionConfig {
+        isid,
+        initiator_name: initiator.into(),
+        command_timeout: Duration::from_secs(600),
+        management_timeout: Duration::from_secs(60),
+        login_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(5),
+        keepalive_interval: None,
+        ..SessionConfig::for_target(target)
+    };
+    tokio::time::timeout(STEP, Session::connect(addr, cfg)).await.expect("login timed out").expect("login")
 }
 
 /// Write `data` at byte `off` of a backing file (the daemon sees it through
@@ -204,14 +199,6 @@ pub fn fill_file(path: &Path, off: u64, data: &[u8]) {
     for (i, c) in data.chunks(16 << 20).enumerate() {
         f.write_all_at(c, off + (i as u64) * (16 << 20)).expect("write LUN file");
     }
-}
-
-/// `len` bytes at `off` of a backing file.
-pub fn file_bytes(path: &Path, off: u64, len: u64) -> Vec<u8> {
-    let f = std::fs::File::open(path).expect("open LUN file");
-    let mut v = vec![0u8; len as usize];
-    f.read_exact_at(&mut v, off).expect("read LUN file");
-    v
 }
 
 /// Compare without dumping megabytes.

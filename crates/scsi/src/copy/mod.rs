@@ -44,6 +44,8 @@ pub mod vpd;
 mod xcopy;
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 
 pub use exec::{copy_extent, copy_extents, ExecControl, ExecError, Extent, Progress};

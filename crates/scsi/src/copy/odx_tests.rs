@@ -6,6 +6,7 @@
 //! bound, discovery (VPD 8Fh, RSOC), COPY OPERATION ABORT and IMMED.
 
 use crate::copy::rod::{RodConfig, RodManager, Spawner, TokenScope};
+use crate::copy::test_support::{contents, naa, nexus, run};
 use crate::copy::token::{zero_token, ManualClock, TOKEN_LEN};
 use crate::registry::{AccessList, LuRegistry};
 use crate::*;
@@ -90,16 +91,14 @@ struct Fx {
 }
 
 fn lu(last: u8, bytes: usize, bs: u32, fake_reflink: bool) -> (Arc<LogicalUnit>, Arc<Store>) {
-    let mut naa = [0x60, 0xAC, 0xDE, 0x48, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    naa[15] = last;
-    let data: Vec<u8> = (0..bytes).map(|i| (i as u8) ^ last.wrapping_mul(37) ^ (i >> 9) as u8).collect();
+    let data = contents(last, 37, bytes);
     let st = Arc::new(Store {
         inner: MemStorage::from_bytes(&data),
         fake_reflink,
         write_delay_us: AtomicU64::new(0),
         snapshots: AtomicU64::new(0),
     });
-    let cfg = LuConfig { block_size: bs, naa, ..LuConfig::default() };
+    let cfg = LuConfig { block_size: bs, naa: naa(last), ..LuConfig::default() };
     (Arc::new(LogicalUnit::new(cfg, st.clone() as Arc<dyn Storage>)), st)
 }
 
@@ -132,10 +131,6 @@ fn fx_with(cfg: RodConfig, fake_reflink: bool) -> Fx {
 
 fn fx() -> Fx {
     fx_with(config(), false)
-}
-
-fn nexus(initiator: &str, target: &str) -> Nexus {
-    Nexus { initiator_name: Arc::from(initiator), isid: [0x80, 0, 0, 0, 0, 1], target_name: Arc::from(target), tpgt: 1 }
 }
 
 fn cdb16(op: u8, sa: u8, list_id: u32, len: u32) -> Vec<u8> {
@@ -201,15 +196,7 @@ struct Rrti {
 
 impl Fx {
     fn run(&self, t: &ScsiTarget, nx: &Nexus, lun: u16, cdb: &[u8], data: &[u8]) -> CommandResult {
-        let req = Request {
-            nexus: nx,
-            lun: encode_lun(lun),
-            cdb,
-            data_out: data,
-            expected_len: data.len() as u32,
-            cancel: &self.cancel,
-        };
-        t.execute(&req)
+        run(t, nx, lun, cdb, data, &self.cancel)
     }
     fn host(&self) -> Nexus {
         nexus(HOST, OPEN)

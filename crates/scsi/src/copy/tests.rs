@@ -3,6 +3,7 @@
 //! formats, cancellation, write hooks, write protection, backend failures,
 //! CSCD block lengths.
 
+use crate::copy::test_support::{contents, naa, nexus, run};
 use crate::registry::{AccessList, LuRegistry};
 use crate::*;
 use oxcopy_storage::{Capabilities, MemStorage, Storage, StorageError, StorageErrorKind};
@@ -66,15 +67,13 @@ struct Fx {
 }
 
 fn lu(last: u8, bytes: usize, bs: u32, read_only: bool) -> (Arc<LogicalUnit>, Arc<Flaky>) {
-    let mut naa = [0x60, 0xAC, 0xDE, 0x48, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    naa[15] = last;
-    let data: Vec<u8> = (0..bytes).map(|i| (i as u8) ^ last.wrapping_mul(31) ^ (i >> 9) as u8).collect();
+    let data = contents(last, 31, bytes);
     let st = Arc::new(Flaky {
         inner: MemStorage::from_bytes(&data),
         fail: AtomicBool::new(false),
         copies: AtomicUsize::new(0),
     });
-    let cfg = LuConfig { block_size: bs, read_only, naa, ..LuConfig::default() };
+    let cfg = LuConfig { block_size: bs, read_only, naa: naa(last), ..LuConfig::default() };
     (Arc::new(LogicalUnit::new(cfg, st.clone() as Arc<dyn Storage>)), st)
 }
 
@@ -97,21 +96,9 @@ fn fx() -> Fx {
     Fx { registry, open, private, lus, cancel: CancelToken::new() }
 }
 
-fn nexus(initiator: &str, target: &str) -> Nexus {
-    Nexus { initiator_name: Arc::from(initiator), isid: [0x80, 0, 0, 0, 0, 1], target_name: Arc::from(target), tpgt: 1 }
-}
-
 impl Fx {
     fn run(&self, t: &ScsiTarget, nx: &Nexus, lun: u16, cdb: &[u8], data: &[u8]) -> CommandResult {
-        let req = Request {
-            nexus: nx,
-            lun: encode_lun(lun),
-            cdb,
-            data_out: data,
-            expected_len: data.len() as u32,
-            cancel: &self.cancel,
-        };
-        t.execute(&req)
+        run(t, nx, lun, cdb, data, &self.cancel)
     }
     fn xcopy(&self, lun: u16, list: &[u8]) -> CommandResult {
         self.run(&self.open, &nexus(HOST, OPEN), lun, &xcopy_cdb(list.len() as u32), list)
