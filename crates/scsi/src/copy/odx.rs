@@ -300,8 +300,21 @@ fn write_runs(
         Sense::new(SenseKey::COPY_ABORTED, Asc::THIRD_PARTY_DEVICE_FAILURE).with_information(blocks).into()
     };
     for run in runs {
-        let mut done = 0u64;
-        while done < run.len {
+        // A live source overlapping its destination on the same LU is
+        // copied like memmove: backwards when the destination starts inside
+        // the source, so no chunk reads bytes an earlier chunk overwrote.
+        let backwards = match source {
+            WriteSource::Token(held) => {
+                let src = held.source();
+                src.reads_live() && Arc::ptr_eq(&src.lu, dst) && run.dst > run.src && run.dst < run.src + run.len
+            }
+            WriteSource::Zero => false,
+        };
+        let mut starts: Vec<u64> = (0..run.len.div_ceil(chunk)).map(|i| i * chunk).collect();
+        if backwards {
+            starts.reverse();
+        }
+        for done in starts {
             if cancelled() {
                 return Err(Fail::Status(ScsiStatus::TASK_ABORTED));
             }
@@ -332,7 +345,6 @@ fn write_runs(
                 }
             }
             ctl.progress.add(n);
-            done += n;
         }
     }
     Ok(())

@@ -394,6 +394,26 @@ fn change_vulnerable_and_access_upon_reference() {
     assert_eq!(f.rod.snapshot_bytes(), 0);
 }
 
+/// An access-upon-reference token written onto its own source, shifted up
+/// by less than its length, copies like memmove (chunk by chunk from the
+/// end), not forward over bytes it has yet to read.
+#[test]
+fn overlapping_live_copy_within_one_lu_is_memmove() {
+    let f = fx();
+    f.registry.set_copy_chunk_bytes(4096);
+    let before = f.bytes(0, 0, 64 * 512);
+    let aur = f.token(0, 1, Some(0x0001_0000), &[(0, 64)]);
+    let r = f.wut(0, 2, &wut_list(false, false, 0, &aur, &[(8, 64)]));
+    assert_eq!(r.status, ScsiStatus::GOOD, "{r:?}");
+    assert!(f.bytes(0, 8 * 512, 64 * 512) == before, "shifted copy differs from memmove");
+    // And downwards (destination below the source): forward is right.
+    let before = f.bytes(0, 100 * 512, 64 * 512);
+    let aur = f.token(0, 3, Some(0x0001_0000), &[(100, 64)]);
+    let r = f.wut(0, 4, &wut_list(false, false, 0, &aur, &[(92, 64)]));
+    assert_eq!(r.status, ScsiStatus::GOOD, "{r:?}");
+    assert!(f.bytes(0, 92 * 512, 64 * 512) == before, "shifted copy differs from memmove");
+}
+
 #[test]
 fn zero_token_expiry_and_del_tkn() {
     let f = fx();
