@@ -97,12 +97,12 @@ impl Connector {
         res.map_err(|e| fail::connection(format!("cannot log in to {target} at {addr}: {}", describe_login_error(&e))))
     }
 
-    /// Connect to the LUN named by `url` and learn its geometry. The LUN
-    /// must exist and be a disk.
-    pub async fn open_lun(&self, url: &IscsiUrl) -> anyhow::Result<IscsiLun> {
+    /// Log in to the target named by `url` and check (REPORT LUNS) that its
+    /// LUN exists, naming the LUNs there are when it does not. Returns the
+    /// session and the portal address it reached.
+    pub async fn login_to_lun(&self, url: &IscsiUrl) -> anyhow::Result<(Session, SocketAddr)> {
         let addr = resolve(&url.host, url.port).await?;
         let session = self.login(addr, &url.target, Some(url)).await?;
-        let where_ = || format!("{} LUN {}", url.target, url.lun);
         let luns = retry_ua(|| session.report_luns())
             .await
             .map_err(|e| fail::connection(format!("REPORT LUNS on {}: {}", url.target, sense::describe_error(&e))))?;
@@ -115,6 +115,14 @@ impl Connector {
                 if list.is_empty() { "none".to_string() } else { list.join(", ") }
             )));
         }
+        Ok((session, addr))
+    }
+
+    /// Connect to the LUN named by `url` and learn its geometry. The LUN
+    /// must exist and be a disk.
+    pub async fn open_lun(&self, url: &IscsiUrl) -> anyhow::Result<IscsiLun> {
+        let (session, addr) = self.login_to_lun(url).await?;
+        let where_ = || format!("{} LUN {}", url.target, url.lun);
         let std_inq = retry_ua(|| session.inquiry(url.lun, false, 0, 96))
             .await
             .map_err(|e| fail::connection(format!("INQUIRY of {}: {}", where_(), sense::describe_error(&e))))?;

@@ -1,7 +1,7 @@
 //! `oxcopy inspect URL`: standard INQUIRY and the VPD pages that matter for
 //! copies, decoded, plus what the LUN can offload in one sentence.
 
-use crate::conn::{fetch_vpd, resolve, retry_ua, Connector};
+use crate::conn::{fetch_vpd, retry_ua, Connector};
 use crate::fail;
 use crate::human;
 use crate::offload::OffloadCaps;
@@ -29,20 +29,7 @@ fn decode(page: u8, d: &[u8]) -> anyhow::Result<Value> {
 /// Run `oxcopy inspect`.
 pub async fn inspect(conn: &Connector, url: &str, json_out: bool) -> anyhow::Result<()> {
     let url = parse_iscsi_url(url).map_err(fail::usage)?;
-    let addr = resolve(&url.host, url.port).await?;
-    let s = conn.login(addr, &url.target, Some(&url)).await?;
-    let luns = retry_ua(|| s.report_luns())
-        .await
-        .map_err(|e| fail::connection(format!("REPORT LUNS on {}: {}", url.target, sense::describe_error(&e))))?;
-    if !luns.contains(&url.lun) {
-        let list: Vec<String> = luns.iter().map(u64::to_string).collect();
-        return Err(fail::connection(format!(
-            "no LUN {} on target {} (it has LUN {})",
-            url.lun,
-            url.target,
-            if list.is_empty() { "none".into() } else { list.join(", ") }
-        )));
-    }
+    let (s, addr) = conn.login_to_lun(&url).await?;
     let lun = url.lun;
     let std_data = retry_ua(|| s.inquiry(lun, false, 0, 255))
         .await
