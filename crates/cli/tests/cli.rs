@@ -689,7 +689,7 @@ fn wrong_chap_secret_against_oxcopyd() {
 // Local → local on XFS (reflink) and ext4 (no reflink): loop filesystems, as
 // root; skipped otherwise unless OXCOPY_REQUIRE_XFS=1.
 
-#[path = "../../oxcopyd/tests/xcopy_support/loopfs.rs"]
+#[path = "../../storage/tests/common/mod.rs"]
 mod loopfs;
 
 fn local_copy_on(fs: &loopfs::LoopFs) -> serde_json::Value {

@@ -4,6 +4,9 @@
 //! filesystem for the XFS / ext4 runs.
 #![allow(dead_code)]
 
+/// The loop-filesystem fixture of the storage crate's tests (one copy for
+/// the storage, daemon and CLI tests).
+#[path = "../../../storage/tests/common/mod.rs"]
 pub mod loopfs;
 pub mod scenarios;
 

@@ -1,4 +1,5 @@
-//! A filesystem on a loop device for integration tests, torn down by `Drop`
+//! A filesystem on a loop device for integration tests (the storage, daemon
+//! and CLI tests all use this one file), torn down by `Drop`
 //! (unmount, then detach exactly the loop device we attached) even when the
 //! test panics.
 //!
