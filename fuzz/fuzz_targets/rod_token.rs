@@ -15,16 +15,19 @@
 #![no_main]
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
-use oxcopy_scsi::copy::token::{
-    Clock, CopyDomainKey, CreatorInfo, ManualClock, RodType, TokenLimits, TokenSpec, TokenStore, KEY_LEN, TOKEN_LEN,
+use oxcopy_copy::token::{
+    CopyDomainKey, CreatorInfo, RodType, TokenLimits, TokenSpec, TokenStore, KEY_LEN, TOKEN_LEN,
 };
+use oxcopy_copy::{Clock, ManualClock};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use sha2::Sha256;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 const KEY: [u8; KEY_LEN] = [42; KEY_LEN];
-/// Offsets of the token layout (crates/scsi/src/copy/token.rs `off`).
+/// Offsets of the token layout (crates/copy/src/token.rs `off`).
 const ID_AT: usize = 8;
 const MAC_AT: usize = 480;
 
@@ -44,6 +47,7 @@ fn fixture() -> &'static Fixture {
             CopyDomainKey::from_bytes(KEY),
             [7; 16],
             clock.clone() as Arc<dyn Clock>,
+            Box::new(StdRng::seed_from_u64(7)),
             TokenLimits { max_live: 16, max_tombstones: 16 },
         );
         let live = [RodType::POINT_IN_TIME_DEFAULT, RodType::ACCESS_UPON_REFERENCE, RodType::POINT_IN_TIME_PERSISTENT]
@@ -121,7 +125,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = f.store.locate(&h);
         }
         Err(e) => {
-            let _ = (e.asc(), e.sense());
+            let _ = oxcopy_scsi::copy::token_sense(e);
         }
     }
     match f.store.acquire(token) {
@@ -130,7 +134,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(u64::from(**r.payload()) < f.live.len() as u64);
         }
         Err(e) => {
-            let _ = e.sense();
+            let _ = oxcopy_scsi::copy::token_sense(e);
         }
     }
     let _ = f

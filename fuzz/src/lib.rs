@@ -62,7 +62,11 @@ pub fn naa(i: u8) -> [u8; 16] {
 /// A SCSI target with two 64 KiB memory LUs (LUN 0: 512-byte blocks,
 /// LUN 1: 4096-byte blocks), fresh for every input.
 pub fn scsi_target() -> (ScsiTarget, Nexus) {
-    let registry = Arc::new(LuRegistry::new());
+    let registry = Arc::new(LuRegistry::new(
+        oxcopy_scsi::Metrics::new(),
+        Arc::new(oxcopy_copy::SystemClock),
+        Box::new(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0xF022)),
+    ));
     let lu = |i: u8, bs: u32| {
         Arc::new(LogicalUnit::new(
             LuConfig {

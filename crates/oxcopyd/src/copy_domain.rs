@@ -1,5 +1,5 @@
 //! The copy-domain key file: 32 random bytes that authenticate every ROD
-//! token this daemon issues (HMAC-SHA256, see `oxcopy_scsi::copy::token`).
+//! token this daemon issues (HMAC-SHA256, see `oxcopy_copy::token`).
 //!
 //! By default `<data_dir>/copy-domain.key`, created at first start with mode
 //! 0600; `[copy_domain] key_file` points several daemons at one shared key
@@ -10,7 +10,7 @@
 //! key that is not exactly 32 bytes, or that group or others may access,
 //! is refused rather than silently replaced.
 
-use oxcopy_scsi::copy::token::{CopyDomainKey, KeyError, KeySource, KEY_LEN};
+use oxcopy_copy::token::{CopyDomainKey, KeyError, KeySource, KEY_LEN};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -72,7 +72,7 @@ impl KeyFile {
         let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
         let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let key = CopyDomainKey::random();
+        let key = CopyDomainKey::random(&mut rand::rngs::OsRng);
         let result = (|| {
             let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
             // The mode above is filtered by the umask; make sure it is exactly 0600.

@@ -4,10 +4,10 @@
 //! periodic reaper of expired tokens (and their snapshot space).
 
 use crate::copy_domain::{CopyDomainConfig, TokenScope};
-use oxcopy_scsi::copy::token::{CopyDomainKey, SystemClock};
-use oxcopy_scsi::copy::{RodConfig, RodManager, Spawner};
+use oxcopy_copy::{CopyDomainKey, RodConfig, RodManager, Spawner, SystemClock};
 use oxcopy_scsi::{LuRegistry, Metrics};
-use rand::RngCore;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -46,14 +46,16 @@ impl Spawner for ThreadSpawner {
 
 /// The token manager for this daemon.
 pub fn rod_manager(cfg: &CopyDomainConfig, key: CopyDomainKey, manager_id: [u8; 16], metrics: Metrics) -> RodManager {
+    // The daemon is where randomness comes from: the engine is handed it.
+    let mut rng = StdRng::from_entropy();
     let rod = RodConfig {
         key,
         manager_id,
         // Tokens of an earlier run are "unknown", not "remote".
-        generation: rand::thread_rng().next_u64(),
+        generation: rng.next_u64(),
         scope: match cfg.token_scope {
-            TokenScope::Domain => oxcopy_scsi::copy::TokenScope::Domain,
-            TokenScope::Initiator => oxcopy_scsi::copy::TokenScope::Initiator,
+            TokenScope::Domain => oxcopy_copy::TokenScope::Domain,
+            TokenScope::Initiator => oxcopy_copy::TokenScope::Initiator,
         },
         default_inactivity_timeout: cfg.default_inactivity_timeout_secs,
         max_inactivity_timeout: cfg.max_inactivity_timeout_secs,
@@ -61,7 +63,7 @@ pub fn rod_manager(cfg: &CopyDomainConfig, key: CopyDomainKey, manager_id: [u8; 
         max_snapshot_bytes: cfg.max_snapshot_bytes,
         max_background: MAX_BACKGROUND_COPIES,
     };
-    let m = RodManager::new(rod, Arc::new(SystemClock), metrics);
+    let m = RodManager::new(rod, Arc::new(SystemClock), Box::new(rng), Arc::new(metrics));
     m.set_spawner(Some(Arc::new(ThreadSpawner)));
     m
 }

@@ -170,14 +170,18 @@ pub async fn start(cfg: Config) -> Result<Running> {
     // The copy-domain key authenticates ROD tokens: created (0600) at first
     // start, refused if unreadable, mis-sized or group/other-accessible.
     let key_file = crate::copy_domain::KeyFile::resolve(&cfg.data_dir, cfg.copy_domain.key_file.as_deref());
-    let copy_domain_key = oxcopy_scsi::copy::token::KeySource::load_or_create(&key_file)?;
+    let copy_domain_key = oxcopy_copy::token::KeySource::load_or_create(&key_file)?;
     debug!(path = %key_file.path().display(), key = ?copy_domain_key, "copy-domain key ready");
     crate::odx::remove_stale_temporaries(&cfg);
     let mut ids = Identities::load(&cfg.data_dir)?;
     let mut targets = HashMap::new();
     let mut all_luns = Vec::new();
     let metrics = Metrics::new();
-    let registry = Arc::new(LuRegistry::with_metrics(metrics.clone()));
+    let registry = Arc::new(LuRegistry::new(
+        metrics.clone(),
+        Arc::new(oxcopy_copy::SystemClock),
+        Box::new(<rand::rngs::StdRng as rand::SeedableRng>::from_entropy()),
+    ));
     for t in &cfg.targets {
         let mut luns = Vec::new();
         for l in &t.luns {

@@ -18,8 +18,8 @@ use oxcopy_initiator::scsi::cdb;
 use oxcopy_initiator::xcopy::{Cscd, ListIdUsage, ParamList, Segment};
 use oxcopy_initiator::{InitiatorError, LoginError, STATUS_TASK_SET_FULL};
 use oxcopy_iscsi::pdu::{Header, LoginStatus, NopOut, RejectReason, RESERVED_TAG};
-use oxcopy_scsi::copy::{Completion, OpStatus};
-use oxcopy_scsi::{Nexus, ScsiStatus};
+use oxcopy_scsi::copy::{Completion, OpStatus, ScsiOutcome};
+use oxcopy_scsi::Nexus;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -149,14 +149,12 @@ async fn concurrent_copy_limit() {
         target_name: Arc::from(T),
         tpgt: 1,
     };
-    let op = registry.copy_manager().begin(&nexus, &lu, None, 0).expect("the first copy starts");
+    let op = registry.copy_manager().begin(&nexus, lu.naa(), None, 0).expect("the first copy starts");
     let o = within(STEP, "EXTENDED COPY", s.extended_copy(0, &list)).await.unwrap();
     assert!(o.is_check_condition(), "status {:#04x}", o.status);
     assert_eq!(sense3(&o), (0x05, 0x55, 0x03), "ILLEGAL REQUEST / INSUFFICIENT RESOURCES");
     assert!(file_bytes(&d.file("lun1.img"), 0, 8192).iter().all(|&b| b == 0), "nothing copied");
-    registry
-        .copy_manager()
-        .finish(&op, Completion { status: OpStatus::Succeeded, scsi_status: ScsiStatus::GOOD, sense: None });
+    registry.copy_manager().finish(&op, Completion { status: OpStatus::Succeeded, outcome: ScsiOutcome::default() });
     let o = within(STEP, "EXTENDED COPY", s.extended_copy(0, &list)).await.unwrap();
     assert!(o.is_good(), "{:?}", o.sense_info());
     same(&file_bytes(&d.file("lun1.img"), 0, 8192), &pattern(7, 8192), "copied once the slot is free");

@@ -69,9 +69,7 @@ pub(crate) fn compare_and_write(ctx: &Ctx<'_>) -> CmdResult {
     if let Some(p) = first_diff(verify, &current) {
         return Err(miscompare(p as u64));
     }
-    if let Some(hook) = lu.write_hook() {
-        hook.before_write(lu, lba, nlb)?;
-    }
+    lu.before_write(lba, nlb)?;
     lu.storage().write_at(write, off).map_err(|e| storage_fail(&e, lba, true))?;
     flush_after(lu, fua, lba)?;
     Ok(Done::good())
@@ -97,9 +95,7 @@ pub(crate) fn orwrite16(ctx: &Ctx<'_>) -> CmdResult {
         return Ok(Done::good());
     }
     let _g = lu.range_locks().lock(lba, blocks, LockMode::Exclusive);
-    if let Some(hook) = lu.write_hook() {
-        hook.before_write(lu, lba, blocks)?;
-    }
+    lu.before_write(lba, blocks)?;
     let mut buf = vec![0u8; IO_CHUNK.min(data.len())];
     for (i, chunk) in data.chunks(IO_CHUNK).enumerate() {
         cancelled(ctx)?;

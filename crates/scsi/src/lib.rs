@@ -31,7 +31,6 @@ pub mod mode;
 pub mod nexus;
 mod pr;
 pub mod provisioning;
-pub mod range_lock;
 pub mod registry;
 mod reservation;
 pub mod result;
@@ -42,15 +41,18 @@ pub mod target;
 mod ua;
 
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_disk;
 
 pub use cdb::{DataDir, Opcode, ServiceAction};
-pub use lu::{LogicalUnit, LuConfig, Provisioning, WriteHook, MAX_TRANSFER_BYTES};
+pub use lu::{LogicalUnit, LuConfig, Provisioning, MAX_TRANSFER_BYTES};
 pub use metrics::Metrics;
 pub use nexus::{CancelToken, Nexus};
-pub use range_lock::{LockMode, RangeGuard, RangeLocks};
+pub use oxcopy_copy::lock as range_lock;
+pub use oxcopy_copy::{LockMode, RangeGuard, RangeLocks, Unit, WriteHook};
 pub use registry::{AccessList, LuRegistry, Resolution, ResolvedLu};
 pub use reservation::{PrStateError, PrStore, PrType, MAX_REGISTRATIONS};
 pub use result::{CommandResult, ScsiStatus};

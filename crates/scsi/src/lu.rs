@@ -3,10 +3,10 @@
 
 use crate::mode::ModeState;
 use crate::nexus::Nexus;
-use crate::range_lock::RangeLocks;
 use crate::reservation::{PrStateError, PrStore, Reservations};
-use crate::sense::{Asc, Sense};
+use crate::sense::Asc;
 use crate::ua::UnitAttentions;
+use oxcopy_copy::{RangeLocks, Unit, UnitId, WriteHook};
 use oxcopy_storage::{Storage, StorageError};
 use parking_lot::RwLock;
 use std::fmt;
@@ -51,14 +51,6 @@ impl Default for LuConfig {
             revision: "0001".into(),
         }
     }
-}
-
-/// Called with the exclusive range lock held, before any write reaches the
-/// storage. The point-in-time token layer uses it to preserve the old
-/// contents of protected ranges; an error fails the write with that sense.
-pub trait WriteHook: Send + Sync + fmt::Debug {
-    /// Runs before `blocks` blocks at `lba` are overwritten.
-    fn before_write(&self, lu: &LogicalUnit, lba: u64, blocks: u64) -> Result<(), Sense>;
 }
 
 /// Logical block provisioning as reported by READ CAPACITY (16) and VPD B2h,
@@ -181,16 +173,13 @@ impl LogicalUnit {
         self.third_party_copy.store(on, Ordering::Relaxed);
     }
 
-    /// Install (or remove) the write hook. The token layer keeps its own
-    /// hook installed (chaining any hook it finds), re-installing it at the
-    /// next POPULATE TOKEN if replaced; a replacement should call the hook it
-    /// replaces, or point-in-time tokens miss the writes in between.
-    pub fn set_write_hook(&self, hook: Option<Arc<dyn WriteHook>>) {
-        *self.write_hook.write() = hook;
-    }
-
-    pub(crate) fn write_hook(&self) -> Option<Arc<dyn WriteHook>> {
-        self.write_hook.read().clone()
+    /// Run the write hook, if any, before `blocks` blocks at `lba` are
+    /// overwritten (the caller holds their exclusive range lock).
+    pub(crate) fn before_write(&self, lba: u64, blocks: u64) -> Result<(), oxcopy_copy::Refusal> {
+        match self.write_hook() {
+            Some(hook) => hook.before_write(self, lba, blocks),
+            None => Ok(()),
+        }
     }
 
     /// Provisioning state reported to initiators.
@@ -231,5 +220,37 @@ impl LogicalUnit {
     /// and the store stays attached (the next change overwrites it).
     pub fn attach_pr_store(&self, store: Arc<dyn PrStore>) -> Result<bool, PrStateError> {
         self.pr.attach_store(store)
+    }
+}
+
+/// The copy engine's view of a logical unit.
+impl Unit for LogicalUnit {
+    fn id(&self) -> UnitId {
+        self.cfg.naa
+    }
+    fn block_size(&self) -> u32 {
+        self.cfg.block_size
+    }
+    fn num_blocks(&self) -> u64 {
+        self.num_blocks
+    }
+    fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+    fn range_locks(&self) -> &RangeLocks {
+        &self.locks
+    }
+    fn write_protected(&self) -> bool {
+        LogicalUnit::write_protected(self)
+    }
+    fn write_hook(&self) -> Option<Arc<dyn WriteHook>> {
+        self.write_hook.read().clone()
+    }
+    /// The token layer keeps its own hook installed (chaining any hook it
+    /// finds), re-installing it at the next POPULATE TOKEN if replaced; a
+    /// replacement should call the hook it replaces, or point-in-time tokens
+    /// miss the writes in between.
+    fn set_write_hook(&self, hook: Option<Arc<dyn WriteHook>>) {
+        *self.write_hook.write() = hook;
     }
 }

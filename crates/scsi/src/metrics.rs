@@ -207,6 +207,19 @@ impl LunCounters {
     }
 }
 
+/// The copy engine reports into the same families.
+impl oxcopy_copy::CopyMetrics for Metrics {
+    fn copied(&self, report: &CopyReport) {
+        self.copy_report(report);
+    }
+    fn rod_tokens(&self, live: usize) {
+        self.set_rod_tokens(live);
+    }
+    fn rod_snapshot_bytes(&self, bytes: u64) {
+        self.set_rod_snapshot_bytes(bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! Who is asking: the I_T nexus that travels with every command.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+pub use oxcopy_copy::CancelToken;
 
 /// Identity of an I_T nexus: the initiator port (name + ISID) and the target
 /// port (target name + portal group tag). Per-initiator state (reservations,
@@ -27,25 +28,5 @@ impl Nexus {
             s.push_str(&format!("{b:02x}"));
         }
         s
-    }
-}
-
-/// Cooperative cancellation for long commands (ABORT TASK, LUN RESET, session
-/// loss). Long-running work checks it between bounded chunks.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    /// A token that is not cancelled.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Ask the command to stop at its next check.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-    /// Whether [`CancelToken::cancel`] was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Acquire)
     }
 }

@@ -154,9 +154,7 @@ fn for_each_locked_chunk(
         let n = per_call.min(blocks - done);
         let at = lba + done;
         let _g = lu.range_locks().lock(at, n, LockMode::Exclusive);
-        if let Some(hook) = lu.write_hook() {
-            hook.before_write(lu, at, n)?;
-        }
+        lu.before_write(at, n)?;
         op(byte_offset(lu, at), n * bs).map_err(|e| storage_fail(&e, at, true))?;
         done += n;
     }
@@ -268,9 +266,7 @@ fn write_pattern(ctx: &Ctx<'_>, lu: &LogicalUnit, lba: u64, blocks: u64, block: 
         let n = per_chunk.min(blocks - done);
         let at = lba + done;
         let _g = lu.range_locks().lock(at, n, LockMode::Exclusive);
-        if let Some(hook) = lu.write_hook() {
-            hook.before_write(lu, at, n)?;
-        }
+        lu.before_write(at, n)?;
         let len = n as usize * bs;
         lu.storage().write_at(&buf[..len], byte_offset(lu, at)).map_err(|e| storage_fail(&e, at, true))?;
         done += n;

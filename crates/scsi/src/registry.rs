@@ -18,12 +18,14 @@
 //! [`RodManager`] (ROD tokens) and the [`Metrics`]. Targets are added at start; the state is a snapshot behind a
 //! lock so that reconfiguration can later swap it without stopping readers.
 
-use crate::copy::{CopyManager, RodManager};
+use crate::copy::{limits, CopyManager, RodManager};
 use crate::inquiry;
 use crate::lu::LogicalUnit;
 use crate::metrics::Metrics;
 use crate::nexus::Nexus;
 use crate::target::MAX_LUN;
+use oxcopy_copy::token::TokenRng;
+use oxcopy_copy::{Clock, CopyMetrics, RodConfig, DEFAULT_CHUNK_BYTES};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,26 +141,21 @@ pub struct LuRegistry {
     chunk_bytes: AtomicU64,
 }
 
-impl Default for LuRegistry {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl LuRegistry {
-    /// An empty registry with fresh metrics.
-    pub fn new() -> Self {
-        Self::with_metrics(Metrics::new())
-    }
-
-    /// An empty registry reporting into `metrics`.
-    pub fn with_metrics(metrics: Metrics) -> Self {
+    /// An empty registry reporting into `metrics`, telling time by `clock`.
+    /// Its token manager is ephemeral (key, copy-manager id and token bytes
+    /// from `rng`) until the daemon installs its configured one
+    /// ([`LuRegistry::set_rod`]).
+    pub fn new(metrics: Metrics, clock: Arc<dyn Clock>, mut rng: TokenRng) -> Self {
+        let rod_cfg = RodConfig::ephemeral(&mut rng);
+        let copy_metrics: Arc<dyn CopyMetrics> = Arc::new(metrics.clone());
+        let copy = CopyManager::new(clock.clone(), u32::from(limits::TOTAL_CONCURRENT_COPIES));
         LuRegistry {
             state: RwLock::new(Arc::new(Snapshot::default())),
-            copy: CopyManager::new(),
-            rod: RwLock::new(Arc::new(RodManager::ephemeral(metrics.clone()))),
+            copy,
+            rod: RwLock::new(Arc::new(RodManager::new(rod_cfg, clock, rng, copy_metrics))),
             metrics,
-            chunk_bytes: AtomicU64::new(crate::copy::exec::DEFAULT_CHUNK_BYTES),
+            chunk_bytes: AtomicU64::new(DEFAULT_CHUNK_BYTES),
         }
     }
 
@@ -372,7 +369,7 @@ mod tests {
 
     #[test]
     fn access_rules() {
-        let r = LuRegistry::new();
+        let r = crate::testing::registry();
         r.add_target("iqn.a", AccessList::Any, vec![(0, lu(1))]).unwrap();
         r.add_target("iqn.b", AccessList::Only(vec!["iqn.host-b".into()]), vec![(0, lu(2)), (5, lu(3))]).unwrap();
         assert_eq!(r.add_target("iqn.a", AccessList::Any, vec![]), Err(RegistryError::DuplicateTarget("iqn.a".into())));
@@ -406,7 +403,7 @@ mod tests {
 
     #[test]
     fn masked_luns_are_invisible() {
-        let r = LuRegistry::new();
+        let r = crate::testing::registry();
         r.add_target("iqn.a", AccessList::Any, vec![(0, lu(1)), (1, lu(2))]).unwrap();
         r.add_target("iqn.b", AccessList::Any, vec![(0, lu(3))]).unwrap();
         assert!(r.set_lun_access("iqn.a", 1, AccessList::Only(vec!["iqn.host-ok".into()])));
@@ -429,7 +426,7 @@ mod tests {
 
     #[test]
     fn shared_lu_prefers_own_target() {
-        let r = LuRegistry::new();
+        let r = crate::testing::registry();
         let shared = lu(7);
         r.add_target("iqn.a", AccessList::Any, vec![(3, shared.clone())]).unwrap();
         r.add_target("iqn.b", AccessList::Any, vec![(9, shared.clone()), (MAX_LUN + 1, lu(8)), (9, lu(9))]).unwrap();

@@ -178,9 +178,7 @@ fn write_common(ctx: &Ctx<'_>, size: usize, durable: bool, compare: bool) -> Cmd
         return Ok(Done::good());
     }
     let _g = lu.range_locks().lock(rw.lba, blocks, LockMode::Exclusive);
-    if let Some(hook) = lu.write_hook() {
-        hook.before_write(lu, rw.lba, blocks)?;
-    }
+    lu.before_write(rw.lba, blocks)?;
     let bs = lu.block_size() as usize;
     for (i, chunk) in data.chunks(IO_CHUNK).enumerate() {
         cancelled(ctx)?;

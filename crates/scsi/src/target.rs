@@ -117,11 +117,11 @@ fn is_read(op: u8) -> bool {
 }
 
 impl ScsiTarget {
-    /// A stand-alone target with its own private registry (any initiator
+    /// A stand-alone target with its own private `registry` (any initiator
     /// admitted): copies stay among these LUNs. Duplicate LUN numbers keep
     /// the first LU; numbers above [`MAX_LUN`] are dropped (both logged).
-    pub fn new(name: &str, tpgt: u16, luns: Vec<(u16, Arc<LogicalUnit>)>) -> Self {
-        let registry = Arc::new(LuRegistry::new());
+    pub fn new(name: &str, tpgt: u16, luns: Vec<(u16, Arc<LogicalUnit>)>, registry: LuRegistry) -> Self {
+        let registry = Arc::new(registry);
         if let Err(e) = registry.add_target(name, AccessList::Any, luns) {
             tracing::warn!(error = %e, "registering a stand-alone target");
         }
@@ -262,7 +262,7 @@ impl ScsiTarget {
             Some(lu) => {
                 lu.ua.next(nexus, false); // make sure the requester is known
                 lu.reset(Asc::BUS_DEVICE_RESET_FUNCTION_OCCURRED);
-                self.registry.copy_manager().cancel_lu(&lu.naa());
+                self.registry.copy_manager().cancel_unit(&lu.naa());
                 TmfResult::Complete
             }
         }
@@ -278,14 +278,14 @@ impl ScsiTarget {
             }
             lu.ua.next(nexus, false);
             lu.reset(Asc::POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED);
-            self.registry.copy_manager().cancel_lu(&lu.naa());
+            self.registry.copy_manager().cancel_unit(&lu.naa());
         }
         TmfResult::Complete
     }
 
     /// The I_T nexus is gone (session closed): drop its per-LU state.
     pub fn nexus_lost(&self, nexus: &Nexus) {
-        self.registry.copy_manager().nexus_lost(nexus);
+        self.registry.copy_manager().requester_lost(nexus);
         for (_, lu) in &self.luns {
             lu.ua.forget(nexus);
             lu.pr.nexus_lost(nexus); // its SPC-2 reservation ends

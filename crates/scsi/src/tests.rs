@@ -103,7 +103,7 @@ fn fx_with(blocks: u64, bs: u32, read_only: bool, fail: Option<StorageErrorKind>
         fail,
     });
     let lu = Arc::new(LogicalUnit::new(cfg(bs, read_only), probe.clone()));
-    let target = ScsiTarget::new(TARGET, 1, vec![(0, lu.clone())]);
+    let target = ScsiTarget::new(TARGET, 1, vec![(0, lu.clone())], crate::testing::registry());
     Fx { target, lu, probe, nx: nexus(1), cancel: CancelToken::new() }
 }
 
@@ -383,7 +383,7 @@ fn read_capacity_bytes() {
 #[test]
 fn read_capacity_large_lu() {
     let lu = Arc::new(LogicalUnit::new(cfg(512, false), Arc::new(Huge(1 << 42))));
-    let t = ScsiTarget::new(TARGET, 1, vec![(0, lu)]);
+    let t = ScsiTarget::new(TARGET, 1, vec![(0, lu)], crate::testing::registry());
     let nx = nexus(1);
     let c = CancelToken::new();
     let run = |cdb: &[u8]| {
@@ -692,6 +692,7 @@ fn report_luns_variants() {
         TARGET,
         1,
         vec![(300, lu.clone()), (0, lu.clone()), (7, lu.clone()), (7, lu.clone()), (20000, lu)],
+        crate::testing::registry(),
     );
     assert_eq!(t.lun_ids(), vec![0, 7, 300]);
     let nx = nexus(1);
@@ -1181,12 +1182,12 @@ fn cancelled_command_is_aborted() {
 struct Recorder(parking_lot::Mutex<Vec<(u64, u64, usize)>>);
 
 impl WriteHook for Recorder {
-    fn before_write(&self, lu: &LogicalUnit, lba: u64, blocks: u64) -> Result<(), Sense> {
+    fn before_write(&self, lu: &dyn Unit, lba: u64, blocks: u64) -> Result<(), oxcopy_copy::Refusal> {
         // The exclusive range lock is held while the hook runs.
         let held = lu.range_locks().held();
         self.0.lock().push((lba, blocks, held));
         if lba == 13 {
-            return Err(Sense::new(SenseKey::DATA_PROTECT, Asc::WRITE_PROTECTED));
+            return Err(Sense::new(SenseKey::DATA_PROTECT, Asc::WRITE_PROTECTED).into());
         }
         Ok(())
     }

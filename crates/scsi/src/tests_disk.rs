@@ -120,7 +120,7 @@ fn fx_opts(blocks: usize, read_only: bool, discard: bool) -> Fx {
 }
 
 fn fx_with_lu(lu: Arc<LogicalUnit>, store: Arc<Thin>) -> Fx {
-    let target = ScsiTarget::new(TARGET, 1, vec![(0, lu.clone())]);
+    let target = ScsiTarget::new(TARGET, 1, vec![(0, lu.clone())], crate::testing::registry());
     Fx {
         target,
         lu,
@@ -538,7 +538,7 @@ fn compare_and_write_increments_are_never_lost() {
             while !stop.load(Ordering::Relaxed) {
                 i = i.wrapping_add(1);
                 f.good_as(&n, &rw10(0x2A, 1, 1), &fill(1, i));
-                std::thread::sleep(std::time::Duration::from_micros(300));
+                std::thread::yield_now();
             }
         }));
     }
@@ -1099,7 +1099,7 @@ struct Gate {
 }
 
 impl WriteHook for Gate {
-    fn before_write(&self, _lu: &LogicalUnit, _lba: u64, _blocks: u64) -> Result<(), Sense> {
+    fn before_write(&self, _lu: &dyn Unit, _lba: u64, _blocks: u64) -> Result<(), oxcopy_copy::Refusal> {
         *self.entered.lock() = true;
         self.cv.notify_all();
         let mut open = self.open.lock();

@@ -32,12 +32,15 @@ pub enum CopyMethod {
     CopyFileRange,
     /// Positional reads and writes through a reused buffer.
     ReadWrite,
+    /// No source at all: the destination was zero-filled (deallocated where
+    /// that reads back zero), as for the block device zero ROD token.
+    Zero,
 }
 
 impl CopyMethod {
     /// Every method, cheapest first (for metrics label sets).
-    pub const ALL: [CopyMethod; 4] =
-        [CopyMethod::Hole, CopyMethod::Reflink, CopyMethod::CopyFileRange, CopyMethod::ReadWrite];
+    pub const ALL: [CopyMethod; 5] =
+        [CopyMethod::Hole, CopyMethod::Reflink, CopyMethod::CopyFileRange, CopyMethod::ReadWrite, CopyMethod::Zero];
 
     /// Stable lower-case name, used as a metrics label.
     pub fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl CopyMethod {
             CopyMethod::Reflink => "reflink",
             CopyMethod::CopyFileRange => "copy_file_range",
             CopyMethod::ReadWrite => "read_write",
+            CopyMethod::Zero => "zero",
         }
     }
 }
@@ -61,12 +65,14 @@ pub struct CopyReport {
     pub copy_file_range: u64,
     /// Bytes copied through a userspace buffer.
     pub read_write: u64,
+    /// Bytes zero-filled with no source.
+    pub zero: u64,
 }
 
 impl CopyReport {
     /// All bytes accounted for, whatever the method (equals the copy length).
     pub fn total(&self) -> u64 {
-        self.hole + self.reflink + self.copy_file_range + self.read_write
+        self.hole + self.reflink + self.copy_file_range + self.read_write + self.zero
     }
 
     /// Bytes attributed to `method`.
@@ -76,6 +82,7 @@ impl CopyReport {
             CopyMethod::Reflink => self.reflink,
             CopyMethod::CopyFileRange => self.copy_file_range,
             CopyMethod::ReadWrite => self.read_write,
+            CopyMethod::Zero => self.zero,
         }
     }
 
@@ -86,6 +93,7 @@ impl CopyReport {
             CopyMethod::Reflink => self.reflink += bytes,
             CopyMethod::CopyFileRange => self.copy_file_range += bytes,
             CopyMethod::ReadWrite => self.read_write += bytes,
+            CopyMethod::Zero => self.zero += bytes,
         }
     }
     /// Add another report's figures to this one.
@@ -94,6 +102,7 @@ impl CopyReport {
         self.reflink += other.reflink;
         self.copy_file_range += other.copy_file_range;
         self.read_write += other.read_write;
+        self.zero += other.zero;
     }
 }
 

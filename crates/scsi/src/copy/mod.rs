@@ -1,45 +1,42 @@
-//! The copy manager: EXTENDED COPY (LID1), RECEIVE COPY RESULTS and token
-//! copy (POPULATE TOKEN / WRITE USING TOKEN / RECEIVE ROD TOKEN INFORMATION /
-//! REPORT ALL ROD TOKENS / COPY OPERATION ABORT) on the same pieces.
+//! The SCSI copy commands: EXTENDED COPY (LID1), RECEIVE COPY RESULTS and
+//! token copy (POPULATE TOKEN / WRITE USING TOKEN / RECEIVE ROD TOKEN
+//! INFORMATION / REPORT ALL ROD TOKENS / COPY OPERATION ABORT). They are
+//! parsers and encoders around the copy engine ([`oxcopy_copy`]): each parses
+//! its parameter list, plans byte runs, builds an engine source and calls
+//! [`oxcopy_copy::execute`]; the engine's errors become sense in one table
+//! ([`edge`]).
 //!
 //! | module | role |
 //! |---|---|
 //! | `codec` | a bounded big-endian `Reader` with `sub(len)` over untrusted bytes (rustls `codec.rs` style) |
 //! | [`params`] | the LID1 parameter list → typed header, CSCDs and segments, in the validation order of the digest §2.3 |
-//! | [`exec`] | the executor: copy (source LU, byte range) → (destination LU, byte range) [`Extent`]s in bounded chunks under range locks, through `Storage::copy_range`, checking cancel tokens between chunks |
-//! | [`ops`] | [`CopyOperation`] (progress, cancel token, final status) and the per-(nexus, LU, list id) records of the [`CopyManager`] |
+//! | [`edge`] | the engine's errors as sense (one table), and its records keyed by I_T nexus with SCSI status and sense ([`CopyManager`], [`CopyOperation`]) |
 //! | `xcopy` | the EXTENDED COPY command: parse, plan every segment (resolving CSCDs through the [`LuRegistry`](crate::registry::LuRegistry) with the nexus's access rights), execute |
 //! | `results` | RECEIVE COPY RESULTS service actions 00h, 03h, 04h, 05h |
 //! | `vpd` | the Third-party Copy VPD page (8Fh) |
 //! | [`rod_params`] | POPULATE TOKEN / WRITE USING TOKEN parameter lists → typed values, in the validation order of the digest §3 |
 //! | [`rod_plan`] | WRITE USING TOKEN planning: ROD + OFFSET INTO ROD + scatter list → byte runs (block sizes, underrun 0Dh/04h) |
 //! | [`rod_results`] | RECEIVE ROD TOKEN INFORMATION body (Windows rules) and the 8Fh descriptors 0000h/0106h/0108h |
-//! | [`token`] | ROD tokens: 512-byte layout, HMAC-SHA256 under the copy-domain key, the [`token::TokenStore`] (verify before lookup, refcount, expiry, DEL_TKN, revocation) |
-//! | [`rod`] | the token side of the copy manager: [`rod::RodManager`] (token store, point-in-time snapshots and copy-on-write, snapshot-space account, background spawner) |
 //! | `odx` | the token copy commands: POPULATE TOKEN, WRITE USING TOKEN, COPY OPERATION ABORT, RECEIVE ROD TOKEN INFORMATION, REPORT ALL ROD TOKENS |
 //!
 //! Every advertised number is a constant in [`limits`], read by the VPD
 //! page, OPERATING PARAMETERS and the validation alike.
 //!
 //! Token copy: POPULATE TOKEN and WRITE USING TOKEN are [`CopyOperation`]s
-//! begun through [`CopyManager::begin`] with their own service action (same
-//! list-identifier namespace, so RECEIVE COPY STATUS (LID4) and RRTI find
-//! them); background (IMMED) runs keep the `Arc` and update
-//! [`exec::Progress`]; COPY OPERATION ABORT finds them with
-//! [`CopyManager::running`] and cancels [`CopyOperation::cancel_token`].
-//! The tokens themselves live in the registry's [`RodManager`].
+//! begun with their own service action (same list-identifier namespace, so
+//! RECEIVE COPY STATUS (LID4) and RRTI find them); background (IMMED) runs
+//! keep the `Arc` and update its progress; COPY OPERATION ABORT finds them
+//! and cancels their token. The tokens themselves live in the registry's
+//! [`RodManager`] (in the engine crate).
 
 mod codec;
-pub mod exec;
+pub mod edge;
 mod odx;
-pub mod ops;
 pub mod params;
 mod results;
-pub mod rod;
 pub mod rod_params;
 pub mod rod_plan;
 pub mod rod_results;
-pub mod token;
 pub mod vpd;
 mod xcopy;
 
@@ -48,10 +45,9 @@ mod test_support;
 #[cfg(test)]
 mod tests;
 
-pub use exec::{copy_extent, copy_extents, ExecControl, ExecError, Extent, Progress};
+pub use edge::{token_asc, token_sense, Completion, CopyManager, CopyOperation, OpSnapshot, ScsiOutcome, SenseRefusal};
 pub use odx::CopyOutServiceAction;
-pub use ops::{Completion, Consume, CopyManager, CopyOperation, ListKey, OpSnapshot, OpStatus, RodInfo};
-pub use rod::{RodConfig, RodManager, Spawner, TokenScope};
+pub use oxcopy_copy::{Consume, OpStatus, RodConfig, RodInfo, RodManager, Spawner, TokenScope};
 
 use crate::exec::{CmdResult, Ctx};
 use crate::lu::LogicalUnit;
@@ -103,6 +99,29 @@ pub mod limits {
     pub const IMPLEMENTED_DESCRIPTOR_TYPES: [u8; 5] = [0x02, 0x07, 0x0A, 0x14, 0xE4];
     /// CSCD IDs above 07FFh we accept: FFFFh, "the LU that got the command".
     pub const SUPPORTED_CSCD_IDS: [u16; 1] = [0xFFFF];
+    /// MAXIMUM TOKEN TRANSFER SIZE, bytes (advertised in blocks of each LU).
+    pub const MAX_TOKEN_TRANSFER_BYTES: u64 = 4 << 30;
+    /// OPTIMAL TRANSFER COUNT of token copy, bytes: Windows sizes each PT/WUT by it.
+    pub const OPTIMAL_TOKEN_TRANSFER_BYTES: u64 = 256 << 20;
+    /// MAXIMUM RANGE DESCRIPTORS (Windows sends at most 64).
+    pub const MAX_RANGE_DESCRIPTORS: u16 = 64;
+}
+
+/// The ROD limits in blocks of `lu` (VPD 8Fh 0000h and validation).
+pub(crate) fn rod_limits(rod: &RodManager, lu: &LogicalUnit) -> rod_params::RodLimits {
+    let bs = u64::from(lu.block_size().max(1));
+    let cfg = rod.config();
+    rod_params::RodLimits {
+        max_ranges: limits::MAX_RANGE_DESCRIPTORS,
+        max_inactivity_timeout: cfg.max_inactivity_timeout,
+        default_inactivity_timeout: cfg.default_inactivity_timeout,
+        max_token_transfer_blocks: limits::MAX_TOKEN_TRANSFER_BYTES / bs,
+    }
+}
+
+/// OPTIMAL TRANSFER COUNT of token copy in blocks of `lu`.
+pub(crate) fn optimal_token_blocks(lu: &LogicalUnit) -> u64 {
+    limits::OPTIMAL_TOKEN_TRANSFER_BYTES / u64::from(lu.block_size().max(1))
 }
 
 /// Body of the Third-party Copy VPD page (8Fh) for `lu`, or `None` when

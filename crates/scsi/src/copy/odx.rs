@@ -19,22 +19,24 @@
 //! OPERATION ABORT, ABORT TASK or nexus loss end it with TASK ABORTED and
 //! the record reads 60h.
 
-use super::exec::{blocks_of, lock_chunk, ExecControl};
-use super::ops::{Completion, Consume, CopyOperation, OpStatus, RodInfo};
-use super::rod::{HeldToken, RodManager, TokenScope};
+use super::edge::{completion, failure, token_sense, CopyOperation};
+use super::rod_limits;
 use super::rod_params::{parse_populate, parse_write_using_token, PopulateParams, WriteUsingTokenParams};
 use super::rod_plan::{plan_write, ByteRun};
 use super::rod_results::{final_status, rrti_body, RodOpStatus, RrtiReport};
-use super::token::{is_zero_token, TokenError};
 use crate::cdb::be;
 use crate::exec::{CmdResult, Ctx, Done, Fail};
 use crate::lu::LogicalUnit;
 use crate::metrics::CopyCommand;
-use crate::range_lock::LockMode;
 use crate::registry::{LuRegistry, Resolution};
 use crate::result::ScsiStatus;
 use crate::sense::{Asc, Sense, SenseKey};
 use crate::target::decode_lun;
+use oxcopy_copy::token::is_zero_token;
+use oxcopy_copy::{
+    execute, CancelToken, Consume, CopySource, DeviceInfo, ExecControl, HeldToken, OpStatus, RodInfo, RodManager,
+    TokenScope, Unit, Zeros,
+};
 use std::sync::Arc;
 
 /// Service actions of THIRD-PARTY COPY OUT (83h) for token copy.
@@ -63,22 +65,6 @@ fn this_lu(ctx: &Ctx<'_>) -> Result<Arc<LogicalUnit>, Fail> {
         .ok_or_else(|| Sense::illegal(Asc::LOGICAL_UNIT_NOT_SUPPORTED).into())
 }
 
-fn completion(result: &Result<(), Fail>, d_sense: bool) -> Completion {
-    match result {
-        Ok(()) => Completion { status: OpStatus::Succeeded, scsi_status: ScsiStatus::GOOD, sense: None },
-        Err(Fail::Check(s)) => Completion {
-            status: OpStatus::Failed,
-            scsi_status: ScsiStatus::CHECK_CONDITION,
-            sense: Some(s.encode(d_sense)),
-        },
-        Err(Fail::Status(st)) => Completion {
-            status: if *st == ScsiStatus::TASK_ABORTED { OpStatus::Aborted } else { OpStatus::Failed },
-            scsi_status: *st,
-            sense: None,
-        },
-    }
-}
-
 /// Run `job` for `op`: in the background when asked and possible, else
 /// now. Records the outcome and counts the command either way.
 fn run_op(
@@ -88,13 +74,13 @@ fn run_op(
     op: Arc<CopyOperation>,
     immed: bool,
     command: CopyCommand,
-    job: impl FnOnce(&[&crate::nexus::CancelToken]) -> Result<(), Fail> + Send + 'static,
+    job: impl FnOnce(&[&CancelToken]) -> Result<(), Fail> + Send + 'static,
 ) -> CmdResult {
     let registry = ctx.target.registry().clone();
     let spawner = if immed { rod.spawner() } else { None };
     if let Some(spawner) = spawner {
         let Some(slot) = rod.background_slot() else {
-            registry.copy_manager().finish(&op, completion(&Err(too_busy().into()), false));
+            registry.copy_manager().finish(&op, completion(&Err(too_busy().into()), lu));
             registry.metrics().copy_command(command, false);
             return Err(too_busy().into());
         };
@@ -104,7 +90,7 @@ fn run_op(
         let bg = Box::new(move || {
             let _slot = slot;
             let r = job(&[op2.cancel_token()]);
-            registry.copy_manager().finish(&op2, completion(&r, lu.mode.d_sense()));
+            registry.copy_manager().finish(&op2, completion(&r, &lu));
             registry.metrics().copy_command(command, r.is_ok());
         });
         return match spawner.spawn(bg) {
@@ -118,7 +104,7 @@ fn run_op(
         };
     }
     let r = job(&[ctx.req.cancel, op.cancel_token()]);
-    registry.copy_manager().finish(&op, completion(&r, lu.mode.d_sense()));
+    registry.copy_manager().finish(&op, completion(&r, lu));
     registry.metrics().copy_command(command, r.is_ok());
     r.map(|()| Done::good())
 }
@@ -142,15 +128,17 @@ pub(crate) fn populate_token(ctx: &Ctx<'_>) -> CmdResult {
     rod.reap();
     let prep = refused(registry, CopyCommand::PopulateToken, prepare_populate(ctx, &rod));
     let (lu, params, op) = prep?;
-    let target = ctx.target.name().to_owned();
+    let prov = lu.provisioning();
+    let device = DeviceInfo { target_name: ctx.target.name().to_owned(), lbpme: prov.lbpme, lbprz: prov.lbprz };
     let rod2 = rod.clone();
-    let lu2 = lu.clone();
+    let unit: Arc<dyn Unit> = lu.clone();
     let op2 = op.clone();
     run_op(ctx, &rod, &lu, op, params.immed, CopyCommand::PopulateToken, move |cancel| {
         if cancel.iter().any(|c| c.is_cancelled()) {
             return Err(Fail::Status(ScsiStatus::TASK_ABORTED));
         }
-        let (token, blocks) = rod2.create(&lu2, &target, params.rod_type, &params.ranges, params.inactivity_timeout)?;
+        let (token, blocks) =
+            rod2.create(&unit, &device, params.rod_type, &params.ranges, params.inactivity_timeout)?;
         if cancel.iter().any(|c| c.is_cancelled()) {
             if let Ok(h) = rod2.store().verify(&token[..]) {
                 rod2.cancel(h.id);
@@ -170,11 +158,11 @@ fn prepare_populate(
     rod: &RodManager,
 ) -> Result<(Arc<LogicalUnit>, PopulateParams, Arc<CopyOperation>), Fail> {
     let lu = this_lu(ctx)?;
-    let limits = rod.limits_for(&lu);
+    let limits = rod_limits(rod, &lu);
     let params = parse_populate(ctx.req.data_out, list_id(ctx, 10), lu.num_blocks(), &limits)?;
     let op = ctx.target.registry().copy_manager().begin(
         ctx.req.nexus,
-        &lu,
+        lu.naa(),
         Some(list_id(ctx, 6)),
         CopyOutServiceAction::POPULATE_TOKEN,
     )?;
@@ -194,6 +182,16 @@ enum WriteSource {
     Zero,
     /// A token of ours, held for the copy.
     Token(HeldToken),
+}
+
+impl WriteSource {
+    /// The engine's source for this copy.
+    fn source(&self) -> &dyn CopySource {
+        match self {
+            WriteSource::Zero => &Zeros,
+            WriteSource::Token(held) => held.source().as_ref(),
+        }
+    }
 }
 
 /// 83h/11h WRITE USING TOKEN.
@@ -219,7 +217,14 @@ pub(crate) fn write_using_token(ctx: &Ctx<'_>) -> CmdResult {
             metrics: &metrics,
             chunk_bytes: chunk,
         };
-        let r = write_runs(&source, &runs, &lu2, &ctl);
+        let r = execute(source.source(), lu2.as_ref(), &runs, &ctl).map(|_| ()).map_err(|e| {
+            // COPY ABORTED sense says how many destination blocks were written.
+            let blocks = ctl.progress.bytes() / u64::from(lu2.block_size().max(1));
+            match failure(e) {
+                Fail::Check(s) if s.key == SenseKey::COPY_ABORTED => Fail::Check(s.with_information(blocks)),
+                other => other,
+            }
+        });
         if let (true, WriteSource::Token(held)) = (params.del_tkn, &source) {
             rod2.delete(held.header().id);
         }
@@ -238,7 +243,7 @@ type Prepared = (Arc<LogicalUnit>, WriteUsingTokenParams, WriteSource, Vec<ByteR
 
 fn prepare_write(ctx: &Ctx<'_>, rod: &Arc<RodManager>) -> Result<Prepared, Fail> {
     let lu = this_lu(ctx)?;
-    let limits = rod.limits_for(&lu);
+    let limits = rod_limits(rod, &lu);
     let params = parse_write_using_token(ctx.req.data_out, list_id(ctx, 10), lu.num_blocks(), &limits)?;
     crate::sbc::check_writable(&lu)?;
     let dst_bs = lu.block_size();
@@ -254,10 +259,13 @@ fn prepare_write(ctx: &Ctx<'_>, rod: &Arc<RodManager>) -> Result<Prepared, Fail>
             .collect();
         (WriteSource::Zero, runs)
     } else {
-        let held = rod.acquire(&params.token[..]).map_err(TokenError::sense)?;
+        let held = rod.acquire(&params.token[..]).map_err(token_sense)?;
         let src = held.source().clone();
         if rod.config().scope == TokenScope::Initiator
-            && !matches!(ctx.target.registry().resolve(ctx.req.nexus, 0x01, 0x03, &src.lu.naa()), Resolution::Local(_))
+            && !matches!(
+                ctx.target.registry().resolve(ctx.req.nexus, 0x01, 0x03, &src.unit().id()),
+                Resolution::Local(_)
+            )
         {
             tracing::info!(
                 initiator = %ctx.req.nexus.initiator_name,
@@ -265,12 +273,13 @@ fn prepare_write(ctx: &Ctx<'_>, rod: &Arc<RodManager>) -> Result<Prepared, Fail>
             );
             return Err(Sense::illegal(Asc::INVALID_TOKEN_OPERATION_CAUSE_NOT_REPORTABLE).into());
         }
-        let runs = plan_write(&src.plan_ranges(), src.lu.block_size(), params.offset_into_rod, &params.ranges, dst_bs)?;
+        let runs =
+            plan_write(&src.plan_ranges(), src.unit().block_size(), params.offset_into_rod, &params.ranges, dst_bs)?;
         (WriteSource::Token(held), runs)
     };
     let op = ctx.target.registry().copy_manager().begin(
         ctx.req.nexus,
-        &lu,
+        lu.naa(),
         Some(list_id(ctx, 6)),
         CopyOutServiceAction::WRITE_USING_TOKEN,
     )?;
@@ -284,89 +293,16 @@ fn prepare_write(ctx: &Ctx<'_>, rod: &Arc<RodManager>) -> Result<Prepared, Fail>
     Ok((lu, params, source, runs, op))
 }
 
-/// Copy (or zero) `runs` into `dst` in chunks under range locks.
-fn write_runs(
-    source: &WriteSource,
-    runs: &[ByteRun],
-    dst: &Arc<LogicalUnit>,
-    ctl: &ExecControl<'_>,
-) -> Result<(), Fail> {
-    let dst_bs = u64::from(dst.block_size().max(1));
-    let chunk = ctl.chunk_bytes.max(dst_bs) / dst_bs * dst_bs;
-    let cancelled = || ctl.cancel.iter().any(|c| c.is_cancelled()) || ctl.stop.is_some_and(|f| f());
-    let failed = |what: &dyn std::fmt::Display| -> Fail {
-        tracing::warn!(error = %what, "WRITE USING TOKEN failed in the backend");
-        let blocks = ctl.progress.bytes() / dst_bs;
-        Sense::new(SenseKey::COPY_ABORTED, Asc::THIRD_PARTY_DEVICE_FAILURE).with_information(blocks).into()
-    };
-    for run in runs {
-        // A live source overlapping its destination on the same LU is
-        // copied like memmove: backwards when the destination starts inside
-        // the source, so no chunk reads bytes an earlier chunk overwrote.
-        let backwards = match source {
-            WriteSource::Token(held) => {
-                let src = held.source();
-                src.reads_live() && Arc::ptr_eq(&src.lu, dst) && run.dst > run.src && run.dst < run.src + run.len
-            }
-            WriteSource::Zero => false,
-        };
-        let mut starts: Vec<u64> = (0..run.len.div_ceil(chunk)).map(|i| i * chunk).collect();
-        if backwards {
-            starts.reverse();
-        }
-        for done in starts {
-            if cancelled() {
-                return Err(Fail::Status(ScsiStatus::TASK_ABORTED));
-            }
-            let n = chunk.min(run.len - done);
-            let (s, d) = (run.src + done, run.dst + done);
-            let (d0, d1) = blocks_of(dst, d, n);
-            match source {
-                WriteSource::Zero => {
-                    let _g = dst.range_locks().lock(d0, d1 - d0, LockMode::Exclusive);
-                    before_write(dst, d0, d1 - d0)?;
-                    dst.storage().write_zeroes(d, n).map_err(|e| failed(&e))?;
-                }
-                WriteSource::Token(held) => {
-                    let src = held.source();
-                    let _g = if src.reads_live() {
-                        lock_chunk(&src.lu, s, dst, d, n)
-                    } else {
-                        vec![dst.range_locks().lock(d0, d1 - d0, LockMode::Exclusive)]
-                    };
-                    // Checked under the source lock: a write that broke the
-                    // promise has run its hook before we got here.
-                    if src.is_invalid() {
-                        return Err(TokenError::Revoked.sense().into());
-                    }
-                    before_write(dst, d0, d1 - d0)?;
-                    let report = src.copy_out(dst.storage().as_ref(), d, s, n).map_err(|e| failed(&e))?;
-                    ctl.metrics.copy_report(&report);
-                }
-            }
-            ctl.progress.add(n);
-        }
-    }
-    Ok(())
-}
-
-fn before_write(dst: &LogicalUnit, lba: u64, blocks: u64) -> Result<(), Fail> {
-    if let Some(hook) = dst.write_hook() {
-        hook.before_write(dst, lba, blocks)?;
-    }
-    Ok(())
-}
-
 /// 83h/1Ch COPY OPERATION ABORT: the operation ends with status 60h.
 pub(crate) fn copy_operation_abort(ctx: &Ctx<'_>) -> CmdResult {
     let lu = ctx.lu()?;
     let id = list_id(ctx, 2);
     let manager = ctx.target.registry().copy_manager();
-    if let Some(op) = manager.running(ctx.req.nexus, lu, id) {
+    if let Some(op) = manager.running(ctx.req.nexus, lu.naa(), id) {
         op.cancel_token().cancel();
         return Ok(Done::good());
     }
-    if manager.known(ctx.req.nexus, lu, id) {
+    if manager.known(ctx.req.nexus, lu.naa(), id) {
         return Ok(Done::good()); // already ended: nothing to abort
     }
     Err(Sense::invalid_cdb_field(2, None).into())
@@ -379,7 +315,7 @@ pub(crate) fn receive_rod_token_information(ctx: &Ctx<'_>) -> CmdResult {
     registry.rod().reap();
     let snap = registry
         .copy_manager()
-        .lookup(ctx.req.nexus, lu, list_id(ctx, 2), Consume::Status)
+        .lookup(ctx.req.nexus, lu.naa(), list_id(ctx, 2), Consume::Status)
         .ok_or_else(|| Sense::invalid_cdb_field(2, None))?;
     let bs = snap.rod.as_ref().map_or(lu.block_size(), |r| r.block_size).max(1);
     let requested = snap.rod.as_ref().map_or(0, |r| r.requested_blocks);
@@ -395,7 +331,7 @@ pub(crate) fn receive_rod_token_information(ctx: &Ctx<'_>) -> CmdResult {
         OpStatus::Failed => RodOpStatus::CompletedWithErrors,
         OpStatus::Aborted => RodOpStatus::Terminated,
     };
-    let sense = snap.sense.as_deref().and_then(Sense::decode);
+    let sense = snap.outcome.sense.as_deref().and_then(Sense::decode);
     let token = match (snap.status, &snap.rod) {
         (OpStatus::Succeeded, Some(r)) if is_pt => r.token.as_deref(),
         _ => None,
@@ -404,7 +340,7 @@ pub(crate) fn receive_rod_token_information(ctx: &Ctx<'_>) -> CmdResult {
         response_to_sa: snap.service_action,
         status,
         transfer_count: count,
-        completion_status: snap.scsi_status.0,
+        completion_status: snap.outcome.scsi_status.0,
         sense: sense.as_ref(),
         token,
     });

@@ -5,12 +5,14 @@
 //! DEL_TKN, block sizes, remote and stale tokens, token scope, the space
 //! bound, discovery (VPD 8Fh, RSOC), COPY OPERATION ABORT and IMMED.
 
-use crate::copy::rod::{RodConfig, RodManager, Spawner, TokenScope};
 use crate::copy::test_support::{contents, naa, nexus, run};
-use crate::copy::token::{zero_token, ManualClock, TOKEN_LEN};
 use crate::registry::{AccessList, LuRegistry};
 use crate::*;
+use oxcopy_copy::token::{zero_token, TOKEN_LEN};
+use oxcopy_copy::{ManualClock, RodConfig, RodManager, Spawner, TokenScope};
 use oxcopy_storage::{Capabilities, MemStorage, Storage};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,13 +25,56 @@ const VICTIM: &str = "iqn.2026-11.test:victim";
 const MIB: usize = 1 << 20;
 
 /// A memory store that can pretend to snapshot cheaply (like reflink) and
-/// can be slowed down.
+/// can hold writers at a gate.
 #[derive(Debug)]
 struct Store {
     inner: MemStorage,
     fake_reflink: bool,
-    write_delay_us: AtomicU64,
+    gate: Gate,
     snapshots: AtomicU64,
+}
+
+/// Once armed with `n`, lets `n` more writes through and holds the rest
+/// until opened.
+#[derive(Debug, Default)]
+struct Gate {
+    /// (armed, writes still allowed, writers waiting)
+    state: parking_lot::Mutex<(bool, u64, u64)>,
+    cv: parking_lot::Condvar,
+}
+
+impl Gate {
+    fn arm(&self, allowed: u64) {
+        *self.state.lock() = (true, allowed, 0);
+    }
+    fn open(&self) {
+        self.state.lock().0 = false;
+        self.cv.notify_all();
+    }
+    fn pass(&self) {
+        let mut st = self.state.lock();
+        if st.0 && st.1 > 0 {
+            st.1 -= 1;
+            return;
+        }
+        st.2 += 1;
+        self.cv.notify_all();
+        while st.0 {
+            self.cv.wait(&mut st);
+        }
+        st.2 -= 1;
+    }
+    /// Wait (bounded) until a writer is held.
+    fn wait_held(&self) -> bool {
+        let mut st = self.state.lock();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while st.2 == 0 {
+            if self.cv.wait_until(&mut st, deadline).timed_out() {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 impl Storage for Store {
@@ -40,10 +85,7 @@ impl Storage for Store {
         self.inner.read_at(buf, offset)
     }
     fn write_at(&self, buf: &[u8], offset: u64) -> oxcopy_storage::Result<()> {
-        let d = self.write_delay_us.load(Ordering::Relaxed);
-        if d > 0 {
-            std::thread::sleep(Duration::from_micros(d));
-        }
+        self.gate.pass();
         self.inner.write_at(buf, offset)
     }
     fn flush(&self) -> oxcopy_storage::Result<()> {
@@ -95,15 +137,21 @@ fn lu(last: u8, bytes: usize, bs: u32, fake_reflink: bool) -> (Arc<LogicalUnit>,
     let st = Arc::new(Store {
         inner: MemStorage::from_bytes(&data),
         fake_reflink,
-        write_delay_us: AtomicU64::new(0),
+        gate: Gate::default(),
         snapshots: AtomicU64::new(0),
     });
     let cfg = LuConfig { block_size: bs, naa: naa(last), ..LuConfig::default() };
     (Arc::new(LogicalUnit::new(cfg, st.clone() as Arc<dyn Storage>)), st)
 }
 
+/// A fresh seeded generator per call: every fixture is its own copy manager.
+fn rng() -> StdRng {
+    static SEED: AtomicU64 = AtomicU64::new(1);
+    StdRng::seed_from_u64(SEED.fetch_add(1, Ordering::Relaxed))
+}
+
 fn config() -> RodConfig {
-    RodConfig { max_snapshot_bytes: 64 * MIB as u64, ..RodConfig::ephemeral() }
+    RodConfig { max_snapshot_bytes: 64 * MIB as u64, ..RodConfig::ephemeral(&mut rng()) }
 }
 
 fn fx_with(cfg: RodConfig, fake_reflink: bool) -> Fx {
@@ -114,9 +162,9 @@ fn fx_with(cfg: RodConfig, fake_reflink: bool) -> Fx {
         lu(4, 4 * MIB, 512, false),
         lu(5, MIB, 512, false),
     ];
-    let registry = Arc::new(LuRegistry::new());
+    let registry = Arc::new(crate::testing::registry());
     let clock = Arc::new(ManualClock::new());
-    let rod = Arc::new(RodManager::new(cfg, clock.clone(), registry.metrics().clone()));
+    let rod = Arc::new(RodManager::new(cfg, clock.clone(), Box::new(rng()), Arc::new(registry.metrics().clone())));
     registry.set_rod(rod.clone());
     registry
         .add_target(OPEN, AccessList::Any, vec![(0, lus[0].0.clone()), (1, lus[1].0.clone()), (2, lus[2].0.clone())])
@@ -394,26 +442,6 @@ fn change_vulnerable_and_access_upon_reference() {
     assert_eq!(f.rod.snapshot_bytes(), 0);
 }
 
-/// An access-upon-reference token written onto its own source, shifted up
-/// by less than its length, copies like memmove (chunk by chunk from the
-/// end), not forward over bytes it has yet to read.
-#[test]
-fn overlapping_live_copy_within_one_lu_is_memmove() {
-    let f = fx();
-    f.registry.set_copy_chunk_bytes(4096);
-    let before = f.bytes(0, 0, 64 * 512);
-    let aur = f.token(0, 1, Some(0x0001_0000), &[(0, 64)]);
-    let r = f.wut(0, 2, &wut_list(false, false, 0, &aur, &[(8, 64)]));
-    assert_eq!(r.status, ScsiStatus::GOOD, "{r:?}");
-    assert!(f.bytes(0, 8 * 512, 64 * 512) == before, "shifted copy differs from memmove");
-    // And downwards (destination below the source): forward is right.
-    let before = f.bytes(0, 100 * 512, 64 * 512);
-    let aur = f.token(0, 3, Some(0x0001_0000), &[(100, 64)]);
-    let r = f.wut(0, 4, &wut_list(false, false, 0, &aur, &[(92, 64)]));
-    assert_eq!(r.status, ScsiStatus::GOOD, "{r:?}");
-    assert!(f.bytes(0, 92 * 512, 64 * 512) == before, "shifted copy differs from memmove");
-}
-
 #[test]
 fn zero_token_expiry_and_del_tkn() {
     let f = fx();
@@ -556,37 +584,37 @@ fn immed_progress_and_copy_operation_abort() {
     f.rod.set_spawner(Some(Arc::new(Threads)));
     f.registry.set_copy_chunk_bytes(4096);
     let t = f.token(0, 1, Some(0x0001_0000), &[(0, 8192)]);
-    f.lus[1].1.write_delay_us.store(2000, Ordering::Relaxed);
+    // The first 4 KiB chunk lands, the second is held at the gate.
+    f.lus[1].1.gate.arm(1);
     // IMMED=1: GOOD at once, progress through RRTI (background 12h).
     let r = f.wut(1, 2, &wut_list(true, false, 0, &t, &[(0, 8192)]));
     assert_eq!(r.status, ScsiStatus::GOOD, "{r:?}");
-    let mut seen_progress = false;
-    for _ in 0..200 {
-        let i = f.rrti(1, 2).unwrap();
-        assert_eq!(i.sa, 0x11);
-        if i.status == 0x12 && i.count > 0 {
-            seen_progress = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(seen_progress, "RRTI shows 12h with a growing transfer count");
+    assert!(f.lus[1].1.gate.wait_held(), "the copy reaches its second chunk");
+    let i = f.rrti(1, 2).unwrap();
+    assert_eq!((i.sa, i.status, i.count), (0x11, 0x12, 8), "RRTI: background, one chunk (8 blocks) done");
     // COPY OPERATION ABORT: the operation ends with status 60h.
     let r = f.run(&f.open, &f.host(), 1, &cdb16(0x83, 0x1C, 2, 0), &[]);
     assert_eq!(r.status, ScsiStatus::GOOD);
-    let end = loop {
-        let i = f.rrti(1, 2).unwrap();
-        if i.status != 0x12 {
-            break i;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    f.lus[1].1.gate.open();
+    let end = wait_for(|| f.rrti(1, 2).ok().filter(|i| i.status != 0x12)).expect("the copy ends");
     assert_eq!(end.status, 0x60, "terminated");
-    assert!(end.count < 8192);
+    assert_eq!(end.count, 16, "stopped at the chunk after the abort");
     // Unknown list id: 24h at byte 2.
     let s = sense(&f.run(&f.open, &f.host(), 1, &cdb16(0x83, 0x1C, 99, 0), &[]));
     assert_eq!(s, Sense::invalid_cdb_field(2, None));
-    f.lus[1].1.write_delay_us.store(0, Ordering::Relaxed);
+}
+
+/// Poll `f` until it yields a value: bounded in time (10 s), yielding the
+/// thread between polls (the work runs on another thread).
+fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::yield_now();
+    }
+    None
 }
 
 #[test]
@@ -605,7 +633,7 @@ fn background_bound_refuses_with_insufficient_resources() {
 struct Counting(AtomicU64);
 
 impl WriteHook for Counting {
-    fn before_write(&self, _lu: &LogicalUnit, _lba: u64, blocks: u64) -> Result<(), Sense> {
+    fn before_write(&self, _lu: &dyn Unit, _lba: u64, blocks: u64) -> Result<(), oxcopy_copy::Refusal> {
         self.0.fetch_add(blocks, Ordering::Relaxed);
         Ok(())
     }
@@ -633,13 +661,7 @@ fn immed_populate_token_reports_the_token_when_done() {
     f.rod.set_spawner(Some(Arc::new(Threads)));
     let r = f.pt(0, 5, &pt_list(true, 0, None, &[(0, 64)]));
     assert_eq!(r.status, ScsiStatus::GOOD, "{r:?}");
-    let info = loop {
-        let i = f.rrti(0, 5).expect("RRTI");
-        if i.status != 0x12 {
-            break i;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
+    let info = wait_for(|| f.rrti(0, 5).ok().filter(|i| i.status != 0x12)).expect("PT ends");
     assert_eq!((info.sa, info.status, info.count), (0x10, 0x01, 64));
     let t = info.token.expect("token");
     assert_eq!(f.wut(1, 6, &wut_list(false, false, 0, &t, &[(0, 64)])).status, ScsiStatus::GOOD);

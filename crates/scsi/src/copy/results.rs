@@ -6,11 +6,12 @@
 //! short one. An unknown list identifier (or one of another nexus or LU)
 //! is INVALID FIELD IN CDB pointing at the LIST IDENTIFIER (byte 2).
 
+use super::edge::OpSnapshot;
 use super::limits;
-use super::ops::{Consume, OpSnapshot, OpStatus};
 use crate::cdb::{be, byte};
 use crate::exec::{CmdResult, Ctx, Done, Fail};
 use crate::sense::Sense;
+use oxcopy_copy::{Consume, OpStatus};
 
 /// COPY MANAGER STATUS values of COPY STATUS (LID1).
 const LID1_IN_PROGRESS: u8 = 0x00;
@@ -36,7 +37,7 @@ fn unknown_list() -> Sense {
 
 fn lookup(ctx: &Ctx<'_>, list_id: u32, what: Consume) -> Result<OpSnapshot, Fail> {
     let lu = ctx.lu()?;
-    Ok(ctx.target.registry().copy_manager().lookup(ctx.req.nexus, lu, list_id, what).ok_or_else(unknown_list)?)
+    Ok(ctx.target.registry().copy_manager().lookup(ctx.req.nexus, lu.naa(), list_id, what).ok_or_else(unknown_list)?)
 }
 
 /// The smallest TRANSFER COUNT UNITS (bytes, KiB, MiB, ... EiB) in which
@@ -103,7 +104,7 @@ pub(crate) fn failure_details(ctx: &Ctx<'_>) -> CmdResult {
     let snap = lookup(ctx, u32::from(byte(ctx.cdb, 2)), Consume::Details)?;
     let sense = match snap.status {
         OpStatus::Succeeded | OpStatus::Running => None,
-        OpStatus::Failed | OpStatus::Aborted => Some(snap.sense.unwrap_or_default()),
+        OpStatus::Failed | OpStatus::Aborted => Some(snap.outcome.sense.unwrap_or_default()),
     };
     let mut d = vec![0u8; 60];
     if let Some(sense) = sense {
@@ -119,7 +120,7 @@ pub(crate) fn failure_details(ctx: &Ctx<'_>) -> CmdResult {
 /// The 32-byte RECEIVE COPY STATUS (LID4) header plus sense data, shared
 /// with RECEIVE ROD TOKEN INFORMATION (which appends its token area).
 pub(crate) fn lid4_status_body(snap: &OpSnapshot) -> Vec<u8> {
-    let sense = snap.sense.clone().unwrap_or_default();
+    let sense = snap.outcome.sense.clone().unwrap_or_default();
     let sense_len = u8::try_from(sense.len()).unwrap_or(u8::MAX);
     let mut d = vec![0u8; 32];
     d[4] = snap.service_action & 0x1F;
@@ -132,7 +133,7 @@ pub(crate) fn lid4_status_body(snap: &OpSnapshot) -> Vec<u8> {
     d[6..8].copy_from_slice(&u16::try_from(snap.operations).unwrap_or(u16::MAX).to_be_bytes());
     let delay = if snap.status == OpStatus::Running { DELAY_RUNNING_MS } else { DELAY_FINAL };
     d[8..12].copy_from_slice(&delay.to_be_bytes());
-    d[12] = snap.scsi_status.0;
+    d[12] = snap.outcome.scsi_status.0;
     d[13] = sense_len;
     d[14] = sense_len;
     d[15] = UNITS_BYTES;

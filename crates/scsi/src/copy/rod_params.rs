@@ -20,8 +20,8 @@
 //! 9. More blocks in total than MAXIMUM TOKEN TRANSFER SIZE → 26h/00h at the list length field.
 
 use super::codec::Reader;
-use super::token::{RodType, TOKEN_LEN};
 use crate::sense::{Asc, Sense};
+use oxcopy_copy::token::{RodType, TOKEN_LEN};
 
 /// Length of the POPULATE TOKEN parameter list header.
 pub const PT_HEADER_LEN: usize = 16;
@@ -30,14 +30,10 @@ pub const WUT_HEADER_LEN: usize = 536;
 /// Length of a block device range descriptor.
 pub const RANGE_DESC_LEN: usize = 16;
 
-/// One block device range descriptor, in blocks of the LU addressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlockRange {
-    /// LOGICAL BLOCK ADDRESS.
-    pub lba: u64,
-    /// NUMBER OF LOGICAL BLOCKS (0 = empty range).
-    pub blocks: u32,
-}
+/// One block device range descriptor (LOGICAL BLOCK ADDRESS, NUMBER OF
+/// LOGICAL BLOCKS; 0 = empty range), in blocks of the LU addressed: the
+/// engine's block range.
+pub use oxcopy_copy::BlockRange;
 
 /// Limits the parameter lists are checked against (the VPD 8Fh 0000h values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

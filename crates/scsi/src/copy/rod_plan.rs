@@ -10,16 +10,9 @@
 use super::rod_params::BlockRange;
 use crate::sense::{Asc, Sense};
 
-/// One contiguous piece of a token copy, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteRun {
-    /// Offset in the source LU.
-    pub src: u64,
-    /// Offset in the destination LU.
-    pub dst: u64,
-    /// Length.
-    pub len: u64,
-}
+/// One contiguous piece of a token copy, in bytes (source offset, destination
+/// offset, length): the engine's run.
+pub use oxcopy_copy::Run as ByteRun;
 
 /// Byte offset of OFFSET INTO ROD in a WRITE USING TOKEN parameter list.
 const OFFSET_INTO_ROD_AT: usize = 8;

@@ -5,8 +5,8 @@
 //! builders, used by `odx` (RRTI) and `vpd` (page 8Fh).
 
 use super::rod_params::RodLimits;
-use super::token::{RodType, TOKEN_LEN};
 use crate::sense::Sense;
+use oxcopy_copy::token::{RodType, TOKEN_LEN};
 
 /// COPY OPERATION STATUS values an RRTI reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -84,7 +84,7 @@ fn fx() -> Fx {
         lu(3, 4 * MIB, 4096, false),
         lu(4, MIB, 512, false),
     ];
-    let registry = Arc::new(LuRegistry::new());
+    let registry = Arc::new(crate::testing::registry());
     registry
         .add_target(OPEN, AccessList::Any, vec![(0, lus[0].0.clone()), (1, lus[1].0.clone()), (2, lus[2].0.clone())])
         .unwrap();
@@ -254,10 +254,10 @@ struct Hook {
 }
 
 impl WriteHook for Hook {
-    fn before_write(&self, _lu: &LogicalUnit, lba: u64, blocks: u64) -> Result<(), Sense> {
+    fn before_write(&self, _lu: &dyn Unit, lba: u64, blocks: u64) -> Result<(), oxcopy_copy::Refusal> {
         self.calls.lock().push((lba, blocks));
         if self.refuse.load(Ordering::Relaxed) {
-            return Err(Sense::new(SenseKey::ABORTED_COMMAND, Asc::INSUFFICIENT_RESOURCES));
+            return Err(Sense::new(SenseKey::ABORTED_COMMAND, Asc::INSUFFICIENT_RESOURCES).into());
         }
         Ok(())
     }

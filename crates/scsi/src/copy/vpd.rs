@@ -16,9 +16,10 @@
 //! | 8001h | General Copy Operations |
 
 use super::limits;
+use super::limits::MAX_TOKEN_TRANSFER_BYTES;
 use super::results::implemented_descriptors;
-use super::rod::{RodManager, MAX_TOKEN_TRANSFER_BYTES};
 use super::rod_results::{block_rod_limits, rod_token_features, supported_rod_types};
+use super::{optimal_token_blocks, rod_limits, RodManager};
 use crate::cdb::Opcode;
 use crate::commands::COMMANDS;
 use crate::lu::LogicalUnit;
@@ -124,10 +125,10 @@ fn general_copy_operations() -> Vec<u8> {
 
 /// The body of VPD page 8Fh for `lu`, with the token limits of `rod`.
 pub(crate) fn page_body(lu: &LogicalUnit, rod: &RodManager) -> Vec<u8> {
-    let limits = rod.limits_for(lu);
-    let optimal_bytes = rod.optimal_blocks(lu) * u64::from(lu.block_size());
+    let limits = rod_limits(rod, lu);
+    let optimal_bytes = optimal_token_blocks(lu) * u64::from(lu.block_size());
     let mut page = TpcPage::new();
-    page.push(TpcDescriptor::BLOCK_DEVICE_ROD_TOKEN_LIMITS, &block_rod_limits(&limits, rod.optimal_blocks(lu)))
+    page.push(TpcDescriptor::BLOCK_DEVICE_ROD_TOKEN_LIMITS, &block_rod_limits(&limits, optimal_token_blocks(lu)))
         .push(TpcDescriptor::SUPPORTED_COMMANDS, &supported_commands())
         .push(TpcDescriptor::PARAMETER_DATA, &parameter_data())
         .push(TpcDescriptor::SUPPORTED_DESCRIPTORS, &supported_descriptors())
@@ -162,8 +163,8 @@ mod tests {
     #[test]
     fn page_layout() {
         let lu = LogicalUnit::new(LuConfig::default(), Arc::new(MemStorage::new(4096)));
-        let rod = RodManager::ephemeral(crate::metrics::Metrics::new());
-        let d = descriptors(&page_body(&lu, &rod));
+        let registry = crate::testing::registry();
+        let d = descriptors(&page_body(&lu, &registry.rod()));
         let types: Vec<u16> = d.iter().map(|(t, _)| *t).collect();
         // Windows reads only the first descriptor: 0000h, length 0020h.
         assert_eq!(types, vec![0x0000, 0x0001, 0x0004, 0x0008, 0x000C, 0x0106, 0x0108, 0x8001]);

@@ -46,8 +46,7 @@
 //! chunks (TASK ABORTED; the record says what was done). Destinations with
 //! write caching disabled (WCE=0) are flushed at the end, as writes are.
 
-use super::exec::{copy_extent, ExecControl, ExecError, Extent};
-use super::ops::{Completion, CopyOperation, OpStatus};
+use super::edge::{completion, failure, CopyOperation};
 use super::params::{self, Cscd, ListIdUsage, ParamList, SegmentField, SegmentKind, CSCD_ID_THIS_LU};
 use super::{limits, SA_EXTENDED_COPY_LID1};
 use crate::cdb::be;
@@ -59,7 +58,15 @@ use crate::registry::Resolution;
 use crate::result::ScsiStatus;
 use crate::sense::{Asc, Sense, SenseKey, SenseKeySpecific};
 use crate::target::{decode_lun, Request};
+use oxcopy_copy::{execute, ExecControl, LiveSource, Run};
 use std::sync::Arc;
+
+/// Bytes of one segment: `run` from `src` to `dst`.
+struct Extent {
+    src: Arc<LogicalUnit>,
+    dst: Arc<LogicalUnit>,
+    run: Run,
+}
 
 /// A planned segment.
 enum Step {
@@ -197,7 +204,7 @@ impl Planner<'_, '_> {
         if dst.lu.write_protected() {
             return Err(aborted(Asc::THIRD_PARTY_DEVICE_FAILURE, index, None));
         }
-        let ext = Extent { src: src.lu, src_offset: src_byte, dst: dst.lu, dst_offset: dst_byte, len };
+        let ext = Extent { src: src.lu, dst: dst.lu, run: Run { src: src_byte, dst: dst_byte, len } };
         Ok(Step::Copy(ext, src.nexus, dst.nexus))
     }
 }
@@ -221,27 +228,13 @@ fn run(ctx: &Ctx<'_>) -> CmdResult {
         .ok_or_else(|| Sense::illegal(Asc::LOGICAL_UNIT_NOT_SUPPORTED))?;
     let list_id = (list.usage != ListIdUsage::None).then_some(u32::from(list.list_id));
     let manager = ctx.target.registry().copy_manager();
-    let op = manager.begin(ctx.req.nexus, lu, list_id, SA_EXTENDED_COPY_LID1)?;
-    let result = execute(ctx, &this_lu, &list, &op);
-    let desc = lu.mode.d_sense();
-    let completion = match &result {
-        Ok(()) => Completion { status: OpStatus::Succeeded, scsi_status: ScsiStatus::GOOD, sense: None },
-        Err(Fail::Check(s)) => Completion {
-            status: OpStatus::Failed,
-            scsi_status: ScsiStatus::CHECK_CONDITION,
-            sense: Some(s.encode(desc)),
-        },
-        Err(Fail::Status(st)) => Completion {
-            status: if *st == ScsiStatus::TASK_ABORTED { OpStatus::Aborted } else { OpStatus::Failed },
-            scsi_status: *st,
-            sense: None,
-        },
-    };
-    manager.finish(&op, completion);
+    let op = manager.begin(ctx.req.nexus, lu.naa(), list_id, SA_EXTENDED_COPY_LID1)?;
+    let result = run_list(ctx, &this_lu, &list, &op);
+    manager.finish(&op, completion(&result, lu));
     result.map(|()| Done::good())
 }
 
-fn execute(ctx: &Ctx<'_>, this_lu: &Arc<LogicalUnit>, list: &ParamList, op: &CopyOperation) -> Result<(), Fail> {
+fn run_list(ctx: &Ctx<'_>, this_lu: &Arc<LogicalUnit>, list: &ParamList, op: &CopyOperation) -> Result<(), Fail> {
     let planner = Planner { ctx, this_lu: this_lu.clone(), list };
     let steps = (0..list.segments.len()).map(|i| planner.plan(i)).collect::<Result<Vec<_>, Sense>>()?;
     let registry = ctx.target.registry();
@@ -262,9 +255,9 @@ fn execute(ctx: &Ctx<'_>, this_lu: &Arc<LogicalUnit>, list: &ParamList, op: &Cop
                     flush_uncached(&written);
                     return Err(aborted(Asc::THIRD_PARTY_DEVICE_FAILURE, index, None).into());
                 }
-                if let Err(e) = copy_extent(ext, &ctl) {
+                if let Err(e) = execute(&LiveSource(ext.src.clone()), ext.dst.as_ref(), &[ext.run], &ctl) {
                     flush_uncached(&written);
-                    return Err(exec_failure(e, index));
+                    return Err(segment_failure(e, index));
                 }
                 if !written.iter().any(|w| Arc::ptr_eq(w, &ext.dst)) {
                     written.push(ext.dst.clone());
@@ -314,18 +307,11 @@ fn flush_uncached(lus: &[Arc<LogicalUnit>]) -> bool {
     ok
 }
 
-fn exec_failure(e: ExecError, index: usize) -> Fail {
-    match e {
-        ExecError::Cancelled => Fail::Status(ScsiStatus::TASK_ABORTED),
-        ExecError::Refused(mut s) => {
-            s.command_specific = Some(index as u64);
-            s.into()
-        }
-        ExecError::OutOfRange => aborted(Asc::COPY_TARGET_DEVICE_NOT_REACHABLE, index, None).into(),
-        ExecError::WriteProtected => aborted(Asc::THIRD_PARTY_DEVICE_FAILURE, index, None).into(),
-        ExecError::Storage(err) => {
-            tracing::warn!(error = %err, segment = index, "EXTENDED COPY segment failed in the backend");
-            aborted(Asc::THIRD_PARTY_DEVICE_FAILURE, index, None).into()
-        }
+/// The engine's error for segment `index`: the edge's sense, with the
+/// segment index in COMMAND-SPECIFIC INFORMATION.
+fn segment_failure(e: oxcopy_copy::CopyError, index: usize) -> Fail {
+    match failure(e) {
+        Fail::Check(s) => Fail::Check(s.with_command_specific(index as u64)),
+        other => other,
     }
 }

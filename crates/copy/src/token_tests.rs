@@ -1,7 +1,13 @@
 //! Token layout, MAC verification, forgery resistance and token life.
 
 use super::*;
-use rand::Rng;
+use crate::clock::ManualClock;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn rng(seed: u64) -> TokenRng {
+    Box::new(StdRng::seed_from_u64(seed))
+}
 
 const MANAGER: [u8; 16] = [7; 16];
 const NAA: [u8; 16] = [0x60, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
@@ -17,7 +23,7 @@ fn spec(rod_type: u32) -> TokenSpec {
 }
 
 fn store(clock: Arc<ManualClock>) -> TokenStore<u32> {
-    TokenStore::new(CopyDomainKey::from_bytes([42; KEY_LEN]), MANAGER, clock, TokenLimits::default())
+    TokenStore::new(CopyDomainKey::from_bytes([42; KEY_LEN]), MANAGER, clock, rng(1), TokenLimits::default())
 }
 
 #[test]
@@ -75,7 +81,7 @@ fn long_target_names_are_truncated_inside_the_designator_area() {
 fn forgery_bit_flips_and_random_tokens_are_refused() {
     let s = store(Arc::new(ManualClock::new()));
     let good = s.issue(&spec(RodType::POINT_IN_TIME_DEFAULT), 9).expect("issue");
-    let mut rng = rand::thread_rng();
+    let mut rng = StdRng::seed_from_u64(6);
     for _ in 0..100_000 {
         let mut t = *good;
         let flips = rng.gen_range(1..=8);
@@ -88,7 +94,6 @@ fn forgery_bit_flips_and_random_tokens_are_refused() {
         }
         let e = s.acquire(&t[..]).err().expect("forged token accepted");
         assert!(matches!(e, TokenError::Corrupt | TokenError::Unknown), "{e:?}");
-        assert!(matches!(e.asc(), Asc(0x23, 0x05) | Asc(0x23, 0x04)));
     }
     for _ in 0..100_000 {
         let mut t = [0u8; TOKEN_LEN];
@@ -107,16 +112,26 @@ fn forgery_bit_flips_and_random_tokens_are_refused() {
 fn another_key_or_manager_is_refused() {
     let clock = Arc::new(ManualClock::new());
     let s = store(clock.clone());
-    let other_key =
-        TokenStore::<u32>::new(CopyDomainKey::from_bytes([1; KEY_LEN]), MANAGER, clock.clone(), TokenLimits::default());
+    let other_key = TokenStore::<u32>::new(
+        CopyDomainKey::from_bytes([1; KEY_LEN]),
+        MANAGER,
+        clock.clone(),
+        rng(2),
+        TokenLimits::default(),
+    );
     let t = other_key.issue(&spec(RodType::POINT_IN_TIME_DEFAULT), 0).expect("issue");
     assert_eq!(s.acquire(&t[..]).err(), Some(TokenError::Corrupt));
     // Same domain key, another copy manager: remote.
-    let peer = TokenStore::<u32>::new(CopyDomainKey::from_bytes([42; KEY_LEN]), [8; 16], clock, TokenLimits::default());
+    let peer = TokenStore::<u32>::new(
+        CopyDomainKey::from_bytes([42; KEY_LEN]),
+        [8; 16],
+        clock,
+        rng(3),
+        TokenLimits::default(),
+    );
     let t = peer.issue(&spec(RodType::POINT_IN_TIME_DEFAULT), 0).expect("issue");
     let e = s.acquire(&t[..]).err().expect("remote");
     assert_eq!(e, TokenError::Remote);
-    assert_eq!(e.asc(), Asc(0x23, 0x02));
 }
 
 #[test]
@@ -126,7 +141,6 @@ fn authentic_token_of_a_previous_run_is_unknown() {
     let t = before.issue(&spec(RodType::POINT_IN_TIME_DEFAULT), 0).expect("issue");
     let after = store(clock);
     assert_eq!(after.acquire(&t[..]).err(), Some(TokenError::Unknown));
-    assert_eq!(TokenError::Unknown.asc(), Asc(0x23, 0x04));
 }
 
 #[test]
@@ -134,7 +148,6 @@ fn wrong_length_is_invalid_token_length() {
     let s = store(Arc::new(ManualClock::new()));
     let e = s.acquire(&[0u8; 511]).err().expect("short");
     assert_eq!(e, TokenError::InvalidLength);
-    assert_eq!(e.asc(), Asc(0x23, 0x0A));
 }
 
 #[test]
@@ -151,7 +164,6 @@ fn expiry_deletion_revocation_and_their_sense() {
     clock.advance(Duration::from_secs(120));
     assert_eq!(s.reap(), 2, "b and c expired, a is held");
     assert_eq!(s.acquire(&b[..]).err(), Some(TokenError::Expired));
-    assert_eq!(TokenError::Expired.asc(), Asc(0x23, 0x07));
     assert!(s.acquire(&c[..]).is_err());
     drop(held);
     // Releasing restarts the inactivity timer.
@@ -162,13 +174,11 @@ fn expiry_deletion_revocation_and_their_sense() {
     assert!(s.delete(id));
     let e = s.acquire(&a[..]).err().expect("deleted");
     assert_eq!(e, TokenError::Deleted);
-    assert_eq!(e.asc(), Asc(0x23, 0x09));
 
     let d = s.issue(&spec(RodType::POINT_IN_TIME_DEFAULT), 4).expect("issue");
     assert_eq!(s.revoke_creator(&NAA), 1);
     let e = s.acquire(&d[..]).err().expect("revoked");
     assert_eq!(e, TokenError::Revoked);
-    assert_eq!(e.asc(), Asc(0x23, 0x06));
     assert_eq!(s.live(), 0);
 }
 
@@ -184,16 +194,16 @@ fn expiry_happens_lazily_on_access() {
 #[test]
 fn live_token_limit_gives_insufficient_resources() {
     let s = TokenStore::<u32>::new(
-        CopyDomainKey::random(),
+        CopyDomainKey::random(&mut StdRng::seed_from_u64(4)),
         MANAGER,
         Arc::new(ManualClock::new()),
+        rng(5),
         TokenLimits { max_live: 2, max_tombstones: 1 },
     );
     s.issue(&spec(RodType::POINT_IN_TIME_DEFAULT), 0).expect("1");
     let t = s.issue(&spec(RodType::POINT_IN_TIME_DEFAULT), 0).expect("2");
     let e = s.issue(&spec(RodType::POINT_IN_TIME_DEFAULT), 0).expect_err("3");
     assert_eq!(e, TokenError::TooMany);
-    assert_eq!(e.asc(), Asc(0x55, 0x0D));
     let id = s.verify(&t[..]).expect("verify").id;
     assert!(s.delete(id));
     s.issue(&spec(RodType::POINT_IN_TIME_DEFAULT), 0).expect("room again");
@@ -203,9 +213,10 @@ fn live_token_limit_gives_insufficient_resources() {
 fn tombstones_are_bounded() {
     let clock = Arc::new(ManualClock::new());
     let s = TokenStore::<u32>::new(
-        CopyDomainKey::random(),
+        CopyDomainKey::random(&mut StdRng::seed_from_u64(7)),
         MANAGER,
         clock,
+        rng(8),
         TokenLimits { max_live: 16, max_tombstones: 2 },
     );
     let toks: Vec<_> = (0..4).map(|i| s.issue(&spec(RodType::POINT_IN_TIME_DEFAULT), i).expect("issue")).collect();

@@ -1,9 +1,9 @@
-//! Per-LU block-range locks.
+//! Per-unit block-range locks.
 //!
 //! Every read takes a shared lock and every write an exclusive lock on the
 //! blocks it touches. Today that only orders overlapping I/O; it is the
 //! place where COMPARE AND WRITE gets its atomicity, copy chunks exclude
-//! concurrent writes, and (through [`crate::lu::WriteHook`], called while the
+//! concurrent writes, and (through [`crate::unit::WriteHook`], called while the
 //! exclusive lock is held) point-in-time tokens preserve old blocks before a
 //! write lands. Uncontended cost: one mutex round trip to insert and one to
 //! remove; waiters are only woken when someone is waiting.
@@ -90,6 +90,11 @@ impl RangeLocks {
         self.state.lock().held.len()
     }
 
+    /// Number of callers waiting for a range (diagnostics and tests).
+    pub fn waiting(&self) -> usize {
+        self.state.lock().waiters
+    }
+
     fn insert(&self, st: &mut State, start: u64, end: u64, mode: LockMode) -> RangeGuard<'_> {
         let id = st.next_id;
         st.next_id = st.next_id.wrapping_add(1);
@@ -114,7 +119,6 @@ impl Drop for RangeGuard<'_> {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use std::time::Duration;
 
     #[test]
     fn shared_overlap_exclusive_conflicts() {
@@ -141,7 +145,14 @@ mod tests {
             let _g = l2.lock(4, 8, LockMode::Exclusive);
             7
         });
-        std::thread::sleep(Duration::from_millis(20));
+        // Bounded: the waiter registers within a few scheduler rounds.
+        for _ in 0..10_000_000 {
+            if l.waiting() == 1 {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        assert_eq!(l.waiting(), 1, "the second locker waits");
         assert!(!t.is_finished());
         drop(g);
         assert_eq!(t.join().ok(), Some(7));

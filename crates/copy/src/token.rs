@@ -33,7 +33,7 @@
 //! tokens are reaped lazily on every access and by [`TokenStore::reap`],
 //! which the daemon may call periodically.
 
-use crate::sense::{Asc, Sense};
+use crate::clock::Clock;
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use rand::RngCore;
@@ -43,6 +43,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Randomness passed in: token bytes and identifiers come from it.
+pub type TokenRng = Box<dyn RngCore + Send>;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
@@ -96,10 +99,10 @@ impl CopyDomainKey {
         CopyDomainKey(bytes)
     }
 
-    /// A fresh random key.
-    pub fn random() -> Self {
+    /// A fresh key from `rng`.
+    pub fn random(rng: &mut dyn RngCore) -> Self {
         let mut k = [0u8; KEY_LEN];
-        rand::thread_rng().fill_bytes(&mut k);
+        rng.fill_bytes(&mut k);
         CopyDomainKey(k)
     }
 
@@ -153,54 +156,8 @@ pub trait KeySource {
     fn load_or_create(&self) -> Result<CopyDomainKey, KeyError>;
 }
 
-/// A time source, so expiry is testable and the crate needs no clock thread.
-pub trait Clock: Send + Sync + fmt::Debug {
-    /// The current instant.
-    fn now(&self) -> Instant;
-}
-
-/// [`Clock`] over [`Instant::now`].
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
-
-/// A clock tests move by hand.
-#[derive(Debug)]
-pub struct ManualClock {
-    base: Instant,
-    offset: Mutex<Duration>,
-}
-
-impl ManualClock {
-    /// A clock standing at "now".
-    pub fn new() -> Self {
-        ManualClock { base: Instant::now(), offset: Mutex::new(Duration::ZERO) }
-    }
-
-    /// Move the clock forward.
-    pub fn advance(&self, by: Duration) {
-        *self.offset.lock() += by;
-    }
-}
-
-impl Default for ManualClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        self.base + *self.offset.lock()
-    }
-}
-
-/// Why a token is refused (each maps to its sense code through [`TokenError::sense`]).
+/// Why a token is refused (front ends map each to their status: the SCSI
+/// copy edge to ILLEGAL REQUEST 23h/xx, 55h/0Dh).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum TokenError {
     /// The token field is not 512 bytes (23h/0Ah).
@@ -233,29 +190,6 @@ pub enum TokenError {
     /// No room for another live token (55h/0Dh).
     #[error("too many live tokens")]
     TooMany,
-}
-
-impl TokenError {
-    /// The ADDITIONAL SENSE CODE for this refusal.
-    pub fn asc(self) -> Asc {
-        match self {
-            TokenError::InvalidLength => Asc::INVALID_TOKEN_OPERATION_INVALID_TOKEN_LENGTH,
-            TokenError::Corrupt => Asc::INVALID_TOKEN_OPERATION_TOKEN_CORRUPT,
-            TokenError::Unknown => Asc::INVALID_TOKEN_OPERATION_TOKEN_UNKNOWN,
-            TokenError::Remote => Asc::INVALID_TOKEN_OPERATION_REMOTE_TOKEN_USAGE_NOT_SUPPORTED,
-            TokenError::Revoked => Asc::INVALID_TOKEN_OPERATION_TOKEN_REVOKED,
-            TokenError::Expired => Asc::INVALID_TOKEN_OPERATION_TOKEN_EXPIRED,
-            TokenError::Cancelled => Asc::INVALID_TOKEN_OPERATION_TOKEN_CANCELLED,
-            TokenError::Deleted => Asc::INVALID_TOKEN_OPERATION_TOKEN_DELETED,
-            TokenError::UnsupportedType => Asc::INVALID_TOKEN_OPERATION_UNSUPPORTED_TOKEN_TYPE,
-            TokenError::TooMany => Asc::INSUFFICIENT_RESOURCES_TO_CREATE_ROD_TOKEN,
-        }
-    }
-
-    /// ILLEGAL REQUEST with [`TokenError::asc`].
-    pub fn sense(self) -> Sense {
-        Sense::illegal(self.asc())
-    }
 }
 
 /// What the token says about the LU that created it.
@@ -365,7 +299,7 @@ fn parse_header(t: &[u8; TOKEN_LEN]) -> TokenHeader {
 }
 
 /// Lay out the unauthenticated part of a token (everything but the MAC).
-fn build_body(spec: &TokenSpec, id: u64, manager_id: &[u8; 16]) -> [u8; TOKEN_LEN] {
+fn build_body(spec: &TokenSpec, id: u64, manager_id: &[u8; 16], rng: &mut dyn RngCore) -> [u8; TOKEN_LEN] {
     let mut t = [0u8; TOKEN_LEN];
     t[off::ROD_TYPE..off::ROD_TYPE + 4].copy_from_slice(&spec.rod_type.to_be_bytes());
     t[off::LENGTH..off::LENGTH + 2].copy_from_slice(&TOKEN_LENGTH_FIELD.to_be_bytes());
@@ -399,7 +333,7 @@ fn build_body(spec: &TokenSpec, id: u64, manager_id: &[u8; 16]) -> [u8; TOKEN_LE
     t[g + 4..g + 4 + name.len()].copy_from_slice(name);
     t[off::MANAGER_ID..off::MANAGER_ID + 16].copy_from_slice(manager_id);
     t[off::GENERATION..off::GENERATION + 8].copy_from_slice(&spec.creator.generation.to_be_bytes());
-    rand::thread_rng().fill_bytes(&mut t[off::RANDOM..off::MAC]);
+    rng.fill_bytes(&mut t[off::RANDOM..off::MAC]);
     t
 }
 
@@ -461,6 +395,7 @@ pub struct TokenStore<P> {
     key: CopyDomainKey,
     manager_id: [u8; 16],
     clock: Arc<dyn Clock>,
+    rng: Mutex<TokenRng>,
     limits: TokenLimits,
     next_id: AtomicU64,
     generation: Option<u64>,
@@ -500,10 +435,17 @@ impl<P> Drop for TokenRef<'_, P> {
 }
 
 impl<P> TokenStore<P> {
-    /// A store issuing tokens as copy manager `manager_id` of the domain keyed by `key`.
-    pub fn new(key: CopyDomainKey, manager_id: [u8; 16], clock: Arc<dyn Clock>, limits: TokenLimits) -> Self {
+    /// A store issuing tokens as copy manager `manager_id` of the domain
+    /// keyed by `key`, telling time by `clock` and drawing token bytes from `rng`.
+    pub fn new(
+        key: CopyDomainKey,
+        manager_id: [u8; 16],
+        clock: Arc<dyn Clock>,
+        mut rng: TokenRng,
+        limits: TokenLimits,
+    ) -> Self {
         let mut first = [0u8; 8];
-        rand::thread_rng().fill_bytes(&mut first);
+        rng.fill_bytes(&mut first);
         // Start the counter at a random point (top bit clear, so it never wraps in practice):
         // identifiers of a previous run, with the same key, are then almost surely unknown rather than aliased.
         let start = u64::from_be_bytes(first) >> 1;
@@ -511,6 +453,7 @@ impl<P> TokenStore<P> {
             key,
             manager_id,
             clock,
+            rng: Mutex::new(rng),
             limits,
             next_id: AtomicU64::new(start),
             generation: None,
@@ -592,7 +535,7 @@ impl<P> TokenStore<P> {
             return Err(TokenError::TooMany);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut t = Box::new(build_body(spec, id, &self.manager_id));
+        let mut t = Box::new(build_body(spec, id, &self.manager_id, &mut **self.rng.lock()));
         let mac = self.mac(&t[..off::MAC]);
         t[off::MAC..].copy_from_slice(&mac);
         let header = parse_header(&t);

@@ -16,7 +16,7 @@
 //! are cloned, end to end, into an unlinked O_TMPFILE beside the backing
 //! file; metadata only, and nothing survives a crash.
 //!
-//! **Copy-on-write** (ext4, memory, unaligned ranges): the source LU gets a
+//! **Copy-on-write** (ext4, memory, unaligned ranges): the source unit gets a
 //! [`WriteHook`] ([`PitHook`]); every write — SBC writes, COMPARE AND WRITE,
 //! WRITE SAME/UNMAP, copies into it — calls it with the exclusive range lock
 //! held, before the data lands. For each live point-in-time token covering
@@ -24,7 +24,8 @@
 //! preservation store (a sparse unlinked scratch file beside the backing
 //! file, [`oxcopy_storage::Storage::scratch`], or sparse memory; made at the
 //! first preservation, so an untouched token holds no file), at the same
-//! offsets. WRITE USING TOKEN reads preserved blocks from the store and
+//! offsets, through [`crate::exec::transfer`]. A [`RodSource`] is a
+//! [`CopySource`]: the executor reads preserved blocks from the store and
 //! the rest from the live source *while holding the shared source range
 //! lock*, so no write can slip in between deciding and reading.
 //!
@@ -47,15 +48,15 @@
 //! commands run to completion before returning (allowed: the status then
 //! reads "completed" at once).
 
-use super::rod_params::{BlockRange, RodLimits};
-use super::token::{
-    Clock, CopyDomainKey, CreatorInfo, RodType, SystemClock, TokenError, TokenHeader, TokenLimits, TokenSpec,
-    TokenStore, TOKEN_LEN,
+use crate::clock::Clock;
+use crate::error::{CopyError, Refusal};
+use crate::exec::transfer;
+use crate::lock::LockMode;
+use crate::source::{CopySource, From, Piece};
+use crate::token::{
+    CopyDomainKey, CreatorInfo, RodType, TokenError, TokenHeader, TokenLimits, TokenSpec, TokenStore, TOKEN_LEN,
 };
-use crate::lu::{LogicalUnit, WriteHook};
-use crate::metrics::Metrics;
-use crate::range_lock::LockMode;
-use crate::sense::{Asc, Sense};
+use crate::unit::{CopyMetrics, Unit, WriteHook};
 use oxcopy_storage::{check_range, Capabilities, Storage};
 use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
@@ -76,12 +77,15 @@ pub enum TokenScope {
     Initiator,
 }
 
-/// MAXIMUM TOKEN TRANSFER SIZE, bytes (advertised in blocks of each LU).
-pub const MAX_TOKEN_TRANSFER_BYTES: u64 = 4 << 30;
-/// OPTIMAL TRANSFER COUNT, bytes: Windows sizes each PT/WUT by it.
-pub const OPTIMAL_TRANSFER_BYTES: u64 = 256 << 20;
-/// MAXIMUM RANGE DESCRIPTORS (Windows sends at most 64).
-pub const MAX_RANGE_DESCRIPTORS: u16 = 64;
+/// A range of blocks of a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRange {
+    /// First block.
+    pub lba: u64,
+    /// Number of blocks.
+    pub blocks: u32,
+}
+
 /// Default bound on concurrent background (IMMED) copies.
 pub const DEFAULT_MAX_BACKGROUND: usize = 16;
 
@@ -109,15 +113,16 @@ pub struct RodConfig {
 }
 
 impl RodConfig {
-    /// A random key, manager id and generation with the default limits: a
-    /// copy manager whose tokens mean nothing outside this process.
-    pub fn ephemeral() -> Self {
+    /// A random key, manager id and generation (from `rng`) with the
+    /// default limits: a copy manager whose tokens mean nothing outside this
+    /// process.
+    pub fn ephemeral(rng: &mut dyn RngCore) -> Self {
         let mut id = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut id);
+        rng.fill_bytes(&mut id);
         RodConfig {
-            key: CopyDomainKey::random(),
+            key: CopyDomainKey::random(rng),
             manager_id: id,
-            generation: rand::thread_rng().next_u64(),
+            generation: rng.next_u64(),
             scope: TokenScope::Domain,
             default_inactivity_timeout: 60,
             max_inactivity_timeout: 3600,
@@ -140,7 +145,7 @@ pub trait Spawner: Send + Sync + fmt::Debug {
 struct Space {
     used: AtomicU64,
     max: u64,
-    metrics: Metrics,
+    metrics: Arc<dyn CopyMetrics>,
 }
 
 impl Space {
@@ -149,12 +154,12 @@ impl Space {
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_add(n).filter(|&t| t <= self.max))
             .is_ok();
-        self.metrics.set_rod_snapshot_bytes(self.used.load(Ordering::Acquire));
+        self.metrics.rod_snapshot_bytes(self.used.load(Ordering::Acquire));
         ok
     }
     fn release(&self, n: u64) {
         let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| Some(u.saturating_sub(n)));
-        self.metrics.set_rod_snapshot_bytes(self.used.load(Ordering::Acquire));
+        self.metrics.rod_snapshot_bytes(self.used.load(Ordering::Acquire));
     }
 }
 
@@ -290,11 +295,11 @@ struct CowState {
     store: Option<Arc<dyn Storage>>,
 }
 
-/// A scratch store as long as `lu`'s backend: a sparse unlinked file beside
-/// it, or sparse memory when the backend has no such place.
-fn scratch_for(lu: &LogicalUnit) -> oxcopy_storage::Result<Arc<dyn Storage>> {
-    let len = lu.storage().len();
-    Ok(match lu.storage().scratch(len)? {
+/// A scratch store as long as `unit`'s backend: a sparse unlinked file
+/// beside it, or sparse memory when the backend has no such place.
+fn scratch_for(unit: &dyn Unit) -> oxcopy_storage::Result<Arc<dyn Storage>> {
+    let len = unit.storage().len();
+    Ok(match unit.storage().scratch(len)? {
         Some(s) => s,
         None => Arc::new(SparseMem { len, pages: Mutex::new(HashMap::new()) }),
     })
@@ -313,13 +318,14 @@ pub(crate) enum SourceKind {
     Cow(CowStore),
 }
 
-/// What a ROD token carries: its source LU, ranges and data source.
+/// What a ROD token carries: its source unit, ranges and data source. It
+/// is the token's [`CopySource`].
 #[derive(Debug)]
 pub struct RodSource {
-    pub(crate) lu: Arc<LogicalUnit>,
-    /// The PT's ranges in list order, in blocks of `lu` (empty ones dropped).
-    pub(crate) ranges: Vec<BlockRange>,
-    pub(crate) kind: SourceKind,
+    unit: Arc<dyn Unit>,
+    /// The PT's ranges in list order, in blocks of `unit` (empty ones dropped).
+    ranges: Vec<BlockRange>,
+    kind: SourceKind,
     invalid: AtomicBool,
     charge: Charge,
 }
@@ -336,8 +342,14 @@ impl RodSource {
         }
     }
 
-    /// The ranges as the planner sees them: for a snapshot, its own offsets.
-    pub(crate) fn plan_ranges(&self) -> Vec<BlockRange> {
+    /// The unit the token was made on.
+    pub fn unit(&self) -> &Arc<dyn Unit> {
+        &self.unit
+    }
+
+    /// The ranges as the planner sees them, in this source's offsets: for a
+    /// snapshot, laid end to end; otherwise the source unit's own LBAs.
+    pub fn plan_ranges(&self) -> Vec<BlockRange> {
         match &self.kind {
             SourceKind::Snapshot(_) => {
                 let mut at = 0u64;
@@ -367,7 +379,7 @@ impl RodSource {
     }
 
     /// The write hook's work for this token (exclusive lock on the range held).
-    fn before_source_write(&self, lu: &LogicalUnit, lba: u64, blocks: u64) {
+    fn before_source_write(&self, unit: &dyn Unit, lba: u64, blocks: u64) {
         if self.is_invalid() {
             return;
         }
@@ -380,7 +392,7 @@ impl RodSource {
             SourceKind::Cow(c) => c,
             SourceKind::Live | SourceKind::Snapshot(_) => return,
         };
-        let bs = u64::from(lu.block_size());
+        let bs = u64::from(unit.block_size());
         let mut st = cow.0.lock();
         let todo: Vec<(u64, u64)> = covered.iter().flat_map(|&(s, e)| st.preserved.missing(s, e)).collect();
         let bytes: u64 = todo.iter().map(|(s, e)| (e - s) * bs).sum();
@@ -393,7 +405,7 @@ impl RodSource {
         self.charge.bytes.fetch_add(bytes, Ordering::AcqRel);
         let store = match &st.store {
             Some(s) => s.clone(),
-            None => match scratch_for(lu) {
+            None => match scratch_for(unit) {
                 Ok(s) => st.store.insert(s).clone(),
                 Err(err) => {
                     tracing::warn!(error = %err, "no scratch store for copy-on-write");
@@ -402,49 +414,65 @@ impl RodSource {
             },
         };
         for (s, e) in todo {
-            if let Err(err) = store.copy_range(s * bs, lu.storage().as_ref(), s * bs, (e - s) * bs) {
+            let old = From::Store(unit.storage().clone(), s * bs);
+            if let Err(err) = transfer(store.as_ref(), s * bs, &old, (e - s) * bs) {
                 tracing::warn!(error = %err, "preserving point-in-time data failed");
                 return self.invalidate("preserving old data failed");
             }
             st.preserved.insert(s, e);
         }
     }
+}
 
-    /// Copy source bytes `[off, off+len)` (offsets of the source LU, or of
-    /// the snapshot) into `dst` at `dst_off`. The caller holds the locks.
-    pub(crate) fn copy_out(
-        &self,
-        dst: &dyn Storage,
-        dst_off: u64,
-        off: u64,
-        len: u64,
-    ) -> oxcopy_storage::Result<oxcopy_storage::CopyReport> {
-        match &self.kind {
-            SourceKind::Live | SourceKind::ChangeVulnerable => {
-                dst.copy_range(dst_off, self.lu.storage().as_ref(), off, len)
-            }
-            SourceKind::Snapshot(snap) => dst.copy_range(dst_off, snap.as_ref(), off, len),
-            SourceKind::Cow(c) => {
-                let bs = u64::from(self.lu.block_size().max(1));
-                let st = c.0.lock();
-                let pieces = st.preserved.pieces(off / bs, (off + len).div_ceil(bs));
-                let mut report = oxcopy_storage::CopyReport::default();
-                for (kept, s, e) in pieces {
-                    let (a, b) = ((s * bs).max(off), (e * bs).min(off + len));
-                    let from: &dyn Storage = match (&st.store, kept) {
-                        (Some(store), true) => store.as_ref(),
-                        _ => self.lu.storage().as_ref(),
-                    };
-                    report.merge(&dst.copy_range(dst_off + (a - off), from, a, b - a)?);
-                }
-                Ok(report)
-            }
+impl CopySource for RodSource {
+    fn live(&self) -> Option<&dyn Unit> {
+        match self.kind {
+            SourceKind::Snapshot(_) => None,
+            _ => Some(self.unit.as_ref()),
         }
     }
 
-    /// Whether reads need the source LU's range lock (everything but a snapshot).
-    pub(crate) fn reads_live(&self) -> bool {
-        !matches!(self.kind, SourceKind::Snapshot(_))
+    fn len(&self) -> u64 {
+        match &self.kind {
+            SourceKind::Snapshot(snap) => snap.len(),
+            _ => self.unit.capacity(),
+        }
+    }
+
+    /// A token whose promise broke stops the copy (checked under the
+    /// source lock, after any write that broke it has run its hook).
+    fn check(&self) -> Result<(), CopyError> {
+        if self.is_invalid() {
+            return Err(TokenError::Revoked.into());
+        }
+        Ok(())
+    }
+
+    fn pieces(&self, off: u64, len: u64) -> Vec<Piece> {
+        let live = || From::Store(self.unit.storage().clone(), off);
+        match &self.kind {
+            SourceKind::Live | SourceKind::ChangeVulnerable => vec![Piece { from: live(), len }],
+            SourceKind::Snapshot(snap) => vec![Piece { from: From::Store(snap.clone(), off), len }],
+            SourceKind::Cow(c) => {
+                // The preserved set of this range cannot change while the
+                // executor holds the shared source lock; the store handle is
+                // taken under the state lock.
+                let bs = u64::from(self.unit.block_size().max(1));
+                let st = c.0.lock();
+                st.preserved
+                    .pieces(off / bs, (off + len).div_ceil(bs))
+                    .into_iter()
+                    .map(|(kept, s, e)| {
+                        let (a, b) = ((s * bs).max(off), (e * bs).min(off + len));
+                        let store = match (&st.store, kept) {
+                            (Some(store), true) => store.clone(),
+                            _ => self.unit.storage().clone(),
+                        };
+                        Piece { from: From::Store(store, a), len: b - a }
+                    })
+                    .collect()
+            }
+        }
     }
 }
 
@@ -457,9 +485,9 @@ pub struct PitHook {
 }
 
 impl WriteHook for PitHook {
-    fn before_write(&self, lu: &LogicalUnit, lba: u64, blocks: u64) -> Result<(), Sense> {
+    fn before_write(&self, unit: &dyn Unit, lba: u64, blocks: u64) -> Result<(), Refusal> {
         if let Some(p) = &self.prev {
-            p.before_write(lu, lba, blocks)?;
+            p.before_write(unit, lba, blocks)?;
         }
         let live: Vec<Arc<RodSource>> = {
             let mut v = self.sources.lock();
@@ -467,7 +495,7 @@ impl WriteHook for PitHook {
             v.iter().filter_map(Weak::upgrade).collect()
         };
         for s in live {
-            s.before_source_write(lu, lba, blocks);
+            s.before_source_write(unit, lba, blocks);
         }
         Ok(())
     }
@@ -505,6 +533,17 @@ impl Drop for HeldToken {
     }
 }
 
+/// What a token records about its creating device beyond [`Unit`].
+#[derive(Debug, Clone, Default)]
+pub struct DeviceInfo {
+    /// Name of the creating target (SCSI name string designator).
+    pub target_name: String,
+    /// Thin provisioning enabled (LBPME).
+    pub lbpme: bool,
+    /// Unmapped blocks read as zero (LBPRZ).
+    pub lbprz: bool,
+}
+
 /// The token side of the copy manager (daemon-wide, owned by the registry).
 pub struct RodManager {
     cfg: RodConfig,
@@ -513,7 +552,7 @@ pub struct RodManager {
     hooks: Mutex<HashMap<[u8; 16], Arc<PitHook>>>,
     spawner: RwLock<Option<Arc<dyn Spawner>>>,
     background: AtomicUsize,
-    metrics: Metrics,
+    metrics: Arc<dyn CopyMetrics>,
 }
 
 impl fmt::Debug for RodManager {
@@ -523,7 +562,7 @@ impl fmt::Debug for RodManager {
 }
 
 /// Decrements the background count when a background job ends.
-pub(crate) struct BackgroundSlot(Arc<RodManager>);
+pub struct BackgroundSlot(Arc<RodManager>);
 
 impl Drop for BackgroundSlot {
     fn drop(&mut self) {
@@ -532,10 +571,17 @@ impl Drop for BackgroundSlot {
 }
 
 impl RodManager {
-    /// A manager for `cfg`, telling time by `clock`, reporting into `metrics`.
-    pub fn new(cfg: RodConfig, clock: Arc<dyn Clock>, metrics: Metrics) -> Self {
+    /// A manager for `cfg`, telling time by `clock`, drawing token bytes
+    /// from `rng`, reporting into `metrics`.
+    pub fn new(
+        cfg: RodConfig,
+        clock: Arc<dyn Clock>,
+        rng: crate::token::TokenRng,
+        metrics: Arc<dyn CopyMetrics>,
+    ) -> Self {
         let limits = TokenLimits { max_live: cfg.max_tokens, ..TokenLimits::default() };
-        let store = TokenStore::new(cfg.key.clone(), cfg.manager_id, clock, limits).with_generation(cfg.generation);
+        let store =
+            TokenStore::new(cfg.key.clone(), cfg.manager_id, clock, rng, limits).with_generation(cfg.generation);
         let space = Arc::new(Space { used: AtomicU64::new(0), max: cfg.max_snapshot_bytes, metrics: metrics.clone() });
         RodManager {
             cfg,
@@ -546,11 +592,6 @@ impl RodManager {
             background: AtomicUsize::new(0),
             metrics,
         }
-    }
-
-    /// [`RodManager::new`] with [`RodConfig::ephemeral`] and the system clock.
-    pub fn ephemeral(metrics: Metrics) -> Self {
-        Self::new(RodConfig::ephemeral(), Arc::new(SystemClock), metrics)
     }
 
     /// The configuration.
@@ -573,35 +614,19 @@ impl RodManager {
         self.space.used.load(Ordering::Acquire)
     }
 
-    /// The ROD limits in blocks of `lu` (VPD 8Fh 0000h and validation).
-    pub fn limits_for(&self, lu: &LogicalUnit) -> RodLimits {
-        let bs = u64::from(lu.block_size().max(1));
-        RodLimits {
-            max_ranges: MAX_RANGE_DESCRIPTORS,
-            max_inactivity_timeout: self.cfg.max_inactivity_timeout,
-            default_inactivity_timeout: self.cfg.default_inactivity_timeout,
-            max_token_transfer_blocks: MAX_TOKEN_TRANSFER_BYTES / bs,
-        }
-    }
-
-    /// OPTIMAL TRANSFER COUNT in blocks of `lu`.
-    pub fn optimal_blocks(&self, lu: &LogicalUnit) -> u64 {
-        OPTIMAL_TRANSFER_BYTES / u64::from(lu.block_size().max(1))
-    }
-
     /// Drop tokens whose promise broke (revoked, 23h/06h from now on) and
     /// expired ones, with their snapshot space; refresh the gauges. Called
     /// by every token command and periodically by the daemon.
     pub fn reap(&self) -> usize {
         let revoked = self.store.revoke_where(|_, p| p.is_invalid());
         let expired = self.store.reap();
-        self.metrics.set_rod_tokens(self.store.live());
-        self.metrics.set_rod_snapshot_bytes(self.snapshot_bytes());
+        self.metrics.rod_tokens(self.store.live());
+        self.metrics.rod_snapshot_bytes(self.snapshot_bytes());
         revoked + expired
     }
 
     /// Reserve a background slot, or `None` when `max_background` are running.
-    pub(crate) fn background_slot(self: &Arc<Self>) -> Option<BackgroundSlot> {
+    pub fn background_slot(self: &Arc<Self>) -> Option<BackgroundSlot> {
         let ok = self
             .background
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.cfg.max_background).then_some(n + 1))
@@ -610,7 +635,7 @@ impl RodManager {
     }
 
     /// The spawner, if any.
-    pub(crate) fn spawner(&self) -> Option<Arc<dyn Spawner>> {
+    pub fn spawner(&self) -> Option<Arc<dyn Spawner>> {
         self.spawner.read().clone()
     }
 
@@ -618,10 +643,10 @@ impl RodManager {
     /// first use — and again if someone replaced it meanwhile, carrying the
     /// protected sources over, so a replaced hook never silently drops a
     /// point-in-time promise for new writes.
-    fn hook_for(&self, lu: &LogicalUnit) -> Arc<PitHook> {
+    fn hook_for(&self, unit: &dyn Unit) -> Arc<PitHook> {
         let mut hooks = self.hooks.lock();
-        let current = lu.write_hook();
-        let ours = hooks.get(&lu.naa()).cloned();
+        let current = unit.write_hook();
+        let ours = hooks.get(&unit.id()).cloned();
         if let (Some(h), Some(c)) = (&ours, &current) {
             if std::ptr::addr_eq(Arc::as_ptr(h), Arc::as_ptr(c)) {
                 return h.clone();
@@ -629,21 +654,24 @@ impl RodManager {
         }
         let sources = ours.map(|h| std::mem::take(&mut *h.sources.lock())).unwrap_or_default();
         let h = Arc::new(PitHook { sources: Mutex::new(sources), prev: current });
-        lu.set_write_hook(Some(h.clone() as Arc<dyn WriteHook>));
-        hooks.insert(lu.naa(), h.clone());
+        unit.set_write_hook(Some(h.clone() as Arc<dyn WriteHook>));
+        hooks.insert(unit.id(), h.clone());
         h
     }
 
-    /// POPULATE TOKEN's work: establish the ROD of `ranges` on `lu` with
-    /// `rod_type` and issue its token.
-    pub(crate) fn create(
+    /// POPULATE TOKEN's work: establish the ROD of `ranges` on `unit` with
+    /// `rod_type` and issue its token. `device` is what the token says about
+    /// the unit and its target beyond what [`Unit`] knows (provisioning,
+    /// target name).
+    pub fn create(
         &self,
-        lu: &Arc<LogicalUnit>,
-        target_name: &str,
+        unit: &Arc<dyn Unit>,
+        device: &DeviceInfo,
         rod_type: u32,
         ranges: &[BlockRange],
         timeout_secs: u32,
-    ) -> Result<(Box<[u8; TOKEN_LEN]>, u64), Sense> {
+    ) -> Result<(Box<[u8; TOKEN_LEN]>, u64), CopyError> {
+        let lu = unit;
         let bs = u64::from(lu.block_size());
         let ranges: Vec<BlockRange> = ranges.iter().copied().filter(|r| r.blocks > 0).collect();
         let total_blocks: u64 = ranges.iter().map(|r| u64::from(r.blocks)).sum();
@@ -655,7 +683,6 @@ impl RodManager {
         let _guards: Vec<_> =
             sorted.iter().map(|r| lu.range_locks().lock(r.lba, u64::from(r.blocks), LockMode::Shared)).collect();
         let charge = Charge { space: self.space.clone(), bytes: AtomicU64::new(0) };
-        let no_room = || Sense::illegal(Asc::INSUFFICIENT_RESOURCES_TO_CREATE_ROD);
         let kind = match rod_type {
             RodType::ACCESS_UPON_REFERENCE => SourceKind::Live,
             RodType::POINT_IN_TIME_CHANGE_VULNERABLE => SourceKind::ChangeVulnerable,
@@ -671,7 +698,7 @@ impl RodManager {
                     Some(snap) => {
                         let bytes = total_blocks * bs;
                         if !self.space.try_charge(bytes) {
-                            return Err(no_room());
+                            return Err(CopyError::NoSnapshotSpace);
                         }
                         charge.bytes.store(bytes, Ordering::Release);
                         SourceKind::Snapshot(snap)
@@ -681,27 +708,26 @@ impl RodManager {
             }
         };
         let protects = matches!(kind, SourceKind::ChangeVulnerable | SourceKind::Cow(_));
-        let source = Arc::new(RodSource { lu: lu.clone(), ranges, kind, invalid: AtomicBool::new(false), charge });
+        let source = Arc::new(RodSource { unit: lu.clone(), ranges, kind, invalid: AtomicBool::new(false), charge });
         if protects {
-            self.hook_for(lu).sources.lock().push(Arc::downgrade(&source));
+            self.hook_for(lu.as_ref()).sources.lock().push(Arc::downgrade(&source));
         }
-        let prov = lu.provisioning();
         let spec = TokenSpec {
             rod_type,
             creator: CreatorInfo {
-                naa: lu.naa(),
+                naa: lu.id(),
                 block_size: lu.block_size(),
                 lbppbe: 0,
-                lbpme: prov.lbpme,
-                lbprz: prov.lbprz,
+                lbpme: device.lbpme,
+                lbprz: device.lbprz,
                 generation: self.cfg.generation,
             },
-            target_name: target_name.to_owned(),
+            target_name: device.target_name.clone(),
             bytes: u128::from(total_blocks * bs),
             inactivity_timeout: Duration::from_secs(u64::from(timeout_secs.max(1))),
         };
-        let token = self.store.issue_shared(&spec, source).map_err(TokenError::sense)?;
-        self.metrics.set_rod_tokens(self.store.live());
+        let token = self.store.issue_shared(&spec, source)?;
+        self.metrics.rod_tokens(self.store.live());
         Ok((token, total_blocks))
     }
 
@@ -720,19 +746,19 @@ impl RodManager {
     }
 
     /// DEL_TKN: the token is gone once its current users finish.
-    pub(crate) fn delete(&self, id: u64) {
+    pub fn delete(&self, id: u64) {
         self.store.delete(id);
-        self.metrics.set_rod_tokens(self.store.live());
+        self.metrics.rod_tokens(self.store.live());
     }
 
     /// The POPULATE TOKEN of this token was aborted.
-    pub(crate) fn cancel(&self, id: u64) {
+    pub fn cancel(&self, id: u64) {
         self.store.cancel(id);
-        self.metrics.set_rod_tokens(self.store.live());
+        self.metrics.rod_tokens(self.store.live());
     }
 
     /// The first 96 bytes of live tokens created by the LU `naa` (REPORT ALL ROD TOKENS).
-    pub(crate) fn management_tokens(&self, naa: &[u8; 16], max: usize) -> Vec<[u8; 96]> {
+    pub fn management_tokens(&self, naa: &[u8; 16], max: usize) -> Vec<[u8; 96]> {
         self.store
             .tokens(usize::MAX)
             .into_iter()

@@ -1,0 +1,89 @@
+//! Where copied bytes come from.
+//!
+//! A [`CopySource`] tells the executor three things: whether it reads a live
+//! unit (then the executor takes that unit's shared range lock with the
+//! destination's exclusive one, in the global order, and copies overlapping
+//! ranges like `memmove`), whether it is still usable (checked under the
+//! locks before every chunk: a revoked token stops the copy), and which
+//! stores hold the bytes of a range ([`Piece`]s, moved by
+//! [`crate::exec::transfer`]). Kinds today: [`LiveSource`] (EXTENDED COPY, and
+//! tokens read upon reference), [`Zeros`] (the zero ROD token) and
+//! [`crate::rod::RodSource`] (a token's reflink snapshot or copy-on-write
+//! store). A remote node or an RBD snapshot is one more implementation; the
+//! executor does not change.
+
+use crate::error::CopyError;
+use crate::unit::Unit;
+use oxcopy_storage::Storage;
+use std::fmt;
+use std::sync::Arc;
+
+/// Where one piece of a source range lives.
+#[derive(Debug, Clone)]
+pub enum From {
+    /// `store` at byte `offset`.
+    Store(Arc<dyn Storage>, u64),
+    /// No data: zeros.
+    Zeros,
+}
+
+/// A piece of a source range: `len` bytes from `from`.
+#[derive(Debug, Clone)]
+pub struct Piece {
+    /// Where the bytes are.
+    pub from: From,
+    /// How many.
+    pub len: u64,
+}
+
+/// A source of copied bytes (see the module docs).
+pub trait CopySource: Send + Sync + fmt::Debug {
+    /// The unit read live, under its shared range lock; `None` for a source
+    /// that nothing else writes (a snapshot, zeros).
+    fn live(&self) -> Option<&dyn Unit>;
+    /// Bytes addressable in this source (offsets of [`CopySource::pieces`]).
+    fn len(&self) -> u64;
+    /// Whether the source holds no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Called under the chunk's locks before any byte moves.
+    fn check(&self) -> Result<(), CopyError> {
+        Ok(())
+    }
+    /// The pieces holding source bytes `[offset, offset + len)`, in order,
+    /// their lengths adding up to `len`. Called under the chunk's locks.
+    fn pieces(&self, offset: u64, len: u64) -> Vec<Piece>;
+}
+
+/// A live unit's bytes.
+#[derive(Debug, Clone)]
+pub struct LiveSource(pub Arc<dyn Unit>);
+
+impl CopySource for LiveSource {
+    fn live(&self) -> Option<&dyn Unit> {
+        Some(self.0.as_ref())
+    }
+    fn len(&self) -> u64 {
+        self.0.capacity()
+    }
+    fn pieces(&self, offset: u64, len: u64) -> Vec<Piece> {
+        vec![Piece { from: From::Store(self.0.storage().clone(), offset), len }]
+    }
+}
+
+/// Endless zeros (the block device zero ROD token).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Zeros;
+
+impl CopySource for Zeros {
+    fn live(&self) -> Option<&dyn Unit> {
+        None
+    }
+    fn len(&self) -> u64 {
+        u64::MAX
+    }
+    fn pieces(&self, _offset: u64, len: u64) -> Vec<Piece> {
+        vec![Piece { from: From::Zeros, len }]
+    }
+}
