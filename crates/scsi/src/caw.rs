@@ -10,7 +10,6 @@
 
 use crate::cdb::{be, byte};
 use crate::exec::{CmdResult, Ctx, Done, Fail};
-use crate::inquiry::max_transfer_blocks;
 use crate::lu::LogicalUnit;
 use crate::range_lock::LockMode;
 use crate::sbc::{
@@ -83,7 +82,7 @@ pub(crate) fn orwrite16(ctx: &Ctx<'_>) -> CmdResult {
     let lba = be(cdb, 2, 8);
     let blocks = be(cdb, 10, 4);
     let fua = byte(cdb, 1) & FUA != 0;
-    if blocks > max_transfer_blocks(lu) {
+    if blocks > lu.max_transfer_blocks() {
         return Err(Sense::invalid_cdb_field(10, None).into());
     }
     check_range(lu, lba, blocks)?;

@@ -1,7 +1,6 @@
 //! Operation codes, bounds-safe CDB field access, and the per-command
 //! template type. The table itself lives in [`crate::commands`].
 
-use crate::exec::Handler;
 use crate::sense::Sense;
 
 /// A SCSI operation code. A newtype so any byte is representable.
@@ -202,7 +201,7 @@ pub(crate) const CONTROL_USAGE: u8 = 0x04;
 
 /// One supported command: everything the dispatcher, the reserved-bit
 /// validator and REPORT SUPPORTED OPERATION CODES need.
-pub(crate) struct Template {
+pub(crate) struct Template<H> {
     pub name: &'static str,
     pub opcode: Opcode,
     /// Service action, for multiplexed opcodes.
@@ -221,10 +220,11 @@ pub(crate) struct Template {
     /// Changes the medium (subject to write protection and reservations).
     pub writes: bool,
     pub timeouts: Timeouts,
-    pub handler: Handler,
+    /// What runs the command (the context layer's handler type).
+    pub handler: H,
 }
 
-impl Template {
+impl<H> Template<H> {
     /// CDB length.
     pub(crate) fn len(&self) -> usize {
         self.usage.len()

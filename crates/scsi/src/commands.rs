@@ -1,9 +1,11 @@
-//! The command table: one [`Template`] per supported command. It drives
+//! The command table: one [`Command`] (a CDB template with its handler) per
+//! supported command. It drives
 //! dispatch, reserved-bit validation and REPORT SUPPORTED OPERATION CODES,
 //! so a command exists exactly when it is listed here.
 
-use crate::cdb::{DataDir, Opcode, OutLen, ServiceAction, Template, Timeouts};
-use crate::{caw, copy, defect, inquiry, mode, pr, provisioning, reservation, sbc, spc};
+use crate::cdb::{DataDir, Opcode, OutLen, ServiceAction, Timeouts};
+use crate::exec::Command;
+use crate::{caw, copy, defect, inquiry, mode_commands, pr, provisioning, sbc, spc};
 use std::sync::OnceLock;
 
 const QUICK: Timeouts = Timeouts { nominal: 1, recommended: 10 };
@@ -21,8 +23,8 @@ const fn t(
     dir: DataDir,
     out_len: OutLen,
     handler: crate::exec::Handler,
-) -> Template {
-    Template {
+) -> Command {
+    Command {
         name,
         opcode,
         sa: None,
@@ -37,35 +39,35 @@ const fn t(
     }
 }
 
-const fn io(mut t: Template) -> Template {
+const fn io(mut t: Command) -> Command {
     t.timeouts = IO;
     t
 }
 
-const fn writes(mut t: Template) -> Template {
+const fn writes(mut t: Command) -> Command {
     t.writes = true;
     t.timeouts = IO;
     t
 }
 
 /// Served without an LU and without touching unit attentions.
-const fn lu_less(mut t: Template) -> Template {
+const fn lu_less(mut t: Command) -> Command {
     t.lu_optional = true;
     t.ua_exempt = true;
     t
 }
 
-const fn sa(mut t: Template, sa: u8) -> Template {
+const fn sa(mut t: Command, sa: u8) -> Command {
     t.sa = Some(sa);
     t
 }
 
-const fn flushes(mut t: Template) -> Template {
+const fn flushes(mut t: Command) -> Command {
     t.timeouts = FLUSH;
     t
 }
 
-const fn copies(mut t: Template) -> Template {
+const fn copies(mut t: Command) -> Command {
     t.timeouts = COPY;
     t
 }
@@ -87,13 +89,13 @@ const WS: OutLen = OutLen::OneBlockUnlessNdob;
 const PR_OUT_LEN: OutLen = OutLen::Bytes { off: 5, width: 4 };
 
 /// A PERSISTENT RESERVE OUT service action (one handler for all).
-const fn prout(name: &'static str, usage: &'static [u8], sa_code: u8) -> Template {
+const fn prout(name: &'static str, usage: &'static [u8], sa_code: u8) -> Command {
     sa(t(name, Opcode::PERSISTENT_RESERVE_OUT, usage, Out, PR_OUT_LEN, pr::persistent_reserve_out), sa_code)
 }
 
 /// All supported commands, by opcode then service action.
 #[rustfmt::skip]
-pub(crate) static COMMANDS: &[Template] = &[
+pub(crate) static COMMANDS: &[Command] = &[
     t("TEST UNIT READY", Opcode::TEST_UNIT_READY, &[0x00, 0, 0, 0, 0, C], NoData, NONE, spc::test_unit_ready),
     lu_less(t("REQUEST SENSE", Opcode::REQUEST_SENSE, &[0x03, 0x01, 0, 0, 0xFF, C], In, NONE, spc::request_sense)),
     io(t("READ (6)", Opcode::READ_6, &[0x08, 0x1F, 0xFF, 0xFF, 0xFF, C], In, NONE, sbc::read6)),
@@ -101,8 +103,8 @@ pub(crate) static COMMANDS: &[Template] = &[
     lu_less(t("INQUIRY", Opcode::INQUIRY, &[0x12, 0x01, 0xFF, 0xFF, 0xFF, C], In, NONE, inquiry::inquiry)),
     t("MODE SELECT (6)", Opcode::MODE_SELECT_6, &[0x15, 0x11, 0, 0, 0xFF, C], Out,
         OutLen::Bytes { off: 4, width: 1 }, mode_select6),
-    t("RESERVE (6)", Opcode::RESERVE_6, &[0x16, 0, 0, 0, 0, C], NoData, NONE, reservation::reserve),
-    t("RELEASE (6)", Opcode::RELEASE_6, &[0x17, 0, 0, 0, 0, C], NoData, NONE, reservation::release),
+    t("RESERVE (6)", Opcode::RESERVE_6, &[0x16, 0, 0, 0, 0, C], NoData, NONE, pr::reserve_spc2),
+    t("RELEASE (6)", Opcode::RELEASE_6, &[0x17, 0, 0, 0, 0, C], NoData, NONE, pr::release_spc2),
     t("MODE SENSE (6)", Opcode::MODE_SENSE_6, &[0x1A, 0x08, 0xFF, 0xFF, 0xFF, C], In, NONE, mode_sense6),
     t("START STOP UNIT", Opcode::START_STOP_UNIT, &[0x1B, 0x01, 0, 0x0F, 0xF7, C], NoData, NONE, spc::start_stop_unit),
     t("PREVENT ALLOW MEDIUM REMOVAL", Opcode::PREVENT_ALLOW_MEDIUM_REMOVAL, &[0x1E, 0, 0, 0, 0x03, C], NoData, NONE,
@@ -128,8 +130,8 @@ pub(crate) static COMMANDS: &[Template] = &[
         provisioning::unmap)),
     t("MODE SELECT (10)", Opcode::MODE_SELECT_10, &[0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, C], Out,
         OutLen::Bytes { off: 7, width: 2 }, mode_select10),
-    t("RESERVE (10)", Opcode::RESERVE_10, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, C], NoData, NONE, reservation::reserve),
-    t("RELEASE (10)", Opcode::RELEASE_10, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, C], NoData, NONE, reservation::release),
+    t("RESERVE (10)", Opcode::RESERVE_10, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, C], NoData, NONE, pr::reserve_spc2),
+    t("RELEASE (10)", Opcode::RELEASE_10, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, C], NoData, NONE, pr::release_spc2),
     t("MODE SENSE (10)", Opcode::MODE_SENSE_10, &[0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, C], In, NONE, mode_sense10),
     sa(t("PERSISTENT RESERVE IN (READ KEYS)", Opcode::PERSISTENT_RESERVE_IN, &[0x5E, 0x00, 0, 0, 0, 0, 0, 0xFF, 0xFF, C],
         In, NONE, pr::read_keys), ServiceAction::PR_READ_KEYS),
@@ -222,21 +224,21 @@ pub(crate) static COMMANDS: &[Template] = &[
 ];
 
 fn mode_sense6(c: &crate::exec::Ctx<'_>) -> crate::exec::CmdResult {
-    mode::mode_sense(c, false)
+    mode_commands::mode_sense(c, false)
 }
 fn mode_sense10(c: &crate::exec::Ctx<'_>) -> crate::exec::CmdResult {
-    mode::mode_sense(c, true)
+    mode_commands::mode_sense(c, true)
 }
 fn mode_select6(c: &crate::exec::Ctx<'_>) -> crate::exec::CmdResult {
-    mode::mode_select(c, false)
+    mode_commands::mode_select(c, false)
 }
 fn mode_select10(c: &crate::exec::Ctx<'_>) -> crate::exec::CmdResult {
-    mode::mode_select(c, true)
+    mode_commands::mode_select(c, true)
 }
 
 /// What the table says about a CDB's opcode/service action.
 pub(crate) enum Lookup {
-    Found(&'static Template),
+    Found(&'static Command),
     /// Opcode not implemented at all.
     UnknownOpcode,
     /// Multiplexed opcode we implement, but not this service action.
@@ -256,18 +258,6 @@ fn index() -> &'static [u8; 256] {
 }
 
 /// Find the template for a CDB (at least one byte long).
-/// Whether `t` is a third-party copy command (83h/84h): served and listed
-/// only by LUs whose copy manager is enabled (`third_party_copy`), so an LU
-/// that does not advertise offload does not perform it either.
-pub(crate) fn is_third_party_copy(t: &Template) -> bool {
-    matches!(t.opcode.0, 0x83 | 0x84)
-}
-
-/// Whether `lu` (if any) serves `t`.
-pub(crate) fn served_by(t: &Template, lu: Option<&crate::lu::LogicalUnit>) -> bool {
-    !is_third_party_copy(t) || lu.is_none_or(|l| l.third_party_copy())
-}
-
 pub(crate) fn lookup(op: u8, byte1: u8) -> Lookup {
     let first = index()[usize::from(op)];
     if first == u8::MAX {

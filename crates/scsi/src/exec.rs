@@ -1,15 +1,59 @@
-//! The execution context handed to command handlers and their outcome type.
+//! The command context: what a handler sees of the target, the addressed LU
+//! and the request. The layer between LU state (below: `lu`, `registry`,
+//! reservations, mode and unit-attention state) and the command families
+//! (above: `sbc`, `spc`, `pr`, `copy`, ...); the target and its command table
+//! sit on top and reach handlers only through [`Ctx`].
 
+use crate::cdb::Template;
 use crate::lu::LogicalUnit;
-use crate::result::ScsiStatus;
+use crate::nexus::{CancelToken, Nexus};
+use crate::registry::LuRegistry;
 use crate::sense::{Asc, Sense};
-use crate::target::{Request, ScsiTarget};
+use std::sync::Arc;
+
+pub(crate) use crate::result::{CmdResult, Done, Fail};
+
+/// One command as the transport delivers it.
+///
+/// Short data-out: when `data_out` holds fewer bytes than the CDB implies,
+/// write-type commands process only the whole logical blocks that arrived and
+/// refuse a trailing partial block with INVALID FIELD IN INFORMATION UNIT;
+/// see [`crate::sbc`] for the rule and the libiscsi tests behind it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub nexus: &'a Nexus,
+    /// Raw SAM LUN from the PDU.
+    pub lun: [u8; 8],
+    /// The CDB: 6..=260 bytes, possibly longer than the command needs.
+    pub cdb: &'a [u8],
+    /// Data-out actually received, at most `expected_len` bytes.
+    pub data_out: &'a [u8],
+    /// The transport's expected data transfer length.
+    pub expected_len: u32,
+    pub cancel: &'a CancelToken,
+}
+
+/// What a handler may ask of the target it runs in (implemented by
+/// [`crate::target::ScsiTarget`]; handlers never see the target type, so the
+/// command families do not depend on the dispatcher above them).
+pub(crate) trait TargetView {
+    /// The target name (SCSI name string, iSCSI IQN).
+    fn name(&self) -> &str;
+    /// The daemon-wide registry (copy CSCDs, copy records, tokens, metrics).
+    fn registry(&self) -> &Arc<LuRegistry>;
+    /// The LU at LUN `id` of this target.
+    fn lu(&self, id: u16) -> Option<&Arc<LogicalUnit>>;
+    /// The LUN numbers `initiator` may see (REPORT LUNS).
+    fn lun_ids_for(&self, initiator: &str) -> Vec<u16>;
+    /// The command table (REPORT SUPPORTED OPERATION CODES, VPD 8Fh).
+    fn commands(&self) -> &'static [Command];
+}
 
 /// What a handler sees: the target, the addressed LU (absent only for the
 /// LU-optional commands on a LUN that does not exist), the request, and the
 /// CDB cut to the template's length.
 pub(crate) struct Ctx<'a> {
-    pub target: &'a ScsiTarget,
+    pub target: &'a dyn TargetView,
     pub lu: Option<&'a LogicalUnit>,
     pub req: &'a Request<'a>,
     pub cdb: &'a [u8],
@@ -27,39 +71,20 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// A successful outcome: GOOD or CONDITION MET, with data-in already clipped
-/// to the CDB's allocation length.
-#[derive(Debug)]
-pub(crate) struct Done {
-    pub status: ScsiStatus,
-    pub data_in: Vec<u8>,
-}
-
-impl Done {
-    pub(crate) fn good() -> Self {
-        Done { status: ScsiStatus::GOOD, data_in: Vec::new() }
-    }
-    pub(crate) fn data(mut data: Vec<u8>, alloc_len: u64) -> Self {
-        data.truncate(usize::try_from(alloc_len).unwrap_or(usize::MAX));
-        Done { status: ScsiStatus::GOOD, data_in: data }
-    }
-}
-
-/// A failed outcome: CHECK CONDITION with sense, or a bare status
-/// (RESERVATION CONFLICT, TASK ABORTED, BUSY).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Fail {
-    Check(Sense),
-    Status(ScsiStatus),
-}
-
-impl From<Sense> for Fail {
-    fn from(s: Sense) -> Self {
-        Fail::Check(s)
-    }
-}
-
-pub(crate) type CmdResult = Result<Done, Fail>;
-
 /// A command handler.
 pub(crate) type Handler = fn(&Ctx<'_>) -> CmdResult;
+
+/// A command table entry.
+pub(crate) type Command = Template<Handler>;
+
+/// Whether `t` is a third-party copy command (83h/84h): served and listed
+/// only by LUs whose copy manager is enabled (`third_party_copy`), so an LU
+/// that does not advertise offload does not perform it either.
+pub(crate) fn is_third_party_copy<H>(t: &Template<H>) -> bool {
+    matches!(t.opcode.0, 0x83 | 0x84)
+}
+
+/// Whether `lu` (if any) serves `t`.
+pub(crate) fn served_by<H>(t: &Template<H>, lu: Option<&LogicalUnit>) -> bool {
+    !is_third_party_copy(t) || lu.is_none_or(|l| l.third_party_copy())
+}

@@ -3,6 +3,9 @@
 
 use crate::cdb::{be, byte};
 use crate::copy;
+use crate::designator::{
+    ASSOC_PORT, ASSOC_TARGET, CODE_SET_BINARY, CODE_SET_UTF8, PIV, PROTO_ISCSI, TYPE_RELATIVE_PORT, TYPE_SCSI_NAME,
+};
 use crate::exec::{CmdResult, Ctx, Done};
 use crate::lu::{LogicalUnit, MAX_TRANSFER_BYTES, OPTIMAL_TRANSFER_BYTES};
 use crate::sense::Sense;
@@ -87,7 +90,7 @@ pub(crate) fn inquiry(ctx: &Ctx<'_>) -> CmdResult {
             VpdPage::BLOCK_DEVICE_CHARACTERISTICS => vpd_page(DISK, page, bdc()),
             VpdPage::LOGICAL_BLOCK_PROVISIONING => vpd_page(DISK, page, lbp(lu)),
             VpdPage::THIRD_PARTY_COPY if lu.third_party_copy() => {
-                match copy::vpd_third_party_copy(lu, &ctx.target.registry().rod()) {
+                match copy::vpd_third_party_copy(lu, &ctx.target.registry().rod(), ctx.target.commands()) {
                     Some(body) => vpd_page(DISK, page, body),
                     None => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
                 }
@@ -135,18 +138,6 @@ fn designator(out: &mut Vec<u8>, b0: u8, b1: u8, value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-/// iSCSI protocol identifier in the upper nibble.
-const PROTO_ISCSI: u8 = 0x50;
-const CODE_SET_BINARY: u8 = 0x01;
-const CODE_SET_UTF8: u8 = 0x03;
-const PIV: u8 = 0x80;
-const ASSOC_LU: u8 = 0x00;
-const ASSOC_PORT: u8 = 0x10;
-const ASSOC_TARGET: u8 = 0x20;
-const TYPE_NAA: u8 = 0x03;
-const TYPE_RELATIVE_PORT: u8 = 0x04;
-const TYPE_SCSI_NAME: u8 = 0x08;
-
 /// A SCSI name string: UTF-8, null-terminated, padded to a multiple of 4,
 /// at most 256 bytes (SPC-4 §7.8.6.11).
 fn scsi_name(s: &str) -> Vec<u8> {
@@ -164,16 +155,9 @@ pub(crate) fn relative_port(tpgt: u16) -> u16 {
     tpgt.max(1)
 }
 
-/// The LU-associated designators of page 83h as (byte 0, byte 1, value):
-/// what identifies the LU wherever it is reached, and what EXTENDED COPY
-/// identification CSCDs are matched against (through the registry).
-pub(crate) fn lu_designators(lu: &LogicalUnit) -> Vec<(u8, u8, Vec<u8>)> {
-    vec![(CODE_SET_BINARY, ASSOC_LU | TYPE_NAA, lu.naa().to_vec())]
-}
-
 fn device_id(ctx: &Ctx<'_>, lu: &LogicalUnit) -> Vec<u8> {
     let mut d = Vec::new();
-    for (b0, b1, value) in lu_designators(lu) {
+    for (b0, b1, value) in lu.designators() {
         designator(&mut d, b0, b1, &value);
     }
     let tpgt = ctx.req.nexus.tpgt;
@@ -234,11 +218,6 @@ fn lbp(lu: &LogicalUnit) -> Vec<u8> {
         d[2] = 0x02; // PROVISIONING TYPE: thin
     }
     d
-}
-
-/// Maximum transfer length in blocks for `lu`.
-pub(crate) fn max_transfer_blocks(lu: &LogicalUnit) -> u64 {
-    u64::from(MAX_TRANSFER_BYTES / lu.block_size())
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! A logical unit: a block device over a [`Storage`] backend plus the state
 //! SPC/SBC attach to it (mode parameters, unit attentions, range locks).
 
+use crate::designator::{ASSOC_LU, CODE_SET_BINARY, TYPE_NAA};
 use crate::mode::ModeState;
 use crate::nexus::Nexus;
 use crate::reservation::{PrStateError, PrStore, Reservations};
 use crate::sense::Asc;
 use crate::ua::UnitAttentions;
 use oxcopy_copy::{RangeLocks, Unit, UnitId, WriteHook};
-use oxcopy_storage::{Storage, StorageError};
+use oxcopy_storage::{Capabilities, Storage, StorageError};
 use parking_lot::RwLock;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,7 +55,7 @@ impl Default for LuConfig {
 }
 
 /// Logical block provisioning as reported by READ CAPACITY (16) and VPD B2h,
-/// derived from the backend's capabilities (see [`crate::provisioning`]).
+/// derived from the backend's capabilities ([`Provisioning::derive`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Provisioning {
     /// LBPME: logical block provisioning management enabled.
@@ -67,6 +68,14 @@ pub struct Provisioning {
     pub lbpws: bool,
     /// LBPWS10: WRITE SAME (10) with UNMAP supported.
     pub lbpws10: bool,
+}
+
+impl Provisioning {
+    /// The provisioning an LU reports, derived from its backend's capabilities.
+    pub(crate) fn derive(caps: Capabilities, read_only: bool) -> Provisioning {
+        let thin = caps.discard && !read_only;
+        Provisioning { lbpme: thin, lbprz: thin && caps.discard_zeroes, lbpu: thin, lbpws: thin, lbpws10: thin }
+    }
 }
 
 /// One logical unit.
@@ -106,7 +115,7 @@ impl LogicalUnit {
             cfg.block_size = 512;
         }
         let num_blocks = storage.len() / u64::from(cfg.block_size);
-        let provisioning = crate::provisioning::derive(storage.capabilities(), cfg.read_only);
+        let provisioning = Provisioning::derive(storage.capabilities(), cfg.read_only);
         LogicalUnit {
             cfg,
             storage,
@@ -134,6 +143,18 @@ impl LogicalUnit {
     /// The NAA 6 designator (VPD 83h), also the copy manager's lookup key.
     pub fn naa(&self) -> [u8; 16] {
         self.cfg.naa
+    }
+
+    /// The LU-associated designators of page 83h as (byte 0, byte 1, value):
+    /// what identifies the LU wherever it is reached, and what EXTENDED COPY
+    /// identification CSCDs are matched against (through the registry).
+    pub(crate) fn designators(&self) -> Vec<(u8, u8, Vec<u8>)> {
+        vec![(CODE_SET_BINARY, ASSOC_LU | TYPE_NAA, self.naa().to_vec())]
+    }
+
+    /// MAXIMUM TRANSFER LENGTH in blocks of this LU.
+    pub(crate) fn max_transfer_blocks(&self) -> u64 {
+        u64::from(MAX_TRANSFER_BYTES / self.block_size())
     }
 
     /// Configuration as given.
@@ -252,5 +273,21 @@ impl Unit for LogicalUnit {
     /// miss the writes in between.
     fn set_write_hook(&self, hook: Option<Arc<dyn WriteHook>>) {
         *self.write_hook.write() = hook;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derive_follows_capabilities() {
+        let caps = Capabilities { discard: true, discard_zeroes: true, ..Default::default() };
+        let p = Provisioning::derive(caps, false);
+        assert!(p.lbpme && p.lbprz && p.lbpu && p.lbpws && p.lbpws10);
+        assert_eq!(Provisioning::derive(caps, true), Provisioning::default());
+        assert_eq!(Provisioning::derive(Capabilities::default(), false), Provisioning::default());
+        let p = Provisioning::derive(Capabilities { discard: true, ..Default::default() }, false);
+        assert!(p.lbpme && !p.lbprz);
     }
 }

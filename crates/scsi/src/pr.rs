@@ -12,7 +12,7 @@
 //! chunks); commands that complete without one finish normally. Later
 //! commands meet the new reservation.
 
-use crate::cdb::{be, byte, ServiceAction};
+use crate::cdb::{be, byte, ServiceAction, Template};
 use crate::exec::{CmdResult, Ctx, Done, Fail};
 use crate::inquiry::relative_port;
 use crate::lu::LogicalUnit;
@@ -388,6 +388,44 @@ fn preempt(st: &mut PrState, n: &Nexus, p: &Params, cdb: &[u8], ua: &mut UaEffec
     }
     st.generation = st.generation.wrapping_add(1);
     Ok(())
+}
+
+/// The hook [`crate::target`] calls before every command's handler.
+pub(crate) fn check<H>(lu: &LogicalUnit, nexus: &Nexus, template: &Template<H>, cdb: &[u8]) -> Result<(), Fail> {
+    lu.pr.check(nexus, template, cdb)
+}
+
+/// RESERVE (6) and (10) (SPC-2): an exclusive reservation of the whole LU
+/// for this I_T nexus; re-reserving is allowed. Third-party reservations and
+/// extents are refused by the usage masks.
+pub(crate) fn reserve_spc2(ctx: &Ctx<'_>) -> CmdResult {
+    let lu = ctx.lu()?;
+    let n = ctx.req.nexus;
+    lu.pr.modify(|st| {
+        if !st.registrations.is_empty() || st.spc2.as_ref().is_some_and(|h| h != n) {
+            return Err(conflict());
+        }
+        st.spc2 = Some(n.clone());
+        Ok(())
+    })?;
+    Ok(Done::good())
+}
+
+/// RELEASE (6) and (10) (SPC-2): ends this nexus's reservation; from any
+/// other nexus it is a no-op that succeeds.
+pub(crate) fn release_spc2(ctx: &Ctx<'_>) -> CmdResult {
+    let lu = ctx.lu()?;
+    let n = ctx.req.nexus;
+    lu.pr.modify(|st| {
+        if !st.registrations.is_empty() {
+            return Err(conflict());
+        }
+        if st.spc2.as_ref() == Some(n) {
+            st.spc2 = None;
+        }
+        Ok(())
+    })?;
+    Ok(Done::good())
 }
 
 #[cfg(test)]

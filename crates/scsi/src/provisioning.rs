@@ -20,11 +20,10 @@
 
 use crate::cdb::{be, byte};
 use crate::exec::{CmdResult, Ctx, Done, Fail};
-use crate::lu::{LogicalUnit, Provisioning};
+use crate::lu::LogicalUnit;
 use crate::range_lock::LockMode;
 use crate::sbc::{byte_offset, cancelled, check_range, check_writable, storage_fail, IO_CHUNK};
 use crate::sense::{Asc, Sense};
-use oxcopy_storage::Capabilities;
 
 /// MAXIMUM UNMAP LBA COUNT: logical blocks one UNMAP may deallocate in
 /// total. libiscsi treats anything above 2^20 as "insanely big".
@@ -58,12 +57,6 @@ const STATUS_DEALLOCATED: u8 = 0x1;
 /// WRITE SAME byte 1 flags.
 const WS_UNMAP: u8 = 0x08;
 const WS_NDOB: u8 = 0x01;
-
-/// The provisioning an LU reports, derived from its backend's capabilities.
-pub(crate) fn derive(caps: Capabilities, read_only: bool) -> Provisioning {
-    let thin = caps.discard && !read_only;
-    Provisioning { lbpme: thin, lbprz: thin && caps.discard_zeroes, lbpu: thin, lbpws: thin, lbpws10: thin }
-}
 
 /// Fill the provisioning fields of a Block Limits VPD body (`d[0]` is page
 /// byte 4): MAXIMUM UNMAP LBA COUNT, MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT,
@@ -353,20 +346,4 @@ pub(crate) fn write_same10(c: &Ctx<'_>) -> CmdResult {
 }
 pub(crate) fn write_same16(c: &Ctx<'_>) -> CmdResult {
     write_same(c, true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn derive_follows_capabilities() {
-        let caps = Capabilities { discard: true, discard_zeroes: true, ..Default::default() };
-        let p = derive(caps, false);
-        assert!(p.lbpme && p.lbprz && p.lbpu && p.lbpws && p.lbpws10);
-        assert_eq!(derive(caps, true), Provisioning::default());
-        assert_eq!(derive(Capabilities::default(), false), Provisioning::default());
-        let p = derive(Capabilities { discard: true, ..Default::default() }, false);
-        assert!(p.lbpme && !p.lbprz);
-    }
 }

@@ -18,14 +18,14 @@
 //! [`RodManager`] (ROD tokens) and the [`Metrics`]. Targets are added at start; the state is a snapshot behind a
 //! lock so that reconfiguration can later swap it without stopping readers.
 
-use crate::copy::{limits, CopyManager, RodManager};
-use crate::inquiry;
+use crate::copy::limits;
+use crate::copy::records::CopyManager;
 use crate::lu::LogicalUnit;
+use crate::lun::MAX_LUN;
 use crate::metrics::Metrics;
 use crate::nexus::Nexus;
-use crate::target::MAX_LUN;
 use oxcopy_copy::token::TokenRng;
-use oxcopy_copy::{Clock, CopyMetrics, RodConfig, DEFAULT_CHUNK_BYTES};
+use oxcopy_copy::{Clock, CopyMetrics, RodConfig, RodManager, DEFAULT_CHUNK_BYTES};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -185,7 +185,7 @@ impl LuRegistry {
         let mut next = Snapshot { targets: st.targets.clone(), by_designator: st.by_designator.clone() };
         let rec = Arc::new(TargetRecord { name: Arc::from(name), access, luns: v, masks: HashMap::new() });
         for (id, lu) in &rec.luns {
-            for (code_set, assoc_type, value) in inquiry::lu_designators(lu) {
+            for (code_set, assoc_type, value) in lu.designators() {
                 let key = designator_key(code_set, assoc_type, &value);
                 next.by_designator.entry(key).or_default().push((rec.name.clone(), *id));
             }

@@ -29,8 +29,8 @@
 //! changes nothing.
 
 use crate::cdb::{byte, Opcode, ServiceAction, Template};
-use crate::exec::{CmdResult, Ctx, Done, Fail};
 use crate::nexus::Nexus;
+use crate::result::Fail;
 use crate::result::ScsiStatus;
 use crate::sense::{Asc, Sense, SenseKey};
 use parking_lot::{Mutex, RwLock};
@@ -371,7 +371,7 @@ impl Reservations {
     }
 
     /// `Err(RESERVATION CONFLICT)` when `n` may not run this command now.
-    pub(crate) fn check(&self, n: &Nexus, t: &Template, cdb: &[u8]) -> Result<(), Fail> {
+    pub(crate) fn check<H>(&self, n: &Nexus, t: &Template<H>, cdb: &[u8]) -> Result<(), Fail> {
         if !self.reserved.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -454,7 +454,7 @@ impl Reservations {
 }
 
 /// The conflict class of a command (SPC-4 table 66, SBC-3 table 13).
-pub(crate) fn access(t: &Template, cdb: &[u8]) -> Access {
+pub(crate) fn access<H>(t: &Template<H>, cdb: &[u8]) -> Access {
     let op = Opcode(byte(cdb, 0));
     match op {
         Opcode::TEST_UNIT_READY
@@ -506,44 +506,6 @@ fn spc2_allowed(cdb: &[u8]) -> bool {
             | Opcode::RELEASE_10
             | Opcode::MAINTENANCE_IN
     )
-}
-
-/// The hook [`crate::target`] calls before every command's handler.
-pub(crate) fn check(lu: &crate::lu::LogicalUnit, nexus: &Nexus, template: &Template, cdb: &[u8]) -> Result<(), Fail> {
-    lu.pr.check(nexus, template, cdb)
-}
-
-/// RESERVE (6) and (10) (SPC-2): an exclusive reservation of the whole LU
-/// for this I_T nexus; re-reserving is allowed. Third-party reservations and
-/// extents are refused by the usage masks.
-pub(crate) fn reserve(ctx: &Ctx<'_>) -> CmdResult {
-    let lu = ctx.lu()?;
-    let n = ctx.req.nexus;
-    lu.pr.modify(|st| {
-        if !st.registrations.is_empty() || st.spc2.as_ref().is_some_and(|h| h != n) {
-            return Err(conflict());
-        }
-        st.spc2 = Some(n.clone());
-        Ok(())
-    })?;
-    Ok(Done::good())
-}
-
-/// RELEASE (6) and (10) (SPC-2): ends this nexus's reservation; from any
-/// other nexus it is a no-op that succeeds.
-pub(crate) fn release(ctx: &Ctx<'_>) -> CmdResult {
-    let lu = ctx.lu()?;
-    let n = ctx.req.nexus;
-    lu.pr.modify(|st| {
-        if !st.registrations.is_empty() {
-            return Err(conflict());
-        }
-        if st.spc2.as_ref() == Some(n) {
-            st.spc2 = None;
-        }
-        Ok(())
-    })?;
-    Ok(Done::good())
 }
 
 // ---- persistence -----------------------------------------------------------

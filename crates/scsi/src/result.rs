@@ -1,5 +1,7 @@
 //! Command outcomes.
 
+use crate::sense::Sense;
+
 /// SCSI status byte (SAM-5). A newtype: any byte is representable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ScsiStatus(pub u8);
@@ -31,3 +33,37 @@ pub struct CommandResult {
     /// what it was told to expect, for residuals). 0 for non-write commands.
     pub data_out_wanted: u32,
 }
+
+/// A successful outcome: GOOD or CONDITION MET, with data-in already clipped
+/// to the CDB's allocation length.
+#[derive(Debug)]
+pub(crate) struct Done {
+    pub status: ScsiStatus,
+    pub data_in: Vec<u8>,
+}
+
+impl Done {
+    pub(crate) fn good() -> Self {
+        Done { status: ScsiStatus::GOOD, data_in: Vec::new() }
+    }
+    pub(crate) fn data(mut data: Vec<u8>, alloc_len: u64) -> Self {
+        data.truncate(usize::try_from(alloc_len).unwrap_or(usize::MAX));
+        Done { status: ScsiStatus::GOOD, data_in: data }
+    }
+}
+
+/// A failed outcome: CHECK CONDITION with sense, or a bare status
+/// (RESERVATION CONFLICT, TASK ABORTED, BUSY).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fail {
+    Check(Sense),
+    Status(ScsiStatus),
+}
+
+impl From<Sense> for Fail {
+    fn from(s: Sense) -> Self {
+        Fail::Check(s)
+    }
+}
+
+pub(crate) type CmdResult = Result<Done, Fail>;

@@ -21,7 +21,6 @@
 
 use crate::cdb::{be, byte};
 use crate::exec::{CmdResult, Ctx, Done, Fail};
-use crate::inquiry::max_transfer_blocks;
 use crate::lu::LogicalUnit;
 use crate::range_lock::LockMode;
 use crate::result::ScsiStatus;
@@ -62,7 +61,7 @@ pub(crate) fn check_range(lu: &LogicalUnit, lba: u64, blocks: u64) -> Result<(),
 
 /// Transfers above MAXIMUM TRANSFER LENGTH are an invalid CDB field (SBC-3 §6.6.4).
 fn check_len(lu: &LogicalUnit, rw: Rw) -> Result<(), Fail> {
-    if rw.blocks > max_transfer_blocks(lu) {
+    if rw.blocks > lu.max_transfer_blocks() {
         return Err(Sense::invalid_cdb_field(rw.len_off, None).into());
     }
     Ok(())
@@ -315,7 +314,7 @@ pub(crate) fn prefetch(ctx: &Ctx<'_>, size: usize) -> CmdResult {
     let rw = parse(ctx.cdb, size);
     check_range(lu, rw.lba, rw.blocks)?;
     let len = if rw.blocks == 0 { lu.num_blocks() - rw.lba } else { rw.blocks };
-    let status = if len <= max_transfer_blocks(lu) { ScsiStatus::CONDITION_MET } else { ScsiStatus::GOOD };
+    let status = if len <= lu.max_transfer_blocks() { ScsiStatus::CONDITION_MET } else { ScsiStatus::GOOD };
     Ok(Done { status, data_in: Vec::new() })
 }
 

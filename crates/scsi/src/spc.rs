@@ -3,10 +3,9 @@
 //! CODES, START STOP UNIT, PREVENT ALLOW MEDIUM REMOVAL.
 
 use crate::cdb::{be, byte, has_service_action, Opcode, Template, CONTROL_USAGE};
-use crate::commands::{served_by, COMMANDS};
-use crate::exec::{CmdResult, Ctx, Done};
+use crate::exec::{served_by, CmdResult, Ctx, Done};
+use crate::lun::encode_lun;
 use crate::sense::{Asc, Sense, SenseKey};
-use crate::target::encode_lun;
 
 /// TEST UNIT READY: always ready (no removable medium, no spin-up).
 pub(crate) fn test_unit_ready(ctx: &Ctx<'_>) -> CmdResult {
@@ -85,7 +84,7 @@ const SUPPORT_STANDARD: u8 = 0b011;
 
 /// CDB USAGE DATA as reported: the template mask with the control byte
 /// restricted to what we evaluate.
-fn usage_data(t: &Template) -> Vec<u8> {
+fn usage_data<H>(t: &Template<H>) -> Vec<u8> {
     let mut u = t.usage.to_vec();
     if let Some(last) = u.last_mut() {
         *last = CONTROL_USAGE;
@@ -94,7 +93,7 @@ fn usage_data(t: &Template) -> Vec<u8> {
 }
 
 /// Command timeouts descriptor (SPC-4 §6.31.4): length 0Ah.
-fn timeouts_descriptor(t: &Template, out: &mut Vec<u8>) {
+fn timeouts_descriptor<H>(t: &Template<H>, out: &mut Vec<u8>) {
     out.extend_from_slice(&[0x00, 0x0A, 0x00, 0x00]);
     out.extend_from_slice(&t.timeouts.nominal.to_be_bytes());
     out.extend_from_slice(&t.timeouts.recommended.to_be_bytes());
@@ -111,7 +110,7 @@ pub(crate) fn report_supported_opcodes(ctx: &Ctx<'_>) -> CmdResult {
     let data = match options {
         0 => {
             let mut d = vec![0u8; 4];
-            for t in COMMANDS.iter().filter(|t| served_by(t, ctx.lu)) {
+            for t in ctx.target.commands().iter().filter(|t| served_by(t, ctx.lu)) {
                 d.push(t.opcode.0);
                 d.push(0);
                 d.extend_from_slice(&u16::from(t.sa.unwrap_or(0)).to_be_bytes());
@@ -136,7 +135,9 @@ pub(crate) fn report_supported_opcodes(ctx: &Ctx<'_>) -> CmdResult {
             if options == 2 && !multiplexed {
                 return Err(Sense::invalid_cdb_field(3, None).into());
             }
-            let found = COMMANDS
+            let found = ctx
+                .target
+                .commands()
                 .iter()
                 .find(|t| t.opcode == Opcode(op) && (!multiplexed || u64::from(t.sa.unwrap_or(0)) == sa))
                 .filter(|t| served_by(t, ctx.lu));

@@ -2,44 +2,17 @@
 //! task management effects.
 
 use crate::cdb::{byte, DataDir};
-use crate::commands::{self, Lookup};
-use crate::exec::{Ctx, Done, Fail};
+use crate::commands::{self, Lookup, COMMANDS};
+use crate::exec::{served_by, Command, Ctx, Done, Fail, Request, TargetView};
 use crate::lu::LogicalUnit;
+use crate::lun::decode_lun;
 use crate::metrics::LunCounters;
-use crate::nexus::{CancelToken, Nexus};
+use crate::nexus::Nexus;
+use crate::pr;
 use crate::registry::{AccessList, LuRegistry};
-use crate::reservation;
 use crate::result::{CommandResult, ScsiStatus};
 use crate::sense::{Asc, Sense, SenseKey};
 use std::sync::Arc;
-
-/// Highest LUN number we address (flat space addressing is 14 bits).
-pub const MAX_LUN: u16 = 0x3FFF;
-
-/// Decode a SAM LUN: peripheral device addressing (bus 0) or flat space
-/// addressing, single level. Anything else is `None`.
-pub fn decode_lun(raw: [u8; 8]) -> Option<u16> {
-    if raw[2..].iter().any(|&b| b != 0) {
-        return None;
-    }
-    match raw[0] >> 6 {
-        0b00 if raw[0] & 0x3F == 0 => Some(u16::from(raw[1])),
-        0b01 => Some(u16::from(raw[0] & 0x3F) << 8 | u16::from(raw[1])),
-        _ => None,
-    }
-}
-
-/// Encode a LUN number: peripheral device addressing below 256, flat space
-/// addressing above. Numbers above [`MAX_LUN`] are not addressable (their
-/// top bits are dropped); [`ScsiTarget::new`] never holds such LUNs.
-pub fn encode_lun(id: u16) -> [u8; 8] {
-    let [hi, lo] = id.to_be_bytes();
-    if id < 256 {
-        [0, lo, 0, 0, 0, 0, 0, 0]
-    } else {
-        [0x40 | (hi & 0x3F), lo, 0, 0, 0, 0, 0, 0]
-    }
-}
 
 /// What the command table says about a CDB (for the transport: direction
 /// checks against the PDU's R/W bits, logging).
@@ -68,26 +41,6 @@ pub enum TmfResult {
     Complete,
     LunDoesNotExist,
     Rejected,
-}
-
-/// One command as the transport delivers it.
-///
-/// Short data-out: when `data_out` holds fewer bytes than the CDB implies,
-/// write-type commands process only the whole logical blocks that arrived and
-/// refuse a trailing partial block with INVALID FIELD IN INFORMATION UNIT;
-/// see [`crate::sbc`] for the rule and the libiscsi tests behind it.
-#[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
-    pub nexus: &'a Nexus,
-    /// Raw SAM LUN from the PDU.
-    pub lun: [u8; 8],
-    /// The CDB: 6..=260 bytes, possibly longer than the command needs.
-    pub cdb: &'a [u8],
-    /// Data-out actually received, at most `expected_len` bytes.
-    pub data_out: &'a [u8],
-    /// The transport's expected data transfer length.
-    pub expected_len: u32,
-    pub cancel: &'a CancelToken,
 }
 
 /// A target device: a name, the portal group it was configured with, and a
@@ -212,7 +165,7 @@ impl ScsiTarget {
             return finish(lu, Err(Sense::illegal(Asc::LOGICAL_UNIT_NOT_SUPPORTED).into()), wanted);
         }
         let t = match lookup {
-            Lookup::Found(t) if commands::served_by(t, lu) => t,
+            Lookup::Found(t) if served_by(t, lu) => t,
             Lookup::Found(_) | Lookup::UnknownOpcode => {
                 let s = Sense::illegal(Asc::INVALID_COMMAND_OPERATION_CODE);
                 return finish(lu, Err(s.into()), wanted);
@@ -234,7 +187,7 @@ impl ScsiTarget {
             return finish(lu, Err(s.into()), wanted);
         }
         if let Some(lu) = lu {
-            if let Err(f) = reservation::check(lu, req.nexus, t, cdb) {
+            if let Err(f) = pr::check(lu, req.nexus, t, cdb) {
                 return finish(Some(lu), Err(f), wanted);
             }
         }
@@ -295,6 +248,24 @@ impl ScsiTarget {
 
 /// Turn a handler outcome into the transport's result, encoding sense in the
 /// LU's format (fixed when there is no LU).
+impl TargetView for ScsiTarget {
+    fn name(&self) -> &str {
+        ScsiTarget::name(self)
+    }
+    fn registry(&self) -> &Arc<LuRegistry> {
+        ScsiTarget::registry(self)
+    }
+    fn lu(&self, id: u16) -> Option<&Arc<LogicalUnit>> {
+        ScsiTarget::lu(self, id)
+    }
+    fn lun_ids_for(&self, initiator: &str) -> Vec<u16> {
+        ScsiTarget::lun_ids_for(self, initiator)
+    }
+    fn commands(&self) -> &'static [Command] {
+        COMMANDS
+    }
+}
+
 fn finish(lu: Option<&LogicalUnit>, r: Result<Done, Fail>, wanted: u32) -> CommandResult {
     match r {
         Ok(d) => CommandResult { status: d.status, sense: None, data_in: d.data_in, data_out_wanted: wanted },
@@ -310,23 +281,5 @@ fn finish(lu: Option<&LogicalUnit>, r: Result<Done, Fail>, wanted: u32) -> Comma
         Err(Fail::Status(status)) => {
             CommandResult { status, sense: None, data_in: Vec::new(), data_out_wanted: wanted }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lun_encoding_roundtrip() {
-        for id in [0u16, 1, 255, 256, 1000, MAX_LUN] {
-            assert_eq!(decode_lun(encode_lun(id)), Some(id));
-        }
-        assert_eq!(encode_lun(3), [0, 3, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(encode_lun(0x123), [0x41, 0x23, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(decode_lun([0x40, 5, 0, 0, 0, 0, 0, 0]), Some(5));
-        assert_eq!(decode_lun([0x01, 5, 0, 0, 0, 0, 0, 0]), None); // bus 1
-        assert_eq!(decode_lun([0x80, 5, 0, 0, 0, 0, 0, 0]), None); // logical unit addressing
-        assert_eq!(decode_lun([0, 5, 0, 1, 0, 0, 0, 0]), None); // second level
     }
 }

@@ -738,7 +738,7 @@ fn unsupported_opcodes_and_service_actions() {
 
 /// A CDB for `t` that is valid apart from what the test changes: reserved
 /// bits clear, transfer lengths 0, allocation lengths modest.
-fn base_cdb(t: &crate::cdb::Template) -> Vec<u8> {
+fn base_cdb(t: &crate::exec::Command) -> Vec<u8> {
     let mut c = vec![0u8; t.len()];
     c[0] = t.opcode.0;
     if let Some(sa) = t.sa {

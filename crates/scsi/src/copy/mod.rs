@@ -31,8 +31,10 @@
 
 mod codec;
 pub mod edge;
+pub mod limits;
 mod odx;
 pub mod params;
+pub mod records;
 mod results;
 pub mod rod_params;
 pub mod rod_plan;
@@ -45,11 +47,12 @@ mod test_support;
 #[cfg(test)]
 mod tests;
 
-pub use edge::{token_asc, token_sense, Completion, CopyManager, CopyOperation, OpSnapshot, ScsiOutcome, SenseRefusal};
+pub use edge::{token_asc, token_sense, SenseRefusal};
 pub use odx::CopyOutServiceAction;
 pub use oxcopy_copy::{Consume, OpStatus, RodConfig, RodInfo, RodManager, Spawner, TokenScope};
+pub use records::{Completion, CopyManager, CopyOperation, OpSnapshot, ScsiOutcome};
 
-use crate::exec::{CmdResult, Ctx};
+use crate::exec::{CmdResult, Command, Ctx};
 use crate::lu::LogicalUnit;
 
 /// Service action of EXTENDED COPY (LID1), as RECEIVE COPY STATUS (LID4)
@@ -68,66 +71,10 @@ impl CopyInServiceAction {
     pub const REPORT_ALL_ROD_TOKENS: u8 = 0x08;
 }
 
-/// The copy manager's advertised limits: RECEIVE COPY OPERATING
-/// PARAMETERS, VPD 8Fh and the parameter-list validation all read these,
-/// so what is advertised is exactly what is enforced.
-pub mod limits {
-    /// MAXIMUM CSCD DESCRIPTOR COUNT.
-    pub const MAX_CSCD_DESCRIPTORS: u16 = 64;
-    /// MAXIMUM SEGMENT DESCRIPTOR COUNT.
-    pub const MAX_SEGMENT_DESCRIPTORS: u16 = 64;
-    /// MAXIMUM DESCRIPTOR LIST LENGTH (CSCD + segment lists), bytes.
-    pub const MAX_DESCRIPTOR_LIST_LENGTH: u32 = 8192;
-    /// MAXIMUM SEGMENT LENGTH, bytes. The largest value the field holds:
-    /// an 0Ah segment (32-bit byte count) can never exceed it and an 02h
-    /// segment only with a CSCD block length of 64 KiB or more. (Zero would
-    /// also mean "no limit", but hosts — libiscsi's ExtendedCopy.Large among
-    /// them — read 0 as "no 0Ah support worth testing".)
-    pub const MAX_SEGMENT_LENGTH: u32 = u32::MAX;
-    /// MAXIMUM INLINE DATA LENGTH: inline data (04h segments) is not supported.
-    pub const MAX_INLINE_DATA_LENGTH: u32 = 0;
-    /// HELD DATA LIMIT: no held data (no 0Bh..0Fh segments, no RECEIVE COPY DATA).
-    pub const HELD_DATA_LIMIT: u32 = 0;
-    /// TOTAL CONCURRENT COPIES (and MAXIMUM IDENTIFIED CONCURRENT COPIES), per LU.
-    pub const TOTAL_CONCURRENT_COPIES: u16 = 255;
-    /// DATA SEGMENT GRANULARITY (log2 bytes): any byte count.
-    pub const DATA_SEGMENT_GRANULARITY_LOG2: u8 = 0;
-    /// INLINE DATA GRANULARITY (log2 bytes).
-    pub const INLINE_DATA_GRANULARITY_LOG2: u8 = 0;
-    /// Implemented descriptor type codes, ascending: segments 02h, 07h, 0Ah,
-    /// 14h and the identification CSCD E4h.
-    pub const IMPLEMENTED_DESCRIPTOR_TYPES: [u8; 5] = [0x02, 0x07, 0x0A, 0x14, 0xE4];
-    /// CSCD IDs above 07FFh we accept: FFFFh, "the LU that got the command".
-    pub const SUPPORTED_CSCD_IDS: [u16; 1] = [0xFFFF];
-    /// MAXIMUM TOKEN TRANSFER SIZE, bytes (advertised in blocks of each LU).
-    pub const MAX_TOKEN_TRANSFER_BYTES: u64 = 4 << 30;
-    /// OPTIMAL TRANSFER COUNT of token copy, bytes: Windows sizes each PT/WUT by it.
-    pub const OPTIMAL_TOKEN_TRANSFER_BYTES: u64 = 256 << 20;
-    /// MAXIMUM RANGE DESCRIPTORS (Windows sends at most 64).
-    pub const MAX_RANGE_DESCRIPTORS: u16 = 64;
-}
-
-/// The ROD limits in blocks of `lu` (VPD 8Fh 0000h and validation).
-pub(crate) fn rod_limits(rod: &RodManager, lu: &LogicalUnit) -> rod_params::RodLimits {
-    let bs = u64::from(lu.block_size().max(1));
-    let cfg = rod.config();
-    rod_params::RodLimits {
-        max_ranges: limits::MAX_RANGE_DESCRIPTORS,
-        max_inactivity_timeout: cfg.max_inactivity_timeout,
-        default_inactivity_timeout: cfg.default_inactivity_timeout,
-        max_token_transfer_blocks: limits::MAX_TOKEN_TRANSFER_BYTES / bs,
-    }
-}
-
-/// OPTIMAL TRANSFER COUNT of token copy in blocks of `lu`.
-pub(crate) fn optimal_token_blocks(lu: &LogicalUnit) -> u64 {
-    limits::OPTIMAL_TOKEN_TRANSFER_BYTES / u64::from(lu.block_size().max(1))
-}
-
 /// Body of the Third-party Copy VPD page (8Fh) for `lu`, or `None` when
 /// the LU does not advertise a copy manager.
-pub(crate) fn vpd_third_party_copy(lu: &LogicalUnit, rod: &RodManager) -> Option<Vec<u8>> {
-    lu.third_party_copy().then(|| vpd::page_body(lu, rod))
+pub(crate) fn vpd_third_party_copy(lu: &LogicalUnit, rod: &RodManager, table: &[Command]) -> Option<Vec<u8>> {
+    lu.third_party_copy().then(|| vpd::page_body(lu, rod, table))
 }
 
 // Command-table entry points.

@@ -19,19 +19,20 @@
 //! OPERATION ABORT, ABORT TASK or nexus loss end it with TASK ABORTED and
 //! the record reads 60h.
 
-use super::edge::{completion, failure, token_sense, CopyOperation};
-use super::rod_limits;
+use super::edge::{completion, failure, token_sense};
+use super::limits::rod_limits;
+use super::records::CopyOperation;
 use super::rod_params::{parse_populate, parse_write_using_token, PopulateParams, WriteUsingTokenParams};
 use super::rod_plan::{plan_write, ByteRun};
 use super::rod_results::{final_status, rrti_body, RodOpStatus, RrtiReport};
 use crate::cdb::be;
 use crate::exec::{CmdResult, Ctx, Done, Fail};
 use crate::lu::LogicalUnit;
+use crate::lun::decode_lun;
 use crate::metrics::CopyCommand;
 use crate::registry::{LuRegistry, Resolution};
 use crate::result::ScsiStatus;
 use crate::sense::{Asc, Sense, SenseKey};
-use crate::target::decode_lun;
 use oxcopy_copy::token::is_zero_token;
 use oxcopy_copy::{
     execute, CancelToken, Consume, CopySource, DeviceInfo, ExecControl, HeldToken, OpStatus, RodInfo, RodManager,

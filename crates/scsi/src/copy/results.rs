@@ -6,8 +6,8 @@
 //! short one. An unknown list identifier (or one of another nexus or LU)
 //! is INVALID FIELD IN CDB pointing at the LIST IDENTIFIER (byte 2).
 
-use super::edge::OpSnapshot;
 use super::limits;
+use super::records::OpSnapshot;
 use crate::cdb::{be, byte};
 use crate::exec::{CmdResult, Ctx, Done, Fail};
 use crate::sense::Sense;

@@ -15,14 +15,13 @@
 //! | 0108h | Supported ROD Types — exactly the types POPULATE TOKEN creates plus the zero token |
 //! | 8001h | General Copy Operations |
 
-use super::limits;
-use super::limits::MAX_TOKEN_TRANSFER_BYTES;
+use super::limits::{self, optimal_token_blocks, rod_limits, MAX_TOKEN_TRANSFER_BYTES};
 use super::results::implemented_descriptors;
 use super::rod_results::{block_rod_limits, rod_token_features, supported_rod_types};
-use super::{optimal_token_blocks, rod_limits, RodManager};
 use crate::cdb::Opcode;
-use crate::commands::COMMANDS;
+use crate::exec::Command;
 use crate::lu::LogicalUnit;
+use oxcopy_copy::RodManager;
 
 /// Third-party copy descriptor type codes.
 pub struct TpcDescriptor;
@@ -68,10 +67,10 @@ impl TpcPage {
 }
 
 /// 0001h: operation code, SA count, SAs — for 83h and 84h, from the table.
-fn supported_commands() -> Vec<u8> {
+fn supported_commands(table: &[Command]) -> Vec<u8> {
     let mut list = Vec::new();
     for op in [Opcode::THIRD_PARTY_COPY_OUT, Opcode::THIRD_PARTY_COPY_IN] {
-        let sas: Vec<u8> = COMMANDS.iter().filter(|t| t.opcode == op).filter_map(|t| t.sa).collect();
+        let sas: Vec<u8> = table.iter().filter(|t| t.opcode == op).filter_map(|t| t.sa).collect();
         if sas.is_empty() {
             continue;
         }
@@ -124,12 +123,12 @@ fn general_copy_operations() -> Vec<u8> {
 }
 
 /// The body of VPD page 8Fh for `lu`, with the token limits of `rod`.
-pub(crate) fn page_body(lu: &LogicalUnit, rod: &RodManager) -> Vec<u8> {
+pub(crate) fn page_body(lu: &LogicalUnit, rod: &RodManager, table: &[Command]) -> Vec<u8> {
     let limits = rod_limits(rod, lu);
     let optimal_bytes = optimal_token_blocks(lu) * u64::from(lu.block_size());
     let mut page = TpcPage::new();
     page.push(TpcDescriptor::BLOCK_DEVICE_ROD_TOKEN_LIMITS, &block_rod_limits(&limits, optimal_token_blocks(lu)))
-        .push(TpcDescriptor::SUPPORTED_COMMANDS, &supported_commands())
+        .push(TpcDescriptor::SUPPORTED_COMMANDS, &supported_commands(table))
         .push(TpcDescriptor::PARAMETER_DATA, &parameter_data())
         .push(TpcDescriptor::SUPPORTED_DESCRIPTORS, &supported_descriptors())
         .push(TpcDescriptor::SUPPORTED_CSCD_IDS, &supported_cscd_ids())
@@ -164,7 +163,7 @@ mod tests {
     fn page_layout() {
         let lu = LogicalUnit::new(LuConfig::default(), Arc::new(MemStorage::new(4096)));
         let registry = crate::testing::registry();
-        let d = descriptors(&page_body(&lu, &registry.rod()));
+        let d = descriptors(&page_body(&lu, &registry.rod(), crate::commands::COMMANDS));
         let types: Vec<u16> = d.iter().map(|(t, _)| *t).collect();
         // Windows reads only the first descriptor: 0000h, length 0020h.
         assert_eq!(types, vec![0x0000, 0x0001, 0x0004, 0x0008, 0x000C, 0x0106, 0x0108, 0x8001]);

@@ -46,18 +46,20 @@
 //! chunks (TASK ABORTED; the record says what was done). Destinations with
 //! write caching disabled (WCE=0) are flushed at the end, as writes are.
 
-use super::edge::{completion, failure, CopyOperation};
+use super::edge::{completion, failure};
 use super::params::{self, Cscd, ListIdUsage, ParamList, SegmentField, SegmentKind, CSCD_ID_THIS_LU};
+use super::records::CopyOperation;
 use super::{limits, SA_EXTENDED_COPY_LID1};
 use crate::cdb::be;
+use crate::exec::Request;
 use crate::exec::{CmdResult, Ctx, Done, Fail};
 use crate::lu::LogicalUnit;
+use crate::lun::decode_lun;
 use crate::metrics::CopyCommand;
 use crate::nexus::Nexus;
 use crate::registry::Resolution;
 use crate::result::ScsiStatus;
 use crate::sense::{Asc, Sense, SenseKey, SenseKeySpecific};
-use crate::target::{decode_lun, Request};
 use oxcopy_copy::{execute, ExecControl, LiveSource, Run};
 use std::sync::Arc;
 
