@@ -22,11 +22,11 @@
 mod common;
 
 use bytes::Bytes;
-use common::daemon::{Proc, Spawn};
-use common::{fnv, lun_bytes as file_range, pattern_vec as pattern};
+use common::spawn_opts;
 use oxcopy_initiator::odx::{BlockRange, PopulateToken, WriteUsingToken};
 use oxcopy_initiator::xcopy::{Cscd, Designator, ListIdUsage, ParamList, Segment};
 use oxcopy_initiator::{DataDir, ScsiOutcome, Session, SessionConfig, STATUS_GOOD};
+use oxcopy_testkit::{file_bytes as file_range, fnv, pattern, DaemonConfig, Lun, Proc, Spawn, Target};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -78,10 +78,15 @@ struct Book {
 
 /// The daemon on `config`, quiet but for errors (stderr collected).
 fn spawn(config: &Path) -> Proc {
-    Proc::spawn(config, &Spawn { rust_log: "error", url_timeout: STEP, ..Spawn::default() })
+    Proc::spawn(config, &Spawn { rust_log: "error", url_timeout: STEP, ..spawn_opts() })
 }
 
-impl Proc {
+/// Log in to the daemon.
+trait CrashDaemon {
+    async fn session(&self, isid: u8) -> Session;
+}
+
+impl CrashDaemon for Proc {
     async fn session(&self, isid: u8) -> Session {
         let cfg = SessionConfig {
             initiator_name: HOST.into(),
@@ -401,22 +406,15 @@ async fn sigkill_mid_workload_loses_nothing_acknowledged() {
     let luns_dir = dir.path().join("luns");
     std::fs::create_dir_all(&luns_dir).expect("mkdir");
     let lay = prefill(dir.path());
-    let config = dir.path().join("oxcopyd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{data}\"\nnop_interval = 0\n\n\
-             [[target]]\niqn = \"{IQN}\"\n\n\
-             [[target.lun]]\nid = 0\npath = \"{l0}\"\n\n\
-             [[target.lun]]\nid = 1\npath = \"{l1}\"\n\n\
-             [[target.lun]]\nid = 2\npath = \"{l2}\"\nsize = \"1MiB\"\n",
-            data = data_dir.display(),
-            l0 = lay.lun0.display(),
-            l1 = lay.lun1.display(),
-            l2 = luns_dir.join("pr.img").display(),
-        ),
-    )
-    .expect("write config");
+    let config = DaemonConfig::new(&data_dir)
+        .server("nop_interval", 0)
+        .target(
+            Target::new(IQN)
+                .lun(Lun::new(0, &lay.lun0))
+                .lun(Lun::new(1, &lay.lun1))
+                .lun(Lun::new(2, luns_dir.join("pr.img")).size("1MiB")),
+        )
+        .write(dir.path().join("oxcopyd.toml"));
     let book = Arc::new(Mutex::new(Book {
         issued: vec![0; SLOTS],
         acked: vec![0; SLOTS],

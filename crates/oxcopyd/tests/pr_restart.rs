@@ -5,10 +5,12 @@
 mod common;
 
 use bytes::Bytes;
-use common::daemon::{Proc as Daemon, Spawn};
+use common::spawn_opts;
 use oxcopy_initiator::{DataDir, ScsiOutcome, Session, SessionConfig, STATUS_GOOD, STATUS_RESERVATION_CONFLICT};
+use oxcopy_testkit::{output_within, DaemonConfig, Lun, Proc as Daemon, Target};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
 const IQN: &str = "iqn.2026-11.dev.oxcopy:pr-restart";
 const HOST_A: &str = "iqn.2026-11.test:pr-host-a";
@@ -22,13 +24,21 @@ const RESERVE: u8 = 0x01;
 const REGISTER_AND_IGNORE: u8 = 0x06;
 const EXCLUSIVE_ACCESS: u8 = 0x3;
 const APTPL: u8 = 0x01;
+/// Bound on a start that is refused.
+const STEP: Duration = Duration::from_secs(30);
 
 /// The daemon on `config` (stderr collected for a failure message).
 fn spawn(config: &Path) -> Daemon {
-    Daemon::spawn(config, &Spawn::default())
+    Daemon::spawn(config, &spawn_opts())
 }
 
-impl Daemon {
+/// What the test does with the daemon: log in; crash it.
+trait PrDaemon {
+    async fn session(&self, initiator: &str, isid: u8) -> Session;
+    fn crash(self);
+}
+
+impl PrDaemon for Daemon {
     async fn session(&self, initiator: &str, isid: u8) -> Session {
         let cfg = SessionConfig {
             initiator_name: initiator.to_string(),
@@ -44,6 +54,13 @@ impl Daemon {
     fn crash(self) {
         self.kill();
     }
+}
+
+/// One LUN of `size` at `dir/lun0.img`, state in `data`.
+fn config(dir: &Path, data: &Path, size: &str) -> std::path::PathBuf {
+    DaemonConfig::new(data)
+        .target(Target::new(IQN).lun(Lun::new(0, dir.join("lun0.img")).size(size)))
+        .write(dir.join("oxcopyd.toml"))
 }
 
 /// Run a command; a unit attention (none is expected, but the standard
@@ -89,17 +106,7 @@ async fn read1(s: &Session) -> u8 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aptpl_registrations_and_reservation_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("oxcopyd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{data}\"\n\n[[target]]\niqn = \"{IQN}\"\n\n\
-             [[target.lun]]\nid = 0\npath = \"{lun}\"\nsize = \"8MiB\"\n",
-            data = dir.path().join("data").display(),
-            lun = dir.path().join("lun0.img").display(),
-        ),
-    )
-    .expect("write config");
+    let config = config(dir.path(), &dir.path().join("data"), "8MiB");
 
     // B registers without APTPL, A with APTPL=1 (which makes the whole
     // state persistent) and takes an Exclusive Access reservation.
@@ -142,23 +149,10 @@ async fn a_damaged_state_file_refuses_the_start() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
     std::fs::write(data.join(format!("pr-{IQN}-0.state")), b"OXPR\x01not a state").expect("write state");
-    let config = dir.path().join("oxcopyd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{}\"\n\n[[target]]\niqn = \"{IQN}\"\n\n\
-             [[target.lun]]\nid = 0\npath = \"{}\"\nsize = \"1MiB\"\n",
-            data.display(),
-            dir.path().join("lun0.img").display(),
-        ),
-    )
-    .expect("write config");
-    let out = Command::new(env!("CARGO_BIN_EXE_oxcopyd"))
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run oxcopyd");
+    let config = config(dir.path(), &data, "1MiB");
+    let out = output_within(Command::new(env!("CARGO_BIN_EXE_oxcopyd")).arg("--config").arg(&config), STEP)
+        .expect("run oxcopyd")
+        .expect("oxcopyd exits");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pr-") && err.contains(".state"), "stderr names the file: {err}");

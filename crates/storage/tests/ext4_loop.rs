@@ -2,9 +2,8 @@
 //! copy_file_range. Root only; skipped (with a "skipped: …" line) otherwise,
 //! unless OXCOPY_REQUIRE_XFS=1.
 
-mod common;
-
 use oxcopy_storage::{FileStorage, OpenOptions, Storage};
+use oxcopy_testkit::{pattern, LoopFs};
 use std::path::Path;
 
 const MIB: u64 = 1 << 20;
@@ -21,7 +20,7 @@ fn read(s: &dyn Storage, off: u64, len: u64) -> Vec<u8> {
 
 #[test]
 fn ext4_copies_use_copy_file_range() {
-    let Some(fs) = common::LoopFs::new("ext4", "mkfs.ext4", &["-q", "-F"], 512) else {
+    let Some(fs) = LoopFs::ext4(512) else {
         return;
     };
     let size = 64 * MIB;
@@ -32,7 +31,7 @@ fn ext4_copies_use_copy_file_range() {
     assert!(!caps.reflink);
     assert!(caps.discard && caps.allocation_status);
 
-    let data: Vec<u8> = (0..24 * MIB as usize).map(|i| (i * 7 + (i >> 13)) as u8).collect();
+    let data = pattern(8, 24 * MIB as usize);
     a.write_at(&data, 8 * MIB).unwrap();
     let r = b.copy_range(0, &a, 0, size).unwrap();
     eprintln!("ext4 copy: {r:?}");

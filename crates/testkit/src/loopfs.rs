@@ -1,5 +1,4 @@
-//! A filesystem on a loop device for integration tests (the storage, daemon
-//! and CLI tests all use this one file), torn down by `Drop`
+//! A filesystem on a loop device for integration tests, torn down by `Drop`
 //! (unmount, then detach exactly the loop device we attached) even when the
 //! test panics.
 //!
@@ -7,13 +6,17 @@
 //! missing the test prints `skipped: …` and passes, unless the environment
 //! variable `OXCOPY_REQUIRE_XFS=1` is set, which turns the skip into a failure.
 
-#![allow(dead_code)]
-
+use crate::process::output_within;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+/// Bound on each tool run (losetup, mkfs, mount, umount).
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A mounted loop filesystem; `mnt` is its mount point.
 pub struct LoopFs {
+    /// The mount point.
     pub mnt: PathBuf,
     dev: Option<String>,
     mounted: bool,
@@ -22,7 +25,9 @@ pub struct LoopFs {
 }
 
 fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    let out = output_within(Command::new(cmd).args(args), TOOL_TIMEOUT)
+        .map_err(|e| format!("{cmd}: {e}"))?
+        .ok_or_else(|| format!("{cmd} {}: killed after {TOOL_TIMEOUT:?}", args.join(" ")))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
@@ -55,6 +60,16 @@ fn skip(why: &str) -> Option<LoopFs> {
 }
 
 impl LoopFs {
+    /// A `size_mib` MiB XFS with reflink (`mkfs.xfs -m reflink=1`).
+    pub fn xfs_reflink(size_mib: u64) -> Option<LoopFs> {
+        LoopFs::new("xfs", "mkfs.xfs", &["-q", "-f", "-m", "reflink=1"], size_mib)
+    }
+
+    /// A `size_mib` MiB ext4 (no reflink).
+    pub fn ext4(size_mib: u64) -> Option<LoopFs> {
+        LoopFs::new("ext4", "mkfs.ext4", &["-q", "-F"], size_mib)
+    }
+
     /// Make and mount a `size_mib` MiB filesystem: `mkfs` is the mkfs program
     /// (`mkfs.xfs`, `mkfs.ext4`), `mkfs_args` come before the device.
     pub fn new(fstype: &str, mkfs: &str, mkfs_args: &[&str], size_mib: u64) -> Option<LoopFs> {
