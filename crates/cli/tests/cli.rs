@@ -5,7 +5,7 @@
 //! Every child process is killed by PID if it outlives its deadline (and in
 //! a Drop guard); every daemon is shut down when its test ends.
 
-use oxcopy_testkit::{file_bytes, output_within, pattern, Chap, DaemonConfig, LoopFs, Lun, Target};
+use oxcopy_testkit::{file_bytes, output_within, pattern, status_within, Chap, DaemonConfig, LoopFs, Lun, Target};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -739,6 +739,9 @@ fn inspect_decodes_every_page_and_descriptor() {
 // tgt: another target (no offload, CHAP). Runs when tgtd is installed and we
 // are root; otherwise says why and passes.
 
+/// Bound on each run of `scripts/tgt.sh` and `tgtadm`.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
 struct Tgt {
     port: u16,
     dir: tempfile::TempDir,
@@ -761,11 +764,9 @@ impl Tgt {
             .map(|i| 20000 + (seed + i) % 10000)
             .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())?;
         let dir = tempfile::tempdir().ok()?;
-        let st = Command::new(&script)
-            .args(["start", &port.to_string(), path_str(dir.path()), "--size", "16M"])
-            .stdout(Stdio::null())
-            .status()
-            .ok()?;
+        let mut start = Command::new(&script);
+        start.args(["start", &port.to_string(), path_str(dir.path()), "--size", "16M"]).stdout(Stdio::null());
+        let st = status_within(&mut start, TOOL_TIMEOUT).ok()??;
         if !st.success() {
             eprintln!("tgt tests skipped: scripts/tgt.sh start failed");
             return None;
@@ -778,11 +779,9 @@ impl Tgt {
     }
 
     fn tgtadm(&self, args: &[&str]) {
-        let st = Command::new("tgtadm")
-            .args(["-C", &self.port.to_string(), "--lld", "iscsi"])
-            .args(args)
-            .status()
-            .expect("tgtadm");
+        let mut cmd = Command::new("tgtadm");
+        cmd.args(["-C", &self.port.to_string(), "--lld", "iscsi"]).args(args);
+        let st = status_within(&mut cmd, TOOL_TIMEOUT).expect("tgtadm").expect("tgtadm finishes");
         assert!(st.success(), "tgtadm {args:?}");
     }
 }
@@ -790,11 +789,11 @@ impl Tgt {
 impl Drop for Tgt {
     fn drop(&mut self) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/tgt.sh");
-        let _ = Command::new(script)
-            .args(["stop", &self.port.to_string(), path_str(self.dir.path())])
+        let mut stop = Command::new(script);
+        stop.args(["stop", &self.port.to_string(), path_str(self.dir.path())])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+            .stderr(Stdio::null());
+        let _ = status_within(&mut stop, TOOL_TIMEOUT);
     }
 }
 

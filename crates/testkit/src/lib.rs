@@ -16,7 +16,7 @@ pub mod process;
 pub use config::{Chap, DaemonConfig, Lun, Target};
 pub use daemon::{Proc, Spawn};
 pub use loopfs::LoopFs;
-pub use process::{output_within, ChildGuard};
+pub use process::{output_within, status_within, ChildGuard};
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;

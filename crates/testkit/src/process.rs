@@ -76,6 +76,15 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Run `cmd` (its stdio as the caller set it) and wait for it, at most
+/// `timeout`: `Ok(None)` if it was still running then (it has been killed by
+/// PID and reaped). For scripts that leave a daemon behind, whose output
+/// must not be collected (see [`output_within`]).
+pub fn status_within(cmd: &mut Command, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
+    let mut guard = ChildGuard::spawn(cmd)?;
+    Ok(guard.wait_exit(timeout, Duration::from_millis(10)))
+}
+
 /// Run `cmd` (stdin null, stdout and stderr collected) and wait for it, at
 /// most `timeout`: `Ok(None)` if it was still running then (it has been
 /// killed by PID and reaped). Output is collected until the pipes close, so
@@ -120,6 +129,13 @@ mod tests {
         let t = Instant::now();
         assert!(output_within(Command::new("sleep").arg("30"), Duration::from_millis(100)).expect("spawn").is_none());
         assert!(t.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn status_within_waits_or_kills() {
+        let st = status_within(Command::new("sh").args(["-c", "exit 4"]), Duration::from_secs(20)).expect("spawn sh");
+        assert_eq!(st.and_then(|s| s.code()), Some(4));
+        assert!(status_within(Command::new("sleep").arg("30"), Duration::from_millis(100)).expect("spawn").is_none());
     }
 
     #[test]
