@@ -2,6 +2,9 @@
 //! `std::env::temp_dir()` is elsewhere). Reflink-specific behaviour is in
 //! `xfs_reflink.rs` / `ext4_loop.rs` on loop-mounted filesystems.
 
+mod common;
+
+use common::{create, read, MIB};
 use oxcopy_storage::{CopyReport, FileStorage, MemStorage, OpenOptions, Storage, StorageErrorKind};
 use oxcopy_testkit::{output_within, pattern};
 use proptest::prelude::*;
@@ -10,16 +13,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const MIB: u64 = 1 << 20;
-
-fn create(path: &Path, size: u64) -> FileStorage {
-    FileStorage::open(path, &OpenOptions { create_size: Some(size), read_only: false }).unwrap()
-}
-
 fn read_all(s: &dyn Storage) -> Vec<u8> {
-    let mut v = vec![0u8; s.len() as usize];
-    s.read_at(&mut v, 0).unwrap();
-    v
+    read(s, 0, s.len())
 }
 
 fn fs_type(path: &Path) -> String {

@@ -2,21 +2,11 @@
 //! Root only; skipped (with a "skipped: …" line) otherwise, unless
 //! OXCOPY_REQUIRE_XFS=1.
 
-use oxcopy_storage::{FileStorage, OpenOptions, Storage};
+mod common;
+
+use common::{create, read, MIB};
+use oxcopy_storage::Storage;
 use oxcopy_testkit::{pattern, LoopFs};
-use std::path::Path;
-
-const MIB: u64 = 1 << 20;
-
-fn create(path: &Path, size: u64) -> FileStorage {
-    FileStorage::open(path, &OpenOptions { create_size: Some(size), read_only: false }).unwrap()
-}
-
-fn read(s: &dyn Storage, off: u64, len: u64) -> Vec<u8> {
-    let mut v = vec![0u8; len as usize];
-    s.read_at(&mut v, off).unwrap();
-    v
-}
 
 #[test]
 fn xfs_copies_use_reflink() {
