@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use bytes::{Bytes, BytesMut};
-use oxcopy_initiator::{DigestPolicy, Session, SessionConfig};
+use oxcopy_initiator::{DataDir, DigestPolicy, ScsiOutcome, Session, SessionConfig, STATUS_GOOD};
 use oxcopy_iscsi::frame::{decode_frame, encode_frame, FrameError, FrameLimits, Pdu};
 use oxcopy_iscsi::login::{InitiatorLogin, InitiatorLoginConfig, InitiatorStep, LoginError};
 use oxcopy_iscsi::pdu::{DataOut, Header, NopOut, ScsiCommand, ScsiResponse, TaskAttr, BHS_LEN, RESERVED_TAG};
@@ -164,6 +164,52 @@ pub async fn within<F: std::future::Future>(d: Duration, what: &str, f: F) -> F:
 /// [`oxcopy_testkit::pattern`] as `Bytes`, what the initiator writes.
 pub fn pattern(seed: u64, len: usize) -> Bytes {
     Bytes::from(oxcopy_testkit::pattern(seed, len))
+}
+
+// ---------------------------------------------------------------------------
+// Commands across a restart of the daemon, persistent reservations.
+
+/// Run a command on `lun`; a unit attention (the standard allows one after
+/// a restart) is answered by running it again, a few times at most.
+pub async fn exec_past_ua(s: &Session, lun: u64, cdb: &[u8], dir: DataDir) -> oxcopy_initiator::Result<ScsiOutcome> {
+    for _ in 0..4 {
+        let o = s.execute(lun, cdb, dir.clone()).await?;
+        let ua = o.is_check_condition() && o.sense_info().is_some_and(|x| x.key == 6);
+        if !ua {
+            return Ok(o);
+        }
+    }
+    panic!("unit attentions do not stop");
+}
+
+/// PERSISTENT RESERVE OUT on `lun`: service action `sa`, `pr_type`, the
+/// reservation key and service action key, and `flags` (byte 20, e.g.
+/// APTPL); returns the status.
+pub async fn prout(s: &Session, lun: u64, sa: u8, pr_type: u8, key: u64, sa_key: u64, flags: u8) -> u8 {
+    let mut p = vec![0u8; 24];
+    p[0..8].copy_from_slice(&key.to_be_bytes());
+    p[8..16].copy_from_slice(&sa_key.to_be_bytes());
+    p[20] = flags;
+    let cdb = [0x5F, sa, pr_type, 0, 0, 0, 0, 0, 24, 0];
+    exec_past_ua(s, lun, &cdb, DataDir::Write { data: Bytes::from(p) }).await.expect("PR OUT delivered").status
+}
+
+/// PERSISTENT RESERVE IN READ KEYS on `lun`: the registered keys.
+pub async fn pr_keys(s: &Session, lun: u64) -> Vec<u64> {
+    let cdb = [0x5E, 0x00, 0, 0, 0, 0, 0, 0x10, 0, 0];
+    let out = exec_past_ua(s, lun, &cdb, DataDir::Read { len: 4096 }).await.expect("PR IN delivered");
+    assert_eq!(out.status, STATUS_GOOD);
+    out.data.get(8..).unwrap_or(&[]).chunks(8).map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes"))).collect()
+}
+
+/// PERSISTENT RESERVE IN READ RESERVATION on `lun`: (key, type) of the
+/// reservation, if any.
+pub async fn pr_reservation(s: &Session, lun: u64) -> Option<(u64, u8)> {
+    let cdb = [0x5E, 0x01, 0, 0, 0, 0, 0, 0x10, 0, 0];
+    let out = exec_past_ua(s, lun, &cdb, DataDir::Read { len: 4096 }).await.expect("PR IN delivered");
+    assert_eq!(out.status, STATUS_GOOD);
+    let d = &out.data;
+    (d.len() >= 24).then(|| (u64::from_be_bytes(d[8..16].try_into().expect("8 bytes")), d[21] & 0x0F))
 }
 
 // ---------------------------------------------------------------------------
