@@ -51,7 +51,6 @@ fn refused(dir: &Path, name: &str, text: &str) -> String {
     let st = p
         .wait_exit(Duration::from_secs(20), Duration::from_millis(20))
         .unwrap_or_else(|| panic!("{name}: still running"));
-    std::thread::sleep(Duration::from_millis(50)); // let the stderr reader drain
     let err = p.stderr();
     assert_eq!(st.code(), Some(2), "{name}: exit status; stderr:\n{err}");
     assert!(err.contains(&cfg.display().to_string()), "{name}: message must name the file:\n{err}");
@@ -125,7 +124,6 @@ fn bad_config_exits_2_and_creates_nothing() {
     let missing = dir.path().join("missing.toml");
     let mut p = Proc::launch(&missing, &Spawn { rust_log: "info", cwd: Some(dir.path()), ..spawn_opts() });
     let st = p.wait_exit(Duration::from_secs(20), Duration::from_millis(20)).expect("exits");
-    std::thread::sleep(Duration::from_millis(50));
     assert_eq!(st.code(), Some(2), "{}", p.stderr());
     assert!(p.stderr().contains(&missing.display().to_string()), "{}", p.stderr());
     // Nothing created in the working directory either (no default data dir).

@@ -157,7 +157,8 @@ impl DaemonConfig {
     }
 
     /// Another `[server]` key (e.g. `nop_interval`, `max_sessions`,
-    /// `metrics`, `write_buffer_limit`).
+    /// `metrics`, `write_buffer_limit`; not `listen` or `data_dir`, which
+    /// [`DaemonConfig::new`] writes).
     pub fn server(mut self, key: &str, value: impl Into<Value>) -> DaemonConfig {
         self.server.set(key, value);
         self

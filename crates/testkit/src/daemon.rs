@@ -137,9 +137,15 @@ impl Proc {
         self.child.sigterm()
     }
 
-    /// Wait for exit, at most `d`, polling every `poll`.
+    /// Wait for exit, at most `d`, polling every `poll`; once it has
+    /// exited, [`Proc::stderr`] has all of its stderr.
     pub fn wait_exit(&mut self, d: Duration, poll: Duration) -> Option<ExitStatus> {
-        self.child.wait_exit(d, poll)
+        let st = self.child.wait_exit(d, poll)?;
+        // The daemon is gone, so its stderr has ended: collect the rest.
+        if let Some(t) = self.collector.take() {
+            let _ = t.join();
+        }
+        Some(st)
     }
 
     /// Kill (SIGKILL) without any chance to flush or save, and reap.
