@@ -5,11 +5,11 @@
 //! Every child process is killed by PID if it outlives its deadline (and in
 //! a Drop guard); every daemon is shut down when its test ends.
 
-use std::io::Read;
+use oxcopy_testkit::{file_bytes, output_within, pattern, status_within, Chap, DaemonConfig, LoopFs, Lun, Target};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const TARGET: &str = "iqn.2026-11.dev.oxcopy:cli";
 const LUN_BLOCKS_512: u64 = 32768; // 16 MiB
@@ -30,38 +30,30 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
-        Daemon::start_with(|_| String::new())
+        Daemon::start_with(|_| Vec::new())
     }
 
-    /// The standard LUNs plus the `[[target.lun]]` entries `extra` returns
-    /// (given the temp dir, where it may create their files first).
-    fn start_with(extra: impl FnOnce(&Path) -> String) -> Daemon {
+    /// The standard LUNs plus the ones `extra` returns (given the temp dir,
+    /// where it may create their files first).
+    fn start_with(extra: impl FnOnce(&Path) -> Vec<Lun>) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path().display();
+        let d = dir.path();
         let lun = |id: u32, bs: u32, ro: bool| {
-            format!(
-                "[[target.lun]]\nid = {id}\npath = \"{d}/lun{id}.img\"\nsize = \"16MiB\"\nblock_size = {bs}\n\
-                 read_only = {ro}\n"
-            )
+            Lun::new(id, d.join(format!("lun{id}.img"))).size("16MiB").block_size(bs).read_only(ro)
         };
-        let mut text = format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{d}/state\"\nnop_interval = 0\n\n\
-             [[target]]\niqn = \"{TARGET}\"\n"
-        );
-        text += &lun(0, 512, false);
-        text += &lun(1, 4096, false);
-        text += &lun(2, 512, false);
+        let mut target = Target::new(TARGET).lun(lun(0, 512, false)).lun(lun(1, 4096, false)).lun(lun(2, 512, false));
         // A read-only LUN is never created: make its (sparse) file first.
-        let f = std::fs::File::create(dir.path().join("lun3.img")).expect("lun3");
+        let f = std::fs::File::create(d.join("lun3.img")).expect("lun3");
         f.set_len(LUN_SIZE).expect("lun3 size");
-        text += &format!("[[target.lun]]\nid = 3\npath = \"{d}/lun3.img\"\nblock_size = 512\nread_only = true\n");
+        target = target.lun(Lun::new(3, d.join("lun3.img")).block_size(512).read_only(true));
         for id in [4, 5] {
-            text += &lun(id, 512, false);
-            text += "third_party_copy = false\n";
+            target = target.lun(lun(id, 512, false).third_party_copy(false));
         }
-        text += &extra(dir.path());
-        let path = dir.path().join("oxcopyd.toml");
-        std::fs::write(&path, text).expect("config");
+        for l in extra(d) {
+            target = target.lun(l);
+        }
+        let path =
+            DaemonConfig::new(d.join("state")).server("nop_interval", 0).target(target).write(d.join("oxcopyd.toml"));
         let cfg = oxcopyd::Config::from_file(&path).expect("config validates");
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let running = rt.block_on(oxcopyd::start(cfg)).expect("daemon starts");
@@ -96,18 +88,6 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(r) = self.running.take() {
             let _ = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), r.shutdown()).await });
-        }
-    }
-}
-
-/// Kills the child by PID unless it has been reaped.
-struct ChildGuard(Option<Child>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 }
@@ -148,59 +128,18 @@ fn oxcopy_env(args: &[&str], env: &[(&str, &str)]) -> Out {
         .env_remove("OXCOPY_CHAP_SECRET")
         .env_remove("OXCOPY_TARGET_CHAP_SECRET")
         .env_remove("RUST_LOG")
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env("RUST_BACKTRACE", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn oxcopy");
-    let mut so = child.stdout.take().expect("stdout");
-    let mut se = child.stderr.take().expect("stderr");
-    let mut guard = ChildGuard(Some(child));
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = so.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        let c = guard.0.as_mut().expect("child");
-        if let Some(st) = c.try_wait().expect("try_wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            drop(guard); // kills it
-            panic!("oxcopy {args:?} did not finish in time");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    guard.0 = None;
+    let out = output_within(&mut cmd, Duration::from_secs(180))
+        .expect("spawn oxcopy")
+        .unwrap_or_else(|| panic!("oxcopy {args:?} did not finish in time"));
     Out {
-        code: status.code().unwrap_or(-1),
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-/// Deterministic pseudo-random bytes.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 fn write_file(p: &Path, data: &[u8]) {
@@ -245,8 +184,7 @@ fn check_summary(v: &serde_json::Value, bytes: u64) {
 
 /// Bytes `[off, off + len)` of a file.
 fn file_range(p: &Path, off: usize, len: usize) -> Vec<u8> {
-    let d = std::fs::read(p).expect("read file");
-    d[off..off + len].to_vec()
+    file_bytes(p, off as u64, len)
 }
 
 // ---------------------------------------------------------------------------
@@ -516,11 +454,7 @@ fn large_copies_are_split_within_the_limits() {
         for (i, &at) in marks.iter().enumerate() {
             f.write_all_at(&pattern(20 + i as u64, 1 << 20), at).expect("mark");
         }
-        let dd = dir.display();
-        format!(
-            "[[target.lun]]\nid = 6\npath = \"{dd}/big6.img\"\n[[target.lun]]\nid = 7\npath = \"{dd}/big7.img\"\n\
-             size = \"5GiB\"\n"
-        )
+        vec![Lun::new(6, dir.join("big6.img")), Lun::new(7, dir.join("big7.img")).size("5GiB")]
     });
     for (m, commands, tokens) in [("xcopy", 3, 0), ("token", 4, 2)] {
         let r = oxcopy(&["cp", "--json", "--method", m, &d.url(6), &d.url(7)]);
@@ -658,20 +592,20 @@ fn token_files_between_two_processes() {
 #[test]
 fn wrong_chap_secret_against_oxcopyd() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
     let secret = dir.path().join("alice.secret");
     std::fs::write(&secret, "alice-secret-1234").unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{d}/state\"\nnop_interval = 0\n\n[[target]]\n\
-         iqn = \"{TARGET}\"\n[target.chap]\nuser = \"alice\"\nsecret_file = \"{d}/alice.secret\"\n\
-         [[target.lun]]\nid = 0\npath = \"{d}/lun0.img\"\nsize = \"1MiB\"\n"
-    );
-    let path = dir.path().join("oxcopyd.toml");
-    std::fs::write(&path, text).unwrap();
+    let path = DaemonConfig::new(dir.path().join("state"))
+        .server("nop_interval", 0)
+        .target(
+            Target::new(TARGET)
+                .chap(Chap::new("alice", &secret))
+                .lun(Lun::new(0, dir.path().join("lun0.img")).size("1MiB")),
+        )
+        .write(dir.path().join("oxcopyd.toml"));
     let cfg = oxcopyd::Config::from_file(&path).expect("config validates");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let running = rt.block_on(oxcopyd::start(cfg)).expect("daemon starts");
@@ -689,10 +623,7 @@ fn wrong_chap_secret_against_oxcopyd() {
 // Local → local on XFS (reflink) and ext4 (no reflink): loop filesystems, as
 // root; skipped otherwise unless OXCOPY_REQUIRE_XFS=1.
 
-#[path = "../../storage/tests/common/mod.rs"]
-mod loopfs;
-
-fn local_copy_on(fs: &loopfs::LoopFs) -> serde_json::Value {
+fn local_copy_on(fs: &LoopFs) -> serde_json::Value {
     let data = pattern(14, (16 << 20) + 4096);
     let src = fs.mnt.join("a.img");
     write_file(&src, &data);
@@ -707,7 +638,7 @@ fn local_copy_on(fs: &loopfs::LoopFs) -> serde_json::Value {
 
 #[test]
 fn local_copy_reflinks_on_xfs() {
-    let Some(fs) = loopfs::LoopFs::new("xfs", "mkfs.xfs", &["-q", "-f", "-m", "reflink=1"], 512) else { return };
+    let Some(fs) = LoopFs::xfs_reflink(512) else { return };
     let j = local_copy_on(&fs);
     assert_eq!(j["local"]["reflink"], (16 << 20) + 4096, "{j}");
     assert_eq!(j["local"]["read_write"], 0, "{j}");
@@ -715,7 +646,7 @@ fn local_copy_reflinks_on_xfs() {
 
 #[test]
 fn local_copy_without_reflink_on_ext4() {
-    let Some(fs) = loopfs::LoopFs::new("ext4", "mkfs.ext4", &["-q", "-F"], 256) else { return };
+    let Some(fs) = LoopFs::ext4(256) else { return };
     let j = local_copy_on(&fs);
     assert_eq!(j["local"]["reflink"], 0, "{j}");
     assert_eq!(j["local"]["copy_file_range"], (16 << 20) + 4096, "{j}");
@@ -808,6 +739,9 @@ fn inspect_decodes_every_page_and_descriptor() {
 // tgt: another target (no offload, CHAP). Runs when tgtd is installed and we
 // are root; otherwise says why and passes.
 
+/// Bound on each run of `scripts/tgt.sh` and `tgtadm`.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
 struct Tgt {
     port: u16,
     dir: tempfile::TempDir,
@@ -830,11 +764,9 @@ impl Tgt {
             .map(|i| 20000 + (seed + i) % 10000)
             .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())?;
         let dir = tempfile::tempdir().ok()?;
-        let st = Command::new(&script)
-            .args(["start", &port.to_string(), path_str(dir.path()), "--size", "16M"])
-            .stdout(Stdio::null())
-            .status()
-            .ok()?;
+        let mut start = Command::new(&script);
+        start.args(["start", &port.to_string(), path_str(dir.path()), "--size", "16M"]).stdout(Stdio::null());
+        let st = status_within(&mut start, TOOL_TIMEOUT).ok()??;
         if !st.success() {
             eprintln!("tgt tests skipped: scripts/tgt.sh start failed");
             return None;
@@ -847,11 +779,9 @@ impl Tgt {
     }
 
     fn tgtadm(&self, args: &[&str]) {
-        let st = Command::new("tgtadm")
-            .args(["-C", &self.port.to_string(), "--lld", "iscsi"])
-            .args(args)
-            .status()
-            .expect("tgtadm");
+        let mut cmd = Command::new("tgtadm");
+        cmd.args(["-C", &self.port.to_string(), "--lld", "iscsi"]).args(args);
+        let st = status_within(&mut cmd, TOOL_TIMEOUT).expect("tgtadm").expect("tgtadm finishes");
         assert!(st.success(), "tgtadm {args:?}");
     }
 }
@@ -859,11 +789,11 @@ impl Tgt {
 impl Drop for Tgt {
     fn drop(&mut self) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/tgt.sh");
-        let _ = Command::new(script)
-            .args(["stop", &self.port.to_string(), path_str(self.dir.path())])
+        let mut stop = Command::new(script);
+        stop.args(["stop", &self.port.to_string(), path_str(self.dir.path())])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+            .stderr(Stdio::null());
+        let _ = status_within(&mut stop, TOOL_TIMEOUT);
     }
 }
 

@@ -5,6 +5,7 @@ use crate::*;
 use bytes::{Bytes, BytesMut};
 use oxcopy_iscsi::frame::{decode_frame, encode_frame, FrameLimits, Pdu};
 use oxcopy_iscsi::pdu::*;
+use oxcopy_testkit::pattern;
 use std::future::Future;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
@@ -163,10 +164,6 @@ fn data_out(p: &Pdu) -> &DataOut {
     }
 }
 
-fn pattern(n: usize) -> Bytes {
-    (0..n).map(|i| (i * 7 + i / 251) as u8).collect::<Vec<u8>>().into()
-}
-
 #[tokio::test]
 async fn read_single_data_in_with_status() {
     bounded(async {
@@ -184,7 +181,7 @@ async fn read_single_data_in_with_status() {
         assert_eq!(c.exp_stat_sn, 1);
         assert_eq!(c.lun, [0, 1, 0, 0, 0, 0, 0, 0]);
         assert_eq!(c.cdb[0], 0x88);
-        let data = pattern(4096);
+        let data = Bytes::from(pattern(1, 4096));
         t.data_in(c.itt, 0, 0, &data, Some(0)).await;
         let o = h.await.unwrap().unwrap();
         assert!(o.is_good());
@@ -213,7 +210,7 @@ async fn read_multi_data_in_then_response_with_underflow() {
             s.execute(0, &scsi::cdb::inquiry(false, 0, 1000), DataDir::Read { len: 1000 }).await
         });
         let c = cmd(&t.recv().await).clone();
-        let data = pattern(600);
+        let data = Bytes::from(pattern(1, 600));
         // Out of order on purpose: reassembly goes by buffer offset.
         t.data_in(c.itt, 0, 0, &data[..200], None).await;
         t.data_in(c.itt, 1, 200, &data[200..400], None).await;
@@ -348,11 +345,11 @@ async fn write_immediate_unsolicited_and_several_r2ts() {
             ..test_params()
         };
         let (s, mut t) = setup_with(params, test_config(), 32);
-        let data = pattern(40000);
+        let data = Bytes::from(pattern(1, 40000));
         let d2 = data.clone();
         let h = tokio::spawn(async move { s.write16(3, 100, d2.slice(..39936), 512, true).await });
         let _ = data;
-        let data = pattern(40000).slice(..39936);
+        let data = Bytes::from(pattern(1, 40000)).slice(..39936);
         let p = t.recv().await;
         let c = cmd(&p).clone();
         assert!(c.write && !c.read && !c.final_, "unsolicited Data-Out follows: F=0");
@@ -412,7 +409,7 @@ async fn write_initial_r2t_without_immediate_data() {
             ..test_params()
         };
         let (s, mut t) = setup_with(params, test_config(), 32);
-        let data = pattern(10000);
+        let data = Bytes::from(pattern(1, 10000));
         let d2 = data.clone();
         let h = tokio::spawn(async move { s.execute(0, &[0x8a; 16], DataDir::Write { data: d2 }).await });
         let p = t.recv().await;
@@ -726,15 +723,15 @@ async fn digests_both_ways() {
         let params = SessionParams { header_digest: true, data_digest: true, ..test_params() };
         let (s, mut t) = setup_with(params, test_config(), 32);
         let s2 = s.clone();
-        let h = tokio::spawn(async move { s2.write16(0, 0, pattern(1024), 512, false).await });
+        let h = tokio::spawn(async move { s2.write16(0, 0, Bytes::from(pattern(1, 1024)), 512, false).await });
         let p = t.recv().await; // decoded with digests checked
-        assert_eq!(p.data, pattern(1024));
+        assert_eq!(p.data, Bytes::from(pattern(1, 1024)));
         t.respond(cmd(&p).itt, 0, None, (false, false, 0)).await;
         h.await.unwrap().unwrap();
         let h = tokio::spawn(async move { s.read16(0, 0, 1, 512).await });
         let c = cmd(&t.recv().await).clone();
-        t.data_in(c.itt, 0, 0, &pattern(512), Some(0)).await;
-        assert_eq!(h.await.unwrap().unwrap(), pattern(512));
+        t.data_in(c.itt, 0, 0, &pattern(1, 512), Some(0)).await;
+        assert_eq!(h.await.unwrap().unwrap(), Bytes::from(pattern(1, 512)));
     })
     .await;
 }
@@ -903,7 +900,7 @@ async fn random_target_pdus_never_panic_or_hang() {
                 let s2 = s.clone();
                 let dir = match i {
                     0 => DataDir::Read { len: 700 },
-                    1 => DataDir::Write { data: pattern(3000) },
+                    1 => DataDir::Write { data: Bytes::from(pattern(1, 3000)) },
                     _ => DataDir::None,
                 };
                 hs.push(tokio::spawn(async move { s2.execute(0, &[0x28; 10], dir).await }));

@@ -210,7 +210,7 @@ async fn discovery_login_io_logout() {
         s.nop().await.unwrap();
 
         // 600 KiB write: immediate + unsolicited + several R2Ts.
-        let data: Bytes = (0..1200 * 512).map(|i| (i % 253) as u8).collect::<Vec<_>>().into();
+        let data = Bytes::from(oxcopy_testkit::pattern(2, 1200 * 512));
         s.write16(0, 10, data.clone(), BS, false).await.unwrap();
         assert_eq!(&disk.lock().unwrap()[10 * 512..1210 * 512], &data[..]);
         let back = s.read16(0, 10, 1200, BS).await.unwrap();

@@ -14,6 +14,7 @@ use oxcopy_initiator::odx::{BlockRange, PopulateToken, WriteUsingToken};
 use oxcopy_initiator::xcopy::{Cscd, Designator, ListIdUsage, ParamList, Segment};
 use oxcopy_initiator::{DataDir, InitiatorError, LoginError, Session, TmfResponse};
 use oxcopy_iscsi::pdu::LoginStatus;
+use std::path::Path;
 use trust_support::*;
 
 const A: &str = "iqn.2026-11.dev.oxcopy:access-a";
@@ -25,51 +26,20 @@ const BS: u32 = 512;
 /// Bytes of known data put at the start of every LUN.
 const SEEDED: usize = 64 * 1024;
 
-fn targets() -> String {
-    format!(
-        r#"
-[[target]]
-iqn = "{A}"
-[[target.lun]]
-id = 0
-path = "{{d}}/a0.img"
-size = "16MiB"
-[[target.lun]]
-id = 1
-path = "{{d}}/a1.img"
-size = "16MiB"
-initiators = ["{TRUSTED}"]
-
-[[target]]
-iqn = "{B}"
-[[target.lun]]
-id = 0
-path = "{{d}}/b0.img"
-size = "16MiB"
-initiators = ["{TRUSTED}"]
-[[target.lun]]
-id = 1
-path = "{{d}}/b1.img"
-size = "16MiB"
-
-[[target]]
-iqn = "{C}"
-initiators = ["{TRUSTED}"]
-[[target.lun]]
-id = 0
-path = "{{d}}/c0.img"
-size = "16MiB"
-
-[copy_domain]
-token_scope = "initiator"
-"#
-    )
+/// Targets A (LUN 1 masked to [`TRUSTED`]), B (LUN 0 masked) and C (only
+/// [`TRUSTED`] may log in), 16 MiB LUNs in `d`; ROD tokens per initiator.
+fn targets(d: &Path, c: DaemonConfig) -> DaemonConfig {
+    let lun = |id: u32, name: &str| Lun::new(id, d.join(name)).size("16MiB");
+    c.target(Target::new(A).lun(lun(0, "a0.img")).lun(lun(1, "a1.img").initiators(&[TRUSTED])))
+        .target(Target::new(B).lun(lun(0, "b0.img").initiators(&[TRUSTED])).lun(lun(1, "b1.img")))
+        .target(Target::new(C).initiators(&[TRUSTED]).lun(lun(0, "c0.img")))
+        .copy_domain("token_scope", "initiator")
 }
 
 /// A daemon with every LUN's first [`SEEDED`] bytes written (by the trusted
 /// initiator, which sees them all).
 async fn seeded() -> TDaemon {
-    let d = TDaemon::start("", &targets()).await;
+    let d = TDaemon::start(targets).await;
     for (target, lun, seed) in [(A, 0u64, 1u64), (A, 1, 2), (B, 0, 3), (B, 1, 4), (C, 0, 5)] {
         let s = d.session(target, TRUSTED).await;
         within(STEP, "seed write", s.write16(lun, 0, Bytes::from(pattern(seed, SEEDED)), BS, true))
@@ -340,7 +310,7 @@ async fn tokens_from_masked_luns_are_refused() {
 /// login to another one is refused with AUTHORIZATION FAILURE.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_lists_only_admitted_targets() {
-    let d = TDaemon::start("", &targets()).await;
+    let d = TDaemon::start(targets).await;
     assert_eq!(d.discover(TRUSTED).await, vec![A.to_string(), B.to_string(), C.to_string()]);
     assert_eq!(d.discover(DENIED).await, vec![A.to_string(), B.to_string()], "C's allow-list excludes {DENIED}");
     match d.try_session(C, DENIED).await {

@@ -5,14 +5,14 @@
 
 mod common;
 
-use common::daemon::{Proc, Spawn};
-use common::{install_panic_watch, session_cfg, STEP};
+use common::{install_panic_watch, session_cfg, spawn_opts, STEP};
 use oxcopy_initiator::{ChapConfig, InitiatorError, LoginError, Session};
 use oxcopy_iscsi::pdu::LoginStatus;
+use oxcopy_testkit::{output_within, Chap, DaemonConfig, Lun, Proc, Spawn, Target};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const CHAP_TARGET: &str = "iqn.2026-11.dev.oxcopy:chap";
@@ -25,7 +25,7 @@ const TARGET_SECRET: &str = "target-secret-456";
 
 /// How the tests run `oxcopyd`: in `cwd`, logging at info, stderr collected.
 fn opts(cwd: &Path) -> Spawn<'_> {
-    Spawn { rust_log: "info", cwd: Some(cwd), url_timeout: Duration::from_secs(20), ..Spawn::default() }
+    Spawn { rust_log: "info", cwd: Some(cwd), url_timeout: Duration::from_secs(20), ..spawn_opts() }
 }
 
 fn write_secret(path: &Path, secret: &str, mode: u32) {
@@ -35,54 +35,19 @@ fn write_secret(path: &Path, secret: &str, mode: u32) {
 
 /// Config with a one-way CHAP target, a mutual CHAP target and an open one.
 fn config(dir: &Path) -> std::path::PathBuf {
-    let d = dir.display();
     write_secret(&dir.join("alice.secret"), SECRET, 0o600);
     write_secret(&dir.join("target.secret"), TARGET_SECRET, 0o640);
-    let text = format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-data_dir = "{d}/state"
-login_timeout = 30
-
-[[target]]
-iqn = "{CHAP_TARGET}"
-
-[target.chap]
-user = "{USER}"
-secret_file = "{d}/alice.secret"
-
-[[target.lun]]
-id = 0
-path = "{d}/chap0.img"
-size = "16MiB"
-
-[[target]]
-iqn = "{MUTUAL_TARGET}"
-
-[target.chap]
-user = "{USER}"
-secret_file = "{d}/alice.secret"
-mutual_user = "{TARGET_USER}"
-mutual_secret_file = "{d}/target.secret"
-
-[[target.lun]]
-id = 0
-path = "{d}/mutual0.img"
-size = "16MiB"
-
-[[target]]
-iqn = "{OPEN_TARGET}"
-
-[[target.lun]]
-id = 0
-path = "{d}/open0.img"
-size = "16MiB"
-"#
-    );
-    let p = dir.join("oxcopyd.toml");
-    std::fs::write(&p, text).expect("config");
-    p
+    let lun = |name: &str| Lun::new(0, dir.join(name)).size("16MiB");
+    DaemonConfig::new(dir.join("state"))
+        .server("login_timeout", 30)
+        .target(Target::new(CHAP_TARGET).chap(Chap::new(USER, dir.join("alice.secret"))).lun(lun("chap0.img")))
+        .target(
+            Target::new(MUTUAL_TARGET)
+                .chap(Chap::new(USER, dir.join("alice.secret")).mutual(TARGET_USER, dir.join("target.secret")))
+                .lun(lun("mutual0.img")),
+        )
+        .target(Target::new(OPEN_TARGET).lun(lun("open0.img")))
+        .write(dir.join("oxcopyd.toml"))
 }
 
 fn start(dir: &Path) -> (Proc, SocketAddr) {
@@ -168,8 +133,13 @@ async fn repeated_failures_are_slowed_down() {
     assert!(is_auth_failure(&slow.await.expect("join").unwrap_err()));
 }
 
+/// Run a libiscsi tool to completion (killed by PID after 5 minutes).
+fn run(cmd: &mut Command) -> Output {
+    output_within(cmd, Duration::from_secs(300)).expect("run libiscsi tool").expect("libiscsi tool exits in time")
+}
+
 fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    output_within(Command::new(tool).arg("--help"), Duration::from_secs(20)).is_ok()
 }
 
 /// libiscsi's `iscsi-inq` with CHAP in the URL.
@@ -183,7 +153,7 @@ fn libiscsi_iscsi_inq_chap() {
     let (p, addr) = start(dir.path());
     let inq = |user: &str, secret: &str, target: &str| {
         let url = format!("iscsi://{user}%{secret}@{addr}/{target}/0");
-        Command::new("iscsi-inq").arg(&url).output().expect("run iscsi-inq")
+        run(Command::new("iscsi-inq").arg(&url))
     };
     let ok = inq(USER, SECRET, CHAP_TARGET);
     let out = String::from_utf8_lossy(&ok.stdout);
@@ -191,7 +161,7 @@ fn libiscsi_iscsi_inq_chap() {
     assert!(out.contains("OXCOPY"), "{out}");
     let bad = inq(USER, "wrong-secret-789", CHAP_TARGET);
     assert!(!bad.status.success(), "wrong secret logged in");
-    let none = Command::new("iscsi-inq").arg(format!("iscsi://{addr}/{CHAP_TARGET}/0")).output().expect("run");
+    let none = run(Command::new("iscsi-inq").arg(format!("iscsi://{addr}/{CHAP_TARGET}/0")));
     assert!(!none.status.success(), "no CHAP logged in");
     assert!(p.stderr().contains("authentication failed"), "{}", p.stderr());
 }
@@ -203,7 +173,7 @@ fn libiscsi_chap_suite() {
         eprintln!("skipping: iscsi-test-cu (libiscsi-bin) is not installed");
         return;
     }
-    let list = Command::new("iscsi-test-cu").arg("--list").output().expect("iscsi-test-cu --list");
+    let list = run(Command::new("iscsi-test-cu").arg("--list"));
     if !String::from_utf8_lossy(&list.stdout).contains("iSCSI.iSCSICHAP") {
         // libiscsi 1.19 (Debian/Ubuntu) predates the suite (added in 1.20).
         eprintln!("skipping: this iscsi-test-cu has no iSCSI.iSCSICHAP suite (libiscsi >= 1.20 needed)");
@@ -212,10 +182,7 @@ fn libiscsi_chap_suite() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (p, addr) = start(dir.path());
     let url = format!("iscsi://{USER}%{SECRET}@{addr}/{CHAP_TARGET}/0");
-    let out = Command::new("iscsi-test-cu")
-        .args(["--fail", "--test=iSCSI.iSCSICHAP", &url])
-        .output()
-        .expect("run iscsi-test-cu");
+    let out = run(Command::new("iscsi-test-cu").args(["--fail", "--test=iSCSI.iSCSICHAP", &url]));
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "iSCSICHAP suite failed:\n{text}\noxcopyd:\n{}", p.stderr());
     assert!(!text.contains("FAILED"), "{text}");
@@ -233,15 +200,15 @@ fn weak_secret_files_are_refused_at_start() {
     write_secret(&d.join("open.secret"), SECRET, 0o644);
     let cases = [("short.secret", "at least 12"), ("open.secret", "world-readable"), ("missing.secret", "cannot read")];
     for (file, problem) in cases {
-        let text = format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{dd}/state\"\n\n[[target]]\niqn = \"{CHAP_TARGET}\"\n\n[target.chap]\nuser = \"u\"\nsecret_file = \"{dd}/{file}\"\n\n[[target.lun]]\nid = 0\npath = \"{dd}/l.img\"\nsize = \"1MiB\"\n",
-            dd = d.display()
-        );
-        let cfg = d.join("bad.toml");
-        std::fs::write(&cfg, text).expect("config");
+        let cfg = DaemonConfig::new(d.join("state"))
+            .target(
+                Target::new(CHAP_TARGET)
+                    .chap(Chap::new("u", d.join(file)))
+                    .lun(Lun::new(0, d.join("l.img")).size("1MiB")),
+            )
+            .write(d.join("bad.toml"));
         let mut p = Proc::launch(&cfg, &opts(d));
         let st = p.wait_exit(Duration::from_secs(20), Duration::from_millis(20)).expect("exits");
-        std::thread::sleep(Duration::from_millis(50));
         let err = p.stderr();
         assert_eq!(st.code(), Some(2), "{file}: {err}");
         assert!(err.contains("target[0].chap.secret_file") && err.contains(file) && err.contains(problem), "{err}");

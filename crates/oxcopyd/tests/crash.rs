@@ -22,11 +22,11 @@
 mod common;
 
 use bytes::Bytes;
-use common::daemon::{Proc, Spawn};
-use common::{fnv, lun_bytes as file_range, pattern_vec as pattern};
+use common::{exec_past_ua, pr_keys, pr_reservation, prout, spawn_opts};
 use oxcopy_initiator::odx::{BlockRange, PopulateToken, WriteUsingToken};
 use oxcopy_initiator::xcopy::{Cscd, Designator, ListIdUsage, ParamList, Segment};
-use oxcopy_initiator::{DataDir, ScsiOutcome, Session, SessionConfig, STATUS_GOOD};
+use oxcopy_initiator::{DataDir, Session, SessionConfig, STATUS_GOOD};
+use oxcopy_testkit::{file_bytes as file_range, fnv, pattern, DaemonConfig, Lun, Proc, Spawn, Target};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -78,10 +78,15 @@ struct Book {
 
 /// The daemon on `config`, quiet but for errors (stderr collected).
 fn spawn(config: &Path) -> Proc {
-    Proc::spawn(config, &Spawn { rust_log: "error", url_timeout: STEP, ..Spawn::default() })
+    Proc::spawn(config, &Spawn { rust_log: "error", url_timeout: STEP, ..spawn_opts() })
 }
 
-impl Proc {
+/// Log in to the daemon.
+trait CrashDaemon {
+    async fn session(&self, isid: u8) -> Session;
+}
+
+impl CrashDaemon for Proc {
     async fn session(&self, isid: u8) -> Session {
         let cfg = SessionConfig {
             initiator_name: HOST.into(),
@@ -96,18 +101,6 @@ impl Proc {
     }
 }
 
-/// Run a command; unit attentions (allowed after a restart) are retried.
-async fn exec(s: &Session, lun: u64, cdb: &[u8], dir: DataDir) -> oxcopy_initiator::Result<ScsiOutcome> {
-    for _ in 0..4 {
-        let o = s.execute(lun, cdb, dir.clone()).await?;
-        let ua = o.is_check_condition() && o.sense_info().is_some_and(|x| x.key == 6);
-        if !ua {
-            return Ok(o);
-        }
-    }
-    panic!("unit attentions do not stop");
-}
-
 fn write16(lba: u64, blocks: u32, fua: bool) -> [u8; 16] {
     oxcopy_initiator::scsi::cdb::write16(lba, blocks, fua)
 }
@@ -116,22 +109,9 @@ fn sync16() -> [u8; 16] {
     oxcopy_initiator::scsi::cdb::sync_cache16(0, 0, false)
 }
 
-async fn prout(s: &Session, sa: u8, pr_type: u8, key: u64, sa_key: u64, flags: u8) -> u8 {
-    let mut p = vec![0u8; 24];
-    p[0..8].copy_from_slice(&key.to_be_bytes());
-    p[8..16].copy_from_slice(&sa_key.to_be_bytes());
-    p[20] = flags;
-    let cdb = [0x5F, sa, pr_type, 0, 0, 0, 0, 0, 24, 0];
-    exec(s, 2, &cdb, DataDir::Write { data: Bytes::from(p) }).await.expect("PR OUT").status
-}
-
+/// The keys and the reservation on LUN 2.
 async fn pr_state(s: &Session) -> (Vec<u64>, Option<(u64, u8)>) {
-    let o = exec(s, 2, &[0x5E, 0x00, 0, 0, 0, 0, 0, 0x10, 0, 0], DataDir::Read { len: 4096 }).await.expect("PR IN");
-    let keys = o.data.get(8..).unwrap_or(&[]).chunks(8).map(|c| u64::from_be_bytes(c.try_into().expect("8"))).collect();
-    let o = exec(s, 2, &[0x5E, 0x01, 0, 0, 0, 0, 0, 0x10, 0, 0], DataDir::Read { len: 4096 }).await.expect("PR IN");
-    let d = &o.data;
-    let res = (d.len() >= 24).then(|| (u64::from_be_bytes(d[8..16].try_into().expect("8")), d[21] & 0x0F));
-    (keys, res)
+    (pr_keys(s, 2).await, pr_reservation(s, 2).await)
 }
 
 /// One writer: random slots of its own (slot % WRITERS == w), FUA on some,
@@ -148,7 +128,7 @@ async fn writer(s: Session, w: usize, book: Arc<Mutex<Book>>, seed: u64) {
         };
         let lba = slot as u64 * SLOT / BS;
         let data = Bytes::from(slot_data(slot, v));
-        match exec(&s, 0, &write16(lba, (SLOT / BS) as u32, fua), DataDir::Write { data }).await {
+        match exec_past_ua(&s, 0, &write16(lba, (SLOT / BS) as u32, fua), DataDir::Write { data }).await {
             Ok(o) if o.status == STATUS_GOOD => {
                 let mut b = book.lock().unwrap();
                 b.acked[slot] = b.acked[slot].max(v);
@@ -165,7 +145,7 @@ async fn writer(s: Session, w: usize, book: Arc<Mutex<Book>>, seed: u64) {
                 let b = book.lock().unwrap();
                 (w..SLOTS).step_by(WRITERS).map(|i| (i, b.acked[i])).collect()
             };
-            match exec(&s, 0, &sync16(), DataDir::None).await {
+            match exec_past_ua(&s, 0, &sync16(), DataDir::None).await {
                 Ok(o) if o.status == STATUS_GOOD => {
                     let mut b = book.lock().unwrap();
                     for (i, v) in snapshot {
@@ -241,7 +221,7 @@ async fn copier(s: Session, book: Arc<Mutex<Book>>, seed: u64, tokens: bool) {
             }
         };
         if ok {
-            match exec(&s, 1, &sync16(), DataDir::None).await {
+            match exec_past_ua(&s, 1, &sync16(), DataDir::None).await {
                 Ok(o) if o.status == STATUS_GOOD => {
                     let mut b = book.lock().unwrap();
                     b.chunk_synced[j] = true;
@@ -302,7 +282,7 @@ async fn verify(round: u32, p: &Proc, lay: &Layout, book: &Arc<Mutex<Book>>, dat
     let step = 1u64 << 20;
     for off in (0..W_END).step_by(step as usize) {
         let cdb = oxcopy_initiator::scsi::cdb::read16(off / BS, (step / BS) as u32, false);
-        let o = exec(&s, 0, &cdb, DataDir::Read { len: step as u32 }).await.expect("read");
+        let o = exec_past_ua(&s, 0, &cdb, DataDir::Read { len: step as u32 }).await.expect("read");
         assert_eq!(o.status, STATUS_GOOD, "read after restart");
         got.extend_from_slice(&o.data);
     }
@@ -311,7 +291,7 @@ async fn verify(round: u32, p: &Proc, lay: &Layout, book: &Arc<Mutex<Book>>, dat
         let mut v = Vec::new();
         for off in (0..S_END - S_START).step_by(step as usize) {
             let cdb = oxcopy_initiator::scsi::cdb::read16(off / BS, (step / BS) as u32, false);
-            let o = exec(&s, 1, &cdb, DataDir::Read { len: step as u32 }).await.expect("read");
+            let o = exec_past_ua(&s, 1, &cdb, DataDir::Read { len: step as u32 }).await.expect("read");
             v.extend_from_slice(&o.data);
         }
         v
@@ -401,22 +381,15 @@ async fn sigkill_mid_workload_loses_nothing_acknowledged() {
     let luns_dir = dir.path().join("luns");
     std::fs::create_dir_all(&luns_dir).expect("mkdir");
     let lay = prefill(dir.path());
-    let config = dir.path().join("oxcopyd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{data}\"\nnop_interval = 0\n\n\
-             [[target]]\niqn = \"{IQN}\"\n\n\
-             [[target.lun]]\nid = 0\npath = \"{l0}\"\n\n\
-             [[target.lun]]\nid = 1\npath = \"{l1}\"\n\n\
-             [[target.lun]]\nid = 2\npath = \"{l2}\"\nsize = \"1MiB\"\n",
-            data = data_dir.display(),
-            l0 = lay.lun0.display(),
-            l1 = lay.lun1.display(),
-            l2 = luns_dir.join("pr.img").display(),
-        ),
-    )
-    .expect("write config");
+    let config = DaemonConfig::new(&data_dir)
+        .server("nop_interval", 0)
+        .target(
+            Target::new(IQN)
+                .lun(Lun::new(0, &lay.lun0))
+                .lun(Lun::new(1, &lay.lun1))
+                .lun(Lun::new(2, luns_dir.join("pr.img")).size("1MiB")),
+        )
+        .write(dir.path().join("oxcopyd.toml"));
     let book = Arc::new(Mutex::new(Book {
         issued: vec![0; SLOTS],
         acked: vec![0; SLOTS],
@@ -429,8 +402,8 @@ async fn sigkill_mid_workload_loses_nothing_acknowledged() {
     // Round 0 sets up the APTPL reservation on LUN 2.
     let p = spawn(&config);
     let s = p.session(0x41).await;
-    assert_eq!(prout(&s, 0x06, 0, 0, KEY, 0x01).await, STATUS_GOOD, "REGISTER AND IGNORE with APTPL");
-    assert_eq!(prout(&s, 0x01, 0x03, KEY, 0, 0).await, STATUS_GOOD, "RESERVE Exclusive Access");
+    assert_eq!(prout(&s, 2, 0x06, 0, 0, KEY, 0x01).await, STATUS_GOOD, "REGISTER AND IGNORE with APTPL");
+    assert_eq!(prout(&s, 2, 0x01, 0x03, KEY, 0, 0).await, STATUS_GOOD, "RESERVE Exclusive Access");
     let tokens = tokens_served(&s).await;
     eprintln!("token copies {}", if tokens { "served: included" } else { "not served by this build: skipped" });
     drop(s);

@@ -20,6 +20,7 @@ use oxcopy_initiator::{InitiatorError, LoginError, STATUS_TASK_SET_FULL};
 use oxcopy_iscsi::pdu::{Header, LoginStatus, NopOut, RejectReason, RESERVED_TAG};
 use oxcopy_scsi::copy::{Completion, OpStatus, ScsiOutcome};
 use oxcopy_scsi::Nexus;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -28,21 +29,9 @@ use trust_support::*;
 const T: &str = "iqn.2026-11.dev.oxcopy:limits";
 const HOST: &str = "iqn.2026-11.dev.oxcopy:limits-host";
 
-fn target() -> String {
-    format!(
-        r#"
-[[target]]
-iqn = "{T}"
-[[target.lun]]
-id = 0
-path = "{{d}}/lun0.img"
-size = "64MiB"
-[[target.lun]]
-id = 1
-path = "{{d}}/lun1.img"
-size = "64MiB"
-"#
-    )
+/// The target: two 64 MiB LUNs in `d`.
+fn target(d: &Path) -> Target {
+    Target::new(T).lun(Lun::new(0, d.join("lun0.img")).size("64MiB")).lun(Lun::new(1, d.join("lun1.img")).size("64MiB"))
 }
 
 fn raw_opts() -> RawOpts {
@@ -62,7 +51,7 @@ fn raw_opts() -> RawOpts {
 /// comes back when a session ends. Discovery sessions are not counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_sessions_refuses_with_out_of_resources() {
-    let d = TDaemon::start("max_sessions = 2", &target()).await;
+    let d = TDaemon::start(|d, c| c.server("max_sessions", 2).target(target(d))).await;
     let s1 = d.session(T, HOST).await;
     let s2 = d.session(T, HOST).await;
     match d.try_session(T, HOST).await {
@@ -96,7 +85,7 @@ async fn max_sessions_refuses_with_out_of_resources() {
 /// §4.2.2.1) while the session carries on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cmdsn_window_is_the_configured_size() {
-    let d = TDaemon::start("max_commands_per_session = 4", &target()).await;
+    let d = TDaemon::start(|d, c| c.server("max_commands_per_session", 4).target(target(d))).await;
     let mut raw = Raw::login(d.addr, &raw_opts()).await;
     let itt = raw.itt();
     let nop = Header::NopOut(NopOut {
@@ -129,7 +118,7 @@ async fn cmdsn_window_is_the_configured_size() {
 /// moves nothing; once the slot is free the same list succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_copy_limit() {
-    let d = TDaemon::start("max_concurrent_copies = 1", &target()).await;
+    let d = TDaemon::start(|d, c| c.server("max_concurrent_copies", 1).target(target(d))).await;
     let s = d.session(T, HOST).await;
     within(STEP, "write", s.write16(0, 0, Bytes::from(pattern(7, 8192)), 512, false)).await.expect("write");
     let src = within(STEP, "VPD", s.lu_designator(0)).await.unwrap();
@@ -168,7 +157,7 @@ async fn concurrent_copy_limit() {
 /// `malformed.rs::oversized_data_segment`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_segment_over_max_recv_is_rejected() {
-    let d = TDaemon::start("", &target()).await;
+    let d = TDaemon::start(|d, c| c.target(target(d))).await;
     let bystander = d.session(T, HOST).await;
     let mut raw = Raw::login(d.addr, &raw_opts()).await;
     assert_eq!(raw.params.target_max_recv_data_segment_length, 256 * 1024);
@@ -240,7 +229,7 @@ async fn full_write(raw: &mut Raw, lba: u64, blocks: u32, seed: u64) -> u8 {
 /// after writes complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_buffer_limit_answers_task_set_full() {
-    let d = TDaemon::start("write_buffer_limit = \"16MiB\"", &target()).await;
+    let d = TDaemon::start(|d, c| c.server("write_buffer_limit", "16MiB").target(target(d))).await;
     let mut hog = Raw::login(d.addr, &raw_opts()).await;
     let (_, first) = start_write(&mut hog, 0, 32768).await;
     assert!(matches!(first, Header::R2t(_)), "the 16 MiB write is admitted: {first:?}");
@@ -279,7 +268,7 @@ async fn write_buffer_limit_answers_task_set_full() {
 /// `login_timeout`. A session opened before keeps working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_connections_are_closed() {
-    let d = TDaemon::start("pdu_timeout = 1\nlogin_timeout = 2", &target()).await;
+    let d = TDaemon::start(|d, c| c.server("pdu_timeout", 1).server("login_timeout", 2).target(target(d))).await;
     let bystander = d.session(T, HOST).await;
     within(STEP, "write", bystander.write16(0, 0, Bytes::from(pattern(3, 4096)), 512, false)).await.unwrap();
 
@@ -324,7 +313,7 @@ async fn stalled_connections_are_closed() {
 /// bytes for `pdu_timeout`, the connection is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_that_does_not_read_is_dropped() {
-    let d = TDaemon::start("pdu_timeout = 1", &target()).await;
+    let d = TDaemon::start(|d, c| c.server("pdu_timeout", 1).target(target(d))).await;
     let bystander = d.session(T, HOST).await;
     let mut raw = Raw::login(d.addr, &RawOpts { max_recv_data_segment: 256 * 1024, ..raw_opts() }).await;
     for k in 0..16u64 {

@@ -13,8 +13,8 @@ mod xcopy_support;
 
 use odx_support::scenarios;
 use odx_support::*;
+use oxcopy_testkit::LoopFs;
 use std::time::Instant;
-use xcopy_support::loopfs::LoopFs;
 use xcopy_support::scenarios::{LUN_A, LUN_B};
 use xcopy_support::{Sizes, OPEN};
 
@@ -61,7 +61,7 @@ async fn run_all(fs: &LoopFs) -> (Methods, Methods) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xfs_reflink_token_copies() {
-    let Some(fs) = LoopFs::new("xfs", "mkfs.xfs", &["-q", "-f", "-m", "reflink=1"], 4096) else {
+    let Some(fs) = LoopFs::xfs_reflink(4096) else {
         return;
     };
     let (pit, big) = run_all(&fs).await;
@@ -76,7 +76,7 @@ async fn xfs_reflink_token_copies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ext4_copy_on_write_token_copies() {
-    let Some(fs) = LoopFs::new("ext4", "mkfs.ext4", &["-q", "-F"], 4096) else {
+    let Some(fs) = LoopFs::ext4(4096) else {
         return;
     };
     let (pit, big) = run_all(&fs).await;

@@ -4,11 +4,12 @@
 
 mod common;
 
-use bytes::Bytes;
-use common::daemon::{Proc as Daemon, Spawn};
-use oxcopy_initiator::{DataDir, ScsiOutcome, Session, SessionConfig, STATUS_GOOD, STATUS_RESERVATION_CONFLICT};
+use common::{exec_past_ua, pr_keys, pr_reservation, prout, spawn_opts};
+use oxcopy_initiator::{DataDir, Session, SessionConfig, STATUS_GOOD, STATUS_RESERVATION_CONFLICT};
+use oxcopy_testkit::{output_within, DaemonConfig, Lun, Proc as Daemon, Target};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
 const IQN: &str = "iqn.2026-11.dev.oxcopy:pr-restart";
 const HOST_A: &str = "iqn.2026-11.test:pr-host-a";
@@ -22,13 +23,21 @@ const RESERVE: u8 = 0x01;
 const REGISTER_AND_IGNORE: u8 = 0x06;
 const EXCLUSIVE_ACCESS: u8 = 0x3;
 const APTPL: u8 = 0x01;
+/// Bound on a start that is refused.
+const STEP: Duration = Duration::from_secs(30);
 
 /// The daemon on `config` (stderr collected for a failure message).
 fn spawn(config: &Path) -> Daemon {
-    Daemon::spawn(config, &Spawn::default())
+    Daemon::spawn(config, &spawn_opts())
 }
 
-impl Daemon {
+/// What the test does with the daemon: log in; crash it.
+trait PrDaemon {
+    async fn session(&self, initiator: &str, isid: u8) -> Session;
+    fn crash(self);
+}
+
+impl PrDaemon for Daemon {
     async fn session(&self, initiator: &str, isid: u8) -> Session {
         let cfg = SessionConfig {
             initiator_name: initiator.to_string(),
@@ -46,68 +55,30 @@ impl Daemon {
     }
 }
 
-/// Run a command; a unit attention (none is expected, but the standard
-/// allows one after a restart) is answered by running it again.
-async fn exec(s: &Session, cdb: &[u8], dir: DataDir) -> ScsiOutcome {
-    for _ in 0..3 {
-        let out = s.execute(0, cdb, dir.clone()).await.expect("command delivered");
-        let ua = out.is_check_condition() && out.sense.as_ref().and_then(|b| b.get(2)).is_some_and(|k| k & 0x0F == 6);
-        if !ua {
-            return out;
-        }
-    }
-    panic!("unit attentions do not stop");
-}
-
-async fn prout(s: &Session, sa: u8, pr_type: u8, key: u64, sa_key: u64, flags: u8) -> u8 {
-    let mut p = vec![0u8; 24];
-    p[0..8].copy_from_slice(&key.to_be_bytes());
-    p[8..16].copy_from_slice(&sa_key.to_be_bytes());
-    p[20] = flags;
-    let cdb = [0x5F, sa, pr_type, 0, 0, 0, 0, 0, 24, 0];
-    exec(s, &cdb, DataDir::Write { data: Bytes::from(p) }).await.status
-}
-
-async fn read_keys(s: &Session) -> Vec<u64> {
-    let out = exec(s, &[0x5E, 0x00, 0, 0, 0, 0, 0, 0x10, 0, 0], DataDir::Read { len: 4096 }).await;
-    assert_eq!(out.status, STATUS_GOOD);
-    out.data.get(8..).unwrap_or(&[]).chunks(8).map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes"))).collect()
-}
-
-/// (key, type) of the persistent reservation, if any.
-async fn read_reservation(s: &Session) -> Option<(u64, u8)> {
-    let out = exec(s, &[0x5E, 0x01, 0, 0, 0, 0, 0, 0x10, 0, 0], DataDir::Read { len: 4096 }).await;
-    assert_eq!(out.status, STATUS_GOOD);
-    let d = &out.data;
-    (d.len() >= 24).then(|| (u64::from_be_bytes(d[8..16].try_into().expect("8 bytes")), d[21] & 0x0F))
+/// One LUN of `size` at `dir/lun0.img`, state in `data`.
+fn config(dir: &Path, data: &Path, size: &str) -> std::path::PathBuf {
+    DaemonConfig::new(data)
+        .target(Target::new(IQN).lun(Lun::new(0, dir.join("lun0.img")).size(size)))
+        .write(dir.join("oxcopyd.toml"))
 }
 
 async fn read1(s: &Session) -> u8 {
-    exec(s, &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], DataDir::Read { len: 512 }).await.status
+    let cdb = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    exec_past_ua(s, 0, &cdb, DataDir::Read { len: 512 }).await.expect("command delivered").status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aptpl_registrations_and_reservation_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("oxcopyd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{data}\"\n\n[[target]]\niqn = \"{IQN}\"\n\n\
-             [[target.lun]]\nid = 0\npath = \"{lun}\"\nsize = \"8MiB\"\n",
-            data = dir.path().join("data").display(),
-            lun = dir.path().join("lun0.img").display(),
-        ),
-    )
-    .expect("write config");
+    let config = config(dir.path(), &dir.path().join("data"), "8MiB");
 
     // B registers without APTPL, A with APTPL=1 (which makes the whole
     // state persistent) and takes an Exclusive Access reservation.
     let d = spawn(&config);
     let (a, b) = (d.session(HOST_A, 1).await, d.session(HOST_B, 2).await);
-    assert_eq!(prout(&b, REGISTER_AND_IGNORE, 0, 0, KEY_B, 0).await, STATUS_GOOD);
-    assert_eq!(prout(&a, REGISTER_AND_IGNORE, 0, 0, KEY_A, APTPL).await, STATUS_GOOD);
-    assert_eq!(prout(&a, RESERVE, EXCLUSIVE_ACCESS, KEY_A, 0, 0).await, STATUS_GOOD);
+    assert_eq!(prout(&b, 0, REGISTER_AND_IGNORE, 0, 0, KEY_B, 0).await, STATUS_GOOD);
+    assert_eq!(prout(&a, 0, REGISTER_AND_IGNORE, 0, 0, KEY_A, APTPL).await, STATUS_GOOD);
+    assert_eq!(prout(&a, 0, RESERVE, EXCLUSIVE_ACCESS, KEY_A, 0, 0).await, STATUS_GOOD);
     assert_eq!(read1(&b).await, STATUS_RESERVATION_CONFLICT);
     let state = dir.path().join("data").join(format!("pr-{IQN}-0.state"));
     assert!(state.exists(), "no state file at {}", state.display());
@@ -117,8 +88,8 @@ async fn aptpl_registrations_and_reservation_survive_a_restart() {
     // After the restart the keys and the reservation are back and enforced.
     let d = spawn(&config);
     let (a, b) = (d.session(HOST_A, 1).await, d.session(HOST_B, 2).await);
-    assert_eq!(read_keys(&a).await, vec![KEY_B, KEY_A]);
-    assert_eq!(read_reservation(&b).await, Some((KEY_A, EXCLUSIVE_ACCESS)));
+    assert_eq!(pr_keys(&a, 0).await, vec![KEY_B, KEY_A]);
+    assert_eq!(pr_reservation(&b, 0).await, Some((KEY_A, EXCLUSIVE_ACCESS)));
     assert_eq!(read1(&a).await, STATUS_GOOD);
     assert_eq!(read1(&b).await, STATUS_RESERVATION_CONFLICT);
     let c = d.session("iqn.2026-11.test:pr-host-c", 3).await;
@@ -126,13 +97,13 @@ async fn aptpl_registrations_and_reservation_survive_a_restart() {
 
     // A later registration with APTPL=0 stops persisting: after the next
     // restart nothing is left.
-    assert_eq!(prout(&a, REGISTER, 0, KEY_A, KEY_A + 1, 0).await, STATUS_GOOD);
+    assert_eq!(prout(&a, 0, REGISTER, 0, KEY_A, KEY_A + 1, 0).await, STATUS_GOOD);
     drop((a, b, c));
     d.crash();
     let d = spawn(&config);
     let a = d.session(HOST_A, 1).await;
-    assert_eq!(read_keys(&a).await, Vec::<u64>::new());
-    assert_eq!(read_reservation(&a).await, None);
+    assert_eq!(pr_keys(&a, 0).await, Vec::<u64>::new());
+    assert_eq!(pr_reservation(&a, 0).await, None);
     assert_eq!(read1(&a).await, STATUS_GOOD);
 }
 
@@ -142,23 +113,10 @@ async fn a_damaged_state_file_refuses_the_start() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
     std::fs::write(data.join(format!("pr-{IQN}-0.state")), b"OXPR\x01not a state").expect("write state");
-    let config = dir.path().join("oxcopyd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{}\"\n\n[[target]]\niqn = \"{IQN}\"\n\n\
-             [[target.lun]]\nid = 0\npath = \"{}\"\nsize = \"1MiB\"\n",
-            data.display(),
-            dir.path().join("lun0.img").display(),
-        ),
-    )
-    .expect("write config");
-    let out = Command::new(env!("CARGO_BIN_EXE_oxcopyd"))
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run oxcopyd");
+    let config = config(dir.path(), &data, "1MiB");
+    let out = output_within(Command::new(env!("CARGO_BIN_EXE_oxcopyd")).arg("--config").arg(&config), STEP)
+        .expect("run oxcopyd")
+        .expect("oxcopyd exits");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pr-") && err.contains(".state"), "stderr names the file: {err}");

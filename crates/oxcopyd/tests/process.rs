@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::daemon::{Proc, Spawn};
 use common::*;
+use oxcopy_testkit::{Proc, Spawn};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_io_in_flight() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("oxcopyd.toml");
-    std::fs::write(&cfg, config_text(dir.path(), &Opts::default(), "127.0.0.1:0")).expect("config");
-    let o = Spawn { rust_log: "info", cwd: Some(dir.path()), url_timeout: Duration::from_secs(20), ..Spawn::default() };
+    let cfg = config(dir.path(), &Opts::default()).write(dir.path().join("oxcopyd.toml"));
+    let o = Spawn { rust_log: "info", cwd: Some(dir.path()), url_timeout: Duration::from_secs(20), ..spawn_opts() };
     let mut p = Proc::spawn(&cfg, &o);
     let addr = p.addr();
     assert!(addr.ip().is_loopback());
@@ -25,7 +24,7 @@ async fn sigterm_with_io_in_flight() {
     let writers = Writers::start(addr, 4).await;
     writers.wait_progress(3).await;
     let t = Instant::now();
-    assert_eq!(p.sigterm(), 0);
+    p.sigterm().expect("SIGTERM by PID");
     let status = tokio::task::block_in_place(|| p.wait_exit(Duration::from_secs(20), Duration::from_millis(20)));
     let took = t.elapsed();
     let status = status.unwrap_or_else(|| panic!("no exit 20 s after SIGTERM; stderr:\n{}", p.stderr()));
@@ -48,11 +47,10 @@ async fn sigterm_with_io_in_flight() {
 fn refused(dir: &Path, name: &str, text: &str) -> String {
     let cfg = dir.join(name);
     std::fs::write(&cfg, text).expect("config");
-    let mut p = Proc::launch(&cfg, &Spawn { rust_log: "info", cwd: Some(dir), ..Spawn::default() });
+    let mut p = Proc::launch(&cfg, &Spawn { rust_log: "info", cwd: Some(dir), ..spawn_opts() });
     let st = p
         .wait_exit(Duration::from_secs(20), Duration::from_millis(20))
         .unwrap_or_else(|| panic!("{name}: still running"));
-    std::thread::sleep(Duration::from_millis(50)); // let the stderr reader drain
     let err = p.stderr();
     assert_eq!(st.code(), Some(2), "{name}: exit status; stderr:\n{err}");
     assert!(err.contains(&cfg.display().to_string()), "{name}: message must name the file:\n{err}");
@@ -124,9 +122,8 @@ fn bad_config_exits_2_and_creates_nothing() {
 
     // A missing config file.
     let missing = dir.path().join("missing.toml");
-    let mut p = Proc::launch(&missing, &Spawn { rust_log: "info", cwd: Some(dir.path()), ..Spawn::default() });
+    let mut p = Proc::launch(&missing, &Spawn { rust_log: "info", cwd: Some(dir.path()), ..spawn_opts() });
     let st = p.wait_exit(Duration::from_secs(20), Duration::from_millis(20)).expect("exits");
-    std::thread::sleep(Duration::from_millis(50));
     assert_eq!(st.code(), Some(2), "{}", p.stderr());
     assert!(p.stderr().contains(&missing.display().to_string()), "{}", p.stderr());
     // Nothing created in the working directory either (no default data dir).

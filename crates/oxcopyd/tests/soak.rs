@@ -17,12 +17,12 @@
 mod common;
 
 use bytes::Bytes;
-use common::daemon::{Proc, Spawn};
-use common::pattern_vec as pattern;
+use common::spawn_opts;
 use oxcopy_initiator::odx::{BlockRange, PopulateToken, WriteUsingToken};
 use oxcopy_initiator::scsi::cdb;
 use oxcopy_initiator::xcopy::{Cscd, Designator, ListIdUsage, ParamList, Segment};
 use oxcopy_initiator::{DataDir, ScsiOutcome, Session, SessionConfig};
+use oxcopy_testkit::{file_bytes, pattern, DaemonConfig, Lun, Proc, Spawn, Target};
 use rand::{Rng, SeedableRng};
 use std::io::Write;
 use std::path::Path;
@@ -46,12 +46,22 @@ const STEP: Duration = Duration::from_secs(60);
 
 /// The daemon on `config`, its stderr passed through.
 fn spawn(config: &Path) -> Proc {
-    Proc::spawn(config, &Spawn { rust_log: "warn", capture_stderr: false, cwd: None, url_timeout: STEP })
+    Proc::spawn(
+        config,
+        &Spawn { rust_log: "warn", capture_stderr: false, cwd: None, url_timeout: STEP, ..spawn_opts() },
+    )
 }
 
-impl Proc {
+/// What the soak does with the daemon: watch its memory, log in, stop it.
+trait SoakDaemon {
+    fn rss_kib(&self) -> u64;
+    async fn session(&self) -> Session;
+    fn stop(self);
+}
+
+impl SoakDaemon for Proc {
     fn rss_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         s.lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
@@ -72,7 +82,7 @@ impl Proc {
 
     /// SIGTERM (graceful) by PID and wait, bounded.
     fn stop(mut self) {
-        self.sigterm();
+        self.sigterm().expect("SIGTERM by PID");
         match self.wait_exit(Duration::from_secs(30), Duration::from_millis(100)) {
             Some(st) => assert!(st.success(), "oxcopyd exit status {st}"),
             None => panic!("oxcopyd did not stop within 30 s of SIGTERM"),
@@ -303,19 +313,16 @@ async fn soak() {
     let t = Instant::now();
     fill(&d.join("big-src.img"), copy_mib);
     eprintln!("soak: wrote the {copy_mib} MiB copy source in {:?}", t.elapsed());
-    std::fs::write(
-        d.join("oxcopyd.toml"),
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{d}/state\"\nnop_interval = 0\n\n\
-             [[target]]\niqn = \"{IQN}\"\n\
-             [[target.lun]]\nid = 0\npath = \"{d}/lun0.img\"\n\
-             [[target.lun]]\nid = 1\npath = \"{d}/lun1.img\"\nsize = {LUN1_BYTES}\n\
-             [[target.lun]]\nid = 2\npath = \"{d}/big-src.img\"\nblock_size = 4096\n\
-             [[target.lun]]\nid = 3\npath = \"{d}/big-dst.img\"\nsize = \"{copy_mib}MiB\"\nblock_size = 4096\n",
-            d = d.display()
-        ),
-    )
-    .expect("config");
+    DaemonConfig::new(d.join("state"))
+        .server("nop_interval", 0)
+        .target(
+            Target::new(IQN)
+                .lun(Lun::new(0, d.join("lun0.img")))
+                .lun(Lun::new(1, d.join("lun1.img")).size(LUN1_BYTES))
+                .lun(Lun::new(2, d.join("big-src.img")).block_size(4096))
+                .lun(Lun::new(3, d.join("big-dst.img")).size(format!("{copy_mib}MiB")).block_size(4096)),
+        )
+        .write(d.join("oxcopyd.toml"));
     let p = spawn(&d.join("oxcopyd.toml"));
     let rss_start = p.rss_kib();
 
@@ -365,11 +372,11 @@ async fn soak() {
         let len = 16u64 << 20;
         let a = tokio::task::spawn_blocking({
             let p = d.join("big-src.img");
-            move || read_file(&p, off_mib << 20, len)
+            move || file_bytes(&p, off_mib << 20, len)
         });
         let b = tokio::task::spawn_blocking({
             let p = d.join("big-dst.img");
-            move || read_file(&p, off_mib << 20, len)
+            move || file_bytes(&p, off_mib << 20, len)
         });
         assert!(a.await.expect("read") == b.await.expect("read"), "large copy differs at {off_mib} MiB");
     }
@@ -426,12 +433,4 @@ async fn soak() {
     eprintln!("soak: oxcopyd VmRSS start {rss_start} KiB, peak {rss_peak} KiB, end {rss_end} KiB");
     drop((probe, copier));
     p.stop();
-}
-
-fn read_file(path: &Path, off: u64, len: u64) -> Vec<u8> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).expect("open");
-    let mut v = vec![0u8; len as usize];
-    f.read_exact_at(&mut v, off).expect("read");
-    v
 }

@@ -9,7 +9,7 @@
 mod common;
 mod xcopy_support;
 
-use xcopy_support::loopfs::LoopFs;
+use oxcopy_testkit::LoopFs;
 use xcopy_support::scenarios;
 use xcopy_support::*;
 
@@ -53,7 +53,7 @@ async fn run_all(fs: &LoopFs) -> (Bytes, Bytes) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xfs_reflink_copies() {
-    let Some(fs) = LoopFs::new("xfs", "mkfs.xfs", &["-q", "-f", "-m", "reflink=1"], 4096) else {
+    let Some(fs) = LoopFs::xfs_reflink(4096) else {
         return;
     };
     let (small, large) = run_all(&fs).await;
@@ -69,7 +69,7 @@ async fn xfs_reflink_copies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ext4_copy_file_range_copies() {
-    let Some(fs) = LoopFs::new("ext4", "mkfs.ext4", &["-q", "-F"], 4096) else {
+    let Some(fs) = LoopFs::ext4(4096) else {
         return;
     };
     let (small, large) = run_all(&fs).await;

@@ -4,24 +4,13 @@
 
 mod common;
 
-use oxcopy_storage::{FileStorage, OpenOptions, Storage};
-use std::path::Path;
-
-const MIB: u64 = 1 << 20;
-
-fn create(path: &Path, size: u64) -> FileStorage {
-    FileStorage::open(path, &OpenOptions { create_size: Some(size), read_only: false }).unwrap()
-}
-
-fn read(s: &dyn Storage, off: u64, len: u64) -> Vec<u8> {
-    let mut v = vec![0u8; len as usize];
-    s.read_at(&mut v, off).unwrap();
-    v
-}
+use common::{create, read, MIB};
+use oxcopy_storage::Storage;
+use oxcopy_testkit::{pattern, LoopFs};
 
 #[test]
 fn ext4_copies_use_copy_file_range() {
-    let Some(fs) = common::LoopFs::new("ext4", "mkfs.ext4", &["-q", "-F"], 512) else {
+    let Some(fs) = LoopFs::ext4(512) else {
         return;
     };
     let size = 64 * MIB;
@@ -32,7 +21,7 @@ fn ext4_copies_use_copy_file_range() {
     assert!(!caps.reflink);
     assert!(caps.discard && caps.allocation_status);
 
-    let data: Vec<u8> = (0..24 * MIB as usize).map(|i| (i * 7 + (i >> 13)) as u8).collect();
+    let data = pattern(8, 24 * MIB as usize);
     a.write_at(&data, 8 * MIB).unwrap();
     let r = b.copy_range(0, &a, 0, size).unwrap();
     eprintln!("ext4 copy: {r:?}");

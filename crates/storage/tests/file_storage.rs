@@ -2,30 +2,25 @@
 //! `std::env::temp_dir()` is elsewhere). Reflink-specific behaviour is in
 //! `xfs_reflink.rs` / `ext4_loop.rs` on loop-mounted filesystems.
 
+mod common;
+
+use common::{create, read, MIB};
 use oxcopy_storage::{CopyReport, FileStorage, MemStorage, OpenOptions, Storage, StorageErrorKind};
+use oxcopy_testkit::{output_within, pattern};
 use proptest::prelude::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-
-const MIB: u64 = 1 << 20;
-
-fn create(path: &Path, size: u64) -> FileStorage {
-    FileStorage::open(path, &OpenOptions { create_size: Some(size), read_only: false }).unwrap()
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8).collect()
-}
+use std::process::Command;
+use std::time::Duration;
 
 fn read_all(s: &dyn Storage) -> Vec<u8> {
-    let mut v = vec![0u8; s.len() as usize];
-    s.read_at(&mut v, 0).unwrap();
-    v
+    read(s, 0, s.len())
 }
 
 fn fs_type(path: &Path) -> String {
-    let out = std::process::Command::new("findmnt").args(["-n", "-o", "FSTYPE", "-T"]).arg(path).output();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    let out =
+        output_within(Command::new("findmnt").args(["-n", "-o", "FSTYPE", "-T"]).arg(path), Duration::from_secs(20));
+    out.ok().flatten().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
 }
 
 #[test]
@@ -162,7 +157,7 @@ fn discard_punches_holes_and_allocation_sees_them() {
     assert!(!run.mapped);
     assert_eq!(run.len, 8 * MIB);
 
-    s.write_at(&pattern(4 * MIB as usize, 1), 2 * MIB).unwrap();
+    s.write_at(&pattern(1, 4 * MIB as usize), 2 * MIB).unwrap();
     let run = s.allocation(0, 8 * MIB).unwrap();
     assert_eq!((run.mapped, run.len), (false, 2 * MIB));
     let run = s.allocation(2 * MIB, 6 * MIB).unwrap();
@@ -183,7 +178,7 @@ fn discard_punches_holes_and_allocation_sees_them() {
     s.discard(2 * MIB + 100, 5000).unwrap();
     let mut b = vec![0u8; 5200];
     s.read_at(&mut b, 2 * MIB).unwrap();
-    let p = pattern(4 * MIB as usize, 1);
+    let p = pattern(1, 4 * MIB as usize);
     assert_eq!(&b[..100], &p[..100]);
     assert!(b[100..5100].iter().all(|&x| x == 0));
     assert_eq!(&b[5100..], &p[5100..5200]);
@@ -200,9 +195,9 @@ fn copy_between_files_uses_kernel_copy_and_skips_holes() {
     let dir = tempfile::tempdir().unwrap();
     let a = create(&dir.path().join("a.img"), 16 * MIB);
     let b = create(&dir.path().join("b.img"), 16 * MIB);
-    let data = pattern(4 * MIB as usize, 9);
+    let data = pattern(9, 4 * MIB as usize);
     a.write_at(&data, 4 * MIB).unwrap();
-    b.write_at(&pattern(16 * MIB as usize, 3), 0).unwrap(); // dst holes must end up zero
+    b.write_at(&pattern(3, 16 * MIB as usize), 0).unwrap(); // dst holes must end up zero
     let r = b.copy_range(0, &a, 0, 16 * MIB).unwrap();
     eprintln!("copy report on {}: {r:?} (reflink capability {})", fs_type(dir.path()), a.capabilities().reflink);
     assert_eq!(r.total(), 16 * MIB);
@@ -231,9 +226,9 @@ fn sparse_4gib_copy_does_not_read_zeroes() {
     let size = 4 << 30;
     let a = create(&dir.path().join("big-a.img"), size);
     let b = create(&dir.path().join("big-b.img"), size);
-    a.write_at(&pattern(MIB as usize, 5), 0).unwrap();
-    a.write_at(&pattern(MIB as usize, 6), size / 2 + 4096).unwrap();
-    a.write_at(&pattern(4096, 7), size - 4096).unwrap();
+    a.write_at(&pattern(5, MIB as usize), 0).unwrap();
+    a.write_at(&pattern(6, MIB as usize), size / 2 + 4096).unwrap();
+    a.write_at(&pattern(7, 4096), size - 4096).unwrap();
     let t = std::time::Instant::now();
     let r = b.copy_range(0, &a, 0, size).unwrap();
     eprintln!("4 GiB sparse copy: {r:?} in {:?}", t.elapsed());
@@ -254,7 +249,7 @@ fn overlapping_copy_within_one_file_both_directions() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("o.img");
     let len = 4 * MIB;
-    let bytes = pattern(len as usize, 11);
+    let bytes = pattern(11, len as usize);
     for (dst, src, n) in
         [(4096u64, 0u64, 3 * MIB), (0, 4096, 3 * MIB), (100, 0, 3 * MIB + 7), (0, 333, MIB), (0, 0, MIB)]
     {
@@ -287,7 +282,7 @@ fn overlapping_copy_within_one_file_both_directions() {
 fn copies_to_and_from_memory() {
     let dir = tempfile::tempdir().unwrap();
     let f = create(&dir.path().join("m.img"), MIB);
-    let m = MemStorage::from_bytes(&pattern(MIB as usize, 2));
+    let m = MemStorage::from_bytes(&pattern(2, MIB as usize));
     let r = f.copy_range(0, &m, 0, MIB).unwrap();
     assert_eq!(r, CopyReport { read_write: MIB, ..Default::default() });
     assert_eq!(read_all(&f), m.contents());
@@ -300,7 +295,7 @@ fn copies_to_and_from_memory() {
 fn snapshot_range_keeps_the_old_data() {
     let dir = tempfile::tempdir().unwrap();
     let s = create(&dir.path().join("snap.img"), 4 * MIB);
-    let data = pattern(4 * MIB as usize, 4);
+    let data = pattern(4, 4 * MIB as usize);
     s.write_at(&data, 0).unwrap();
     let (snap, r) = s.snapshot_range(MIB, 2 * MIB).unwrap();
     assert_eq!(r.total(), 2 * MIB);
@@ -352,7 +347,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Write { file, off, len, seed } => {
-                    let data = pattern(len as usize, seed);
+                    let data = pattern(u64::from(seed), len as usize);
                     files[file].write_at(&data, off).unwrap();
                     model[file][off as usize..(off + len) as usize].copy_from_slice(&data);
                 }

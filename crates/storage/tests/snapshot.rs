@@ -7,20 +7,10 @@
 
 mod common;
 
-use oxcopy_storage::{FileStorage, OpenOptions, Storage};
+use common::{create, read, MIB};
+use oxcopy_storage::Storage;
+use oxcopy_testkit::{pattern, LoopFs};
 use std::path::Path;
-
-const MIB: u64 = 1 << 20;
-
-fn create(path: &Path, size: u64) -> FileStorage {
-    FileStorage::open(path, &OpenOptions { create_size: Some(size), read_only: false }).unwrap()
-}
-
-fn read(s: &dyn Storage, off: u64, len: u64) -> Vec<u8> {
-    let mut v = vec![0u8; len as usize];
-    s.read_at(&mut v, off).unwrap();
-    v
-}
 
 fn free_bytes(dir: &Path) -> u64 {
     let st = rustix::fs::statvfs(dir).unwrap();
@@ -36,12 +26,12 @@ fn entries(dir: &Path) -> Vec<String> {
 
 #[test]
 fn xfs_snapshot_is_metadata_only_and_point_in_time() {
-    let Some(fs) = common::LoopFs::new("xfs", "mkfs.xfs", &["-q", "-f", "-m", "reflink=1"], 512) else {
+    let Some(fs) = LoopFs::xfs_reflink(512) else {
         return;
     };
     let a = create(&fs.mnt.join("a.img"), 128 * MIB);
     assert!(a.capabilities().reflink);
-    let data: Vec<u8> = (0..96 * MIB as usize).map(|i| (i * 13 + (i >> 12)) as u8).collect();
+    let data = pattern(13, 96 * MIB as usize);
     a.write_at(&data, 0).unwrap();
     a.flush().unwrap();
     let before = entries(&fs.mnt);
@@ -64,7 +54,7 @@ fn xfs_snapshot_is_metadata_only_and_point_in_time() {
 
 #[test]
 fn ext4_has_no_cheap_snapshot_but_a_sparse_scratch_file() {
-    let Some(fs) = common::LoopFs::new("ext4", "mkfs.ext4", &["-q", "-F"], 512) else {
+    let Some(fs) = LoopFs::ext4(512) else {
         return;
     };
     let a = create(&fs.mnt.join("a.img"), 64 * MIB);

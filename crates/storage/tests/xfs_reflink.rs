@@ -4,28 +4,13 @@
 
 mod common;
 
-use oxcopy_storage::{FileStorage, OpenOptions, Storage};
-use std::path::Path;
-
-const MIB: u64 = 1 << 20;
-
-fn create(path: &Path, size: u64) -> FileStorage {
-    FileStorage::open(path, &OpenOptions { create_size: Some(size), read_only: false }).unwrap()
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed) ^ (i >> 11) as u8).collect()
-}
-
-fn read(s: &dyn Storage, off: u64, len: u64) -> Vec<u8> {
-    let mut v = vec![0u8; len as usize];
-    s.read_at(&mut v, off).unwrap();
-    v
-}
+use common::{create, read, MIB};
+use oxcopy_storage::Storage;
+use oxcopy_testkit::{pattern, LoopFs};
 
 #[test]
 fn xfs_copies_use_reflink() {
-    let Some(fs) = common::LoopFs::new("xfs", "mkfs.xfs", &["-q", "-f", "-m", "reflink=1"], 512) else {
+    let Some(fs) = LoopFs::xfs_reflink(512) else {
         return;
     };
     let size = 64 * MIB;
@@ -39,11 +24,11 @@ fn xfs_copies_use_reflink() {
     assert_eq!(bs, 4096);
 
     // Source: 16 MiB of data, a hole, 8 MiB more data, hole to the end.
-    let d1 = pattern(16 * MIB as usize, 1);
-    let d2 = pattern(8 * MIB as usize, 2);
+    let d1 = pattern(1, 16 * MIB as usize);
+    let d2 = pattern(2, 8 * MIB as usize);
     a.write_at(&d1, 0).unwrap();
     a.write_at(&d2, 32 * MIB).unwrap();
-    b.write_at(&pattern(size as usize, 9), 0).unwrap();
+    b.write_at(&pattern(9, size as usize), 0).unwrap();
 
     // Whole aligned copy: data reflinked, holes punched.
     let r = b.copy_range(0, &a, 0, size).unwrap();

@@ -1,23 +1,25 @@
 //! Shared fixtures for the end-to-end tests: an in-process daemon on
-//! 127.0.0.1:0 with sparse LUN files in a temp dir, data patterns, a panic
-//! watch for daemon-side code, and a raw iSCSI client (hand-driven login,
-//! then arbitrary bytes) for the malformed-input tests.
+//! 127.0.0.1:0 with sparse LUN files in a temp dir, how to spawn this
+//! package's `oxcopyd` binary, a panic watch for daemon-side code, and a raw
+//! iSCSI client (hand-driven login, then arbitrary bytes) for the
+//! malformed-input tests. Data patterns, byte helpers, the process fixture
+//! and the config builder are `oxcopy_testkit`'s.
 //!
 //! Not every test binary uses every helper.
 #![allow(dead_code)]
 
-pub mod daemon;
-
 use bytes::{Bytes, BytesMut};
-use oxcopy_initiator::{DigestPolicy, Session, SessionConfig};
+use oxcopy_initiator::{DataDir, DigestPolicy, ScsiOutcome, Session, SessionConfig, STATUS_GOOD};
 use oxcopy_iscsi::frame::{decode_frame, encode_frame, FrameError, FrameLimits, Pdu};
 use oxcopy_iscsi::login::{InitiatorLogin, InitiatorLoginConfig, InitiatorStep, LoginError};
 use oxcopy_iscsi::pdu::{DataOut, Header, NopOut, ScsiCommand, ScsiResponse, TaskAttr, BHS_LEN, RESERVED_TAG};
 use oxcopy_iscsi::SessionParams;
+pub use oxcopy_testkit::{assert_same, file_bytes};
+use oxcopy_testkit::{DaemonConfig, Lun, Spawn, Target};
 use oxcopyd::config::Config;
 use oxcopyd::Running;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,48 +57,29 @@ impl Default for Opts {
     }
 }
 
-/// The TOML of the standard test configuration.
-pub fn config_text(dir: &std::path::Path, opts: &Opts, listen: &str) -> String {
-    let d = dir.display();
-    format!(
-        r#"
-[server]
-listen = ["{listen}"]
-data_dir = "{d}/state"
-max_commands_per_session = {max}
-nop_interval = {nop}
-login_timeout = {login}
+/// The standard test configuration (LUN files and state in `dir`).
+pub fn config(dir: &Path, opts: &Opts) -> DaemonConfig {
+    DaemonConfig::new(dir.join("state"))
+        .server("max_commands_per_session", opts.max_commands_per_session)
+        .server("nop_interval", opts.nop_interval)
+        .server("login_timeout", opts.login_timeout)
+        .target(
+            Target::new(TARGET)
+                .alias("oxcopy e2e")
+                .lun(Lun::new(0, dir.join("lun0.img")).size(LUN_SIZE).block_size(512))
+                .lun(Lun::new(1, dir.join("lun1.img")).size(LUN_SIZE).block_size(4096)),
+        )
+        .target(
+            Target::new(RESTRICTED)
+                .initiators(&[ALLOWED_INITIATOR])
+                .lun(Lun::new(0, dir.join("restricted0.img")).size("64MiB")),
+        )
+}
 
-[[target]]
-iqn = "{TARGET}"
-alias = "oxcopy e2e"
-
-[[target.lun]]
-id = 0
-path = "{d}/lun0.img"
-size = "{size}"
-block_size = 512
-
-[[target.lun]]
-id = 1
-path = "{d}/lun1.img"
-size = "{size}"
-block_size = 4096
-
-[[target]]
-iqn = "{RESTRICTED}"
-initiators = ["{ALLOWED_INITIATOR}"]
-
-[[target.lun]]
-id = 0
-path = "{d}/restricted0.img"
-size = "64MiB"
-"#,
-        max = opts.max_commands_per_session,
-        nop = opts.nop_interval,
-        login = opts.login_timeout,
-        size = LUN_SIZE,
-    )
+/// How the tests spawn this package's `oxcopyd` binary (defaults of
+/// [`Spawn::new`]).
+pub fn spawn_opts() -> Spawn<'static> {
+    Spawn::new(Path::new(env!("CARGO_BIN_EXE_oxcopyd")))
 }
 
 /// An in-process `oxcopyd` on 127.0.0.1 with its files in a temp dir.
@@ -114,8 +97,7 @@ impl Daemon {
     pub async fn start_with(opts: Opts) -> Daemon {
         install_panic_watch();
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("oxcopyd.toml");
-        std::fs::write(&path, config_text(dir.path(), &opts, "127.0.0.1:0")).expect("write config");
+        let path = config(dir.path(), &opts).write(dir.path().join("oxcopyd.toml"));
         let cfg = Config::from_file(&path).expect("test config validates");
         let running = within(STEP, "daemon start", oxcopyd::start(cfg)).await.expect("daemon starts");
         let addr = running.addrs[0];
@@ -179,63 +161,55 @@ pub async fn within<F: std::future::Future>(d: Duration, what: &str, f: F) -> F:
     }
 }
 
-// ---------------------------------------------------------------------------
-// Data patterns.
-
-/// Deterministic pseudo-random bytes (xorshift64*), distinct per seed.
+/// [`oxcopy_testkit::pattern`] as `Bytes`, what the initiator writes.
 pub fn pattern(seed: u64, len: usize) -> Bytes {
-    Bytes::from(pattern_vec(seed, len))
+    Bytes::from(oxcopy_testkit::pattern(seed, len))
 }
 
-/// [`pattern`] as a `Vec`.
-pub fn pattern_vec(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+// ---------------------------------------------------------------------------
+// Commands across a restart of the daemon, persistent reservations.
+
+/// Run a command on `lun`; a unit attention (the standard allows one after
+/// a restart) is answered by running it again, a few times at most.
+pub async fn exec_past_ua(s: &Session, lun: u64, cdb: &[u8], dir: DataDir) -> oxcopy_initiator::Result<ScsiOutcome> {
+    for _ in 0..4 {
+        let o = s.execute(lun, cdb, dir.clone()).await?;
+        let ua = o.is_check_condition() && o.sense_info().is_some_and(|x| x.key == 6);
+        if !ua {
+            return Ok(o);
+        }
     }
-    v.truncate(len);
-    v
+    panic!("unit attentions do not stop");
 }
 
-/// FNV-1a 64.
-pub fn fnv(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+/// PERSISTENT RESERVE OUT on `lun`: service action `sa`, `pr_type`, the
+/// reservation key and service action key, and `flags` (byte 20, e.g.
+/// APTPL); returns the status.
+pub async fn prout(s: &Session, lun: u64, sa: u8, pr_type: u8, key: u64, sa_key: u64, flags: u8) -> u8 {
+    let mut p = vec![0u8; 24];
+    p[0..8].copy_from_slice(&key.to_be_bytes());
+    p[8..16].copy_from_slice(&sa_key.to_be_bytes());
+    p[20] = flags;
+    let cdb = [0x5F, sa, pr_type, 0, 0, 0, 0, 0, 24, 0];
+    exec_past_ua(s, lun, &cdb, DataDir::Write { data: Bytes::from(p) }).await.expect("PR OUT delivered").status
 }
 
-/// `len` bytes at `off` of a LUN's backing file.
-pub fn lun_bytes(path: &std::path::Path, off: u64, len: u64) -> Vec<u8> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).expect("open LUN file");
-    let mut v = vec![0u8; len as usize];
-    f.read_exact_at(&mut v, off).expect("read LUN file");
-    v
+/// PERSISTENT RESERVE IN READ KEYS on `lun`: the registered keys.
+pub async fn pr_keys(s: &Session, lun: u64) -> Vec<u64> {
+    let cdb = [0x5E, 0x00, 0, 0, 0, 0, 0, 0x10, 0, 0];
+    let out = exec_past_ua(s, lun, &cdb, DataDir::Read { len: 4096 }).await.expect("PR IN delivered");
+    assert_eq!(out.status, STATUS_GOOD);
+    out.data.get(8..).unwrap_or(&[]).chunks(8).map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes"))).collect()
 }
 
-/// Compare without dumping megabytes on failure.
-#[track_caller]
-pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!("{what}: first difference at byte {i} (got {:#04x}, want {:#04x})", got[i], want[i]);
-    }
-}
-
-/// Read `len` bytes at `offset` straight from a backing file.
-pub fn file_bytes(path: &std::path::Path, offset: u64, len: usize) -> Vec<u8> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).expect("open backing file");
-    let mut v = vec![0u8; len];
-    f.read_exact_at(&mut v, offset).expect("read backing file");
-    v
+/// PERSISTENT RESERVE IN READ RESERVATION on `lun`: (key, type) of the
+/// reservation, if any.
+pub async fn pr_reservation(s: &Session, lun: u64) -> Option<(u64, u8)> {
+    let cdb = [0x5E, 0x01, 0, 0, 0, 0, 0, 0x10, 0, 0];
+    let out = exec_past_ua(s, lun, &cdb, DataDir::Read { len: 4096 }).await.expect("PR IN delivered");
+    assert_eq!(out.status, STATUS_GOOD);
+    let d = &out.data;
+    (d.len() >= 24).then(|| (u64::from_be_bytes(d[8..16].try_into().expect("8 bytes")), d[21] & 0x0F))
 }
 
 // ---------------------------------------------------------------------------

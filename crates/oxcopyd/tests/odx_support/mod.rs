@@ -7,10 +7,11 @@
 
 pub mod scenarios;
 
-use crate::xcopy_support::{config_text as xcopy_config, Sizes, INITIATOR, STEP};
+use crate::xcopy_support::{config as xcopy_config, Sizes, INITIATOR, STEP};
 use oxcopy_initiator::odx::{BlockRange, PopulateToken, RodTokenInfo, WriteUsingToken, TOKEN_LEN};
 use oxcopy_initiator::{InitiatorError, ScsiOutcome, Session};
 use oxcopy_scsi::{Asc, SenseKey};
+use oxcopy_testkit::DaemonConfig;
 use oxcopyd::config::Config;
 use oxcopyd::Running;
 use std::net::SocketAddr;
@@ -40,17 +41,16 @@ pub struct Domain {
     pub max_inactivity_timeout: Option<u32>,
 }
 
-/// The configuration text: `xcopy_support`'s three targets plus `[copy_domain]`.
-pub fn config_text(lun_dir: &Path, state_dir: &Path, sizes: Sizes, dom: &Domain) -> String {
-    let mut t = xcopy_config(lun_dir, state_dir, sizes);
-    t.push_str("\n[copy_domain]\n");
+/// The configuration: `xcopy_support`'s three targets plus `[copy_domain]`.
+pub fn config(lun_dir: &Path, state_dir: &Path, sizes: Sizes, dom: &Domain) -> DaemonConfig {
+    let mut c = xcopy_config(lun_dir, state_dir, sizes);
     if let Some(s) = dom.token_scope {
-        t.push_str(&format!("token_scope = \"{s}\"\n"));
+        c = c.copy_domain("token_scope", s);
     }
     if let Some(m) = dom.max_inactivity_timeout {
-        t.push_str(&format!("max_inactivity_timeout = {m}\n"));
+        c = c.copy_domain("max_inactivity_timeout", m);
     }
-    t
+    c
 }
 
 /// An in-process daemon for the ODX tests.
@@ -73,8 +73,7 @@ impl ODaemon {
     /// LUN files in `lun_dir` (e.g. a loop-mounted filesystem).
     pub async fn start_in(lun_dir: &Path, sizes: Sizes, dom: Domain) -> ODaemon {
         let state = tempfile::tempdir().expect("tempdir");
-        let path = state.path().join("oxcopyd.toml");
-        std::fs::write(&path, config_text(lun_dir, state.path(), sizes, &dom)).expect("write config");
+        let path = config(lun_dir, state.path(), sizes, &dom).write(state.path().join("oxcopyd.toml"));
         let cfg = Config::from_file(&path).expect("config validates");
         let running =
             tokio::time::timeout(STEP, oxcopyd::start(cfg)).await.expect("start hung").expect("daemon starts");

@@ -3,8 +3,9 @@
 //! target list, sessions as a chosen initiator, sense helpers.
 #![allow(dead_code)]
 
-pub use crate::common::{assert_same as same, file_bytes, fnv, pattern_vec as pattern, within};
+pub use crate::common::within;
 use oxcopy_initiator::{ScsiOutcome, Session, SessionConfig};
+pub use oxcopy_testkit::{assert_same as same, file_bytes, fnv, pattern, DaemonConfig, Lun, Target};
 use oxcopyd::config::Config;
 use oxcopyd::Running;
 use std::net::SocketAddr;
@@ -22,17 +23,13 @@ pub struct TDaemon {
 }
 
 impl TDaemon {
-    /// `server` is extra `[server]` lines; `targets` the `[[target]]`
-    /// sections, where `{d}` stands for the temp dir.
-    pub async fn start(server: &str, targets: &str) -> TDaemon {
+    /// The configuration `config` makes of the temp dir (where the LUN
+    /// files go) and a `[server]` with `data_dir` there and no keepalive.
+    pub async fn start(config: impl FnOnce(&Path, DaemonConfig) -> DaemonConfig) -> TDaemon {
         let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path().display().to_string();
-        let text = format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{d}/state\"\nnop_interval = 0\n{server}\n{}",
-            targets.replace("{d}", &d)
-        );
-        let path = dir.path().join("oxcopyd.toml");
-        std::fs::write(&path, text).expect("write config");
+        let d = dir.path();
+        let path =
+            config(d, DaemonConfig::new(d.join("state")).server("nop_interval", 0)).write(d.join("oxcopyd.toml"));
         let cfg = Config::from_file(&path).expect("test config validates");
         let running = within(STEP, "daemon start", oxcopyd::start(cfg)).await.expect("daemon starts");
         let addr = running.addrs[0];

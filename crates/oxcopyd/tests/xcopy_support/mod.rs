@@ -1,21 +1,17 @@
 //! Fixtures for the EXTENDED COPY end-to-end tests: an in-process daemon
 //! with three targets (one open, one whose allow-list admits us, one whose
-//! allow-list does not), a metrics endpoint, data helpers, and a loop-device
-//! filesystem for the XFS / ext4 runs.
+//! allow-list does not), a metrics endpoint and data helpers.
 #![allow(dead_code)]
 
-/// The loop-filesystem fixture of the storage crate's tests (one copy for
-/// the storage, daemon and CLI tests).
-#[path = "../../../storage/tests/common/mod.rs"]
-pub mod loopfs;
 pub mod scenarios;
 
-pub use crate::common::{lun_bytes as file_bytes, pattern_vec as pattern};
 use bytes::Bytes;
 use oxcopy_initiator::scsi::Sense;
 use oxcopy_initiator::xcopy::{Cscd, Designator, ListIdUsage, ParamList, Segment};
 use oxcopy_initiator::{ScsiOutcome, Session, SessionConfig};
 use oxcopy_scsi::{Asc, SenseKey};
+pub use oxcopy_testkit::{assert_same as same, file_bytes, pattern};
+use oxcopy_testkit::{DaemonConfig, Lun, Target};
 use oxcopyd::config::Config;
 use oxcopyd::Running;
 use std::net::SocketAddr;
@@ -58,57 +54,23 @@ impl Default for Sizes {
     }
 }
 
-/// The configuration text: LUN files under `lun_dir`, state under `state_dir`.
-pub fn config_text(lun_dir: &Path, state_dir: &Path, sizes: Sizes) -> String {
-    let d = lun_dir.display();
-    let s = state_dir.display();
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-data_dir = "{s}/state"
-metrics = "127.0.0.1:0"
-nop_interval = 0
-
-[[target]]
-iqn = "{OPEN}"
-[[target.lun]]
-id = 0
-path = "{d}/open0.img"
-size = {open}
-[[target.lun]]
-id = 1
-path = "{d}/open1.img"
-size = {open}
-[[target.lun]]
-id = 2
-path = "{d}/open2.img"
-size = {open4k}
-block_size = 4096
-
-[[target]]
-iqn = "{SHARED}"
-initiators = ["{INITIATOR}"]
-[[target.lun]]
-id = 0
-path = "{d}/shared0.img"
-size = {small}
-
-[[target]]
-iqn = "{PRIVATE}"
-initiators = ["{OTHER_INITIATOR}"]
-[[target.lun]]
-id = 0
-path = "{d}/private0.img"
-size = {small}
-"#,
-        open = sizes.open,
-        open4k = sizes.open_4k,
-        small = sizes.small,
-    )
+/// The configuration: LUN files under `lun_dir`, state under `state_dir`.
+pub fn config(lun_dir: &Path, state_dir: &Path, sizes: Sizes) -> DaemonConfig {
+    let lun = |id: u32, name: &str, size: u64| Lun::new(id, lun_dir.join(name)).size(size);
+    DaemonConfig::new(state_dir.join("state"))
+        .server("metrics", "127.0.0.1:0")
+        .server("nop_interval", 0)
+        .target(
+            Target::new(OPEN)
+                .lun(lun(0, "open0.img", sizes.open))
+                .lun(lun(1, "open1.img", sizes.open))
+                .lun(lun(2, "open2.img", sizes.open_4k).block_size(4096)),
+        )
+        .target(Target::new(SHARED).initiators(&[INITIATOR]).lun(lun(0, "shared0.img", sizes.small)))
+        .target(Target::new(PRIVATE).initiators(&[OTHER_INITIATOR]).lun(lun(0, "private0.img", sizes.small)))
 }
 
-/// An in-process daemon serving [`config_text`].
+/// An in-process daemon serving [`config`].
 pub struct XDaemon {
     pub running: Option<Running>,
     pub addr: SocketAddr,
@@ -128,8 +90,7 @@ impl XDaemon {
     /// LUN files in `lun_dir` (e.g. a loop-mounted filesystem).
     pub async fn start_in(lun_dir: &Path, sizes: Sizes) -> XDaemon {
         let state = tempfile::tempdir().expect("tempdir");
-        let path = state.path().join("oxcopyd.toml");
-        std::fs::write(&path, config_text(lun_dir, state.path(), sizes)).expect("write config");
+        let path = config(lun_dir, state.path(), sizes).write(state.path().join("oxcopyd.toml"));
         let cfg = Config::from_file(&path).expect("config validates");
         let running = oxcopyd::start(cfg).await.expect("daemon starts");
         let addr = running.addrs[0];
@@ -201,18 +162,6 @@ pub fn fill_file(path: &Path, off: u64, data: &[u8]) {
     let f = std::fs::OpenOptions::new().write(true).open(path).expect("open LUN file");
     for (i, c) in data.chunks(16 << 20).enumerate() {
         f.write_all_at(c, off + (i as u64) * (16 << 20)).expect("write LUN file");
-    }
-}
-
-/// Compare without dumping megabytes.
-#[track_caller]
-pub fn same(got: &[u8], want: &[u8], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    if got == want {
-        return; // memcmp: fast even in debug builds
-    }
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!("{what}: first difference at byte {i} ({:#04x} != {:#04x})", got[i], want[i]);
     }
 }
 

@@ -1,17 +1,22 @@
 //! The real `oxcopyd` binary as a child process: spawned on a config file,
 //! its portal learnt from the `iscsi://host:port/...` line it prints on
-//! stdout, killed (SIGKILL) and reaped when dropped.
+//! stdout, killed (SIGKILL) by PID and reaped when dropped. The caller
+//! passes the binary (`env!("CARGO_BIN_EXE_oxcopyd")` in oxcopyd's tests).
 
+use crate::process::ChildGuard;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// How to start the daemon.
 #[derive(Debug, Clone)]
 pub struct Spawn<'a> {
+    /// The `oxcopyd` executable.
+    pub bin: &'a Path,
     /// `RUST_LOG` of the daemon.
     pub rust_log: &'a str,
     /// Collect stderr (see [`Proc::stderr`]) instead of passing it through
@@ -23,28 +28,21 @@ pub struct Spawn<'a> {
     pub url_timeout: Duration,
 }
 
-impl Default for Spawn<'_> {
-    fn default() -> Self {
-        Spawn { rust_log: "warn", capture_stderr: true, cwd: None, url_timeout: Duration::from_secs(30) }
+impl<'a> Spawn<'a> {
+    /// Defaults for the binary `bin`: `RUST_LOG=warn`, stderr captured, the
+    /// test's working directory, 30 s for the URL line.
+    pub fn new(bin: &'a Path) -> Spawn<'a> {
+        Spawn { bin, rust_log: "warn", capture_stderr: true, cwd: None, url_timeout: Duration::from_secs(30) }
     }
 }
 
 /// A spawned `oxcopyd`.
 pub struct Proc {
-    pub child: Child,
+    child: ChildGuard,
     /// The first portal it printed (once [`Proc::portal`] has read it).
     addr: Option<SocketAddr>,
     stderr: Option<Arc<Mutex<String>>>,
-    collector: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // SIGKILL by our own child's PID (a no-op if it was already reaped),
-        // then reap it.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    collector: Option<JoinHandle<()>>,
 }
 
 impl Proc {
@@ -58,13 +56,13 @@ impl Proc {
 
     /// Spawn `oxcopyd --config <config>` without waiting for anything.
     pub fn launch(config: &Path, o: &Spawn) -> Proc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxcopyd"));
+        let mut cmd = Command::new(o.bin);
         cmd.arg("--config").arg(config).env("RUST_LOG", o.rust_log).stdin(Stdio::null()).stdout(Stdio::piped());
         cmd.stderr(if o.capture_stderr { Stdio::piped() } else { Stdio::inherit() });
         if let Some(cwd) = o.cwd {
             cmd.current_dir(cwd);
         }
-        let mut child = cmd.spawn().expect("spawn oxcopyd");
+        let mut child = ChildGuard::spawn(&mut cmd).unwrap_or_else(|e| panic!("spawn {}: {e}", o.bin.display()));
         let mut collector = None;
         let stderr = child.stderr.take().map(|mut err| {
             let buf = Arc::new(Mutex::new(String::new()));
@@ -124,8 +122,9 @@ impl Proc {
         self.addr.expect("portal not read yet")
     }
 
-    pub fn pid(&self) -> libc::pid_t {
-        self.child.id() as libc::pid_t
+    /// The daemon's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
     }
 
     /// What the daemon wrote to stderr so far (empty unless captured).
@@ -133,25 +132,20 @@ impl Proc {
         self.stderr.as_ref().map(|s| s.lock().unwrap().clone()).unwrap_or_default()
     }
 
-    /// Send SIGTERM; returns what kill(2) returned.
-    pub fn sigterm(&self) -> i32 {
-        // SAFETY: kill(2) on the PID of our own child, which has not been
-        // reaped yet (only `wait_exit` and drop reap it).
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) }
+    /// Send SIGTERM by PID (nothing once the daemon has been reaped).
+    pub fn sigterm(&mut self) -> std::io::Result<()> {
+        self.child.sigterm()
     }
 
-    /// Wait for exit, at most `d`, polling every `poll`.
+    /// Wait for exit, at most `d`, polling every `poll`; once it has
+    /// exited, [`Proc::stderr`] has all of its stderr.
     pub fn wait_exit(&mut self, d: Duration, poll: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + d;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(poll);
+        let st = self.child.wait_exit(d, poll)?;
+        // The daemon is gone, so its stderr has ended: collect the rest.
+        if let Some(t) = self.collector.take() {
+            let _ = t.join();
         }
+        Some(st)
     }
 
     /// Kill (SIGKILL) without any chance to flush or save, and reap.
