@@ -8,14 +8,22 @@
 //! R2TSN), data transfer (immediate/unsolicited data, R2T, Data-In
 //! splitting, residuals), NOP keepalive, task management bookkeeping, Text
 //! (SendTargets) and Logout, at ErrorRecoveryLevel 0.
+//!
+//! It also owns the connection's timers (see [`crate::timeout`]): the
+//! driver reports when bytes arrive ([`TargetConnection::bytes_received`]),
+//! waits until [`TargetConnection::poll_timeout`] and then calls
+//! [`TargetConnection::handle_timeout`], which sends the NOP-In keepalive or
+//! says why the connection must close.
 
 use crate::budget::{BudgetGuard, Budgeted, WriteBudget};
 use crate::frame::{encode_frame, EncodedPdu, Pdu};
 use crate::params::{SessionParams, SessionType};
 use crate::pdu::*;
+use crate::timeout::{deadline, due, ConnTimeouts, Timeout};
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Limits the daemon imposes on one connection.
 #[derive(Debug, Clone)]
@@ -171,6 +179,19 @@ pub fn sn_lt(a: u32, b: u32) -> bool {
     a != b && b.wrapping_sub(a) < 0x8000_0000
 }
 
+/// The timer state of a connection whose driver started the timers.
+#[derive(Debug)]
+struct Clocks {
+    cfg: ConnTimeouts,
+    /// When bytes last arrived (or the timers started).
+    last_rx: Instant,
+    /// When the keepalive interval last began: bytes arrived or a NOP-In
+    /// ping went out.
+    idle_since: Instant,
+    /// The bytes received so far end inside a PDU.
+    mid_pdu: bool,
+}
+
 /// The full-feature state of one connection of a single-connection session.
 #[derive(Debug)]
 pub struct TargetConnection {
@@ -191,6 +212,8 @@ pub struct TargetConnection {
     immediate_itt: Option<u32>,
     /// Bytes of write data we may buffer (shared with other connections).
     write_budget: Option<Arc<WriteBudget>>,
+    /// Keepalive and stall timers (none until started).
+    clocks: Option<Clocks>,
 }
 
 impl TargetConnection {
@@ -210,7 +233,59 @@ impl TargetConnection {
             logging_out: false,
             immediate_itt: None,
             write_budget: None,
+            clocks: None,
         }
+    }
+
+    /// Start the keepalive and stall timers at `now` (the full feature phase
+    /// begins). Without this call the connection has no timers.
+    pub fn start_timers(&mut self, cfg: ConnTimeouts, now: Instant) {
+        self.clocks = Some(Clocks { cfg, last_rx: now, idle_since: now, mid_pdu: false });
+    }
+
+    /// Bytes arrived at `now`. Call after feeding every complete PDU among
+    /// them to [`on_pdu`](Self::on_pdu); `undecoded` is how many bytes of an
+    /// incomplete PDU remain buffered (0 at a PDU boundary).
+    pub fn bytes_received(&mut self, now: Instant, undecoded: usize) {
+        if let Some(c) = &mut self.clocks {
+            c.last_rx = now;
+            c.idle_since = now;
+            c.mid_pdu = undecoded > 0;
+        }
+    }
+
+    /// When the connection next needs [`handle_timeout`](Self::handle_timeout):
+    /// the keepalive is due, or the initiator will have stalled. `None`: no
+    /// timer runs.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let (keepalive, stall) = self.deadlines();
+        match (keepalive, stall) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The keepalive and stall deadlines, when armed.
+    fn deadlines(&self) -> (Option<Instant>, Option<Instant>) {
+        let Some(c) = self.clocks.as_ref().filter(|_| !self.logging_out) else { return (None, None) };
+        let keepalive = c.cfg.nop_interval.and_then(|i| deadline(c.idle_since, i));
+        let stall = if c.mid_pdu || self.awaiting_data_out() { deadline(c.last_rx, c.cfg.pdu_timeout) } else { None };
+        (keepalive, stall)
+    }
+
+    /// Act on the timers that are due at `now`: `Ok` with the NOP-In
+    /// keepalive to send (or nothing), or `Err` when the connection must
+    /// close: the initiator stalled in the middle of a PDU or of a write's
+    /// data, or left the previous keepalive unanswered.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<Vec<Action>, Timeout> {
+        let (keepalive, stall) = self.deadlines();
+        let Some(c) = &mut self.clocks else { return Ok(Vec::new()) };
+        if due(stall, now) {
+            return Err(Timeout::PduStall(c.cfg.pdu_timeout));
+        }
+        let Some(interval) = c.cfg.nop_interval.filter(|_| due(keepalive, now)) else { return Ok(Vec::new()) };
+        c.idle_since = now;
+        self.ping().map(|ping| vec![ping]).ok_or(Timeout::Keepalive(interval))
     }
 
     /// Charge the data of writes that must be collected (solicited or
@@ -302,9 +377,8 @@ impl TargetConnection {
     }
 
     /// A NOP-In ping to send when the connection has been idle (keepalive).
-    /// Returns `None` while a previous ping is unanswered: the caller then
-    /// decides, by its own clock, when to give up on the connection.
-    pub fn ping(&mut self) -> Option<Action> {
+    /// Returns `None` while a previous ping is unanswered.
+    pub(crate) fn ping(&mut self) -> Option<Action> {
         if self.ping_ttt.is_some() {
             return None;
         }

@@ -12,6 +12,7 @@ use oxcopy_iscsi::login::{Authenticator, LoginPolicy, LoginStep, TargetInfo, Tar
 use oxcopy_iscsi::params::{SessionParams, SessionType};
 use oxcopy_iscsi::pdu::{Header, LoginStatus, RejectReason, TmfFunction, TmfResponse, BHS_LEN};
 use oxcopy_iscsi::target::{Action, TargetConnConfig, TargetConnection, TaskManagement, TaskOutcome};
+use oxcopy_iscsi::timeout::ConnTimeouts;
 use oxcopy_scsi::{
     AccessList, CancelToken, LogicalUnit, LuConfig, LuRegistry, Metrics, Nexus, Request, ScsiTarget, TmfResult,
 };
@@ -317,7 +318,10 @@ enum Out {
 
 /// Write PDUs with vectored I/O, batching whatever is queued.
 /// A peer that accepts no bytes for `stall` is given up on (the connection
-/// closes), so that responses cannot pile up behind it.
+/// closes), so that responses cannot pile up behind it. This one timer stays
+/// here rather than in the protocol core: only the pending write itself can
+/// see that the socket accepts nothing, and the writer runs apart from the
+/// connection task precisely so that reading never waits on it.
 async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>, stall: Duration) {
     let mut bufs: Vec<Bytes> = Vec::with_capacity(192);
     'outer: while let Some(first) = rx.recv().await {
@@ -528,21 +532,15 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     let writer = tokio::spawn(writer(wr, rx, Duration::from_secs(shared.cfg.pdu_timeout_secs.max(1))));
     let mut buf = BytesMut::with_capacity(64 * 1024);
 
-    let login_timeout = Duration::from_secs(shared.cfg.login_timeout_secs.max(1));
-    let login = tokio::time::timeout(login_timeout, do_login(&mut rd, &mut buf, &tx, &shared, peer));
+    let login = do_login(&mut rd, &mut buf, &tx, &shared, peer, Instant::now());
     // A connection still logging in has nothing in flight: shutdown does not
     // wait for it.
     let mut sd = shutdown.clone();
     let outcome = tokio::select! {
         r = login => match r {
-            Ok(Ok(Some(o))) => Some(o),
-            Ok(Ok(None)) => None,
-            Ok(Err(e)) => {
+            Ok(o) => o,
+            Err(e) => {
                 debug!(%peer, "login failed: {e}");
-                None
-            }
-            Err(_) => {
-                warn!(%peer, "login did not complete within {login_timeout:?}; closing");
                 None
             }
         },
@@ -572,12 +570,21 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     let _ = writer.await;
 }
 
+/// Wait until `at`; forever when `None`.
+async fn wait_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn do_login(
     rd: &mut OwnedReadHalf,
     buf: &mut BytesMut,
     tx: &mpsc::UnboundedSender<Out>,
     shared: &Shared,
     peer: SocketAddr,
+    accepted: Instant,
 ) -> Result<Option<(SessionParams, u32, u32, Option<SessionSlot>)>> {
     let mut login = TargetLogin::new(TargetLoginConfig {
         max_recv_data_segment_length: OUR_MAX_RECV_DATA_SEGMENT,
@@ -592,9 +599,20 @@ async fn do_login(
         tsih: shared.tsih(),
         cmd_window: shared.cfg.max_commands_per_session,
     });
+    login.start_timer(Duration::from_secs(shared.cfg.login_timeout_secs.max(1)), accepted);
     let policy = Policy(shared, parking_lot::Mutex::new(None), parking_lot::Mutex::new(None));
     loop {
-        let pdu = match read_pdu(rd, buf, &FrameLimits::LOGIN).await {
+        let read = tokio::select! {
+            r = read_pdu(rd, buf, &FrameLimits::LOGIN) => r,
+            _ = wait_until(login.poll_timeout()) => match login.handle_timeout(Instant::now()) {
+                Ok(()) => continue,
+                Err(t) => {
+                    warn!(%peer, "{t}; closing");
+                    return Ok(None);
+                }
+            },
+        };
+        let pdu = match read {
             Ok(Some(p)) => p,
             Ok(None) => return Ok(None),
             Err(ReadError::Io(e)) => return Err(e.into()),
@@ -624,7 +642,15 @@ async fn do_login(
                         let cap = Duration::from_secs(shared.cfg.login_timeout_secs.max(1)) / 2;
                         let delay = delay.min(cap);
                         warn!(%peer, "authentication failed: {why}; answering after {delay:?}");
-                        tokio::time::sleep(delay).await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = wait_until(login.poll_timeout()) => {
+                                if let Err(t) = login.handle_timeout(Instant::now()) {
+                                    warn!(%peer, "{t}; closing");
+                                    return Ok(None);
+                                }
+                            }
+                        }
                     }
                 }
                 send_pdu(tx, response);
@@ -681,29 +707,22 @@ async fn full_feature(
     };
     let mut conn = TargetConnection::new(params, conn_cfg, stat_sn, exp_cmd_sn);
     conn.set_write_budget(shared.write_budget.clone());
-    // A peer that stops in the middle of a PDU is dropped after this long.
+    let nop_interval = Some(Duration::from_secs(shared.cfg.nop_interval_secs)).filter(|d| !d.is_zero());
     let pdu_timeout = Duration::from_secs(shared.cfg.pdu_timeout_secs.max(1));
-    let mut last_rx = tokio::time::Instant::now();
+    conn.start_timers(ConnTimeouts { nop_interval, pdu_timeout }, Instant::now());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut running: HashMap<u32, Running1> = HashMap::new();
-    let nop_every = Duration::from_secs(shared.cfg.nop_interval_secs);
-    let mut idle = tokio::time::interval(if nop_every.is_zero() { Duration::from_secs(3600) } else { nop_every });
-    idle.reset();
     let mut closing = false;
-    let draining = false;
 
     loop {
-        if draining && running.is_empty() {
-            break;
-        }
+        let wake = conn.poll_timeout();
         tokio::select! {
-            r = rd.read_buf(&mut buf), if !draining => {
+            r = rd.read_buf(&mut buf) => {
                 match r {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
-                idle.reset();
-                last_rx = tokio::time::Instant::now();
+                let now = Instant::now();
                 loop {
                     let actions = match decode_frame(&mut buf, &limits) {
                         Ok(Some(pdu)) => conn.on_pdu(pdu),
@@ -724,6 +743,7 @@ async fn full_feature(
                     closing |= apply(actions, tx, &target, &nexus, &done_tx, &mut running, &shared.io_pool);
                     if closing { break; }
                 }
+                conn.bytes_received(now, buf.len());
                 if buf.capacity() - buf.len() < 4096 {
                     buf.reserve(64 * 1024);
                 }
@@ -738,24 +758,16 @@ async fn full_feature(
                 };
                 closing |= apply(actions, tx, &target, &nexus, &done_tx, &mut running, &shared.io_pool);
             }
-            _ = tokio::time::sleep_until(last_rx + pdu_timeout),
-                if (!buf.is_empty() || conn.awaiting_data_out()) && !draining => {
-                warn!(
-                    initiator = %nexus.initiator_name,
-                    "no bytes for {pdu_timeout:?} in the middle of a PDU or of a write's data; closing"
-                );
-                break;
-            }
-            _ = idle.tick(), if !nop_every.is_zero() && !draining => {
-                if conn.ping_outstanding() {
-                    warn!("no answer to NOP-In keepalive; closing the connection");
+            _ = wait_until(wake) => match conn.handle_timeout(Instant::now()) {
+                Ok(actions) => {
+                    closing |= apply(actions, tx, &target, &nexus, &done_tx, &mut running, &shared.io_pool);
+                }
+                Err(t) => {
+                    warn!(initiator = %nexus.initiator_name, "{t}; closing the connection");
                     break;
                 }
-                if let Some(a) = conn.ping() {
-                    closing |= apply(vec![a], tx, &target, &nexus, &done_tx, &mut running, &shared.io_pool);
-                }
-            }
-            _ = async { let _ = shutdown.wait_for(|v| *v).await; }, if !draining => {
+            },
+            _ = async { let _ = shutdown.wait_for(|v| *v).await; } => {
                 // Stop taking commands; finish what is in flight (bounded).
                 let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
                 while !running.is_empty() {
