@@ -193,8 +193,14 @@ struct Clocks {
 }
 
 /// The full-feature state of one connection of a single-connection session.
+///
+/// It is the one table of the connection's tasks. `H` is the driver's handle
+/// on a task's execution (say, a cancel token): handed over with
+/// [`executing`](Self::executing) after [`Action::Execute`], it stays here
+/// until [`complete`](Self::complete) reports the execution over, also when
+/// the task was aborted meanwhile; its ITT is not reused until then.
 #[derive(Debug)]
-pub struct TargetConnection {
+pub struct TargetConnection<H = ()> {
     params: SessionParams,
     cfg: TargetConnConfig,
     stat_sn: u32,
@@ -214,12 +220,25 @@ pub struct TargetConnection {
     write_budget: Option<Arc<WriteBudget>>,
     /// Keepalive and stall timers (none until started).
     clocks: Option<Clocks>,
+    /// The driver's handles on executions not yet completed, by ITT: tasks
+    /// running, and aborted ones still stopping.
+    executions: HashMap<u32, H>,
 }
 
 impl TargetConnection {
-    /// Start the full feature phase. `stat_sn` is the next StatSN to use and
-    /// `exp_cmd_sn` the CmdSN expected next, both as login left them.
+    /// Start the full feature phase, for a driver that keeps no per-task
+    /// handles. `stat_sn` is the next StatSN to use and `exp_cmd_sn` the
+    /// CmdSN expected next, both as login left them.
     pub fn new(params: SessionParams, cfg: TargetConnConfig, stat_sn: u32, exp_cmd_sn: u32) -> Self {
+        Self::with_handles(params, cfg, stat_sn, exp_cmd_sn)
+    }
+}
+
+impl<H> TargetConnection<H> {
+    /// Start the full feature phase, keeping a handle of type `H` per
+    /// executing task (see [`executing`](Self::executing)); otherwise as
+    /// [`TargetConnection::new`].
+    pub fn with_handles(params: SessionParams, cfg: TargetConnConfig, stat_sn: u32, exp_cmd_sn: u32) -> Self {
         TargetConnection {
             params,
             cfg,
@@ -234,7 +253,34 @@ impl TargetConnection {
             immediate_itt: None,
             write_budget: None,
             clocks: None,
+            executions: HashMap::new(),
         }
+    }
+
+    /// The task `itt` of an [`Action::Execute`] now executes; keep `handle`
+    /// until [`complete`](Self::complete) is called for it. Ignored unless
+    /// the task is running.
+    pub fn executing(&mut self, itt: u32, handle: H) {
+        if matches!(self.tasks.get(&itt), Some(TaskState::Running { .. })) {
+            self.executions.insert(itt, handle);
+        }
+    }
+
+    /// The handle on the execution of `itt` (running, or aborted and not yet
+    /// completed).
+    pub fn handle_mut(&mut self, itt: u32) -> Option<&mut H> {
+        self.executions.get_mut(&itt)
+    }
+
+    /// The handles on every execution not yet completed.
+    pub fn handles(&self) -> impl Iterator<Item = &H> {
+        self.executions.values()
+    }
+
+    /// Whether `itt` names a task, or an execution not yet completed: a new
+    /// task may not reuse it.
+    fn itt_in_use(&self, itt: u32) -> bool {
+        self.tasks.contains_key(&itt) || self.executions.contains_key(&itt)
     }
 
     /// Start the keepalive and stall timers at `now` (the full feature phase
@@ -471,7 +517,7 @@ impl TargetConnection {
             Header::ScsiCommand(h) if crc_failed => {
                 // Its immediate data failed the digest: the command takes
                 // its turn and ends with PROTOCOL SERVICE CRC ERROR.
-                if self.tasks.contains_key(&h.itt) {
+                if self.itt_in_use(h.itt) {
                     out.push(self.reject(RejectReason::TASK_IN_PROGRESS, &pdu.bhs));
                     return;
                 }
@@ -555,7 +601,7 @@ impl TargetConnection {
             out.push(self.reject(RejectReason::PROTOCOL_ERROR, &pdu.bhs));
             return;
         }
-        if self.tasks.contains_key(&h.itt) {
+        if self.itt_in_use(h.itt) {
             out.push(self.reject(RejectReason::TASK_IN_PROGRESS, &pdu.bhs));
             return;
         }
@@ -939,9 +985,11 @@ impl TargetConnection {
     }
 
     /// A task finished executing: build its Data-In and response PDUs.
-    /// Results of tasks that were aborted meanwhile are dropped.
+    /// Results of tasks that were aborted meanwhile are dropped. Its handle
+    /// is dropped either way.
     pub fn complete(&mut self, itt: u32, outcome: TaskOutcome) -> Vec<Action> {
         let mut out = Vec::new();
+        self.executions.remove(&itt);
         // A stale result (its ITT may name a new task collecting data) must
         // leave that task alone.
         if !matches!(self.tasks.get(&itt), Some(TaskState::Running { .. })) {

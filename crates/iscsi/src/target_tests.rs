@@ -2610,3 +2610,39 @@ fn timers_beyond_the_clock_never_fire() {
     assert_eq!(t.conn.poll_timeout(), None);
     assert!(t.timeout_at(t0 + secs(1 << 40)).unwrap().is_empty());
 }
+
+// ---------------------------------------------------------------------------
+// The driver's per-task handles: one table of tasks, in the core
+// ---------------------------------------------------------------------------
+
+#[test]
+fn execution_handles_outlive_an_abort_until_complete() {
+    let p = params();
+    let mut conn: TargetConnection<&str> = TargetConnection::with_handles(p.clone(), cfg(16), STAT0, 1);
+    let send = |conn: &mut TargetConnection<&str>, h: Header| outs(&p, conn.on_pdu(wire(&p, &h, &[], &[])));
+    assert_eq!(executes(&send(&mut conn, read(1, 1, 512))), vec![1]);
+    assert_eq!(executes(&send(&mut conn, read(2, 2, 512))), vec![2]);
+    conn.executing(1, "one");
+    conn.executing(2, "two");
+    conn.executing(9, "no such task");
+    assert_eq!(conn.handle_mut(9), None);
+    let mut all: Vec<&str> = conn.handles().copied().collect();
+    all.sort();
+    assert_eq!(all, ["one", "two"]);
+    // ABORT TASK forgets task 1, but its execution is still stopping: the
+    // driver can still reach its handle, and its ITT is not free yet.
+    let o = send(&mut conn, tmf(0x100, 3, TmfFunction::ABORT_TASK, LUN0, 1));
+    assert!(matches!(&o[0], Out::Cancel(v) if v == &[1]));
+    assert_eq!(conn.tasks_in_flight(), 1);
+    assert_eq!(conn.handle_mut(1).map(|h| *h), Some("one"));
+    let o = send(&mut conn, read(1, 3, 512));
+    assert_eq!(get!(&o[0], Reject).reason, RejectReason::TASK_IN_PROGRESS);
+    // Its result ends it: dropped, handle and ITT released.
+    assert!(outs(&p, conn.complete(1, with_data(512))).is_empty());
+    assert_eq!(conn.handle_mut(1), None);
+    assert_eq!(executes(&send(&mut conn, read(1, 4, 512))), vec![1]);
+    // A normal completion answers and drops the handle.
+    let o = outs(&p, conn.complete(2, with_data(512)));
+    assert_eq!(get!(&o[0], DataIn).itt, 2);
+    assert_eq!(conn.handles().count(), 0);
+}
