@@ -13,6 +13,7 @@ use oxcopy_iscsi::frame::{decode_frame, encode_frame, FrameError, FrameLimits, P
 use oxcopy_iscsi::login::{Authenticator, LoginPolicy, LoginStep, TargetInfo, TargetLogin, TargetLoginConfig};
 use oxcopy_iscsi::params::SessionParams;
 use oxcopy_iscsi::pdu::{Header, LoginStatus};
+use oxcopy_iscsi::timeout::Timeout;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -83,13 +84,10 @@ pub(super) async fn login(
     loop {
         let read = tokio::select! {
             r = read_pdu(rd, buf, &FrameLimits::LOGIN) => r,
-            _ = wait_until(login.poll_timeout()) => match login.handle_timeout(Instant::now()) {
-                Ok(()) => continue,
-                Err(t) => {
-                    warn!(%peer, "{t}; closing");
-                    return Ok(None);
-                }
-            },
+            t = expired(&mut login) => {
+                warn!(%peer, "{t}; closing");
+                return Ok(None);
+            }
         };
         let pdu = match read {
             Ok(Some(p)) => p,
@@ -123,11 +121,9 @@ pub(super) async fn login(
                         warn!(%peer, "authentication failed: {why}; answering after {delay:?}");
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
-                            _ = wait_until(login.poll_timeout()) => {
-                                if let Err(t) = login.handle_timeout(Instant::now()) {
-                                    warn!(%peer, "{t}; closing");
-                                    return Ok(None);
-                                }
+                            t = expired(&mut login) => {
+                                warn!(%peer, "{t}; closing");
+                                return Ok(None);
                             }
                         }
                     }
@@ -135,6 +131,18 @@ pub(super) async fn login(
                 send_pdu(tx, response);
                 return Ok(None);
             }
+        }
+    }
+}
+
+/// Wait until the login runs out of time (`login_timeout`); why it did.
+/// Each round waits for the same deadline, so a second one is never needed
+/// in practice (a timer does not fire early).
+async fn expired(login: &mut TargetLogin) -> Timeout {
+    loop {
+        wait_until(login.poll_timeout()).await;
+        if let Err(t) = login.handle_timeout(Instant::now()) {
+            return t;
         }
     }
 }
