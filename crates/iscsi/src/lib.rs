@@ -1,7 +1,9 @@
 //! iSCSI protocol core (RFC 7143) with no I/O and no clock.
 //!
 //! Bytes go in, typed PDUs and events come out; the caller owns sockets and
-//! timers. Used by both the target daemon and the initiator library.
+//! passes the current time in: the target's state machines decide when a
+//! timer fires and what it does, the caller only waits until then. Used by
+//! both the target daemon and the initiator library.
 //!
 //! - [`pdu`]: the 48-byte Basic Header Segment of every opcode, typed.
 //! - [`frame`]: framing a byte stream into PDUs (AHS, digests, padding, limits).
@@ -12,7 +14,8 @@
 //! - [`login`]: login state machines for the target and initiator roles.
 //! - [`discovery`]: SendTargets (build, split, reassemble, parse).
 //! - [`target`]: the target's full-feature phase (sequence numbers, R2T,
-//!   Data-In, task management, Text, Logout).
+//!   Data-In, task management, Text, Logout, keepalive and stall timers).
+//! - [`timeout`]: the target's timer settings and reasons for closing.
 
 pub mod budget;
 pub mod chap;
@@ -26,6 +29,7 @@ pub mod target;
 #[cfg(test)]
 mod target_tests;
 pub mod text;
+pub mod timeout;
 
 pub use frame::{decode_frame, encode_frame, EncodedPdu, FrameError, FrameLimits, Pdu};
 pub use params::{SessionParams, SessionType};

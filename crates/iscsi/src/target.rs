@@ -8,14 +8,22 @@
 //! R2TSN), data transfer (immediate/unsolicited data, R2T, Data-In
 //! splitting, residuals), NOP keepalive, task management bookkeeping, Text
 //! (SendTargets) and Logout, at ErrorRecoveryLevel 0.
+//!
+//! It also owns the connection's timers (see [`crate::timeout`]): the
+//! driver reports when bytes arrive ([`TargetConnection::bytes_received`]),
+//! waits until [`TargetConnection::poll_timeout`] and then calls
+//! [`TargetConnection::handle_timeout`], which sends the NOP-In keepalive or
+//! says why the connection must close.
 
 use crate::budget::{BudgetGuard, Budgeted, WriteBudget};
 use crate::frame::{encode_frame, EncodedPdu, Pdu};
 use crate::params::{SessionParams, SessionType};
 use crate::pdu::*;
+use crate::timeout::{deadline, due, ConnTimeouts, Timeout};
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Limits the daemon imposes on one connection.
 #[derive(Debug, Clone)]
@@ -171,9 +179,28 @@ pub fn sn_lt(a: u32, b: u32) -> bool {
     a != b && b.wrapping_sub(a) < 0x8000_0000
 }
 
-/// The full-feature state of one connection of a single-connection session.
+/// The timer state of a connection whose driver started the timers.
 #[derive(Debug)]
-pub struct TargetConnection {
+struct Clocks {
+    cfg: ConnTimeouts,
+    /// When bytes last arrived (or the timers started).
+    last_rx: Instant,
+    /// When the keepalive interval last began: bytes arrived or a NOP-In
+    /// ping went out.
+    idle_since: Instant,
+    /// The bytes received so far end inside a PDU.
+    mid_pdu: bool,
+}
+
+/// The full-feature state of one connection of a single-connection session.
+///
+/// It is the one table of the connection's tasks. `H` is the driver's handle
+/// on a task's execution (say, a cancel token): handed over with
+/// [`executing`](Self::executing) after [`Action::Execute`], it stays here
+/// until [`complete`](Self::complete) reports the execution over, also when
+/// the task was aborted meanwhile; its ITT is not reused until then.
+#[derive(Debug)]
+pub struct TargetConnection<H = ()> {
     params: SessionParams,
     cfg: TargetConnConfig,
     stat_sn: u32,
@@ -191,12 +218,27 @@ pub struct TargetConnection {
     immediate_itt: Option<u32>,
     /// Bytes of write data we may buffer (shared with other connections).
     write_budget: Option<Arc<WriteBudget>>,
+    /// Keepalive and stall timers (none until started).
+    clocks: Option<Clocks>,
+    /// The driver's handles on executions not yet completed, by ITT: tasks
+    /// running, and aborted ones still stopping.
+    executions: HashMap<u32, H>,
 }
 
 impl TargetConnection {
-    /// Start the full feature phase. `stat_sn` is the next StatSN to use and
-    /// `exp_cmd_sn` the CmdSN expected next, both as login left them.
+    /// Start the full feature phase, for a driver that keeps no per-task
+    /// handles. `stat_sn` is the next StatSN to use and `exp_cmd_sn` the
+    /// CmdSN expected next, both as login left them.
     pub fn new(params: SessionParams, cfg: TargetConnConfig, stat_sn: u32, exp_cmd_sn: u32) -> Self {
+        Self::with_handles(params, cfg, stat_sn, exp_cmd_sn)
+    }
+}
+
+impl<H> TargetConnection<H> {
+    /// Start the full feature phase, keeping a handle of type `H` per
+    /// executing task (see [`executing`](Self::executing)); otherwise as
+    /// [`TargetConnection::new`].
+    pub fn with_handles(params: SessionParams, cfg: TargetConnConfig, stat_sn: u32, exp_cmd_sn: u32) -> Self {
         TargetConnection {
             params,
             cfg,
@@ -210,7 +252,86 @@ impl TargetConnection {
             logging_out: false,
             immediate_itt: None,
             write_budget: None,
+            clocks: None,
+            executions: HashMap::new(),
         }
+    }
+
+    /// The task `itt` of an [`Action::Execute`] now executes; keep `handle`
+    /// until [`complete`](Self::complete) is called for it. Ignored unless
+    /// the task is running.
+    pub fn executing(&mut self, itt: u32, handle: H) {
+        if matches!(self.tasks.get(&itt), Some(TaskState::Running { .. })) {
+            self.executions.insert(itt, handle);
+        }
+    }
+
+    /// The handle on the execution of `itt` (running, or aborted and not yet
+    /// completed).
+    pub fn handle_mut(&mut self, itt: u32) -> Option<&mut H> {
+        self.executions.get_mut(&itt)
+    }
+
+    /// The handles on every execution not yet completed.
+    pub fn handles(&self) -> impl Iterator<Item = &H> {
+        self.executions.values()
+    }
+
+    /// Whether `itt` names a task, or an execution not yet completed: a new
+    /// task may not reuse it.
+    fn itt_in_use(&self, itt: u32) -> bool {
+        self.tasks.contains_key(&itt) || self.executions.contains_key(&itt)
+    }
+
+    /// Start the keepalive and stall timers at `now` (the full feature phase
+    /// begins). Without this call the connection has no timers.
+    pub fn start_timers(&mut self, cfg: ConnTimeouts, now: Instant) {
+        self.clocks = Some(Clocks { cfg, last_rx: now, idle_since: now, mid_pdu: false });
+    }
+
+    /// Bytes arrived at `now`. Call after feeding every complete PDU among
+    /// them to [`on_pdu`](Self::on_pdu); `undecoded` is how many bytes of an
+    /// incomplete PDU remain buffered (0 at a PDU boundary).
+    pub fn bytes_received(&mut self, now: Instant, undecoded: usize) {
+        if let Some(c) = &mut self.clocks {
+            c.last_rx = now;
+            c.idle_since = now;
+            c.mid_pdu = undecoded > 0;
+        }
+    }
+
+    /// When the connection next needs [`handle_timeout`](Self::handle_timeout):
+    /// the keepalive is due, or the initiator will have stalled. `None`: no
+    /// timer runs.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let (keepalive, stall) = self.deadlines();
+        match (keepalive, stall) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The keepalive and stall deadlines, when armed.
+    fn deadlines(&self) -> (Option<Instant>, Option<Instant>) {
+        let Some(c) = self.clocks.as_ref().filter(|_| !self.logging_out) else { return (None, None) };
+        let keepalive = c.cfg.nop_interval.and_then(|i| deadline(c.idle_since, i));
+        let stall = if c.mid_pdu || self.awaiting_data_out() { deadline(c.last_rx, c.cfg.pdu_timeout) } else { None };
+        (keepalive, stall)
+    }
+
+    /// Act on the timers that are due at `now`: `Ok` with the NOP-In
+    /// keepalive to send (or nothing), or `Err` when the connection must
+    /// close: the initiator stalled in the middle of a PDU or of a write's
+    /// data, or left the previous keepalive unanswered.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<Vec<Action>, Timeout> {
+        let (keepalive, stall) = self.deadlines();
+        let Some(c) = &mut self.clocks else { return Ok(Vec::new()) };
+        if due(stall, now) {
+            return Err(Timeout::PduStall(c.cfg.pdu_timeout));
+        }
+        let Some(interval) = c.cfg.nop_interval.filter(|_| due(keepalive, now)) else { return Ok(Vec::new()) };
+        c.idle_since = now;
+        self.ping().map(|ping| vec![ping]).ok_or(Timeout::Keepalive(interval))
     }
 
     /// Charge the data of writes that must be collected (solicited or
@@ -302,9 +423,8 @@ impl TargetConnection {
     }
 
     /// A NOP-In ping to send when the connection has been idle (keepalive).
-    /// Returns `None` while a previous ping is unanswered: the caller then
-    /// decides, by its own clock, when to give up on the connection.
-    pub fn ping(&mut self) -> Option<Action> {
+    /// Returns `None` while a previous ping is unanswered.
+    pub(crate) fn ping(&mut self) -> Option<Action> {
         if self.ping_ttt.is_some() {
             return None;
         }
@@ -397,7 +517,7 @@ impl TargetConnection {
             Header::ScsiCommand(h) if crc_failed => {
                 // Its immediate data failed the digest: the command takes
                 // its turn and ends with PROTOCOL SERVICE CRC ERROR.
-                if self.tasks.contains_key(&h.itt) {
+                if self.itt_in_use(h.itt) {
                     out.push(self.reject(RejectReason::TASK_IN_PROGRESS, &pdu.bhs));
                     return;
                 }
@@ -481,7 +601,7 @@ impl TargetConnection {
             out.push(self.reject(RejectReason::PROTOCOL_ERROR, &pdu.bhs));
             return;
         }
-        if self.tasks.contains_key(&h.itt) {
+        if self.itt_in_use(h.itt) {
             out.push(self.reject(RejectReason::TASK_IN_PROGRESS, &pdu.bhs));
             return;
         }
@@ -865,9 +985,11 @@ impl TargetConnection {
     }
 
     /// A task finished executing: build its Data-In and response PDUs.
-    /// Results of tasks that were aborted meanwhile are dropped.
+    /// Results of tasks that were aborted meanwhile are dropped. Its handle
+    /// is dropped either way.
     pub fn complete(&mut self, itt: u32, outcome: TaskOutcome) -> Vec<Action> {
         let mut out = Vec::new();
+        self.executions.remove(&itt);
         // A stale result (its ITT may name a new task collecting data) must
         // leave that task alone.
         if !matches!(self.tasks.get(&itt), Some(TaskState::Running { .. })) {

@@ -2445,3 +2445,204 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Timers, on a virtual clock: NOP-In keepalive and the PDU stall timeout
+// ---------------------------------------------------------------------------
+
+const NOP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+const PDU_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn secs(n: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(n)
+}
+
+impl T {
+    /// A connection whose timers started at `t0`.
+    fn timed(t0: std::time::Instant, nop_interval: Option<std::time::Duration>) -> T {
+        let mut t = T::plain();
+        assert_eq!(t.conn.poll_timeout(), None, "no timers until started");
+        t.conn.start_timers(crate::timeout::ConnTimeouts { nop_interval, pdu_timeout: PDU_TIMEOUT }, t0);
+        t
+    }
+    /// A whole PDU arrives at `now`.
+    fn recv_at(&mut self, now: std::time::Instant, h: Header, data: &[u8]) -> Vec<Out> {
+        let o = self.send(h, data);
+        self.conn.bytes_received(now, 0);
+        o
+    }
+    /// The timers at `now`.
+    fn timeout_at(&mut self, now: std::time::Instant) -> Result<Vec<Out>, crate::timeout::Timeout> {
+        self.conn.handle_timeout(now).map(|a| outs(&self.p, a))
+    }
+}
+
+/// The keepalive NOP-In among `o` (the only output), with its TTT.
+fn the_ping(o: &[Out]) -> u32 {
+    assert_eq!(o.len(), 1, "expected one NOP-In, got {o:?}");
+    let n = get!(&o[0], NopIn);
+    assert_eq!((n.itt, n.lun), (NO_TAG, LUN0));
+    assert_ne!(n.ttt, NO_TAG, "a keepalive asks for an answer");
+    assert!(body(&o[0]).is_empty());
+    n.ttt
+}
+
+#[test]
+fn keepalive_nop_in_after_an_interval_of_silence() {
+    let t0 = std::time::Instant::now();
+    let mut t = T::timed(t0, Some(NOP_EVERY));
+    assert_eq!(t.conn.poll_timeout(), Some(t0 + NOP_EVERY));
+    assert!(t.timeout_at(t0 + NOP_EVERY - secs(1)).unwrap().is_empty(), "early: nothing");
+    let o = t.timeout_at(t0 + NOP_EVERY).unwrap();
+    the_ping(&o);
+    assert_eq!(get!(&o[0], NopIn).stat_sn, STAT0, "a keepalive does not take a StatSN");
+    assert!(t.conn.ping_outstanding());
+    // The next deadline is one interval after the ping; a spurious wake-up
+    // before it neither pings again nor closes.
+    assert_eq!(t.conn.poll_timeout(), Some(t0 + NOP_EVERY * 2));
+    assert!(t.timeout_at(t0 + NOP_EVERY + secs(1)).unwrap().is_empty());
+}
+
+#[test]
+fn no_keepalive_while_traffic_flows() {
+    let t0 = std::time::Instant::now();
+    let mut t = T::timed(t0, Some(NOP_EVERY));
+    for i in 1..=10u32 {
+        let now = t0 + secs(20) * i;
+        assert!(t.timeout_at(now - secs(1)).unwrap().is_empty(), "pinged at {i}");
+        let o = t.recv_at(now, as_immediate(nop_out(0x100 + i, NO_TAG, 1)), &[]);
+        assert_eq!(get!(&o[0], NopIn).itt, 0x100 + i, "the initiator's ping is answered");
+        assert_eq!(t.conn.poll_timeout(), Some(now + NOP_EVERY));
+    }
+    assert!(!t.conn.ping_outstanding());
+}
+
+#[test]
+fn unanswered_keepalive_closes_after_another_interval() {
+    let t0 = std::time::Instant::now();
+    let mut t = T::timed(t0, Some(NOP_EVERY));
+    let ping = the_ping(&t.timeout_at(t0 + NOP_EVERY).unwrap());
+    // Traffic that is not the answer restarts the interval but does not
+    // settle the ping.
+    let at = t0 + NOP_EVERY + secs(5);
+    t.recv_at(at, as_immediate(nop_out(NO_TAG, ping ^ 1, 1)), &[]);
+    assert!(t.conn.ping_outstanding());
+    assert_eq!(t.conn.poll_timeout(), Some(at + NOP_EVERY));
+    assert!(t.timeout_at(at + NOP_EVERY - secs(1)).unwrap().is_empty());
+    assert_eq!(t.timeout_at(at + NOP_EVERY).unwrap_err(), crate::timeout::Timeout::Keepalive(NOP_EVERY));
+}
+
+#[test]
+fn answered_keepalive_resets_the_timer() {
+    let t0 = std::time::Instant::now();
+    let mut t = T::timed(t0, Some(NOP_EVERY));
+    let first = the_ping(&t.timeout_at(t0 + NOP_EVERY).unwrap());
+    let answered = t0 + NOP_EVERY + secs(2);
+    assert!(t.recv_at(answered, as_immediate(nop_out(NO_TAG, first, 1)), &[]).is_empty(), "an answer is not answered");
+    assert!(!t.conn.ping_outstanding());
+    assert_eq!(t.conn.poll_timeout(), Some(answered + NOP_EVERY));
+    // Silence again: another ping (a new TTT), not a close.
+    let second = the_ping(&t.timeout_at(answered + NOP_EVERY).unwrap());
+    assert_ne!(second, first);
+}
+
+#[test]
+fn stall_in_the_middle_of_a_pdu_closes_after_pdu_timeout() {
+    let t0 = std::time::Instant::now();
+    let mut t = T::timed(t0, Some(NOP_EVERY));
+    // 20 bytes of a header arrived at t0 + 1 s, then nothing.
+    let at = t0 + secs(1);
+    t.conn.bytes_received(at, 20);
+    assert_eq!(t.conn.poll_timeout(), Some(at + PDU_TIMEOUT));
+    assert!(t.timeout_at(at + PDU_TIMEOUT - secs(1)).unwrap().is_empty());
+    assert_eq!(t.timeout_at(at + PDU_TIMEOUT).unwrap_err(), crate::timeout::Timeout::PduStall(PDU_TIMEOUT));
+    // More bytes of it keep the connection alive; the PDU completing ends
+    // the stall watch.
+    let later = at + secs(5);
+    t.conn.bytes_received(later, 30);
+    assert!(t.timeout_at(at + PDU_TIMEOUT).unwrap().is_empty());
+    let done = t0 + secs(14);
+    t.recv_at(done, tur(1, 1), &[]);
+    assert_eq!(t.conn.poll_timeout(), Some(done + NOP_EVERY));
+}
+
+#[test]
+fn stall_while_a_write_waits_for_data_out_closes_after_pdu_timeout() {
+    let t0 = std::time::Instant::now();
+    let mut t = T::timed(t0, None);
+    let at = t0 + secs(3);
+    let o = t.recv_at(at, write(1, 1, 4096), &[]);
+    let r2t = get!(&o[0], R2t);
+    assert!(t.conn.awaiting_data_out());
+    assert_eq!(t.conn.poll_timeout(), Some(at + PDU_TIMEOUT));
+    // Half the data, then silence: the deadline counts from the last bytes.
+    let half = at + secs(4);
+    let o = t.send(dout(1, r2t.ttt, 0, 0, false), &pat(1, 0, 2048));
+    assert!(o.is_empty());
+    t.conn.bytes_received(half, 0);
+    assert!(t.timeout_at(half + PDU_TIMEOUT - secs(1)).unwrap().is_empty());
+    assert_eq!(t.timeout_at(half + PDU_TIMEOUT).unwrap_err(), crate::timeout::Timeout::PduStall(PDU_TIMEOUT));
+    // The rest arrives in time instead: the write runs, no timer is left.
+    let o = t.send(dout(1, r2t.ttt, 1, 2048, true), &pat(1, 2048, 2048));
+    t.conn.bytes_received(half + secs(1), 0);
+    assert_eq!(executes(&o), vec![1]);
+    assert_eq!(t.conn.poll_timeout(), None);
+}
+
+#[test]
+fn idle_between_pdus_is_not_a_stall() {
+    let t0 = std::time::Instant::now();
+    let mut t = T::timed(t0, None);
+    assert_eq!(t.conn.poll_timeout(), None);
+    // A read that runs for an hour is not a stall either: it waits for us.
+    let o = t.recv_at(t0 + secs(1), read(1, 1, 512), &[]);
+    assert_eq!(executes(&o), vec![1]);
+    assert_eq!(t.conn.poll_timeout(), None);
+    assert!(t.timeout_at(t0 + secs(3600)).unwrap().is_empty());
+    let o = t.complete(1, with_data(512));
+    assert_eq!(get!(&o[0], DataIn).itt, 1);
+}
+
+#[test]
+fn timers_beyond_the_clock_never_fire() {
+    let t0 = std::time::Instant::now();
+    let mut t = T::timed(t0, Some(std::time::Duration::MAX));
+    assert_eq!(t.conn.poll_timeout(), None);
+    assert!(t.timeout_at(t0 + secs(1 << 40)).unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// The driver's per-task handles: one table of tasks, in the core
+// ---------------------------------------------------------------------------
+
+#[test]
+fn execution_handles_outlive_an_abort_until_complete() {
+    let p = params();
+    let mut conn: TargetConnection<&str> = TargetConnection::with_handles(p.clone(), cfg(16), STAT0, 1);
+    let send = |conn: &mut TargetConnection<&str>, h: Header| outs(&p, conn.on_pdu(wire(&p, &h, &[], &[])));
+    assert_eq!(executes(&send(&mut conn, read(1, 1, 512))), vec![1]);
+    assert_eq!(executes(&send(&mut conn, read(2, 2, 512))), vec![2]);
+    conn.executing(1, "one");
+    conn.executing(2, "two");
+    conn.executing(9, "no such task");
+    assert_eq!(conn.handle_mut(9), None);
+    let mut all: Vec<&str> = conn.handles().copied().collect();
+    all.sort();
+    assert_eq!(all, ["one", "two"]);
+    // ABORT TASK forgets task 1, but its execution is still stopping: the
+    // driver can still reach its handle, and its ITT is not free yet.
+    let o = send(&mut conn, tmf(0x100, 3, TmfFunction::ABORT_TASK, LUN0, 1));
+    assert!(matches!(&o[0], Out::Cancel(v) if v == &[1]));
+    assert_eq!(conn.tasks_in_flight(), 1);
+    assert_eq!(conn.handle_mut(1).map(|h| *h), Some("one"));
+    let o = send(&mut conn, read(1, 3, 512));
+    assert_eq!(get!(&o[0], Reject).reason, RejectReason::TASK_IN_PROGRESS);
+    // Its result ends it: dropped, handle and ITT released.
+    assert!(outs(&p, conn.complete(1, with_data(512))).is_empty());
+    assert_eq!(conn.handle_mut(1), None);
+    assert_eq!(executes(&send(&mut conn, read(1, 4, 512))), vec![1]);
+    // A normal completion answers and drops the handle.
+    let o = outs(&p, conn.complete(2, with_data(512)));
+    assert_eq!(get!(&o[0], DataIn).itt, 2);
+    assert_eq!(conn.handles().count(), 0);
+}

@@ -10,6 +10,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use crate::size::{parse_size, SizeValue};
+
 /// Name of the target served when no config file is given.
 pub const DEFAULT_TARGET: &str = "iqn.2026-11.dev.oxcopy:default";
 /// Portal used when no config file is given.
@@ -107,14 +109,6 @@ pub struct RawLun {
     pub initiators: Option<Vec<String>>,
     /// Advertise and run the copy manager (INQUIRY 3PC, VPD 8Fh); default true.
     pub third_party_copy: Option<bool>,
-}
-
-/// A size given as a string ("4GiB", "512M", "1048576") or an integer.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum SizeValue {
-    Int(i64),
-    Str(String),
 }
 
 /// A validated configuration.
@@ -260,27 +254,6 @@ fn chap_config(c: &RawChap, source: &str, key: &str) -> Result<TargetChapConfig,
         (None, Some(_)) => return Err(err(source, format!("{key}.mutual_user"), "required with mutual_secret_file")),
     }
     Ok(cfg)
-}
-
-/// Parse "4GiB", "512MiB", "1G", "4096", "2T" (binary multiples). `None` on
-/// anything else, including overflow and zero.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    if num.is_empty() {
-        return None;
-    }
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => return None,
-    };
-    n.checked_mul(mult).filter(|v| *v > 0)
 }
 
 /// Is this a valid iSCSI name (RFC 7143 §4.2.7): `iqn.yyyy-mm.reversed.domain[:anything]`,
@@ -622,19 +595,6 @@ mod tests {
 
     fn cfg(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, "test.toml")
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4GiB"), Some(4 << 30));
-        assert_eq!(parse_size("512M"), Some(512 << 20));
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("1 TiB"), Some(1 << 40));
-        assert_eq!(parse_size("0"), None);
-        assert_eq!(parse_size("GiB"), None);
-        assert_eq!(parse_size("4XB"), None);
-        assert_eq!(parse_size("99999999999999999999G"), None);
-        assert_eq!(parse_size("18446744073709551615G"), None);
     }
 
     #[test]

@@ -179,7 +179,7 @@ pub struct RawCopyDomain {
     /// Live ROD tokens at most.
     pub max_tokens: Option<i64>,
     /// Snapshot space for point-in-time tokens at most (size string or bytes).
-    pub max_snapshot_bytes: Option<crate::config::SizeValue>,
+    pub max_snapshot_bytes: Option<crate::size::SizeValue>,
 }
 
 /// Validated `[copy_domain]` settings.
@@ -244,9 +244,9 @@ impl CopyDomainConfig {
         };
         let max_snapshot_bytes = match raw.max_snapshot_bytes {
             None => d.max_snapshot_bytes,
-            Some(crate::config::SizeValue::Int(v)) => u64::try_from(v)
+            Some(crate::size::SizeValue::Int(v)) => u64::try_from(v)
                 .map_err(|_| ("copy_domain.max_snapshot_bytes".to_string(), "must not be negative".to_string()))?,
-            Some(crate::config::SizeValue::Str(s)) => crate::config::parse_size(&s).ok_or_else(|| {
+            Some(crate::size::SizeValue::Str(s)) => crate::size::parse_size(&s).ok_or_else(|| {
                 ("copy_domain.max_snapshot_bytes".to_string(), format!("{s:?} is not a size like \"64GiB\""))
             })?,
         };

@@ -9,6 +9,7 @@ pub mod metrics_http;
 pub mod odx;
 pub mod pr_store;
 pub mod server;
+pub mod size;
 
 pub use config::{Config, ConfigError};
 pub use server::{start, Running};

@@ -10,7 +10,9 @@ use crate::negotiate::{
 use crate::params::{SessionParams, SessionType};
 use crate::pdu::{bhs_itt, Header, LoginRequest, LoginResponse, LoginStatus, Stage};
 use crate::text::{self, Pair, TextAccumulator, TextWriter, NOT_UNDERSTOOD, REJECT};
+use crate::timeout::{deadline, due, Timeout};
 use bytes::Bytes;
+use std::time::{Duration, Instant};
 
 /// What the target offers and accepts. Built by the daemon per connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +172,8 @@ pub struct TargetLogin {
     declared_mrdsl: bool,
     /// Largest data segment we put in one Login Response.
     pub(crate) max_segment: usize,
+    /// The login timeout and when it expires; cleared when login succeeds.
+    timer: Option<(Duration, Option<Instant>)>,
 }
 
 impl std::fmt::Debug for TargetLogin {
@@ -219,7 +223,28 @@ impl TargetLogin {
             auth_done: false,
             declared_mrdsl: false,
             max_segment: LOGIN_MAX_SEGMENT,
+            timer: None,
             cfg,
+        }
+    }
+
+    /// The login must succeed within `limit` of `now` (the connection was
+    /// accepted): see [`poll_timeout`](Self::poll_timeout).
+    pub fn start_timer(&mut self, limit: Duration, now: Instant) {
+        self.timer = Some((limit, deadline(now, limit)));
+    }
+
+    /// When the login times out, until it has succeeded.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timer.and_then(|(_, at)| at)
+    }
+
+    /// `Err` once the login has run out of time at `now`: the connection
+    /// closes without a response.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Timeout> {
+        match self.timer {
+            Some((limit, at)) if due(at, now) => Err(Timeout::Login(limit)),
+            _ => Ok(()),
         }
     }
 
@@ -341,6 +366,7 @@ impl TargetLogin {
             Some(nsg) if nsg == Stage::FULL_FEATURE_PHASE => {
                 let response = self.response(true, false, nsg, data, true);
                 self.phase = Phase::Done;
+                self.timer = None;
                 let mut params = self.params.clone();
                 params.tsih = self.final_tsih();
                 LoginStep::Complete { response, params }

@@ -1218,3 +1218,52 @@ fn operational_keys_in_security_stage_are_answered() {
     let step = t.on_pdu(&pdu(req(OP, FFP, true, false), &[("ImmediateData", "Yes")]), &p);
     assert_eq!(status_of(&step), LoginStatus::INITIATOR_ERROR);
 }
+
+// ---- login timeout, on a virtual clock ----
+
+const LOGIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn timed_login(t0: std::time::Instant) -> TargetLogin {
+    let mut t = TargetLogin::new(target_cfg());
+    assert_eq!(t.poll_timeout(), None, "no timer until started");
+    t.start_timer(LOGIN_LIMIT, t0);
+    t
+}
+
+#[test]
+fn login_times_out_at_its_deadline_whatever_the_traffic() {
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    let mut t = timed_login(t0);
+    assert_eq!(t.poll_timeout(), Some(t0 + LOGIN_LIMIT));
+    // Requests that keep the login going do not move the deadline.
+    let LoginStep::Respond(_) = t.on_pdu(&pdu(req(OP, FFP, false, false), &leading()), &Policy::default()) else {
+        panic!("login should go on")
+    };
+    assert_eq!(t.poll_timeout(), Some(t0 + LOGIN_LIMIT));
+    assert_eq!(t.handle_timeout(t0 + LOGIN_LIMIT - Duration::from_millis(1)), Ok(()));
+    assert_eq!(t.handle_timeout(t0 + LOGIN_LIMIT), Err(crate::timeout::Timeout::Login(LOGIN_LIMIT)));
+    assert_eq!(t.handle_timeout(t0 + LOGIN_LIMIT * 2), Err(crate::timeout::Timeout::Login(LOGIN_LIMIT)));
+}
+
+#[test]
+fn completed_login_stops_its_timer() {
+    use std::time::Instant;
+    let t0 = Instant::now();
+    let mut t = timed_login(t0);
+    let LoginStep::Complete { .. } = t.on_pdu(&pdu(req(OP, FFP, true, false), &leading()), &Policy::default()) else {
+        panic!("login should complete")
+    };
+    assert_eq!(t.poll_timeout(), None);
+    assert_eq!(t.handle_timeout(t0 + LOGIN_LIMIT * 10), Ok(()));
+}
+
+#[test]
+fn login_timer_far_beyond_the_clock_never_fires() {
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    let mut t = TargetLogin::new(target_cfg());
+    t.start_timer(Duration::MAX, t0);
+    assert_eq!(t.poll_timeout(), None);
+    assert_eq!(t.handle_timeout(t0 + Duration::from_secs(1 << 40)), Ok(()));
+}

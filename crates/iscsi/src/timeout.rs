@@ -1,0 +1,49 @@
+//! The timers of a target connection, as deadlines: no clock, no waiting.
+//!
+//! The login and full-feature state machines are told the current time with
+//! every event that matters to a timer; each exposes `poll_timeout` (the
+//! next instant it needs attention) and `handle_timeout(now)` (what to do
+//! then: send a keepalive, or close with a [`Timeout`]). The driver waits
+//! until the instant asked for and calls back; early or spurious calls are
+//! harmless.
+
+use std::time::{Duration, Instant};
+
+/// The full-feature timers of one connection (`[server]` `nop_interval` and
+/// `pdu_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnTimeouts {
+    /// Silence after which a NOP-In keepalive is sent; a keepalive still
+    /// unanswered when the connection has been silent this long again closes
+    /// it. `None`: no keepalive.
+    pub nop_interval: Option<Duration>,
+    /// How long the initiator may send nothing while it is in the middle of
+    /// a PDU, or while a write it started waits for its Data-Out. Silence
+    /// between PDUs with no write pending is not a stall.
+    pub pdu_timeout: Duration,
+}
+
+/// Why a timer closed the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Timeout {
+    /// The NOP-In keepalive got no answer.
+    #[error("no answer to the NOP-In keepalive within {0:?}")]
+    Keepalive(Duration),
+    /// The initiator stalled in the middle of a PDU or of a write's data.
+    #[error("no bytes for {0:?} in the middle of a PDU or of a write's data")]
+    PduStall(Duration),
+    /// Login took longer than allowed.
+    #[error("login did not complete within {0:?}")]
+    Login(Duration),
+}
+
+/// `start + after`, or `None` (never) if that is beyond what `Instant` can
+/// represent.
+pub(crate) fn deadline(start: Instant, after: Duration) -> Option<Instant> {
+    start.checked_add(after)
+}
+
+/// Whether `at` has come by `now`.
+pub(crate) fn due(at: Option<Instant>, now: Instant) -> bool {
+    at.is_some_and(|at| at <= now)
+}

@@ -1,0 +1,373 @@
+//! One connection: its login, then its full feature phase. The task feeds
+//! what it reads, the results of commands and the clock to the state
+//! machines of `oxcopy-iscsi` and carries out the actions they return; the
+//! protocol core decides everything else (sequencing, data transfer,
+//! keepalive and stall timers) and keeps the one table of the connection's
+//! tasks, with this driver's [`Execution`] handle on each command running
+//! on the I/O pool.
+
+use crate::server::login::{self, LoggedIn};
+use crate::server::writer::{self, Out};
+use crate::server::{wait_until, Shared, MAX_WRITE_BUFFER, OUR_MAX_RECV_DATA_SEGMENT, SHUTDOWN_GRACE};
+use bytes::{Bytes, BytesMut};
+use oxcopy_iscsi::frame::{decode_frame, encode_frame, FrameError, FrameLimits};
+use oxcopy_iscsi::params::SessionType;
+use oxcopy_iscsi::pdu::{Header, Reject, RejectReason, TmfFunction, TmfResponse, BHS_LEN};
+use oxcopy_iscsi::target::{Action, ScsiTask, TargetConnConfig, TargetConnection, TaskManagement, TaskOutcome};
+use oxcopy_iscsi::timeout::ConnTimeouts;
+use oxcopy_scsi::{CancelToken, Nexus, Request, ScsiTarget, TmfResult};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+/// Commands moving more bytes than this get an I/O thread of their own
+/// (see `pool`); shorter ones are cheaper to run on an already awake one.
+const LONG_TRANSFER: u32 = 64 * 1024;
+/// How long a task management function waits for the commands it aborts
+/// to stop before it is carried out anyway.
+const ABORT_WAIT: Duration = Duration::from_secs(30);
+
+/// Serve one accepted connection until it closes.
+pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let local = match stream.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let (mut rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(writer::run(wr, rx, Duration::from_secs(shared.cfg.pdu_timeout_secs.max(1))));
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+
+    let login = login::login(&mut rd, &mut buf, &tx, &shared, peer, Instant::now());
+    // A connection still logging in has nothing in flight: shutdown does not
+    // wait for it.
+    let mut sd = shutdown.clone();
+    let outcome = tokio::select! {
+        r = login => match r {
+            Ok(o) => o,
+            Err(e) => {
+                debug!(%peer, "login failed: {e}");
+                None
+            }
+        },
+        _ = sd.wait_for(|v| *v) => {
+            debug!(%peer, "shutting down during login; closing");
+            None
+        }
+    };
+    if let Some(session) = outcome {
+        let params = &session.params;
+        info!(
+            %peer,
+            initiator = %params.initiator_name,
+            target = params.target_name.as_deref().unwrap_or("<discovery>"),
+            header_digest = params.header_digest,
+            data_digest = params.data_digest,
+            max_recv_data_segment = params.initiator_max_recv_data_segment_length,
+            max_burst = params.max_burst_length,
+            first_burst = params.first_burst_length,
+            immediate_data = params.immediate_data,
+            initial_r2t = params.initial_r2t,
+            "login"
+        );
+        full_feature(rd, buf, tx.clone(), shared, &session, local, shutdown).await;
+    }
+    let _ = tx.send(Out::Close);
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Results coming back to the connection task.
+enum Done {
+    Task(u32, TaskOutcome),
+    Tmf(u32, TmfResponse),
+}
+
+/// The driver's handle on a command executing on the I/O pool; the core
+/// keeps it with the task until the command's result is in.
+struct Execution {
+    cancel: CancelToken,
+    /// Resolves (with an error: the sender is dropped) once the command has
+    /// stopped running; taken by the task management function that waits
+    /// for it.
+    finished: Option<oneshot::Receiver<()>>,
+}
+
+/// The full feature phase of one connection.
+struct FullFeature {
+    core: TargetConnection<Execution>,
+    tx: mpsc::UnboundedSender<Out>,
+    /// The SCSI target of a normal session (none for discovery).
+    target: Option<Arc<ScsiTarget>>,
+    nexus: Arc<Nexus>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    shared: Arc<Shared>,
+}
+
+async fn full_feature(
+    mut rd: OwnedReadHalf,
+    mut buf: BytesMut,
+    tx: mpsc::UnboundedSender<Out>,
+    shared: Arc<Shared>,
+    session: &LoggedIn,
+    local: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let params = &session.params;
+    let target = match (&params.session_type, params.target_name.as_ref()) {
+        (SessionType::Normal, Some(name)) => shared.targets.get(name).map(|t| t.scsi.clone()),
+        _ => None,
+    };
+    let nexus = Arc::new(Nexus {
+        initiator_name: params.initiator_name.as_str().into(),
+        isid: params.isid,
+        target_name: params.target_name.clone().unwrap_or_default().into(),
+        tpgt: params.target_portal_group_tag,
+    });
+    let limits = FrameLimits {
+        header_digest: params.header_digest,
+        data_digest: params.data_digest,
+        max_data_segment: OUR_MAX_RECV_DATA_SEGMENT,
+    };
+    let conn_cfg = TargetConnConfig {
+        cmd_window: shared.cfg.max_commands_per_session,
+        max_write_buffer: MAX_WRITE_BUFFER,
+        send_targets: login::send_targets_text(&shared, &params.initiator_name, local),
+    };
+    let mut core = TargetConnection::with_handles(params.clone(), conn_cfg, session.stat_sn, session.exp_cmd_sn);
+    core.set_write_budget(shared.write_budget.clone());
+    let nop_interval = Some(Duration::from_secs(shared.cfg.nop_interval_secs)).filter(|d| !d.is_zero());
+    let pdu_timeout = Duration::from_secs(shared.cfg.pdu_timeout_secs.max(1));
+    core.start_timers(ConnTimeouts { nop_interval, pdu_timeout }, Instant::now());
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut conn = FullFeature { core, tx, target, nexus, done_tx, shared };
+
+    loop {
+        let wake = conn.core.poll_timeout();
+        let closing = tokio::select! {
+            r = rd.read_buf(&mut buf) => {
+                if !matches!(r, Ok(n) if n > 0) {
+                    break;
+                }
+                let closing = conn.received(&mut buf, &limits, Instant::now());
+                if buf.capacity() - buf.len() < 4096 {
+                    buf.reserve(64 * 1024);
+                }
+                closing
+            }
+            Some(done) = done_rx.recv() => conn.done(done),
+            _ = wait_until(wake) => match conn.core.handle_timeout(Instant::now()) {
+                Ok(actions) => conn.apply(actions),
+                Err(t) => {
+                    warn!(initiator = %conn.nexus.initiator_name, "{t}; closing the connection");
+                    true
+                }
+            },
+            _ = async { let _ = shutdown.wait_for(|v| *v).await; } => {
+                conn.drain(&mut done_rx).await;
+                true
+            }
+        };
+        if closing {
+            break;
+        }
+    }
+    conn.end().await;
+}
+
+impl FullFeature {
+    /// Feed the PDUs among the bytes read at `now` to the core and carry out
+    /// its answers; true when the connection must close.
+    fn received(&mut self, buf: &mut BytesMut, limits: &FrameLimits, now: Instant) -> bool {
+        loop {
+            let actions = match decode_frame(buf, limits) {
+                Ok(Some(pdu)) => self.core.on_pdu(pdu),
+                Ok(None) => break,
+                Err(FrameError::DataDigest { bhs }) => self.core.on_data_digest_error(&bhs),
+                Err(FrameError::DataSegmentTooLong { bhs, len, max }) => {
+                    warn!(len, max, "data segment longer than negotiated; rejecting and closing");
+                    self.send_reject(RejectReason::PROTOCOL_ERROR, &bhs);
+                    return true;
+                }
+                Err(FrameError::HeaderDigest) => {
+                    warn!("header digest error; closing the connection");
+                    return true;
+                }
+            };
+            if self.apply(actions) {
+                return true;
+            }
+        }
+        self.core.bytes_received(now, buf.len());
+        false
+    }
+
+    /// A command or task management function is over; true when the
+    /// connection must close.
+    fn done(&mut self, done: Done) -> bool {
+        let actions = match done {
+            Done::Task(itt, outcome) => self.core.complete(itt, outcome),
+            Done::Tmf(itt, resp) => self.core.tmf_done(itt, resp),
+        };
+        self.apply(actions)
+    }
+
+    /// Shutdown: take no more commands, let those running finish (bounded)
+    /// and answer them.
+    async fn drain(&mut self, done_rx: &mut mpsc::UnboundedReceiver<Done>) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while self.core.handles().next().is_some() {
+            match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+                Ok(Some(done)) => {
+                    self.done(done);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+
+    /// The connection is over: cancel whatever still runs (results are
+    /// dropped), and end the I_T nexus with the session (single connection
+    /// per session): its per-LU state (unit attention queues) goes.
+    async fn end(self) {
+        for e in self.core.handles() {
+            e.cancel.cancel();
+        }
+        if let Some(t) = self.target {
+            let n = self.nexus.clone();
+            let _ = tokio::task::spawn_blocking(move || t.nexus_lost(&n)).await;
+        }
+    }
+
+    fn send_reject(&self, reason: RejectReason, bhs: &[u8; BHS_LEN]) {
+        let core = &self.core;
+        let h = Header::Reject(Reject {
+            reason,
+            stat_sn: core.stat_sn(),
+            exp_cmd_sn: core.exp_cmd_sn(),
+            max_cmd_sn: core.max_cmd_sn(),
+            data_sn: 0,
+        });
+        let p = core.params();
+        let pdu = encode_frame(&h, &[], Bytes::copy_from_slice(bhs), p.header_digest, p.data_digest);
+        let _ = self.tx.send(Out::Pdu(pdu));
+    }
+
+    /// Carry out the core's actions; true when the connection must close.
+    fn apply(&mut self, actions: Vec<Action>) -> bool {
+        let mut close = false;
+        for a in actions {
+            match a {
+                Action::Send(p) => {
+                    let _ = self.tx.send(Out::Pdu(p));
+                }
+                Action::Execute(task) => self.execute(task),
+                Action::Cancel(itts) => {
+                    for itt in itts {
+                        if let Some(e) = self.core.handle_mut(itt) {
+                            e.cancel.cancel();
+                        }
+                    }
+                }
+                Action::TaskManagement(tm) => self.task_management(tm),
+                Action::Close => close = true,
+            }
+        }
+        close
+    }
+
+    /// Run a command on the I/O pool; its result comes back as [`Done::Task`].
+    fn execute(&mut self, task: ScsiTask) {
+        let itt = task.itt;
+        let done = self.done_tx.clone();
+        let Some(target) = self.target.clone() else {
+            // Discovery sessions carry no SCSI; the state machine rejects
+            // commands there, so this is unreachable in practice. Answer
+            // rather than hang.
+            let _ = done.send(Done::Task(itt, TaskOutcome { status: 0x02, ..Default::default() }));
+            return;
+        };
+        let nexus = self.nexus.clone();
+        let cancel = CancelToken::new();
+        let c2 = cancel.clone();
+        let (finished_tx, finished) = oneshot::channel::<()>();
+        self.shared.io_pool.spawn(task.expected_len > LONG_TRANSFER, move || {
+            let _finished = finished_tx;
+            let req = Request {
+                nexus: &nexus,
+                lun: task.lun,
+                cdb: &task.cdb,
+                data_out: &task.data_out,
+                expected_len: task.expected_len,
+                cancel: &c2,
+            };
+            let r = target.execute(&req);
+            // The data of a write, and with it its share of the write
+            // budget, is gone before its response can bring the next write.
+            drop(task);
+            let outcome = TaskOutcome {
+                status: r.status.0,
+                sense: r.sense,
+                data_in: Bytes::from(r.data_in),
+                data_out_wanted: r.data_out_wanted,
+            };
+            let _ = done.send(Done::Task(itt, outcome));
+        });
+        self.core.executing(itt, Execution { cancel, finished: Some(finished) });
+    }
+
+    /// Wait (bounded) for the commands a task management function aborts to
+    /// stop, carry it out at the SCSI level, and answer with [`Done::Tmf`].
+    fn task_management(&mut self, tm: TaskManagement) {
+        let handles: Vec<_> =
+            tm.aborted.iter().filter_map(|itt| self.core.handle_mut(*itt).and_then(|e| e.finished.take())).collect();
+        let done = self.done_tx.clone();
+        let target = self.target.clone();
+        let nexus = self.nexus.clone();
+        let tmf_itt = tm.itt;
+        tokio::spawn(async move {
+            // The aborted commands must be over before we say so.
+            let wait = async {
+                for h in handles {
+                    let _ = h.await;
+                }
+            };
+            let _ = tokio::time::timeout(ABORT_WAIT, wait).await;
+            let resp = match target {
+                Some(t) => tokio::task::spawn_blocking(move || tmf_at_scsi_level(&t, &nexus, &tm))
+                    .await
+                    .unwrap_or(TmfResponse::REJECTED),
+                None => TmfResponse::NOT_SUPPORTED,
+            };
+            let _ = done.send(Done::Tmf(tmf_itt, resp));
+        });
+    }
+}
+
+/// Carry out a task management function at the SCSI level (after the
+/// commands it aborts have stopped).
+fn tmf_at_scsi_level(target: &ScsiTarget, nexus: &Nexus, tm: &TaskManagement) -> TmfResponse {
+    let map = |r: TmfResult| match r {
+        TmfResult::Complete => TmfResponse::COMPLETE,
+        TmfResult::LunDoesNotExist => TmfResponse::LUN_DOES_NOT_EXIST,
+        TmfResult::Rejected => TmfResponse::REJECTED,
+    };
+    match tm.function {
+        TmfFunction::LOGICAL_UNIT_RESET => map(target.lun_reset(nexus, tm.lun)),
+        TmfFunction::TARGET_WARM_RESET | TmfFunction::TARGET_COLD_RESET => map(target.target_reset(nexus)),
+        TmfFunction::ABORT_TASK_SET | TmfFunction::CLEAR_TASK_SET => {
+            if target.lun_visible(nexus, tm.lun) {
+                TmfResponse::COMPLETE
+            } else {
+                TmfResponse::LUN_DOES_NOT_EXIST
+            }
+        }
+        _ => TmfResponse::COMPLETE,
+    }
+}

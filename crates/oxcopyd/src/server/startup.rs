@@ -1,0 +1,233 @@
+//! Start-up and shutdown: open every LUN, bind every portal, accept
+//! connections (one task each), and on shutdown stop accepting, let the
+//! connections finish (bounded) and flush every LUN.
+
+use crate::config::Config;
+use crate::identity::{serial_from_naa, Identities};
+use crate::server::connection;
+use crate::server::login::AuthFailures;
+use crate::server::pool::IoPool;
+use crate::server::{Shared, TargetEntry, SHUTDOWN_GRACE};
+use anyhow::{Context, Result};
+use oxcopy_iscsi::budget::WriteBudget;
+use oxcopy_scsi::{AccessList, LogicalUnit, LuConfig, LuRegistry, Metrics, ScsiTarget};
+use oxcopy_storage::{FileStorage, OpenOptions, Storage};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+/// Threads executing SCSI commands at most (commands beyond that queue).
+const IO_THREADS: usize = 64;
+/// An I/O thread idle this long exits.
+const IO_THREAD_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// A running daemon (for the binary and for in-process tests).
+pub struct Running {
+    /// The addresses actually bound (port 0 resolved).
+    pub addrs: Vec<SocketAddr>,
+    /// Where `GET /metrics` is served (port 0 resolved), when configured.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The daemon-wide LU registry (copy records, metrics).
+    pub registry: Arc<LuRegistry>,
+    shutdown: watch::Sender<bool>,
+    join: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+impl Running {
+    /// The iSCSI URLs of every LUN (libiscsi convention).
+    pub fn urls(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(addr) = self.addrs.first() else { return out };
+        for t in &self.shared.cfg.targets {
+            for l in &t.luns {
+                out.push(format!("iscsi://{addr}/{}/{}", t.iqn, l.id));
+            }
+        }
+        out
+    }
+
+    /// Graceful shutdown: stop accepting, let connections finish their
+    /// in-flight commands (bounded), flush every LUN.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        let _ = self.join.await;
+        // Background (IMMED) copies outlive their commands: stop them, and
+        // wait (bounded) until none still writes, before the final flush.
+        let copies = self.registry.copy_manager();
+        if copies.cancel_all() > 0 {
+            let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+            while copies.running_total() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let luns = self.shared.luns.clone();
+        tokio::task::spawn_blocking(move || {
+            for lu in luns {
+                if let Err(e) = lu.flush() {
+                    warn!("flush at shutdown failed: {e}");
+                }
+            }
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// Open every LUN (creating missing files), bind every portal and start
+/// serving.
+pub async fn start(cfg: Config) -> Result<Running> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    // The copy-domain key authenticates ROD tokens: created (0600) at first
+    // start, refused if unreadable, mis-sized or group/other-accessible.
+    let key_file = crate::copy_domain::KeyFile::resolve(&cfg.data_dir, cfg.copy_domain.key_file.as_deref());
+    let copy_domain_key = oxcopy_copy::token::KeySource::load_or_create(&key_file)?;
+    debug!(path = %key_file.path().display(), key = ?copy_domain_key, "copy-domain key ready");
+    crate::odx::remove_stale_temporaries(&cfg);
+    let mut ids = Identities::load(&cfg.data_dir)?;
+    let mut targets = HashMap::new();
+    let mut all_luns = Vec::new();
+    let metrics = Metrics::new();
+    // Time and randomness come from here; the cores below are handed them.
+    let registry = Arc::new(LuRegistry::new(
+        metrics.clone(),
+        Arc::new(oxcopy_copy::SystemClock),
+        Box::new(<rand::rngs::StdRng as rand::SeedableRng>::from_entropy()),
+    ));
+    for t in &cfg.targets {
+        let mut luns = Vec::new();
+        for l in &t.luns {
+            if let Some(dir) = l.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let storage = FileStorage::open(&l.path, &OpenOptions { create_size: l.size, read_only: l.read_only })
+                .with_context(|| format!("opening LUN {} of {} at {}", l.id, t.iqn, l.path.display()))?;
+            let naa = ids.naa(&t.iqn, l.id);
+            let lu = Arc::new(LogicalUnit::new(
+                LuConfig {
+                    block_size: l.block_size,
+                    read_only: l.read_only,
+                    serial: serial_from_naa(&naa),
+                    naa,
+                    vendor: "OXCOPY".into(),
+                    product: "oxcopy disk".into(),
+                    revision: "0001".into(),
+                },
+                Arc::new(storage) as Arc<dyn Storage>,
+            ));
+            lu.set_third_party_copy(l.third_party_copy);
+            crate::pr_store::attach(&lu, &cfg.data_dir, &t.iqn, l.id)?;
+            all_luns.push(lu.clone());
+            luns.push((l.id, lu));
+        }
+        registry.add_target(&t.iqn, AccessList::from_config(t.initiators.as_deref()), luns)?;
+        for l in t.luns.iter().filter(|l| l.initiators.is_some()) {
+            registry.set_lun_access(&t.iqn, l.id, AccessList::from_config(l.initiators.as_deref()));
+        }
+        let scsi = Arc::new(ScsiTarget::in_registry(&t.iqn, 1, registry.clone()));
+        targets.insert(
+            t.iqn.clone(),
+            TargetEntry {
+                scsi,
+                alias: t.alias.clone(),
+                initiators: t.initiators.clone(),
+                tpgt: 1,
+                chap: t.chap.clone(),
+            },
+        );
+    }
+    // Token copy: tokens name this data directory's copy manager and a
+    // per-start generation, and are authenticated by the domain key.
+    let manager_id = ids.copy_manager_id();
+    ids.save()?;
+    registry.set_rod(Arc::new(crate::odx::rod_manager(&cfg.copy_domain, copy_domain_key, manager_id, metrics.clone())));
+    registry.copy_manager().set_max_concurrent(cfg.max_concurrent_copies);
+
+    let mut listeners = Vec::new();
+    let mut addrs = Vec::new();
+    for a in &cfg.listen {
+        let l = TcpListener::bind(a).await.with_context(|| format!("binding {a}"))?;
+        addrs.push(l.local_addr()?);
+        listeners.push(l);
+    }
+    let cfg_metrics = cfg.metrics;
+    let write_limit = cfg.write_buffer_limit;
+    let shared = Arc::new(Shared {
+        targets,
+        luns: all_luns,
+        cfg,
+        next_tsih: AtomicU16::new(1),
+        next_stat_sn: AtomicU64::new(0x1000),
+        io_pool: IoPool::new(IO_THREADS, IO_THREAD_KEEP_ALIVE),
+        auth_failures: AuthFailures::default(),
+        sessions: Arc::new(AtomicUsize::new(0)),
+        write_budget: WriteBudget::new(write_limit),
+    });
+    let (tx, rx) = watch::channel(false);
+    let metrics_addr = match cfg_metrics {
+        Some(addr) => {
+            let listener = crate::metrics_http::bind(addr).await?;
+            let bound = listener.local_addr()?;
+            let mut prom = prometheus_client::registry::Registry::default();
+            metrics.register(&mut prom);
+            tokio::spawn(crate::metrics_http::serve(listener, Arc::new(prom), rx.clone()));
+            Some(bound)
+        }
+        None => None,
+    };
+    tokio::spawn(crate::odx::reap_periodically(registry.clone(), rx.clone()));
+    let join = tokio::spawn(accept_all(listeners, shared.clone(), rx));
+    Ok(Running { addrs, metrics_addr, registry, shutdown: tx, join, shared })
+}
+
+async fn accept_all(listeners: Vec<TcpListener>, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+    let mut conns = JoinSet::new();
+    let mut accepts = JoinSet::new();
+    let (conn_tx, mut conn_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
+    for l in listeners {
+        let tx = conn_tx.clone();
+        let mut sd = shutdown.clone();
+        accepts.spawn(async move {
+            loop {
+                tokio::select! {
+                    r = l.accept() => match r {
+                        Ok(c) => { if tx.send(c).await.is_err() { return; } }
+                        Err(e) => { warn!("accept: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
+                    },
+                    _ = async { let _ = sd.wait_for(|v| *v).await; } => return,
+                }
+            }
+        });
+    }
+    drop(conn_tx);
+    let mut sd = shutdown.clone();
+    loop {
+        tokio::select! {
+            c = conn_rx.recv() => match c {
+                Some((stream, peer)) => {
+                    let shared = shared.clone();
+                    let sd = shutdown.clone();
+                    conns.spawn(async move { connection::serve(stream, peer, shared, sd).await });
+                }
+                None => break,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = async { let _ = sd.wait_for(|v| *v).await; } => break,
+        }
+    }
+    accepts.abort_all();
+    // Connections see the same shutdown signal; wait for them (each bounds
+    // its own grace period).
+    let all = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(2), all).await.is_err() {
+        warn!("connections still open after the shutdown grace period; abandoning them");
+        conns.abort_all();
+    }
+}
