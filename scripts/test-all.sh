@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v iscsi-test-cu >/dev/null || need+=(libiscsi-bin)
 command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
+[[ -x /usr/sbin/tgtd ]] || need+=(tgt)
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]]; then
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -26,8 +27,9 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 
 echo "== cargo test (unit, property and end-to-end tests)"
 # As root the reflink/copy_file_range tests make real XFS and ext4 loop
-# filesystems; require them there so a broken setup fails instead of skipping.
-if [[ $(id -u) -eq 0 ]]; then export OXCOPY_REQUIRE_XFS=1; fi
+# filesystems and the CLI tests start the peer target tgt; require both there
+# so a broken setup fails instead of skipping.
+if [[ $(id -u) -eq 0 ]]; then export OXCOPY_REQUIRE_XFS=1 OXCOPY_REQUIRE_TGT=1; fi
 cargo test --workspace --release 2>&1 | tee target/cargo-test.log
 grep -q "test result: ok" target/cargo-test.log
 

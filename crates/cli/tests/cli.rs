@@ -737,7 +737,8 @@ fn inspect_decodes_every_page_and_descriptor() {
 
 // ---------------------------------------------------------------------------
 // tgt: another target (no offload, CHAP). Runs when tgtd is installed and we
-// are root; otherwise says why and passes.
+// are root; otherwise says why and passes — unless OXCOPY_REQUIRE_TGT=1 (CI),
+// where a missing tgt is a failure.
 
 /// Bound on each run of `scripts/tgt.sh` and `tgtadm`.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -754,7 +755,9 @@ impl Tgt {
             .ok()
             .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
             .unwrap_or(false);
+        let required = std::env::var_os("OXCOPY_REQUIRE_TGT").is_some_and(|v| v == "1");
         if !root || !Path::new("/usr/sbin/tgtd").exists() || !script.exists() {
+            assert!(!required, "OXCOPY_REQUIRE_TGT=1 but root, /usr/sbin/tgtd or scripts/tgt.sh is missing");
             eprintln!("tgt tests skipped: need root, /usr/sbin/tgtd and scripts/tgt.sh");
             return None;
         }
@@ -768,6 +771,7 @@ impl Tgt {
         start.args(["start", &port.to_string(), path_str(dir.path()), "--size", "16M"]).stdout(Stdio::null());
         let st = status_within(&mut start, TOOL_TIMEOUT).ok()??;
         if !st.success() {
+            assert!(!required, "OXCOPY_REQUIRE_TGT=1 but scripts/tgt.sh start failed");
             eprintln!("tgt tests skipped: scripts/tgt.sh start failed");
             return None;
         }

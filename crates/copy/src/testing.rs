@@ -45,16 +45,11 @@ impl Unit for TestUnit {
     }
 }
 
-/// A deterministic, non-repeating-per-block byte pattern.
-pub(crate) fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i * 7 + i / 251) as u8 ^ seed).collect()
-}
-
 /// A unit of `bytes` patterned bytes with block size `bs` and id ending in `last`.
 pub(crate) fn mem_unit(bytes: usize, bs: u32, last: u8) -> (Arc<TestUnit>, Arc<MemStorage>) {
     let mut id = [0x60; 16];
     id[15] = last;
-    let m = Arc::new(MemStorage::from_bytes(&pattern(bytes, last)));
+    let m = Arc::new(MemStorage::from_bytes(&oxcopy_testkit::pattern(u64::from(last), bytes)));
     let u = TestUnit {
         id,
         block_size: bs,

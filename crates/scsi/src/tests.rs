@@ -6,6 +6,7 @@ use crate::cdb::high_bit;
 use crate::commands::COMMANDS;
 use crate::*;
 use oxcopy_storage::{Capabilities, MemStorage, Storage, StorageError, StorageErrorKind};
+use oxcopy_testkit::pattern;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -206,9 +207,6 @@ fn report_luns(select: u8, alloc: u32) -> Vec<u8> {
     c[6..10].copy_from_slice(&alloc.to_be_bytes());
     c
 }
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
-}
 
 // ---- INQUIRY -------------------------------------------------------------
 
@@ -405,7 +403,7 @@ fn read_capacity_large_lu() {
 #[test]
 fn read_write_all_sizes_roundtrip() {
     let f = fx(300);
-    let data = pattern(3 * 512, 7);
+    let data = pattern(7, 3 * 512);
     f.good(&rw6(0x0A, 10, 3), &data);
     assert_eq!(f.good(&rw6(0x08, 10, 3), &[]), data);
     f.good(&rw10(0x2A, 0, 20, 3), &data);
@@ -591,7 +589,7 @@ fn data_out_wanted_per_command() {
 #[test]
 fn verify_modes_and_miscompare() {
     let f = fx(64);
-    let data = pattern(4 * 512, 3);
+    let data = pattern(3, 4 * 512);
     f.good(&rw10(0x2A, 0, 8, 4), &data);
     // BYTCHK 00b: medium check only, data-out ignored.
     f.good(&rw10(0x2F, 0, 8, 4), &[]);
@@ -630,7 +628,7 @@ fn verify_modes_and_miscompare() {
 #[test]
 fn write_and_verify_writes() {
     let f = fx(64);
-    let data = pattern(2 * 512, 9);
+    let data = pattern(9, 2 * 512);
     f.good(&rw10(0x2E, 0x02, 5, 2), &data);
     f.good(&rw12(0xAE, 0x00, 7, 2), &data);
     f.good(&rw16(0x8E, 0x02, 9, 2), &data);
@@ -1215,7 +1213,7 @@ fn write_hook_and_range_locks() {
 #[test]
 fn four_k_blocks() {
     let f = fx_with(16, 4096, false, None);
-    let data = pattern(8192, 1);
+    let data = pattern(1, 8192);
     f.good(&rw10(0x2A, 0, 14, 2), &data);
     assert_eq!(f.good(&rw16(0x88, 0, 14, 2), &[]), data);
     assert_eq!(f.good(&[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]), vec![0, 0, 0, 15, 0, 0, 0x10, 0]);
@@ -1290,7 +1288,7 @@ mod prop {
             let f = fx(blocks);
             let mut model = vec![0u8; (blocks * 512) as usize];
             for (lba, n, seed, size, fua) in ops {
-                let data = pattern(n as usize * 512, seed);
+                let data = pattern(u64::from(seed), n as usize * 512);
                 let flags = if fua { 0x08 } else { 0 };
                 let cdb = match size {
                     0 => rw6(0x0A, lba as u32, n as u8),
