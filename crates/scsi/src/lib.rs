@@ -16,7 +16,9 @@
 //! by access rights) that owns the [`copy`] manager's records and the
 //! [`metrics`]; `reservation` and `pr` hold SPC-2 and persistent
 //! reservations, [`provisioning`] UNMAP / WRITE SAME / GET LBA STATUS, `caw`
-//! COMPARE AND WRITE and ORWRITE.
+//! COMPARE AND WRITE and ORWRITE. [`wire`] is the bottom layer: the SCSI
+//! byte layouts (CDBs, sense, VPD and copy parameter lists) shared with the
+//! initiator side.
 
 mod caw;
 mod cdb;
@@ -36,17 +38,17 @@ pub mod registry;
 mod reservation;
 pub mod result;
 pub mod sbc;
-pub mod sense;
 pub mod spc;
 pub mod target;
 mod ua;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_disk;
 
-pub use cdb::{DataDir, Opcode, ServiceAction};
+pub use cdb::DataDir;
 pub use lu::{LogicalUnit, LuConfig, Provisioning, WriteHook, MAX_TRANSFER_BYTES};
 pub use metrics::Metrics;
 pub use nexus::{CancelToken, Nexus};
@@ -54,5 +56,6 @@ pub use range_lock::{LockMode, RangeGuard, RangeLocks};
 pub use registry::{AccessList, LuRegistry, Resolution, ResolvedLu};
 pub use reservation::{PrStateError, PrStore, PrType, MAX_REGISTRATIONS};
 pub use result::{CommandResult, ScsiStatus};
-pub use sense::{Asc, Sense, SenseKey, SenseKeySpecific};
 pub use target::{command_info, decode_lun, encode_lun, CommandInfo, Request, ScsiTarget, TmfResult, MAX_LUN};
+pub use wire::cdb::{Opcode, ServiceAction};
+pub use wire::sense::{self as sense, Asc, Sense, SenseData, SenseKey, SenseKeySpecific};

@@ -21,23 +21,9 @@
 
 use super::codec::Reader;
 use super::token::{RodType, TOKEN_LEN};
-use crate::sense::{Asc, Sense};
+use crate::wire::sense::{Asc, Sense};
 
-/// Length of the POPULATE TOKEN parameter list header.
-pub const PT_HEADER_LEN: usize = 16;
-/// Length of the WRITE USING TOKEN parameter list header.
-pub const WUT_HEADER_LEN: usize = 536;
-/// Length of a block device range descriptor.
-pub const RANGE_DESC_LEN: usize = 16;
-
-/// One block device range descriptor, in blocks of the LU addressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlockRange {
-    /// LOGICAL BLOCK ADDRESS.
-    pub lba: u64,
-    /// NUMBER OF LOGICAL BLOCKS (0 = empty range).
-    pub blocks: u32,
-}
+pub use crate::wire::rod::{BlockRange, PT_HEADER_LEN, RANGE_DESC_LEN, WUT_HEADER_LEN};
 
 /// Limits the parameter lists are checked against (the VPD 8Fh 0000h values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,52 +19,11 @@ use super::limits;
 use super::results::implemented_descriptors;
 use super::rod::{RodManager, MAX_TOKEN_TRANSFER_BYTES};
 use super::rod_results::{block_rod_limits, rod_token_features, supported_rod_types};
-use crate::cdb::Opcode;
 use crate::commands::COMMANDS;
 use crate::lu::LogicalUnit;
+use crate::wire::cdb::Opcode;
 
-/// Third-party copy descriptor type codes.
-pub struct TpcDescriptor;
-
-impl TpcDescriptor {
-    pub const BLOCK_DEVICE_ROD_TOKEN_LIMITS: u16 = 0x0000;
-    pub const SUPPORTED_COMMANDS: u16 = 0x0001;
-    pub const PARAMETER_DATA: u16 = 0x0004;
-    pub const SUPPORTED_DESCRIPTORS: u16 = 0x0008;
-    pub const SUPPORTED_CSCD_IDS: u16 = 0x000C;
-    pub const ROD_TOKEN_FEATURES: u16 = 0x0106;
-    pub const SUPPORTED_ROD_TYPES: u16 = 0x0108;
-    pub const GENERAL_COPY_OPERATIONS: u16 = 0x8001;
-}
-
-/// Builds the body of page 8Fh (everything after the 4-byte page header).
-#[derive(Debug, Default)]
-pub struct TpcPage {
-    body: Vec<u8>,
-}
-
-impl TpcPage {
-    /// An empty page.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Append a descriptor of `ty` whose bytes after the 4-byte header are
-    /// `body` (zero-padded here to a multiple of 4).
-    pub fn push(&mut self, ty: u16, body: &[u8]) -> &mut Self {
-        let padded = body.len().div_ceil(4) * 4;
-        self.body.extend_from_slice(&ty.to_be_bytes());
-        self.body.extend_from_slice(&u16::try_from(padded).unwrap_or(u16::MAX).to_be_bytes());
-        self.body.extend_from_slice(body);
-        self.body.resize(self.body.len() + (padded - body.len()), 0);
-        self
-    }
-
-    /// The assembled descriptors.
-    pub fn into_body(self) -> Vec<u8> {
-        self.body
-    }
-}
+pub use crate::wire::vpd::{TpcDescriptor, TpcPage};
 
 /// 0001h: operation code, SA count, SAs — for 83h and 84h, from the table.
 fn supported_commands() -> Vec<u8> {

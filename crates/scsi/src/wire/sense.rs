@@ -296,57 +296,107 @@ impl Sense {
     /// Parse fixed or descriptor sense data (bounds-checked; unknown
     /// descriptors are skipped). Returns `None` for anything malformed.
     pub fn decode(b: &[u8]) -> Option<Sense> {
-        let code = b.first()? & 0x7F;
-        match code {
+        SenseData::parse(b).map(Sense::from)
+    }
+}
+
+impl From<SenseData> for Sense {
+    fn from(d: SenseData) -> Self {
+        let key = d.sense_key();
+        Sense {
+            key,
+            asc: d.asc_ascq(),
+            information: d.information,
+            command_specific: d.command_specific,
+            sks: d.sense_key_specific.map(|b| decode_sks(key, b)),
+        }
+    }
+}
+
+/// Sense data as it stands on the wire, decoded without interpretation:
+/// what an initiator receives and shows. [`Sense`] is the typed form the
+/// device server builds; [`SenseData::parse`] is the one decoder of both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SenseData {
+    /// RESPONSE CODE without the VALID bit: 70h/71h fixed (current,
+    /// deferred), 72h/73h descriptor.
+    pub response_code: u8,
+    /// SENSE KEY (4 bits; see [`SenseKey`]).
+    pub key: u8,
+    /// ADDITIONAL SENSE CODE.
+    pub asc: u8,
+    /// ADDITIONAL SENSE CODE QUALIFIER.
+    pub ascq: u8,
+    /// INFORMATION, when VALID is set.
+    pub information: Option<u64>,
+    /// COMMAND-SPECIFIC INFORMATION (fixed format: absent when zero).
+    pub command_specific: Option<u64>,
+    /// The three SENSE KEY SPECIFIC bytes, when SKSV is set.
+    pub sense_key_specific: Option<[u8; 3]>,
+}
+
+impl SenseData {
+    /// The SENSE KEY as its newtype.
+    pub fn sense_key(&self) -> SenseKey {
+        SenseKey(self.key)
+    }
+
+    /// The ASC/ASCQ pair as its newtype.
+    pub fn asc_ascq(&self) -> Asc {
+        Asc(self.asc, self.ascq)
+    }
+
+    /// Parse fixed (70h/71h) or descriptor (72h/73h) sense data, without
+    /// the iSCSI SenseLength prefix. Bounds-checked: fields past the end of
+    /// `b` are absent (ASC/ASCQ read as zero), unknown descriptors are
+    /// skipped and a descriptor running past the data ends the walk.
+    /// `None` for an unknown response code or data too short to hold the
+    /// sense key.
+    pub fn parse(b: &[u8]) -> Option<SenseData> {
+        let response_code = b.first()? & 0x7F;
+        let at = |i: usize| b.get(i).copied().unwrap_or(0);
+        let be = |s: &[u8]| s.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+        match response_code {
             0x70 | 0x71 => {
-                let key = SenseKey(b.get(2)? & 0x0F);
-                let asc = Asc(*b.get(12).unwrap_or(&0), *b.get(13).unwrap_or(&0));
                 let valid = b[0] & 0x80 != 0;
-                let be32 = |off: usize| -> Option<u64> {
-                    let s = b.get(off..off + 4)?;
-                    Some(u64::from(u32::from_be_bytes([s[0], s[1], s[2], s[3]])))
-                };
-                let information = if valid { be32(3) } else { None };
-                let command_specific = be32(8).filter(|v| *v != 0);
-                let sks = b.get(15..18).filter(|s| s[0] & 0x80 != 0).map(|s| decode_sks(key, [s[0], s[1], s[2]]));
-                Some(Sense { key, asc, information, command_specific, sks })
+                Some(SenseData {
+                    response_code,
+                    key: b.get(2)? & 0x0F,
+                    asc: at(12),
+                    ascq: at(13),
+                    information: b.get(3..7).filter(|_| valid).map(be),
+                    command_specific: b.get(8..12).map(be).filter(|v| *v != 0),
+                    sense_key_specific: b.get(15..18).filter(|s| s[0] & 0x80 != 0).map(|s| [s[0], s[1], s[2]]),
+                })
             }
             0x72 | 0x73 => {
-                let key = SenseKey(b.get(1)? & 0x0F);
-                let asc = Asc(*b.get(2)?, *b.get(3)?);
-                let add_len = usize::from(*b.get(7)?);
+                let mut s =
+                    SenseData { response_code, key: b.get(1)? & 0x0F, asc: at(2), ascq: at(3), ..Default::default() };
+                let add_len = usize::from(at(7));
                 let body = b.get(8..).unwrap_or(&[]);
-                let body = &body[..add_len.min(body.len())];
-                let mut s = Sense::new(key, asc);
-                let mut i = 0usize;
-                while i + 2 <= body.len() {
-                    let ty = body[i];
-                    let len = usize::from(body[i + 1]);
-                    let d = body.get(i + 2..i + 2 + len)?;
-                    match ty {
-                        0x00 | 0x01 if len >= 10 => {
-                            let mut v = [0u8; 8];
-                            v.copy_from_slice(&d[2..10]);
-                            let v = u64::from_be_bytes(v);
-                            if ty == 0 {
-                                if d[0] & 0x80 != 0 {
-                                    s.information = Some(v);
-                                }
-                            } else {
-                                s.command_specific = Some(v);
-                            }
-                        }
-                        0x02 if len >= 5 && d[2] & 0x80 != 0 => {
-                            s.sks = Some(decode_sks(key, [d[2], d[3], d[4]]));
+                let mut body = &body[..add_len.min(body.len())];
+                while let [ty, len, rest @ ..] = body {
+                    let Some(d) = rest.get(..usize::from(*len)) else { break };
+                    match (*ty, d) {
+                        (0x00, [v, _, x @ ..]) if x.len() >= 8 && v & 0x80 != 0 => s.information = Some(be(&x[..8])),
+                        (0x01, [_, _, x @ ..]) if x.len() >= 8 => s.command_specific = Some(be(&x[..8])),
+                        (0x02, [_, _, k0, k1, k2, ..]) if k0 & 0x80 != 0 => {
+                            s.sense_key_specific = Some([*k0, *k1, *k2])
                         }
                         _ => {}
                     }
-                    i += 2 + len;
+                    body = &rest[d.len()..];
                 }
                 Some(s)
             }
             _ => None,
         }
+    }
+}
+
+impl fmt::Display for SenseData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sense key {:#x}, ASC/ASCQ {:#04x}/{:#04x}", self.key, self.asc, self.ascq)
     }
 }
 
@@ -410,7 +460,69 @@ mod tests {
         assert_eq!(Sense::decode(&s.to_fixed()), Some(s.clone()));
         assert_eq!(Sense::decode(&s.to_descriptor()), Some(s));
         assert_eq!(Sense::decode(&[]), None);
-        assert_eq!(Sense::decode(&[0x72, 5]), None);
+        assert_eq!(Sense::decode(&[0x72]), None);
         assert_eq!(Sense::decode(&[0x12]), None);
+    }
+
+    #[test]
+    fn raw_fixed_sense() {
+        let mut s = [0u8; 18];
+        s[0] = 0xf0;
+        s[2] = 0x05;
+        s[3..7].copy_from_slice(&7u32.to_be_bytes());
+        s[7] = 10;
+        s[12] = 0x24;
+        s[15] = 0xc0;
+        s[17] = 2;
+        let p = SenseData::parse(&s).unwrap();
+        assert_eq!(
+            (p.response_code, p.sense_key(), p.asc_ascq()),
+            (0x70, SenseKey::ILLEGAL_REQUEST, Asc::INVALID_FIELD_IN_CDB)
+        );
+        assert_eq!(p.information, Some(7));
+        assert_eq!(p.command_specific, None);
+        assert_eq!(p.sense_key_specific, Some([0xc0, 0, 2]));
+        assert_eq!(p.to_string(), "sense key 0x5, ASC/ASCQ 0x24/0x00");
+        // Every prefix: the key needs byte 2; later fields drop out one by one.
+        for n in 0..s.len() {
+            let q = SenseData::parse(&s[..n]);
+            assert_eq!(q.is_some(), n >= 3, "prefix {n}");
+            if let Some(q) = q {
+                assert_eq!(q.information.is_some(), n >= 7, "prefix {n}");
+                assert_eq!(q.asc, if n > 12 { 0x24 } else { 0 }, "prefix {n}");
+                assert_eq!(q.sense_key_specific.is_some(), n >= 18, "prefix {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn raw_descriptor_sense() {
+        let full = Sense::new(SenseKey::MISCOMPARE, Asc::MISCOMPARE_DURING_VERIFY)
+            .with_information(0x1000)
+            .with_command_specific(3)
+            .with_field(false, 2, None)
+            .to_descriptor();
+        let p = SenseData::parse(&full).unwrap();
+        assert_eq!((p.response_code, p.key, p.asc, p.ascq), (0x72, 0x0E, 0x1D, 0));
+        assert_eq!(
+            (p.information, p.command_specific, p.sense_key_specific),
+            (Some(0x1000), Some(3), Some([0x80, 0, 2]))
+        );
+        // Every prefix: descriptors cut short are dropped, never a panic.
+        for n in 0..full.len() {
+            let q = SenseData::parse(&full[..n]);
+            assert_eq!(q.is_some(), n >= 2, "prefix {n}");
+            if let Some(q) = q {
+                assert_eq!(q.information.is_some(), n >= 20, "prefix {n}");
+                assert_eq!(q.command_specific.is_some(), n >= 32, "prefix {n}");
+                assert_eq!(q.sense_key_specific.is_some(), n >= 40, "prefix {n}");
+            }
+        }
+        // A descriptor that claims more than the additional length ends the walk.
+        let mut lying = full.clone();
+        lying[9] = 0xF0;
+        let q = SenseData::parse(&lying).unwrap();
+        assert_eq!((q.information, q.sense_key_specific), (None, None));
+        assert_eq!(SenseData::parse(&[0x10, 0, 0]), None);
     }
 }

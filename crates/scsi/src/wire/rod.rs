@@ -1,0 +1,245 @@
+//! Token copy (SBC-3 §5.20, §5.34; SPC-4 §6.18.4): the POPULATE TOKEN and
+//! WRITE USING TOKEN parameter lists an initiator encodes (the device
+//! server's bounded parser is `crate::copy::rod_params`), and the RECEIVE
+//! ROD TOKEN INFORMATION response the device server encodes
+//! (`crate::copy::rod_results`) and an initiator decodes here.
+//!
+//! ```text
+//! POPULATE TOKEN     B0-1 DATA LENGTH  B2 RTV(1)|IMMED(0)  B4-7 INACTIVITY TIMEOUT
+//!                    B8-11 ROD TYPE  B14-15 RANGE DESCRIPTOR LIST LENGTH  B16.. ranges
+//! WRITE USING TOKEN  B0-1 DATA LENGTH  B2 DEL_TKN(1)|IMMED(0)  B8-15 OFFSET INTO ROD
+//!                    B16-527 ROD TOKEN  B534-535 RANGE DESCRIPTOR LIST LENGTH  B536.. ranges
+//! range              B0-7 LBA  B8-11 NUMBER OF LOGICAL BLOCKS  B12-15 reserved
+//! ```
+
+use super::len16;
+
+/// Length of a ROD token.
+pub const TOKEN_LEN: usize = 512;
+/// Length of the POPULATE TOKEN parameter list header.
+pub const PT_HEADER_LEN: usize = 16;
+/// Length of the WRITE USING TOKEN parameter list header.
+pub const WUT_HEADER_LEN: usize = 536;
+/// Length of a block device range descriptor.
+pub const RANGE_DESC_LEN: usize = 16;
+/// Length of the RRTI header before the sense data.
+pub const RRTI_HEADER_LEN: usize = 32;
+/// TRANSFER COUNT UNITS: logical blocks of the LU (Windows requires it).
+pub const UNITS_LOGICAL_BLOCKS: u8 = 0xF1;
+/// ROD TOKEN DESCRIPTORS LENGTH for one token: 2 reserved bytes + 512.
+pub const ROD_TOKEN_DESCRIPTORS_LENGTH: u32 = 2 + TOKEN_LEN as u32;
+
+/// One block device range descriptor, in blocks of the LU addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockRange {
+    /// LOGICAL BLOCK ADDRESS.
+    pub lba: u64,
+    /// NUMBER OF LOGICAL BLOCKS (0 = empty range).
+    pub blocks: u32,
+}
+
+/// `header` followed by the range descriptors, with DATA LENGTH (bytes
+/// 0..1) and the RANGE DESCRIPTOR LIST LENGTH (the header's last two
+/// bytes) filled in.
+fn with_ranges(mut v: Vec<u8>, ranges: &[BlockRange]) -> Vec<u8> {
+    let at = v.len() - 2;
+    v[at..].copy_from_slice(&len16(ranges.len() * RANGE_DESC_LEN));
+    for r in ranges {
+        v.extend_from_slice(&r.lba.to_be_bytes());
+        v.extend_from_slice(&r.blocks.to_be_bytes());
+        v.extend_from_slice(&[0; 4]);
+    }
+    let data_len = len16(v.len() - 2);
+    v[0..2].copy_from_slice(&data_len);
+    v
+}
+
+/// A POPULATE TOKEN parameter list, to encode.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PopulateToken {
+    /// IMMED: return before the token is ready.
+    pub immed: bool,
+    /// ROD TYPE with RTV=1; `None` sends RTV=0 (the copy manager chooses; Windows' form).
+    pub rod_type: Option<u32>,
+    /// INACTIVITY TIMEOUT, seconds (0 = the default).
+    pub inactivity_timeout: u32,
+    /// The gather list.
+    pub ranges: Vec<BlockRange>,
+}
+
+impl PopulateToken {
+    /// The parameter list bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = vec![0u8; PT_HEADER_LEN];
+        v[2] = (u8::from(self.rod_type.is_some()) << 1) | u8::from(self.immed);
+        v[4..8].copy_from_slice(&self.inactivity_timeout.to_be_bytes());
+        v[8..12].copy_from_slice(&self.rod_type.unwrap_or(0).to_be_bytes());
+        with_ranges(v, &self.ranges)
+    }
+}
+
+/// A WRITE USING TOKEN parameter list, to encode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteUsingToken {
+    /// IMMED: return before the write completes.
+    pub immed: bool,
+    /// DEL_TKN: discard the token after this command.
+    pub del_tkn: bool,
+    /// OFFSET INTO ROD, in blocks of the LU written.
+    pub offset_into_rod: u64,
+    /// The token, verbatim.
+    pub token: [u8; TOKEN_LEN],
+    /// The scatter list.
+    pub ranges: Vec<BlockRange>,
+}
+
+impl Default for WriteUsingToken {
+    fn default() -> Self {
+        WriteUsingToken { immed: false, del_tkn: false, offset_into_rod: 0, token: [0; TOKEN_LEN], ranges: Vec::new() }
+    }
+}
+
+impl WriteUsingToken {
+    /// The parameter list bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = vec![0u8; WUT_HEADER_LEN];
+        v[2] = (u8::from(self.del_tkn) << 1) | u8::from(self.immed);
+        v[8..16].copy_from_slice(&self.offset_into_rod.to_be_bytes());
+        v[16..16 + TOKEN_LEN].copy_from_slice(&self.token);
+        with_ranges(v, &self.ranges)
+    }
+}
+
+/// A decoded RECEIVE ROD TOKEN INFORMATION response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RodTokenInfo {
+    /// RESPONSE TO SERVICE ACTION (10h PT, 11h WUT).
+    pub response_to_sa: u8,
+    /// COPY OPERATION STATUS (01h, 02h, 04h, 60h final; 10h–12h in progress).
+    pub status: u8,
+    /// ESTIMATED STATUS UPDATE DELAY, ms.
+    pub delay_ms: u32,
+    /// Status of the originating command.
+    pub completion_status: u8,
+    /// Sense data of the originating command, if any.
+    pub sense: Vec<u8>,
+    /// TRANSFER COUNT UNITS (F1h: logical blocks).
+    pub units: u8,
+    /// TRANSFER COUNT.
+    pub transfer_count: u64,
+    /// SEGMENTS PROCESSED.
+    pub segments_processed: u16,
+    /// ROD TOKEN DESCRIPTORS LENGTH as sent.
+    pub token_descriptors_length: u32,
+    /// The token, when the descriptors length is exactly 514 (Windows' rule).
+    pub token: Option<[u8; TOKEN_LEN]>,
+}
+
+impl RodTokenInfo {
+    /// Whether the operation is still running (status 10h–12h).
+    pub fn in_progress(&self) -> bool {
+        (0x10..=0x12).contains(&self.status)
+    }
+
+    /// Decode an RRTI response (bounded: `None` when the header, the sense
+    /// data or an announced token is cut short).
+    pub fn parse(d: &[u8]) -> Option<RodTokenInfo> {
+        let hdr: &[u8; RRTI_HEADER_LEN] = d.get(..RRTI_HEADER_LEN)?.try_into().ok()?;
+        let sense_space = usize::from(hdr[13]);
+        let sense_len = usize::from(hdr[14]).min(sense_space);
+        let sense = d.get(RRTI_HEADER_LEN..RRTI_HEADER_LEN + sense_len)?.to_vec();
+        let at = RRTI_HEADER_LEN + sense_space;
+        let tdl = d.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
+        let token = if tdl == ROD_TOKEN_DESCRIPTORS_LENGTH {
+            Some(d.get(at + 6..at + 6 + TOKEN_LEN)?.try_into().ok()?)
+        } else {
+            None
+        };
+        let be = |s: &[u8]| s.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+        Some(RodTokenInfo {
+            response_to_sa: hdr[4] & 0x1F,
+            status: hdr[5] & 0x7F,
+            delay_ms: be(&hdr[8..12]) as u32,
+            completion_status: hdr[12],
+            sense,
+            units: hdr[15],
+            transfer_count: be(&hdr[16..24]),
+            segments_processed: be(&hdr[24..26]) as u16,
+            token_descriptors_length: tdl,
+            token,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_encode_per_sbc3() {
+        let pt = PopulateToken {
+            immed: true,
+            rod_type: Some(0x0080_0001),
+            inactivity_timeout: 30,
+            ranges: vec![BlockRange { lba: 5, blocks: 7 }],
+        };
+        let l = pt.encode();
+        assert_eq!(l.len(), 32);
+        assert_eq!(&l[0..16], &[0, 30, 0x03, 0, 0, 0, 0, 30, 0, 0x80, 0, 1, 0, 0, 0, 16]);
+        assert_eq!(&l[16..32], &[0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 7, 0, 0, 0, 0]);
+        assert_eq!(PopulateToken::default().encode(), [0, 14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let w = WriteUsingToken {
+            del_tkn: true,
+            offset_into_rod: 9,
+            token: [0xAB; TOKEN_LEN],
+            ranges: vec![BlockRange { lba: 1, blocks: 2 }, BlockRange { lba: 10, blocks: 2 }],
+            ..Default::default()
+        };
+        let l = w.encode();
+        assert_eq!(l.len(), 536 + 32);
+        assert_eq!(&l[0..4], &[0x02, 0x36, 0x02, 0]);
+        assert_eq!(&l[8..16], &9u64.to_be_bytes());
+        assert!(l[16..528].iter().all(|b| *b == 0xAB));
+        assert_eq!(&l[528..536], &[0, 0, 0, 0, 0, 0, 0, 32]);
+        assert_eq!(&l[536 + 16..536 + 28], &[0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 2]);
+    }
+
+    fn rrti(token: bool) -> Vec<u8> {
+        let mut d = vec![0u8; 32 + 32 + 4];
+        d[4] = 0x10;
+        d[5] = 0x01;
+        d[8..12].copy_from_slice(&100u32.to_be_bytes());
+        d[12] = 2;
+        d[13] = 32;
+        d[14] = 3;
+        d[15] = 0xF1;
+        d[16..24].copy_from_slice(&2048u64.to_be_bytes());
+        d[24..26].copy_from_slice(&1u16.to_be_bytes());
+        d[32..35].copy_from_slice(&[0x70, 0, 5]);
+        if token {
+            d[64..68].copy_from_slice(&514u32.to_be_bytes());
+            d.extend_from_slice(&[0, 0]);
+            d.extend_from_slice(&[0x77; TOKEN_LEN]);
+        }
+        d
+    }
+
+    #[test]
+    fn rrti_decodes_and_is_bounded() {
+        let d = rrti(true);
+        let i = RodTokenInfo::parse(&d).expect("parse");
+        assert_eq!((i.response_to_sa, i.status, i.delay_ms, i.completion_status), (0x10, 1, 100, 2));
+        assert_eq!((i.units, i.transfer_count, i.segments_processed), (0xF1, 2048, 1));
+        assert_eq!((&i.sense[..], i.token_descriptors_length), (&[0x70, 0, 5][..], 514));
+        assert_eq!(i.token, Some([0x77; TOKEN_LEN]));
+        assert!(!i.in_progress());
+        // Every prefix: the header and sense must be whole, an announced token too.
+        for n in 0..d.len() {
+            let p = RodTokenInfo::parse(&d[..n]);
+            assert_eq!(p.is_some(), (35..68).contains(&n), "prefix {n}");
+            assert!(p.is_none_or(|p| p.token.is_none()));
+        }
+        let plain = rrti(false);
+        assert_eq!(RodTokenInfo::parse(&plain).unwrap().token, None);
+    }
+}

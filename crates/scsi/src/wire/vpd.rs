@@ -1,0 +1,282 @@
+//! VPD pages (SPC-4 §7.8): the page framing, designation descriptors (83h)
+//! and the Third-party Copy page (8Fh) descriptor framing and the Block
+//! Device ROD Token Limits descriptor (0000h), encoded by the device server
+//! and decoded by initiators.
+//!
+//! ```text
+//! page         B0 qualifier|PDT  B1 PAGE CODE  B2-3 PAGE LENGTH  B4.. body
+//! designation  B0 PROTOCOL ID|CODE SET  B1 PIV|ASSOCIATION|TYPE  B3 length  B4.. designator
+//! 8Fh desc.    B0-1 DESCRIPTOR TYPE  B2-3 DESCRIPTOR LENGTH (after B3)  B4.. body
+//! ```
+
+use super::xcopy::{Designator, MAX_DESIGNATOR_LEN};
+
+/// The body of a VPD page (after its 4-byte header), cut to PAGE LENGTH
+/// and to what arrived; the flag tells whether the page was cut short.
+pub fn page_body(d: &[u8]) -> (&[u8], bool) {
+    let declared = usize::from(u16::from_be_bytes([d.get(2).copied().unwrap_or(0), d.get(3).copied().unwrap_or(0)]));
+    let body = d.get(4..).unwrap_or(&[]);
+    (&body[..declared.min(body.len())], d.len() < 4 || declared > body.len())
+}
+
+/// Designator types (byte 1 bits 3:0 of a designation descriptor).
+pub struct DesignatorType;
+
+impl DesignatorType {
+    /// Vendor specific.
+    pub const VENDOR_SPECIFIC: u8 = 0x0;
+    /// T10 vendor ID based.
+    pub const T10_VENDOR_ID: u8 = 0x1;
+    /// EUI-64 based.
+    pub const EUI64: u8 = 0x2;
+    /// NAA.
+    pub const NAA: u8 = 0x3;
+}
+
+/// One designation descriptor of page 83h, as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Designation<'a> {
+    /// Byte 0: PROTOCOL IDENTIFIER (7:4) and CODE SET (3:0).
+    pub code_set: u8,
+    /// Byte 1: PIV (7), ASSOCIATION (5:4) and DESIGNATOR TYPE (3:0).
+    pub assoc_type: u8,
+    /// The designator.
+    pub value: &'a [u8],
+}
+
+impl Designation<'_> {
+    /// ASSOCIATION: 0 logical unit, 1 target port, 2 target device.
+    pub fn association(&self) -> u8 {
+        (self.assoc_type >> 4) & 0x03
+    }
+
+    /// DESIGNATOR TYPE.
+    pub fn designator_type(&self) -> u8 {
+        self.assoc_type & 0x0F
+    }
+}
+
+/// The designation descriptors of a page 83h (header included), in order;
+/// the walk ends at the first descriptor cut short.
+pub fn designations(vpd83: &[u8]) -> impl Iterator<Item = Designation<'_>> {
+    let (mut rest, _) = page_body(vpd83);
+    std::iter::from_fn(move || {
+        let [code_set, assoc_type, _, len, tail @ ..] = rest else { return None };
+        let value = tail.get(..usize::from(*len))?;
+        rest = &tail[value.len()..];
+        Some(Designation { code_set: *code_set, assoc_type: *assoc_type, value })
+    })
+}
+
+/// Pick the designator to name a logical unit by in a CSCD from its page
+/// 83h (header included): LU association only, preferring NAA, then
+/// EUI-64, T10 vendor ID, vendor specific; at most 20 bytes long.
+pub fn lu_designator(vpd83: &[u8]) -> Option<Designator> {
+    let rank = |t: u8| match t {
+        DesignatorType::NAA => Some(0),
+        DesignatorType::EUI64 => Some(1),
+        DesignatorType::T10_VENDOR_ID => Some(2),
+        DesignatorType::VENDOR_SPECIFIC => Some(3),
+        _ => None,
+    };
+    designations(vpd83)
+        .filter(|d| d.association() == 0 && d.value.len() <= MAX_DESIGNATOR_LEN)
+        .filter_map(|d| Some((rank(d.designator_type())?, d)))
+        .min_by_key(|(r, _)| *r)
+        .map(|(_, d)| Designator { code_set: d.code_set, assoc_type: d.assoc_type, value: d.value.to_vec() })
+}
+
+/// Third-party copy descriptor type codes (page 8Fh).
+pub struct TpcDescriptor;
+
+impl TpcDescriptor {
+    /// Block Device ROD Token Limits (SBC-3).
+    pub const BLOCK_DEVICE_ROD_TOKEN_LIMITS: u16 = 0x0000;
+    /// Supported Commands.
+    pub const SUPPORTED_COMMANDS: u16 = 0x0001;
+    /// Parameter Data (EXTENDED COPY limits).
+    pub const PARAMETER_DATA: u16 = 0x0004;
+    /// Supported Descriptors (segment and CSCD type codes).
+    pub const SUPPORTED_DESCRIPTORS: u16 = 0x0008;
+    /// Supported CSCD Descriptor IDs.
+    pub const SUPPORTED_CSCD_IDS: u16 = 0x000C;
+    /// ROD Token Features.
+    pub const ROD_TOKEN_FEATURES: u16 = 0x0106;
+    /// Supported ROD Types.
+    pub const SUPPORTED_ROD_TYPES: u16 = 0x0108;
+    /// General Copy Operations.
+    pub const GENERAL_COPY_OPERATIONS: u16 = 0x8001;
+    /// Stream Copy Operations.
+    pub const STREAM_COPY_OPERATIONS: u16 = 0x9101;
+    /// Held Data.
+    pub const HELD_DATA: u16 = 0xC001;
+}
+
+/// Builds the body of page 8Fh (everything after the 4-byte page header).
+#[derive(Debug, Default)]
+pub struct TpcPage {
+    body: Vec<u8>,
+}
+
+impl TpcPage {
+    /// An empty page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Append a descriptor of `ty` whose bytes after the 4-byte header are
+    /// `body` (zero-padded here to a multiple of 4).
+    pub fn push(&mut self, ty: u16, body: &[u8]) -> &mut Self {
+        let padded = body.len().div_ceil(4) * 4;
+        self.body.extend_from_slice(&ty.to_be_bytes());
+        self.body.extend_from_slice(&super::len16(padded));
+        self.body.extend_from_slice(body);
+        self.body.resize(self.body.len() + (padded - body.len()), 0);
+        self
+    }
+
+    /// The assembled descriptors.
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+}
+
+/// The third-party copy descriptors of a page 8Fh (header included) as
+/// `(DESCRIPTOR TYPE, bytes after the 4-byte descriptor header)`; the walk
+/// ends at the first descriptor cut short.
+pub fn tpc_descriptors(vpd8f: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    let (mut rest, _) = page_body(vpd8f);
+    std::iter::from_fn(move || {
+        let [t0, t1, l0, l1, tail @ ..] = rest else { return None };
+        let body = tail.get(..usize::from(u16::from_be_bytes([*l0, *l1])))?;
+        rest = &tail[body.len()..];
+        Some((u16::from_be_bytes([*t0, *t1]), body))
+    })
+}
+
+/// Descriptor 0000h Block Device ROD Token Limits (SBC-3 §6.6.4), lengths in
+/// logical blocks, timeouts in seconds; DESCRIPTOR LENGTH 0020h.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockRodLimits {
+    /// MAXIMUM RANGE DESCRIPTORS.
+    pub max_range_descriptors: u16,
+    /// MAXIMUM INACTIVITY TIMEOUT.
+    pub max_inactivity_timeout: u32,
+    /// DEFAULT INACTIVITY TIMEOUT.
+    pub default_inactivity_timeout: u32,
+    /// MAXIMUM TOKEN TRANSFER SIZE (0: not reported).
+    pub max_token_transfer_size: u64,
+    /// OPTIMAL TRANSFER COUNT.
+    pub optimal_transfer_count: u64,
+}
+
+impl BlockRodLimits {
+    /// DESCRIPTOR LENGTH of 0000h.
+    pub const LEN: usize = 0x20;
+
+    /// The descriptor body (after its 4-byte header).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = vec![0u8; Self::LEN];
+        b[6..8].copy_from_slice(&self.max_range_descriptors.to_be_bytes());
+        b[8..12].copy_from_slice(&self.max_inactivity_timeout.to_be_bytes());
+        b[12..16].copy_from_slice(&self.default_inactivity_timeout.to_be_bytes());
+        b[16..24].copy_from_slice(&self.max_token_transfer_size.to_be_bytes());
+        b[24..32].copy_from_slice(&self.optimal_transfer_count.to_be_bytes());
+        b
+    }
+
+    /// Decode a descriptor body (after its 4-byte header); `None` when it
+    /// is shorter than the 32-byte layout.
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        let b: &[u8; Self::LEN] = b.get(..Self::LEN)?.try_into().ok()?;
+        let be = |s: &[u8]| s.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+        Some(BlockRodLimits {
+            max_range_descriptors: be(&b[6..8]) as u16,
+            max_inactivity_timeout: be(&b[8..12]) as u32,
+            default_inactivity_timeout: be(&b[12..16]) as u32,
+            max_token_transfer_size: be(&b[16..24]),
+            optimal_transfer_count: be(&b[24..32]),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(code: u8, body: &[u8]) -> Vec<u8> {
+        let mut p = vec![0, code];
+        p.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        p.extend_from_slice(body);
+        p
+    }
+
+    #[test]
+    fn page_framing() {
+        assert_eq!(page_body(&[0, 0x80, 0, 2, b'A', b'B', b'C']), (&b"AB"[..], false));
+        assert_eq!(page_body(&[0, 0x80, 0, 4, b'A']), (&b"A"[..], true));
+        assert_eq!(page_body(&[0, 0x80]), (&[][..], true));
+    }
+
+    #[test]
+    fn designator_choice_and_walk() {
+        // Port designator, then T10, then NAA: NAA wins.
+        let mut body = vec![0x51, 0x94, 0, 4, 0, 0, 0, 1];
+        body.extend_from_slice(&[0x02, 0x01, 0, 8]);
+        body.extend_from_slice(b"OXCOPY  ");
+        body.extend_from_slice(&[0x01, 0x03, 0, 16]);
+        body.extend_from_slice(&[0x60; 16]);
+        let p = page(0x83, &body);
+        let all: Vec<_> = designations(&p).map(|d| (d.association(), d.designator_type(), d.value.len())).collect();
+        assert_eq!(all, vec![(1, 4, 4), (0, 1, 8), (0, 3, 16)]);
+        let d = lu_designator(&p).unwrap();
+        assert_eq!((d.code_set, d.assoc_type, d.value), (0x01, 0x03, vec![0x60; 16]));
+        // Every prefix: a descriptor cut short ends the walk, never a panic.
+        for n in 0..p.len() {
+            let mut cut = p[..n].to_vec();
+            if n >= 4 {
+                cut[2..4].copy_from_slice(&((n - 4) as u16).to_be_bytes());
+            }
+            let want = [8usize, 20, 40].iter().filter(|end| 4 + **end <= n).count();
+            assert_eq!(designations(&cut).count(), want, "prefix {n}");
+            assert_eq!(lu_designator(&cut).is_some(), n >= 24, "prefix {n}");
+        }
+        // Too long for a CSCD: skipped.
+        let mut long = vec![0x01, 0x03, 0, 21];
+        long.extend_from_slice(&[0x60; 21]);
+        assert_eq!(lu_designator(&page(0x83, &long)), None);
+    }
+
+    #[test]
+    fn tpc_descriptors_walk_and_rod_limits_round_trip() {
+        let l = BlockRodLimits {
+            max_range_descriptors: 64,
+            max_inactivity_timeout: 3600,
+            default_inactivity_timeout: 60,
+            max_token_transfer_size: 1 << 24,
+            optimal_transfer_count: 2048,
+        };
+        let mut tpc = TpcPage::new();
+        tpc.push(TpcDescriptor::BLOCK_DEVICE_ROD_TOKEN_LIMITS, &l.encode());
+        tpc.push(TpcDescriptor::SUPPORTED_CSCD_IDS, &[0, 2, 0xFF, 0xFF, 0xAA]);
+        let p = page(0x8F, &tpc.into_body());
+        assert_eq!(&p[4..8], &[0, 0, 0, 0x20]);
+        assert_eq!(&p[12..16], &[0, 0, 0, 64]);
+        let d: Vec<_> = tpc_descriptors(&p).collect();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0], (0x0000, &p[8..40]));
+        assert_eq!(d[1], (0x000C, &[0, 2, 0xFF, 0xFF, 0xAA, 0, 0, 0][..]));
+        assert_eq!(BlockRodLimits::decode(d[0].1), Some(l));
+        for n in 0..p.len() {
+            let mut cut = p[..n].to_vec();
+            if n >= 4 {
+                cut[2..4].copy_from_slice(&((n - 4) as u16).to_be_bytes());
+            }
+            let want = [36usize, 48].iter().filter(|end| 4 + **end <= n).count();
+            assert_eq!(tpc_descriptors(&cut).count(), want, "prefix {n}");
+        }
+        for n in 0..BlockRodLimits::LEN {
+            assert_eq!(BlockRodLimits::decode(&l.encode()[..n]), None);
+        }
+    }
+}
