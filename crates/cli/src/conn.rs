@@ -8,8 +8,8 @@ use crate::sense;
 use crate::url::IscsiUrl;
 use crate::vpd::{self, BlockLimits};
 use bytes::Bytes;
-use oxcopy_initiator::scsi::sense_key;
 use oxcopy_initiator::{ChapAlgorithm, InitiatorError, LoginError, Session, SessionConfig};
+use oxcopy_scsi::SenseKey;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -219,7 +219,7 @@ where
     let mut tries = 0;
     loop {
         match f().await {
-            Err(e) if tries < 3 && sense::sense_of(&e).is_some_and(|s| s.key == sense_key::UNIT_ATTENTION) => {
+            Err(e) if tries < 3 && sense::sense_of(&e).is_some_and(|s| s.sense_key() == SenseKey::UNIT_ATTENTION) => {
                 tries += 1;
             }
             other => return other,

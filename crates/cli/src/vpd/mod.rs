@@ -77,15 +77,7 @@ pub fn ascii(b: &[u8]) -> String {
     s.trim_end_matches(['.', ' ']).trim_start().to_string()
 }
 
-/// The page body: bytes 4.. up to PAGE LENGTH (2-byte, bytes 2-3), clipped
-/// to what was received. Returns (body, truncated).
-pub(crate) fn page_body(d: &[u8]) -> (&[u8], bool) {
-    let b = Buf(d);
-    let declared = b.u16(2).unwrap_or(0) as usize;
-    let avail = d.len().saturating_sub(4);
-    let body = b.tail(4);
-    (&body[..declared.min(avail)], d.len() < 4 || declared > avail)
-}
+pub(crate) use oxcopy_scsi::wire::vpd::page_body;
 
 /// Name of a peripheral device type.
 pub fn device_type_name(t: u8) -> &'static str {

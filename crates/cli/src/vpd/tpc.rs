@@ -6,21 +6,8 @@
 //! each `B0-1 DESCRIPTOR TYPE, B2-3 DESCRIPTOR LENGTH (bytes after B3), body`.
 
 use super::{code16, code32, code8, hex, page_body, Buf};
+use oxcopy_scsi::wire::vpd::{BlockRodLimits, TpcDescriptor as TpcType};
 use serde::Serialize;
-
-/// Descriptor type codes.
-pub mod kind {
-    pub const BLOCK_DEVICE_ROD_LIMITS: u16 = 0x0000;
-    pub const SUPPORTED_COMMANDS: u16 = 0x0001;
-    pub const PARAMETER_DATA: u16 = 0x0004;
-    pub const SUPPORTED_DESCRIPTORS: u16 = 0x0008;
-    pub const SUPPORTED_CSCD_IDS: u16 = 0x000C;
-    pub const ROD_TOKEN_FEATURES: u16 = 0x0106;
-    pub const SUPPORTED_ROD_TYPES: u16 = 0x0108;
-    pub const GENERAL_COPY_OPERATIONS: u16 = 0x8001;
-    pub const STREAM_COPY_OPERATIONS: u16 = 0x9101;
-    pub const HELD_DATA: u16 = 0xC001;
-}
 
 /// The decoded page.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -156,17 +143,17 @@ pub enum TpcBody {
 /// Name of a descriptor type.
 pub fn descriptor_name(t: u16) -> &'static str {
     match t {
-        kind::BLOCK_DEVICE_ROD_LIMITS => "Block Device ROD Token Limits",
-        kind::SUPPORTED_COMMANDS => "Supported Commands",
-        kind::PARAMETER_DATA => "Parameter Data",
-        kind::SUPPORTED_DESCRIPTORS => "Supported Descriptors",
-        kind::SUPPORTED_CSCD_IDS => "Supported CSCD Descriptor IDs",
+        TpcType::BLOCK_DEVICE_ROD_TOKEN_LIMITS => "Block Device ROD Token Limits",
+        TpcType::SUPPORTED_COMMANDS => "Supported Commands",
+        TpcType::PARAMETER_DATA => "Parameter Data",
+        TpcType::SUPPORTED_DESCRIPTORS => "Supported Descriptors",
+        TpcType::SUPPORTED_CSCD_IDS => "Supported CSCD Descriptor IDs",
         0x000D => "Copy Group Identifier",
-        kind::ROD_TOKEN_FEATURES => "ROD Token Features",
-        kind::SUPPORTED_ROD_TYPES => "Supported ROD Types",
-        kind::GENERAL_COPY_OPERATIONS => "General Copy Operations",
-        kind::STREAM_COPY_OPERATIONS => "Stream Copy Operations",
-        kind::HELD_DATA => "Held Data",
+        TpcType::ROD_TOKEN_FEATURES => "ROD Token Features",
+        TpcType::SUPPORTED_ROD_TYPES => "Supported ROD Types",
+        TpcType::GENERAL_COPY_OPERATIONS => "General Copy Operations",
+        TpcType::STREAM_COPY_OPERATIONS => "Stream Copy Operations",
+        TpcType::HELD_DATA => "Held Data",
         _ => "unknown",
     }
 }
@@ -331,21 +318,19 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
         }
     };
     match code {
-        kind::BLOCK_DEVICE_ROD_LIMITS => {
-            let (Some(r), Some(mi), Some(di), Some(mt), Some(oc)) =
-                (b.u16(10), b.u32(12), b.u32(16), b.u64(20), b.u64(28))
-            else {
+        TpcType::BLOCK_DEVICE_ROD_TOKEN_LIMITS => {
+            let Some(l) = BlockRodLimits::decode(b.tail(4)) else {
                 return short(36, truncated);
             };
             TpcBody::BlockDeviceRodLimits {
-                maximum_range_descriptors: r,
-                maximum_inactivity_timeout: mi,
-                default_inactivity_timeout: di,
-                maximum_token_transfer_size: mt,
-                optimal_transfer_count: oc,
+                maximum_range_descriptors: l.max_range_descriptors,
+                maximum_inactivity_timeout: l.max_inactivity_timeout,
+                default_inactivity_timeout: l.default_inactivity_timeout,
+                maximum_token_transfer_size: l.max_token_transfer_size,
+                optimal_transfer_count: l.optimal_transfer_count,
             }
         }
-        kind::SUPPORTED_COMMANDS => {
+        TpcType::SUPPORTED_COMMANDS => {
             let Some(list_len) = b.u8(4) else { return short(5, truncated) };
             let avail = b.tail(5);
             if list_len as usize > avail.len() {
@@ -374,7 +359,7 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
             }
             TpcBody::SupportedCommands { commands }
         }
-        kind::PARAMETER_DATA => {
+        TpcType::PARAMETER_DATA => {
             let (Some(c), Some(s), Some(l), Some(i)) = (b.u16(8), b.u16(10), b.u32(12), b.u32(16)) else {
                 return short(20, truncated);
             };
@@ -385,7 +370,7 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
                 maximum_inline_data_length: i,
             }
         }
-        kind::SUPPORTED_DESCRIPTORS => {
+        TpcType::SUPPORTED_DESCRIPTORS => {
             let Some(n) = b.u8(4) else { return short(5, truncated) };
             let avail = b.tail(5);
             if n as usize > avail.len() {
@@ -397,7 +382,7 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
                 .collect();
             TpcBody::SupportedDescriptors { descriptors }
         }
-        kind::SUPPORTED_CSCD_IDS => {
+        TpcType::SUPPORTED_CSCD_IDS => {
             let Some(n) = b.u16(4) else { return short(6, truncated) };
             let avail = b.tail(6);
             if n as usize > avail.len() || n % 2 == 1 {
@@ -412,7 +397,7 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
                 .collect();
             TpcBody::SupportedCscdIds { cscd_ids }
         }
-        kind::ROD_TOKEN_FEATURES => {
+        TpcType::ROD_TOKEN_FEATURES => {
             let (Some(rt), Some(min), Some(max), Some(inact), Some(flen)) =
                 (b.u8(4), b.u32(16), b.u32(20), b.u32(24), b.u16(46))
             else {
@@ -463,7 +448,7 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
                 device_type_features,
             }
         }
-        kind::SUPPORTED_ROD_TYPES => {
+        TpcType::SUPPORTED_ROD_TYPES => {
             let Some(n) = b.u16(6) else { return short(8, truncated) };
             let avail = b.tail(8);
             if n as usize > avail.len() || n % 64 != 0 {
@@ -486,7 +471,7 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
                 .collect();
             TpcBody::SupportedRodTypes { rod_types }
         }
-        kind::GENERAL_COPY_OPERATIONS => {
+        TpcType::GENERAL_COPY_OPERATIONS => {
             let (Some(t), Some(m), Some(s), Some(dg), Some(ig)) = (b.u32(4), b.u32(8), b.u32(12), b.u8(16), b.u8(17))
             else {
                 return short(18, truncated);
@@ -499,11 +484,11 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
                 inline_data_granularity_log2: ig,
             }
         }
-        kind::STREAM_COPY_OPERATIONS => match b.u32(4) {
+        TpcType::STREAM_COPY_OPERATIONS => match b.u32(4) {
             Some(v) => TpcBody::StreamCopyOperations { maximum_stream_device_transfer_size: v },
             None => short(8, truncated),
         },
-        kind::HELD_DATA => match (b.u32(4), b.u8(8)) {
+        TpcType::HELD_DATA => match (b.u32(4), b.u8(8)) {
             (Some(l), Some(g)) => TpcBody::HeldData { held_data_limit: l, held_data_granularity_log2: g },
             _ => short(9, truncated),
         },
