@@ -21,6 +21,8 @@ use crate::error::{InitiatorError, Result};
 use crate::session::Session;
 use bytes::Bytes;
 
+use oxcopy_scsi::wire::Fields;
+
 pub use oxcopy_scsi::wire::cdb;
 pub use oxcopy_scsi::wire::rod::{BlockRange, PopulateToken, RodTokenInfo, WriteUsingToken, TOKEN_LEN};
 
@@ -112,8 +114,9 @@ pub struct RodTokenReport {
 impl RodTokenReport {
     /// Decode (bounded: `None` when shorter than the 4-byte length).
     pub fn parse(d: &[u8]) -> Option<RodTokenReport> {
-        let available = u32::from_be_bytes(d.get(..4)?.try_into().ok()?);
-        let tokens = d.get(8..).map(<[u8]>::to_vec).unwrap_or_default();
+        let f = Fields(d);
+        let available = f.u32(0)?;
+        let tokens = f.tail(8).to_vec();
         Some(RodTokenReport { available, tokens })
     }
 

@@ -26,6 +26,8 @@ use crate::error::{InitiatorError, Result};
 use crate::session::Session;
 use bytes::Bytes;
 
+use oxcopy_scsi::wire::Fields;
+
 pub use oxcopy_scsi::wire::cdb;
 pub use oxcopy_scsi::wire::vpd::lu_designator;
 pub use oxcopy_scsi::wire::xcopy::{
@@ -47,14 +49,6 @@ pub mod sa {
     pub const COPY_STATUS_LID4: u8 = ServiceAction::RECEIVE_COPY_STATUS_LID4;
 }
 
-fn be32(d: &[u8], off: usize) -> Option<u32> {
-    d.get(off..off + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-fn be16(d: &[u8], off: usize) -> Option<u16> {
-    d.get(off..off + 2).map(|b| u16::from_be_bytes([b[0], b[1]]))
-}
-
 /// COPY STATUS (LID1) data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CopyStatus {
@@ -73,13 +67,14 @@ pub struct CopyStatus {
 impl CopyStatus {
     /// Parse the 12-byte response.
     pub fn parse(d: &[u8]) -> Option<CopyStatus> {
-        let b4 = *d.get(4)?;
+        let f = Fields(d);
+        let b4 = f.u8(4)?;
         Some(CopyStatus {
             status: b4 & 0x7F,
             held_data_discarded: b4 & 0x80 != 0,
-            segments_processed: be16(d, 5)?,
-            units: *d.get(7)?,
-            count: be32(d, 8)?,
+            segments_processed: f.u16(5)?,
+            units: f.u8(7)?,
+            count: f.u32(8)?,
         })
     }
     /// The transfer count in bytes (saturating).
@@ -118,19 +113,20 @@ pub struct OperatingParameters {
 impl OperatingParameters {
     /// Parse the response.
     pub fn parse(d: &[u8]) -> Option<OperatingParameters> {
-        let n = usize::from(*d.get(43)?);
+        let f = Fields(d);
+        let n = usize::from(f.u8(43)?);
         Some(OperatingParameters {
-            snlid: d.get(4)? & 0x01 != 0,
-            max_cscd_descriptors: be16(d, 8)?,
-            max_segment_descriptors: be16(d, 10)?,
-            max_descriptor_list_length: be32(d, 12)?,
-            max_segment_length: be32(d, 16)?,
-            max_inline_data_length: be32(d, 20)?,
-            held_data_limit: be32(d, 24)?,
-            total_concurrent_copies: be16(d, 34)?,
-            max_concurrent_copies: *d.get(36)?,
-            data_segment_granularity: *d.get(37)?,
-            descriptor_types: d.get(44..44 + n)?.to_vec(),
+            snlid: f.u8(4)? & 0x01 != 0,
+            max_cscd_descriptors: f.u16(8)?,
+            max_segment_descriptors: f.u16(10)?,
+            max_descriptor_list_length: f.u32(12)?,
+            max_segment_length: f.u32(16)?,
+            max_inline_data_length: f.u32(20)?,
+            held_data_limit: f.u32(24)?,
+            total_concurrent_copies: f.u16(34)?,
+            max_concurrent_copies: f.u8(36)?,
+            data_segment_granularity: f.u8(37)?,
+            descriptor_types: f.slice(44, n)?.to_vec(),
         })
     }
 }
@@ -149,12 +145,13 @@ pub struct FailureDetails {
 impl FailureDetails {
     /// Parse the response.
     pub fn parse(d: &[u8]) -> Option<FailureDetails> {
-        let available = be32(d, 0)?;
+        let f = Fields(d);
+        let available = f.u32(0)?;
         if available == 0 {
             return Some(FailureDetails { available, status: 0, sense: Vec::new() });
         }
-        let n = usize::from(be16(d, 58)?);
-        Some(FailureDetails { available, status: *d.get(56)?, sense: d.get(60..60 + n)?.to_vec() })
+        let n = usize::from(f.u16(58)?);
+        Some(FailureDetails { available, status: f.u8(56)?, sense: f.slice(60, n)?.to_vec() })
     }
 }
 
@@ -184,19 +181,18 @@ pub struct CopyStatusLid4 {
 impl CopyStatusLid4 {
     /// Parse the response.
     pub fn parse(d: &[u8]) -> Option<CopyStatusLid4> {
-        let sense_len = usize::from(*d.get(14)?);
-        let mut c = [0u8; 8];
-        c.copy_from_slice(d.get(16..24)?);
+        let f = Fields(d);
+        let sense_len = usize::from(f.u8(14)?);
         Some(CopyStatusLid4 {
-            service_action: d.get(4)? & 0x1F,
-            status: d.get(5)? & 0x7F,
-            operation_counter: be16(d, 6)?,
-            estimated_delay: be32(d, 8)?,
-            completion_status: *d.get(12)?,
-            units: *d.get(15)?,
-            count: u64::from_be_bytes(c),
-            segments_processed: be16(d, 24)?,
-            sense: d.get(32..32 + sense_len).unwrap_or_default().to_vec(),
+            service_action: f.u8(4)? & 0x1F,
+            status: f.u8(5)? & 0x7F,
+            operation_counter: f.u16(6)?,
+            estimated_delay: f.u32(8)?,
+            completion_status: f.u8(12)?,
+            units: f.u8(15)?,
+            count: f.u64(16)?,
+            segments_processed: f.u16(24)?,
+            sense: f.slice(32, sense_len).unwrap_or_default().to_vec(),
         })
     }
 }

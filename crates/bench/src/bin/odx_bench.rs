@@ -115,7 +115,7 @@ fn ranges(lba: u64, blocks: u64, max: u64) -> Vec<BlockRange> {
 
 /// MAXIMUM TOKEN TRANSFER SIZE (blocks; `u64::MAX` when not reported) from VPD 8Fh/0000h.
 async fn max_token_blocks(s: &Session, lun: u64) -> Result<u64> {
-    let p = s.inquiry(lun, true, 0x8F, 255).await?;
+    let p = s.inquiry(lun, true, vpd::VpdPage::THIRD_PARTY_COPY, 255).await?;
     let Some(l) = vpd::tpc_descriptors(&p)
         .next()
         .filter(|(ty, _)| *ty == vpd::TpcDescriptor::BLOCK_DEVICE_ROD_TOKEN_LIMITS)

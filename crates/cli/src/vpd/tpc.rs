@@ -5,7 +5,7 @@
 //! Layout: `B0 qualifier|PDT, B1 8Fh, B2-3 PAGE LENGTH, B4..` descriptors,
 //! each `B0-1 DESCRIPTOR TYPE, B2-3 DESCRIPTOR LENGTH (bytes after B3), body`.
 
-use super::{code16, code32, code8, hex, page_body, Buf};
+use super::{code16, code32, code8, hex, page_body, Fields};
 use oxcopy_scsi::wire::vpd::{BlockRodLimits, TpcDescriptor as TpcType};
 use serde::Serialize;
 
@@ -277,7 +277,7 @@ pub fn decode_third_party_copy(d: &[u8]) -> ThirdPartyCopy {
     let mut descriptors = Vec::new();
     let mut rest = body;
     while !rest.is_empty() {
-        let b = Buf(rest);
+        let b = Fields(rest);
         let (Some(code), Some(len)) = (b.u16(0), b.u16(2)) else {
             truncated = true;
             break;
@@ -309,7 +309,7 @@ pub fn decode_third_party_copy(d: &[u8]) -> ThirdPartyCopy {
 
 /// Decode one descriptor (`d` = the whole descriptor, header included).
 fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
-    let b = Buf(d);
+    let b = Fields(d);
     let short = |need: usize, truncated: &mut bool| {
         *truncated = true;
         TpcBody::Truncated {
@@ -410,14 +410,14 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
             let mut list = &avail[..(flen as usize).min(avail.len())];
             let mut device_type_features = Vec::new();
             while list.len() >= 4 {
-                let f = Buf(list);
+                let f = Fields(list);
                 let pdt = list[0] & 0x1f;
                 let dlen = f.u16(2).unwrap_or(0) as usize;
                 let whole = (4 + dlen).min(list.len());
                 if 4 + dlen > list.len() {
                     *truncated = true;
                 }
-                let fd = Buf(&list[..whole]);
+                let fd = Fields(&list[..whole]);
                 let block = match (fd.u16(6), fd.u64(8), fd.u64(16), fd.u64(24), fd.u64(32)) {
                     (Some(g), Some(mb), Some(ob), Some(tt), Some(ft)) if pdt == 0 => Some(RodDeviceFeatures::Block {
                         peripheral_device_type: pdt,

@@ -12,7 +12,7 @@
 //! range              B0-7 LBA  B8-11 NUMBER OF LOGICAL BLOCKS  B12-15 reserved
 //! ```
 
-use super::len16;
+use super::{len16, Fields};
 
 /// Length of a ROD token.
 pub const TOKEN_LEN: usize = 512;
@@ -144,29 +144,23 @@ impl RodTokenInfo {
     /// Decode an RRTI response (bounded: `None` when the header, the sense
     /// data or an announced token is cut short).
     pub fn parse(d: &[u8]) -> Option<RodTokenInfo> {
-        let hdr: &[u8; RRTI_HEADER_LEN] = d.get(..RRTI_HEADER_LEN)?.try_into().ok()?;
-        let sense_space = usize::from(hdr[13]);
-        let sense_len = usize::from(hdr[14]).min(sense_space);
-        let sense = d.get(RRTI_HEADER_LEN..RRTI_HEADER_LEN + sense_len)?.to_vec();
+        let f = Fields(d);
+        let hdr = Fields(f.slice(0, RRTI_HEADER_LEN)?);
+        let sense_space = usize::from(hdr.u8(13)?);
+        let sense_len = usize::from(hdr.u8(14)?).min(sense_space);
         let at = RRTI_HEADER_LEN + sense_space;
-        let tdl = d.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
-        let token = if tdl == ROD_TOKEN_DESCRIPTORS_LENGTH {
-            Some(d.get(at + 6..at + 6 + TOKEN_LEN)?.try_into().ok()?)
-        } else {
-            None
-        };
-        let be = |s: &[u8]| s.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+        let tdl = f.u32(at).unwrap_or(0);
         Some(RodTokenInfo {
-            response_to_sa: hdr[4] & 0x1F,
-            status: hdr[5] & 0x7F,
-            delay_ms: be(&hdr[8..12]) as u32,
-            completion_status: hdr[12],
-            sense,
-            units: hdr[15],
-            transfer_count: be(&hdr[16..24]),
-            segments_processed: be(&hdr[24..26]) as u16,
+            response_to_sa: hdr.u8(4)? & 0x1F,
+            status: hdr.u8(5)? & 0x7F,
+            delay_ms: hdr.u32(8)?,
+            completion_status: hdr.u8(12)?,
+            sense: f.slice(RRTI_HEADER_LEN, sense_len)?.to_vec(),
+            units: hdr.u8(15)?,
+            transfer_count: hdr.u64(16)?,
+            segments_processed: hdr.u16(24)?,
             token_descriptors_length: tdl,
-            token,
+            token: if tdl == ROD_TOKEN_DESCRIPTORS_LENGTH { Some(f.array(at + 6)?) } else { None },
         })
     }
 }

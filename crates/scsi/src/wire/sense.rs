@@ -1,6 +1,7 @@
 //! Sense data (SPC-4 §4.5): named sense keys and ASC/ASCQ pairs, and the
 //! fixed (70h) and descriptor (72h) encodings.
 
+use super::Fields;
 use std::fmt;
 
 /// SENSE KEY (SPC-4 table 27). A newtype so every 4-bit value is representable.
@@ -353,36 +354,35 @@ impl SenseData {
     /// `None` for an unknown response code or data too short to hold the
     /// sense key.
     pub fn parse(b: &[u8]) -> Option<SenseData> {
-        let response_code = b.first()? & 0x7F;
-        let at = |i: usize| b.get(i).copied().unwrap_or(0);
-        let be = |s: &[u8]| s.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+        let f = Fields(b);
+        let response_code = f.u8(0)? & 0x7F;
+        let at = |i: usize| f.u8(i).unwrap_or(0);
         match response_code {
             0x70 | 0x71 => {
-                let valid = b[0] & 0x80 != 0;
+                let valid = at(0) & 0x80 != 0;
                 Some(SenseData {
                     response_code,
-                    key: b.get(2)? & 0x0F,
+                    key: f.u8(2)? & 0x0F,
                     asc: at(12),
                     ascq: at(13),
-                    information: b.get(3..7).filter(|_| valid).map(be),
-                    command_specific: b.get(8..12).map(be).filter(|v| *v != 0),
-                    sense_key_specific: b.get(15..18).filter(|s| s[0] & 0x80 != 0).map(|s| [s[0], s[1], s[2]]),
+                    information: f.u32(3).filter(|_| valid).map(u64::from),
+                    command_specific: f.u32(8).filter(|v| *v != 0).map(u64::from),
+                    sense_key_specific: f.array(15).filter(|s: &[u8; 3]| s[0] & 0x80 != 0),
                 })
             }
             0x72 | 0x73 => {
                 let mut s =
-                    SenseData { response_code, key: b.get(1)? & 0x0F, asc: at(2), ascq: at(3), ..Default::default() };
-                let add_len = usize::from(at(7));
-                let body = b.get(8..).unwrap_or(&[]);
-                let mut body = &body[..add_len.min(body.len())];
+                    SenseData { response_code, key: f.u8(1)? & 0x0F, asc: at(2), ascq: at(3), ..Default::default() };
+                let body = f.tail(8);
+                let mut body = &body[..usize::from(at(7)).min(body.len())];
+                // Each descriptor: type, ADDITIONAL LENGTH, then that many bytes.
                 while let [ty, len, rest @ ..] = body {
                     let Some(d) = rest.get(..usize::from(*len)) else { break };
-                    match (*ty, d) {
-                        (0x00, [v, _, x @ ..]) if x.len() >= 8 && v & 0x80 != 0 => s.information = Some(be(&x[..8])),
-                        (0x01, [_, _, x @ ..]) if x.len() >= 8 => s.command_specific = Some(be(&x[..8])),
-                        (0x02, [_, _, k0, k1, k2, ..]) if k0 & 0x80 != 0 => {
-                            s.sense_key_specific = Some([*k0, *k1, *k2])
-                        }
+                    let d8 = Fields(d);
+                    match *ty {
+                        0x00 if d8.bit(0, 7) == Some(true) => s.information = d8.u64(2).or(s.information),
+                        0x01 => s.command_specific = d8.u64(2).or(s.command_specific),
+                        0x02 if d8.bit(2, 7) == Some(true) => s.sense_key_specific = d8.array(2),
                         _ => {}
                     }
                     body = &rest[d.len()..];

@@ -10,16 +10,72 @@
 //! ```
 
 use super::xcopy::{Designator, MAX_DESIGNATOR_LEN};
+use super::Fields;
+
+/// VPD page codes.
+pub struct VpdPage;
+
+impl VpdPage {
+    /// Supported VPD Pages.
+    pub const SUPPORTED_PAGES: u8 = 0x00;
+    /// Unit Serial Number.
+    pub const UNIT_SERIAL_NUMBER: u8 = 0x80;
+    /// Device Identification.
+    pub const DEVICE_IDENTIFICATION: u8 = 0x83;
+    /// Third-party Copy.
+    pub const THIRD_PARTY_COPY: u8 = 0x8F;
+    /// Block Limits (SBC-3).
+    pub const BLOCK_LIMITS: u8 = 0xB0;
+    /// Block Device Characteristics (SBC-3).
+    pub const BLOCK_DEVICE_CHARACTERISTICS: u8 = 0xB1;
+    /// Logical Block Provisioning (SBC-3).
+    pub const LOGICAL_BLOCK_PROVISIONING: u8 = 0xB2;
+}
+
+/// A VPD page: byte 0 (`b0`: qualifier and peripheral device type), the
+/// page code, a 2-byte PAGE LENGTH (saturated) and `body`.
+pub fn page(b0: u8, code: u8, body: Vec<u8>) -> Vec<u8> {
+    let mut d = Vec::with_capacity(4 + body.len());
+    d.extend_from_slice(&[b0, code]);
+    d.extend_from_slice(&super::len16(body.len()));
+    d.extend(body);
+    d
+}
 
 /// The body of a VPD page (after its 4-byte header), cut to PAGE LENGTH
 /// and to what arrived; the flag tells whether the page was cut short.
 pub fn page_body(d: &[u8]) -> (&[u8], bool) {
-    let declared = usize::from(u16::from_be_bytes([d.get(2).copied().unwrap_or(0), d.get(3).copied().unwrap_or(0)]));
-    let body = d.get(4..).unwrap_or(&[]);
+    let f = Fields(d);
+    let declared = usize::from(f.u16(2).unwrap_or(0));
+    let body = f.tail(4);
     (&body[..declared.min(body.len())], d.len() < 4 || declared > body.len())
 }
 
-/// Designator types (byte 1 bits 3:0 of a designation descriptor).
+/// CODE SET values (designation descriptor byte 0 bits 3:0).
+pub struct CodeSet;
+
+impl CodeSet {
+    /// Binary.
+    pub const BINARY: u8 = 0x1;
+    /// ASCII.
+    pub const ASCII: u8 = 0x2;
+    /// UTF-8.
+    pub const UTF8: u8 = 0x3;
+}
+
+/// ASSOCIATION values (designation descriptor byte 1 bits 5:4).
+pub struct Association;
+
+impl Association {
+    /// The addressed logical unit.
+    pub const LOGICAL_UNIT: u8 = 0;
+    /// The target port that received the command.
+    pub const TARGET_PORT: u8 = 1;
+    /// The SCSI target device.
+    pub const TARGET_DEVICE: u8 = 2;
+}
+
+/// DESIGNATOR TYPE values (designation descriptor byte 1 bits 3:0).
 pub struct DesignatorType;
 
 impl DesignatorType {
@@ -31,7 +87,14 @@ impl DesignatorType {
     pub const EUI64: u8 = 0x2;
     /// NAA.
     pub const NAA: u8 = 0x3;
+    /// Relative target port identifier.
+    pub const RELATIVE_TARGET_PORT: u8 = 0x4;
+    /// SCSI name string.
+    pub const SCSI_NAME: u8 = 0x8;
 }
+
+/// PROTOCOL IDENTIFIER of iSCSI (designation descriptor byte 0 bits 7:4, with PIV).
+pub const PROTOCOL_ISCSI: u8 = 0x5;
 
 /// One designation descriptor of page 83h, as sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,16 +107,49 @@ pub struct Designation<'a> {
     pub value: &'a [u8],
 }
 
-impl Designation<'_> {
-    /// ASSOCIATION: 0 logical unit, 1 target port, 2 target device.
+impl<'a> Designation<'a> {
+    /// A designator of `association` and `designator_type` in `code_set`,
+    /// naming `protocol` (PIV=1) when given.
+    pub fn new(protocol: Option<u8>, code_set: u8, association: u8, designator_type: u8, value: &'a [u8]) -> Self {
+        let piv = if protocol.is_some() { 0x80 } else { 0 };
+        Designation {
+            code_set: (protocol.unwrap_or(0) << 4) | (code_set & 0x0F),
+            assoc_type: piv | ((association & 0x03) << 4) | (designator_type & 0x0F),
+            value,
+        }
+    }
+
+    /// ASSOCIATION: see [`Association`].
     pub fn association(&self) -> u8 {
         (self.assoc_type >> 4) & 0x03
     }
 
-    /// DESIGNATOR TYPE.
+    /// DESIGNATOR TYPE: see [`DesignatorType`].
     pub fn designator_type(&self) -> u8 {
         self.assoc_type & 0x0F
     }
+
+    /// The PROTOCOL IDENTIFIER, when PIV is set for a port or target
+    /// device association (otherwise the field is reserved).
+    pub fn protocol(&self) -> Option<u8> {
+        (self.assoc_type & 0x80 != 0 && matches!(self.association(), 1 | 2)).then_some(self.code_set >> 4)
+    }
+
+    /// Append the descriptor (a value over 255 bytes is cut).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let value = &self.value[..self.value.len().min(usize::from(u8::MAX))];
+        out.extend_from_slice(&[self.code_set, self.assoc_type, 0, value.len() as u8]);
+        out.extend_from_slice(value);
+    }
+}
+
+/// A SCSI name string designator: UTF-8, null-terminated, padded to a
+/// multiple of 4, at most 256 bytes (SPC-4 §7.8.6.11).
+pub fn scsi_name(s: &str) -> Vec<u8> {
+    let mut v: Vec<u8> = s.bytes().filter(|&b| b != 0).take(252).collect();
+    v.push(0);
+    v.resize(v.len().div_ceil(4) * 4, 0);
+    v
 }
 
 /// The designation descriptors of a page 83h (header included), in order;
@@ -188,14 +284,13 @@ impl BlockRodLimits {
     /// Decode a descriptor body (after its 4-byte header); `None` when it
     /// is shorter than the 32-byte layout.
     pub fn decode(b: &[u8]) -> Option<Self> {
-        let b: &[u8; Self::LEN] = b.get(..Self::LEN)?.try_into().ok()?;
-        let be = |s: &[u8]| s.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+        let f = Fields(b.get(..Self::LEN)?);
         Some(BlockRodLimits {
-            max_range_descriptors: be(&b[6..8]) as u16,
-            max_inactivity_timeout: be(&b[8..12]) as u32,
-            default_inactivity_timeout: be(&b[12..16]) as u32,
-            max_token_transfer_size: be(&b[16..24]),
-            optimal_transfer_count: be(&b[24..32]),
+            max_range_descriptors: f.u16(6)?,
+            max_inactivity_timeout: f.u32(8)?,
+            default_inactivity_timeout: f.u32(12)?,
+            max_token_transfer_size: f.u64(16)?,
+            optimal_transfer_count: f.u64(24)?,
         })
     }
 }
@@ -204,18 +299,35 @@ impl BlockRodLimits {
 mod tests {
     use super::*;
 
-    fn page(code: u8, body: &[u8]) -> Vec<u8> {
-        let mut p = vec![0, code];
-        p.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        p.extend_from_slice(body);
-        p
-    }
-
     #[test]
     fn page_framing() {
         assert_eq!(page_body(&[0, 0x80, 0, 2, b'A', b'B', b'C']), (&b"AB"[..], false));
         assert_eq!(page_body(&[0, 0x80, 0, 4, b'A']), (&b"A"[..], true));
         assert_eq!(page_body(&[0, 0x80]), (&[][..], true));
+    }
+
+    #[test]
+    fn designation_encoding() {
+        let mut out = Vec::new();
+        Designation::new(None, CodeSet::BINARY, Association::LOGICAL_UNIT, DesignatorType::NAA, &[0x60, 1])
+            .encode_into(&mut out);
+        let port = Designation::new(
+            Some(PROTOCOL_ISCSI),
+            CodeSet::BINARY,
+            Association::TARGET_PORT,
+            DesignatorType::RELATIVE_TARGET_PORT,
+            &[0, 0, 0, 1],
+        );
+        port.encode_into(&mut out);
+        assert_eq!(out, [0x01, 0x03, 0, 2, 0x60, 1, 0x51, 0x94, 0, 4, 0, 0, 0, 1]);
+        let p = page(0, VpdPage::DEVICE_IDENTIFICATION, out);
+        assert_eq!(&p[..4], &[0, 0x83, 0, 14]);
+        let d: Vec<_> = designations(&p).collect();
+        assert_eq!((d[0].protocol(), d[1].protocol()), (None, Some(PROTOCOL_ISCSI)));
+        assert_eq!(d[1], port);
+        assert_eq!(scsi_name("iqn"), b"iqn\0".to_vec());
+        assert_eq!(scsi_name("iqn.x"), b"iqn.x\0\0\0".to_vec());
+        assert_eq!(scsi_name(&"a".repeat(400)).len(), 256);
     }
 
     #[test]
@@ -226,7 +338,7 @@ mod tests {
         body.extend_from_slice(b"OXCOPY  ");
         body.extend_from_slice(&[0x01, 0x03, 0, 16]);
         body.extend_from_slice(&[0x60; 16]);
-        let p = page(0x83, &body);
+        let p = page(0, 0x83, body.clone());
         let all: Vec<_> = designations(&p).map(|d| (d.association(), d.designator_type(), d.value.len())).collect();
         assert_eq!(all, vec![(1, 4, 4), (0, 1, 8), (0, 3, 16)]);
         let d = lu_designator(&p).unwrap();
@@ -244,7 +356,7 @@ mod tests {
         // Too long for a CSCD: skipped.
         let mut long = vec![0x01, 0x03, 0, 21];
         long.extend_from_slice(&[0x60; 21]);
-        assert_eq!(lu_designator(&page(0x83, &long)), None);
+        assert_eq!(lu_designator(&page(0, 0x83, long)), None);
     }
 
     #[test]
@@ -259,7 +371,7 @@ mod tests {
         let mut tpc = TpcPage::new();
         tpc.push(TpcDescriptor::BLOCK_DEVICE_ROD_TOKEN_LIMITS, &l.encode());
         tpc.push(TpcDescriptor::SUPPORTED_CSCD_IDS, &[0, 2, 0xFF, 0xFF, 0xAA]);
-        let p = page(0x8F, &tpc.into_body());
+        let p = page(0, 0x8F, tpc.into_body());
         assert_eq!(&p[4..8], &[0, 0, 0, 0x20]);
         assert_eq!(&p[12..16], &[0, 0, 0, 64]);
         let d: Vec<_> = tpc_descriptors(&p).collect();
