@@ -6,7 +6,9 @@
 //! each `B0-1 DESCRIPTOR TYPE, B2-3 DESCRIPTOR LENGTH (bytes after B3), body`.
 
 use super::{code16, code32, code8, hex, page_body, Fields};
-use oxcopy_scsi::wire::vpd::{BlockRodLimits, TpcDescriptor as TpcType};
+use oxcopy_scsi::wire::vpd::{
+    BlockRodLimits, GeneralCopyOperations, ParameterData, RodTypeEntry, TpcDescriptor as TpcType,
+};
 use serde::Serialize;
 
 /// The decoded page.
@@ -360,14 +362,14 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
             TpcBody::SupportedCommands { commands }
         }
         TpcType::PARAMETER_DATA => {
-            let (Some(c), Some(s), Some(l), Some(i)) = (b.u16(8), b.u16(10), b.u32(12), b.u32(16)) else {
+            let Some(p) = ParameterData::decode(b.tail(4)) else {
                 return short(20, truncated);
             };
             TpcBody::ParameterData {
-                maximum_cscd_descriptor_count: c,
-                maximum_segment_descriptor_count: s,
-                maximum_descriptor_list_length: l,
-                maximum_inline_data_length: i,
+                maximum_cscd_descriptor_count: p.max_cscd_descriptors,
+                maximum_segment_descriptor_count: p.max_segment_descriptors,
+                maximum_descriptor_list_length: p.max_descriptor_list_length,
+                maximum_inline_data_length: p.max_inline_data_length,
             }
         }
         TpcType::SUPPORTED_DESCRIPTORS => {
@@ -455,33 +457,30 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
                 *truncated = true;
             }
             let rod_types = avail[..(n as usize).min(avail.len())]
-                .chunks_exact(64)
-                .map(|e| {
-                    let t = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
-                    RodType {
-                        rod_type: code32(t),
-                        name: rod_type_name(t),
-                        ecpy_int: e[4] & 0x80 != 0,
-                        token_in: e[4] & 0x02 != 0,
-                        token_out: e[4] & 0x01 != 0,
-                        preference_indicator: u16::from_be_bytes([e[6], e[7]]),
-                        value: t,
-                    }
+                .chunks_exact(RodTypeEntry::LEN)
+                .filter_map(RodTypeEntry::decode)
+                .map(|e| RodType {
+                    rod_type: code32(e.rod_type),
+                    name: rod_type_name(e.rod_type),
+                    ecpy_int: e.ecpy_int,
+                    token_in: e.token_in,
+                    token_out: e.token_out,
+                    preference_indicator: e.preference_indicator,
+                    value: e.rod_type,
                 })
                 .collect();
             TpcBody::SupportedRodTypes { rod_types }
         }
         TpcType::GENERAL_COPY_OPERATIONS => {
-            let (Some(t), Some(m), Some(s), Some(dg), Some(ig)) = (b.u32(4), b.u32(8), b.u32(12), b.u8(16), b.u8(17))
-            else {
+            let Some(g) = GeneralCopyOperations::decode(b.tail(4)) else {
                 return short(18, truncated);
             };
             TpcBody::GeneralCopyOperations {
-                total_concurrent_copies: t,
-                maximum_identified_concurrent_copies: m,
-                maximum_segment_length: s,
-                data_segment_granularity_log2: dg,
-                inline_data_granularity_log2: ig,
+                total_concurrent_copies: g.total_concurrent_copies,
+                maximum_identified_concurrent_copies: g.max_identified_concurrent_copies,
+                maximum_segment_length: g.max_segment_length,
+                data_segment_granularity_log2: g.data_segment_granularity_log2,
+                inline_data_granularity_log2: g.inline_data_granularity_log2,
             }
         }
         TpcType::STREAM_COPY_OPERATIONS => match b.u32(4) {

@@ -7,7 +7,7 @@
 use super::rod_params::RodLimits;
 use super::token::{RodType, TOKEN_LEN};
 use crate::wire::sense::Sense;
-use crate::wire::vpd::BlockRodLimits;
+use crate::wire::vpd::{BlockRodLimits, RodTypeEntry};
 
 /// COPY OPERATION STATUS values an RRTI reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,16 +140,13 @@ pub const SUPPORTED_ROD_TYPES: [(u32, bool, bool); 5] = [
 
 /// Body of descriptor 0108h Supported ROD Types.
 pub fn supported_rod_types() -> Vec<u8> {
-    let mut b = vec![0u8; 4];
-    let len = u16::try_from(SUPPORTED_ROD_TYPES.len() * 64).unwrap_or(u16::MAX);
-    b[2..4].copy_from_slice(&len.to_be_bytes());
-    for (ty, token_in, token_out) in SUPPORTED_ROD_TYPES {
-        let mut e = [0u8; 64];
-        e[0..4].copy_from_slice(&ty.to_be_bytes());
-        e[4] = (u8::from(token_in) << 1) | u8::from(token_out);
-        b.extend_from_slice(&e);
-    }
-    b
+    let entries = SUPPORTED_ROD_TYPES.map(|(rod_type, token_in, token_out)| RodTypeEntry {
+        rod_type,
+        token_in,
+        token_out,
+        ..Default::default()
+    });
+    RodTypeEntry::list(&entries)
 }
 
 #[cfg(test)]

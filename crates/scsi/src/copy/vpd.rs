@@ -23,6 +23,7 @@ use crate::commands::COMMANDS;
 use crate::lu::LogicalUnit;
 use crate::wire::cdb::Opcode;
 
+use crate::wire::vpd::{GeneralCopyOperations, ParameterData};
 pub use crate::wire::vpd::{TpcDescriptor, TpcPage};
 
 /// 0001h: operation code, SA count, SAs — for 83h and 84h, from the table.
@@ -44,12 +45,13 @@ fn supported_commands() -> Vec<u8> {
 
 /// 0004h Parameter Data (length 001Ch).
 fn parameter_data() -> Vec<u8> {
-    let mut b = vec![0u8; 0x1C];
-    b[4..6].copy_from_slice(&limits::MAX_CSCD_DESCRIPTORS.to_be_bytes());
-    b[6..8].copy_from_slice(&limits::MAX_SEGMENT_DESCRIPTORS.to_be_bytes());
-    b[8..12].copy_from_slice(&limits::MAX_DESCRIPTOR_LIST_LENGTH.to_be_bytes());
-    b[12..16].copy_from_slice(&limits::MAX_INLINE_DATA_LENGTH.to_be_bytes());
-    b
+    ParameterData {
+        max_cscd_descriptors: limits::MAX_CSCD_DESCRIPTORS,
+        max_segment_descriptors: limits::MAX_SEGMENT_DESCRIPTORS,
+        max_descriptor_list_length: limits::MAX_DESCRIPTOR_LIST_LENGTH,
+        max_inline_data_length: limits::MAX_INLINE_DATA_LENGTH,
+    }
+    .encode()
 }
 
 /// 0008h Supported Descriptors.
@@ -72,13 +74,14 @@ fn supported_cscd_ids() -> Vec<u8> {
 
 /// 8001h General Copy Operations (length 0020h).
 fn general_copy_operations() -> Vec<u8> {
-    let mut b = vec![0u8; 0x20];
-    b[0..4].copy_from_slice(&u32::from(limits::TOTAL_CONCURRENT_COPIES).to_be_bytes());
-    b[4..8].copy_from_slice(&u32::from(limits::TOTAL_CONCURRENT_COPIES).to_be_bytes());
-    b[8..12].copy_from_slice(&limits::MAX_SEGMENT_LENGTH.to_be_bytes());
-    b[12] = limits::DATA_SEGMENT_GRANULARITY_LOG2;
-    b[13] = limits::INLINE_DATA_GRANULARITY_LOG2;
-    b
+    GeneralCopyOperations {
+        total_concurrent_copies: u32::from(limits::TOTAL_CONCURRENT_COPIES),
+        max_identified_concurrent_copies: u32::from(limits::TOTAL_CONCURRENT_COPIES),
+        max_segment_length: limits::MAX_SEGMENT_LENGTH,
+        data_segment_granularity_log2: limits::DATA_SEGMENT_GRANULARITY_LOG2,
+        inline_data_granularity_log2: limits::INLINE_DATA_GRANULARITY_LOG2,
+    }
+    .encode()
 }
 
 /// The body of VPD page 8Fh for `lu`, with the token limits of `rod`.

@@ -295,6 +295,143 @@ impl BlockRodLimits {
     }
 }
 
+/// Descriptor 0004h Parameter Data (SPC-4 §7.8.17.4): the EXTENDED COPY
+/// limits; DESCRIPTOR LENGTH 001Ch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ParameterData {
+    /// MAXIMUM CSCD DESCRIPTOR COUNT.
+    pub max_cscd_descriptors: u16,
+    /// MAXIMUM SEGMENT DESCRIPTOR COUNT.
+    pub max_segment_descriptors: u16,
+    /// MAXIMUM DESCRIPTOR LIST LENGTH.
+    pub max_descriptor_list_length: u32,
+    /// MAXIMUM INLINE DATA LENGTH.
+    pub max_inline_data_length: u32,
+}
+
+impl ParameterData {
+    /// DESCRIPTOR LENGTH of 0004h.
+    pub const LEN: usize = 0x1C;
+
+    /// The descriptor body (after its 4-byte header).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = vec![0u8; Self::LEN];
+        b[4..6].copy_from_slice(&self.max_cscd_descriptors.to_be_bytes());
+        b[6..8].copy_from_slice(&self.max_segment_descriptors.to_be_bytes());
+        b[8..12].copy_from_slice(&self.max_descriptor_list_length.to_be_bytes());
+        b[12..16].copy_from_slice(&self.max_inline_data_length.to_be_bytes());
+        b
+    }
+
+    /// Decode a descriptor body; `None` when it ends before the last field.
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        let f = Fields(b);
+        Some(ParameterData {
+            max_cscd_descriptors: f.u16(4)?,
+            max_segment_descriptors: f.u16(6)?,
+            max_descriptor_list_length: f.u32(8)?,
+            max_inline_data_length: f.u32(12)?,
+        })
+    }
+}
+
+/// Descriptor 8001h General Copy Operations (SPC-4 §7.8.17.10);
+/// DESCRIPTOR LENGTH 0020h.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GeneralCopyOperations {
+    /// TOTAL CONCURRENT COPIES.
+    pub total_concurrent_copies: u32,
+    /// MAXIMUM IDENTIFIED CONCURRENT COPIES.
+    pub max_identified_concurrent_copies: u32,
+    /// MAXIMUM SEGMENT LENGTH (bytes).
+    pub max_segment_length: u32,
+    /// DATA SEGMENT GRANULARITY (log2 bytes).
+    pub data_segment_granularity_log2: u8,
+    /// INLINE DATA GRANULARITY (log2 bytes).
+    pub inline_data_granularity_log2: u8,
+}
+
+impl GeneralCopyOperations {
+    /// DESCRIPTOR LENGTH of 8001h.
+    pub const LEN: usize = 0x20;
+
+    /// The descriptor body (after its 4-byte header).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = vec![0u8; Self::LEN];
+        b[0..4].copy_from_slice(&self.total_concurrent_copies.to_be_bytes());
+        b[4..8].copy_from_slice(&self.max_identified_concurrent_copies.to_be_bytes());
+        b[8..12].copy_from_slice(&self.max_segment_length.to_be_bytes());
+        b[12] = self.data_segment_granularity_log2;
+        b[13] = self.inline_data_granularity_log2;
+        b
+    }
+
+    /// Decode a descriptor body; `None` when it ends before the last field.
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        let f = Fields(b);
+        Some(GeneralCopyOperations {
+            total_concurrent_copies: f.u32(0)?,
+            max_identified_concurrent_copies: f.u32(4)?,
+            max_segment_length: f.u32(8)?,
+            data_segment_granularity_log2: f.u8(12)?,
+            inline_data_granularity_log2: f.u8(13)?,
+        })
+    }
+}
+
+/// One ROD type descriptor of 0108h Supported ROD Types (SPC-4 §7.8.17.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RodTypeEntry {
+    /// ROD TYPE.
+    pub rod_type: u32,
+    /// ECPY_INT: usable internally by EXTENDED COPY.
+    pub ecpy_int: bool,
+    /// TOKEN_IN: accepted by WRITE USING TOKEN.
+    pub token_in: bool,
+    /// TOKEN_OUT: created by POPULATE TOKEN.
+    pub token_out: bool,
+    /// PREFERENCE INDICATOR.
+    pub preference_indicator: u16,
+}
+
+impl RodTypeEntry {
+    /// Length of one ROD type descriptor.
+    pub const LEN: usize = 64;
+
+    /// The 64 bytes of the entry.
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut e = [0u8; Self::LEN];
+        e[0..4].copy_from_slice(&self.rod_type.to_be_bytes());
+        e[4] = (u8::from(self.ecpy_int) << 7) | (u8::from(self.token_in) << 1) | u8::from(self.token_out);
+        e[6..8].copy_from_slice(&self.preference_indicator.to_be_bytes());
+        e
+    }
+
+    /// Decode one entry; `None` when shorter than 64 bytes.
+    pub fn decode(e: &[u8]) -> Option<Self> {
+        let f = Fields(e.get(..Self::LEN)?);
+        let flags = f.u8(4)?;
+        Some(RodTypeEntry {
+            rod_type: f.u32(0)?,
+            ecpy_int: flags & 0x80 != 0,
+            token_in: flags & 0x02 != 0,
+            token_out: flags & 0x01 != 0,
+            preference_indicator: f.u16(6)?,
+        })
+    }
+
+    /// The 0108h descriptor body for `entries`: 2 reserved bytes, the
+    /// 2-byte ROD TYPE DESCRIPTORS LENGTH, the entries.
+    pub fn list(entries: &[RodTypeEntry]) -> Vec<u8> {
+        let mut b = vec![0u8; 2];
+        b.extend_from_slice(&super::len16(entries.len() * Self::LEN));
+        for e in entries {
+            b.extend_from_slice(&e.encode());
+        }
+        b
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,5 +527,44 @@ mod tests {
         for n in 0..BlockRodLimits::LEN {
             assert_eq!(BlockRodLimits::decode(&l.encode()[..n]), None);
         }
+    }
+
+    #[test]
+    fn copy_descriptors_round_trip() {
+        let p = ParameterData {
+            max_cscd_descriptors: 0x0102,
+            max_segment_descriptors: 0x0304,
+            max_descriptor_list_length: 0x0506_0708,
+            max_inline_data_length: 9,
+        };
+        let b = p.encode();
+        assert_eq!(b.len(), 0x1C);
+        assert_eq!(&b[..16], &[0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 9]);
+        assert_eq!(ParameterData::decode(&b), Some(p));
+        assert!((0..16).all(|n| ParameterData::decode(&b[..n]).is_none()));
+        let g = GeneralCopyOperations {
+            total_concurrent_copies: 1,
+            max_identified_concurrent_copies: 2,
+            max_segment_length: 3,
+            data_segment_granularity_log2: 4,
+            inline_data_granularity_log2: 5,
+        };
+        let b = g.encode();
+        assert_eq!(b.len(), 0x20);
+        assert_eq!(&b[..14], &[0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 4, 5]);
+        assert_eq!(GeneralCopyOperations::decode(&b), Some(g));
+        assert!((0..14).all(|n| GeneralCopyOperations::decode(&b[..n]).is_none()));
+        let t = RodTypeEntry {
+            rod_type: 0xFFFF_0001,
+            ecpy_int: true,
+            token_in: true,
+            token_out: false,
+            preference_indicator: 7,
+        };
+        let l = RodTypeEntry::list(&[t, RodTypeEntry::default()]);
+        assert_eq!(&l[..12], &[0, 0, 0, 128, 0xFF, 0xFF, 0, 1, 0x82, 0, 0, 7]);
+        assert_eq!(l.len(), 4 + 128);
+        assert_eq!(RodTypeEntry::decode(&l[4..]), Some(t));
+        assert!((0..64).all(|n| RodTypeEntry::decode(&l[4..4 + n]).is_none()));
     }
 }
