@@ -25,6 +25,9 @@ use crate::wire::sense::{Asc, Sense};
 
 pub use crate::wire::rod::{BlockRange, PT_HEADER_LEN, RANGE_DESC_LEN, WUT_HEADER_LEN};
 
+// The token layout (`super::token`) and the wire lists agree on its length.
+const _: () = assert!(TOKEN_LEN == crate::wire::rod::TOKEN_LEN);
+
 /// Limits the parameter lists are checked against (the VPD 8Fh 0000h values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RodLimits {
@@ -216,3 +219,58 @@ pub fn parse_write_using_token(
 #[cfg(test)]
 #[path = "rod_params_tests.rs"]
 mod tests;
+
+/// What the initiator encodes ([`crate::wire::rod`]) is what the copy
+/// manager parses.
+#[cfg(test)]
+mod wire_round_trip {
+    use super::*;
+    use crate::wire::rod::{PopulateToken, WriteUsingToken};
+
+    const L: RodLimits = RodLimits {
+        max_ranges: 8,
+        max_inactivity_timeout: 3600,
+        default_inactivity_timeout: 60,
+        max_token_transfer_blocks: 1 << 20,
+    };
+
+    #[test]
+    fn populate_token() {
+        let ranges = vec![BlockRange { lba: 10, blocks: 5 }, BlockRange { lba: 0, blocks: 3 }];
+        let pt = PopulateToken {
+            immed: true,
+            rod_type: Some(RodType::POINT_IN_TIME_PERSISTENT),
+            inactivity_timeout: 30,
+            ranges: ranges.clone(),
+        };
+        let b = pt.encode();
+        let p = parse_populate(&b, b.len() as u32, 100, &L).unwrap();
+        assert_eq!(
+            p,
+            PopulateParams {
+                immed: true,
+                rod_type: RodType::POINT_IN_TIME_PERSISTENT,
+                inactivity_timeout: 30,
+                ranges: ranges.clone(),
+                total_blocks: 8
+            }
+        );
+        // RTV=0 and timeout 0: the copy manager's defaults.
+        let b = PopulateToken { ranges, ..Default::default() }.encode();
+        let p = parse_populate(&b, b.len() as u32, 100, &L).unwrap();
+        assert_eq!((p.immed, p.rod_type, p.inactivity_timeout), (false, RodType::POINT_IN_TIME_DEFAULT, 60));
+    }
+
+    #[test]
+    fn write_using_token() {
+        let mut token = [0u8; TOKEN_LEN];
+        token[0] = 0xAA;
+        token[TOKEN_LEN - 1] = 0x55;
+        let ranges = vec![BlockRange { lba: 4, blocks: 4 }, BlockRange { lba: 50, blocks: 0 }];
+        let w = WriteUsingToken { immed: false, del_tkn: true, offset_into_rod: 7, token, ranges: ranges.clone() };
+        let b = w.encode();
+        let p = parse_write_using_token(&b, b.len() as u32, 100, &L).unwrap();
+        assert_eq!((p.immed, p.del_tkn, p.offset_into_rod, p.total_blocks), (false, true, 7, 4));
+        assert_eq!((*p.token, p.ranges), (token, ranges));
+    }
+}

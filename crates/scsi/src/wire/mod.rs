@@ -7,12 +7,15 @@
 //!
 //! - [`cdb`]: operation codes, service actions, bounds-safe CDB field
 //!   access and the CDB builders an initiator sends.
-//! - [`sense`]: sense keys, ASC/ASCQ, sense data encode and decode.
+//! - [`sense`]: sense keys and ASC/ASCQ (codes and names), sense data
+//!   encode ([`sense::Sense`]) and decode ([`sense::SenseData`]).
 //! - [`xcopy`]: the EXTENDED COPY (LID1) parameter list: descriptor type
 //!   codes, lengths, and the list encoder.
-//! - [`rod`]: POPULATE TOKEN / WRITE USING TOKEN parameter lists.
+//! - [`rod`]: POPULATE TOKEN / WRITE USING TOKEN parameter lists and the
+//!   RECEIVE ROD TOKEN INFORMATION response.
 //! - [`vpd`]: VPD page framing, designation descriptors and the Third-party
 //!   Copy (8Fh) descriptors.
+//! - [`Fields`]: the bounds-checked reader every decoder here uses.
 
 pub mod cdb;
 pub mod rod;
