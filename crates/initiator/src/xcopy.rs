@@ -155,47 +155,9 @@ impl FailureDetails {
     }
 }
 
-/// RECEIVE COPY STATUS (LID4) data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CopyStatusLid4 {
-    /// RESPONSE TO SERVICE ACTION.
-    pub service_action: u8,
-    /// COPY OPERATION STATUS (01h OK, 02h error, 11h in progress, 60h terminated, ...).
-    pub status: u8,
-    /// OPERATION COUNTER.
-    pub operation_counter: u16,
-    /// ESTIMATED STATUS UPDATE DELAY (ms).
-    pub estimated_delay: u32,
-    /// EXTENDED COPY COMPLETION STATUS (the SCSI status of the command).
-    pub completion_status: u8,
-    /// TRANSFER COUNT UNITS.
-    pub units: u8,
-    /// TRANSFER COUNT.
-    pub count: u64,
-    /// SEGMENTS PROCESSED.
-    pub segments_processed: u16,
-    /// Sense data of the command.
-    pub sense: Vec<u8>,
-}
-
-impl CopyStatusLid4 {
-    /// Parse the response.
-    pub fn parse(d: &[u8]) -> Option<CopyStatusLid4> {
-        let f = Fields(d);
-        let sense_len = usize::from(f.u8(14)?);
-        Some(CopyStatusLid4 {
-            service_action: f.u8(4)? & 0x1F,
-            status: f.u8(5)? & 0x7F,
-            operation_counter: f.u16(6)?,
-            estimated_delay: f.u32(8)?,
-            completion_status: f.u8(12)?,
-            units: f.u8(15)?,
-            count: f.u64(16)?,
-            segments_processed: f.u16(24)?,
-            sense: f.slice(32, sense_len).unwrap_or_default().to_vec(),
-        })
-    }
-}
+/// RECEIVE COPY STATUS (LID4) data: the header it shares with RECEIVE ROD
+/// TOKEN INFORMATION.
+pub use oxcopy_scsi::wire::rod::CopyStatusHeader as CopyStatusLid4;
 
 fn short(what: &str) -> InitiatorError {
     InitiatorError::Protocol(format!("{what}: response too short"))

@@ -22,7 +22,7 @@ pub const PT_HEADER_LEN: usize = 16;
 pub const WUT_HEADER_LEN: usize = 536;
 /// Length of a block device range descriptor.
 pub const RANGE_DESC_LEN: usize = 16;
-/// Length of the RRTI header before the sense data.
+/// Length of the RECEIVE COPY STATUS (LID4) / RRTI header before the sense data.
 pub const RRTI_HEADER_LEN: usize = 32;
 /// TRANSFER COUNT UNITS: logical blocks of the LU (Windows requires it).
 pub const UNITS_LOGICAL_BLOCKS: u8 = 0xF1;
@@ -110,6 +110,67 @@ impl WriteUsingToken {
     }
 }
 
+/// The header RECEIVE COPY STATUS (LID4) and RECEIVE ROD TOKEN
+/// INFORMATION share (SPC-4 §6.18.3, §6.18.4):
+///
+/// ```text
+/// B0-3 AVAILABLE DATA  B4 RESPONSE TO SERVICE ACTION  B5 COPY OPERATION STATUS
+/// B6-7 OPERATION COUNTER  B8-11 ESTIMATED STATUS UPDATE DELAY
+/// B12 EXTENDED COPY COMPLETION STATUS  B13 SENSE DATA FIELD LENGTH
+/// B14 SENSE DATA LENGTH  B15 TRANSFER COUNT UNITS  B16-23 TRANSFER COUNT
+/// B24-25 SEGMENTS PROCESSED  B32.. sense data field
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyStatusHeader {
+    /// RESPONSE TO SERVICE ACTION: the originating command's (00h/01h
+    /// EXTENDED COPY, 10h POPULATE TOKEN, 11h WRITE USING TOKEN).
+    pub service_action: u8,
+    /// COPY OPERATION STATUS (01h OK, 02h error, 04h residual, 10h–12h in progress, 60h terminated).
+    pub status: u8,
+    /// OPERATION COUNTER.
+    pub operation_counter: u16,
+    /// ESTIMATED STATUS UPDATE DELAY, ms.
+    pub estimated_delay: u32,
+    /// EXTENDED COPY COMPLETION STATUS (the SCSI status of the command).
+    pub completion_status: u8,
+    /// SENSE DATA FIELD LENGTH: the space the sense data field takes.
+    pub sense_space: u8,
+    /// The sense data (SENSE DATA LENGTH bytes, at most the field's space).
+    pub sense: Vec<u8>,
+    /// TRANSFER COUNT UNITS (00h bytes, F1h logical blocks, ...).
+    pub units: u8,
+    /// TRANSFER COUNT.
+    pub count: u64,
+    /// SEGMENTS PROCESSED.
+    pub segments_processed: u16,
+}
+
+impl CopyStatusHeader {
+    /// Decode (bounded: `None` when the header or the sense data is cut short).
+    pub fn parse(d: &[u8]) -> Option<Self> {
+        let f = Fields(d);
+        let sense_space = f.u8(13)?;
+        let sense_len = f.u8(14)?.min(sense_space);
+        Some(CopyStatusHeader {
+            service_action: f.u8(4)? & 0x1F,
+            status: f.u8(5)? & 0x7F,
+            operation_counter: f.u16(6)?,
+            estimated_delay: f.u32(8)?,
+            completion_status: f.u8(12)?,
+            sense_space,
+            units: f.u8(15)?,
+            count: f.u64(16)?,
+            segments_processed: f.u16(24)?,
+            sense: f.slice(RRTI_HEADER_LEN, usize::from(sense_len))?.to_vec(),
+        })
+    }
+
+    /// Whether the operation is still running (status 10h–12h).
+    pub fn in_progress(&self) -> bool {
+        (0x10..=0x12).contains(&self.status)
+    }
+}
+
 /// A decoded RECEIVE ROD TOKEN INFORMATION response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RodTokenInfo {
@@ -144,21 +205,19 @@ impl RodTokenInfo {
     /// Decode an RRTI response (bounded: `None` when the header, the sense
     /// data or an announced token is cut short).
     pub fn parse(d: &[u8]) -> Option<RodTokenInfo> {
+        let h = CopyStatusHeader::parse(d)?;
         let f = Fields(d);
-        let hdr = Fields(f.slice(0, RRTI_HEADER_LEN)?);
-        let sense_space = usize::from(hdr.u8(13)?);
-        let sense_len = usize::from(hdr.u8(14)?).min(sense_space);
-        let at = RRTI_HEADER_LEN + sense_space;
+        let at = RRTI_HEADER_LEN + usize::from(h.sense_space);
         let tdl = f.u32(at).unwrap_or(0);
         Some(RodTokenInfo {
-            response_to_sa: hdr.u8(4)? & 0x1F,
-            status: hdr.u8(5)? & 0x7F,
-            delay_ms: hdr.u32(8)?,
-            completion_status: hdr.u8(12)?,
-            sense: f.slice(RRTI_HEADER_LEN, sense_len)?.to_vec(),
-            units: hdr.u8(15)?,
-            transfer_count: hdr.u64(16)?,
-            segments_processed: hdr.u16(24)?,
+            response_to_sa: h.service_action,
+            status: h.status,
+            delay_ms: h.estimated_delay,
+            completion_status: h.completion_status,
+            sense: h.sense,
+            units: h.units,
+            transfer_count: h.count,
+            segments_processed: h.segments_processed,
             token_descriptors_length: tdl,
             token: if tdl == ROD_TOKEN_DESCRIPTORS_LENGTH { Some(f.array(at + 6)?) } else { None },
         })
@@ -216,6 +275,22 @@ mod tests {
             d.extend_from_slice(&[0x77; TOKEN_LEN]);
         }
         d
+    }
+
+    #[test]
+    fn copy_status_header_decodes_and_is_bounded() {
+        let mut d = rrti(false);
+        d[6..8].copy_from_slice(&3u16.to_be_bytes());
+        let h = CopyStatusHeader::parse(&d).unwrap();
+        assert_eq!((h.service_action, h.status, h.operation_counter, h.estimated_delay), (0x10, 1, 3, 100));
+        assert_eq!((h.completion_status, h.sense_space, &h.sense[..]), (2, 32, &[0x70, 0, 5][..]));
+        assert_eq!((h.units, h.count, h.segments_processed, h.in_progress()), (0xF1, 2048, 1, false));
+        for n in 0..d.len() {
+            assert_eq!(CopyStatusHeader::parse(&d[..n]).is_some(), n >= 35, "prefix {n}");
+        }
+        // SENSE DATA LENGTH beyond the field's space is clipped to it.
+        d[13] = 2;
+        assert_eq!(CopyStatusHeader::parse(&d).unwrap().sense, vec![0x70, 0]);
     }
 
     #[test]
