@@ -7,7 +7,8 @@
 
 use super::{code16, code32, code8, hex, page_body, Fields};
 use oxcopy_scsi::wire::vpd::{
-    BlockRodLimits, GeneralCopyOperations, ParameterData, RodTypeEntry, TpcDescriptor as TpcType,
+    BlockRodFeatures, BlockRodLimits, GeneralCopyOperations, ParameterData, RodTokenFeatures, RodTypeEntry,
+    TpcDescriptor as TpcType,
 };
 use serde::Serialize;
 
@@ -400,38 +401,27 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
             TpcBody::SupportedCscdIds { cscd_ids }
         }
         TpcType::ROD_TOKEN_FEATURES => {
-            let (Some(rt), Some(min), Some(max), Some(inact), Some(flen)) =
-                (b.u8(4), b.u32(16), b.u32(20), b.u32(24), b.u16(46))
-            else {
+            let Some((t, mut list, cut)) = RodTokenFeatures::decode(b.tail(4)) else {
                 return short(48, truncated);
             };
-            let avail = b.tail(48);
-            if flen as usize > avail.len() {
-                *truncated = true;
-            }
-            let mut list = &avail[..(flen as usize).min(avail.len())];
+            *truncated |= cut;
             let mut device_type_features = Vec::new();
             while list.len() >= 4 {
-                let f = Fields(list);
                 let pdt = list[0] & 0x1f;
-                let dlen = f.u16(2).unwrap_or(0) as usize;
+                let dlen = Fields(list).u16(2).unwrap_or(0) as usize;
                 let whole = (4 + dlen).min(list.len());
                 if 4 + dlen > list.len() {
                     *truncated = true;
                 }
-                let fd = Fields(&list[..whole]);
-                let block = match (fd.u16(6), fd.u64(8), fd.u64(16), fd.u64(24), fd.u64(32)) {
-                    (Some(g), Some(mb), Some(ob), Some(tt), Some(ft)) if pdt == 0 => Some(RodDeviceFeatures::Block {
-                        peripheral_device_type: pdt,
-                        descriptor_format: list[0] >> 5,
-                        optimal_block_rod_length_granularity: g,
-                        maximum_bytes_in_block_rod: mb,
-                        optimal_bytes_in_block_rod_transfer: ob,
-                        optimal_bytes_to_token_per_segment: tt,
-                        optimal_bytes_from_token_per_segment: ft,
-                    }),
-                    _ => None,
-                };
+                let block = BlockRodFeatures::decode(&list[..whole]).map(|f| RodDeviceFeatures::Block {
+                    peripheral_device_type: pdt,
+                    descriptor_format: list[0] >> 5,
+                    optimal_block_rod_length_granularity: f.optimal_block_rod_length_granularity,
+                    maximum_bytes_in_block_rod: f.max_bytes_in_block_rod,
+                    optimal_bytes_in_block_rod_transfer: f.optimal_bytes_in_block_rod_transfer,
+                    optimal_bytes_to_token_per_segment: f.optimal_bytes_to_token_per_segment,
+                    optimal_bytes_from_token_per_segment: f.optimal_bytes_from_token_per_segment,
+                });
                 device_type_features.push(block.unwrap_or_else(|| RodDeviceFeatures::Other {
                     peripheral_device_type: pdt,
                     data: hex(&list[4.min(whole)..whole]),
@@ -442,11 +432,11 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
                 *truncated = true;
             }
             TpcBody::RodTokenFeatures {
-                remote_tokens: rt & 0x0f,
-                remote_tokens_meaning: remote_tokens_meaning(rt & 0x0f),
-                minimum_token_lifetime: min,
-                maximum_token_lifetime: max,
-                maximum_token_inactivity_timeout: inact,
+                remote_tokens: t.remote_tokens,
+                remote_tokens_meaning: remote_tokens_meaning(t.remote_tokens),
+                minimum_token_lifetime: t.min_token_lifetime,
+                maximum_token_lifetime: t.max_token_lifetime,
+                maximum_token_inactivity_timeout: t.max_token_inactivity_timeout,
                 device_type_features,
             }
         }

@@ -7,7 +7,7 @@
 use super::rod_params::RodLimits;
 use super::token::{RodType, TOKEN_LEN};
 use crate::wire::sense::Sense;
-use crate::wire::vpd::{BlockRodLimits, RodTypeEntry};
+use crate::wire::vpd::{BlockRodFeatures, BlockRodLimits, RodTokenFeatures, RodTypeEntry};
 
 /// COPY OPERATION STATUS values an RRTI reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,18 +115,20 @@ pub fn block_rod_limits(l: &RodLimits, optimal_transfer_blocks: u64) -> Vec<u8> 
 /// Body of descriptor 0106h ROD Token Features: own tokens only (REMOTE
 /// TOKENS 0), lifetimes from the limits, one block-device features descriptor.
 pub fn rod_token_features(l: &RodLimits, max_bytes_in_rod: u64, optimal_bytes_from_token: u64) -> Vec<u8> {
-    let mut b = vec![0u8; 44 + 48];
-    b[12..16].copy_from_slice(&1u32.to_be_bytes());
-    b[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
-    b[20..24].copy_from_slice(&l.max_inactivity_timeout.to_be_bytes());
-    b[42..44].copy_from_slice(&48u16.to_be_bytes());
-    let d = &mut b[44..];
-    d[2..4].copy_from_slice(&0x2Cu16.to_be_bytes());
-    d[8..16].copy_from_slice(&max_bytes_in_rod.to_be_bytes());
-    d[16..24].copy_from_slice(&max_bytes_in_rod.to_be_bytes());
-    d[24..32].copy_from_slice(&u64::MAX.to_be_bytes());
-    d[32..40].copy_from_slice(&optimal_bytes_from_token.to_be_bytes());
-    b
+    let block = BlockRodFeatures {
+        max_bytes_in_block_rod: max_bytes_in_rod,
+        optimal_bytes_in_block_rod_transfer: max_bytes_in_rod,
+        optimal_bytes_to_token_per_segment: u64::MAX,
+        optimal_bytes_from_token_per_segment: optimal_bytes_from_token,
+        ..Default::default()
+    };
+    RodTokenFeatures {
+        remote_tokens: 0,
+        min_token_lifetime: 1,
+        max_token_lifetime: u32::MAX,
+        max_token_inactivity_timeout: l.max_inactivity_timeout,
+    }
+    .encode(&block.encode())
 }
 
 /// ROD types this copy manager supports, with TOKEN_IN / TOKEN_OUT.

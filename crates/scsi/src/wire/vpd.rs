@@ -432,6 +432,103 @@ impl RodTypeEntry {
     }
 }
 
+/// Descriptor 0106h ROD Token Features (SPC-4 §7.8.17.7), without its ROD
+/// device type specific features descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RodTokenFeatures {
+    /// REMOTE TOKENS (0: only tokens this copy manager created).
+    pub remote_tokens: u8,
+    /// MINIMUM TOKEN LIFETIME, seconds.
+    pub min_token_lifetime: u32,
+    /// MAXIMUM TOKEN LIFETIME, seconds.
+    pub max_token_lifetime: u32,
+    /// MAXIMUM TOKEN INACTIVITY TIMEOUT, seconds.
+    pub max_token_inactivity_timeout: u32,
+}
+
+impl RodTokenFeatures {
+    /// Bytes of the body before the device type specific features descriptors.
+    pub const HEADER_LEN: usize = 44;
+
+    /// The descriptor body: these fields, then `features` (the ROD device
+    /// type specific features descriptors, e.g. [`BlockRodFeatures::encode`]).
+    pub fn encode(&self, features: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; Self::HEADER_LEN];
+        b[0] = self.remote_tokens & 0x0F;
+        b[12..16].copy_from_slice(&self.min_token_lifetime.to_be_bytes());
+        b[16..20].copy_from_slice(&self.max_token_lifetime.to_be_bytes());
+        b[20..24].copy_from_slice(&self.max_token_inactivity_timeout.to_be_bytes());
+        b[42..44].copy_from_slice(&super::len16(features.len()));
+        b.extend_from_slice(features);
+        b
+    }
+
+    /// Decode a descriptor body: the fields and the features descriptors
+    /// (cut to what arrived; the flag tells whether they were cut short).
+    /// `None` when the body ends before the features list length.
+    pub fn decode(b: &[u8]) -> Option<(Self, &[u8], bool)> {
+        let f = Fields(b);
+        let declared = usize::from(f.u16(42)?);
+        let features = f.tail(Self::HEADER_LEN);
+        let fields = RodTokenFeatures {
+            remote_tokens: f.u8(0)? & 0x0F,
+            min_token_lifetime: f.u32(12)?,
+            max_token_lifetime: f.u32(16)?,
+            max_token_inactivity_timeout: f.u32(20)?,
+        };
+        Some((fields, &features[..declared.min(features.len())], declared > features.len()))
+    }
+}
+
+/// The block device (PDT 0) ROD device type specific features descriptor
+/// inside 0106h (SBC-3 §6.6.4): 48 bytes, DESCRIPTOR LENGTH 002Ch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockRodFeatures {
+    /// OPTIMAL BLOCK ROD LENGTH GRANULARITY (blocks).
+    pub optimal_block_rod_length_granularity: u16,
+    /// MAXIMUM BYTES IN BLOCK ROD.
+    pub max_bytes_in_block_rod: u64,
+    /// OPTIMAL BYTES IN BLOCK ROD TRANSFER.
+    pub optimal_bytes_in_block_rod_transfer: u64,
+    /// OPTIMAL BYTES TO TOKEN PER SEGMENT.
+    pub optimal_bytes_to_token_per_segment: u64,
+    /// OPTIMAL BYTES FROM TOKEN PER SEGMENT.
+    pub optimal_bytes_from_token_per_segment: u64,
+}
+
+impl BlockRodFeatures {
+    /// Length of the descriptor, header included.
+    pub const LEN: usize = 48;
+
+    /// The whole descriptor.
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut d = [0u8; Self::LEN];
+        d[2..4].copy_from_slice(&super::len16(Self::LEN - 4));
+        d[6..8].copy_from_slice(&self.optimal_block_rod_length_granularity.to_be_bytes());
+        d[8..16].copy_from_slice(&self.max_bytes_in_block_rod.to_be_bytes());
+        d[16..24].copy_from_slice(&self.optimal_bytes_in_block_rod_transfer.to_be_bytes());
+        d[24..32].copy_from_slice(&self.optimal_bytes_to_token_per_segment.to_be_bytes());
+        d[32..40].copy_from_slice(&self.optimal_bytes_from_token_per_segment.to_be_bytes());
+        d
+    }
+
+    /// Decode a whole descriptor (header included); `None` for another
+    /// device type or one that ends before the last field.
+    pub fn decode(d: &[u8]) -> Option<Self> {
+        let f = Fields(d);
+        if f.u8(0)? & 0x1F != 0 {
+            return None;
+        }
+        Some(BlockRodFeatures {
+            optimal_block_rod_length_granularity: f.u16(6)?,
+            max_bytes_in_block_rod: f.u64(8)?,
+            optimal_bytes_in_block_rod_transfer: f.u64(16)?,
+            optimal_bytes_to_token_per_segment: f.u64(24)?,
+            optimal_bytes_from_token_per_segment: f.u64(32)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,6 +624,37 @@ mod tests {
         for n in 0..BlockRodLimits::LEN {
             assert_eq!(BlockRodLimits::decode(&l.encode()[..n]), None);
         }
+    }
+
+    #[test]
+    fn rod_token_features_round_trip() {
+        let t = RodTokenFeatures {
+            remote_tokens: 0,
+            min_token_lifetime: 1,
+            max_token_lifetime: u32::MAX,
+            max_token_inactivity_timeout: 3600,
+        };
+        let f = BlockRodFeatures {
+            optimal_block_rod_length_granularity: 8,
+            max_bytes_in_block_rod: 1 << 30,
+            optimal_bytes_in_block_rod_transfer: 1 << 30,
+            optimal_bytes_to_token_per_segment: u64::MAX,
+            optimal_bytes_from_token_per_segment: 16 << 20,
+        };
+        let fb = f.encode();
+        assert_eq!(&fb[..8], &[0, 0, 0, 0x2C, 0, 0, 0, 8]);
+        let b = t.encode(&fb);
+        assert_eq!(b.len(), 44 + 48);
+        assert_eq!(&b[12..24], &[0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x0E, 0x10]);
+        assert_eq!(&b[42..44], &[0, 48]);
+        assert_eq!(RodTokenFeatures::decode(&b), Some((t, &fb[..], false)));
+        assert_eq!(BlockRodFeatures::decode(&fb), Some(f));
+        assert_eq!(RodTokenFeatures::decode(&b[..60]), Some((t, &fb[..16], true)));
+        assert!((0..44).all(|n| RodTokenFeatures::decode(&b[..n]).is_none()));
+        assert!((0..40).all(|n| BlockRodFeatures::decode(&fb[..n]).is_none()));
+        let mut other = fb;
+        other[0] = 0x01;
+        assert_eq!(BlockRodFeatures::decode(&other), None);
     }
 
     #[test]
