@@ -9,32 +9,33 @@ use super::token::{RodType, TOKEN_LEN};
 use crate::wire::sense::Sense;
 use crate::wire::vpd::{BlockRodFeatures, BlockRodLimits, RodTokenFeatures, RodTypeEntry};
 
-/// COPY OPERATION STATUS values an RRTI reports.
+/// COPY OPERATION STATUS values an RRTI reports (the codes are
+/// [`CopyOpStatus`]'s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum RodOpStatus {
     /// Completed, no errors (count == requested).
-    Completed = 0x01,
+    Completed = CopyOpStatus::COMPLETED.0,
     /// Completed with errors.
-    CompletedWithErrors = 0x02,
+    CompletedWithErrors = CopyOpStatus::COMPLETED_WITH_ERRORS.0,
     /// Completed without errors, residual data (count < requested).
-    CompletedResidual = 0x04,
+    CompletedResidual = CopyOpStatus::COMPLETED_RESIDUAL.0,
     /// In progress, foreground.
-    InProgressForeground = 0x11,
+    InProgressForeground = CopyOpStatus::IN_PROGRESS_FOREGROUND.0,
     /// In progress, background (IMMED=1).
-    InProgressBackground = 0x12,
+    InProgressBackground = CopyOpStatus::IN_PROGRESS_BACKGROUND.0,
     /// Terminated (COPY OPERATION ABORT, task management).
-    Terminated = 0x60,
+    Terminated = CopyOpStatus::TERMINATED.0,
 }
 
 impl RodOpStatus {
     /// Whether the operation has ended.
     pub fn is_final(self) -> bool {
-        !matches!(self, RodOpStatus::InProgressForeground | RodOpStatus::InProgressBackground)
+        !CopyOpStatus(self as u8).in_progress()
     }
 }
 
-pub use crate::wire::rod::{ROD_TOKEN_DESCRIPTORS_LENGTH, RRTI_HEADER_LEN, UNITS_LOGICAL_BLOCKS};
+pub use crate::wire::rod::{CopyOpStatus, ROD_TOKEN_DESCRIPTORS_LENGTH, RRTI_HEADER_LEN, UNITS_LOGICAL_BLOCKS};
 /// Space reserved for sense data in an RRTI response.
 pub const RRTI_SENSE_SPACE: u8 = 32;
 /// ESTIMATED STATUS UPDATE DELAY once the status is final.

@@ -110,6 +110,53 @@ impl WriteUsingToken {
     }
 }
 
+/// COPY OPERATION STATUS of RECEIVE COPY STATUS (LID4) and RRTI
+/// (SPC-4 table 149). A newtype: any 7-bit value is representable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CopyOpStatus(pub u8);
+
+impl CopyOpStatus {
+    /// Completed, no errors.
+    pub const COMPLETED: Self = Self(0x01);
+    /// Completed with errors.
+    pub const COMPLETED_WITH_ERRORS: Self = Self(0x02);
+    /// Completed without errors, partial ROD token usage.
+    pub const COMPLETED_PARTIAL_TOKEN_USAGE: Self = Self(0x03);
+    /// Completed without errors, residual data.
+    pub const COMPLETED_RESIDUAL: Self = Self(0x04);
+    /// In progress, foreground, unknown completion.
+    pub const IN_PROGRESS: Self = Self(0x10);
+    /// In progress, foreground.
+    pub const IN_PROGRESS_FOREGROUND: Self = Self(0x11);
+    /// In progress, background (IMMED=1).
+    pub const IN_PROGRESS_BACKGROUND: Self = Self(0x12);
+    /// Terminated (COPY OPERATION ABORT, task management).
+    pub const TERMINATED: Self = Self(0x60);
+
+    /// Whether the operation is still running (10h–12h).
+    pub fn in_progress(self) -> bool {
+        (0x10..=0x12).contains(&self.0)
+    }
+
+    /// Whether it ended without errors (01h, 03h, 04h).
+    pub fn is_success(self) -> bool {
+        matches!(self, Self::COMPLETED | Self::COMPLETED_PARTIAL_TOKEN_USAGE | Self::COMPLETED_RESIDUAL)
+    }
+
+    /// The status in words.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::COMPLETED => "completed without errors",
+            Self::COMPLETED_WITH_ERRORS => "completed with errors",
+            Self::COMPLETED_PARTIAL_TOKEN_USAGE => "completed without errors, partial ROD token usage",
+            Self::COMPLETED_RESIDUAL => "completed without errors, residual data",
+            s if s.in_progress() => "in progress",
+            Self::TERMINATED => "terminated",
+            _ => "unknown status",
+        }
+    }
+}
+
 /// The header RECEIVE COPY STATUS (LID4) and RECEIVE ROD TOKEN
 /// INFORMATION share (SPC-4 §6.18.3, §6.18.4):
 ///
@@ -167,7 +214,7 @@ impl CopyStatusHeader {
 
     /// Whether the operation is still running (status 10h–12h).
     pub fn in_progress(&self) -> bool {
-        (0x10..=0x12).contains(&self.status)
+        CopyOpStatus(self.status).in_progress()
     }
 }
 
@@ -199,7 +246,7 @@ pub struct RodTokenInfo {
 impl RodTokenInfo {
     /// Whether the operation is still running (status 10h–12h).
     pub fn in_progress(&self) -> bool {
-        (0x10..=0x12).contains(&self.status)
+        CopyOpStatus(self.status).in_progress()
     }
 
     /// Decode an RRTI response (bounded: `None` when the header, the sense
@@ -275,6 +322,16 @@ mod tests {
             d.extend_from_slice(&[0x77; TOKEN_LEN]);
         }
         d
+    }
+
+    #[test]
+    fn copy_operation_status() {
+        let running =
+            [CopyOpStatus::IN_PROGRESS, CopyOpStatus::IN_PROGRESS_FOREGROUND, CopyOpStatus::IN_PROGRESS_BACKGROUND];
+        assert!(running.iter().all(|s| s.in_progress() && !s.is_success() && s.name() == "in progress"));
+        assert!(CopyOpStatus::COMPLETED_RESIDUAL.is_success() && !CopyOpStatus::COMPLETED_WITH_ERRORS.is_success());
+        assert_eq!(CopyOpStatus::TERMINATED.name(), "terminated");
+        assert_eq!(CopyOpStatus(0x7F).name(), "unknown status");
     }
 
     #[test]

@@ -400,7 +400,8 @@ impl From<SenseData> for Sense {
             key,
             asc: d.asc_ascq(),
             information: d.information,
-            command_specific: d.command_specific,
+            // Fixed format has no "absent": a zero field is none.
+            command_specific: d.command_specific.filter(|v| *v != 0 || d.response_code >= 0x72),
             sks: d.sense_key_specific.map(|b| decode_sks(key, b)),
         }
     }
@@ -422,7 +423,8 @@ pub struct SenseData {
     pub ascq: u8,
     /// INFORMATION, when VALID is set.
     pub information: Option<u64>,
-    /// COMMAND-SPECIFIC INFORMATION (fixed format: absent when zero).
+    /// COMMAND-SPECIFIC INFORMATION (fixed format: present whenever the data
+    /// reaches byte 11, zero included — e.g. EXTENDED COPY's segment 0).
     pub command_specific: Option<u64>,
     /// The three SENSE KEY SPECIFIC bytes, when SKSV is set.
     pub sense_key_specific: Option<[u8; 3]>,
@@ -458,7 +460,7 @@ impl SenseData {
                     asc: at(12),
                     ascq: at(13),
                     information: f.u32(3).filter(|_| valid).map(u64::from),
-                    command_specific: f.u32(8).filter(|v| *v != 0).map(u64::from),
+                    command_specific: f.u32(8).map(u64::from),
                     sense_key_specific: f.array(15).filter(|s: &[u8; 3]| s[0] & 0x80 != 0),
                 })
             }
@@ -581,7 +583,8 @@ mod tests {
             (0x70, SenseKey::ILLEGAL_REQUEST, Asc::INVALID_FIELD_IN_CDB)
         );
         assert_eq!(p.information, Some(7));
-        assert_eq!(p.command_specific, None);
+        assert_eq!(p.command_specific, Some(0));
+        assert_eq!(Sense::from(p).command_specific, None, "a zero fixed-format CSI is none");
         assert_eq!(p.sense_key_specific, Some([0xc0, 0, 2]));
         assert_eq!(p.to_string(), "sense key 0x5, ASC/ASCQ 0x24/0x00");
         // Every prefix: the key needs byte 2; later fields drop out one by one.
@@ -590,6 +593,7 @@ mod tests {
             assert_eq!(q.is_some(), n >= 3, "prefix {n}");
             if let Some(q) = q {
                 assert_eq!(q.information.is_some(), n >= 7, "prefix {n}");
+                assert_eq!(q.command_specific.is_some(), n >= 12, "prefix {n}");
                 assert_eq!(q.asc, if n > 12 { 0x24 } else { 0 }, "prefix {n}");
                 assert_eq!(q.sense_key_specific.is_some(), n >= 18, "prefix {n}");
             }
