@@ -241,33 +241,23 @@ impl SenseKeySpecific {
     /// the segment descriptor being processed, else to the parameter list);
     /// `byte` is the byte offset, `bit` the bit when known (BPV=1).
     pub fn segment_pointer(relative_to_segment: bool, byte: u16, bit: Option<u8>) -> Self {
-        let mut b0 = 0x80; // SKSV
-        if relative_to_segment {
-            b0 |= 0x20;
-        }
-        if let Some(bit) = bit {
-            b0 |= 0x08 | (bit & 0x07);
-        }
-        let [hi, lo] = byte.to_be_bytes();
-        SenseKeySpecific::Raw([b0, hi, lo])
+        SenseKeySpecific::Raw(pointer(if relative_to_segment { 0x20 } else { 0 }, byte, bit))
     }
 
     fn bytes(self) -> [u8; 3] {
         match self {
-            SenseKeySpecific::Field { cdb, byte, bit } => {
-                let mut b0 = 0x80; // SKSV
-                if cdb {
-                    b0 |= 0x40;
-                }
-                if let Some(bit) = bit {
-                    b0 |= 0x08 | (bit & 0x07);
-                }
-                let [hi, lo] = byte.to_be_bytes();
-                [b0, hi, lo]
-            }
+            SenseKeySpecific::Field { cdb, byte, bit } => pointer(if cdb { 0x40 } else { 0 }, byte, bit),
             SenseKeySpecific::Raw(b) => b,
         }
     }
+}
+
+/// A field or segment pointer: SKSV, the form's `flag` bit (C/D or SD),
+/// BPV and BIT POINTER when `bit` is known, and the byte offset.
+fn pointer(flag: u8, byte: u16, bit: Option<u8>) -> [u8; 3] {
+    let bpv = bit.map_or(0, |bit| 0x08 | (bit & 0x07));
+    let [hi, lo] = byte.to_be_bytes();
+    [0x80 | flag | bpv, hi, lo]
 }
 
 /// One sense condition, independent of its wire format.
@@ -556,6 +546,13 @@ mod tests {
         assert_eq!(Sense::decode(&[]), None);
         assert_eq!(Sense::decode(&[0x72]), None);
         assert_eq!(Sense::decode(&[0x12]), None);
+    }
+
+    #[test]
+    fn segment_pointer_bytes() {
+        assert_eq!(SenseKeySpecific::segment_pointer(true, 0x0102, Some(3)).bytes(), [0xAB, 1, 2]);
+        assert_eq!(SenseKeySpecific::segment_pointer(false, 4, None).bytes(), [0x80, 0, 4]);
+        assert_eq!(SenseKeySpecific::Field { cdb: false, byte: 9, bit: Some(7) }.bytes(), [0x8F, 0, 9]);
     }
 
     #[test]
