@@ -8,7 +8,7 @@
 use super::{code16, code32, code8, hex, page_body, Fields};
 use oxcopy_scsi::wire::vpd::{
     BlockRodFeatures, BlockRodLimits, GeneralCopyOperations, ParameterData, RodTokenFeatures, RodTypeEntry,
-    TpcDescriptor as TpcType,
+    SupportedCscdIds, SupportedDescriptors, TpcDescriptor as TpcType,
 };
 use serde::Serialize;
 
@@ -374,29 +374,20 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
             }
         }
         TpcType::SUPPORTED_DESCRIPTORS => {
-            let Some(n) = b.u8(4) else { return short(5, truncated) };
-            let avail = b.tail(5);
-            if n as usize > avail.len() {
-                *truncated = true;
-            }
-            let descriptors = avail[..(n as usize).min(avail.len())]
+            let Some((codes, cut)) = SupportedDescriptors::decode(b.tail(4)) else { return short(5, truncated) };
+            *truncated |= cut;
+            let descriptors = codes
                 .iter()
                 .map(|&c| CodeName { code: code8(c), name: descriptor_code_name(c), value: c as u32 })
                 .collect();
             TpcBody::SupportedDescriptors { descriptors }
         }
         TpcType::SUPPORTED_CSCD_IDS => {
-            let Some(n) = b.u16(4) else { return short(6, truncated) };
-            let avail = b.tail(6);
-            if n as usize > avail.len() || n % 2 == 1 {
-                *truncated = true;
-            }
-            let cscd_ids = avail[..(n as usize).min(avail.len())]
-                .chunks_exact(2)
-                .map(|c| {
-                    let id = u16::from_be_bytes([c[0], c[1]]);
-                    CodeName { code: code16(id), name: cscd_id_name(id), value: id as u32 }
-                })
+            let Some((ids, cut)) = SupportedCscdIds::decode(b.tail(4)) else { return short(6, truncated) };
+            *truncated |= cut;
+            let cscd_ids = ids
+                .into_iter()
+                .map(|id| CodeName { code: code16(id), name: cscd_id_name(id), value: id as u32 })
                 .collect();
             TpcBody::SupportedCscdIds { cscd_ids }
         }

@@ -23,7 +23,7 @@ use crate::commands::COMMANDS;
 use crate::lu::LogicalUnit;
 use crate::wire::cdb::Opcode;
 
-use crate::wire::vpd::{GeneralCopyOperations, ParameterData};
+use crate::wire::vpd::{GeneralCopyOperations, ParameterData, SupportedCscdIds, SupportedDescriptors};
 pub use crate::wire::vpd::{TpcDescriptor, TpcPage};
 
 /// 0001h: operation code, SA count, SAs — for 83h and 84h, from the table.
@@ -54,24 +54,6 @@ fn parameter_data() -> Vec<u8> {
     .encode()
 }
 
-/// 0008h Supported Descriptors.
-fn supported_descriptors() -> Vec<u8> {
-    let codes = implemented_descriptors();
-    let mut b = vec![u8::try_from(codes.len()).unwrap_or(u8::MAX)];
-    b.extend_from_slice(codes);
-    b
-}
-
-/// 000Ch Supported CSCD Descriptor IDs.
-fn supported_cscd_ids() -> Vec<u8> {
-    let ids = limits::SUPPORTED_CSCD_IDS;
-    let mut b = u16::try_from(ids.len() * 2).unwrap_or(u16::MAX).to_be_bytes().to_vec();
-    for id in ids {
-        b.extend_from_slice(&id.to_be_bytes());
-    }
-    b
-}
-
 /// 8001h General Copy Operations (length 0020h).
 fn general_copy_operations() -> Vec<u8> {
     GeneralCopyOperations {
@@ -92,8 +74,8 @@ pub(crate) fn page_body(lu: &LogicalUnit, rod: &RodManager) -> Vec<u8> {
     page.push(TpcDescriptor::BLOCK_DEVICE_ROD_TOKEN_LIMITS, &block_rod_limits(&limits, rod.optimal_blocks(lu)))
         .push(TpcDescriptor::SUPPORTED_COMMANDS, &supported_commands())
         .push(TpcDescriptor::PARAMETER_DATA, &parameter_data())
-        .push(TpcDescriptor::SUPPORTED_DESCRIPTORS, &supported_descriptors())
-        .push(TpcDescriptor::SUPPORTED_CSCD_IDS, &supported_cscd_ids())
+        .push(TpcDescriptor::SUPPORTED_DESCRIPTORS, &SupportedDescriptors::encode(implemented_descriptors()))
+        .push(TpcDescriptor::SUPPORTED_CSCD_IDS, &SupportedCscdIds::encode(&limits::SUPPORTED_CSCD_IDS))
         .push(TpcDescriptor::ROD_TOKEN_FEATURES, &rod_token_features(&limits, MAX_TOKEN_TRANSFER_BYTES, optimal_bytes))
         .push(TpcDescriptor::SUPPORTED_ROD_TYPES, &supported_rod_types())
         .push(TpcDescriptor::GENERAL_COPY_OPERATIONS, &general_copy_operations());

@@ -529,6 +529,54 @@ impl BlockRodFeatures {
     }
 }
 
+/// Descriptor 0008h Supported Descriptors: a 1-byte count, then the
+/// implemented segment and CSCD descriptor type codes.
+pub struct SupportedDescriptors;
+
+impl SupportedDescriptors {
+    /// The descriptor body for `codes` (at most 255).
+    pub fn encode(codes: &[u8]) -> Vec<u8> {
+        let codes = &codes[..codes.len().min(usize::from(u8::MAX))];
+        let mut b = vec![codes.len() as u8];
+        b.extend_from_slice(codes);
+        b
+    }
+
+    /// The codes (cut to what arrived; the flag tells whether they were
+    /// cut short); `None` for an empty body.
+    pub fn decode(b: &[u8]) -> Option<(&[u8], bool)> {
+        let (n, codes) = b.split_first()?;
+        let n = usize::from(*n);
+        Some((&codes[..n.min(codes.len())], n > codes.len()))
+    }
+}
+
+/// Descriptor 000Ch Supported CSCD Descriptor IDs: a 2-byte list length,
+/// then the 2-byte CSCD IDs above 07FFh the copy manager accepts.
+pub struct SupportedCscdIds;
+
+impl SupportedCscdIds {
+    /// The descriptor body for `ids`.
+    pub fn encode(ids: &[u16]) -> Vec<u8> {
+        let mut b = super::len16(ids.len() * 2).to_vec();
+        for id in ids {
+            b.extend_from_slice(&id.to_be_bytes());
+        }
+        b
+    }
+
+    /// The IDs (cut to what arrived; the flag tells whether the list was
+    /// cut short or has an odd length); `None` when the body ends before
+    /// the list length.
+    pub fn decode(b: &[u8]) -> Option<(Vec<u16>, bool)> {
+        let f = Fields(b);
+        let n = usize::from(f.u16(0)?);
+        let list = f.tail(2);
+        let ids = list[..n.min(list.len())].chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+        Some((ids, n > list.len() || n % 2 == 1))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,6 +672,23 @@ mod tests {
         for n in 0..BlockRodLimits::LEN {
             assert_eq!(BlockRodLimits::decode(&l.encode()[..n]), None);
         }
+    }
+
+    #[test]
+    fn code_lists_round_trip() {
+        let b = SupportedDescriptors::encode(&[0x02, 0x07, 0xE4]);
+        assert_eq!(b, [3, 0x02, 0x07, 0xE4]);
+        assert_eq!(SupportedDescriptors::decode(&b), Some((&b[1..], false)));
+        assert_eq!(SupportedDescriptors::decode(&b[..2]), Some((&b[1..2], true)));
+        assert_eq!(SupportedDescriptors::decode(&[]), None);
+        let b = SupportedCscdIds::encode(&[0xFFFF, 0xC000]);
+        assert_eq!(b, [0, 4, 0xFF, 0xFF, 0xC0, 0]);
+        assert_eq!(SupportedCscdIds::decode(&b), Some((vec![0xFFFF, 0xC000], false)));
+        for n in 0..b.len() {
+            let got = SupportedCscdIds::decode(&b[..n]);
+            assert_eq!(got.map(|(ids, cut)| (ids.len(), cut)), (n >= 2).then(|| ((n - 2) / 2, true)), "prefix {n}");
+        }
+        assert_eq!(SupportedCscdIds::decode(&[0, 3, 0xFF, 0xFF, 0]), Some((vec![0xFFFF], true)), "odd length");
     }
 
     #[test]
