@@ -8,7 +8,7 @@
 use super::{code16, code32, code8, hex, page_body, Fields};
 use oxcopy_scsi::wire::vpd::{
     BlockRodFeatures, BlockRodLimits, GeneralCopyOperations, ParameterData, RodTokenFeatures, RodTypeEntry,
-    SupportedCscdIds, SupportedDescriptors, TpcDescriptor as TpcType,
+    SupportedCommands, SupportedCscdIds, SupportedDescriptors, TpcDescriptor as TpcType,
 };
 use serde::Serialize;
 
@@ -334,32 +334,20 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
             }
         }
         TpcType::SUPPORTED_COMMANDS => {
-            let Some(list_len) = b.u8(4) else { return short(5, truncated) };
-            let avail = b.tail(5);
-            if list_len as usize > avail.len() {
-                *truncated = true;
-            }
-            let mut list = &avail[..(list_len as usize).min(avail.len())];
-            let mut commands = Vec::new();
-            while let [op, n, tail @ ..] = list {
-                let take = (*n as usize).min(tail.len());
-                if take < *n as usize {
-                    *truncated = true;
-                }
-                commands.push(SupportedCommand {
-                    opcode: code8(*op),
-                    name: opcode_name(*op),
-                    service_actions: tail[..take]
+            let Some((list, cut)) = SupportedCommands::decode(b.tail(4)) else { return short(5, truncated) };
+            *truncated |= cut;
+            let commands = list
+                .into_iter()
+                .map(|(op, sas)| SupportedCommand {
+                    opcode: code8(op),
+                    name: opcode_name(op),
+                    service_actions: sas
                         .iter()
-                        .map(|&sa| CodeName { code: code8(sa), name: command_name(*op, sa), value: sa as u32 })
+                        .map(|&sa| CodeName { code: code8(sa), name: command_name(op, sa), value: sa as u32 })
                         .collect(),
-                    op: *op,
-                });
-                list = &tail[take..];
-            }
-            if list.len() == 1 {
-                *truncated = true;
-            }
+                    op,
+                })
+                .collect();
             TpcBody::SupportedCommands { commands }
         }
         TpcType::PARAMETER_DATA => {

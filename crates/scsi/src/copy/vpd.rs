@@ -23,24 +23,19 @@ use crate::commands::COMMANDS;
 use crate::lu::LogicalUnit;
 use crate::wire::cdb::Opcode;
 
-use crate::wire::vpd::{GeneralCopyOperations, ParameterData, SupportedCscdIds, SupportedDescriptors};
+use crate::wire::vpd::{
+    GeneralCopyOperations, ParameterData, SupportedCommands, SupportedCscdIds, SupportedDescriptors,
+};
 pub use crate::wire::vpd::{TpcDescriptor, TpcPage};
 
 /// 0001h: operation code, SA count, SAs — for 83h and 84h, from the table.
 fn supported_commands() -> Vec<u8> {
-    let mut list = Vec::new();
-    for op in [Opcode::THIRD_PARTY_COPY_OUT, Opcode::THIRD_PARTY_COPY_IN] {
-        let sas: Vec<u8> = COMMANDS.iter().filter(|t| t.opcode == op).filter_map(|t| t.sa).collect();
-        if sas.is_empty() {
-            continue;
-        }
-        list.push(op.0);
-        list.push(u8::try_from(sas.len()).unwrap_or(u8::MAX));
-        list.extend(sas);
-    }
-    let mut b = vec![u8::try_from(list.len()).unwrap_or(u8::MAX)];
-    b.extend(list);
-    b
+    let commands: Vec<(u8, Vec<u8>)> = [Opcode::THIRD_PARTY_COPY_OUT, Opcode::THIRD_PARTY_COPY_IN]
+        .into_iter()
+        .map(|op| (op.0, COMMANDS.iter().filter(|t| t.opcode == op).filter_map(|t| t.sa).collect::<Vec<u8>>()))
+        .filter(|(_, sas)| !sas.is_empty())
+        .collect();
+    SupportedCommands::encode(&commands)
 }
 
 /// 0004h Parameter Data (length 001Ch).

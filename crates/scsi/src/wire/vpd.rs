@@ -529,6 +529,47 @@ impl BlockRodFeatures {
     }
 }
 
+/// Descriptor 0001h Supported Commands: a 1-byte COMMANDS SUPPORTED LIST
+/// LENGTH, then per operation code the code, a 1-byte count and that many
+/// service actions.
+pub struct SupportedCommands;
+
+impl SupportedCommands {
+    /// The descriptor body for `(operation code, service actions)` pairs
+    /// (lists saturate at 255 bytes).
+    pub fn encode(commands: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut list = Vec::new();
+        for (op, sas) in commands {
+            let sas = &sas[..sas.len().min(usize::from(u8::MAX))];
+            list.push(*op);
+            list.push(sas.len() as u8);
+            list.extend_from_slice(sas);
+        }
+        list.truncate(usize::from(u8::MAX));
+        let mut b = vec![list.len() as u8];
+        b.extend(list);
+        b
+    }
+
+    /// The `(operation code, service actions)` entries (cut to what
+    /// arrived; the flag tells whether the list or an entry was cut
+    /// short); `None` for an empty body.
+    pub fn decode(b: &[u8]) -> Option<(Vec<(u8, &[u8])>, bool)> {
+        let (n, rest) = b.split_first()?;
+        let n = usize::from(*n);
+        let mut cut = n > rest.len();
+        let mut list = &rest[..n.min(rest.len())];
+        let mut commands = Vec::new();
+        while let [op, count, tail @ ..] = list {
+            let take = usize::from(*count).min(tail.len());
+            cut |= take < usize::from(*count);
+            commands.push((*op, &tail[..take]));
+            list = &tail[take..];
+        }
+        Some((commands, cut || !list.is_empty()))
+    }
+}
+
 /// Descriptor 0008h Supported Descriptors: a 1-byte count, then the
 /// implemented segment and CSCD descriptor type codes.
 pub struct SupportedDescriptors;
@@ -672,6 +713,21 @@ mod tests {
         for n in 0..BlockRodLimits::LEN {
             assert_eq!(BlockRodLimits::decode(&l.encode()[..n]), None);
         }
+    }
+
+    #[test]
+    fn supported_commands_round_trip() {
+        let b = SupportedCommands::encode(&[(0x83, vec![0x00, 0x10]), (0x84, vec![0x07])]);
+        assert_eq!(b, [7, 0x83, 2, 0x00, 0x10, 0x84, 1, 0x07]);
+        let (cmds, cut) = SupportedCommands::decode(&b).unwrap();
+        assert_eq!((cmds, cut), (vec![(0x83, &[0x00, 0x10][..]), (0x84, &[0x07][..])], false));
+        // Every prefix: what arrived, flagged as cut short; never a panic.
+        for n in 1..b.len() {
+            let (cmds, cut) = SupportedCommands::decode(&b[..n]).unwrap();
+            assert!(cut, "prefix {n}");
+            assert_eq!(cmds.len(), [0, 0, 1, 1, 1, 1, 2][n - 1], "prefix {n}");
+        }
+        assert_eq!(SupportedCommands::decode(&[]), None);
     }
 
     #[test]
