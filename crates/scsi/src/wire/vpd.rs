@@ -529,6 +529,9 @@ impl BlockRodFeatures {
     }
 }
 
+/// One entry of 0001h Supported Commands: an operation code and its service actions.
+pub type CommandEntry<'a> = (u8, &'a [u8]);
+
 /// Descriptor 0001h Supported Commands: a 1-byte COMMANDS SUPPORTED LIST
 /// LENGTH, then per operation code the code, a 1-byte count and that many
 /// service actions.
@@ -554,7 +557,7 @@ impl SupportedCommands {
     /// The `(operation code, service actions)` entries (cut to what
     /// arrived; the flag tells whether the list or an entry was cut
     /// short); `None` for an empty body.
-    pub fn decode(b: &[u8]) -> Option<(Vec<(u8, &[u8])>, bool)> {
+    pub fn decode(b: &[u8]) -> Option<(Vec<CommandEntry<'_>>, bool)> {
         let (n, rest) = b.split_first()?;
         let n = usize::from(*n);
         let mut cut = n > rest.len();
