@@ -22,8 +22,8 @@
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use clap::Parser;
-use oxcopy_initiator::scsi::cdb;
 use oxcopy_initiator::{DataDir, Session, SessionConfig};
+use oxcopy_scsi::wire::cdb;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -213,7 +213,7 @@ async fn clear_unit_attentions(session: &Session, lun: u64) -> Result<()> {
             return Ok(());
         }
         match o.sense_info() {
-            Some(s) if s.key == oxcopy_initiator::scsi::sense_key::UNIT_ATTENTION => continue,
+            Some(s) if s.sense_key() == oxcopy_scsi::SenseKey::UNIT_ATTENTION => continue,
             s => bail!("TEST UNIT READY: status {:#04x}, {}", o.status, s.map_or("no sense".into(), |s| s.to_string())),
         }
     }

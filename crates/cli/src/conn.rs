@@ -8,8 +8,9 @@ use crate::sense;
 use crate::url::IscsiUrl;
 use crate::vpd::{self, BlockLimits};
 use bytes::Bytes;
-use oxcopy_initiator::scsi::sense_key;
 use oxcopy_initiator::{ChapAlgorithm, InitiatorError, LoginError, Session, SessionConfig};
+use oxcopy_scsi::wire::vpd::VpdPage;
+use oxcopy_scsi::SenseKey;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -141,15 +142,18 @@ impl Connector {
         if block_size == 0 || block_size % 512 != 0 || block_size > (1 << 20) {
             return Err(fail::connection(format!("{} reports an unusable block size of {block_size} bytes", where_())));
         }
-        let pages = fetch_vpd(&session, url.lun, 0x00).await.ok().map(|d| vpd::decode_supported_pages(&d).codes);
+        let pages = fetch_vpd(&session, url.lun, VpdPage::SUPPORTED_PAGES)
+            .await
+            .ok()
+            .map(|d| vpd::decode_supported_pages(&d).codes);
         let has = |p: u8| pages.as_ref().is_some_and(|l| l.contains(&p));
-        let limits = if has(0xb0) {
-            fetch_vpd(&session, url.lun, 0xb0).await.ok().map(|d| vpd::decode_block_limits(&d))
+        let limits = if has(VpdPage::BLOCK_LIMITS) {
+            fetch_vpd(&session, url.lun, VpdPage::BLOCK_LIMITS).await.ok().map(|d| vpd::decode_block_limits(&d))
         } else {
             None
         };
-        let tpc = if has(0x8f) {
-            fetch_vpd(&session, url.lun, 0x8f).await.ok().map(|d| vpd::decode_third_party_copy(&d))
+        let tpc = if has(VpdPage::THIRD_PARTY_COPY) {
+            fetch_vpd(&session, url.lun, VpdPage::THIRD_PARTY_COPY).await.ok().map(|d| vpd::decode_third_party_copy(&d))
         } else {
             None
         };
@@ -219,7 +223,7 @@ where
     let mut tries = 0;
     loop {
         match f().await {
-            Err(e) if tries < 3 && sense::sense_of(&e).is_some_and(|s| s.key == sense_key::UNIT_ATTENTION) => {
+            Err(e) if tries < 3 && sense::sense_of(&e).is_some_and(|s| s.sense_key() == SenseKey::UNIT_ATTENTION) => {
                 tries += 1;
             }
             other => return other,

@@ -2,8 +2,10 @@
 //! and Third-party Copy VPD page, as typed capabilities (for method
 //! selection and for splitting copies) and as one plain sentence.
 
-use crate::vpd::tpc::{kind, TpcBody};
+use crate::vpd::tpc::TpcBody;
 use crate::vpd::{code8, ThirdPartyCopy};
+use oxcopy_scsi::wire::vpd::TpcDescriptor as TpcType;
+use oxcopy_scsi::{Opcode, ServiceAction};
 use serde::Serialize;
 
 /// EXTENDED COPY as advertised.
@@ -99,13 +101,17 @@ impl OffloadCaps {
                 TpcBody::SupportedCommands { commands } => {
                     for c in commands {
                         for sa in &c.service_actions {
+                            const OUT: u8 = Opcode::THIRD_PARTY_COPY_OUT.0;
+                            const IN: u8 = Opcode::THIRD_PARTY_COPY_IN.0;
                             match (c.op, sa.value as u8) {
-                                (0x83, 0x00) => x.lid1 = true,
-                                (0x83, 0x01) => x.lid4 = true,
-                                (0x83, 0x10) => t.populate_token = true,
-                                (0x83, 0x11) => t.write_using_token = true,
-                                (0x84, 0x00) => x.receive_copy_status = true,
-                                (0x84, 0x07) => t.receive_rod_token_information = true,
+                                (OUT, ServiceAction::EXTENDED_COPY_LID1) => x.lid1 = true,
+                                (OUT, ServiceAction::EXTENDED_COPY_LID4) => x.lid4 = true,
+                                (OUT, ServiceAction::POPULATE_TOKEN) => t.populate_token = true,
+                                (OUT, ServiceAction::WRITE_USING_TOKEN) => t.write_using_token = true,
+                                (IN, ServiceAction::RECEIVE_COPY_STATUS_LID1) => x.receive_copy_status = true,
+                                (IN, ServiceAction::RECEIVE_ROD_TOKEN_INFORMATION) => {
+                                    t.receive_rod_token_information = true
+                                }
                                 _ => {}
                             }
                         }
@@ -145,7 +151,7 @@ impl OffloadCaps {
                     default_inactivity_timeout,
                     maximum_token_transfer_size,
                     optimal_transfer_count,
-                } if d.code == kind::BLOCK_DEVICE_ROD_LIMITS => {
+                } if d.code == TpcType::BLOCK_DEVICE_ROD_TOKEN_LIMITS => {
                     any_token_desc = true;
                     t.max_range_descriptors = *maximum_range_descriptors;
                     t.max_inactivity_timeout = *maximum_inactivity_timeout;

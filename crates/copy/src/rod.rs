@@ -78,7 +78,7 @@ pub enum TokenScope {
 }
 
 /// A range of blocks of a unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BlockRange {
     /// First block.
     pub lba: u64,

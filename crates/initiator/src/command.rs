@@ -1,23 +1,25 @@
 //! Values describing one SCSI command: data direction, outcome, residual.
+//! The status bytes are [`ScsiStatus`]'s, as the target's.
 
 use crate::error::{InitiatorError, Result};
 use crate::scsi::Sense;
 use bytes::Bytes;
+use oxcopy_scsi::ScsiStatus;
 
 /// SCSI status GOOD.
-pub const STATUS_GOOD: u8 = 0x00;
+pub const STATUS_GOOD: u8 = ScsiStatus::GOOD.0;
 /// SCSI status CHECK CONDITION (sense data describes the failure).
-pub const STATUS_CHECK_CONDITION: u8 = 0x02;
+pub const STATUS_CHECK_CONDITION: u8 = ScsiStatus::CHECK_CONDITION.0;
 /// SCSI status CONDITION MET.
-pub const STATUS_CONDITION_MET: u8 = 0x04;
+pub const STATUS_CONDITION_MET: u8 = ScsiStatus::CONDITION_MET.0;
 /// SCSI status BUSY.
-pub const STATUS_BUSY: u8 = 0x08;
+pub const STATUS_BUSY: u8 = ScsiStatus::BUSY.0;
 /// SCSI status RESERVATION CONFLICT.
-pub const STATUS_RESERVATION_CONFLICT: u8 = 0x18;
+pub const STATUS_RESERVATION_CONFLICT: u8 = ScsiStatus::RESERVATION_CONFLICT.0;
 /// SCSI status TASK SET FULL.
-pub const STATUS_TASK_SET_FULL: u8 = 0x28;
+pub const STATUS_TASK_SET_FULL: u8 = ScsiStatus::TASK_SET_FULL.0;
 /// SCSI status TASK ABORTED.
-pub const STATUS_TASK_ABORTED: u8 = 0x40;
+pub const STATUS_TASK_ABORTED: u8 = ScsiStatus::TASK_ABORTED.0;
 
 /// Direction and size of a command's data transfer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

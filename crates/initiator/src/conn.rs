@@ -3,14 +3,14 @@
 
 use crate::command::{Residual, ScsiOutcome};
 use crate::error::InitiatorError;
-use crate::session::{data_out_pdus, serial_lt, OutPdu, ScsiTask, Shared, Task, TaskKind};
+use crate::session::{data_out_pdus, OutPdu, ScsiTask, Shared, Task, TaskKind};
 use bytes::{Buf, Bytes, BytesMut};
 use oxcopy_iscsi::frame::{decode_frame, encode_frame, FrameError, FrameLimits};
 use oxcopy_iscsi::pdu::{
     bhs_itt, bhs_opcode, DataIn, Header, NopOut, Opcode, R2t, ScsiResponse, TmfFunction, TmfResponse, BHS_LEN,
     RESERVED_TAG,
 };
-use oxcopy_iscsi::Pdu;
+use oxcopy_iscsi::{serial, Pdu};
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::atomic::Ordering;
@@ -173,10 +173,10 @@ fn on_pdu(shared: &Arc<Shared>, pdu: Pdu) -> Result<(), String> {
                                 TmfFunction::ABORT_TASK_SET
                                 | TmfFunction::CLEAR_TASK_SET
                                 | TmfFunction::LOGICAL_UNIT_RESET => {
-                                    t.lun == tmf_lun && serial_lt(t.cmd_sn, tmf_cmd_sn)
+                                    t.lun == tmf_lun && serial::lt(t.cmd_sn, tmf_cmd_sn)
                                 }
                                 TmfFunction::TARGET_WARM_RESET | TmfFunction::TARGET_COLD_RESET => {
-                                    serial_lt(t.cmd_sn, tmf_cmd_sn)
+                                    serial::lt(t.cmd_sn, tmf_cmd_sn)
                                 }
                                 _ => false,
                             }

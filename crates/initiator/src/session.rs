@@ -12,7 +12,7 @@ use oxcopy_iscsi::pdu::{
     DataOut, Header, LogoutReason, LogoutRequest, LogoutResponseCode, NopOut, ScsiCommand, TaskAttr, TaskMgmtRequest,
     TextRequest, TmfFunction, TmfResponse, RESERVED_TAG,
 };
-use oxcopy_iscsi::{Pdu, SessionParams};
+use oxcopy_iscsi::{serial, Pdu, SessionParams};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -27,16 +27,6 @@ use tokio::time::{Instant, Sleep};
 /// Largest Text Response payload we reassemble (SendTargets of many targets
 /// fits easily; a target looping on continuations does not).
 const MAX_TEXT_RESPONSE: usize = 4 * 1024 * 1024;
-
-// ---------------------------------------------------------------------------
-// Serial number arithmetic (RFC 1982, 32-bit), used for CmdSN/StatSN.
-
-pub(crate) fn serial_lt(a: u32, b: u32) -> bool {
-    a != b && (b.wrapping_sub(a) as i32) > 0
-}
-pub(crate) fn serial_le(a: u32, b: u32) -> bool {
-    a == b || serial_lt(a, b)
-}
 
 // ---------------------------------------------------------------------------
 // Counters.
@@ -227,13 +217,13 @@ impl State {
     /// Accept ExpCmdSN/MaxCmdSN from a target PDU (RFC 7143 §4.2.2.1).
     /// Returns true when the window grew.
     pub(crate) fn update_window(&mut self, exp: u32, max: u32) -> bool {
-        if serial_lt(max, exp.wrapping_sub(1)) {
+        if serial::lt(max, exp.wrapping_sub(1)) {
             return false; // invalid pair: ignore
         }
-        if serial_lt(self.exp_cmd_sn, exp) {
+        if serial::lt(self.exp_cmd_sn, exp) {
             self.exp_cmd_sn = exp;
         }
-        if serial_lt(self.max_cmd_sn, max) {
+        if serial::lt(self.max_cmd_sn, max) {
             self.max_cmd_sn = max;
             return true;
         }
@@ -269,7 +259,7 @@ impl Shared {
     /// Acknowledge a status-bearing PDU: ExpStatSN = StatSN + 1 (never back).
     pub(crate) fn ack_stat_sn(&self, next: u32) {
         let cur = self.exp_stat_sn.load(Ordering::Relaxed);
-        if serial_lt(cur, next) {
+        if serial::lt(cur, next) {
             self.exp_stat_sn.store(next, Ordering::Relaxed);
         }
     }
@@ -312,7 +302,7 @@ impl Shared {
                 if st.closed.is_some() {
                     return Err(InitiatorError::ConnectionClosed);
                 }
-                if immediate || serial_le(st.cmd_sn, st.max_cmd_sn) {
+                if immediate || serial::le(st.cmd_sn, st.max_cmd_sn) {
                     let itt = match itt {
                         Some(i) => i,
                         None => st.alloc_itt(),

@@ -13,6 +13,7 @@
 //! - [`chap`]: CHAP digests, encodings and the target-side authenticator.
 //! - [`login`]: login state machines for the target and initiator roles.
 //! - [`discovery`]: SendTargets (build, split, reassemble, parse).
+//! - [`serial`]: RFC 1982 serial number arithmetic (CmdSN, StatSN, DataSN).
 //! - [`target`]: the target's full-feature phase (sequence numbers, R2T,
 //!   Data-In, task management, Text, Logout, keepalive and stall timers).
 //! - [`timeout`]: the target's timer settings and reasons for closing.
@@ -25,6 +26,7 @@ pub mod login;
 pub mod negotiate;
 pub mod params;
 pub mod pdu;
+pub mod serial;
 pub mod target;
 #[cfg(test)]
 mod target_tests;

@@ -174,9 +174,9 @@ fn put_at(buf: &mut BytesMut, offset: usize, data: &[u8]) {
     buf.extend_from_slice(&data[overlap..]);
 }
 
-/// `a < b` in 32-bit serial number arithmetic (RFC 1982).
+/// `a < b` in 32-bit serial number arithmetic (RFC 1982); see [`crate::serial`].
 pub fn sn_lt(a: u32, b: u32) -> bool {
-    a != b && b.wrapping_sub(a) < 0x8000_0000
+    crate::serial::lt(a, b)
 }
 
 /// The timer state of a connection whose driver started the timers.

@@ -3,25 +3,12 @@
 
 use crate::cdb::{be, byte};
 use crate::copy;
-use crate::designator::{
-    ASSOC_PORT, ASSOC_TARGET, CODE_SET_BINARY, CODE_SET_UTF8, PIV, PROTO_ISCSI, TYPE_RELATIVE_PORT, TYPE_SCSI_NAME,
-};
 use crate::exec::{CmdResult, Ctx, Done};
 use crate::lu::{LogicalUnit, MAX_TRANSFER_BYTES, OPTIMAL_TRANSFER_BYTES};
 use crate::sense::Sense;
+use crate::wire::vpd::{self, scsi_name, Association, CodeSet, Designation, DesignatorType, PROTOCOL_ISCSI};
 
-/// VPD page codes.
-pub struct VpdPage;
-
-impl VpdPage {
-    pub const SUPPORTED_PAGES: u8 = 0x00;
-    pub const UNIT_SERIAL_NUMBER: u8 = 0x80;
-    pub const DEVICE_IDENTIFICATION: u8 = 0x83;
-    pub const THIRD_PARTY_COPY: u8 = 0x8F;
-    pub const BLOCK_LIMITS: u8 = 0xB0;
-    pub const BLOCK_DEVICE_CHARACTERISTICS: u8 = 0xB1;
-    pub const LOGICAL_BLOCK_PROVISIONING: u8 = 0xB2;
-}
+pub use crate::wire::vpd::VpdPage;
 
 /// Version descriptors claimed: SAM-5, SPC-4, SBC-3, iSCSI.
 /// (libiscsi enables its SBC-3 checks on 04C0h.)
@@ -80,18 +67,18 @@ pub(crate) fn inquiry(ctx: &Ctx<'_>) -> CmdResult {
         return Ok(Done::data(standard(ctx.lu), alloc));
     }
     let data = match ctx.lu {
-        None if page == VpdPage::SUPPORTED_PAGES => vpd_page(NO_LU, page, vec![0x00]),
+        None if page == VpdPage::SUPPORTED_PAGES => vpd::page(NO_LU, page, vec![0x00]),
         None => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
         Some(lu) => match page {
-            VpdPage::SUPPORTED_PAGES => vpd_page(DISK, page, supported_pages(lu)),
-            VpdPage::UNIT_SERIAL_NUMBER => vpd_page(DISK, page, serial(lu)),
-            VpdPage::DEVICE_IDENTIFICATION => vpd_page(DISK, page, device_id(ctx, lu)),
-            VpdPage::BLOCK_LIMITS => vpd_page(DISK, page, block_limits(lu)),
-            VpdPage::BLOCK_DEVICE_CHARACTERISTICS => vpd_page(DISK, page, bdc()),
-            VpdPage::LOGICAL_BLOCK_PROVISIONING => vpd_page(DISK, page, lbp(lu)),
+            VpdPage::SUPPORTED_PAGES => vpd::page(DISK, page, supported_pages(lu)),
+            VpdPage::UNIT_SERIAL_NUMBER => vpd::page(DISK, page, serial(lu)),
+            VpdPage::DEVICE_IDENTIFICATION => vpd::page(DISK, page, device_id(ctx, lu)),
+            VpdPage::BLOCK_LIMITS => vpd::page(DISK, page, block_limits(lu)),
+            VpdPage::BLOCK_DEVICE_CHARACTERISTICS => vpd::page(DISK, page, bdc()),
+            VpdPage::LOGICAL_BLOCK_PROVISIONING => vpd::page(DISK, page, lbp(lu)),
             VpdPage::THIRD_PARTY_COPY if lu.third_party_copy() => {
                 match copy::vpd_third_party_copy(lu, &ctx.target.registry().rod(), ctx.target.commands()) {
-                    Some(body) => vpd_page(DISK, page, body),
+                    Some(body) => vpd::page(DISK, page, body),
                     None => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
                 }
             }
@@ -99,16 +86,6 @@ pub(crate) fn inquiry(ctx: &Ctx<'_>) -> CmdResult {
         },
     };
     Ok(Done::data(data, alloc))
-}
-
-/// Header (with a 2-byte PAGE LENGTH) + body.
-fn vpd_page(b0: u8, page: u8, body: Vec<u8>) -> Vec<u8> {
-    let mut d = Vec::with_capacity(4 + body.len());
-    d.push(b0);
-    d.push(page);
-    d.extend_from_slice(&u16::try_from(body.len()).unwrap_or(u16::MAX).to_be_bytes());
-    d.extend(body);
-    d
 }
 
 /// Page list, strictly ascending (Windows rejects anything else).
@@ -129,26 +106,6 @@ fn serial(lu: &LogicalUnit) -> Vec<u8> {
     lu.config().serial.bytes().take(252).map(|c| if (0x20..=0x7E).contains(&c) { c } else { b' ' }).collect()
 }
 
-/// Designator header: PROTOCOL IDENTIFIER/CODE SET, PIV/ASSOCIATION/TYPE.
-fn designator(out: &mut Vec<u8>, b0: u8, b1: u8, value: &[u8]) {
-    out.push(b0);
-    out.push(b1);
-    out.push(0);
-    out.push(u8::try_from(value.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(value);
-}
-
-/// A SCSI name string: UTF-8, null-terminated, padded to a multiple of 4,
-/// at most 256 bytes (SPC-4 §7.8.6.11).
-fn scsi_name(s: &str) -> Vec<u8> {
-    let mut v: Vec<u8> = s.bytes().filter(|&b| b != 0).take(252).collect();
-    v.push(0);
-    while v.len() % 4 != 0 {
-        v.push(0);
-    }
-    v
-}
-
 /// Relative target port identifier: the portal group tag (0 is reserved,
 /// so TPGT 0 is reported as port 1).
 pub(crate) fn relative_port(tpgt: u16) -> u16 {
@@ -157,20 +114,19 @@ pub(crate) fn relative_port(tpgt: u16) -> u16 {
 
 fn device_id(ctx: &Ctx<'_>, lu: &LogicalUnit) -> Vec<u8> {
     let mut d = Vec::new();
-    for (b0, b1, value) in lu.designators() {
-        designator(&mut d, b0, b1, &value);
+    for (code_set, assoc_type, value) in lu.designators() {
+        Designation { code_set, assoc_type, value: &value }.encode_into(&mut d);
     }
     let tpgt = ctx.req.nexus.tpgt;
-    let rel = relative_port(tpgt).to_be_bytes();
-    designator(&mut d, PROTO_ISCSI | CODE_SET_BINARY, PIV | ASSOC_PORT | TYPE_RELATIVE_PORT, &[0, 0, rel[0], rel[1]]);
+    let [hi, lo] = relative_port(tpgt).to_be_bytes();
     let name = ctx.target.name();
-    designator(
-        &mut d,
-        PROTO_ISCSI | CODE_SET_UTF8,
-        PIV | ASSOC_PORT | TYPE_SCSI_NAME,
-        &scsi_name(&format!("{name},t,0x{tpgt:04x}")),
-    );
-    designator(&mut d, PROTO_ISCSI | CODE_SET_UTF8, PIV | ASSOC_TARGET | TYPE_SCSI_NAME, &scsi_name(name));
+    let iscsi = |code_set, association, ty, value: &[u8], out: &mut Vec<u8>| {
+        Designation::new(Some(PROTOCOL_ISCSI), code_set, association, ty, value).encode_into(out)
+    };
+    iscsi(CodeSet::BINARY, Association::TARGET_PORT, DesignatorType::RELATIVE_TARGET_PORT, &[0, 0, hi, lo], &mut d);
+    let port_name = scsi_name(&format!("{name},t,0x{tpgt:04x}"));
+    iscsi(CodeSet::UTF8, Association::TARGET_PORT, DesignatorType::SCSI_NAME, &port_name, &mut d);
+    iscsi(CodeSet::UTF8, Association::TARGET_DEVICE, DesignatorType::SCSI_NAME, &scsi_name(name), &mut d);
     d
 }
 
@@ -225,10 +181,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scsi_name_padding() {
-        assert_eq!(scsi_name("iqn"), b"iqn\0".to_vec());
-        assert_eq!(scsi_name("iqn.x"), b"iqn.x\0\0\0".to_vec());
-        assert_eq!(scsi_name(&"a".repeat(400)).len(), 256);
+    fn relative_port_is_never_zero() {
         assert_eq!(relative_port(0), 1);
         assert_eq!(relative_port(7), 7);
     }

@@ -16,14 +16,15 @@
 //! by access rights) that owns the [`copy`] manager's records and the
 //! [`metrics`]; `reservation` and `pr` hold SPC-2 and persistent
 //! reservations, [`provisioning`] UNMAP / WRITE SAME / GET LBA STATUS, `caw`
-//! COMPARE AND WRITE and ORWRITE.
+//! COMPARE AND WRITE and ORWRITE. [`wire`] is the bottom layer: the SCSI
+//! byte layouts (CDBs, sense, VPD and copy parameter lists) shared with the
+//! initiator side.
 
 mod caw;
 mod cdb;
 mod commands;
 pub mod copy;
 mod defect;
-mod designator;
 mod exec;
 pub mod inquiry;
 pub mod lu;
@@ -38,10 +39,10 @@ pub mod registry;
 mod reservation;
 pub mod result;
 pub mod sbc;
-pub mod sense;
 pub mod spc;
 pub mod target;
 mod ua;
+pub mod wire;
 
 #[cfg(test)]
 mod testing;
@@ -50,7 +51,7 @@ mod tests;
 #[cfg(test)]
 mod tests_disk;
 
-pub use cdb::{DataDir, Opcode, ServiceAction};
+pub use cdb::DataDir;
 pub use exec::Request;
 pub use lu::{LogicalUnit, LuConfig, Provisioning, MAX_TRANSFER_BYTES};
 pub use lun::{decode_lun, encode_lun, MAX_LUN};
@@ -61,5 +62,6 @@ pub use oxcopy_copy::{LockMode, RangeGuard, RangeLocks, Unit, WriteHook};
 pub use registry::{AccessList, LuRegistry, Resolution, ResolvedLu};
 pub use reservation::{PrStateError, PrStore, PrType, MAX_REGISTRATIONS};
 pub use result::{CommandResult, ScsiStatus};
-pub use sense::{Asc, Sense, SenseKey, SenseKeySpecific};
 pub use target::{command_info, CommandInfo, ScsiTarget, TmfResult};
+pub use wire::cdb::{Opcode, ServiceAction};
+pub use wire::sense::{self as sense, Asc, Sense, SenseData, SenseKey, SenseKeySpecific};

@@ -1,12 +1,12 @@
 //! A logical unit: a block device over a [`Storage`] backend plus the state
 //! SPC/SBC attach to it (mode parameters, unit attentions, range locks).
 
-use crate::designator::{ASSOC_LU, CODE_SET_BINARY, TYPE_NAA};
 use crate::mode::ModeState;
 use crate::nexus::Nexus;
 use crate::reservation::{PrStateError, PrStore, Reservations};
 use crate::sense::Asc;
 use crate::ua::UnitAttentions;
+use crate::wire::vpd::{Association, CodeSet, Designation, DesignatorType};
 use oxcopy_copy::{RangeLocks, Unit, UnitId, WriteHook};
 use oxcopy_storage::{Capabilities, Storage, StorageError};
 use parking_lot::RwLock;
@@ -149,7 +149,9 @@ impl LogicalUnit {
     /// what identifies the LU wherever it is reached, and what EXTENDED COPY
     /// identification CSCDs are matched against (through the registry).
     pub(crate) fn designators(&self) -> Vec<(u8, u8, Vec<u8>)> {
-        vec![(CODE_SET_BINARY, ASSOC_LU | TYPE_NAA, self.naa().to_vec())]
+        let id = self.naa();
+        let naa = Designation::new(None, CodeSet::BINARY, Association::LOGICAL_UNIT, DesignatorType::NAA, &id);
+        vec![(naa.code_set, naa.assoc_type, naa.value.to_vec())]
     }
 
     /// MAXIMUM TRANSFER LENGTH in blocks of this LU.

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use oxcopy_initiator::odx::{BlockRange, PopulateToken, WriteUsingToken, TOKEN_LEN};
 use oxcopy_initiator::Session;
+use oxcopy_scsi::wire::vpd;
 use std::time::{Duration, Instant};
 
 /// ODX benchmark client.
@@ -114,11 +115,15 @@ fn ranges(lba: u64, blocks: u64, max: u64) -> Vec<BlockRange> {
 
 /// MAXIMUM TOKEN TRANSFER SIZE (blocks; `u64::MAX` when not reported) from VPD 8Fh/0000h.
 async fn max_token_blocks(s: &Session, lun: u64) -> Result<u64> {
-    let p = s.inquiry(lun, true, 0x8F, 255).await?;
-    if p.len() < 40 || p[4..8] != [0, 0, 0, 0x20] {
+    let p = s.inquiry(lun, true, vpd::VpdPage::THIRD_PARTY_COPY, 255).await?;
+    let Some(l) = vpd::tpc_descriptors(&p)
+        .next()
+        .filter(|(ty, _)| *ty == vpd::TpcDescriptor::BLOCK_DEVICE_ROD_TOKEN_LIMITS)
+        .and_then(|(_, body)| vpd::BlockRodLimits::decode(body))
+    else {
         bail!("VPD 8Fh does not start with the ROD token limits descriptor");
-    }
-    let m = u64::from_be_bytes(p[24..32].try_into().expect("8 bytes"));
+    };
+    let m = l.max_token_transfer_size;
     Ok(if m == 0 { u64::MAX } else { m })
 }
 

@@ -8,20 +8,28 @@ use crate::offload::OffloadCaps;
 use crate::sense;
 use crate::url::parse_iscsi_url;
 use crate::vpd::{self, render::render, vpd_page_name};
+use oxcopy_scsi::wire::vpd::VpdPage;
 use serde_json::{json, Map, Value};
 
 /// Pages decoded, in display order (all of them if listed by page 00h).
-const PAGES: [u8; 6] = [0x80, 0x83, 0xb0, 0xb1, 0xb2, 0x8f];
+const PAGES: [u8; 6] = [
+    VpdPage::UNIT_SERIAL_NUMBER,
+    VpdPage::DEVICE_IDENTIFICATION,
+    VpdPage::BLOCK_LIMITS,
+    VpdPage::BLOCK_DEVICE_CHARACTERISTICS,
+    VpdPage::LOGICAL_BLOCK_PROVISIONING,
+    VpdPage::THIRD_PARTY_COPY,
+];
 
 fn decode(page: u8, d: &[u8]) -> anyhow::Result<Value> {
     Ok(match page {
-        0x00 => serde_json::to_value(vpd::decode_supported_pages(d))?,
-        0x80 => serde_json::to_value(vpd::decode_unit_serial_number(d))?,
-        0x83 => serde_json::to_value(vpd::decode_device_identification(d))?,
-        0xb0 => serde_json::to_value(vpd::decode_block_limits(d))?,
-        0xb1 => serde_json::to_value(vpd::decode_block_device_characteristics(d))?,
-        0xb2 => serde_json::to_value(vpd::decode_logical_block_provisioning(d))?,
-        0x8f => serde_json::to_value(vpd::decode_third_party_copy(d))?,
+        VpdPage::SUPPORTED_PAGES => serde_json::to_value(vpd::decode_supported_pages(d))?,
+        VpdPage::UNIT_SERIAL_NUMBER => serde_json::to_value(vpd::decode_unit_serial_number(d))?,
+        VpdPage::DEVICE_IDENTIFICATION => serde_json::to_value(vpd::decode_device_identification(d))?,
+        VpdPage::BLOCK_LIMITS => serde_json::to_value(vpd::decode_block_limits(d))?,
+        VpdPage::BLOCK_DEVICE_CHARACTERISTICS => serde_json::to_value(vpd::decode_block_device_characteristics(d))?,
+        VpdPage::LOGICAL_BLOCK_PROVISIONING => serde_json::to_value(vpd::decode_logical_block_provisioning(d))?,
+        VpdPage::THIRD_PARTY_COPY => serde_json::to_value(vpd::decode_third_party_copy(d))?,
         _ => json!({ "data": vpd::hex(d) }),
     })
 }
@@ -39,7 +47,7 @@ pub async fn inspect(conn: &Connector, url: &str, json_out: bool) -> anyhow::Res
 
     let mut pages = Map::new();
     let mut tpc = None;
-    let listed = match fetch_vpd(&s, lun, 0x00).await {
+    let listed = match fetch_vpd(&s, lun, VpdPage::SUPPORTED_PAGES).await {
         Ok(d) => {
             let p = vpd::decode_supported_pages(&d);
             pages.insert("00h".into(), serde_json::to_value(&p)?);
@@ -56,7 +64,7 @@ pub async fn inspect(conn: &Connector, url: &str, json_out: bool) -> anyhow::Res
         }
         let v = match fetch_vpd(&s, lun, page).await {
             Ok(d) => {
-                if page == 0x8f {
+                if page == VpdPage::THIRD_PARTY_COPY {
                     tpc = Some(vpd::decode_third_party_copy(&d));
                 }
                 decode(page, &d)?

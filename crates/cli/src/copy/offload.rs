@@ -12,6 +12,7 @@
 
 use crate::sense;
 use oxcopy_initiator::InitiatorError;
+use oxcopy_scsi::SenseKey;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -93,7 +94,10 @@ pub fn list_id() -> u32 {
 
 /// Whether an error says the copy manager does not (yet) know the list id.
 pub fn unknown_list_id(e: &InitiatorError) -> bool {
-    sense::sense_of(e).is_some_and(|s| s.key == 0x5 && matches!(s.asc, 0x24 | 0x26))
+    sense::sense_of(e).is_some_and(|s| {
+        s.sense_key() == SenseKey::ILLEGAL_REQUEST && matches!(s.asc, 0x24 | 0x26)
+        // INVALID FIELD IN CDB / PARAMETER LIST
+    })
 }
 
 /// Poll bookkeeping for one copy command.

@@ -15,6 +15,7 @@ use crate::sense;
 use oxcopy_initiator::odx::{BlockRange, PopulateToken, RodTokenInfo, WriteUsingToken, TOKEN_LEN};
 use oxcopy_initiator::plan::{plan_tokens, ranges, TokenLimits};
 use oxcopy_initiator::Sense;
+use oxcopy_scsi::wire::rod::CopyOpStatus;
 use std::time::{Duration, Instant};
 
 /// A ROD token.
@@ -29,29 +30,12 @@ pub fn limits(l: &IscsiLun) -> TokenLimits {
     TokenLimits { max_range_descriptors: t.max_range_descriptors, max_token_transfer_size: t.max_token_transfer_size }
 }
 
-/// COPY OPERATION STATUS in words.
-fn status_name(s: u8) -> &'static str {
-    match s {
-        0x01 => "completed without errors",
-        0x02 => "completed with errors",
-        0x03 => "completed without errors, partial ROD token usage",
-        0x04 => "completed without errors, residual data",
-        0x10..=0x12 => "in progress",
-        0x60 => "terminated",
-        _ => "unknown status",
-    }
-}
-
-fn is_success(s: u8) -> bool {
-    matches!(s, 0x01 | 0x03 | 0x04)
-}
-
 /// Why a finished operation failed, from its RRTI.
 fn failure(what: &str, info: &RodTokenInfo) -> String {
     let sense = Sense::parse(&info.sense).map(|s| sense::describe(&s));
     match sense {
-        Some(s) => format!("{what} {} ({:02X}h): {s}", status_name(info.status), info.status),
-        None => format!("{what} {} ({:02X}h)", status_name(info.status), info.status),
+        Some(s) => format!("{what} {} ({:02X}h): {s}", CopyOpStatus(info.status).name(), info.status),
+        None => format!("{what} {} ({:02X}h)", CopyOpStatus(info.status).name(), info.status),
     }
 }
 
@@ -130,7 +114,7 @@ pub async fn populate(
         return Err(format!("{what}: {}", sense::describe_outcome(&o)));
     }
     let info = wait(l, list_id, &what, report, |_| {}).await?;
-    if !is_success(info.status) {
+    if !CopyOpStatus(info.status).is_success() {
         return Err(failure(&what, &info));
     }
     report.tokens += 1;
@@ -225,7 +209,7 @@ pub async fn write(
             }
         })
         .await?;
-        if !is_success(info.status) {
+        if !CopyOpStatus(info.status).is_success() {
             return Err(failure(&what, &info));
         }
         rod_off += blocks;

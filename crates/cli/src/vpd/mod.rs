@@ -18,34 +18,7 @@ pub use pages::{
 };
 pub use tpc::{decode_third_party_copy, ThirdPartyCopy};
 
-/// Bounds-checked big-endian reads.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Buf<'a>(pub &'a [u8]);
-
-impl<'a> Buf<'a> {
-    pub fn u8(&self, i: usize) -> Option<u8> {
-        self.0.get(i).copied()
-    }
-    pub fn u16(&self, i: usize) -> Option<u16> {
-        Some(u16::from_be_bytes(self.0.get(i..i.checked_add(2)?)?.try_into().ok()?))
-    }
-    pub fn u32(&self, i: usize) -> Option<u32> {
-        Some(u32::from_be_bytes(self.0.get(i..i.checked_add(4)?)?.try_into().ok()?))
-    }
-    pub fn u64(&self, i: usize) -> Option<u64> {
-        Some(u64::from_be_bytes(self.0.get(i..i.checked_add(8)?)?.try_into().ok()?))
-    }
-    pub fn bit(&self, i: usize, bit: u8) -> Option<bool> {
-        self.u8(i).map(|b| b & (1 << bit) != 0)
-    }
-    pub fn slice(&self, i: usize, n: usize) -> Option<&'a [u8]> {
-        self.0.get(i..i.checked_add(n)?)
-    }
-    /// From `i` to the end (empty when past it).
-    pub fn tail(&self, i: usize) -> &'a [u8] {
-        self.0.get(i..).unwrap_or(&[])
-    }
-}
+pub(crate) use oxcopy_scsi::wire::Fields;
 
 /// Lower-case hex with no separators.
 pub fn hex(b: &[u8]) -> String {
@@ -77,15 +50,7 @@ pub fn ascii(b: &[u8]) -> String {
     s.trim_end_matches(['.', ' ']).trim_start().to_string()
 }
 
-/// The page body: bytes 4.. up to PAGE LENGTH (2-byte, bytes 2-3), clipped
-/// to what was received. Returns (body, truncated).
-pub(crate) fn page_body(d: &[u8]) -> (&[u8], bool) {
-    let b = Buf(d);
-    let declared = b.u16(2).unwrap_or(0) as usize;
-    let avail = d.len().saturating_sub(4);
-    let body = b.tail(4);
-    (&body[..declared.min(avail)], d.len() < 4 || declared > avail)
-}
+pub(crate) use oxcopy_scsi::wire::vpd::page_body;
 
 /// Name of a peripheral device type.
 pub fn device_type_name(t: u8) -> &'static str {
@@ -139,7 +104,7 @@ mod tests {
 
     #[test]
     fn buf_bounds() {
-        let b = Buf(&[1, 2, 3]);
+        let b = Fields(&[1, 2, 3]);
         assert_eq!(b.u16(1), Some(0x0203));
         assert_eq!(b.u16(2), None);
         assert_eq!(b.u32(0), None);

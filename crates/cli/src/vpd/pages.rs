@@ -1,6 +1,8 @@
 //! Standard INQUIRY data and the VPD pages 00h, 80h, 83h, B0h, B1h, B2h.
 
-use super::{ascii, code16, code8, device_type_name, hex, page_body, vpd_page_name, Buf};
+use oxcopy_scsi::wire::vpd::{self, Association, CodeSet, DesignatorType};
+
+use super::{ascii, code16, code8, device_type_name, hex, page_body, vpd_page_name, Fields};
 use serde::Serialize;
 
 /// Standard INQUIRY data (SPC-4 §6.6.2).
@@ -61,7 +63,7 @@ fn version_descriptor_name(v: u16) -> &'static str {
 
 /// Decode standard INQUIRY data.
 pub fn decode_standard_inquiry(d: &[u8]) -> StandardInquiry {
-    let b = Buf(d);
+    let b = Fields(d);
     let declared = b.u8(4).map(|n| n as usize + 5).unwrap_or(5);
     let g = |i: usize| b.u8(i).unwrap_or(0);
     let bit = |i: usize, n: u8| g(i) & (1 << n) != 0;
@@ -198,53 +200,43 @@ fn protocol_name(p: u8) -> &'static str {
 
 /// Decode VPD 83h.
 pub fn decode_device_identification(d: &[u8]) -> DeviceIdentification {
-    let (body, mut truncated) = page_body(d);
-    let mut designators = Vec::new();
-    let mut rest = body;
-    while !rest.is_empty() {
-        let b = Buf(rest);
-        let (Some(b0), Some(b1), Some(len)) = (b.u8(0), b.u8(1), b.u8(3)) else {
-            truncated = true;
-            break;
-        };
-        let Some(value) = b.slice(4, len as usize) else {
-            truncated = true;
-            break;
-        };
-        let code_set = b0 & 0x0f;
-        let piv = b1 & 0x80 != 0;
-        let assoc = (b1 >> 4) & 3;
-        let dtype = b1 & 0x0f;
-        let text = matches!(code_set, 2 | 3);
-        let shown = match dtype {
-            _ if text => value.iter().take_while(|&&c| c != 0).map(|&c| c as char).collect(),
-            3 => format!("naa.{}", hex(value)),
-            2 => format!("eui.{}", hex(value)),
-            4..=6 if value.len() == 4 => u32::from_be_bytes([value[0], value[1], value[2], value[3]]).to_string(),
-            _ => format!("0x{}", hex(value)),
-        };
-        designators.push(Designator {
-            designator_type: format!("{dtype} {}", designator_type_name(dtype)),
-            association: match assoc {
-                0 => "logical unit",
-                1 => "target port",
-                2 => "target device",
-                _ => "reserved",
-            },
-            code_set: match code_set {
-                1 => "binary",
-                2 => "ASCII",
-                3 => "UTF-8",
-                _ => "reserved",
-            },
-            protocol: (piv && (assoc == 1 || assoc == 2)).then(|| protocol_name(b0 >> 4)),
-            length: len,
-            value: shown,
-            hex: hex(value),
-        });
-        rest = &rest[4 + len as usize..];
-    }
-    DeviceIdentification { designators, truncated }
+    let (body, truncated) = page_body(d);
+    let mut used = 0;
+    let designators = vpd::designations(d)
+        .map(|des| {
+            used += 4 + des.value.len();
+            let (value, dtype, code_set) = (des.value, des.designator_type(), des.code_set & 0x0f);
+            let text = matches!(code_set, CodeSet::ASCII | CodeSet::UTF8);
+            let shown = match dtype {
+                _ if text => value.iter().take_while(|&&c| c != 0).map(|&c| c as char).collect(),
+                DesignatorType::NAA => format!("naa.{}", hex(value)),
+                DesignatorType::EUI64 => format!("eui.{}", hex(value)),
+                4..=6 if value.len() == 4 => u32::from_be_bytes([value[0], value[1], value[2], value[3]]).to_string(),
+                _ => format!("0x{}", hex(value)),
+            };
+            Designator {
+                designator_type: format!("{dtype} {}", designator_type_name(dtype)),
+                association: match des.association() {
+                    Association::LOGICAL_UNIT => "logical unit",
+                    Association::TARGET_PORT => "target port",
+                    Association::TARGET_DEVICE => "target device",
+                    _ => "reserved",
+                },
+                code_set: match code_set {
+                    CodeSet::BINARY => "binary",
+                    CodeSet::ASCII => "ASCII",
+                    CodeSet::UTF8 => "UTF-8",
+                    _ => "reserved",
+                },
+                protocol: des.protocol().map(protocol_name),
+                length: value.len() as u8,
+                value: shown,
+                hex: hex(value),
+            }
+        })
+        .collect();
+    // A descriptor cut short ends the walk: the page is truncated.
+    DeviceIdentification { designators, truncated: truncated || used < body.len() }
 }
 
 /// VPD B0h Block Limits (SBC-4 §6.6.4). `None` = past the end of the page.
@@ -277,7 +269,7 @@ pub fn decode_block_limits(d: &[u8]) -> BlockLimits {
     // Offsets below are page offsets (header included).
     let mut page = vec![0u8; 4];
     page.extend_from_slice(body);
-    let b = Buf(&page);
+    let b = Fields(&page);
     BlockLimits {
         write_same_non_zero: b.bit(4, 0),
         maximum_compare_and_write_length: b.u8(5),
@@ -318,7 +310,7 @@ pub struct BlockDeviceCharacteristics {
 /// Decode VPD B1h.
 pub fn decode_block_device_characteristics(d: &[u8]) -> BlockDeviceCharacteristics {
     let (body, truncated) = page_body(d);
-    let b = Buf(body);
+    let b = Fields(body);
     BlockDeviceCharacteristics {
         medium_rotation_rate: b.u16(0).map(|r| match r {
             0 => "not reported".to_string(),
@@ -370,7 +362,7 @@ pub struct LogicalBlockProvisioning {
 /// Decode VPD B2h.
 pub fn decode_logical_block_provisioning(d: &[u8]) -> LogicalBlockProvisioning {
     let (body, truncated) = page_body(d);
-    let b = Buf(body);
+    let b = Fields(body);
     LogicalBlockProvisioning {
         threshold_exponent: b.u8(0),
         lbpu: b.bit(1, 7),

@@ -5,22 +5,12 @@
 //! Layout: `B0 qualifier|PDT, B1 8Fh, B2-3 PAGE LENGTH, B4..` descriptors,
 //! each `B0-1 DESCRIPTOR TYPE, B2-3 DESCRIPTOR LENGTH (bytes after B3), body`.
 
-use super::{code16, code32, code8, hex, page_body, Buf};
+use super::{code16, code32, code8, hex, page_body, Fields};
+use oxcopy_scsi::wire::vpd::{
+    BlockRodFeatures, BlockRodLimits, GeneralCopyOperations, ParameterData, RodTokenFeatures, RodTypeEntry,
+    SupportedCommands, SupportedCscdIds, SupportedDescriptors, TpcDescriptor as TpcType,
+};
 use serde::Serialize;
-
-/// Descriptor type codes.
-pub mod kind {
-    pub const BLOCK_DEVICE_ROD_LIMITS: u16 = 0x0000;
-    pub const SUPPORTED_COMMANDS: u16 = 0x0001;
-    pub const PARAMETER_DATA: u16 = 0x0004;
-    pub const SUPPORTED_DESCRIPTORS: u16 = 0x0008;
-    pub const SUPPORTED_CSCD_IDS: u16 = 0x000C;
-    pub const ROD_TOKEN_FEATURES: u16 = 0x0106;
-    pub const SUPPORTED_ROD_TYPES: u16 = 0x0108;
-    pub const GENERAL_COPY_OPERATIONS: u16 = 0x8001;
-    pub const STREAM_COPY_OPERATIONS: u16 = 0x9101;
-    pub const HELD_DATA: u16 = 0xC001;
-}
 
 /// The decoded page.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -156,17 +146,17 @@ pub enum TpcBody {
 /// Name of a descriptor type.
 pub fn descriptor_name(t: u16) -> &'static str {
     match t {
-        kind::BLOCK_DEVICE_ROD_LIMITS => "Block Device ROD Token Limits",
-        kind::SUPPORTED_COMMANDS => "Supported Commands",
-        kind::PARAMETER_DATA => "Parameter Data",
-        kind::SUPPORTED_DESCRIPTORS => "Supported Descriptors",
-        kind::SUPPORTED_CSCD_IDS => "Supported CSCD Descriptor IDs",
+        TpcType::BLOCK_DEVICE_ROD_TOKEN_LIMITS => "Block Device ROD Token Limits",
+        TpcType::SUPPORTED_COMMANDS => "Supported Commands",
+        TpcType::PARAMETER_DATA => "Parameter Data",
+        TpcType::SUPPORTED_DESCRIPTORS => "Supported Descriptors",
+        TpcType::SUPPORTED_CSCD_IDS => "Supported CSCD Descriptor IDs",
         0x000D => "Copy Group Identifier",
-        kind::ROD_TOKEN_FEATURES => "ROD Token Features",
-        kind::SUPPORTED_ROD_TYPES => "Supported ROD Types",
-        kind::GENERAL_COPY_OPERATIONS => "General Copy Operations",
-        kind::STREAM_COPY_OPERATIONS => "Stream Copy Operations",
-        kind::HELD_DATA => "Held Data",
+        TpcType::ROD_TOKEN_FEATURES => "ROD Token Features",
+        TpcType::SUPPORTED_ROD_TYPES => "Supported ROD Types",
+        TpcType::GENERAL_COPY_OPERATIONS => "General Copy Operations",
+        TpcType::STREAM_COPY_OPERATIONS => "Stream Copy Operations",
+        TpcType::HELD_DATA => "Held Data",
         _ => "unknown",
     }
 }
@@ -290,7 +280,7 @@ pub fn decode_third_party_copy(d: &[u8]) -> ThirdPartyCopy {
     let mut descriptors = Vec::new();
     let mut rest = body;
     while !rest.is_empty() {
-        let b = Buf(rest);
+        let b = Fields(rest);
         let (Some(code), Some(len)) = (b.u16(0), b.u16(2)) else {
             truncated = true;
             break;
@@ -322,7 +312,7 @@ pub fn decode_third_party_copy(d: &[u8]) -> ThirdPartyCopy {
 
 /// Decode one descriptor (`d` = the whole descriptor, header included).
 fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
-    let b = Buf(d);
+    let b = Fields(d);
     let short = |need: usize, truncated: &mut bool| {
         *truncated = true;
         TpcBody::Truncated {
@@ -331,120 +321,86 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
         }
     };
     match code {
-        kind::BLOCK_DEVICE_ROD_LIMITS => {
-            let (Some(r), Some(mi), Some(di), Some(mt), Some(oc)) =
-                (b.u16(10), b.u32(12), b.u32(16), b.u64(20), b.u64(28))
-            else {
+        TpcType::BLOCK_DEVICE_ROD_TOKEN_LIMITS => {
+            let Some(l) = BlockRodLimits::decode(b.tail(4)) else {
                 return short(36, truncated);
             };
             TpcBody::BlockDeviceRodLimits {
-                maximum_range_descriptors: r,
-                maximum_inactivity_timeout: mi,
-                default_inactivity_timeout: di,
-                maximum_token_transfer_size: mt,
-                optimal_transfer_count: oc,
+                maximum_range_descriptors: l.max_range_descriptors,
+                maximum_inactivity_timeout: l.max_inactivity_timeout,
+                default_inactivity_timeout: l.default_inactivity_timeout,
+                maximum_token_transfer_size: l.max_token_transfer_size,
+                optimal_transfer_count: l.optimal_transfer_count,
             }
         }
-        kind::SUPPORTED_COMMANDS => {
-            let Some(list_len) = b.u8(4) else { return short(5, truncated) };
-            let avail = b.tail(5);
-            if list_len as usize > avail.len() {
-                *truncated = true;
-            }
-            let mut list = &avail[..(list_len as usize).min(avail.len())];
-            let mut commands = Vec::new();
-            while let [op, n, tail @ ..] = list {
-                let take = (*n as usize).min(tail.len());
-                if take < *n as usize {
-                    *truncated = true;
-                }
-                commands.push(SupportedCommand {
-                    opcode: code8(*op),
-                    name: opcode_name(*op),
-                    service_actions: tail[..take]
+        TpcType::SUPPORTED_COMMANDS => {
+            let Some((list, cut)) = SupportedCommands::decode(b.tail(4)) else { return short(5, truncated) };
+            *truncated |= cut;
+            let commands = list
+                .into_iter()
+                .map(|(op, sas)| SupportedCommand {
+                    opcode: code8(op),
+                    name: opcode_name(op),
+                    service_actions: sas
                         .iter()
-                        .map(|&sa| CodeName { code: code8(sa), name: command_name(*op, sa), value: sa as u32 })
+                        .map(|&sa| CodeName { code: code8(sa), name: command_name(op, sa), value: sa as u32 })
                         .collect(),
-                    op: *op,
-                });
-                list = &tail[take..];
-            }
-            if list.len() == 1 {
-                *truncated = true;
-            }
+                    op,
+                })
+                .collect();
             TpcBody::SupportedCommands { commands }
         }
-        kind::PARAMETER_DATA => {
-            let (Some(c), Some(s), Some(l), Some(i)) = (b.u16(8), b.u16(10), b.u32(12), b.u32(16)) else {
+        TpcType::PARAMETER_DATA => {
+            let Some(p) = ParameterData::decode(b.tail(4)) else {
                 return short(20, truncated);
             };
             TpcBody::ParameterData {
-                maximum_cscd_descriptor_count: c,
-                maximum_segment_descriptor_count: s,
-                maximum_descriptor_list_length: l,
-                maximum_inline_data_length: i,
+                maximum_cscd_descriptor_count: p.max_cscd_descriptors,
+                maximum_segment_descriptor_count: p.max_segment_descriptors,
+                maximum_descriptor_list_length: p.max_descriptor_list_length,
+                maximum_inline_data_length: p.max_inline_data_length,
             }
         }
-        kind::SUPPORTED_DESCRIPTORS => {
-            let Some(n) = b.u8(4) else { return short(5, truncated) };
-            let avail = b.tail(5);
-            if n as usize > avail.len() {
-                *truncated = true;
-            }
-            let descriptors = avail[..(n as usize).min(avail.len())]
+        TpcType::SUPPORTED_DESCRIPTORS => {
+            let Some((codes, cut)) = SupportedDescriptors::decode(b.tail(4)) else { return short(5, truncated) };
+            *truncated |= cut;
+            let descriptors = codes
                 .iter()
                 .map(|&c| CodeName { code: code8(c), name: descriptor_code_name(c), value: c as u32 })
                 .collect();
             TpcBody::SupportedDescriptors { descriptors }
         }
-        kind::SUPPORTED_CSCD_IDS => {
-            let Some(n) = b.u16(4) else { return short(6, truncated) };
-            let avail = b.tail(6);
-            if n as usize > avail.len() || n % 2 == 1 {
-                *truncated = true;
-            }
-            let cscd_ids = avail[..(n as usize).min(avail.len())]
-                .chunks_exact(2)
-                .map(|c| {
-                    let id = u16::from_be_bytes([c[0], c[1]]);
-                    CodeName { code: code16(id), name: cscd_id_name(id), value: id as u32 }
-                })
+        TpcType::SUPPORTED_CSCD_IDS => {
+            let Some((ids, cut)) = SupportedCscdIds::decode(b.tail(4)) else { return short(6, truncated) };
+            *truncated |= cut;
+            let cscd_ids = ids
+                .into_iter()
+                .map(|id| CodeName { code: code16(id), name: cscd_id_name(id), value: id as u32 })
                 .collect();
             TpcBody::SupportedCscdIds { cscd_ids }
         }
-        kind::ROD_TOKEN_FEATURES => {
-            let (Some(rt), Some(min), Some(max), Some(inact), Some(flen)) =
-                (b.u8(4), b.u32(16), b.u32(20), b.u32(24), b.u16(46))
-            else {
+        TpcType::ROD_TOKEN_FEATURES => {
+            let Some((t, mut list, cut)) = RodTokenFeatures::decode(b.tail(4)) else {
                 return short(48, truncated);
             };
-            let avail = b.tail(48);
-            if flen as usize > avail.len() {
-                *truncated = true;
-            }
-            let mut list = &avail[..(flen as usize).min(avail.len())];
+            *truncated |= cut;
             let mut device_type_features = Vec::new();
             while list.len() >= 4 {
-                let f = Buf(list);
                 let pdt = list[0] & 0x1f;
-                let dlen = f.u16(2).unwrap_or(0) as usize;
+                let dlen = Fields(list).u16(2).unwrap_or(0) as usize;
                 let whole = (4 + dlen).min(list.len());
                 if 4 + dlen > list.len() {
                     *truncated = true;
                 }
-                let fd = Buf(&list[..whole]);
-                let block = match (fd.u16(6), fd.u64(8), fd.u64(16), fd.u64(24), fd.u64(32)) {
-                    (Some(g), Some(mb), Some(ob), Some(tt), Some(ft)) if pdt == 0 => Some(RodDeviceFeatures::Block {
-                        peripheral_device_type: pdt,
-                        descriptor_format: list[0] >> 5,
-                        optimal_block_rod_length_granularity: g,
-                        maximum_bytes_in_block_rod: mb,
-                        optimal_bytes_in_block_rod_transfer: ob,
-                        optimal_bytes_to_token_per_segment: tt,
-                        optimal_bytes_from_token_per_segment: ft,
-                    }),
-                    _ => None,
-                };
+                let block = BlockRodFeatures::decode(&list[..whole]).map(|f| RodDeviceFeatures::Block {
+                    peripheral_device_type: pdt,
+                    descriptor_format: list[0] >> 5,
+                    optimal_block_rod_length_granularity: f.optimal_block_rod_length_granularity,
+                    maximum_bytes_in_block_rod: f.max_bytes_in_block_rod,
+                    optimal_bytes_in_block_rod_transfer: f.optimal_bytes_in_block_rod_transfer,
+                    optimal_bytes_to_token_per_segment: f.optimal_bytes_to_token_per_segment,
+                    optimal_bytes_from_token_per_segment: f.optimal_bytes_from_token_per_segment,
+                });
                 device_type_features.push(block.unwrap_or_else(|| RodDeviceFeatures::Other {
                     peripheral_device_type: pdt,
                     data: hex(&list[4.min(whole)..whole]),
@@ -455,55 +411,52 @@ fn decode_descriptor(code: u16, d: &[u8], truncated: &mut bool) -> TpcBody {
                 *truncated = true;
             }
             TpcBody::RodTokenFeatures {
-                remote_tokens: rt & 0x0f,
-                remote_tokens_meaning: remote_tokens_meaning(rt & 0x0f),
-                minimum_token_lifetime: min,
-                maximum_token_lifetime: max,
-                maximum_token_inactivity_timeout: inact,
+                remote_tokens: t.remote_tokens,
+                remote_tokens_meaning: remote_tokens_meaning(t.remote_tokens),
+                minimum_token_lifetime: t.min_token_lifetime,
+                maximum_token_lifetime: t.max_token_lifetime,
+                maximum_token_inactivity_timeout: t.max_token_inactivity_timeout,
                 device_type_features,
             }
         }
-        kind::SUPPORTED_ROD_TYPES => {
+        TpcType::SUPPORTED_ROD_TYPES => {
             let Some(n) = b.u16(6) else { return short(8, truncated) };
             let avail = b.tail(8);
             if n as usize > avail.len() || n % 64 != 0 {
                 *truncated = true;
             }
             let rod_types = avail[..(n as usize).min(avail.len())]
-                .chunks_exact(64)
-                .map(|e| {
-                    let t = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
-                    RodType {
-                        rod_type: code32(t),
-                        name: rod_type_name(t),
-                        ecpy_int: e[4] & 0x80 != 0,
-                        token_in: e[4] & 0x02 != 0,
-                        token_out: e[4] & 0x01 != 0,
-                        preference_indicator: u16::from_be_bytes([e[6], e[7]]),
-                        value: t,
-                    }
+                .chunks_exact(RodTypeEntry::LEN)
+                .filter_map(RodTypeEntry::decode)
+                .map(|e| RodType {
+                    rod_type: code32(e.rod_type),
+                    name: rod_type_name(e.rod_type),
+                    ecpy_int: e.ecpy_int,
+                    token_in: e.token_in,
+                    token_out: e.token_out,
+                    preference_indicator: e.preference_indicator,
+                    value: e.rod_type,
                 })
                 .collect();
             TpcBody::SupportedRodTypes { rod_types }
         }
-        kind::GENERAL_COPY_OPERATIONS => {
-            let (Some(t), Some(m), Some(s), Some(dg), Some(ig)) = (b.u32(4), b.u32(8), b.u32(12), b.u8(16), b.u8(17))
-            else {
+        TpcType::GENERAL_COPY_OPERATIONS => {
+            let Some(g) = GeneralCopyOperations::decode(b.tail(4)) else {
                 return short(18, truncated);
             };
             TpcBody::GeneralCopyOperations {
-                total_concurrent_copies: t,
-                maximum_identified_concurrent_copies: m,
-                maximum_segment_length: s,
-                data_segment_granularity_log2: dg,
-                inline_data_granularity_log2: ig,
+                total_concurrent_copies: g.total_concurrent_copies,
+                maximum_identified_concurrent_copies: g.max_identified_concurrent_copies,
+                maximum_segment_length: g.max_segment_length,
+                data_segment_granularity_log2: g.data_segment_granularity_log2,
+                inline_data_granularity_log2: g.inline_data_granularity_log2,
             }
         }
-        kind::STREAM_COPY_OPERATIONS => match b.u32(4) {
+        TpcType::STREAM_COPY_OPERATIONS => match b.u32(4) {
             Some(v) => TpcBody::StreamCopyOperations { maximum_stream_device_transfer_size: v },
             None => short(8, truncated),
         },
-        kind::HELD_DATA => match (b.u32(4), b.u8(8)) {
+        TpcType::HELD_DATA => match (b.u32(4), b.u8(8)) {
             (Some(l), Some(g)) => TpcBody::HeldData { held_data_limit: l, held_data_granularity_log2: g },
             _ => short(9, truncated),
         },

@@ -34,56 +34,11 @@
 
 use super::codec::Reader;
 use super::limits;
-use crate::sense::{Asc, Sense};
+use crate::wire::sense::{Asc, Sense};
 
-/// Length of the LID1 parameter list header.
-pub const HEADER_LEN: usize = 16;
-/// Length of one CSCD descriptor.
-pub const CSCD_LEN: usize = 32;
-/// Longest designator an identification CSCD can carry (bytes 8..27).
-pub const MAX_DESIGNATOR_LEN: usize = 20;
-
-/// Descriptor type codes.
-pub struct TypeCode;
-
-impl TypeCode {
-    /// Segment: block device to block device.
-    pub const BLOCK_TO_BLOCK: u8 = 0x02;
-    /// Segment: verify CSCD (optionally with TEST UNIT READY).
-    pub const VERIFY_CSCD: u8 = 0x07;
-    /// Segment: block device with byte offset to block device with byte offset.
-    pub const BLOCK_TO_BLOCK_OFFSET: u8 = 0x0A;
-    /// Segment: register persistent reservation key.
-    pub const REGISTER_KEY: u8 = 0x14;
-    /// CSCD: identification descriptor (a VPD 83h designator).
-    pub const IDENTIFICATION: u8 = 0xE4;
-}
-
-/// CSCD ID naming the logical unit that received the EXTENDED COPY.
-pub const CSCD_ID_THIS_LU: u16 = 0xFFFF;
-
-/// LIST ID USAGE (header byte 1 bits 4:3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListIdUsage {
-    /// 00b: the list identifier is valid; status is kept for RECEIVE COPY
-    /// RESULTS (held data would be, too; we hold none).
-    Hold,
-    /// 10b: the list identifier is valid; status is kept, no held data.
-    Discard,
-    /// 11b: no list identifier (it must be 0); no status is kept.
-    None,
-}
-
-/// A VPD 83h designator as an identification CSCD carries it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Designator {
-    /// CODE SET (byte 4 bits 3:0; the protocol identifier nibble is masked).
-    pub code_set: u8,
-    /// ASSOCIATION and DESIGNATOR TYPE (byte 5 bits 5:0; PIV masked).
-    pub assoc_type: u8,
-    /// The designator bytes (at most 20).
-    pub value: Vec<u8>,
-}
+pub use crate::wire::xcopy::{
+    Designator, ListIdUsage, TypeCode, CSCD_ID_THIS_LU, CSCD_LEN, HEADER_LEN, MAX_DESIGNATOR_LEN,
+};
 
 /// One CSCD descriptor (only the E4h identification form is accepted).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,12 +216,7 @@ pub fn parse_lid1(data: &[u8], param_len: u32) -> Result<Option<ParamList>, Sens
     })
     .map_err(|()| length_error())?;
     // 6. Header fields.
-    let usage = match (flags >> 3) & 0x03 {
-        0b00 => ListIdUsage::Hold,
-        0b10 => ListIdUsage::Discard,
-        0b11 => ListIdUsage::None,
-        _ => return Err(Sense::invalid_param_field(1, Some(4))),
-    };
+    let usage = ListIdUsage::from_bits(flags >> 3).ok_or_else(|| Sense::invalid_param_field(1, Some(4)))?;
     if usage == ListIdUsage::None && list_id != 0 {
         return Err(Sense::invalid_param_field(0, None));
     }
@@ -319,15 +269,8 @@ fn parse_cscd(mut d: Reader<'_>) -> Result<Cscd, Sense> {
 }
 
 fn parse_segment(at: usize, ty: u8, mut d: Reader<'_>) -> Result<SegmentKind, Sense> {
-    let want = match ty {
-        TypeCode::BLOCK_TO_BLOCK => 0x18,
-        TypeCode::BLOCK_TO_BLOCK_OFFSET => 0x1C,
-        TypeCode::VERIFY_CSCD => 0x08,
-        TypeCode::REGISTER_KEY => 0x18,
-        _ => {
-            return Err(Sense::illegal(Asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE).with_field(false, at, None));
-        }
-    };
+    let want = TypeCode::segment_len(ty)
+        .ok_or_else(|| Sense::illegal(Asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE).with_field(false, at, None))?;
     let short = length_error;
     d.skip(1).ok_or_else(short)?;
     let flags = d.u8().ok_or_else(short)?;
@@ -484,6 +427,77 @@ mod tests {
     /// Every strict prefix of a valid list, announced with its true length
     /// or with the full length (a data-out shorter than the CDB says), fails
     /// cleanly with a length error or the header error, never panics.
+    /// What the initiator encodes ([`crate::wire::xcopy`]) is what the copy
+    /// manager parses, field for field.
+    #[test]
+    fn wire_encoder_round_trips() {
+        use crate::wire::xcopy as w;
+        let d = Designator { code_set: 0x51, assoc_type: 0x83, value: NAA.to_vec() };
+        let list = w::ParamList {
+            list_id: 9,
+            usage: ListIdUsage::Discard,
+            cscds: vec![w::Cscd::new(d.clone(), 4096), w::Cscd { pdt: 0, lu_id_type: 1, ..w::Cscd::new(d, 0) }],
+            segments: vec![
+                w::Segment::BlockToBlock { src: 0, dst: 1, dc: true, blocks: 16, src_lba: 1, dst_lba: 2 },
+                w::Segment::BlockToBlockOffset {
+                    src: 1,
+                    dst: CSCD_ID_THIS_LU,
+                    bytes: 700,
+                    src_lba: 3,
+                    dst_lba: 4,
+                    src_offset: 5,
+                    dst_offset: 6,
+                },
+                w::Segment::Verify { src: 1, tur: true },
+                w::Segment::RegisterKey { dst: 0, key: 7, sa_key: 8 },
+            ],
+        };
+        let b = list.encode();
+        let p = parse(&b).unwrap().unwrap();
+        assert_eq!((p.list_id, p.usage, p.priority), (9, ListIdUsage::Discard, 0));
+        let masked = Designator { code_set: 0x01, assoc_type: 0x03, value: NAA.to_vec() };
+        assert_eq!(p.cscds.len(), 2);
+        for (c, (off, block_len, lu_id_type)) in p.cscds.iter().zip([(16, 4096, 0), (48, 0, 1)]) {
+            assert_eq!((c.offset, c.block_len, c.lu_id_type, c.pdt), (off, block_len, lu_id_type, 0));
+            assert_eq!(c.designator, masked);
+        }
+        let kinds: Vec<_> = p.segments.iter().map(|s| (s.offset, s.kind.clone())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (
+                    80,
+                    SegmentKind::BlockToBlock {
+                        src: 0,
+                        dst: 1,
+                        dc: true,
+                        cat: false,
+                        blocks: 16,
+                        src_lba: 1,
+                        dst_lba: 2
+                    }
+                ),
+                (
+                    108,
+                    SegmentKind::BlockToBlockOffset {
+                        src: 1,
+                        dst: CSCD_ID_THIS_LU,
+                        cat: false,
+                        bytes: 700,
+                        src_lba: 3,
+                        dst_lba: 4,
+                        src_offset: 5,
+                        dst_offset: 6
+                    }
+                ),
+                (140, SegmentKind::Verify { src: 1, tur: true }),
+                (152, SegmentKind::RegisterKey { dst: 0, key: 7, sa_key: 8 }),
+            ]
+        );
+        let none = w::ParamList { list_id: 0, usage: ListIdUsage::None, cscds: vec![], segments: vec![] };
+        assert_eq!(parse(&none.encode()).unwrap().unwrap().usage, ListIdUsage::None);
+    }
+
     #[test]
     fn every_prefix_is_refused() {
         let l = list(1, 0, &[cscd(0xE4, 0), cscd(0xE4, 4096)], &[b2b(0, 1, 8, 0, 0), b2b(1, 0, 1, 5, 6)]);

@@ -20,20 +20,13 @@
 //! 9. More blocks in total than MAXIMUM TOKEN TRANSFER SIZE → 26h/00h at the list length field.
 
 use super::codec::Reader;
-use crate::sense::{Asc, Sense};
+use crate::wire::sense::{Asc, Sense};
 use oxcopy_copy::token::{RodType, TOKEN_LEN};
 
-/// Length of the POPULATE TOKEN parameter list header.
-pub const PT_HEADER_LEN: usize = 16;
-/// Length of the WRITE USING TOKEN parameter list header.
-pub const WUT_HEADER_LEN: usize = 536;
-/// Length of a block device range descriptor.
-pub const RANGE_DESC_LEN: usize = 16;
+pub use crate::wire::rod::{BlockRange, PT_HEADER_LEN, RANGE_DESC_LEN, WUT_HEADER_LEN};
 
-/// One block device range descriptor (LOGICAL BLOCK ADDRESS, NUMBER OF
-/// LOGICAL BLOCKS; 0 = empty range), in blocks of the LU addressed: the
-/// engine's block range.
-pub use oxcopy_copy::BlockRange;
+// The token layout (`oxcopy_copy::token`) and the wire lists agree on its length.
+const _: () = assert!(TOKEN_LEN == crate::wire::rod::TOKEN_LEN);
 
 /// Limits the parameter lists are checked against (the VPD 8Fh 0000h values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,3 +219,58 @@ pub fn parse_write_using_token(
 #[cfg(test)]
 #[path = "rod_params_tests.rs"]
 mod tests;
+
+/// What the initiator encodes ([`crate::wire::rod`]) is what the copy
+/// manager parses.
+#[cfg(test)]
+mod wire_round_trip {
+    use super::*;
+    use crate::wire::rod::{PopulateToken, WriteUsingToken};
+
+    const L: RodLimits = RodLimits {
+        max_ranges: 8,
+        max_inactivity_timeout: 3600,
+        default_inactivity_timeout: 60,
+        max_token_transfer_blocks: 1 << 20,
+    };
+
+    #[test]
+    fn populate_token() {
+        let ranges = vec![BlockRange { lba: 10, blocks: 5 }, BlockRange { lba: 0, blocks: 3 }];
+        let pt = PopulateToken {
+            immed: true,
+            rod_type: Some(RodType::POINT_IN_TIME_PERSISTENT),
+            inactivity_timeout: 30,
+            ranges: ranges.clone(),
+        };
+        let b = pt.encode();
+        let p = parse_populate(&b, b.len() as u32, 100, &L).unwrap();
+        assert_eq!(
+            p,
+            PopulateParams {
+                immed: true,
+                rod_type: RodType::POINT_IN_TIME_PERSISTENT,
+                inactivity_timeout: 30,
+                ranges: ranges.clone(),
+                total_blocks: 8
+            }
+        );
+        // RTV=0 and timeout 0: the copy manager's defaults.
+        let b = PopulateToken { ranges, ..Default::default() }.encode();
+        let p = parse_populate(&b, b.len() as u32, 100, &L).unwrap();
+        assert_eq!((p.immed, p.rod_type, p.inactivity_timeout), (false, RodType::POINT_IN_TIME_DEFAULT, 60));
+    }
+
+    #[test]
+    fn write_using_token() {
+        let mut token = [0u8; TOKEN_LEN];
+        token[0] = 0xAA;
+        token[TOKEN_LEN - 1] = 0x55;
+        let ranges = vec![BlockRange { lba: 4, blocks: 4 }, BlockRange { lba: 50, blocks: 0 }];
+        let w = WriteUsingToken { immed: false, del_tkn: true, offset_into_rod: 7, token, ranges: ranges.clone() };
+        let b = w.encode();
+        let p = parse_write_using_token(&b, b.len() as u32, 100, &L).unwrap();
+        assert_eq!((p.immed, p.del_tkn, p.offset_into_rod, p.total_blocks), (false, true, 7, 4));
+        assert_eq!((*p.token, p.ranges), (token, ranges));
+    }
+}

@@ -5,38 +5,37 @@
 //! builders, used by `odx` (RRTI) and `vpd` (page 8Fh).
 
 use super::rod_params::RodLimits;
-use crate::sense::Sense;
+use crate::wire::sense::Sense;
+use crate::wire::vpd::{BlockRodFeatures, BlockRodLimits, RodTokenFeatures, RodTypeEntry};
 use oxcopy_copy::token::{RodType, TOKEN_LEN};
 
-/// COPY OPERATION STATUS values an RRTI reports.
+/// COPY OPERATION STATUS values an RRTI reports (the codes are
+/// [`CopyOpStatus`]'s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum RodOpStatus {
     /// Completed, no errors (count == requested).
-    Completed = 0x01,
+    Completed = CopyOpStatus::COMPLETED.0,
     /// Completed with errors.
-    CompletedWithErrors = 0x02,
+    CompletedWithErrors = CopyOpStatus::COMPLETED_WITH_ERRORS.0,
     /// Completed without errors, residual data (count < requested).
-    CompletedResidual = 0x04,
+    CompletedResidual = CopyOpStatus::COMPLETED_RESIDUAL.0,
     /// In progress, foreground.
-    InProgressForeground = 0x11,
+    InProgressForeground = CopyOpStatus::IN_PROGRESS_FOREGROUND.0,
     /// In progress, background (IMMED=1).
-    InProgressBackground = 0x12,
+    InProgressBackground = CopyOpStatus::IN_PROGRESS_BACKGROUND.0,
     /// Terminated (COPY OPERATION ABORT, task management).
-    Terminated = 0x60,
+    Terminated = CopyOpStatus::TERMINATED.0,
 }
 
 impl RodOpStatus {
     /// Whether the operation has ended.
     pub fn is_final(self) -> bool {
-        !matches!(self, RodOpStatus::InProgressForeground | RodOpStatus::InProgressBackground)
+        !CopyOpStatus(self as u8).in_progress()
     }
 }
 
-/// TRANSFER COUNT UNITS: logical blocks of the LU (Windows requires it).
-pub const UNITS_LOGICAL_BLOCKS: u8 = 0xF1;
-/// ROD TOKEN DESCRIPTORS LENGTH for one token: 2 reserved bytes + 512.
-pub const ROD_TOKEN_DESCRIPTORS_LENGTH: u32 = 2 + TOKEN_LEN as u32;
+pub use crate::wire::rod::{CopyOpStatus, ROD_TOKEN_DESCRIPTORS_LENGTH, RRTI_HEADER_LEN, UNITS_LOGICAL_BLOCKS};
 /// Space reserved for sense data in an RRTI response.
 pub const RRTI_SENSE_SPACE: u8 = 32;
 /// ESTIMATED STATUS UPDATE DELAY once the status is final.
@@ -64,7 +63,7 @@ pub struct RrtiReport<'a> {
 /// The full RRTI parameter data (before truncation to the allocation length).
 pub fn rrti_body(r: &RrtiReport<'_>) -> Vec<u8> {
     let space = usize::from(RRTI_SENSE_SPACE);
-    let mut d = vec![0u8; 32 + space + 4];
+    let mut d = vec![0u8; RRTI_HEADER_LEN + space + 4];
     d[4] = r.response_to_sa & 0x1F;
     d[5] = r.status as u8 & 0x7F;
     let delay = if r.status.is_final() { DELAY_FINAL } else { DELAY_POLL_MS };
@@ -74,12 +73,12 @@ pub fn rrti_body(r: &RrtiReport<'_>) -> Vec<u8> {
     if let Some(s) = r.sense {
         let b = s.to_fixed();
         let n = b.len().min(space);
-        d[32..32 + n].copy_from_slice(&b[..n]);
+        d[RRTI_HEADER_LEN..RRTI_HEADER_LEN + n].copy_from_slice(&b[..n]);
         d[14] = u8::try_from(n).unwrap_or(RRTI_SENSE_SPACE);
     }
     d[15] = UNITS_LOGICAL_BLOCKS;
     d[16..24].copy_from_slice(&r.transfer_count.to_be_bytes());
-    let at = 32 + space;
+    let at = RRTI_HEADER_LEN + space;
     if let Some(t) = r.token {
         d[at..at + 4].copy_from_slice(&ROD_TOKEN_DESCRIPTORS_LENGTH.to_be_bytes());
         d.extend_from_slice(&[0, 0]);
@@ -104,30 +103,33 @@ pub fn final_status(done: u64, requested: u64) -> RodOpStatus {
 /// Body (after the 4-byte header) of VPD 8Fh descriptor 0000h Block
 /// Device ROD Token Limits: DESCRIPTOR LENGTH 0020h.
 pub fn block_rod_limits(l: &RodLimits, optimal_transfer_blocks: u64) -> Vec<u8> {
-    let mut b = vec![0u8; 0x20];
-    b[6..8].copy_from_slice(&l.max_ranges.to_be_bytes());
-    b[8..12].copy_from_slice(&l.max_inactivity_timeout.to_be_bytes());
-    b[12..16].copy_from_slice(&l.default_inactivity_timeout.to_be_bytes());
-    b[16..24].copy_from_slice(&l.max_token_transfer_blocks.to_be_bytes());
-    b[24..32].copy_from_slice(&optimal_transfer_blocks.to_be_bytes());
-    b
+    BlockRodLimits {
+        max_range_descriptors: l.max_ranges,
+        max_inactivity_timeout: l.max_inactivity_timeout,
+        default_inactivity_timeout: l.default_inactivity_timeout,
+        max_token_transfer_size: l.max_token_transfer_blocks,
+        optimal_transfer_count: optimal_transfer_blocks,
+    }
+    .encode()
 }
 
 /// Body of descriptor 0106h ROD Token Features: own tokens only (REMOTE
 /// TOKENS 0), lifetimes from the limits, one block-device features descriptor.
 pub fn rod_token_features(l: &RodLimits, max_bytes_in_rod: u64, optimal_bytes_from_token: u64) -> Vec<u8> {
-    let mut b = vec![0u8; 44 + 48];
-    b[12..16].copy_from_slice(&1u32.to_be_bytes());
-    b[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
-    b[20..24].copy_from_slice(&l.max_inactivity_timeout.to_be_bytes());
-    b[42..44].copy_from_slice(&48u16.to_be_bytes());
-    let d = &mut b[44..];
-    d[2..4].copy_from_slice(&0x2Cu16.to_be_bytes());
-    d[8..16].copy_from_slice(&max_bytes_in_rod.to_be_bytes());
-    d[16..24].copy_from_slice(&max_bytes_in_rod.to_be_bytes());
-    d[24..32].copy_from_slice(&u64::MAX.to_be_bytes());
-    d[32..40].copy_from_slice(&optimal_bytes_from_token.to_be_bytes());
-    b
+    let block = BlockRodFeatures {
+        max_bytes_in_block_rod: max_bytes_in_rod,
+        optimal_bytes_in_block_rod_transfer: max_bytes_in_rod,
+        optimal_bytes_to_token_per_segment: u64::MAX,
+        optimal_bytes_from_token_per_segment: optimal_bytes_from_token,
+        ..Default::default()
+    };
+    RodTokenFeatures {
+        remote_tokens: 0,
+        min_token_lifetime: 1,
+        max_token_lifetime: u32::MAX,
+        max_token_inactivity_timeout: l.max_inactivity_timeout,
+    }
+    .encode(&block.encode())
 }
 
 /// ROD types this copy manager supports, with TOKEN_IN / TOKEN_OUT.
@@ -141,16 +143,13 @@ pub const SUPPORTED_ROD_TYPES: [(u32, bool, bool); 5] = [
 
 /// Body of descriptor 0108h Supported ROD Types.
 pub fn supported_rod_types() -> Vec<u8> {
-    let mut b = vec![0u8; 4];
-    let len = u16::try_from(SUPPORTED_ROD_TYPES.len() * 64).unwrap_or(u16::MAX);
-    b[2..4].copy_from_slice(&len.to_be_bytes());
-    for (ty, token_in, token_out) in SUPPORTED_ROD_TYPES {
-        let mut e = [0u8; 64];
-        e[0..4].copy_from_slice(&ty.to_be_bytes());
-        e[4] = (u8::from(token_in) << 1) | u8::from(token_out);
-        b.extend_from_slice(&e);
-    }
-    b
+    let entries = SUPPORTED_ROD_TYPES.map(|(rod_type, token_in, token_out)| RodTypeEntry {
+        rod_type,
+        token_in,
+        token_out,
+        ..Default::default()
+    });
+    RodTypeEntry::list(&entries)
 }
 
 #[cfg(test)]
@@ -229,6 +228,28 @@ mod tests {
             token: None,
         });
         assert_eq!((p[5], &p[8..12]), (0x12, &DELAY_POLL_MS.to_be_bytes()[..]));
+    }
+
+    /// What the device server encodes is what the initiator's decoder
+    /// ([`crate::wire::rod::RodTokenInfo`]) reads back.
+    #[test]
+    fn rrti_round_trips_through_the_wire_decoder() {
+        use crate::wire::rod::RodTokenInfo;
+        let token = [0x5A; TOKEN_LEN];
+        let s = Sense::illegal(Asc::INVALID_TOKEN_OPERATION_TOKEN_EXPIRED);
+        for (status, sense, token) in [
+            (RodOpStatus::Completed, None, Some(&token)),
+            (RodOpStatus::CompletedWithErrors, Some(&s), None),
+            (RodOpStatus::InProgressBackground, None, None),
+        ] {
+            let r = RrtiReport { response_to_sa: 0x10, status, transfer_count: 77, completion_status: 2, sense, token };
+            let i = RodTokenInfo::parse(&rrti_body(&r)).expect("decodes");
+            assert_eq!((i.response_to_sa, i.status, i.completion_status), (0x10, status as u8, 2));
+            assert_eq!((i.units, i.transfer_count, i.in_progress()), (UNITS_LOGICAL_BLOCKS, 77, !status.is_final()));
+            assert_eq!(i.delay_ms, if status.is_final() { DELAY_FINAL } else { DELAY_POLL_MS });
+            assert_eq!(i.token.as_ref(), token);
+            assert_eq!(Sense::decode(&i.sense), sense.cloned());
+        }
     }
 
     #[test]

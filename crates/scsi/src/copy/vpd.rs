@@ -18,108 +18,47 @@
 use super::limits::{self, optimal_token_blocks, rod_limits, MAX_TOKEN_TRANSFER_BYTES};
 use super::results::implemented_descriptors;
 use super::rod_results::{block_rod_limits, rod_token_features, supported_rod_types};
-use crate::cdb::Opcode;
 use crate::exec::Command;
 use crate::lu::LogicalUnit;
+use crate::wire::cdb::Opcode;
 use oxcopy_copy::RodManager;
 
-/// Third-party copy descriptor type codes.
-pub struct TpcDescriptor;
-
-impl TpcDescriptor {
-    pub const BLOCK_DEVICE_ROD_TOKEN_LIMITS: u16 = 0x0000;
-    pub const SUPPORTED_COMMANDS: u16 = 0x0001;
-    pub const PARAMETER_DATA: u16 = 0x0004;
-    pub const SUPPORTED_DESCRIPTORS: u16 = 0x0008;
-    pub const SUPPORTED_CSCD_IDS: u16 = 0x000C;
-    pub const ROD_TOKEN_FEATURES: u16 = 0x0106;
-    pub const SUPPORTED_ROD_TYPES: u16 = 0x0108;
-    pub const GENERAL_COPY_OPERATIONS: u16 = 0x8001;
-}
-
-/// Builds the body of page 8Fh (everything after the 4-byte page header).
-#[derive(Debug, Default)]
-pub struct TpcPage {
-    body: Vec<u8>,
-}
-
-impl TpcPage {
-    /// An empty page.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Append a descriptor of `ty` whose bytes after the 4-byte header are
-    /// `body` (zero-padded here to a multiple of 4).
-    pub fn push(&mut self, ty: u16, body: &[u8]) -> &mut Self {
-        let padded = body.len().div_ceil(4) * 4;
-        self.body.extend_from_slice(&ty.to_be_bytes());
-        self.body.extend_from_slice(&u16::try_from(padded).unwrap_or(u16::MAX).to_be_bytes());
-        self.body.extend_from_slice(body);
-        self.body.resize(self.body.len() + (padded - body.len()), 0);
-        self
-    }
-
-    /// The assembled descriptors.
-    pub fn into_body(self) -> Vec<u8> {
-        self.body
-    }
-}
+use crate::wire::vpd::{
+    GeneralCopyOperations, ParameterData, SupportedCommands, SupportedCscdIds, SupportedDescriptors,
+};
+pub use crate::wire::vpd::{TpcDescriptor, TpcPage};
 
 /// 0001h: operation code, SA count, SAs — for 83h and 84h, from the table.
 fn supported_commands(table: &[Command]) -> Vec<u8> {
-    let mut list = Vec::new();
-    for op in [Opcode::THIRD_PARTY_COPY_OUT, Opcode::THIRD_PARTY_COPY_IN] {
-        let sas: Vec<u8> = table.iter().filter(|t| t.opcode == op).filter_map(|t| t.sa).collect();
-        if sas.is_empty() {
-            continue;
-        }
-        list.push(op.0);
-        list.push(u8::try_from(sas.len()).unwrap_or(u8::MAX));
-        list.extend(sas);
-    }
-    let mut b = vec![u8::try_from(list.len()).unwrap_or(u8::MAX)];
-    b.extend(list);
-    b
+    let commands: Vec<(u8, Vec<u8>)> = [Opcode::THIRD_PARTY_COPY_OUT, Opcode::THIRD_PARTY_COPY_IN]
+        .into_iter()
+        .map(|op| (op.0, table.iter().filter(|t| t.opcode == op).filter_map(|t| t.sa).collect::<Vec<u8>>()))
+        .filter(|(_, sas)| !sas.is_empty())
+        .collect();
+    SupportedCommands::encode(&commands)
 }
 
 /// 0004h Parameter Data (length 001Ch).
 fn parameter_data() -> Vec<u8> {
-    let mut b = vec![0u8; 0x1C];
-    b[4..6].copy_from_slice(&limits::MAX_CSCD_DESCRIPTORS.to_be_bytes());
-    b[6..8].copy_from_slice(&limits::MAX_SEGMENT_DESCRIPTORS.to_be_bytes());
-    b[8..12].copy_from_slice(&limits::MAX_DESCRIPTOR_LIST_LENGTH.to_be_bytes());
-    b[12..16].copy_from_slice(&limits::MAX_INLINE_DATA_LENGTH.to_be_bytes());
-    b
-}
-
-/// 0008h Supported Descriptors.
-fn supported_descriptors() -> Vec<u8> {
-    let codes = implemented_descriptors();
-    let mut b = vec![u8::try_from(codes.len()).unwrap_or(u8::MAX)];
-    b.extend_from_slice(codes);
-    b
-}
-
-/// 000Ch Supported CSCD Descriptor IDs.
-fn supported_cscd_ids() -> Vec<u8> {
-    let ids = limits::SUPPORTED_CSCD_IDS;
-    let mut b = u16::try_from(ids.len() * 2).unwrap_or(u16::MAX).to_be_bytes().to_vec();
-    for id in ids {
-        b.extend_from_slice(&id.to_be_bytes());
+    ParameterData {
+        max_cscd_descriptors: limits::MAX_CSCD_DESCRIPTORS,
+        max_segment_descriptors: limits::MAX_SEGMENT_DESCRIPTORS,
+        max_descriptor_list_length: limits::MAX_DESCRIPTOR_LIST_LENGTH,
+        max_inline_data_length: limits::MAX_INLINE_DATA_LENGTH,
     }
-    b
+    .encode()
 }
 
 /// 8001h General Copy Operations (length 0020h).
 fn general_copy_operations() -> Vec<u8> {
-    let mut b = vec![0u8; 0x20];
-    b[0..4].copy_from_slice(&u32::from(limits::TOTAL_CONCURRENT_COPIES).to_be_bytes());
-    b[4..8].copy_from_slice(&u32::from(limits::TOTAL_CONCURRENT_COPIES).to_be_bytes());
-    b[8..12].copy_from_slice(&limits::MAX_SEGMENT_LENGTH.to_be_bytes());
-    b[12] = limits::DATA_SEGMENT_GRANULARITY_LOG2;
-    b[13] = limits::INLINE_DATA_GRANULARITY_LOG2;
-    b
+    GeneralCopyOperations {
+        total_concurrent_copies: u32::from(limits::TOTAL_CONCURRENT_COPIES),
+        max_identified_concurrent_copies: u32::from(limits::TOTAL_CONCURRENT_COPIES),
+        max_segment_length: limits::MAX_SEGMENT_LENGTH,
+        data_segment_granularity_log2: limits::DATA_SEGMENT_GRANULARITY_LOG2,
+        inline_data_granularity_log2: limits::INLINE_DATA_GRANULARITY_LOG2,
+    }
+    .encode()
 }
 
 /// The body of VPD page 8Fh for `lu`, with the token limits of `rod`.
@@ -130,8 +69,8 @@ pub(crate) fn page_body(lu: &LogicalUnit, rod: &RodManager, table: &[Command]) -
     page.push(TpcDescriptor::BLOCK_DEVICE_ROD_TOKEN_LIMITS, &block_rod_limits(&limits, optimal_token_blocks(lu)))
         .push(TpcDescriptor::SUPPORTED_COMMANDS, &supported_commands(table))
         .push(TpcDescriptor::PARAMETER_DATA, &parameter_data())
-        .push(TpcDescriptor::SUPPORTED_DESCRIPTORS, &supported_descriptors())
-        .push(TpcDescriptor::SUPPORTED_CSCD_IDS, &supported_cscd_ids())
+        .push(TpcDescriptor::SUPPORTED_DESCRIPTORS, &SupportedDescriptors::encode(implemented_descriptors()))
+        .push(TpcDescriptor::SUPPORTED_CSCD_IDS, &SupportedCscdIds::encode(&limits::SUPPORTED_CSCD_IDS))
         .push(TpcDescriptor::ROD_TOKEN_FEATURES, &rod_token_features(&limits, MAX_TOKEN_TRANSFER_BYTES, optimal_bytes))
         .push(TpcDescriptor::SUPPORTED_ROD_TYPES, &supported_rod_types())
         .push(TpcDescriptor::GENERAL_COPY_OPERATIONS, &general_copy_operations());

@@ -1,6 +1,7 @@
 //! Sense data (SPC-4 §4.5): named sense keys and ASC/ASCQ pairs, and the
 //! fixed (70h) and descriptor (72h) encodings.
 
+use super::Fields;
 use std::fmt;
 
 /// SENSE KEY (SPC-4 table 27). A newtype so every 4-bit value is representable.
@@ -21,6 +22,27 @@ impl SenseKey {
     pub const ABORTED_COMMAND: Self = Self(0xB);
     pub const VOLUME_OVERFLOW: Self = Self(0xD);
     pub const MISCOMPARE: Self = Self(0xE);
+
+    /// The name SPC-4 gives the key (`"RESERVED"` for 0Ch, 0Fh).
+    pub fn name(self) -> &'static str {
+        match SenseKey(self.0 & 0x0F) {
+            SenseKey::NO_SENSE => "NO SENSE",
+            SenseKey::RECOVERED_ERROR => "RECOVERED ERROR",
+            SenseKey::NOT_READY => "NOT READY",
+            SenseKey::MEDIUM_ERROR => "MEDIUM ERROR",
+            SenseKey::HARDWARE_ERROR => "HARDWARE ERROR",
+            SenseKey::ILLEGAL_REQUEST => "ILLEGAL REQUEST",
+            SenseKey::UNIT_ATTENTION => "UNIT ATTENTION",
+            SenseKey::DATA_PROTECT => "DATA PROTECT",
+            SenseKey::BLANK_CHECK => "BLANK CHECK",
+            SenseKey(0x9) => "VENDOR SPECIFIC",
+            SenseKey::COPY_ABORTED => "COPY ABORTED",
+            SenseKey::ABORTED_COMMAND => "ABORTED COMMAND",
+            SenseKey::VOLUME_OVERFLOW => "VOLUME OVERFLOW",
+            SenseKey::MISCOMPARE => "MISCOMPARE",
+            _ => "RESERVED",
+        }
+    }
 }
 
 /// An ADDITIONAL SENSE CODE / ADDITIONAL SENSE CODE QUALIFIER pair.
@@ -121,6 +143,77 @@ impl Asc {
     pub fn ascq(self) -> u8 {
         self.1
     }
+
+    /// The name SPC-4 gives the pair, for the ones a disk, a copy manager
+    /// or a transport commonly reports; `None` for the rest.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Asc::NO_ADDITIONAL_SENSE => "NO ADDITIONAL SENSE INFORMATION",
+            Asc::OPERATION_IN_PROGRESS => "OPERATION IN PROGRESS",
+            Asc(0x00, 0x20) => "EXTENDED COPY INFORMATION AVAILABLE",
+            Asc(0x04, 0x00) => "LOGICAL UNIT NOT READY, CAUSE NOT REPORTABLE",
+            Asc(0x04, 0x01) => "LOGICAL UNIT IS IN PROCESS OF BECOMING READY",
+            Asc(0x04, 0x02) => "LOGICAL UNIT NOT READY, INITIALIZING COMMAND REQUIRED",
+            Asc(0x04, 0x03) => "LOGICAL UNIT NOT READY, MANUAL INTERVENTION REQUIRED",
+            Asc::UNREACHABLE_COPY_TARGET => "UNREACHABLE COPY TARGET",
+            Asc::WRITE_ERROR => "WRITE ERROR",
+            Asc(0x0D, 0x00) => "ERROR DETECTED BY THIRD PARTY TEMPORARY INITIATOR",
+            Asc::THIRD_PARTY_DEVICE_FAILURE => "THIRD PARTY DEVICE FAILURE",
+            Asc::COPY_TARGET_DEVICE_NOT_REACHABLE => "COPY TARGET DEVICE NOT REACHABLE",
+            Asc::INCORRECT_COPY_TARGET_DEVICE_TYPE => "INCORRECT COPY TARGET DEVICE TYPE",
+            Asc::COPY_TARGET_DEVICE_DATA_UNDERRUN => "COPY TARGET DEVICE DATA UNDERRUN",
+            Asc(0x0D, 0x05) => "COPY TARGET DEVICE DATA OVERRUN",
+            Asc::UNRECOVERED_READ_ERROR => "UNRECOVERED READ ERROR",
+            Asc::PARAMETER_LIST_LENGTH_ERROR => "PARAMETER LIST LENGTH ERROR",
+            Asc::MISCOMPARE_DURING_VERIFY => "MISCOMPARE DURING VERIFY OPERATION",
+            Asc::INVALID_COMMAND_OPERATION_CODE => "INVALID COMMAND OPERATION CODE",
+            Asc::LBA_OUT_OF_RANGE => "LOGICAL BLOCK ADDRESS OUT OF RANGE",
+            Asc::INVALID_TOKEN_OPERATION_CAUSE_NOT_REPORTABLE => "INVALID TOKEN OPERATION, CAUSE NOT REPORTABLE",
+            Asc::INVALID_TOKEN_OPERATION_UNSUPPORTED_TOKEN_TYPE => "INVALID TOKEN OPERATION, UNSUPPORTED TOKEN TYPE",
+            Asc::INVALID_TOKEN_OPERATION_REMOTE_TOKEN_USAGE_NOT_SUPPORTED => {
+                "INVALID TOKEN OPERATION, REMOTE TOKEN USAGE NOT SUPPORTED"
+            }
+            Asc(0x23, 0x03) => "INVALID TOKEN OPERATION, REMOTE ROD TOKEN CREATION NOT SUPPORTED",
+            Asc::INVALID_TOKEN_OPERATION_TOKEN_UNKNOWN => "INVALID TOKEN OPERATION, TOKEN UNKNOWN",
+            Asc::INVALID_TOKEN_OPERATION_TOKEN_CORRUPT => "INVALID TOKEN OPERATION, TOKEN CORRUPT",
+            Asc::INVALID_TOKEN_OPERATION_TOKEN_REVOKED => "INVALID TOKEN OPERATION, TOKEN REVOKED",
+            Asc::INVALID_TOKEN_OPERATION_TOKEN_EXPIRED => "INVALID TOKEN OPERATION, TOKEN EXPIRED",
+            Asc::INVALID_TOKEN_OPERATION_TOKEN_CANCELLED => "INVALID TOKEN OPERATION, TOKEN CANCELLED",
+            Asc::INVALID_TOKEN_OPERATION_TOKEN_DELETED => "INVALID TOKEN OPERATION, TOKEN DELETED",
+            Asc::INVALID_TOKEN_OPERATION_INVALID_TOKEN_LENGTH => "INVALID TOKEN OPERATION, INVALID TOKEN LENGTH",
+            Asc::INVALID_FIELD_IN_CDB => "INVALID FIELD IN CDB",
+            Asc::LOGICAL_UNIT_NOT_SUPPORTED => "LOGICAL UNIT NOT SUPPORTED",
+            Asc::INVALID_FIELD_IN_PARAMETER_LIST => "INVALID FIELD IN PARAMETER LIST",
+            Asc::TOO_MANY_TARGET_DESCRIPTORS => "TOO MANY TARGET DESCRIPTORS",
+            Asc::UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE => "UNSUPPORTED TARGET DESCRIPTOR TYPE CODE",
+            Asc::TOO_MANY_SEGMENT_DESCRIPTORS => "TOO MANY SEGMENT DESCRIPTORS",
+            Asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE => "UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE",
+            Asc::UNEXPECTED_INEXACT_SEGMENT => "UNEXPECTED INEXACT SEGMENT",
+            Asc(0x26, 0x0B) => "INLINE DATA LENGTH EXCEEDED",
+            Asc(0x26, 0x0C) => "INVALID OPERATION FOR COPY SOURCE OR DESTINATION",
+            Asc::COPY_SEGMENT_GRANULARITY_VIOLATION => "COPY SEGMENT GRANULARITY VIOLATION",
+            Asc(0x26, 0x15) => "COPY SOURCE OR COPY DESTINATION NOT AUTHORIZED",
+            Asc(0x26, 0x16) => "FAST COPY NOT POSSIBLE",
+            Asc::WRITE_PROTECTED => "WRITE PROTECTED",
+            Asc(0x28, 0x00) => "NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED",
+            Asc::POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED => "POWER ON, RESET, OR BUS DEVICE RESET OCCURRED",
+            Asc::I_T_NEXUS_LOSS_OCCURRED => "I_T NEXUS LOSS OCCURRED",
+            Asc::MODE_PARAMETERS_CHANGED => "MODE PARAMETERS CHANGED",
+            Asc::CAPACITY_DATA_HAS_CHANGED => "CAPACITY DATA HAS CHANGED",
+            Asc(0x2F, 0x00) => "COMMANDS CLEARED BY ANOTHER INITIATOR",
+            Asc(0x2F, 0x02) => "COMMANDS CLEARED BY DEVICE SERVER",
+            Asc(0x3A, 0x00) => "MEDIUM NOT PRESENT",
+            Asc::REPORTED_LUNS_DATA_HAS_CHANGED => "REPORTED LUNS DATA HAS CHANGED",
+            Asc::INTERNAL_TARGET_FAILURE => "INTERNAL TARGET FAILURE",
+            Asc(0x47, 0x00) => "SCSI PARITY ERROR",
+            Asc(0x47, 0x05) => "PROTOCOL SERVICE CRC ERROR",
+            Asc(0x4B, 0x00) => "DATA PHASE ERROR",
+            Asc::INSUFFICIENT_RESOURCES => "INSUFFICIENT RESOURCES",
+            Asc::INSUFFICIENT_RESOURCES_TO_CREATE_ROD => "INSUFFICIENT RESOURCES TO CREATE ROD",
+            Asc::INSUFFICIENT_RESOURCES_TO_CREATE_ROD_TOKEN => "INSUFFICIENT RESOURCES TO CREATE ROD TOKEN",
+            _ => return None,
+        })
+    }
 }
 
 impl fmt::Debug for Asc {
@@ -148,33 +241,23 @@ impl SenseKeySpecific {
     /// the segment descriptor being processed, else to the parameter list);
     /// `byte` is the byte offset, `bit` the bit when known (BPV=1).
     pub fn segment_pointer(relative_to_segment: bool, byte: u16, bit: Option<u8>) -> Self {
-        let mut b0 = 0x80; // SKSV
-        if relative_to_segment {
-            b0 |= 0x20;
-        }
-        if let Some(bit) = bit {
-            b0 |= 0x08 | (bit & 0x07);
-        }
-        let [hi, lo] = byte.to_be_bytes();
-        SenseKeySpecific::Raw([b0, hi, lo])
+        SenseKeySpecific::Raw(pointer(if relative_to_segment { 0x20 } else { 0 }, byte, bit))
     }
 
     fn bytes(self) -> [u8; 3] {
         match self {
-            SenseKeySpecific::Field { cdb, byte, bit } => {
-                let mut b0 = 0x80; // SKSV
-                if cdb {
-                    b0 |= 0x40;
-                }
-                if let Some(bit) = bit {
-                    b0 |= 0x08 | (bit & 0x07);
-                }
-                let [hi, lo] = byte.to_be_bytes();
-                [b0, hi, lo]
-            }
+            SenseKeySpecific::Field { cdb, byte, bit } => pointer(if cdb { 0x40 } else { 0 }, byte, bit),
             SenseKeySpecific::Raw(b) => b,
         }
     }
+}
+
+/// A field or segment pointer: SKSV, the form's `flag` bit (C/D or SD),
+/// BPV and BIT POINTER when `bit` is known, and the byte offset.
+fn pointer(flag: u8, byte: u16, bit: Option<u8>) -> [u8; 3] {
+    let bpv = bit.map_or(0, |bit| 0x08 | (bit & 0x07));
+    let [hi, lo] = byte.to_be_bytes();
+    [0x80 | flag | bpv, hi, lo]
 }
 
 /// One sense condition, independent of its wire format.
@@ -296,57 +379,108 @@ impl Sense {
     /// Parse fixed or descriptor sense data (bounds-checked; unknown
     /// descriptors are skipped). Returns `None` for anything malformed.
     pub fn decode(b: &[u8]) -> Option<Sense> {
-        let code = b.first()? & 0x7F;
-        match code {
+        SenseData::parse(b).map(Sense::from)
+    }
+}
+
+impl From<SenseData> for Sense {
+    fn from(d: SenseData) -> Self {
+        let key = d.sense_key();
+        Sense {
+            key,
+            asc: d.asc_ascq(),
+            information: d.information,
+            // Fixed format has no "absent": a zero field is none.
+            command_specific: d.command_specific.filter(|v| *v != 0 || d.response_code >= 0x72),
+            sks: d.sense_key_specific.map(|b| decode_sks(key, b)),
+        }
+    }
+}
+
+/// Sense data as it stands on the wire, decoded without interpretation:
+/// what an initiator receives and shows. [`Sense`] is the typed form the
+/// device server builds; [`SenseData::parse`] is the one decoder of both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SenseData {
+    /// RESPONSE CODE without the VALID bit: 70h/71h fixed (current,
+    /// deferred), 72h/73h descriptor.
+    pub response_code: u8,
+    /// SENSE KEY (4 bits; see [`SenseKey`]).
+    pub key: u8,
+    /// ADDITIONAL SENSE CODE.
+    pub asc: u8,
+    /// ADDITIONAL SENSE CODE QUALIFIER.
+    pub ascq: u8,
+    /// INFORMATION, when VALID is set.
+    pub information: Option<u64>,
+    /// COMMAND-SPECIFIC INFORMATION (fixed format: present whenever the data
+    /// reaches byte 11, zero included — e.g. EXTENDED COPY's segment 0).
+    pub command_specific: Option<u64>,
+    /// The three SENSE KEY SPECIFIC bytes, when SKSV is set.
+    pub sense_key_specific: Option<[u8; 3]>,
+}
+
+impl SenseData {
+    /// The SENSE KEY as its newtype.
+    pub fn sense_key(&self) -> SenseKey {
+        SenseKey(self.key)
+    }
+
+    /// The ASC/ASCQ pair as its newtype.
+    pub fn asc_ascq(&self) -> Asc {
+        Asc(self.asc, self.ascq)
+    }
+
+    /// Parse fixed (70h/71h) or descriptor (72h/73h) sense data, without
+    /// the iSCSI SenseLength prefix. Bounds-checked: fields past the end of
+    /// `b` are absent (ASC/ASCQ read as zero), unknown descriptors are
+    /// skipped and a descriptor running past the data ends the walk.
+    /// `None` for an unknown response code or data too short to hold the
+    /// sense key.
+    pub fn parse(b: &[u8]) -> Option<SenseData> {
+        let f = Fields(b);
+        let response_code = f.u8(0)? & 0x7F;
+        let at = |i: usize| f.u8(i).unwrap_or(0);
+        match response_code {
             0x70 | 0x71 => {
-                let key = SenseKey(b.get(2)? & 0x0F);
-                let asc = Asc(*b.get(12).unwrap_or(&0), *b.get(13).unwrap_or(&0));
-                let valid = b[0] & 0x80 != 0;
-                let be32 = |off: usize| -> Option<u64> {
-                    let s = b.get(off..off + 4)?;
-                    Some(u64::from(u32::from_be_bytes([s[0], s[1], s[2], s[3]])))
-                };
-                let information = if valid { be32(3) } else { None };
-                let command_specific = be32(8).filter(|v| *v != 0);
-                let sks = b.get(15..18).filter(|s| s[0] & 0x80 != 0).map(|s| decode_sks(key, [s[0], s[1], s[2]]));
-                Some(Sense { key, asc, information, command_specific, sks })
+                let valid = at(0) & 0x80 != 0;
+                Some(SenseData {
+                    response_code,
+                    key: f.u8(2)? & 0x0F,
+                    asc: at(12),
+                    ascq: at(13),
+                    information: f.u32(3).filter(|_| valid).map(u64::from),
+                    command_specific: f.u32(8).map(u64::from),
+                    sense_key_specific: f.array(15).filter(|s: &[u8; 3]| s[0] & 0x80 != 0),
+                })
             }
             0x72 | 0x73 => {
-                let key = SenseKey(b.get(1)? & 0x0F);
-                let asc = Asc(*b.get(2)?, *b.get(3)?);
-                let add_len = usize::from(*b.get(7)?);
-                let body = b.get(8..).unwrap_or(&[]);
-                let body = &body[..add_len.min(body.len())];
-                let mut s = Sense::new(key, asc);
-                let mut i = 0usize;
-                while i + 2 <= body.len() {
-                    let ty = body[i];
-                    let len = usize::from(body[i + 1]);
-                    let d = body.get(i + 2..i + 2 + len)?;
-                    match ty {
-                        0x00 | 0x01 if len >= 10 => {
-                            let mut v = [0u8; 8];
-                            v.copy_from_slice(&d[2..10]);
-                            let v = u64::from_be_bytes(v);
-                            if ty == 0 {
-                                if d[0] & 0x80 != 0 {
-                                    s.information = Some(v);
-                                }
-                            } else {
-                                s.command_specific = Some(v);
-                            }
-                        }
-                        0x02 if len >= 5 && d[2] & 0x80 != 0 => {
-                            s.sks = Some(decode_sks(key, [d[2], d[3], d[4]]));
-                        }
+                let mut s =
+                    SenseData { response_code, key: f.u8(1)? & 0x0F, asc: at(2), ascq: at(3), ..Default::default() };
+                let body = f.tail(8);
+                let mut body = &body[..usize::from(at(7)).min(body.len())];
+                // Each descriptor: type, ADDITIONAL LENGTH, then that many bytes.
+                while let [ty, len, rest @ ..] = body {
+                    let Some(d) = rest.get(..usize::from(*len)) else { break };
+                    let d8 = Fields(d);
+                    match *ty {
+                        0x00 if d8.bit(0, 7) == Some(true) => s.information = d8.u64(2).or(s.information),
+                        0x01 => s.command_specific = d8.u64(2).or(s.command_specific),
+                        0x02 if d8.bit(2, 7) == Some(true) => s.sense_key_specific = d8.array(2),
                         _ => {}
                     }
-                    i += 2 + len;
+                    body = &rest[d.len()..];
                 }
                 Some(s)
             }
             _ => None,
         }
+    }
+}
+
+impl fmt::Display for SenseData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sense key {:#x}, ASC/ASCQ {:#04x}/{:#04x}", self.key, self.asc, self.ascq)
     }
 }
 
@@ -410,7 +544,87 @@ mod tests {
         assert_eq!(Sense::decode(&s.to_fixed()), Some(s.clone()));
         assert_eq!(Sense::decode(&s.to_descriptor()), Some(s));
         assert_eq!(Sense::decode(&[]), None);
-        assert_eq!(Sense::decode(&[0x72, 5]), None);
+        assert_eq!(Sense::decode(&[0x72]), None);
         assert_eq!(Sense::decode(&[0x12]), None);
+    }
+
+    #[test]
+    fn segment_pointer_bytes() {
+        assert_eq!(SenseKeySpecific::segment_pointer(true, 0x0102, Some(3)).bytes(), [0xAB, 1, 2]);
+        assert_eq!(SenseKeySpecific::segment_pointer(false, 4, None).bytes(), [0x80, 0, 4]);
+        assert_eq!(SenseKeySpecific::Field { cdb: false, byte: 9, bit: Some(7) }.bytes(), [0x8F, 0, 9]);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(SenseKey::ILLEGAL_REQUEST.name(), "ILLEGAL REQUEST");
+        assert_eq!(SenseKey(0xC).name(), "RESERVED");
+        assert_eq!(Asc::LBA_OUT_OF_RANGE.name(), Some("LOGICAL BLOCK ADDRESS OUT OF RANGE"));
+        assert_eq!(Asc(0x04, 0x01).name(), Some("LOGICAL UNIT IS IN PROCESS OF BECOMING READY"));
+        assert_eq!(Asc(0x99, 0x01).name(), None);
+    }
+
+    #[test]
+    fn raw_fixed_sense() {
+        let mut s = [0u8; 18];
+        s[0] = 0xf0;
+        s[2] = 0x05;
+        s[3..7].copy_from_slice(&7u32.to_be_bytes());
+        s[7] = 10;
+        s[12] = 0x24;
+        s[15] = 0xc0;
+        s[17] = 2;
+        let p = SenseData::parse(&s).unwrap();
+        assert_eq!(
+            (p.response_code, p.sense_key(), p.asc_ascq()),
+            (0x70, SenseKey::ILLEGAL_REQUEST, Asc::INVALID_FIELD_IN_CDB)
+        );
+        assert_eq!(p.information, Some(7));
+        assert_eq!(p.command_specific, Some(0));
+        assert_eq!(Sense::from(p).command_specific, None, "a zero fixed-format CSI is none");
+        assert_eq!(p.sense_key_specific, Some([0xc0, 0, 2]));
+        assert_eq!(p.to_string(), "sense key 0x5, ASC/ASCQ 0x24/0x00");
+        // Every prefix: the key needs byte 2; later fields drop out one by one.
+        for n in 0..s.len() {
+            let q = SenseData::parse(&s[..n]);
+            assert_eq!(q.is_some(), n >= 3, "prefix {n}");
+            if let Some(q) = q {
+                assert_eq!(q.information.is_some(), n >= 7, "prefix {n}");
+                assert_eq!(q.command_specific.is_some(), n >= 12, "prefix {n}");
+                assert_eq!(q.asc, if n > 12 { 0x24 } else { 0 }, "prefix {n}");
+                assert_eq!(q.sense_key_specific.is_some(), n >= 18, "prefix {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn raw_descriptor_sense() {
+        let full = Sense::new(SenseKey::MISCOMPARE, Asc::MISCOMPARE_DURING_VERIFY)
+            .with_information(0x1000)
+            .with_command_specific(3)
+            .with_field(false, 2, None)
+            .to_descriptor();
+        let p = SenseData::parse(&full).unwrap();
+        assert_eq!((p.response_code, p.key, p.asc, p.ascq), (0x72, 0x0E, 0x1D, 0));
+        assert_eq!(
+            (p.information, p.command_specific, p.sense_key_specific),
+            (Some(0x1000), Some(3), Some([0x80, 0, 2]))
+        );
+        // Every prefix: descriptors cut short are dropped, never a panic.
+        for n in 0..full.len() {
+            let q = SenseData::parse(&full[..n]);
+            assert_eq!(q.is_some(), n >= 2, "prefix {n}");
+            if let Some(q) = q {
+                assert_eq!(q.information.is_some(), n >= 20, "prefix {n}");
+                assert_eq!(q.command_specific.is_some(), n >= 32, "prefix {n}");
+                assert_eq!(q.sense_key_specific.is_some(), n >= 40, "prefix {n}");
+            }
+        }
+        // A descriptor that claims more than the additional length ends the walk.
+        let mut lying = full.clone();
+        lying[9] = 0xF0;
+        let q = SenseData::parse(&lying).unwrap();
+        assert_eq!((q.information, q.sense_key_specific), (None, None));
+        assert_eq!(SenseData::parse(&[0x10, 0, 0]), None);
     }
 }
