@@ -1,27 +1,23 @@
 //! LUN numbers ⇄ the 8-byte SAM LUN structure.
 
+use oxcopy_scsi::lun::MAX_LUN;
+
 /// Encode a LUN number: below 256 in peripheral device addressing
-/// (`00 nn 00..`), below 16384 in flat space addressing (`40|hi lo 00..`),
-/// anything larger is taken as the raw 8-byte LUN structure (big-endian).
+/// (`00 nn 00..`), below 16384 in flat space addressing (`40|hi lo 00..`) —
+/// the target's encoding ([`oxcopy_scsi::lun::encode_lun`]); anything larger
+/// is taken as the raw 8-byte LUN structure (big-endian).
 pub fn encode_lun(lun: u64) -> [u8; 8] {
-    if lun < 256 {
-        [0, lun as u8, 0, 0, 0, 0, 0, 0]
-    } else if lun < 0x4000 {
-        [0x40 | (lun >> 8) as u8, lun as u8, 0, 0, 0, 0, 0, 0]
-    } else {
-        lun.to_be_bytes()
+    match u16::try_from(lun) {
+        Ok(id) if id <= MAX_LUN => oxcopy_scsi::lun::encode_lun(id),
+        _ => lun.to_be_bytes(),
     }
 }
 
 /// Decode an 8-byte LUN structure (as in REPORT LUNS data) into the number
-/// [`encode_lun`] maps back to the same bytes.
+/// [`encode_lun`] maps back to the same bytes: the target's decoding for the
+/// addressing methods it serves, the raw bytes otherwise.
 pub fn decode_lun(b: [u8; 8]) -> u64 {
-    let rest_zero = b[2..].iter().all(|&x| x == 0);
-    match b[0] >> 6 {
-        0 if rest_zero && b[0] == 0 => b[1] as u64,
-        1 if rest_zero => (((b[0] & 0x3f) as u64) << 8) | b[1] as u64,
-        _ => u64::from_be_bytes(b),
-    }
+    oxcopy_scsi::lun::decode_lun(b).map_or_else(|| u64::from_be_bytes(b), u64::from)
 }
 
 #[cfg(test)]
