@@ -26,8 +26,6 @@ use crate::error::{InitiatorError, Result};
 use crate::session::Session;
 use bytes::Bytes;
 
-use oxcopy_scsi::wire::Fields;
-
 pub use oxcopy_scsi::wire::cdb;
 pub use oxcopy_scsi::wire::vpd::lu_designator;
 pub use oxcopy_scsi::wire::xcopy::{
@@ -49,111 +47,9 @@ pub mod sa {
     pub const COPY_STATUS_LID4: u8 = ServiceAction::RECEIVE_COPY_STATUS_LID4;
 }
 
-/// COPY STATUS (LID1) data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CopyStatus {
-    /// COPY MANAGER STATUS: 0 in progress, 1 completed OK, 2 completed with error.
-    pub status: u8,
-    /// HDD: held data discarded.
-    pub held_data_discarded: bool,
-    /// SEGMENTS PROCESSED.
-    pub segments_processed: u16,
-    /// TRANSFER COUNT UNITS (0 bytes, 1 KiB, 2 MiB, ...).
-    pub units: u8,
-    /// TRANSFER COUNT.
-    pub count: u32,
-}
-
-impl CopyStatus {
-    /// Parse the 12-byte response.
-    pub fn parse(d: &[u8]) -> Option<CopyStatus> {
-        let f = Fields(d);
-        let b4 = f.u8(4)?;
-        Some(CopyStatus {
-            status: b4 & 0x7F,
-            held_data_discarded: b4 & 0x80 != 0,
-            segments_processed: f.u16(5)?,
-            units: f.u8(7)?,
-            count: f.u32(8)?,
-        })
-    }
-    /// The transfer count in bytes (saturating).
-    pub fn bytes(&self) -> u64 {
-        u64::from(self.count).checked_shl(10 * u32::from(self.units)).unwrap_or(u64::MAX)
-    }
-}
-
-/// RECEIVE COPY OPERATING PARAMETERS data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OperatingParameters {
-    /// SNLID: LIST ID USAGE 11b supported.
-    pub snlid: bool,
-    /// MAXIMUM CSCD DESCRIPTOR COUNT.
-    pub max_cscd_descriptors: u16,
-    /// MAXIMUM SEGMENT DESCRIPTOR COUNT.
-    pub max_segment_descriptors: u16,
-    /// MAXIMUM DESCRIPTOR LIST LENGTH.
-    pub max_descriptor_list_length: u32,
-    /// MAXIMUM SEGMENT LENGTH (0 = no limit).
-    pub max_segment_length: u32,
-    /// MAXIMUM INLINE DATA LENGTH.
-    pub max_inline_data_length: u32,
-    /// HELD DATA LIMIT.
-    pub held_data_limit: u32,
-    /// TOTAL CONCURRENT COPIES.
-    pub total_concurrent_copies: u16,
-    /// MAXIMUM CONCURRENT COPIES.
-    pub max_concurrent_copies: u8,
-    /// DATA SEGMENT GRANULARITY (log2).
-    pub data_segment_granularity: u8,
-    /// Implemented descriptor type codes.
-    pub descriptor_types: Vec<u8>,
-}
-
-impl OperatingParameters {
-    /// Parse the response.
-    pub fn parse(d: &[u8]) -> Option<OperatingParameters> {
-        let f = Fields(d);
-        let n = usize::from(f.u8(43)?);
-        Some(OperatingParameters {
-            snlid: f.u8(4)? & 0x01 != 0,
-            max_cscd_descriptors: f.u16(8)?,
-            max_segment_descriptors: f.u16(10)?,
-            max_descriptor_list_length: f.u32(12)?,
-            max_segment_length: f.u32(16)?,
-            max_inline_data_length: f.u32(20)?,
-            held_data_limit: f.u32(24)?,
-            total_concurrent_copies: f.u16(34)?,
-            max_concurrent_copies: f.u8(36)?,
-            data_segment_granularity: f.u8(37)?,
-            descriptor_types: f.slice(44, n)?.to_vec(),
-        })
-    }
-}
-
-/// FAILED SEGMENT DETAILS (LID1) data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailureDetails {
-    /// AVAILABLE DATA (0 when the copy did not fail).
-    pub available: u32,
-    /// COPY COMMAND STATUS.
-    pub status: u8,
-    /// The failed command's sense data.
-    pub sense: Vec<u8>,
-}
-
-impl FailureDetails {
-    /// Parse the response.
-    pub fn parse(d: &[u8]) -> Option<FailureDetails> {
-        let f = Fields(d);
-        let available = f.u32(0)?;
-        if available == 0 {
-            return Some(FailureDetails { available, status: 0, sense: Vec::new() });
-        }
-        let n = usize::from(f.u16(58)?);
-        Some(FailureDetails { available, status: f.u8(56)?, sense: f.slice(60, n)?.to_vec() })
-    }
-}
+/// COPY STATUS (LID1), OPERATING PARAMETERS and FAILED SEGMENT DETAILS
+/// data: the wire layer's, which the target encodes.
+pub use oxcopy_scsi::wire::results::{CopyStatus, FailureDetails, OperatingParameters};
 
 /// RECEIVE COPY STATUS (LID4) data: the header it shares with RECEIVE ROD
 /// TOKEN INFORMATION.

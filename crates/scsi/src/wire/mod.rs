@@ -11,6 +11,8 @@
 //!   encode ([`sense::Sense`]) and decode ([`sense::SenseData`]).
 //! - [`xcopy`]: the EXTENDED COPY (LID1) parameter list: descriptor type
 //!   codes, lengths, and the list encoder.
+//! - [`results`]: the RECEIVE COPY RESULTS data of EXTENDED COPY (LID1):
+//!   COPY STATUS, OPERATING PARAMETERS, FAILED SEGMENT DETAILS.
 //! - [`rod`]: POPULATE TOKEN / WRITE USING TOKEN parameter lists and the
 //!   RECEIVE ROD TOKEN INFORMATION response.
 //! - [`vpd`]: VPD page framing, designation descriptors and the Third-party
@@ -18,6 +20,7 @@
 //! - [`Fields`]: the bounds-checked reader every decoder here uses.
 
 pub mod cdb;
+pub mod results;
 pub mod rod;
 pub mod sense;
 pub mod vpd;

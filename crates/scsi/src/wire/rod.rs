@@ -208,6 +208,29 @@ impl CopyStatusHeader {
         })
     }
 
+    /// The header and the sense data field (SENSE DATA FIELD LENGTH bytes,
+    /// the sense data zero-padded or cut to it), AVAILABLE DATA counting
+    /// them; a caller appending more (RRTI's token area) rewrites it.
+    pub fn encode(&self) -> Vec<u8> {
+        let space = usize::from(self.sense_space);
+        let sense = &self.sense[..self.sense.len().min(space)];
+        let mut d = vec![0u8; RRTI_HEADER_LEN + space];
+        d[4] = self.service_action & 0x1F;
+        d[5] = self.status & 0x7F;
+        d[6..8].copy_from_slice(&self.operation_counter.to_be_bytes());
+        d[8..12].copy_from_slice(&self.estimated_delay.to_be_bytes());
+        d[12] = self.completion_status;
+        d[13] = self.sense_space;
+        d[14] = u8::try_from(sense.len()).unwrap_or(u8::MAX);
+        d[15] = self.units;
+        d[16..24].copy_from_slice(&self.count.to_be_bytes());
+        d[24..26].copy_from_slice(&self.segments_processed.to_be_bytes());
+        d[RRTI_HEADER_LEN..RRTI_HEADER_LEN + sense.len()].copy_from_slice(sense);
+        let avail = u32::try_from(d.len() - 4).unwrap_or(u32::MAX);
+        d[0..4].copy_from_slice(&avail.to_be_bytes());
+        d
+    }
+
     /// Whether the operation is still running (status 10h–12h).
     pub fn in_progress(&self) -> bool {
         CopyOpStatus(self.status).in_progress()
@@ -341,6 +364,9 @@ mod tests {
         for n in 0..d.len() {
             assert_eq!(CopyStatusHeader::parse(&d[..n]).is_some(), n >= 35, "prefix {n}");
         }
+        // The encoder writes the same bytes back.
+        let e = h.encode();
+        assert_eq!((&e[..4], &e[4..]), (&[0, 0, 0, 60][..], &d[4..64]));
         // SENSE DATA LENGTH beyond the field's space is clipped to it.
         d[13] = 2;
         assert_eq!(CopyStatusHeader::parse(&d).unwrap().sense, vec![0x70, 0]);
