@@ -13,6 +13,7 @@ use crate::lun::decode_lun;
 use crate::session::Session;
 use bytes::Bytes;
 
+pub use oxcopy_scsi::wire::capacity::{ReadCapacity16, ReportLuns};
 pub use oxcopy_scsi::wire::cdb;
 pub use oxcopy_scsi::wire::sense::{Asc, SenseData as Sense, SenseKey};
 
@@ -47,14 +48,9 @@ impl Session {
     /// READ CAPACITY (16): `(number of logical blocks, logical block length)`.
     pub async fn read_capacity16(&self, lun: u64) -> Result<(u64, u32)> {
         let o = self.execute(lun, &cdb::read_capacity16(32), DataDir::Read { len: 32 }).await?.into_result()?;
-        let d = &o.data;
-        if d.len() < 12 {
-            return Err(InitiatorError::Protocol(format!("READ CAPACITY (16) returned {} bytes", d.len())));
-        }
-        let mut last = [0u8; 8];
-        last.copy_from_slice(&d[..8]);
-        let bs = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
-        Ok((u64::from_be_bytes(last).wrapping_add(1), bs))
+        let rc = ReadCapacity16::parse(&o.data)
+            .ok_or_else(|| InitiatorError::Protocol(format!("READ CAPACITY (16) returned {} bytes", o.data.len())))?;
+        Ok((rc.blocks(), rc.block_len))
     }
 
     /// READ (16) of `blocks` blocks of `block_size` bytes. A short transfer
@@ -96,25 +92,14 @@ impl Session {
         let mut alloc: u32 = 8 + 8 * 256;
         loop {
             let o = self.execute(0, &cdb::report_luns(0, alloc), DataDir::Read { len: alloc }).await?.into_result()?;
-            let d = &o.data;
-            if d.len() < 8 {
-                return Err(InitiatorError::Protocol("REPORT LUNS data under 8 bytes".into()));
-            }
-            let list_len = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
-            let need = list_len.saturating_add(8);
+            let r = ReportLuns::parse(&o.data)
+                .ok_or_else(|| InitiatorError::Protocol("REPORT LUNS data under 8 bytes".into()))?;
+            let need = r.list_length.saturating_add(8);
             if need > alloc && alloc < (1 << 20) {
                 alloc = need.min(1 << 20);
                 continue;
             }
-            let avail = (d.len() - 8).min(list_len as usize);
-            return Ok(d[8..8 + avail]
-                .chunks_exact(8)
-                .map(|c| {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(c);
-                    decode_lun(b)
-                })
-                .collect());
+            return Ok(r.luns.into_iter().map(decode_lun).collect());
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::lu::LogicalUnit;
 use crate::range_lock::LockMode;
 use crate::result::ScsiStatus;
 use crate::sense::{Asc, Sense, SenseKey};
+use crate::wire::capacity::ReadCapacity16;
 use oxcopy_storage::{StorageError, StorageErrorKind};
 
 /// I/O is issued (and cancellation checked) in chunks of this many bytes.
@@ -283,16 +284,15 @@ pub(crate) fn read_capacity16(ctx: &Ctx<'_>) -> CmdResult {
     if !pmi && be(ctx.cdb, 2, 8) != 0 {
         return Err(Sense::invalid_cdb_field(2, None).into());
     }
-    let mut d = vec![0u8; 32];
-    d[0..8].copy_from_slice(&lu.num_blocks().saturating_sub(1).to_be_bytes());
-    d[8..12].copy_from_slice(&lu.block_size().to_be_bytes());
     let p = lu.provisioning();
-    if p.lbpme {
-        d[14] |= 0x80;
+    let d = ReadCapacity16 {
+        last_lba: lu.num_blocks().saturating_sub(1),
+        block_len: lu.block_size(),
+        lbpme: p.lbpme,
+        lbprz: p.lbprz,
+        ..ReadCapacity16::default()
     }
-    if p.lbprz {
-        d[14] |= 0x40;
-    }
+    .encode();
     Ok(Done::data(d, be(ctx.cdb, 10, 4)))
 }
 

@@ -6,6 +6,7 @@ use crate::cdb::{be, byte, has_service_action, Opcode, Template, CONTROL_USAGE};
 use crate::exec::{served_by, CmdResult, Ctx, Done};
 use crate::lun::encode_lun;
 use crate::sense::{Asc, Sense, SenseKey};
+use crate::wire::capacity::ReportLuns;
 
 /// TEST UNIT READY: always ready (no removable medium, no spin-up).
 pub(crate) fn test_unit_ready(ctx: &Ctx<'_>) -> CmdResult {
@@ -42,13 +43,7 @@ pub(crate) fn report_luns(ctx: &Ctx<'_>) -> CmdResult {
         0x01 => Vec::new(),
         _ => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
     };
-    let list_len = u32::try_from(ids.len() * 8).unwrap_or(u32::MAX);
-    let mut d = Vec::with_capacity(8 + ids.len() * 8);
-    d.extend_from_slice(&list_len.to_be_bytes());
-    d.extend_from_slice(&[0; 4]);
-    for id in ids {
-        d.extend_from_slice(&encode_lun(id));
-    }
+    let d = ReportLuns::new(ids.into_iter().map(encode_lun).collect()).encode();
     Ok(Done::data(d, alloc))
 }
 
@@ -159,4 +154,49 @@ pub(crate) fn report_supported_opcodes(ctx: &Ctx<'_>) -> CmdResult {
         _ => return Err(Sense::invalid_cdb_field(2, Some(2)).into()),
     };
     Ok(Done::data(data, alloc))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::wire::capacity::{ReadCapacity16, ReportLuns};
+    use crate::wire::cdb;
+    use crate::*;
+    use oxcopy_storage::{MemStorage, Storage};
+    use std::sync::Arc;
+
+    const TARGET: &str = "iqn.2026-11.test:spc";
+
+    /// What the device server encodes for READ CAPACITY (16) and REPORT
+    /// LUNS, the wire layer decodes.
+    #[test]
+    fn capacity_and_luns_round_trip_through_the_wire_decoders() {
+        let lu = |bs: u32| {
+            let st = Arc::new(MemStorage::new(1 << 20)) as Arc<dyn Storage>;
+            Arc::new(LogicalUnit::new(LuConfig { block_size: bs, ..LuConfig::default() }, st))
+        };
+        let t = ScsiTarget::new(TARGET, 1, vec![(0, lu(512)), (300, lu(4096))], crate::testing::registry());
+        let nx = Nexus {
+            initiator_name: Arc::from("iqn.2026-11.test:host"),
+            isid: [0x80, 0, 0, 0, 0, 1],
+            target_name: Arc::from(TARGET),
+            tpgt: 1,
+        };
+        let cancel = CancelToken::new();
+        let go = |lun: u16, cdb: &[u8]| {
+            let req =
+                Request { nexus: &nx, lun: encode_lun(lun), cdb, data_out: &[], expected_len: 0, cancel: &cancel };
+            t.execute(&req).data_in
+        };
+
+        let rc = ReadCapacity16::parse(&go(300, &cdb::read_capacity16(32))).unwrap();
+        assert_eq!((rc.blocks(), rc.block_len, rc.lbppbe, rc.lowest_aligned_lba), (256, 4096, 0, 0));
+        assert_eq!((rc.lbpme, rc.lbprz), (true, true));
+        assert_eq!(rc.encode(), go(300, &cdb::read_capacity16(32)));
+
+        let r = ReportLuns::parse(&go(0, &cdb::report_luns(0, 64))).unwrap();
+        assert_eq!(r, ReportLuns::new(vec![encode_lun(0), encode_lun(300)]));
+        // Cut by the allocation length: the list length still counts both.
+        let r = ReportLuns::parse(&go(0, &cdb::report_luns(0, 16))).unwrap();
+        assert_eq!((r.list_length, r.luns.len()), (16, 1));
+    }
 }

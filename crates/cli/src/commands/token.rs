@@ -16,6 +16,7 @@ use crate::url::parse_iscsi_url;
 use crate::vpd::{hex, tpc::rod_type_name};
 use oxcopy_initiator::odx::TOKEN_LEN;
 use oxcopy_initiator::plan::{plan_tokens, TokenLimits};
+use oxcopy_scsi::wire::capacity::{ReadCapacity16, READ_CAPACITY16_LEN};
 use serde::Serialize;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -119,14 +120,14 @@ pub fn decode(t: &Token) -> TokenInfo {
     let bytes = u128::from_be_bytes(b);
     info.bytes_represented = Some(bytes);
     // DEVICE TYPE SPECIFIC DATA: READ CAPACITY (16) parameter data from byte 8.
-    let d = &t[96..128];
-    let bs = be32(d, 0);
-    if bs > 0 {
-        info.block_size = Some(bs);
-        info.blocks_represented = Some(bytes / bs as u128);
-        info.lbppbe = Some(d[5] & 0x0f);
-        info.lbpme = Some(d[6] & 0x80 != 0);
-        info.lbprz = Some(d[6] & 0x40 != 0);
+    let mut rc = [0u8; READ_CAPACITY16_LEN];
+    rc[8..].copy_from_slice(&t[96..96 + READ_CAPACITY16_LEN - 8]);
+    if let Some(rc) = ReadCapacity16::parse(&rc).filter(|rc| rc.block_len > 0) {
+        info.block_size = Some(rc.block_len);
+        info.blocks_represented = Some(bytes / u128::from(rc.block_len));
+        info.lbppbe = Some(rc.lbppbe);
+        info.lbpme = Some(rc.lbpme);
+        info.lbprz = Some(rc.lbprz);
     }
     // TARGET DEVICE DESCRIPTOR: a SCSI name string designator.
     let g = &t[128..416];

@@ -5,6 +5,7 @@
 //! No I/O, no state: nothing here imports the rest of the crate (logical
 //! units, the registry and the copy manager import this module).
 //!
+//! - [`capacity`]: READ CAPACITY (16) and REPORT LUNS parameter data.
 //! - [`cdb`]: operation codes, service actions, bounds-safe CDB field
 //!   access and the CDB builders an initiator sends.
 //! - [`sense`]: sense keys and ASC/ASCQ (codes and names), sense data
@@ -19,6 +20,7 @@
 //!   Copy (8Fh) descriptors.
 //! - [`Fields`]: the bounds-checked reader every decoder here uses.
 
+pub mod capacity;
 pub mod cdb;
 pub mod results;
 pub mod rod;
