@@ -6,6 +6,9 @@ use crate::copy;
 use crate::exec::{CmdResult, Ctx, Done};
 use crate::lu::{LogicalUnit, MAX_TRANSFER_BYTES, OPTIMAL_TRANSFER_BYTES};
 use crate::sense::Sense;
+use crate::wire::inquiry::{
+    BlockDeviceCharacteristics, BlockLimits, LogicalBlockProvisioning, ProvisioningType, NON_ROTATING,
+};
 use crate::wire::vpd::{self, scsi_name, Association, CodeSet, Designation, DesignatorType, PROTOCOL_ISCSI};
 
 pub use crate::wire::vpd::VpdPage;
@@ -130,55 +133,70 @@ fn device_id(ctx: &Ctx<'_>, lu: &LogicalUnit) -> Vec<u8> {
     d
 }
 
-/// Block Limits (page length 3Ch, SBC-3).
+/// Block Limits (page length 3Ch, SBC-3). WSNZ=0: WRITE SAME with 0
+/// blocks means "to the last block"; no atomic writes.
 fn block_limits(lu: &LogicalUnit) -> Vec<u8> {
     let bs = lu.block_size();
-    let mut d = vec![0u8; 0x3C];
-    // WSNZ=0: WRITE SAME with 0 blocks means "to the last block".
-    d[1] = crate::caw::MAX_CAW_BLOCKS;
     let fs = lu.storage().capabilities().fs_block_size;
-    let gran = u16::try_from((fs / bs).max(1)).unwrap_or(1);
-    d[2..4].copy_from_slice(&gran.to_be_bytes());
     let max = MAX_TRANSFER_BYTES / bs;
-    d[4..8].copy_from_slice(&max.to_be_bytes());
-    d[8..12].copy_from_slice(&(OPTIMAL_TRANSFER_BYTES / bs).to_be_bytes());
-    d[12..16].copy_from_slice(&max.to_be_bytes()); // MAXIMUM PREFETCH LENGTH
-    crate::provisioning::block_limits(lu, &mut d); // UNMAP, WRITE SAME (no atomic writes)
-    d
+    let mut l = BlockLimits {
+        write_same_non_zero: Some(false),
+        maximum_compare_and_write_length: Some(crate::caw::MAX_CAW_BLOCKS),
+        optimal_transfer_length_granularity: Some(u16::try_from((fs / bs).max(1)).unwrap_or(1)),
+        maximum_transfer_length: Some(max),
+        optimal_transfer_length: Some(OPTIMAL_TRANSFER_BYTES / bs),
+        maximum_prefetch_length: Some(max),
+        ..BlockLimits::default()
+    };
+    crate::provisioning::block_limits(lu, &mut l); // UNMAP, WRITE SAME
+    l.encode()
 }
 
 /// Block Device Characteristics: non-rotating medium.
 fn bdc() -> Vec<u8> {
-    let mut d = vec![0u8; 0x3C];
-    d[0..2].copy_from_slice(&1u16.to_be_bytes());
-    d
+    BlockDeviceCharacteristics { medium_rotation_rate: Some(NON_ROTATING), ..Default::default() }.encode()
 }
 
 /// Logical Block Provisioning, truthful to [`LogicalUnit::provisioning`].
 fn lbp(lu: &LogicalUnit) -> Vec<u8> {
     let p = lu.provisioning();
-    let mut d = vec![0u8; 4];
-    if p.lbpu {
-        d[1] |= 0x80;
+    LogicalBlockProvisioning {
+        lbpu: Some(p.lbpu),
+        lbpws: Some(p.lbpws),
+        lbpws10: Some(p.lbpws10),
+        lbprz: Some(u8::from(p.lbprz)),
+        provisioning_type: Some(if p.lbpme { ProvisioningType::THIN } else { ProvisioningType::FULL }),
+        ..Default::default()
     }
-    if p.lbpws {
-        d[1] |= 0x40;
-    }
-    if p.lbpws10 {
-        d[1] |= 0x20;
-    }
-    if p.lbprz {
-        d[1] |= 0x04;
-    }
-    if p.lbpme {
-        d[2] = 0x02; // PROVISIONING TYPE: thin
-    }
-    d
+    .encode()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the device server encodes for B0h, B1h and B2h, the wire
+    /// layer decodes.
+    #[test]
+    fn block_pages_round_trip_through_the_wire_decoders() {
+        use crate::lu::LuConfig;
+        use oxcopy_storage::{MemStorage, Storage};
+        use std::sync::Arc;
+
+        let st = Arc::new(MemStorage::new(1 << 20)) as Arc<dyn Storage>;
+        let lu = LogicalUnit::new(LuConfig { block_size: 512, ..LuConfig::default() }, st);
+        let l = BlockLimits::decode(&block_limits(&lu));
+        assert_eq!((l.maximum_transfer_length, l.optimal_transfer_length), (Some(32768), Some(2048)));
+        assert_eq!((l.maximum_compare_and_write_length, l.write_same_non_zero), (Some(255), Some(false)));
+        assert_eq!(l.maximum_write_same_length, Some(crate::provisioning::MAX_WRITE_SAME_BLOCKS));
+        assert_eq!(l.encode(), block_limits(&lu));
+        let c = BlockDeviceCharacteristics::decode(&bdc());
+        assert_eq!((c.medium_rotation_rate, c.nominal_form_factor), (Some(NON_ROTATING), Some(0)));
+        let p = LogicalBlockProvisioning::decode(&lbp(&lu));
+        let want = lu.provisioning();
+        assert_eq!((p.lbpu, p.lbpws, p.lbprz), (Some(want.lbpu), Some(want.lbpws), Some(u8::from(want.lbprz))));
+        assert_eq!(p.encode(), lbp(&lu));
+    }
 
     #[test]
     fn relative_port_is_never_zero() {

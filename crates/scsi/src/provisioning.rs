@@ -24,6 +24,7 @@ use crate::lu::LogicalUnit;
 use crate::range_lock::LockMode;
 use crate::sbc::{byte_offset, cancelled, check_range, check_writable, storage_fail, IO_CHUNK};
 use crate::sense::{Asc, Sense};
+use crate::wire::inquiry::BlockLimits;
 
 /// MAXIMUM UNMAP LBA COUNT: logical blocks one UNMAP may deallocate in
 /// total. libiscsi treats anything above 2^20 as "insanely big".
@@ -58,24 +59,20 @@ const STATUS_DEALLOCATED: u8 = 0x1;
 const WS_UNMAP: u8 = 0x08;
 const WS_NDOB: u8 = 0x01;
 
-/// Fill the provisioning fields of a Block Limits VPD body (`d[0]` is page
-/// byte 4): MAXIMUM UNMAP LBA COUNT, MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT,
+/// Fill the provisioning fields of the Block Limits VPD page: MAXIMUM UNMAP LBA COUNT, MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT,
 /// OPTIMAL UNMAP GRANULARITY (the filesystem block), UGAVALID with alignment
 /// 0, and MAXIMUM WRITE SAME LENGTH. The UNMAP fields stay zero when UNMAP is
 /// not supported, as SBC-3 requires.
-pub(crate) fn block_limits(lu: &LogicalUnit, d: &mut [u8]) {
-    if d.len() < 40 {
-        return;
-    }
+pub(crate) fn block_limits(lu: &LogicalUnit, l: &mut BlockLimits) {
     if lu.provisioning().lbpu {
-        d[16..20].copy_from_slice(&MAX_UNMAP_LBA_COUNT.to_be_bytes());
-        d[20..24].copy_from_slice(&MAX_UNMAP_DESCRIPTORS.to_be_bytes());
         let fs = lu.storage().capabilities().fs_block_size;
-        let gran = (fs / lu.block_size()).max(1);
-        d[24..28].copy_from_slice(&gran.to_be_bytes());
-        d[28..32].copy_from_slice(&0x8000_0000u32.to_be_bytes()); // UGAVALID, alignment 0
+        l.maximum_unmap_lba_count = Some(MAX_UNMAP_LBA_COUNT);
+        l.maximum_unmap_block_descriptor_count = Some(MAX_UNMAP_DESCRIPTORS);
+        l.optimal_unmap_granularity = Some((fs / lu.block_size()).max(1));
+        l.unmap_granularity_alignment_valid = Some(true);
+        l.unmap_granularity_alignment = Some(0);
     }
-    d[32..40].copy_from_slice(&MAX_WRITE_SAME_BLOCKS.to_be_bytes());
+    l.maximum_write_same_length = Some(MAX_WRITE_SAME_BLOCKS);
 }
 
 /// One validated UNMAP block descriptor.

@@ -1,5 +1,6 @@
 //! Standard INQUIRY data and the VPD pages 00h, 80h, 83h, B0h, B1h, B2h.
 
+use oxcopy_scsi::wire::inquiry::{self, ProvisioningType};
 use oxcopy_scsi::wire::vpd::{self, Association, CodeSet, DesignatorType};
 
 use super::{ascii, code16, code8, device_type_name, hex, page_body, vpd_page_name, Fields};
@@ -263,31 +264,28 @@ pub struct BlockLimits {
     pub truncated: bool,
 }
 
-/// Decode VPD B0h.
+/// Decode VPD B0h (the layout is the wire layer's, which the target encodes).
 pub fn decode_block_limits(d: &[u8]) -> BlockLimits {
     let (body, truncated) = page_body(d);
-    // Offsets below are page offsets (header included).
-    let mut page = vec![0u8; 4];
-    page.extend_from_slice(body);
-    let b = Fields(&page);
+    let l = inquiry::BlockLimits::decode(body);
     BlockLimits {
-        write_same_non_zero: b.bit(4, 0),
-        maximum_compare_and_write_length: b.u8(5),
-        optimal_transfer_length_granularity: b.u16(6),
-        maximum_transfer_length: b.u32(8),
-        optimal_transfer_length: b.u32(12),
-        maximum_prefetch_length: b.u32(16),
-        maximum_unmap_lba_count: b.u32(20),
-        maximum_unmap_block_descriptor_count: b.u32(24),
-        optimal_unmap_granularity: b.u32(28),
-        unmap_granularity_alignment_valid: b.bit(32, 7),
-        unmap_granularity_alignment: b.u32(32).map(|v| v & 0x7fff_ffff),
-        maximum_write_same_length: b.u64(36),
-        maximum_atomic_transfer_length: b.u32(44),
-        atomic_alignment: b.u32(48),
-        atomic_transfer_length_granularity: b.u32(52),
-        maximum_atomic_transfer_length_with_atomic_boundary: b.u32(56),
-        maximum_atomic_boundary_size: b.u32(60),
+        write_same_non_zero: l.write_same_non_zero,
+        maximum_compare_and_write_length: l.maximum_compare_and_write_length,
+        optimal_transfer_length_granularity: l.optimal_transfer_length_granularity,
+        maximum_transfer_length: l.maximum_transfer_length,
+        optimal_transfer_length: l.optimal_transfer_length,
+        maximum_prefetch_length: l.maximum_prefetch_length,
+        maximum_unmap_lba_count: l.maximum_unmap_lba_count,
+        maximum_unmap_block_descriptor_count: l.maximum_unmap_block_descriptor_count,
+        optimal_unmap_granularity: l.optimal_unmap_granularity,
+        unmap_granularity_alignment_valid: l.unmap_granularity_alignment_valid,
+        unmap_granularity_alignment: l.unmap_granularity_alignment,
+        maximum_write_same_length: l.maximum_write_same_length,
+        maximum_atomic_transfer_length: l.maximum_atomic_transfer_length,
+        atomic_alignment: l.atomic_alignment,
+        atomic_transfer_length_granularity: l.atomic_transfer_length_granularity,
+        maximum_atomic_transfer_length_with_atomic_boundary: l.maximum_atomic_transfer_length_with_atomic_boundary,
+        maximum_atomic_boundary_size: l.maximum_atomic_boundary_size,
         truncated,
     }
 }
@@ -307,21 +305,21 @@ pub struct BlockDeviceCharacteristics {
     pub truncated: bool,
 }
 
-/// Decode VPD B1h.
+/// Decode VPD B1h (the layout is the wire layer's).
 pub fn decode_block_device_characteristics(d: &[u8]) -> BlockDeviceCharacteristics {
     let (body, truncated) = page_body(d);
-    let b = Fields(body);
+    let c = inquiry::BlockDeviceCharacteristics::decode(body);
     BlockDeviceCharacteristics {
-        medium_rotation_rate: b.u16(0).map(|r| match r {
+        medium_rotation_rate: c.medium_rotation_rate.map(|r| match r {
             0 => "not reported".to_string(),
-            1 => "non-rotating medium".to_string(),
+            inquiry::NON_ROTATING => "non-rotating medium".to_string(),
             r => format!("{r} rpm"),
         }),
-        product_type: b.u8(2),
-        wabereq: b.u8(3).map(|v| v >> 6),
-        wacereq: b.u8(3).map(|v| (v >> 4) & 3),
-        nominal_form_factor: b.u8(3).map(|v| {
-            match v & 0x0f {
+        product_type: c.product_type,
+        wabereq: c.wabereq,
+        wacereq: c.wacereq,
+        nominal_form_factor: c.nominal_form_factor.map(|v| {
+            match v {
                 0 => "not reported",
                 1 => "5.25 inch",
                 2 => "3.5 inch",
@@ -332,9 +330,9 @@ pub fn decode_block_device_characteristics(d: &[u8]) -> BlockDeviceCharacteristi
             }
             .to_string()
         }),
-        zoned: b.u8(4).map(|v| (v >> 4) & 3),
-        fuab: b.bit(4, 1),
-        vbuls: b.bit(4, 0),
+        zoned: c.zoned,
+        fuab: c.fuab,
+        vbuls: c.vbuls,
         truncated,
     }
 }
@@ -359,29 +357,29 @@ pub struct LogicalBlockProvisioning {
     pub truncated: bool,
 }
 
-/// Decode VPD B2h.
+/// Decode VPD B2h (the layout is the wire layer's).
 pub fn decode_logical_block_provisioning(d: &[u8]) -> LogicalBlockProvisioning {
     let (body, truncated) = page_body(d);
-    let b = Fields(body);
+    let p = inquiry::LogicalBlockProvisioning::decode(body);
     LogicalBlockProvisioning {
-        threshold_exponent: b.u8(0),
-        lbpu: b.bit(1, 7),
-        lbpws: b.bit(1, 6),
-        lbpws10: b.bit(1, 5),
-        lbprz: b.u8(1).map(|v| (v >> 2) & 7),
-        anc_sup: b.bit(1, 1),
-        dp: b.bit(1, 0),
-        minimum_percentage: b.u8(2).map(|v| v >> 3),
-        provisioning_type: b.u8(2).map(|v| {
-            match v & 7 {
-                0 => "not reported (fully provisioned)",
-                1 => "resource provisioned",
-                2 => "thin provisioned",
+        threshold_exponent: p.threshold_exponent,
+        lbpu: p.lbpu,
+        lbpws: p.lbpws,
+        lbpws10: p.lbpws10,
+        lbprz: p.lbprz,
+        anc_sup: p.anc_sup,
+        dp: p.dp,
+        minimum_percentage: p.minimum_percentage,
+        provisioning_type: p.provisioning_type.map(|t| {
+            match t {
+                ProvisioningType::FULL => "not reported (fully provisioned)",
+                ProvisioningType::RESOURCE => "resource provisioned",
+                ProvisioningType::THIN => "thin provisioned",
                 _ => "reserved",
             }
             .to_string()
         }),
-        threshold_percentage: b.u8(3),
+        threshold_percentage: p.threshold_percentage,
         truncated,
     }
 }

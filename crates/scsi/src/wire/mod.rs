@@ -14,6 +14,7 @@
 //!   codes, lengths, and the list encoder.
 //! - [`results`]: the RECEIVE COPY RESULTS data of EXTENDED COPY (LID1):
 //!   COPY STATUS, OPERATING PARAMETERS, FAILED SEGMENT DETAILS.
+//! - [`inquiry`]: the block device VPD pages B0h, B1h and B2h.
 //! - [`rod`]: POPULATE TOKEN / WRITE USING TOKEN parameter lists and the
 //!   RECEIVE ROD TOKEN INFORMATION response.
 //! - [`vpd`]: VPD page framing, designation descriptors and the Third-party
@@ -22,6 +23,7 @@
 
 pub mod capacity;
 pub mod cdb;
+pub mod inquiry;
 pub mod results;
 pub mod rod;
 pub mod sense;
