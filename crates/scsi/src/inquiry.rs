@@ -7,7 +7,7 @@ use crate::exec::{CmdResult, Ctx, Done};
 use crate::lu::{LogicalUnit, MAX_TRANSFER_BYTES, OPTIMAL_TRANSFER_BYTES};
 use crate::sense::Sense;
 use crate::wire::inquiry::{
-    BlockDeviceCharacteristics, BlockLimits, LogicalBlockProvisioning, ProvisioningType, NON_ROTATING,
+    BlockDeviceCharacteristics, BlockLimits, LogicalBlockProvisioning, ProvisioningType, StandardInquiry, NON_ROTATING,
 };
 use crate::wire::vpd::{self, scsi_name, Association, CodeSet, Designation, DesignatorType, PROTOCOL_ISCSI};
 
@@ -22,39 +22,28 @@ const NO_LU: u8 = 0x7F;
 /// Byte 0 for our LUs: qualifier 000b, direct-access block device.
 const DISK: u8 = 0x00;
 
-/// Standard INQUIRY data length (ADDITIONAL LENGTH = 91).
-const STANDARD_LEN: usize = 96;
+/// VERSION: SPC-4.
+const SPC4: u8 = 0x06;
 
-/// Copy `s` into a space-padded fixed field, replacing anything outside
-/// printable ASCII (SPC-4 §4.4.1 allows only 20h-7Eh here).
-fn ascii_field(dst: &mut [u8], s: &str) {
-    dst.fill(b' ');
-    for (d, c) in dst.iter_mut().zip(s.bytes()) {
-        *d = if (0x20..=0x7E).contains(&c) { c } else { b' ' };
-    }
-}
-
-/// Standard INQUIRY data for `lu`, or for an absent LU.
+/// Standard INQUIRY data for `lu`, or for an absent LU: SPC-4, HISUP,
+/// RESPONSE DATA FORMAT 2, CMDQUE, 3PC with the copy manager.
 pub(crate) fn standard(lu: Option<&LogicalUnit>) -> Vec<u8> {
-    let mut d = vec![0u8; STANDARD_LEN];
-    d[0] = if lu.is_some() { DISK } else { NO_LU };
-    d[2] = 0x06; // SPC-4
-    d[3] = 0x12; // HISUP, RESPONSE DATA FORMAT 2
-    d[4] = (STANDARD_LEN - 5) as u8;
-    if lu.is_some_and(|l| l.third_party_copy()) {
-        d[5] |= 0x08; // 3PC
-    }
-    d[7] = 0x02; // CMDQUE
     let default_cfg = crate::lu::LuConfig::default();
     let cfg = lu.map(|l| l.config()).unwrap_or(&default_cfg);
-    ascii_field(&mut d[8..16], &cfg.vendor);
-    ascii_field(&mut d[16..32], &cfg.product);
-    ascii_field(&mut d[32..36], &cfg.revision);
-    for (i, v) in VERSION_DESCRIPTORS.iter().enumerate() {
-        let o = 58 + 2 * i;
-        d[o..o + 2].copy_from_slice(&v.to_be_bytes());
+    StandardInquiry {
+        peripheral: if lu.is_some() { DISK } else { NO_LU },
+        version: SPC4,
+        hisup: true,
+        response_data_format: 2,
+        third_party_copy: lu.is_some_and(|l| l.third_party_copy()),
+        cmdque: true,
+        vendor: cfg.vendor.as_bytes().to_vec(),
+        product: cfg.product.as_bytes().to_vec(),
+        revision: cfg.revision.as_bytes().to_vec(),
+        version_descriptors: VERSION_DESCRIPTORS.to_vec(),
+        ..StandardInquiry::default()
     }
-    d
+    .encode()
 }
 
 /// INQUIRY.
@@ -175,8 +164,8 @@ fn lbp(lu: &LogicalUnit) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    /// What the device server encodes for B0h, B1h and B2h, the wire
-    /// layer decodes.
+    /// What the device server encodes for standard INQUIRY data, B0h, B1h
+    /// and B2h, the wire layer decodes.
     #[test]
     fn block_pages_round_trip_through_the_wire_decoders() {
         use crate::lu::LuConfig;
@@ -185,6 +174,12 @@ mod tests {
 
         let st = Arc::new(MemStorage::new(1 << 20)) as Arc<dyn Storage>;
         let lu = LogicalUnit::new(LuConfig { block_size: 512, ..LuConfig::default() }, st);
+        let s = StandardInquiry::decode(&standard(Some(&lu)));
+        assert_eq!((s.peripheral, s.version, s.response_data_format), (DISK, SPC4, 2));
+        assert!(s.hisup && s.cmdque && s.third_party_copy);
+        assert_eq!(s.version_descriptors, VERSION_DESCRIPTORS);
+        assert_eq!(s.encode(), standard(Some(&lu)));
+        assert_eq!(StandardInquiry::decode(&standard(None)).peripheral, NO_LU);
         let l = BlockLimits::decode(&block_limits(&lu));
         assert_eq!((l.maximum_transfer_length, l.optimal_transfer_length), (Some(32768), Some(2048)));
         assert_eq!((l.maximum_compare_and_write_length, l.write_same_non_zero), (Some(255), Some(false)));
@@ -204,10 +199,12 @@ mod tests {
         assert_eq!(relative_port(7), 7);
     }
 
+    use crate::wire::inquiry::ascii_field;
+
     #[test]
     fn ascii_field_sanitizes() {
         let mut f = [0u8; 8];
-        ascii_field(&mut f, "AB\u{e9}\n");
+        ascii_field(&mut f, "AB\u{e9}\n".as_bytes());
         assert_eq!(&f, b"AB      ");
     }
 }

@@ -3,7 +3,7 @@
 use oxcopy_scsi::wire::inquiry::{self, ProvisioningType};
 use oxcopy_scsi::wire::vpd::{self, Association, CodeSet, DesignatorType};
 
-use super::{ascii, code16, code8, device_type_name, hex, page_body, vpd_page_name, Fields};
+use super::{ascii, code16, code8, device_type_name, hex, page_body, vpd_page_name};
 use serde::Serialize;
 
 /// Standard INQUIRY data (SPC-4 §6.6.2).
@@ -62,42 +62,35 @@ fn version_descriptor_name(v: u16) -> &'static str {
     }
 }
 
-/// Decode standard INQUIRY data.
+/// Decode standard INQUIRY data (the layout is the wire layer's).
 pub fn decode_standard_inquiry(d: &[u8]) -> StandardInquiry {
-    let b = Fields(d);
-    let declared = b.u8(4).map(|n| n as usize + 5).unwrap_or(5);
-    let g = |i: usize| b.u8(i).unwrap_or(0);
-    let bit = |i: usize, n: u8| g(i) & (1 << n) != 0;
-    let text = |i: usize, n: usize| ascii(d.get(i..(i + n).min(d.len())).unwrap_or(&[]));
-    let mut descriptors = Vec::new();
-    let end = declared.min(d.len()).min(74);
-    let mut i = 58;
-    while i + 2 <= end {
-        if let Some(v) = b.u16(i).filter(|&v| v != 0) {
-            descriptors.push(format!("{} {}", code16(v), version_descriptor_name(v)));
-        }
-        i += 2;
-    }
+    let s = inquiry::StandardInquiry::decode(d);
+    let declared = usize::from(s.additional_length) + 5;
+    let dtype = s.peripheral & 0x1f;
     StandardInquiry {
-        peripheral_qualifier: g(0) >> 5,
-        peripheral_device_type: format!("{} {}", code8(g(0) & 0x1f), device_type_name(g(0) & 0x1f)),
-        removable: bit(1, 7),
-        version: format!("{} {}", code8(g(2)), version_name(g(2))),
-        normaca: bit(3, 5),
-        hisup: bit(3, 4),
-        response_data_format: g(3) & 0x0f,
-        sccs: bit(5, 7),
-        acc: bit(5, 6),
-        tpgs: (g(5) >> 4) & 3,
-        third_party_copy: bit(5, 3),
-        protect: bit(5, 0),
-        encserv: bit(6, 6),
-        multip: bit(6, 4),
-        cmdque: bit(7, 1),
-        vendor: text(8, 8),
-        product: text(16, 16),
-        revision: text(32, 4),
-        version_descriptors: descriptors,
+        peripheral_qualifier: s.peripheral >> 5,
+        peripheral_device_type: format!("{} {}", code8(dtype), device_type_name(dtype)),
+        removable: s.removable,
+        version: format!("{} {}", code8(s.version), version_name(s.version)),
+        normaca: s.normaca,
+        hisup: s.hisup,
+        response_data_format: s.response_data_format,
+        sccs: s.sccs,
+        acc: s.acc,
+        tpgs: s.tpgs,
+        third_party_copy: s.third_party_copy,
+        protect: s.protect,
+        encserv: s.encserv,
+        multip: s.multip,
+        cmdque: s.cmdque,
+        vendor: ascii(&s.vendor),
+        product: ascii(&s.product),
+        revision: ascii(&s.revision),
+        version_descriptors: s
+            .version_descriptors
+            .iter()
+            .map(|&v| format!("{} {}", code16(v), version_descriptor_name(v)))
+            .collect(),
         truncated: d.len() < 36.min(declared) || d.len() < 5,
     }
 }

@@ -1,13 +1,21 @@
-//! The block device VPD pages (SBC-3 §6.6): B0h Block Limits, B1h Block
-//! Device Characteristics and B2h Logical Block Provisioning — their page
-//! bodies (after the 4-byte header [`super::vpd::page`] frames). The
-//! device server encodes them (`crate::inquiry`), the CLI decodes them.
+//! Standard INQUIRY data (SPC-4 §6.6.2) and the block device VPD pages
+//! (SBC-3 §6.6): B0h Block Limits, B1h Block Device Characteristics and
+//! B2h Logical Block Provisioning — their page bodies (after the 4-byte
+//! header [`super::vpd::page`] frames). The device server encodes them
+//! (`crate::inquiry`), the CLI decodes them.
+//!
+//! Standard INQUIRY data decodes leniently (a short allocation length is
+//! normal): bytes past the data read as 0, text fields as far as received.
 //!
 //! Decoders take the body [`super::vpd::page_body`] returns and read each
 //! field as `None` when the page ends before it (an old-style short page
 //! is not an error); encoders write absent fields as 0.
 //!
 //! ```text
+//! standard  B0 QUALIFIER|TYPE  B1 RMB(7)  B2 VERSION  B3 NORMACA(5)|HISUP(4)|FORMAT(3:0)
+//!           B4 ADDITIONAL LENGTH  B5 SCCS|ACC|TPGS(5:4)|3PC(3)|PROTECT(0)
+//!           B6 ENCSERV(6)|MULTIP(4)  B7 CMDQUE(1)  B8-15 VENDOR  B16-31 PRODUCT
+//!           B32-35 REVISION  B58-73 VERSION DESCRIPTORS
 //! B0h (page offsets)  B4 WSNZ(0)  B5 MAX COMPARE AND WRITE  B6-7 OPT GRANULARITY
 //!     B8-11 MAX TRANSFER  B12-15 OPT TRANSFER  B16-19 MAX PREFETCH
 //!     B20-23 MAX UNMAP LBA COUNT  B24-27 MAX UNMAP DESCRIPTORS  B28-31 OPT UNMAP GRANULARITY
@@ -19,6 +27,129 @@
 //! ```
 
 use super::Fields;
+
+/// Length of the standard INQUIRY data encoded (ADDITIONAL LENGTH 91).
+pub const STANDARD_LEN: usize = 96;
+/// Offset of the first VERSION DESCRIPTOR.
+const VERSION_DESCRIPTORS_AT: usize = 58;
+/// Number of VERSION DESCRIPTOR fields.
+const VERSION_DESCRIPTORS: usize = 8;
+
+/// Standard INQUIRY data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StandardInquiry {
+    /// Byte 0: PERIPHERAL QUALIFIER (7:5) and PERIPHERAL DEVICE TYPE (4:0).
+    pub peripheral: u8,
+    /// RMB: removable medium.
+    pub removable: bool,
+    /// VERSION (06h SPC-4).
+    pub version: u8,
+    /// NORMACA.
+    pub normaca: bool,
+    /// HISUP: hierarchical LUN addressing.
+    pub hisup: bool,
+    /// RESPONSE DATA FORMAT (2).
+    pub response_data_format: u8,
+    /// ADDITIONAL LENGTH as decoded (0 when absent); the encoder writes its own.
+    pub additional_length: u8,
+    /// SCCS.
+    pub sccs: bool,
+    /// ACC.
+    pub acc: bool,
+    /// TPGS (2 bits).
+    pub tpgs: u8,
+    /// 3PC: third-party copy supported.
+    pub third_party_copy: bool,
+    /// PROTECT.
+    pub protect: bool,
+    /// ENCSERV.
+    pub encserv: bool,
+    /// MULTIP.
+    pub multip: bool,
+    /// CMDQUE.
+    pub cmdque: bool,
+    /// T10 VENDOR IDENTIFICATION (8 bytes; the encoder keeps printable
+    /// ASCII and pads with spaces).
+    pub vendor: Vec<u8>,
+    /// PRODUCT IDENTIFICATION (16 bytes, likewise).
+    pub product: Vec<u8>,
+    /// PRODUCT REVISION LEVEL (4 bytes, likewise).
+    pub revision: Vec<u8>,
+    /// The non-zero VERSION DESCRIPTORs within ADDITIONAL LENGTH (at most 8).
+    pub version_descriptors: Vec<u16>,
+}
+
+/// Copy `s` into a space-padded fixed field, replacing anything outside
+/// printable ASCII (SPC-4 §4.4.1 allows only 20h-7Eh here).
+pub fn ascii_field(dst: &mut [u8], s: &[u8]) {
+    dst.fill(b' ');
+    for (d, &c) in dst.iter_mut().zip(s) {
+        *d = if (0x20..=0x7E).contains(&c) { c } else { b' ' };
+    }
+}
+
+impl StandardInquiry {
+    /// Decode (lenient and bounded: bytes past `d` read as 0).
+    pub fn decode(d: &[u8]) -> StandardInquiry {
+        let f = Fields(d);
+        let g = |i: usize| f.u8(i).unwrap_or(0);
+        let bit = |i: usize, n: u8| g(i) & (1 << n) != 0;
+        let text = |i: usize, n: usize| d.get(i..(i + n).min(d.len())).unwrap_or(&[]).to_vec();
+        let declared = usize::from(g(4)) + 5;
+        let end = declared.min(d.len()).min(VERSION_DESCRIPTORS_AT + 2 * VERSION_DESCRIPTORS);
+        let version_descriptors = (VERSION_DESCRIPTORS_AT..end.max(VERSION_DESCRIPTORS_AT))
+            .step_by(2)
+            .filter_map(|i| f.u16(i).filter(|&v| v != 0 && i + 2 <= end))
+            .collect();
+        StandardInquiry {
+            peripheral: g(0),
+            removable: bit(1, 7),
+            version: g(2),
+            normaca: bit(3, 5),
+            hisup: bit(3, 4),
+            response_data_format: g(3) & 0x0F,
+            additional_length: g(4),
+            sccs: bit(5, 7),
+            acc: bit(5, 6),
+            tpgs: (g(5) >> 4) & 3,
+            third_party_copy: bit(5, 3),
+            protect: bit(5, 0),
+            encserv: bit(6, 6),
+            multip: bit(6, 4),
+            cmdque: bit(7, 1),
+            vendor: text(8, 8),
+            product: text(16, 16),
+            revision: text(32, 4),
+            version_descriptors,
+        }
+    }
+
+    /// The 96-byte data (ADDITIONAL LENGTH 91).
+    pub fn encode(&self) -> Vec<u8> {
+        let flag = |v: bool, bit: u8| u8::from(v) << bit;
+        let mut d = vec![0u8; STANDARD_LEN];
+        d[0] = self.peripheral;
+        d[1] = flag(self.removable, 7);
+        d[2] = self.version;
+        d[3] = flag(self.normaca, 5) | flag(self.hisup, 4) | (self.response_data_format & 0x0F);
+        d[4] = (STANDARD_LEN - 5) as u8;
+        d[5] = flag(self.sccs, 7)
+            | flag(self.acc, 6)
+            | ((self.tpgs & 3) << 4)
+            | flag(self.third_party_copy, 3)
+            | flag(self.protect, 0);
+        d[6] = flag(self.encserv, 6) | flag(self.multip, 4);
+        d[7] = flag(self.cmdque, 1);
+        ascii_field(&mut d[8..16], &self.vendor);
+        ascii_field(&mut d[16..32], &self.product);
+        ascii_field(&mut d[32..36], &self.revision);
+        for (i, v) in self.version_descriptors.iter().take(VERSION_DESCRIPTORS).enumerate() {
+            let o = VERSION_DESCRIPTORS_AT + 2 * i;
+            d[o..o + 2].copy_from_slice(&v.to_be_bytes());
+        }
+        d
+    }
+}
 
 /// PAGE LENGTH of Block Limits and Block Device Characteristics.
 pub const BLOCK_PAGE_LEN: usize = 0x3C;
@@ -253,6 +384,36 @@ impl LogicalBlockProvisioning {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standard_inquiry_bytes_and_prefixes() {
+        let s = StandardInquiry {
+            version: 0x06,
+            hisup: true,
+            response_data_format: 2,
+            additional_length: 91,
+            third_party_copy: true,
+            cmdque: true,
+            vendor: b"OXCOPY  ".to_vec(),
+            product: b"oxcopy disk     ".to_vec(),
+            revision: b"0001".to_vec(),
+            version_descriptors: vec![0x00A0, 0x0460],
+            ..Default::default()
+        };
+        let d = s.encode();
+        assert_eq!(d.len(), 96);
+        assert_eq!(&d[..8], &[0x00, 0x00, 0x06, 0x12, 91, 0x08, 0x00, 0x02]);
+        assert_eq!((&d[8..16], &d[32..36]), (&b"OXCOPY  "[..], &b"0001"[..]));
+        assert_eq!(&d[58..64], &[0x00, 0xA0, 0x04, 0x60, 0, 0]);
+        assert_eq!(StandardInquiry::decode(&d), s);
+        // Every prefix decodes; what it holds is what the whole data says.
+        for n in 0..d.len() {
+            let p = StandardInquiry::decode(&d[..n]);
+            assert_eq!(p.vendor[..], d[8.min(n)..16.min(n).max(8.min(n))], "prefix {n}");
+            assert_eq!(p.version_descriptors.len(), usize::from(n >= 60) + usize::from(n >= 62), "prefix {n}");
+            assert_eq!(p.cmdque, n >= 8, "prefix {n}");
+        }
+    }
 
     #[test]
     fn block_limits_bytes_and_prefixes() {
