@@ -1,6 +1,7 @@
 //! SCSI status and sense data in words, for error messages.
 
 use oxcopy_initiator::{InitiatorError, ScsiOutcome, Sense};
+use oxcopy_scsi::ScsiStatus;
 
 /// `ILLEGAL REQUEST: LOGICAL BLOCK ADDRESS OUT OF RANGE (21h/00h)`.
 pub fn describe(s: &Sense) -> String {
@@ -11,26 +12,11 @@ pub fn describe(s: &Sense) -> String {
     format!("{}: {asc}", s.sense_key().name())
 }
 
-/// Name of a SCSI status byte.
-pub fn status_name(status: u8) -> &'static str {
-    match status {
-        0x00 => "GOOD",
-        0x02 => "CHECK CONDITION",
-        0x04 => "CONDITION MET",
-        0x08 => "BUSY",
-        0x18 => "RESERVATION CONFLICT",
-        0x28 => "TASK SET FULL",
-        0x30 => "ACA ACTIVE",
-        0x40 => "TASK ABORTED",
-        _ => "unknown status",
-    }
-}
-
 /// A command outcome in words: `CHECK CONDITION, ILLEGAL REQUEST: …`.
 pub fn describe_outcome(o: &ScsiOutcome) -> String {
     match o.sense_info() {
         Some(s) => describe(&s),
-        None => format!("SCSI status {} ({:02X}h)", status_name(o.status), o.status),
+        None => format!("SCSI status {} ({:02X}h)", ScsiStatus(o.status).name(), o.status),
     }
 }
 

@@ -7,14 +7,37 @@ use crate::sense::Sense;
 pub struct ScsiStatus(pub u8);
 
 impl ScsiStatus {
+    /// GOOD.
     pub const GOOD: Self = Self(0x00);
+    /// CHECK CONDITION: sense data describes the failure.
     pub const CHECK_CONDITION: Self = Self(0x02);
+    /// CONDITION MET.
     pub const CONDITION_MET: Self = Self(0x04);
+    /// BUSY.
     pub const BUSY: Self = Self(0x08);
+    /// RESERVATION CONFLICT.
     pub const RESERVATION_CONFLICT: Self = Self(0x18);
+    /// TASK SET FULL.
     pub const TASK_SET_FULL: Self = Self(0x28);
+    /// ACA ACTIVE.
     pub const ACA_ACTIVE: Self = Self(0x30);
+    /// TASK ABORTED.
     pub const TASK_ABORTED: Self = Self(0x40);
+
+    /// The status in words (`"unknown status"` for other bytes).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::GOOD => "GOOD",
+            Self::CHECK_CONDITION => "CHECK CONDITION",
+            Self::CONDITION_MET => "CONDITION MET",
+            Self::BUSY => "BUSY",
+            Self::RESERVATION_CONFLICT => "RESERVATION CONFLICT",
+            Self::TASK_SET_FULL => "TASK SET FULL",
+            Self::ACA_ACTIVE => "ACA ACTIVE",
+            Self::TASK_ABORTED => "TASK ABORTED",
+            _ => "unknown status",
+        }
+    }
 }
 
 /// The outcome of one command, as the transport needs it.
@@ -67,3 +90,14 @@ impl From<Sense> for Fail {
 }
 
 pub(crate) type CmdResult = Result<Done, Fail>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names() {
+        assert_eq!((ScsiStatus::GOOD.name(), ScsiStatus(0x28).name()), ("GOOD", "TASK SET FULL"));
+        assert_eq!((ScsiStatus::TASK_ABORTED.name(), ScsiStatus(0x22).name()), ("TASK ABORTED", "unknown status"));
+    }
+}
