@@ -73,11 +73,13 @@ done
 for tool in iscsi-perf iscsi-readcapacity16 tgtd ss; do
     command -v "$tool" >/dev/null || { echo "io.sh: $tool not found (apt-get install -y libiscsi-bin tgt)" >&2; exit 2; }
 done
-# A free loopback port (not listening, not in use), away from well-known ones.
+# A free loopback port (not listening, not in use), away from well-known ones
+# and below 32768: tgtd derives its control port from the iSCSI port and
+# refuses one at or above 32768.
 free_port() {
     local p
     for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 30000))
+        p=$((20000 + RANDOM % 12000))
         if ! ss -Htan "sport = :$p" | grep -q .; then
             echo "$p"
             return 0
