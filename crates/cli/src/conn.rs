@@ -183,13 +183,13 @@ impl IscsiLun {
     /// Largest transfer the target accepts in one command, in bytes
     /// (MAXIMUM TRANSFER LENGTH), if it says.
     pub fn max_transfer_bytes(&self) -> Option<u64> {
-        let l = self.limits.as_ref()?.maximum_transfer_length?;
+        let l = self.limits.as_ref()?.page.maximum_transfer_length?;
         (l > 0).then(|| l as u64 * self.block_size as u64)
     }
 
     /// The transfer size it prefers (OPTIMAL TRANSFER LENGTH), if it says.
     pub fn optimal_transfer_bytes(&self) -> Option<u64> {
-        let l = self.limits.as_ref()?.optimal_transfer_length?;
+        let l = self.limits.as_ref()?.page.optimal_transfer_length?;
         (l > 0).then(|| l as u64 * self.block_size as u64)
     }
 

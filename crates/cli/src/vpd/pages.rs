@@ -233,54 +233,20 @@ pub fn decode_device_identification(d: &[u8]) -> DeviceIdentification {
     DeviceIdentification { designators, truncated: truncated || used < body.len() }
 }
 
-/// VPD B0h Block Limits (SBC-4 §6.6.4). `None` = past the end of the page.
-/// Lengths are in logical blocks; 0 means "not reported".
+/// VPD B0h Block Limits (SBC-4 §6.6.4): the wire layer's fields (`None` =
+/// past the end of the page; lengths in logical blocks, 0 = "not reported"),
+/// printed flat, and whether the page was cut short.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct BlockLimits {
-    pub write_same_non_zero: Option<bool>,
-    pub maximum_compare_and_write_length: Option<u8>,
-    pub optimal_transfer_length_granularity: Option<u16>,
-    pub maximum_transfer_length: Option<u32>,
-    pub optimal_transfer_length: Option<u32>,
-    pub maximum_prefetch_length: Option<u32>,
-    pub maximum_unmap_lba_count: Option<u32>,
-    pub maximum_unmap_block_descriptor_count: Option<u32>,
-    pub optimal_unmap_granularity: Option<u32>,
-    pub unmap_granularity_alignment_valid: Option<bool>,
-    pub unmap_granularity_alignment: Option<u32>,
-    pub maximum_write_same_length: Option<u64>,
-    pub maximum_atomic_transfer_length: Option<u32>,
-    pub atomic_alignment: Option<u32>,
-    pub atomic_transfer_length_granularity: Option<u32>,
-    pub maximum_atomic_transfer_length_with_atomic_boundary: Option<u32>,
-    pub maximum_atomic_boundary_size: Option<u32>,
+    #[serde(flatten)]
+    pub page: inquiry::BlockLimits,
     pub truncated: bool,
 }
 
 /// Decode VPD B0h (the layout is the wire layer's, which the target encodes).
 pub fn decode_block_limits(d: &[u8]) -> BlockLimits {
     let (body, truncated) = page_body(d);
-    let l = inquiry::BlockLimits::decode(body);
-    BlockLimits {
-        write_same_non_zero: l.write_same_non_zero,
-        maximum_compare_and_write_length: l.maximum_compare_and_write_length,
-        optimal_transfer_length_granularity: l.optimal_transfer_length_granularity,
-        maximum_transfer_length: l.maximum_transfer_length,
-        optimal_transfer_length: l.optimal_transfer_length,
-        maximum_prefetch_length: l.maximum_prefetch_length,
-        maximum_unmap_lba_count: l.maximum_unmap_lba_count,
-        maximum_unmap_block_descriptor_count: l.maximum_unmap_block_descriptor_count,
-        optimal_unmap_granularity: l.optimal_unmap_granularity,
-        unmap_granularity_alignment_valid: l.unmap_granularity_alignment_valid,
-        unmap_granularity_alignment: l.unmap_granularity_alignment,
-        maximum_write_same_length: l.maximum_write_same_length,
-        maximum_atomic_transfer_length: l.maximum_atomic_transfer_length,
-        atomic_alignment: l.atomic_alignment,
-        atomic_transfer_length_granularity: l.atomic_transfer_length_granularity,
-        maximum_atomic_transfer_length_with_atomic_boundary: l.maximum_atomic_transfer_length_with_atomic_boundary,
-        maximum_atomic_boundary_size: l.maximum_atomic_boundary_size,
-        truncated,
-    }
+    BlockLimits { page: inquiry::BlockLimits::decode(body), truncated }
 }
 
 /// VPD B1h Block Device Characteristics.
@@ -458,17 +424,20 @@ mod tests {
         d[12..16].copy_from_slice(&2048u32.to_be_bytes());
         d[36..44].copy_from_slice(&0x1_0000_0000u64.to_be_bytes());
         let l = decode_block_limits(&d);
-        assert_eq!(l.write_same_non_zero, Some(true));
-        assert_eq!(l.optimal_transfer_length_granularity, Some(8));
-        assert_eq!(l.maximum_transfer_length, Some(32768));
-        assert_eq!(l.optimal_transfer_length, Some(2048));
-        assert_eq!(l.maximum_write_same_length, Some(0x1_0000_0000));
-        assert_eq!(l.maximum_atomic_boundary_size, Some(0));
+        assert_eq!(l.page.write_same_non_zero, Some(true));
+        assert_eq!(l.page.optimal_transfer_length_granularity, Some(8));
+        assert_eq!(l.page.maximum_transfer_length, Some(32768));
+        assert_eq!(l.page.optimal_transfer_length, Some(2048));
+        assert_eq!(l.page.maximum_write_same_length, Some(0x1_0000_0000));
+        assert_eq!(l.page.maximum_atomic_boundary_size, Some(0));
         // An old-style short page (length 0Ch): the rest is absent, not zero.
         let mut s = d[..16].to_vec();
         s[3] = 0x0c;
         let l = decode_block_limits(&s);
-        assert_eq!((l.optimal_transfer_length, l.maximum_prefetch_length, l.truncated), (Some(2048), None, false));
+        assert_eq!(
+            (l.page.optimal_transfer_length, l.page.maximum_prefetch_length, l.truncated),
+            (Some(2048), None, false)
+        );
         for n in 0..d.len() {
             let _ = decode_block_limits(&d[..n]);
         }

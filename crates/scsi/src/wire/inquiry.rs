@@ -158,6 +158,7 @@ pub const LBP_PAGE_LEN: usize = 4;
 
 /// VPD B0h Block Limits. Lengths are in logical blocks; 0 = not reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct BlockLimits {
     /// WSNZ: WRITE SAME with 0 blocks is refused.
     pub write_same_non_zero: Option<bool>,
