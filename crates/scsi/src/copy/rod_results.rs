@@ -5,6 +5,7 @@
 //! builders, used by `odx` (RRTI) and `vpd` (page 8Fh).
 
 use super::rod_params::RodLimits;
+use crate::wire::rod::CopyStatusHeader;
 use crate::wire::sense::Sense;
 use crate::wire::vpd::{BlockRodFeatures, BlockRodLimits, RodTokenFeatures, RodTypeEntry};
 use oxcopy_copy::token::{RodType, TOKEN_LEN};
@@ -62,23 +63,23 @@ pub struct RrtiReport<'a> {
 
 /// The full RRTI parameter data (before truncation to the allocation length).
 pub fn rrti_body(r: &RrtiReport<'_>) -> Vec<u8> {
-    let space = usize::from(RRTI_SENSE_SPACE);
-    let mut d = vec![0u8; RRTI_HEADER_LEN + space + 4];
-    d[4] = r.response_to_sa & 0x1F;
-    d[5] = r.status as u8 & 0x7F;
     let delay = if r.status.is_final() { DELAY_FINAL } else { DELAY_POLL_MS };
-    d[8..12].copy_from_slice(&delay.to_be_bytes());
-    d[12] = r.completion_status;
-    d[13] = RRTI_SENSE_SPACE;
-    if let Some(s) = r.sense {
-        let b = s.to_fixed();
-        let n = b.len().min(space);
-        d[RRTI_HEADER_LEN..RRTI_HEADER_LEN + n].copy_from_slice(&b[..n]);
-        d[14] = u8::try_from(n).unwrap_or(RRTI_SENSE_SPACE);
+    let mut d = CopyStatusHeader {
+        service_action: r.response_to_sa,
+        status: r.status as u8,
+        operation_counter: 0,
+        estimated_delay: delay,
+        completion_status: r.completion_status,
+        sense_space: RRTI_SENSE_SPACE,
+        sense: r.sense.map(|s| s.to_fixed()).unwrap_or_default(),
+        units: UNITS_LOGICAL_BLOCKS,
+        count: r.transfer_count,
+        segments_processed: 0,
     }
-    d[15] = UNITS_LOGICAL_BLOCKS;
-    d[16..24].copy_from_slice(&r.transfer_count.to_be_bytes());
-    let at = RRTI_HEADER_LEN + space;
+    .encode();
+    // ROD TOKEN DESCRIPTORS LENGTH, then the token (2 reserved bytes first).
+    let at = d.len();
+    d.extend_from_slice(&[0; 4]);
     if let Some(t) = r.token {
         d[at..at + 4].copy_from_slice(&ROD_TOKEN_DESCRIPTORS_LENGTH.to_be_bytes());
         d.extend_from_slice(&[0, 0]);
