@@ -116,7 +116,26 @@ pub fn block_rod_limits(l: &RodLimits, optimal_transfer_blocks: u64) -> Vec<u8> 
 
 /// Body of descriptor 0106h ROD Token Features: own tokens only (REMOTE
 /// TOKENS 0), lifetimes from the limits, one block-device features descriptor.
-pub fn rod_token_features(l: &RodLimits, max_bytes_in_rod: u64, optimal_bytes_from_token: u64) -> Vec<u8> {
+/// REMOTE TOKENS field values of descriptor 0106h (SPC-4 §7.8.17.7; the
+/// copy-offload digest's VPD 8Fh notes list 0, 4 and 6 as the legal levels).
+pub struct RemoteTokens;
+
+impl RemoteTokens {
+    /// Only tokens this copy manager created.
+    pub const NONE: u8 = 0x0;
+    /// Tokens of other copy managers in the same SCSI target device.
+    pub const SAME_TARGET: u8 = 0x4;
+    /// Tokens of copy managers in other SCSI target devices (a copy domain of nodes).
+    pub const ANY_TARGET: u8 = 0x6;
+}
+
+/// Descriptor 0106h ROD Token Features; `remote_tokens` from [`RemoteTokens`].
+pub fn rod_token_features(
+    l: &RodLimits,
+    remote_tokens: u8,
+    max_bytes_in_rod: u64,
+    optimal_bytes_from_token: u64,
+) -> Vec<u8> {
     let block = BlockRodFeatures {
         max_bytes_in_block_rod: max_bytes_in_rod,
         optimal_bytes_in_block_rod_transfer: max_bytes_in_rod,
@@ -125,7 +144,7 @@ pub fn rod_token_features(l: &RodLimits, max_bytes_in_rod: u64, optimal_bytes_fr
         ..Default::default()
     };
     RodTokenFeatures {
-        remote_tokens: 0,
+        remote_tokens,
         min_token_lifetime: 1,
         max_token_lifetime: u32::MAX,
         max_token_inactivity_timeout: l.max_inactivity_timeout,
@@ -257,7 +276,7 @@ mod tests {
     fn vpd_descriptors_for_token_copy() {
         let mut page = TpcPage::new();
         page.push(0x0000, &block_rod_limits(&L, 1 << 11));
-        page.push(0x0106, &rod_token_features(&L, 0, 16 << 20));
+        page.push(0x0106, &rod_token_features(&L, RemoteTokens::NONE, 0, 16 << 20));
         page.push(0x0108, &supported_rod_types());
         let b = page.into_body();
         // Windows: the first descriptor is 0000h with length 0020h.
