@@ -352,6 +352,20 @@ pub fn data_prefix(offset: u64, data: &[u8]) -> [u8; HEADER_LEN + DATA_PREFIX] {
     out
 }
 
+/// The DATA prefix (offset, CRC32C) of a DATA frame whose data the caller
+/// reads straight into its own buffer (then checks the CRC itself);
+/// reserved bytes must be zero, as [`parse_payload`] demands.
+pub fn parse_data_prefix(p: &[u8; DATA_PREFIX]) -> Result<(u64, u32), LinkError> {
+    let mut o = [0u8; 8];
+    o.copy_from_slice(&p[..8]);
+    let mut c = [0u8; 4];
+    c.copy_from_slice(&p[8..12]);
+    if p[12..16] != [0; 4] {
+        return Err(LinkError::Reserved);
+    }
+    Ok((u64::from_be_bytes(o), u32::from_be_bytes(c)))
+}
+
 impl Message<'_> {
     /// The frame kind of this message.
     pub fn kind(&self) -> MsgKind {

@@ -24,7 +24,7 @@ use super::limits::rod_limits;
 use super::records::CopyOperation;
 use super::rod_params::{parse_populate, parse_write_using_token, PopulateParams, WriteUsingTokenParams};
 use super::rod_plan::{plan_write, ByteRun};
-use super::rod_results::{final_status, rrti_body, RodOpStatus, RrtiReport};
+use super::rod_results::{estimated_delay_ms, final_status, rrti_body, RodOpStatus, RrtiReport};
 use crate::cdb::be;
 use crate::exec::{CmdResult, Ctx, Done, Fail};
 use crate::lu::LogicalUnit;
@@ -349,6 +349,11 @@ pub(crate) fn receive_rod_token_information(ctx: &Ctx<'_>) -> CmdResult {
         completion_status: snap.outcome.scsi_status.0,
         sense: sense.as_ref(),
         token,
+        delay_ms: estimated_delay_ms(
+            snap.bytes,
+            requested.saturating_mul(u64::from(bs)),
+            snap.elapsed,
+        ),
     });
     Ok(Done::data(body, be(ctx.cdb, 10, 4)))
 }

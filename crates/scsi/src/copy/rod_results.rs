@@ -41,8 +41,25 @@ pub use crate::wire::rod::{CopyOpStatus, ROD_TOKEN_DESCRIPTORS_LENGTH, RRTI_HEAD
 pub const RRTI_SENSE_SPACE: u8 = 32;
 /// ESTIMATED STATUS UPDATE DELAY once the status is final.
 pub const DELAY_FINAL: u32 = 0xFFFF_FFFE;
-/// ESTIMATED STATUS UPDATE DELAY while in progress, ms.
+/// ESTIMATED STATUS UPDATE DELAY while in progress with no estimate yet, ms.
 pub const DELAY_POLL_MS: u32 = 100;
+/// Longest ESTIMATED STATUS UPDATE DELAY while in progress, ms.
+pub const DELAY_MAX_MS: u32 = 10_000;
+
+/// ESTIMATED STATUS UPDATE DELAY of an operation in progress: the time
+/// left at the rate seen so far (`done` of `total` bytes in `elapsed`),
+/// 1 ms ..= [`DELAY_MAX_MS`]; [`DELAY_POLL_MS`] before any progress. An
+/// application client that waits this long polls a few times per copy
+/// whatever its size (bytes on the initiator's wire stay small).
+pub fn estimated_delay_ms(done: u64, total: u64, elapsed: std::time::Duration) -> u32 {
+    let ms = elapsed.as_millis();
+    if done == 0 || ms == 0 {
+        return DELAY_POLL_MS;
+    }
+    let left = u128::from(total.saturating_sub(done));
+    let est = left.saturating_mul(ms) / u128::from(done);
+    u32::try_from(est).unwrap_or(u32::MAX).clamp(1, DELAY_MAX_MS)
+}
 
 /// What an RRTI reports about one operation.
 #[derive(Debug, Clone)]
@@ -59,11 +76,13 @@ pub struct RrtiReport<'a> {
     pub sense: Option<&'a Sense>,
     /// The token, after a successful POPULATE TOKEN only.
     pub token: Option<&'a [u8; TOKEN_LEN]>,
+    /// ESTIMATED STATUS UPDATE DELAY while in progress ([`estimated_delay_ms`]).
+    pub delay_ms: u32,
 }
 
 /// The full RRTI parameter data (before truncation to the allocation length).
 pub fn rrti_body(r: &RrtiReport<'_>) -> Vec<u8> {
-    let delay = if r.status.is_final() { DELAY_FINAL } else { DELAY_POLL_MS };
+    let delay = if r.status.is_final() { DELAY_FINAL } else { r.delay_ms };
     let mut d = CopyStatusHeader {
         service_action: r.response_to_sa,
         status: r.status as u8,
@@ -195,6 +214,7 @@ mod tests {
             completion_status: 0,
             sense: None,
             token: Some(&token),
+            delay_ms: DELAY_POLL_MS,
         });
         assert_eq!(d[4], 0x10);
         assert_eq!(d[5], 0x01);
@@ -222,6 +242,7 @@ mod tests {
             completion_status: 0x02,
             sense: Some(&s),
             token: None,
+            delay_ms: DELAY_POLL_MS,
         });
         assert_eq!((d[4], d[5], d[12], d[15]), (0x11, 0x02, 0x02, 0xF1));
         assert_eq!(usize::from(d[14]), s.to_fixed().len());
@@ -246,6 +267,7 @@ mod tests {
             completion_status: 0,
             sense: None,
             token: None,
+            delay_ms: DELAY_POLL_MS,
         });
         assert_eq!((p[5], &p[8..12]), (0x12, &DELAY_POLL_MS.to_be_bytes()[..]));
     }
@@ -262,7 +284,15 @@ mod tests {
             (RodOpStatus::CompletedWithErrors, Some(&s), None),
             (RodOpStatus::InProgressBackground, None, None),
         ] {
-            let r = RrtiReport { response_to_sa: 0x10, status, transfer_count: 77, completion_status: 2, sense, token };
+            let r = RrtiReport {
+                response_to_sa: 0x10,
+                status,
+                transfer_count: 77,
+                completion_status: 2,
+                sense,
+                token,
+                delay_ms: DELAY_POLL_MS,
+            };
             let i = RodTokenInfo::parse(&rrti_body(&r)).expect("decodes");
             assert_eq!((i.response_to_sa, i.status, i.completion_status), (0x10, status as u8, 2));
             assert_eq!((i.units, i.transfer_count, i.in_progress()), (UNITS_LOGICAL_BLOCKS, 77, !status.is_final()));
@@ -301,5 +331,16 @@ mod tests {
             types,
             vec![(0x0001_0000, 3), (0x0080_0000, 3), (0x0080_0001, 3), (0x0080_0002, 3), (0xFFFF_0001, 2)]
         );
+    }
+
+    #[test]
+    fn the_delay_estimate_is_the_time_left_at_the_rate_seen() {
+        use std::time::Duration;
+        assert_eq!(estimated_delay_ms(0, 100, Duration::from_secs(1)), DELAY_POLL_MS);
+        assert_eq!(estimated_delay_ms(10, 100, Duration::ZERO), DELAY_POLL_MS);
+        assert_eq!(estimated_delay_ms(25, 100, Duration::from_millis(1000)), 3000);
+        assert_eq!(estimated_delay_ms(1, 1000, Duration::from_secs(1)), DELAY_MAX_MS);
+        assert_eq!(estimated_delay_ms(100, 100, Duration::from_secs(1)), 1);
+        assert_eq!(estimated_delay_ms(u64::MAX / 2, u64::MAX, Duration::from_secs(u64::MAX / 4)), DELAY_MAX_MS);
     }
 }
