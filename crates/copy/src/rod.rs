@@ -368,6 +368,16 @@ impl RodSource {
         }
     }
 
+    /// The token's reflink snapshot, if it has one: its bytes are the ROD's
+    /// (offset for offset) and never change, so they may be sent from the
+    /// file without locks or checks.
+    pub fn snapshot(&self) -> Option<&Arc<dyn Storage>> {
+        match &self.kind {
+            SourceKind::Snapshot(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Bytes the ROD represents (its ranges laid end to end).
     pub fn rod_bytes(&self) -> u64 {
         let bs = u64::from(self.unit.block_size());
