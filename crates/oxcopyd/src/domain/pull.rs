@@ -437,3 +437,187 @@ impl Drop for Pull {
         let _ = self.conn.get_mut().s.shutdown(Shutdown::Both);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pull against a scripted creator on loopback: frames of odd sizes,
+    //! with and without CRC, reads of other sizes, seeks, a corrupt frame,
+    //! a creator that goes away.
+    use super::*;
+    use crate::copy_domain::CopyDomainConfig;
+    use oxcopy_copy::CopyDomainKey;
+    use oxcopy_link::{data_prefix, data_prefix_unchecked, OpenedInfo, ServerHandshake};
+    use oxcopy_storage::{FileStorage, OpenOptions};
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    const KEY: [u8; 32] = [7; 32];
+    const ROD: usize = 3 << 20;
+
+    fn rod_bytes() -> Vec<u8> {
+        (0..ROD).map(|i| (i * 31 % 253) as u8).collect()
+    }
+
+    /// How the scripted creator misbehaves.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Script {
+        Good,
+        /// Flip a data byte of the second CRC frame.
+        Corrupt,
+        /// Close the connection after this many bytes of the first READ.
+        CloseAfter(usize),
+    }
+
+    /// Serve one link: handshake, OPEN, then READs in `frame`-byte DATA
+    /// frames, alternately with and without CRC; DELETE.
+    fn creator(script: Script, frame: usize) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let data = rod_bytes();
+            let mut hs = ServerHandshake::new(&KEY, [2; 16], [9; 32]);
+            let mut buf = Vec::new();
+            let hello = wire::recv(&mut s, &mut buf).unwrap();
+            let reply = hs.on_hello(&hello).unwrap();
+            s.write_all(&reply).unwrap();
+            let auth = wire::recv(&mut s, &mut buf).unwrap();
+            let (ready, _) = hs.on_auth(&auth).unwrap();
+            s.write_all(&ready).unwrap();
+            let mut sent = 0usize;
+            let mut crc_frames = 0;
+            loop {
+                let m = match wire::recv(&mut s, &mut buf) {
+                    Ok(m) => m,
+                    Err(_) => return,
+                };
+                match m {
+                    Message::Open { .. } => {
+                        let info = OpenedInfo {
+                            bytes: ROD as u64,
+                            block_size: 512,
+                            rod_type: 0x0080_0000,
+                            inactivity_timeout_secs: 60,
+                        };
+                        wire::send(&mut s, &Message::Opened(info)).unwrap();
+                    }
+                    Message::Read { offset, len } => {
+                        let (mut at, end) = (offset as usize, (offset + len) as usize);
+                        let mut i = 0;
+                        while at < end {
+                            let n = frame.min(end - at);
+                            let mut chunk = data[at..at + n].to_vec();
+                            let with_crc = i % 2 == 0;
+                            let prefix = if with_crc {
+                                data_prefix(at as u64, &chunk)
+                            } else {
+                                data_prefix_unchecked(at as u64, n)
+                            };
+                            if with_crc {
+                                crc_frames += 1;
+                                if script == Script::Corrupt && crc_frames == 2 {
+                                    chunk[0] ^= 1;
+                                }
+                            }
+                            if let Script::CloseAfter(limit) = script {
+                                if sent + n > limit {
+                                    return;
+                                }
+                            }
+                            if s.write_all(&prefix).and_then(|()| s.write_all(&chunk)).is_err() {
+                                return;
+                            }
+                            sent += n;
+                            at += n;
+                            i += 1;
+                        }
+                    }
+                    Message::Delete => wire::send(&mut s, &Message::Deleted).unwrap(),
+                    _ => return,
+                }
+            }
+        });
+        (addr, h)
+    }
+
+    fn pull(addr: std::net::SocketAddr) -> Arc<Pull> {
+        let d = NodeDomain::new(&CopyDomainConfig::default(), CopyDomainKey::from_bytes(KEY), [1; 16]);
+        let (s, id) = d.connect(addr).expect("handshake");
+        assert_eq!(id, [2; 16]);
+        Pull::open(d, addr, s, &[0u8; TOKEN_LEN]).expect("open")
+    }
+
+    #[test]
+    fn reads_of_any_size_across_frames_with_and_without_crc_and_a_seek_back() {
+        let (addr, h) = creator(Script::Good, 300_001);
+        let p = pull(addr);
+        let want = rod_bytes();
+        assert_eq!(p.info().bytes, ROD as u64);
+        p.prefetch(0, 2 << 20);
+        let mut at = 0usize;
+        for step in [1usize, 4095, 100_000, 300_001, 777_777, 1 << 20] {
+            let mut b = vec![0u8; step];
+            p.read(at as u64, &mut b).unwrap();
+            assert_eq!(b, &want[at..at + step], "read of {step} at {at}");
+            at += step;
+        }
+        // Back to the start: the rest of the stream is drained, then asked again.
+        let mut b = vec![0u8; 5000];
+        p.read(10, &mut b).unwrap();
+        assert_eq!(b, &want[10..5010]);
+        p.delete().unwrap();
+        drop(p);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn copy_to_a_file_splices_unchecked_frames_and_checks_the_others() {
+        let (addr, h) = creator(Script::Good, 1 << 20);
+        let p = pull(addr);
+        let dir = tempfile::tempdir().unwrap();
+        let dst =
+            FileStorage::open(&dir.path().join("d"), &OpenOptions { create_size: Some(4 << 20), read_only: false })
+                .unwrap();
+        // As the executor does: prefetch a chunk, then move it in pieces.
+        p.prefetch(4096, (2 << 20) + 512);
+        p.copy_to(4096, 1 << 20, &dst, 512).unwrap();
+        p.copy_to(4096 + (1 << 20), (1 << 20) + 512, &dst, 512 + (1 << 20)).unwrap();
+        let mut got = vec![0u8; (2 << 20) + 512];
+        dst.read_at(&mut got, 512).unwrap();
+        assert_eq!(got, &rod_bytes()[4096..4096 + (2 << 20) + 512]);
+        let mut head = [1u8; 512];
+        dst.read_at(&mut head, 0).unwrap();
+        assert_eq!(head, [0u8; 512], "nothing written before the destination offset");
+        drop(p);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_frame_fails_the_copy_and_the_link() {
+        let (addr, h) = creator(Script::Corrupt, 256 << 10);
+        let p = pull(addr);
+        let mut b = vec![0u8; 2 << 20];
+        let e = p.read(0, &mut b).unwrap_err();
+        assert!(matches!(&e, CopyError::RemoteFailed(w) if w.contains("checksum")), "{e:?}");
+        // The link stays failed.
+        assert!(p.read(0, &mut b[..10]).is_err());
+        drop(p);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_creator_that_goes_away_mid_copy_is_not_reachable() {
+        let (addr, h) = creator(Script::CloseAfter(700_000), 256 << 10);
+        let p = pull(addr);
+        let dir = tempfile::tempdir().unwrap();
+        let dst =
+            FileStorage::open(&dir.path().join("d"), &OpenOptions { create_size: Some(4 << 20), read_only: false })
+                .unwrap();
+        p.prefetch(0, 2 << 20);
+        let e = p.copy_to(0, 2 << 20, &dst, 0).unwrap_err();
+        assert!(matches!(e, CopyError::Unreachable(_)), "{e:?}");
+        let e = p.delete().unwrap_err();
+        assert!(matches!(e, CopyError::Unreachable(_)), "{e:?}");
+        h.join().unwrap();
+    }
+}
