@@ -116,6 +116,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
             }
             let storage = FileStorage::open(&l.path, &OpenOptions { create_size: l.size, read_only: l.read_only })
                 .with_context(|| format!("opening LUN {} of {} at {}", l.id, t.iqn, l.path.display()))?;
+            storage.set_write_behind(cfg.write_behind);
             let naa = ids.naa(&t.iqn, l.id);
             let lu = Arc::new(LogicalUnit::new(
                 LuConfig {
