@@ -614,18 +614,34 @@ impl Config {
     }
 }
 
-/// A path's identity for duplicate detection, also for files not yet
-/// created: the canonical parent directory joined with the file name.
+/// A path's identity for duplicate detection, also for files (and
+/// directories) not yet created: the nearest existing ancestor,
+/// canonicalized, joined with the rest of the path resolved lexically (a
+/// missing component cannot be a symbolic link, so `..` after it is its
+/// parent).
 fn canonical_target(path: &Path) -> PathBuf {
     if let Ok(c) = std::fs::canonicalize(path) {
         return c;
     }
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
-    match path.file_name() {
-        Some(n) => parent.join(n),
-        None => parent,
+    let absolute = match std::env::current_dir() {
+        Ok(cwd) if path.is_relative() => cwd.join(path),
+        _ => path.to_path_buf(),
+    };
+    for ancestor in absolute.ancestors().skip(1) {
+        let Ok(mut base) = std::fs::canonicalize(ancestor) else { continue };
+        let rest = absolute.strip_prefix(ancestor).unwrap_or(Path::new(""));
+        for c in rest.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    base.pop();
+                }
+                std::path::Component::Normal(n) => base.push(n),
+                _ => {}
+            }
+        }
+        return base;
     }
+    absolute
 }
 
 #[cfg(test)]
@@ -746,6 +762,23 @@ block_size = 512
             "between",
         );
         assert_eq!(c.targets[0].luns[0].initiators.as_deref(), Some(&["iqn.2026-11.a.host".to_string()][..]));
+    }
+
+    #[test]
+    fn one_file_named_twice_under_a_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("new/lun0.img");
+        let b = dir.path().join("new/sub/../lun0.img");
+        let text = format!(
+            "[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"{}\"\nsize=\"1M\"\n[[target.lun]]\nid=1\npath=\"{}\"\nsize=\"1M\"",
+            a.display(),
+            b.display()
+        );
+        let e = cfg(&text).unwrap_err();
+        assert!(e.key == "target[0].lun[1].path" && e.problem.contains("already used"), "{e}");
+        let c = dir.path().join("new/other/lun0.img");
+        assert_ne!(canonical_target(&a), canonical_target(&c));
+        assert!(!dir.path().join("new").exists());
     }
 
     #[test]
