@@ -418,9 +418,10 @@ impl Config {
         let write_behind = match &raw.server.write_behind {
             None => Some(DEFAULT_WRITE_BEHIND),
             Some(SizeValue::Int(0)) => None,
-            Some(SizeValue::Int(n)) => Some(u64::try_from(*n).map_err(|_| {
-                err(source, "server.write_behind", "must be a size (e.g. \"64MiB\"), or 0 for off")
-            })?),
+            Some(SizeValue::Int(n)) => Some(
+                u64::try_from(*n)
+                    .map_err(|_| err(source, "server.write_behind", "must be a size (e.g. \"64MiB\"), or 0 for off"))?,
+            ),
             Some(SizeValue::Str(s)) if s.trim() == "0" => None,
             Some(SizeValue::Str(s)) => Some(parse_size(s).ok_or_else(|| {
                 err(source, "server.write_behind", format!("'{s}' is not a size (e.g. \"64MiB\"), or 0 for off"))

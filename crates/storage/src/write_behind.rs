@@ -1,6 +1,6 @@
 //! Write-behind: once `window` bytes have been written to a file since
 //! writeback was last started, start writeback of the range they touched
-//! (`sync_file_range(SYNC_FILE_RANGE_WRITE)`: asynchronous, the writer does
+//! (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, the one `unsafe` call here: asynchronous, the writer does
 //! not wait for the disk). A LUN then never holds much more dirty data than
 //! the disk has not yet caught up with, so a point-in-time token (whose
 //! reflink waits for writeback of its source range) or a SYNCHRONIZE CACHE
@@ -62,8 +62,13 @@ impl WriteBehind {
 /// Start (not wait for) writeback of `[off, off + len)` of `fd`. Advisory:
 /// an error only means the kernel's own flusher does it later.
 pub(crate) fn start_writeback(fd: BorrowedFd<'_>, off: u64, len: u64) {
-    let (Ok(o), Ok(l)) = (i64::try_from(off), i64::try_from(len)) else { return };
-    let _ = nix::fcntl::sync_file_range(fd, o, l, nix::fcntl::SyncFileRangeFlags::SYNC_FILE_RANGE_WRITE);
+    use std::os::fd::AsRawFd;
+    let (Ok(o), Ok(l)) = (libc::off64_t::try_from(off), libc::off64_t::try_from(len)) else { return };
+    // Neither rustix nor nix wraps sync_file_range(2).
+    // SAFETY: a plain syscall on a descriptor that `fd` keeps open for the
+    // duration of the call; it takes no pointers, and any failure is
+    // reported through the return value, which is ignored (advisory).
+    let _ = unsafe { libc::sync_file_range(fd.as_raw_fd(), o, l, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
 #[cfg(test)]
