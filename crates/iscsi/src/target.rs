@@ -130,7 +130,10 @@ enum TaskState {
 /// A non-immediate PDU held until its CmdSN comes up.
 #[derive(Debug)]
 struct Held {
-    pdu: Pdu,
+    /// `None`: the CmdSN counts as received but there is nothing to run
+    /// (ABORT TASK named it before it arrived, RFC 7143 §11.6.1 b); a copy
+    /// arriving later is a duplicate and is dropped.
+    pdu: Option<Pdu>,
     /// A SCSI Command whose immediate data failed its digest.
     crc_failed: bool,
 }
@@ -500,16 +503,52 @@ impl<H> TargetConnection<H> {
         if cmd_sn != self.exp_cmd_sn {
             // Early but inside the window: hold (bounded by the window). A
             // duplicate of a held command is ignored.
-            self.held.entry(cmd_sn).or_insert(Held { pdu, crc_failed });
+            self.held.entry(cmd_sn).or_insert(Held { pdu: Some(pdu), crc_failed });
             return;
         }
         self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
         self.dispatch(pdu, crc_failed, out);
-        // Release held commands that are now in order.
+        self.release_held(out);
+    }
+
+    /// Run the held commands that are now in order (bounded by the window:
+    /// every entry is removed as it is passed).
+    fn release_held(&mut self, out: &mut Vec<Action>) {
         while let Some(held) = self.held.remove(&self.exp_cmd_sn) {
             self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
-            self.dispatch(held.pdu, held.crc_failed, out);
+            if let Some(pdu) = held.pdu {
+                self.dispatch(pdu, held.crc_failed, out);
+            }
         }
+    }
+
+    /// ABORT TASK whose Referenced Task Tag names no task (RFC 7143
+    /// §11.6.1): a command still held for its turn is dropped; otherwise, if
+    /// RefCmdSN is inside the CmdSN window and before the TMF's own CmdSN,
+    /// that CmdSN counts as received (the command, should it arrive, is
+    /// dropped as a duplicate). Both answer Function Complete; anything else
+    /// is Task Does Not Exist.
+    fn abort_unknown_task(&mut self, h: &TaskMgmtRequest, out: &mut Vec<Action>) {
+        let rtt = h.referenced_task_tag;
+        let held_sn = self.held.iter().find(|(_, held)| {
+            held.pdu.as_ref().is_some_and(|p| matches!(&p.header, Header::ScsiCommand(c) if c.itt == rtt))
+        });
+        if let Some((&sn, _)) = held_sn {
+            self.held.insert(sn, Held { pdu: None, crc_failed: false });
+            self.tmf_response(h.itt, TmfResponse::COMPLETE, out);
+            return;
+        }
+        let r = h.ref_cmd_sn;
+        let in_window = crate::serial::le(self.exp_cmd_sn, r) && crate::serial::le(r, self.max_cmd_sn());
+        if !in_window || !sn_lt(r, h.cmd_sn) || self.held.contains_key(&r) {
+            // Already received (and over), beyond the window, not before the
+            // TMF, or some other command's CmdSN.
+            self.tmf_response(h.itt, TmfResponse::TASK_DOES_NOT_EXIST, out);
+            return;
+        }
+        self.held.insert(r, Held { pdu: None, crc_failed: false });
+        self.tmf_response(h.itt, TmfResponse::COMPLETE, out);
+        self.release_held(out);
     }
 
     fn dispatch(&mut self, pdu: Pdu, crc_failed: bool, out: &mut Vec<Action>) {
@@ -869,8 +908,7 @@ impl<H> TargetConnection<H> {
             if self.tasks.remove(&h.referenced_task_tag).is_some() {
                 aborted.push(h.referenced_task_tag);
             } else {
-                let resp = TmfResponse::TASK_DOES_NOT_EXIST;
-                self.tmf_response(h.itt, resp, out);
+                self.abort_unknown_task(&h, out);
                 return;
             }
         } else if f == TmfFunction::ABORT_TASK_SET

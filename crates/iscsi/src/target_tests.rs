@@ -1263,6 +1263,67 @@ fn abort_task_on_an_unknown_itt_answers_at_once() {
     assert_eq!((r.response, r.itt, r.stat_sn), (TmfResponse::TASK_DOES_NOT_EXIST, 0x100, STAT0));
 }
 
+/// ABORT TASK naming RefCmdSN `ref_cmd_sn` (RFC 7143 §11.5.1).
+fn abort_ref(itt: u32, cmd_sn: u32, rtt: u32, ref_cmd_sn: u32) -> Header {
+    let mut h = tmf(itt, cmd_sn, TmfFunction::ABORT_TASK, LUN0, rtt);
+    if let Header::TaskMgmtRequest(r) = &mut h {
+        r.ref_cmd_sn = ref_cmd_sn;
+    }
+    h
+}
+
+fn tmf_answer(o: &[Out]) -> (TmfResponse, u32) {
+    assert_eq!(o.len(), 1, "expected only the TMF response, got {o:?}");
+    let r = get!(&o[0], TaskMgmtResponse);
+    (r.response, r.itt)
+}
+
+#[test]
+fn abort_task_for_a_command_not_yet_received_completes_and_drops_it() {
+    // RFC 7143 §11.6.1 b): the Referenced Task Tag names no task but
+    // RefCmdSN is inside the CmdSN window and before the TMF's own CmdSN:
+    // the CmdSN counts as received, the answer is Function Complete, and the
+    // command, should it arrive after all, is not executed.
+    let mut t = T::plain();
+    // The very next CmdSN (1) is the one aborted: ExpCmdSN moves past it.
+    let o = t.send(abort_ref(0x100, 2, 7, 1), &[]);
+    assert_eq!(tmf_answer(&o), (TmfResponse::COMPLETE, 0x100));
+    assert_eq!(t.conn.exp_cmd_sn(), 2, "CmdSN 1 counts as received");
+    assert!(t.send(read(7, 1, 512), &[]).is_empty(), "the aborted command arrives late: dropped");
+    assert_eq!(executes(&t.send(read(8, 2, 512), &[])), vec![8]);
+    assert!(t.complete(7, with_data(512)).is_empty());
+
+    // A CmdSN inside the window, after a gap: it is skipped in its turn and
+    // a late copy of it is never held or run.
+    let o = t.send(abort_ref(0x101, 5, 9, 4), &[]);
+    assert_eq!(tmf_answer(&o), (TmfResponse::COMPLETE, 0x101));
+    assert_eq!(t.conn.exp_cmd_sn(), 3);
+    assert!(t.send(read(9, 4, 512), &[]).is_empty(), "aborted: not held for execution");
+    let o = t.send(read(10, 3, 512), &[]);
+    assert_eq!(executes(&o), vec![10], "CmdSN 4 was skipped, not run");
+    assert_eq!(t.conn.exp_cmd_sn(), 5);
+    assert_eq!(executes(&t.send(read(11, 5, 512), &[])), vec![11]);
+
+    // A command that arrived early (held) and is aborted before its turn.
+    assert!(t.send(read(12, 7, 512), &[]).is_empty());
+    let o = t.send(abort_ref(0x102, 8, 12, 7), &[]);
+    assert_eq!(tmf_answer(&o), (TmfResponse::COMPLETE, 0x102));
+    assert_eq!(executes(&t.send(read(13, 6, 512), &[])), vec![13]);
+    assert_eq!(t.conn.exp_cmd_sn(), 8, "the held, aborted CmdSN 7 is consumed without running");
+
+    // Outside the window (already received, or beyond MaxCmdSN), or not
+    // before the TMF's own CmdSN: Task Does Not Exist, nothing skipped.
+    let o = t.send(abort_ref(0x103, 8, 50, 3), &[]);
+    assert_eq!(tmf_answer(&o), (TmfResponse::TASK_DOES_NOT_EXIST, 0x103));
+    let max = t.conn.max_cmd_sn();
+    let o = t.send(abort_ref(0x104, max.wrapping_add(2), 51, max.wrapping_add(1)), &[]);
+    assert_eq!(tmf_answer(&o), (TmfResponse::TASK_DOES_NOT_EXIST, 0x104));
+    let o = t.send(abort_ref(0x105, 8, 52, 8), &[]);
+    assert_eq!(tmf_answer(&o), (TmfResponse::TASK_DOES_NOT_EXIST, 0x105));
+    assert_eq!(t.conn.exp_cmd_sn(), 8);
+    assert_eq!(executes(&t.send(read(14, 8, 512), &[])), vec![14]);
+}
+
 #[test]
 fn abort_task_on_a_collecting_write_drops_later_data() {
     let mut t = solicit_only();
