@@ -39,9 +39,17 @@ pub struct TargetConnConfig {
     pub send_targets: Vec<u8>,
 }
 
+/// Names one task instance of a connection, never reused: an ITT is reused
+/// by the initiator once a task is over (or aborted), a `TaskId` is not, so
+/// the result of an execution is matched to the exact task it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(pub u64);
+
 /// A SCSI command ready to execute: in CmdSN order, with all its data-out.
 #[derive(Debug, Clone)]
 pub struct ScsiTask {
+    /// This task instance (hand it back to [`TargetConnection::complete_task`]).
+    pub id: TaskId,
     pub itt: u32,
     pub lun: [u8; 8],
     pub cdb: Vec<u8>,
@@ -124,7 +132,29 @@ struct Collecting {
 #[derive(Debug)]
 enum TaskState {
     Collecting(Box<Collecting>),
-    Running { read: bool, expected_len: u32, r2t_count: u32, lun: [u8; 8] },
+    Running { id: TaskId, read: bool, expected_len: u32, r2t_count: u32, lun: [u8; 8] },
+}
+
+/// The driver's handle on one execution, kept until its result is in.
+#[derive(Debug)]
+struct Execution<H> {
+    itt: u32,
+    handle: H,
+    /// A task management function gave up waiting for it and was answered:
+    /// the initiator may reuse its ITT; its result, whenever it comes, is
+    /// dropped.
+    orphaned: bool,
+}
+
+/// A task management function waiting for the executions it aborted to
+/// stop (at most the connection's `abort_wait`).
+#[derive(Debug)]
+struct PendingTmf {
+    tm: TaskManagement,
+    waiting: Vec<TaskId>,
+    /// When its PDU arrived (set by the first `bytes_received` after it);
+    /// the wait is bounded from then.
+    since: Option<Instant>,
 }
 
 /// A non-immediate PDU held until its CmdSN comes up.
@@ -223,9 +253,12 @@ pub struct TargetConnection<H = ()> {
     write_budget: Option<Arc<WriteBudget>>,
     /// Keepalive and stall timers (none until started).
     clocks: Option<Clocks>,
-    /// The driver's handles on executions not yet completed, by ITT: tasks
+    /// The driver's handles on executions not yet completed: tasks
     /// running, and aborted ones still stopping.
-    executions: HashMap<u32, H>,
+    executions: HashMap<TaskId, Execution<H>>,
+    /// Task management functions waiting for aborted executions to stop.
+    pending_tmfs: Vec<PendingTmf>,
+    next_task_id: u64,
 }
 
 impl TargetConnection {
@@ -257,33 +290,48 @@ impl<H> TargetConnection<H> {
             write_budget: None,
             clocks: None,
             executions: HashMap::new(),
+            pending_tmfs: Vec::new(),
+            next_task_id: 1,
         }
+    }
+
+    fn fresh_task_id(&mut self) -> TaskId {
+        let id = TaskId(self.next_task_id);
+        self.next_task_id = self.next_task_id.wrapping_add(1);
+        id
     }
 
     /// The task `itt` of an [`Action::Execute`] now executes; keep `handle`
-    /// until [`complete`](Self::complete) is called for it. Ignored unless
-    /// the task is running.
+    /// until [`complete_task`](Self::complete_task) is called for it.
+    /// Ignored unless the task is running.
     pub fn executing(&mut self, itt: u32, handle: H) {
-        if matches!(self.tasks.get(&itt), Some(TaskState::Running { .. })) {
-            self.executions.insert(itt, handle);
+        if let Some(TaskState::Running { id, .. }) = self.tasks.get(&itt) {
+            self.executions.insert(*id, Execution { itt, handle, orphaned: false });
         }
     }
 
-    /// The handle on the execution of `itt` (running, or aborted and not yet
-    /// completed).
+    /// The current execution of `itt`: running, or aborted and still
+    /// stopping, but not one whose ITT was handed back to the initiator.
+    fn execution_of(&self, itt: u32) -> Option<TaskId> {
+        self.executions.iter().find(|(_, e)| e.itt == itt && !e.orphaned).map(|(id, _)| *id)
+    }
+
+    /// The handle on the current execution of `itt` (running, or aborted
+    /// and not yet completed).
     pub fn handle_mut(&mut self, itt: u32) -> Option<&mut H> {
-        self.executions.get_mut(&itt)
+        let id = self.execution_of(itt)?;
+        self.executions.get_mut(&id).map(|e| &mut e.handle)
     }
 
     /// The handles on every execution not yet completed.
     pub fn handles(&self) -> impl Iterator<Item = &H> {
-        self.executions.values()
+        self.executions.values().map(|e| &e.handle)
     }
 
-    /// Whether `itt` names a task, or an execution not yet completed: a new
-    /// task may not reuse it.
+    /// Whether `itt` names a task, or an execution not yet completed whose
+    /// end the initiator has not been told of: a new task may not reuse it.
     fn itt_in_use(&self, itt: u32) -> bool {
-        self.tasks.contains_key(&itt) || self.executions.contains_key(&itt)
+        self.tasks.contains_key(&itt) || self.execution_of(itt).is_some()
     }
 
     /// Start the keepalive and stall timers at `now` (the full feature phase
@@ -300,6 +348,9 @@ impl<H> TargetConnection<H> {
             c.last_rx = now;
             c.idle_since = now;
             c.mid_pdu = undecoded > 0;
+            for p in self.pending_tmfs.iter_mut().filter(|p| p.since.is_none()) {
+                p.since = Some(now);
+            }
         }
     }
 
@@ -308,10 +359,13 @@ impl<H> TargetConnection<H> {
     /// timer runs.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let (keepalive, stall) = self.deadlines();
-        match (keepalive, stall) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [keepalive, stall, self.tmf_deadline()].into_iter().flatten().min()
+    }
+
+    /// When the first waiting task management function gives up waiting.
+    fn tmf_deadline(&self) -> Option<Instant> {
+        let c = self.clocks.as_ref().filter(|_| !self.logging_out)?;
+        self.pending_tmfs.iter().filter_map(|p| p.since.and_then(|s| deadline(s, c.cfg.abort_wait))).min()
     }
 
     /// The keepalive and stall deadlines, when armed.
@@ -328,13 +382,42 @@ impl<H> TargetConnection<H> {
     /// data, or left the previous keepalive unanswered.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<Vec<Action>, Timeout> {
         let (keepalive, stall) = self.deadlines();
-        let Some(c) = &mut self.clocks else { return Ok(Vec::new()) };
+        let mut out = self.tmfs_given_up(now);
+        let Some(c) = &mut self.clocks else { return Ok(out) };
         if due(stall, now) {
             return Err(Timeout::PduStall(c.cfg.pdu_timeout));
         }
-        let Some(interval) = c.cfg.nop_interval.filter(|_| due(keepalive, now)) else { return Ok(Vec::new()) };
+        let Some(interval) = c.cfg.nop_interval.filter(|_| due(keepalive, now)) else { return Ok(out) };
         c.idle_since = now;
-        self.ping().map(|ping| vec![ping]).ok_or(Timeout::Keepalive(interval))
+        let ping = self.ping().ok_or(Timeout::Keepalive(interval))?;
+        out.push(ping);
+        Ok(out)
+    }
+
+    /// Task management functions whose wait for the executions they aborted
+    /// is over at `now`: carried out anyway. Those executions are orphaned:
+    /// their ITTs may be reused, their results will be dropped.
+    fn tmfs_given_up(&mut self, now: Instant) -> Vec<Action> {
+        let Some(wait) = self.clocks.as_ref().filter(|_| !self.logging_out).map(|c| c.cfg.abort_wait) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.pending_tmfs.len() {
+            let p = &self.pending_tmfs[i];
+            if !due(p.since.and_then(|s| deadline(s, wait)), now) {
+                i += 1;
+                continue;
+            }
+            let p = self.pending_tmfs.swap_remove(i);
+            for id in &p.waiting {
+                if let Some(e) = self.executions.get_mut(id) {
+                    e.orphaned = true;
+                }
+            }
+            out.push(Action::TaskManagement(p.tm));
+        }
+        out
     }
 
     /// Charge the data of writes that must be collected (solicited or
@@ -561,7 +644,8 @@ impl<H> TargetConnection<H> {
                     return;
                 }
                 let (itt, edtl, lun) = (h.itt, h.expected_data_length, h.lun);
-                self.tasks.insert(itt, TaskState::Running { read: false, expected_len: edtl, r2t_count: 0, lun });
+                let id = self.fresh_task_id();
+                self.tasks.insert(itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun });
                 self.fail_task_running(itt, SENSE_KEY_ABORTED_COMMAND, ASC_PROTOCOL_CRC_ERROR, edtl, out);
             }
             Header::ScsiCommand(_) => self.on_scsi_command(pdu, out),
@@ -599,6 +683,7 @@ impl<H> TargetConnection<H> {
                 let running: Vec<u32> = self.tasks.keys().copied().collect();
                 self.tasks.clear();
                 self.held.clear();
+                self.pending_tmfs.clear();
                 if !running.is_empty() {
                     out.push(Action::Cancel(running));
                 }
@@ -663,7 +748,9 @@ impl<H> TargetConnection<H> {
         };
         let imm_len = pdu.data.len() as u32;
         let edtl = h.expected_data_length;
+        let id = self.fresh_task_id();
         let mut task = ScsiTask {
+            id,
             itt: h.itt,
             lun: h.lun,
             cdb,
@@ -684,25 +771,29 @@ impl<H> TargetConnection<H> {
         if h.read && h.write {
             // Bidirectional commands are not supported by any command we
             // implement.
-            self.tasks.insert(h.itt, TaskState::Running { read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.tasks
+                .insert(h.itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
             self.fail_task_running(h.itt, SENSE_KEY_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB, edtl, out);
             return;
         }
         if !h.write || edtl == 0 {
-            self.tasks.insert(h.itt, TaskState::Running { read: h.read, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.tasks
+                .insert(h.itt, TaskState::Running { id, read: h.read, expected_len: edtl, r2t_count: 0, lun: h.lun });
             out.push(Action::Execute(task));
             return;
         }
         if edtl > self.cfg.max_write_buffer {
             // More than we will buffer for one command: refuse without
             // soliciting data (unsolicited data that follows is ignored).
-            self.tasks.insert(h.itt, TaskState::Running { read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.tasks
+                .insert(h.itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
             self.fail_task_running(h.itt, SENSE_KEY_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_IU, edtl, out);
             return;
         }
         if imm_len == edtl {
             task.data_out = pdu.data.clone();
-            self.tasks.insert(h.itt, TaskState::Running { read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.tasks
+                .insert(h.itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
             out.push(Action::Execute(task));
             return;
         }
@@ -862,6 +953,7 @@ impl<H> TargetConnection<H> {
                 self.tasks.insert(
                     h.itt,
                     TaskState::Running {
+                        id: task.id,
                         read: false,
                         expected_len: task.expected_len,
                         r2t_count: c.r2t_sn,
@@ -932,7 +1024,16 @@ impl<H> TargetConnection<H> {
         if !aborted.is_empty() {
             out.push(Action::Cancel(aborted.clone()));
         }
-        out.push(Action::TaskManagement(TaskManagement { itt: h.itt, function: f, lun: h.lun, aborted }));
+        // The aborted commands must be over before the function is carried
+        // out and answered: wait for their executions to complete (at most
+        // `abort_wait`, see `handle_timeout`).
+        let waiting: Vec<TaskId> = aborted.iter().filter_map(|itt| self.execution_of(*itt)).collect();
+        let tm = TaskManagement { itt: h.itt, function: f, lun: h.lun, aborted };
+        if waiting.is_empty() {
+            out.push(Action::TaskManagement(tm));
+        } else {
+            self.pending_tmfs.push(PendingTmf { tm, waiting, since: None });
+        }
     }
 
     fn tasks_for_lun(&self, lun: [u8; 8]) -> Vec<u32> {
@@ -1022,17 +1123,40 @@ impl<H> TargetConnection<H> {
         resp
     }
 
-    /// A task finished executing: build its Data-In and response PDUs.
-    /// Results of tasks that were aborted meanwhile are dropped. Its handle
-    /// is dropped either way.
+    /// The task now running as `itt` finished executing (for drivers that
+    /// track tasks by ITT alone; see [`complete_task`](Self::complete_task)).
     pub fn complete(&mut self, itt: u32, outcome: TaskOutcome) -> Vec<Action> {
-        let mut out = Vec::new();
-        self.executions.remove(&itt);
-        // A stale result (its ITT may name a new task collecting data) must
-        // leave that task alone.
-        if !matches!(self.tasks.get(&itt), Some(TaskState::Running { .. })) {
-            return out;
+        let id = match self.tasks.get(&itt) {
+            Some(TaskState::Running { id, .. }) => Some(*id),
+            _ => self.execution_of(itt),
+        };
+        match id {
+            Some(id) => self.complete_task(id, outcome),
+            None => Vec::new(),
         }
+    }
+
+    /// The task instance `id` finished executing: build its Data-In and
+    /// response PDUs. Results of tasks that were aborted meanwhile are
+    /// dropped (also when the initiator has reused the ITT since: the new
+    /// task is another instance). Its handle is dropped either way, and a
+    /// task management function waiting for it may now be carried out.
+    pub fn complete_task(&mut self, id: TaskId, outcome: TaskOutcome) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.executions.remove(&id);
+        let mut i = 0;
+        while i < self.pending_tmfs.len() {
+            let p = &mut self.pending_tmfs[i];
+            p.waiting.retain(|w| *w != id);
+            if p.waiting.is_empty() {
+                let p = self.pending_tmfs.swap_remove(i);
+                out.push(Action::TaskManagement(p.tm));
+            } else {
+                i += 1;
+            }
+        }
+        let itt = self.tasks.iter().find(|(_, t)| matches!(t, TaskState::Running { id: r, .. } if *r == id));
+        let Some(itt) = itt.map(|(itt, _)| *itt) else { return out };
         let Some(TaskState::Running { read, expected_len, r2t_count, .. }) = self.tasks.remove(&itt) else {
             return out;
         };

@@ -2513,6 +2513,7 @@ proptest! {
 
 const NOP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 const PDU_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn secs(n: u64) -> std::time::Duration {
     std::time::Duration::from_secs(n)
@@ -2523,7 +2524,10 @@ impl T {
     fn timed(t0: std::time::Instant, nop_interval: Option<std::time::Duration>) -> T {
         let mut t = T::plain();
         assert_eq!(t.conn.poll_timeout(), None, "no timers until started");
-        t.conn.start_timers(crate::timeout::ConnTimeouts { nop_interval, pdu_timeout: PDU_TIMEOUT }, t0);
+        t.conn.start_timers(
+            crate::timeout::ConnTimeouts { nop_interval, pdu_timeout: PDU_TIMEOUT, abort_wait: ABORT_WAIT },
+            t0,
+        );
         t
     }
     /// A whole PDU arrives at `now`.
@@ -2698,12 +2702,65 @@ fn execution_handles_outlive_an_abort_until_complete() {
     assert_eq!(conn.handle_mut(1).map(|h| *h), Some("one"));
     let o = send(&mut conn, read(1, 3, 512));
     assert_eq!(get!(&o[0], Reject).reason, RejectReason::TASK_IN_PROGRESS);
-    // Its result ends it: dropped, handle and ITT released.
-    assert!(outs(&p, conn.complete(1, with_data(512))).is_empty());
+    // The TMF waits for it: its result ends it (dropped, handle and ITT
+    // released) and lets the TMF be carried out.
+    let o = outs(&p, conn.complete(1, with_data(512)));
+    assert!(matches!(&o[..], [Out::Tmf(tm)] if tm.itt == 0x100 && tm.aborted == [1]), "{o:?}");
     assert_eq!(conn.handle_mut(1), None);
     assert_eq!(executes(&send(&mut conn, read(1, 4, 512))), vec![1]);
     // A normal completion answers and drops the handle.
     let o = outs(&p, conn.complete(2, with_data(512)));
     assert_eq!(get!(&o[0], DataIn).itt, 2);
+    assert_eq!(conn.handles().count(), 0);
+}
+
+/// The 30 s wait of a task management function for the commands it aborts,
+/// on the virtual clock: when it gives up, the TMF is carried out and
+/// answered, the initiator may reuse the ITT, and the old execution's late
+/// result is matched to its own task instance, never to the new task.
+#[test]
+fn a_late_completion_after_the_tmf_wait_does_not_answer_a_reused_itt() {
+    let p = params();
+    let t0 = std::time::Instant::now();
+    let mut conn: TargetConnection<&str> = TargetConnection::with_handles(p.clone(), cfg(16), STAT0, 1);
+    let timers = crate::timeout::ConnTimeouts { nop_interval: None, pdu_timeout: PDU_TIMEOUT, abort_wait: ABORT_WAIT };
+    conn.start_timers(timers, t0);
+    let send = |conn: &mut TargetConnection<&str>, now: std::time::Instant, h: Header| {
+        let a = conn.on_pdu(wire(&p, &h, &[], &[]));
+        conn.bytes_received(now, 0);
+        outs(&p, a)
+    };
+    let o = send(&mut conn, t0, read(1, 1, 512));
+    let old = exec(&o[0]).id;
+    conn.executing(1, "old");
+    // ABORT TASK: cancelled at once, carried out once the task has stopped.
+    let at = t0 + secs(1);
+    let o = send(&mut conn, at, tmf(0x100, 2, TmfFunction::ABORT_TASK, LUN0, 1));
+    assert!(matches!(&o[..], [Out::Cancel(v)] if v == &[1]), "{o:?}");
+    assert_eq!(conn.poll_timeout(), Some(at + ABORT_WAIT));
+    assert!(conn.handle_timeout(at + ABORT_WAIT - secs(1)).unwrap().is_empty());
+    let o = send(&mut conn, at + secs(2), read(1, 2, 512));
+    assert_eq!(get!(&o[0], Reject).reason, RejectReason::TASK_IN_PROGRESS, "not free while the TMF waits");
+    // It never stops: after the wait the TMF is carried out anyway.
+    let o = outs(&p, conn.handle_timeout(at + ABORT_WAIT).unwrap());
+    assert!(matches!(&o[..], [Out::Tmf(tm)] if tm.itt == 0x100 && tm.aborted == [1]), "{o:?}");
+    assert_eq!(conn.poll_timeout(), None);
+    let o = outs(&p, conn.tmf_done(0x100, TmfResponse::COMPLETE));
+    assert_eq!(get!(&o[0], TaskMgmtResponse).response, TmfResponse::COMPLETE);
+    // The initiator, told the task is gone, reuses ITT 1.
+    let o = send(&mut conn, at + ABORT_WAIT + secs(1), read(1, 3, 512));
+    let new = exec(&o[0]).id;
+    assert_ne!(new, old);
+    conn.executing(1, "new");
+    assert_eq!(conn.handle_mut(1).map(|h| *h), Some("new"));
+    assert_eq!(conn.handles().count(), 2, "the old execution is still stopping");
+    // The old execution finally ends: its result is dropped, the new task
+    // is untouched.
+    assert!(outs(&p, conn.complete_task(old, with_data(100))).is_empty());
+    assert_eq!(conn.handles().count(), 1);
+    assert_eq!(conn.tasks_in_flight(), 1);
+    let o = outs(&p, conn.complete_task(new, with_data(512)));
+    let d = get!(&o[0], DataIn);
+    assert_eq!((d.itt, body(&o[0]).len(), d.has_status), (1, 512, true));
     assert_eq!(conn.handles().count(), 0);
 }

@@ -21,6 +21,10 @@ pub struct ConnTimeouts {
     /// a PDU, or while a write it started waits for its Data-Out. Silence
     /// between PDUs with no write pending is not a stall.
     pub pdu_timeout: Duration,
+    /// How long a task management function waits for the commands it
+    /// aborts to stop before it is carried out (and answered) anyway; their
+    /// ITTs are then free for the initiator to reuse.
+    pub abort_wait: Duration,
 }
 
 /// Why a timer closed the connection.
