@@ -127,6 +127,10 @@ struct Collecting {
     r2t_sn: u32,
     /// This write's share of the write budget (travels with its data).
     budget: Option<BudgetGuard>,
+    /// A Data-Out of this write failed its data digest: the write will not
+    /// run; it ends with PROTOCOL SERVICE CRC ERROR once the bursts under way
+    /// are over (RFC 7143 §7.8).
+    crc_failed: bool,
 }
 
 #[derive(Debug)]
@@ -826,6 +830,7 @@ impl<H> TargetConnection<H> {
             r2ts: HashMap::new(),
             r2t_sn: 0,
             budget,
+            crc_failed: false,
         };
         self.tasks.insert(h.itt, TaskState::Collecting(Box::new(c)));
         self.issue_r2ts(h.itt, out);
@@ -884,6 +889,13 @@ impl<H> TargetConnection<H> {
         let Header::DataOut(h) = &pdu.header else { return };
         let h = h.clone();
         let len = pdu.data.len() as u32;
+        self.data_out(h, len, Some(&pdu.data), out);
+    }
+
+    /// One Data-Out: its header, data segment length and data (`None`: the
+    /// data failed its digest and is discarded; the header still counts
+    /// for the sequence).
+    fn data_out(&mut self, h: DataOut, len: u32, data: Option<&Bytes>, out: &mut Vec<Action>) {
         let Some(TaskState::Collecting(c)) = self.tasks.get_mut(&h.itt) else {
             // Data for a task we no longer (or never) knew: aborted, failed,
             // or dropped for an out-of-window CmdSN. Ignore it.
@@ -933,9 +945,26 @@ impl<H> TargetConnection<H> {
                 c.r2ts.remove(&h.ttt);
             }
         }
-        put_at(&mut c.buf, h.buffer_offset as usize, &pdu.data);
+        match data {
+            Some(d) if !c.crc_failed => put_at(&mut c.buf, h.buffer_offset as usize, d),
+            Some(_) => {}
+            None => {
+                c.crc_failed = true;
+                // The data will be thrown away: give its memory back now.
+                c.buf = BytesMut::new();
+            }
+        }
         if end > c.received {
             c.received = end;
+        }
+        if c.crc_failed {
+            // RFC 7143 §7.8 a) 2) (ERL 0: no recovery R2T): end the task
+            // once the unsolicited burst and every outstanding R2T are
+            // over; solicit nothing more.
+            if c.r2ts.is_empty() && c.received >= c.unsolicited_end {
+                self.fail_task(h.itt, SENSE_KEY_ABORTED_COMMAND, ASC_PROTOCOL_CRC_ERROR, out);
+            }
+            return;
         }
         let complete = c.received == c.task.expected_len && c.r2ts.is_empty();
         if complete {
@@ -967,8 +996,10 @@ impl<H> TargetConnection<H> {
         }
     }
 
-    /// A data digest error on a received PDU: Reject it and, at ERL 0, end
-    /// the task it belonged to (its data can no longer arrive).
+    /// A data digest error on a received PDU: Reject it (RFC 7143 §7.8).
+    /// A Data-Out's data is discarded and, at ERL 0 (no recovery R2T), its
+    /// write ends with PROTOCOL SERVICE CRC ERROR once the rest of the data
+    /// under way has arrived (§7.8 a) 2)).
     pub fn on_data_digest_error(&mut self, bhs: &[u8; BHS_LEN]) -> Vec<Action> {
         let mut out = vec![self.reject(RejectReason::DATA_DIGEST_ERROR, bhs)];
         let itt = bhs_itt(bhs);
@@ -985,9 +1016,12 @@ impl<H> TargetConnection<H> {
             // and ends in CHECK CONDITION instead of executing.
             let pdu = Pdu { header: Header::decode(bhs), bhs: *bhs, ahs: Bytes::new(), data: Bytes::new() };
             self.on_command(pdu, true, &mut out);
-        } else if (opcode == Opcode::DATA_OUT || opcode == Opcode::SCSI_COMMAND)
-            && matches!(self.tasks.get(&itt), Some(TaskState::Collecting(_)))
-        {
+        } else if opcode == Opcode::DATA_OUT && !self.logging_out {
+            if let Header::DataOut(h) = Header::decode(bhs) {
+                let len = u32::from_be_bytes([0, bhs[5], bhs[6], bhs[7]]);
+                self.data_out(h, len, None, &mut out);
+            }
+        } else if opcode == Opcode::SCSI_COMMAND && matches!(self.tasks.get(&itt), Some(TaskState::Collecting(_))) {
             self.fail_task(itt, SENSE_KEY_ABORTED_COMMAND, ASC_PROTOCOL_CRC_ERROR, &mut out);
         }
         out

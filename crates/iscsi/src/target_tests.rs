@@ -1627,26 +1627,68 @@ fn scsi_command_in_a_discovery_session_is_rejected() {
     assert!(matches!(t.send(logout(4, 4, LogoutReason::CLOSE_SESSION), &[]).last(), Some(Out::Close)));
 }
 
+/// RFC 7143 §7.8 a): a Data-Out whose data digest fails is discarded
+/// (Reject, reason 02h). At ErrorRecoveryLevel 0 (all this target
+/// negotiates) there is no recovery R2T, so the task ends with CHECK
+/// CONDITION, "protocol service CRC error" (0Bh 47h/05h) — but only once all
+/// of its data has arrived: the Final bit for every outstanding R2T. No new
+/// R2T is issued meanwhile.
 #[test]
-fn data_digest_error_rejects_and_ends_a_collecting_task() {
+fn data_digest_error_waits_for_the_outstanding_bursts_then_ends_the_task() {
     let mut t = T::with(|p| {
         p.initial_r2t = true;
         p.immediate_data = false;
         p.header_digest = true;
         p.data_digest = true;
+        p.max_burst_length = 1024;
+        p.max_outstanding_r2t = 2;
     });
-    let r2t = r2t_write(&mut t, 1, 1, 2048);
-    assert!(t.send(dout(1, r2t.ttt, 0, 0, false), &pat(1, 0, 1024)).is_empty());
-    let bad = bhs_of(&dout(1, r2t.ttt, 1, 1024, true), 1024);
+    let o = t.send(write(1, 1, 4096), &[]);
+    assert_eq!(o.len(), 2, "two bursts solicited: {o:?}");
+    let (a, b) = (get!(&o[0], R2t), get!(&o[1], R2t));
+    assert_eq!((a.buffer_offset, b.buffer_offset), (0, 1024));
+    let bad = bhs_of(&dout(1, a.ttt, 0, 0, false), 512);
     let o = t.digest_error(&bad);
-    assert_eq!(o.len(), 2);
+    assert_eq!(o.len(), 1, "only the Reject while the bursts are under way: {o:?}");
     let rj = get!(&o[0], Reject);
     assert_eq!((rj.reason, rj.stat_sn), (RejectReason::DATA_DIGEST_ERROR, STAT0));
     assert_eq!(body(&o[0]), &bad[..]);
-    assert_check_condition(&o[1], 1, 0x0b, 0x47, 0x05);
-    assert_eq!(get!(&o[1], ScsiResponse).stat_sn, STAT0);
-    // The retransmission (or the rest) is ignored.
-    assert!(t.send(dout(1, r2t.ttt, 1, 1024, true), &pat(1, 1024, 1024)).is_empty());
+    // The rest of the first burst: no new R2T, no response yet.
+    assert!(t.send(dout(1, a.ttt, 1, 512, true), &pat(1, 512, 512)).is_empty());
+    assert_eq!(t.conn.tasks_in_flight(), 1);
+    assert!(t.conn.awaiting_data_out());
+    // The second burst ends: now the task ends, without executing.
+    let o = t.data_burst(1, b.ttt, 1024, 1024, 512);
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert!(executes(&o).is_empty());
+    assert_check_condition(&o[0], 1, 0x0b, 0x47, 0x05);
+    assert_eq!(get!(&o[0], ScsiResponse).stat_sn, STAT0);
+    assert_eq!(t.conn.tasks_in_flight(), 0);
+    // Anything more for it is ignored; the ITT is free again.
+    assert!(t.send(dout(1, b.ttt, 2, 2048, true), &pat(1, 2048, 512)).is_empty());
+    assert_eq!(get!(&t.send(write(1, 2, 512), &[])[0], R2t).itt, 1);
+}
+
+/// The same in unsolicited data (InitialR2T=No): the burst ends with its
+/// Final bit, and the R2T already sent for the rest must be answered too.
+#[test]
+fn data_digest_error_in_unsolicited_data_waits_for_the_whole_transfer() {
+    let mut t = T::with(|p| {
+        p.initial_r2t = false;
+        p.immediate_data = false;
+        p.data_digest = true;
+        p.first_burst_length = 1024;
+        p.max_burst_length = 1024;
+    });
+    let o = t.send(write(1, 1, 2048), &[]);
+    let r2t = get!(&o[0], R2t);
+    assert_eq!(r2t.buffer_offset, 1024);
+    let bad = bhs_of(&dout(1, NO_TAG, 0, 0, false), 512);
+    assert_eq!(t.digest_error(&bad).len(), 1);
+    assert!(t.send(dout(1, NO_TAG, 1, 512, true), &pat(1, 512, 512)).is_empty(), "R2T still outstanding");
+    let o = t.data_burst(1, r2t.ttt, 1024, 1024, 1024);
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert_check_condition(&o[0], 1, 0x0b, 0x47, 0x05);
     assert_eq!(t.conn.tasks_in_flight(), 0);
 }
 
