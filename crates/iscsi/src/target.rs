@@ -225,8 +225,13 @@ struct Clocks {
     /// When the keepalive interval last began: bytes arrived or a NOP-In
     /// ping went out.
     idle_since: Instant,
-    /// The bytes received so far end inside a PDU.
-    mid_pdu: bool,
+    /// When the first bytes of the PDU that the bytes received so far end
+    /// inside arrived (`None`: they end at a PDU boundary). The whole PDU
+    /// must arrive within `pdu_timeout` of this, however its bytes trickle.
+    pdu_started: Option<Instant>,
+    /// A PDU ended (was fed to the core) since bytes last arrived: bytes
+    /// still buffered then belong to a new PDU.
+    pdu_ended: bool,
 }
 
 /// The full-feature state of one connection of a single-connection session.
@@ -341,7 +346,7 @@ impl<H> TargetConnection<H> {
     /// Start the keepalive and stall timers at `now` (the full feature phase
     /// begins). Without this call the connection has no timers.
     pub fn start_timers(&mut self, cfg: ConnTimeouts, now: Instant) {
-        self.clocks = Some(Clocks { cfg, last_rx: now, idle_since: now, mid_pdu: false });
+        self.clocks = Some(Clocks { cfg, last_rx: now, idle_since: now, pdu_started: None, pdu_ended: false });
     }
 
     /// Bytes arrived at `now`. Call after feeding every complete PDU among
@@ -351,7 +356,12 @@ impl<H> TargetConnection<H> {
         if let Some(c) = &mut self.clocks {
             c.last_rx = now;
             c.idle_since = now;
-            c.mid_pdu = undecoded > 0;
+            c.pdu_started = match c.pdu_started {
+                _ if undecoded == 0 => None,
+                Some(start) if !c.pdu_ended => Some(start),
+                _ => Some(now),
+            };
+            c.pdu_ended = false;
             for p in self.pending_tmfs.iter_mut().filter(|p| p.since.is_none()) {
                 p.since = Some(now);
             }
@@ -376,7 +386,12 @@ impl<H> TargetConnection<H> {
     fn deadlines(&self) -> (Option<Instant>, Option<Instant>) {
         let Some(c) = self.clocks.as_ref().filter(|_| !self.logging_out) else { return (None, None) };
         let keepalive = c.cfg.nop_interval.and_then(|i| deadline(c.idle_since, i));
-        let stall = if c.mid_pdu || self.awaiting_data_out() { deadline(c.last_rx, c.cfg.pdu_timeout) } else { None };
+        let stall = match c.pdu_started {
+            // Inside a PDU: from its first byte, not its latest.
+            Some(start) => deadline(start, c.cfg.pdu_timeout),
+            None if self.awaiting_data_out() => deadline(c.last_rx, c.cfg.pdu_timeout),
+            None => None,
+        };
         (keepalive, stall)
     }
 
@@ -537,8 +552,15 @@ impl<H> TargetConnection<H> {
         self.ping_ttt.is_some()
     }
 
+    fn pdu_ended(&mut self) {
+        if let Some(c) = &mut self.clocks {
+            c.pdu_ended = true;
+        }
+    }
+
     /// Handle one received PDU.
     pub fn on_pdu(&mut self, pdu: Pdu) -> Vec<Action> {
+        self.pdu_ended();
         let mut out = Vec::new();
         if self.logging_out {
             return out;
@@ -1001,6 +1023,7 @@ impl<H> TargetConnection<H> {
     /// write ends with PROTOCOL SERVICE CRC ERROR once the rest of the data
     /// under way has arrived (§7.8 a) 2)).
     pub fn on_data_digest_error(&mut self, bhs: &[u8; BHS_LEN]) -> Vec<Action> {
+        self.pdu_ended();
         let mut out = vec![self.reject(RejectReason::DATA_DIGEST_ERROR, bhs)];
         let itt = bhs_itt(bhs);
         let opcode = bhs_opcode(bhs);

@@ -2663,12 +2663,13 @@ fn stall_in_the_middle_of_a_pdu_closes_after_pdu_timeout() {
     assert_eq!(t.conn.poll_timeout(), Some(at + PDU_TIMEOUT));
     assert!(t.timeout_at(at + PDU_TIMEOUT - secs(1)).unwrap().is_empty());
     assert_eq!(t.timeout_at(at + PDU_TIMEOUT).unwrap_err(), crate::timeout::Timeout::PduStall(PDU_TIMEOUT));
-    // More bytes of it keep the connection alive; the PDU completing ends
-    // the stall watch.
+    // More bytes of it do not move the deadline (the PDU's, from its first
+    // byte); the PDU completing ends the stall watch.
     let later = at + secs(5);
     t.conn.bytes_received(later, 30);
-    assert!(t.timeout_at(at + PDU_TIMEOUT).unwrap().is_empty());
-    let done = t0 + secs(14);
+    assert_eq!(t.conn.poll_timeout(), Some(at + PDU_TIMEOUT));
+    assert_eq!(t.timeout_at(at + PDU_TIMEOUT).unwrap_err(), crate::timeout::Timeout::PduStall(PDU_TIMEOUT));
+    let done = t0 + secs(10);
     t.recv_at(done, tur(1, 1), &[]);
     assert_eq!(t.conn.poll_timeout(), Some(done + NOP_EVERY));
 }
@@ -2805,4 +2806,50 @@ fn a_late_completion_after_the_tmf_wait_does_not_answer_a_reused_itt() {
     let d = get!(&o[0], DataIn);
     assert_eq!((d.itt, body(&o[0]).len(), d.has_status), (1, 512, true));
     assert_eq!(conn.handles().count(), 0);
+}
+
+/// A peer trickling one byte of a PDU every 29 s, under a 30 s
+/// `pdu_timeout`, never leaves a 30 s gap: the deadline is the PDU's, from
+/// its first byte, not the last byte's. Driven as the daemon does: wait
+/// until `poll_timeout` or the next byte, whichever comes first.
+#[test]
+fn a_pdu_trickled_byte_by_byte_ends_within_pdu_timeout_of_its_start() {
+    let t0 = std::time::Instant::now();
+    let pdu_timeout = secs(30);
+    let mut t = T::plain();
+    t.conn.start_timers(crate::timeout::ConnTimeouts { nop_interval: None, pdu_timeout, abort_wait: ABORT_WAIT }, t0);
+    // A whole PDU first: the stall watch starts with the next one.
+    t.recv_at(t0, tur(1, 1), &[]);
+    let start = t0 + secs(5);
+    let mut buffered = 0usize;
+    let mut now = start;
+    let mut closed_at = None;
+    while now <= start + secs(300) {
+        buffered += 1;
+        t.conn.bytes_received(now, buffered);
+        let next_byte = now + secs(29);
+        if let Some(wake) = t.conn.poll_timeout().filter(|w| *w <= next_byte) {
+            if let Err(e) = t.timeout_at(wake) {
+                assert_eq!(e, crate::timeout::Timeout::PduStall(pdu_timeout));
+                closed_at = Some(wake);
+                break;
+            }
+        }
+        now = next_byte;
+    }
+    let closed_at = closed_at.expect("the trickle kept the connection open for 5 minutes");
+    assert!(closed_at <= start + pdu_timeout, "closed {:?} after the PDU began", closed_at - start);
+
+    // A PDU that completes, and another that begins in the same read, gets
+    // a deadline of its own.
+    let mut t = T::plain();
+    t.conn.start_timers(crate::timeout::ConnTimeouts { nop_interval: None, pdu_timeout, abort_wait: ABORT_WAIT }, t0);
+    t.conn.bytes_received(t0, 20);
+    assert_eq!(t.conn.poll_timeout(), Some(t0 + pdu_timeout));
+    t.conn.bytes_received(t0 + secs(20), 30);
+    assert_eq!(t.conn.poll_timeout(), Some(t0 + pdu_timeout), "more bytes of the same PDU: same deadline");
+    let later = t0 + secs(25);
+    t.send(tur(1, 1), &[]);
+    t.conn.bytes_received(later, 7);
+    assert_eq!(t.conn.poll_timeout(), Some(later + pdu_timeout), "the next PDU began at {later:?}");
 }
