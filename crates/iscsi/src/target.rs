@@ -39,9 +39,17 @@ pub struct TargetConnConfig {
     pub send_targets: Vec<u8>,
 }
 
+/// Names one task instance of a connection, never reused: an ITT is reused
+/// by the initiator once a task is over (or aborted), a `TaskId` is not, so
+/// the result of an execution is matched to the exact task it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(pub u64);
+
 /// A SCSI command ready to execute: in CmdSN order, with all its data-out.
 #[derive(Debug, Clone)]
 pub struct ScsiTask {
+    /// This task instance (hand it back to [`TargetConnection::complete_task`]).
+    pub id: TaskId,
     pub itt: u32,
     pub lun: [u8; 8],
     pub cdb: Vec<u8>,
@@ -119,18 +127,47 @@ struct Collecting {
     r2t_sn: u32,
     /// This write's share of the write budget (travels with its data).
     budget: Option<BudgetGuard>,
+    /// A Data-Out of this write failed its data digest: the write will not
+    /// run; it ends with PROTOCOL SERVICE CRC ERROR once the bursts under way
+    /// are over (RFC 7143 §7.8).
+    crc_failed: bool,
 }
 
 #[derive(Debug)]
 enum TaskState {
     Collecting(Box<Collecting>),
-    Running { read: bool, expected_len: u32, r2t_count: u32, lun: [u8; 8] },
+    Running { id: TaskId, read: bool, expected_len: u32, r2t_count: u32, lun: [u8; 8] },
+}
+
+/// The driver's handle on one execution, kept until its result is in.
+#[derive(Debug)]
+struct Execution<H> {
+    itt: u32,
+    handle: H,
+    /// A task management function gave up waiting for it and was answered:
+    /// the initiator may reuse its ITT; its result, whenever it comes, is
+    /// dropped.
+    orphaned: bool,
+}
+
+/// A task management function waiting for the executions it aborted to
+/// stop (at most the connection's `abort_wait`).
+#[derive(Debug)]
+struct PendingTmf {
+    tm: TaskManagement,
+    waiting: Vec<TaskId>,
+    /// When its PDU arrived (set by the first `bytes_received` after it);
+    /// the wait is bounded from then.
+    since: Option<Instant>,
 }
 
 /// A non-immediate PDU held until its CmdSN comes up.
 #[derive(Debug)]
 struct Held {
-    pdu: Pdu,
+    /// `None`: the CmdSN counts as received but there is nothing to run
+    /// (ABORT TASK named it before it arrived, RFC 7143 §11.6.1 b); a copy
+    /// arriving later is a duplicate and is dropped.
+    pdu: Option<Pdu>,
     /// A SCSI Command whose immediate data failed its digest.
     crc_failed: bool,
 }
@@ -188,8 +225,13 @@ struct Clocks {
     /// When the keepalive interval last began: bytes arrived or a NOP-In
     /// ping went out.
     idle_since: Instant,
-    /// The bytes received so far end inside a PDU.
-    mid_pdu: bool,
+    /// When the first bytes of the PDU that the bytes received so far end
+    /// inside arrived (`None`: they end at a PDU boundary). The whole PDU
+    /// must arrive within `pdu_timeout` of this, however its bytes trickle.
+    pdu_started: Option<Instant>,
+    /// A PDU ended (was fed to the core) since bytes last arrived: bytes
+    /// still buffered then belong to a new PDU.
+    pdu_ended: bool,
 }
 
 /// The full-feature state of one connection of a single-connection session.
@@ -220,9 +262,12 @@ pub struct TargetConnection<H = ()> {
     write_budget: Option<Arc<WriteBudget>>,
     /// Keepalive and stall timers (none until started).
     clocks: Option<Clocks>,
-    /// The driver's handles on executions not yet completed, by ITT: tasks
+    /// The driver's handles on executions not yet completed: tasks
     /// running, and aborted ones still stopping.
-    executions: HashMap<u32, H>,
+    executions: HashMap<TaskId, Execution<H>>,
+    /// Task management functions waiting for aborted executions to stop.
+    pending_tmfs: Vec<PendingTmf>,
+    next_task_id: u64,
 }
 
 impl TargetConnection {
@@ -254,39 +299,54 @@ impl<H> TargetConnection<H> {
             write_budget: None,
             clocks: None,
             executions: HashMap::new(),
+            pending_tmfs: Vec::new(),
+            next_task_id: 1,
         }
+    }
+
+    fn fresh_task_id(&mut self) -> TaskId {
+        let id = TaskId(self.next_task_id);
+        self.next_task_id = self.next_task_id.wrapping_add(1);
+        id
     }
 
     /// The task `itt` of an [`Action::Execute`] now executes; keep `handle`
-    /// until [`complete`](Self::complete) is called for it. Ignored unless
-    /// the task is running.
+    /// until [`complete_task`](Self::complete_task) is called for it.
+    /// Ignored unless the task is running.
     pub fn executing(&mut self, itt: u32, handle: H) {
-        if matches!(self.tasks.get(&itt), Some(TaskState::Running { .. })) {
-            self.executions.insert(itt, handle);
+        if let Some(TaskState::Running { id, .. }) = self.tasks.get(&itt) {
+            self.executions.insert(*id, Execution { itt, handle, orphaned: false });
         }
     }
 
-    /// The handle on the execution of `itt` (running, or aborted and not yet
-    /// completed).
+    /// The current execution of `itt`: running, or aborted and still
+    /// stopping, but not one whose ITT was handed back to the initiator.
+    fn execution_of(&self, itt: u32) -> Option<TaskId> {
+        self.executions.iter().find(|(_, e)| e.itt == itt && !e.orphaned).map(|(id, _)| *id)
+    }
+
+    /// The handle on the current execution of `itt` (running, or aborted
+    /// and not yet completed).
     pub fn handle_mut(&mut self, itt: u32) -> Option<&mut H> {
-        self.executions.get_mut(&itt)
+        let id = self.execution_of(itt)?;
+        self.executions.get_mut(&id).map(|e| &mut e.handle)
     }
 
     /// The handles on every execution not yet completed.
     pub fn handles(&self) -> impl Iterator<Item = &H> {
-        self.executions.values()
+        self.executions.values().map(|e| &e.handle)
     }
 
-    /// Whether `itt` names a task, or an execution not yet completed: a new
-    /// task may not reuse it.
+    /// Whether `itt` names a task, or an execution not yet completed whose
+    /// end the initiator has not been told of: a new task may not reuse it.
     fn itt_in_use(&self, itt: u32) -> bool {
-        self.tasks.contains_key(&itt) || self.executions.contains_key(&itt)
+        self.tasks.contains_key(&itt) || self.execution_of(itt).is_some()
     }
 
     /// Start the keepalive and stall timers at `now` (the full feature phase
     /// begins). Without this call the connection has no timers.
     pub fn start_timers(&mut self, cfg: ConnTimeouts, now: Instant) {
-        self.clocks = Some(Clocks { cfg, last_rx: now, idle_since: now, mid_pdu: false });
+        self.clocks = Some(Clocks { cfg, last_rx: now, idle_since: now, pdu_started: None, pdu_ended: false });
     }
 
     /// Bytes arrived at `now`. Call after feeding every complete PDU among
@@ -296,7 +356,15 @@ impl<H> TargetConnection<H> {
         if let Some(c) = &mut self.clocks {
             c.last_rx = now;
             c.idle_since = now;
-            c.mid_pdu = undecoded > 0;
+            c.pdu_started = match c.pdu_started {
+                _ if undecoded == 0 => None,
+                Some(start) if !c.pdu_ended => Some(start),
+                _ => Some(now),
+            };
+            c.pdu_ended = false;
+            for p in self.pending_tmfs.iter_mut().filter(|p| p.since.is_none()) {
+                p.since = Some(now);
+            }
         }
     }
 
@@ -305,17 +373,25 @@ impl<H> TargetConnection<H> {
     /// timer runs.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let (keepalive, stall) = self.deadlines();
-        match (keepalive, stall) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [keepalive, stall, self.tmf_deadline()].into_iter().flatten().min()
+    }
+
+    /// When the first waiting task management function gives up waiting.
+    fn tmf_deadline(&self) -> Option<Instant> {
+        let c = self.clocks.as_ref().filter(|_| !self.logging_out)?;
+        self.pending_tmfs.iter().filter_map(|p| p.since.and_then(|s| deadline(s, c.cfg.abort_wait))).min()
     }
 
     /// The keepalive and stall deadlines, when armed.
     fn deadlines(&self) -> (Option<Instant>, Option<Instant>) {
         let Some(c) = self.clocks.as_ref().filter(|_| !self.logging_out) else { return (None, None) };
         let keepalive = c.cfg.nop_interval.and_then(|i| deadline(c.idle_since, i));
-        let stall = if c.mid_pdu || self.awaiting_data_out() { deadline(c.last_rx, c.cfg.pdu_timeout) } else { None };
+        let stall = match c.pdu_started {
+            // Inside a PDU: from its first byte, not its latest.
+            Some(start) => deadline(start, c.cfg.pdu_timeout),
+            None if self.awaiting_data_out() => deadline(c.last_rx, c.cfg.pdu_timeout),
+            None => None,
+        };
         (keepalive, stall)
     }
 
@@ -325,13 +401,42 @@ impl<H> TargetConnection<H> {
     /// data, or left the previous keepalive unanswered.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<Vec<Action>, Timeout> {
         let (keepalive, stall) = self.deadlines();
-        let Some(c) = &mut self.clocks else { return Ok(Vec::new()) };
+        let mut out = self.tmfs_given_up(now);
+        let Some(c) = &mut self.clocks else { return Ok(out) };
         if due(stall, now) {
             return Err(Timeout::PduStall(c.cfg.pdu_timeout));
         }
-        let Some(interval) = c.cfg.nop_interval.filter(|_| due(keepalive, now)) else { return Ok(Vec::new()) };
+        let Some(interval) = c.cfg.nop_interval.filter(|_| due(keepalive, now)) else { return Ok(out) };
         c.idle_since = now;
-        self.ping().map(|ping| vec![ping]).ok_or(Timeout::Keepalive(interval))
+        let ping = self.ping().ok_or(Timeout::Keepalive(interval))?;
+        out.push(ping);
+        Ok(out)
+    }
+
+    /// Task management functions whose wait for the executions they aborted
+    /// is over at `now`: carried out anyway. Those executions are orphaned:
+    /// their ITTs may be reused, their results will be dropped.
+    fn tmfs_given_up(&mut self, now: Instant) -> Vec<Action> {
+        let Some(wait) = self.clocks.as_ref().filter(|_| !self.logging_out).map(|c| c.cfg.abort_wait) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.pending_tmfs.len() {
+            let p = &self.pending_tmfs[i];
+            if !due(p.since.and_then(|s| deadline(s, wait)), now) {
+                i += 1;
+                continue;
+            }
+            let p = self.pending_tmfs.swap_remove(i);
+            for id in &p.waiting {
+                if let Some(e) = self.executions.get_mut(id) {
+                    e.orphaned = true;
+                }
+            }
+            out.push(Action::TaskManagement(p.tm));
+        }
+        out
     }
 
     /// Charge the data of writes that must be collected (solicited or
@@ -447,8 +552,15 @@ impl<H> TargetConnection<H> {
         self.ping_ttt.is_some()
     }
 
+    fn pdu_ended(&mut self) {
+        if let Some(c) = &mut self.clocks {
+            c.pdu_ended = true;
+        }
+    }
+
     /// Handle one received PDU.
     pub fn on_pdu(&mut self, pdu: Pdu) -> Vec<Action> {
+        self.pdu_ended();
         let mut out = Vec::new();
         if self.logging_out {
             return out;
@@ -500,16 +612,52 @@ impl<H> TargetConnection<H> {
         if cmd_sn != self.exp_cmd_sn {
             // Early but inside the window: hold (bounded by the window). A
             // duplicate of a held command is ignored.
-            self.held.entry(cmd_sn).or_insert(Held { pdu, crc_failed });
+            self.held.entry(cmd_sn).or_insert(Held { pdu: Some(pdu), crc_failed });
             return;
         }
         self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
         self.dispatch(pdu, crc_failed, out);
-        // Release held commands that are now in order.
+        self.release_held(out);
+    }
+
+    /// Run the held commands that are now in order (bounded by the window:
+    /// every entry is removed as it is passed).
+    fn release_held(&mut self, out: &mut Vec<Action>) {
         while let Some(held) = self.held.remove(&self.exp_cmd_sn) {
             self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
-            self.dispatch(held.pdu, held.crc_failed, out);
+            if let Some(pdu) = held.pdu {
+                self.dispatch(pdu, held.crc_failed, out);
+            }
         }
+    }
+
+    /// ABORT TASK whose Referenced Task Tag names no task (RFC 7143
+    /// §11.6.1): a command still held for its turn is dropped; otherwise, if
+    /// RefCmdSN is inside the CmdSN window and before the TMF's own CmdSN,
+    /// that CmdSN counts as received (the command, should it arrive, is
+    /// dropped as a duplicate). Both answer Function Complete; anything else
+    /// is Task Does Not Exist.
+    fn abort_unknown_task(&mut self, h: &TaskMgmtRequest, out: &mut Vec<Action>) {
+        let rtt = h.referenced_task_tag;
+        let held_sn = self.held.iter().find(|(_, held)| {
+            held.pdu.as_ref().is_some_and(|p| matches!(&p.header, Header::ScsiCommand(c) if c.itt == rtt))
+        });
+        if let Some((&sn, _)) = held_sn {
+            self.held.insert(sn, Held { pdu: None, crc_failed: false });
+            self.tmf_response(h.itt, TmfResponse::COMPLETE, out);
+            return;
+        }
+        let r = h.ref_cmd_sn;
+        let in_window = crate::serial::le(self.exp_cmd_sn, r) && crate::serial::le(r, self.max_cmd_sn());
+        if !in_window || !sn_lt(r, h.cmd_sn) || self.held.contains_key(&r) {
+            // Already received (and over), beyond the window, not before the
+            // TMF, or some other command's CmdSN.
+            self.tmf_response(h.itt, TmfResponse::TASK_DOES_NOT_EXIST, out);
+            return;
+        }
+        self.held.insert(r, Held { pdu: None, crc_failed: false });
+        self.tmf_response(h.itt, TmfResponse::COMPLETE, out);
+        self.release_held(out);
     }
 
     fn dispatch(&mut self, pdu: Pdu, crc_failed: bool, out: &mut Vec<Action>) {
@@ -522,7 +670,8 @@ impl<H> TargetConnection<H> {
                     return;
                 }
                 let (itt, edtl, lun) = (h.itt, h.expected_data_length, h.lun);
-                self.tasks.insert(itt, TaskState::Running { read: false, expected_len: edtl, r2t_count: 0, lun });
+                let id = self.fresh_task_id();
+                self.tasks.insert(itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun });
                 self.fail_task_running(itt, SENSE_KEY_ABORTED_COMMAND, ASC_PROTOCOL_CRC_ERROR, edtl, out);
             }
             Header::ScsiCommand(_) => self.on_scsi_command(pdu, out),
@@ -560,6 +709,7 @@ impl<H> TargetConnection<H> {
                 let running: Vec<u32> = self.tasks.keys().copied().collect();
                 self.tasks.clear();
                 self.held.clear();
+                self.pending_tmfs.clear();
                 if !running.is_empty() {
                     out.push(Action::Cancel(running));
                 }
@@ -624,7 +774,9 @@ impl<H> TargetConnection<H> {
         };
         let imm_len = pdu.data.len() as u32;
         let edtl = h.expected_data_length;
+        let id = self.fresh_task_id();
         let mut task = ScsiTask {
+            id,
             itt: h.itt,
             lun: h.lun,
             cdb,
@@ -645,25 +797,29 @@ impl<H> TargetConnection<H> {
         if h.read && h.write {
             // Bidirectional commands are not supported by any command we
             // implement.
-            self.tasks.insert(h.itt, TaskState::Running { read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.tasks
+                .insert(h.itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
             self.fail_task_running(h.itt, SENSE_KEY_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB, edtl, out);
             return;
         }
         if !h.write || edtl == 0 {
-            self.tasks.insert(h.itt, TaskState::Running { read: h.read, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.tasks
+                .insert(h.itt, TaskState::Running { id, read: h.read, expected_len: edtl, r2t_count: 0, lun: h.lun });
             out.push(Action::Execute(task));
             return;
         }
         if edtl > self.cfg.max_write_buffer {
             // More than we will buffer for one command: refuse without
             // soliciting data (unsolicited data that follows is ignored).
-            self.tasks.insert(h.itt, TaskState::Running { read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.tasks
+                .insert(h.itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
             self.fail_task_running(h.itt, SENSE_KEY_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_IU, edtl, out);
             return;
         }
         if imm_len == edtl {
             task.data_out = pdu.data.clone();
-            self.tasks.insert(h.itt, TaskState::Running { read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.tasks
+                .insert(h.itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
             out.push(Action::Execute(task));
             return;
         }
@@ -696,6 +852,7 @@ impl<H> TargetConnection<H> {
             r2ts: HashMap::new(),
             r2t_sn: 0,
             budget,
+            crc_failed: false,
         };
         self.tasks.insert(h.itt, TaskState::Collecting(Box::new(c)));
         self.issue_r2ts(h.itt, out);
@@ -754,6 +911,13 @@ impl<H> TargetConnection<H> {
         let Header::DataOut(h) = &pdu.header else { return };
         let h = h.clone();
         let len = pdu.data.len() as u32;
+        self.data_out(h, len, Some(&pdu.data), out);
+    }
+
+    /// One Data-Out: its header, data segment length and data (`None`: the
+    /// data failed its digest and is discarded; the header still counts
+    /// for the sequence).
+    fn data_out(&mut self, h: DataOut, len: u32, data: Option<&Bytes>, out: &mut Vec<Action>) {
         let Some(TaskState::Collecting(c)) = self.tasks.get_mut(&h.itt) else {
             // Data for a task we no longer (or never) knew: aborted, failed,
             // or dropped for an out-of-window CmdSN. Ignore it.
@@ -803,9 +967,26 @@ impl<H> TargetConnection<H> {
                 c.r2ts.remove(&h.ttt);
             }
         }
-        put_at(&mut c.buf, h.buffer_offset as usize, &pdu.data);
+        match data {
+            Some(d) if !c.crc_failed => put_at(&mut c.buf, h.buffer_offset as usize, d),
+            Some(_) => {}
+            None => {
+                c.crc_failed = true;
+                // The data will be thrown away: give its memory back now.
+                c.buf = BytesMut::new();
+            }
+        }
         if end > c.received {
             c.received = end;
+        }
+        if c.crc_failed {
+            // RFC 7143 §7.8 a) 2) (ERL 0: no recovery R2T): end the task
+            // once the unsolicited burst and every outstanding R2T are
+            // over; solicit nothing more.
+            if c.r2ts.is_empty() && c.received >= c.unsolicited_end {
+                self.fail_task(h.itt, SENSE_KEY_ABORTED_COMMAND, ASC_PROTOCOL_CRC_ERROR, out);
+            }
+            return;
         }
         let complete = c.received == c.task.expected_len && c.r2ts.is_empty();
         if complete {
@@ -823,6 +1004,7 @@ impl<H> TargetConnection<H> {
                 self.tasks.insert(
                     h.itt,
                     TaskState::Running {
+                        id: task.id,
                         read: false,
                         expected_len: task.expected_len,
                         r2t_count: c.r2t_sn,
@@ -836,9 +1018,12 @@ impl<H> TargetConnection<H> {
         }
     }
 
-    /// A data digest error on a received PDU: Reject it and, at ERL 0, end
-    /// the task it belonged to (its data can no longer arrive).
+    /// A data digest error on a received PDU: Reject it (RFC 7143 §7.8).
+    /// A Data-Out's data is discarded and, at ERL 0 (no recovery R2T), its
+    /// write ends with PROTOCOL SERVICE CRC ERROR once the rest of the data
+    /// under way has arrived (§7.8 a) 2)).
     pub fn on_data_digest_error(&mut self, bhs: &[u8; BHS_LEN]) -> Vec<Action> {
+        self.pdu_ended();
         let mut out = vec![self.reject(RejectReason::DATA_DIGEST_ERROR, bhs)];
         let itt = bhs_itt(bhs);
         let opcode = bhs_opcode(bhs);
@@ -854,9 +1039,12 @@ impl<H> TargetConnection<H> {
             // and ends in CHECK CONDITION instead of executing.
             let pdu = Pdu { header: Header::decode(bhs), bhs: *bhs, ahs: Bytes::new(), data: Bytes::new() };
             self.on_command(pdu, true, &mut out);
-        } else if (opcode == Opcode::DATA_OUT || opcode == Opcode::SCSI_COMMAND)
-            && matches!(self.tasks.get(&itt), Some(TaskState::Collecting(_)))
-        {
+        } else if opcode == Opcode::DATA_OUT && !self.logging_out {
+            if let Header::DataOut(h) = Header::decode(bhs) {
+                let len = u32::from_be_bytes([0, bhs[5], bhs[6], bhs[7]]);
+                self.data_out(h, len, None, &mut out);
+            }
+        } else if opcode == Opcode::SCSI_COMMAND && matches!(self.tasks.get(&itt), Some(TaskState::Collecting(_))) {
             self.fail_task(itt, SENSE_KEY_ABORTED_COMMAND, ASC_PROTOCOL_CRC_ERROR, &mut out);
         }
         out
@@ -869,8 +1057,7 @@ impl<H> TargetConnection<H> {
             if self.tasks.remove(&h.referenced_task_tag).is_some() {
                 aborted.push(h.referenced_task_tag);
             } else {
-                let resp = TmfResponse::TASK_DOES_NOT_EXIST;
-                self.tmf_response(h.itt, resp, out);
+                self.abort_unknown_task(&h, out);
                 return;
             }
         } else if f == TmfFunction::ABORT_TASK_SET
@@ -894,7 +1081,16 @@ impl<H> TargetConnection<H> {
         if !aborted.is_empty() {
             out.push(Action::Cancel(aborted.clone()));
         }
-        out.push(Action::TaskManagement(TaskManagement { itt: h.itt, function: f, lun: h.lun, aborted }));
+        // The aborted commands must be over before the function is carried
+        // out and answered: wait for their executions to complete (at most
+        // `abort_wait`, see `handle_timeout`).
+        let waiting: Vec<TaskId> = aborted.iter().filter_map(|itt| self.execution_of(*itt)).collect();
+        let tm = TaskManagement { itt: h.itt, function: f, lun: h.lun, aborted };
+        if waiting.is_empty() {
+            out.push(Action::TaskManagement(tm));
+        } else {
+            self.pending_tmfs.push(PendingTmf { tm, waiting, since: None });
+        }
     }
 
     fn tasks_for_lun(&self, lun: [u8; 8]) -> Vec<u32> {
@@ -984,17 +1180,40 @@ impl<H> TargetConnection<H> {
         resp
     }
 
-    /// A task finished executing: build its Data-In and response PDUs.
-    /// Results of tasks that were aborted meanwhile are dropped. Its handle
-    /// is dropped either way.
+    /// The task now running as `itt` finished executing (for drivers that
+    /// track tasks by ITT alone; see [`complete_task`](Self::complete_task)).
     pub fn complete(&mut self, itt: u32, outcome: TaskOutcome) -> Vec<Action> {
-        let mut out = Vec::new();
-        self.executions.remove(&itt);
-        // A stale result (its ITT may name a new task collecting data) must
-        // leave that task alone.
-        if !matches!(self.tasks.get(&itt), Some(TaskState::Running { .. })) {
-            return out;
+        let id = match self.tasks.get(&itt) {
+            Some(TaskState::Running { id, .. }) => Some(*id),
+            _ => self.execution_of(itt),
+        };
+        match id {
+            Some(id) => self.complete_task(id, outcome),
+            None => Vec::new(),
         }
+    }
+
+    /// The task instance `id` finished executing: build its Data-In and
+    /// response PDUs. Results of tasks that were aborted meanwhile are
+    /// dropped (also when the initiator has reused the ITT since: the new
+    /// task is another instance). Its handle is dropped either way, and a
+    /// task management function waiting for it may now be carried out.
+    pub fn complete_task(&mut self, id: TaskId, outcome: TaskOutcome) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.executions.remove(&id);
+        let mut i = 0;
+        while i < self.pending_tmfs.len() {
+            let p = &mut self.pending_tmfs[i];
+            p.waiting.retain(|w| *w != id);
+            if p.waiting.is_empty() {
+                let p = self.pending_tmfs.swap_remove(i);
+                out.push(Action::TaskManagement(p.tm));
+            } else {
+                i += 1;
+            }
+        }
+        let itt = self.tasks.iter().find(|(_, t)| matches!(t, TaskState::Running { id: r, .. } if *r == id));
+        let Some(itt) = itt.map(|(itt, _)| *itt) else { return out };
         let Some(TaskState::Running { read, expected_len, r2t_count, .. }) = self.tasks.remove(&itt) else {
             return out;
         };

@@ -1263,6 +1263,67 @@ fn abort_task_on_an_unknown_itt_answers_at_once() {
     assert_eq!((r.response, r.itt, r.stat_sn), (TmfResponse::TASK_DOES_NOT_EXIST, 0x100, STAT0));
 }
 
+/// ABORT TASK naming RefCmdSN `ref_cmd_sn` (RFC 7143 §11.5.1).
+fn abort_ref(itt: u32, cmd_sn: u32, rtt: u32, ref_cmd_sn: u32) -> Header {
+    let mut h = tmf(itt, cmd_sn, TmfFunction::ABORT_TASK, LUN0, rtt);
+    if let Header::TaskMgmtRequest(r) = &mut h {
+        r.ref_cmd_sn = ref_cmd_sn;
+    }
+    h
+}
+
+fn tmf_answer(o: &[Out]) -> (TmfResponse, u32) {
+    assert_eq!(o.len(), 1, "expected only the TMF response, got {o:?}");
+    let r = get!(&o[0], TaskMgmtResponse);
+    (r.response, r.itt)
+}
+
+#[test]
+fn abort_task_for_a_command_not_yet_received_completes_and_drops_it() {
+    // RFC 7143 §11.6.1 b): the Referenced Task Tag names no task but
+    // RefCmdSN is inside the CmdSN window and before the TMF's own CmdSN:
+    // the CmdSN counts as received, the answer is Function Complete, and the
+    // command, should it arrive after all, is not executed.
+    let mut t = T::plain();
+    // The very next CmdSN (1) is the one aborted: ExpCmdSN moves past it.
+    let o = t.send(abort_ref(0x100, 2, 7, 1), &[]);
+    assert_eq!(tmf_answer(&o), (TmfResponse::COMPLETE, 0x100));
+    assert_eq!(t.conn.exp_cmd_sn(), 2, "CmdSN 1 counts as received");
+    assert!(t.send(read(7, 1, 512), &[]).is_empty(), "the aborted command arrives late: dropped");
+    assert_eq!(executes(&t.send(read(8, 2, 512), &[])), vec![8]);
+    assert!(t.complete(7, with_data(512)).is_empty());
+
+    // A CmdSN inside the window, after a gap: it is skipped in its turn and
+    // a late copy of it is never held or run.
+    let o = t.send(abort_ref(0x101, 5, 9, 4), &[]);
+    assert_eq!(tmf_answer(&o), (TmfResponse::COMPLETE, 0x101));
+    assert_eq!(t.conn.exp_cmd_sn(), 3);
+    assert!(t.send(read(9, 4, 512), &[]).is_empty(), "aborted: not held for execution");
+    let o = t.send(read(10, 3, 512), &[]);
+    assert_eq!(executes(&o), vec![10], "CmdSN 4 was skipped, not run");
+    assert_eq!(t.conn.exp_cmd_sn(), 5);
+    assert_eq!(executes(&t.send(read(11, 5, 512), &[])), vec![11]);
+
+    // A command that arrived early (held) and is aborted before its turn.
+    assert!(t.send(read(12, 7, 512), &[]).is_empty());
+    let o = t.send(abort_ref(0x102, 8, 12, 7), &[]);
+    assert_eq!(tmf_answer(&o), (TmfResponse::COMPLETE, 0x102));
+    assert_eq!(executes(&t.send(read(13, 6, 512), &[])), vec![13]);
+    assert_eq!(t.conn.exp_cmd_sn(), 8, "the held, aborted CmdSN 7 is consumed without running");
+
+    // Outside the window (already received, or beyond MaxCmdSN), or not
+    // before the TMF's own CmdSN: Task Does Not Exist, nothing skipped.
+    let o = t.send(abort_ref(0x103, 8, 50, 3), &[]);
+    assert_eq!(tmf_answer(&o), (TmfResponse::TASK_DOES_NOT_EXIST, 0x103));
+    let max = t.conn.max_cmd_sn();
+    let o = t.send(abort_ref(0x104, max.wrapping_add(2), 51, max.wrapping_add(1)), &[]);
+    assert_eq!(tmf_answer(&o), (TmfResponse::TASK_DOES_NOT_EXIST, 0x104));
+    let o = t.send(abort_ref(0x105, 8, 52, 8), &[]);
+    assert_eq!(tmf_answer(&o), (TmfResponse::TASK_DOES_NOT_EXIST, 0x105));
+    assert_eq!(t.conn.exp_cmd_sn(), 8);
+    assert_eq!(executes(&t.send(read(14, 8, 512), &[])), vec![14]);
+}
+
 #[test]
 fn abort_task_on_a_collecting_write_drops_later_data() {
     let mut t = solicit_only();
@@ -1566,26 +1627,68 @@ fn scsi_command_in_a_discovery_session_is_rejected() {
     assert!(matches!(t.send(logout(4, 4, LogoutReason::CLOSE_SESSION), &[]).last(), Some(Out::Close)));
 }
 
+/// RFC 7143 §7.8 a): a Data-Out whose data digest fails is discarded
+/// (Reject, reason 02h). At ErrorRecoveryLevel 0 (all this target
+/// negotiates) there is no recovery R2T, so the task ends with CHECK
+/// CONDITION, "protocol service CRC error" (0Bh 47h/05h) — but only once all
+/// of its data has arrived: the Final bit for every outstanding R2T. No new
+/// R2T is issued meanwhile.
 #[test]
-fn data_digest_error_rejects_and_ends_a_collecting_task() {
+fn data_digest_error_waits_for_the_outstanding_bursts_then_ends_the_task() {
     let mut t = T::with(|p| {
         p.initial_r2t = true;
         p.immediate_data = false;
         p.header_digest = true;
         p.data_digest = true;
+        p.max_burst_length = 1024;
+        p.max_outstanding_r2t = 2;
     });
-    let r2t = r2t_write(&mut t, 1, 1, 2048);
-    assert!(t.send(dout(1, r2t.ttt, 0, 0, false), &pat(1, 0, 1024)).is_empty());
-    let bad = bhs_of(&dout(1, r2t.ttt, 1, 1024, true), 1024);
+    let o = t.send(write(1, 1, 4096), &[]);
+    assert_eq!(o.len(), 2, "two bursts solicited: {o:?}");
+    let (a, b) = (get!(&o[0], R2t), get!(&o[1], R2t));
+    assert_eq!((a.buffer_offset, b.buffer_offset), (0, 1024));
+    let bad = bhs_of(&dout(1, a.ttt, 0, 0, false), 512);
     let o = t.digest_error(&bad);
-    assert_eq!(o.len(), 2);
+    assert_eq!(o.len(), 1, "only the Reject while the bursts are under way: {o:?}");
     let rj = get!(&o[0], Reject);
     assert_eq!((rj.reason, rj.stat_sn), (RejectReason::DATA_DIGEST_ERROR, STAT0));
     assert_eq!(body(&o[0]), &bad[..]);
-    assert_check_condition(&o[1], 1, 0x0b, 0x47, 0x05);
-    assert_eq!(get!(&o[1], ScsiResponse).stat_sn, STAT0);
-    // The retransmission (or the rest) is ignored.
-    assert!(t.send(dout(1, r2t.ttt, 1, 1024, true), &pat(1, 1024, 1024)).is_empty());
+    // The rest of the first burst: no new R2T, no response yet.
+    assert!(t.send(dout(1, a.ttt, 1, 512, true), &pat(1, 512, 512)).is_empty());
+    assert_eq!(t.conn.tasks_in_flight(), 1);
+    assert!(t.conn.awaiting_data_out());
+    // The second burst ends: now the task ends, without executing.
+    let o = t.data_burst(1, b.ttt, 1024, 1024, 512);
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert!(executes(&o).is_empty());
+    assert_check_condition(&o[0], 1, 0x0b, 0x47, 0x05);
+    assert_eq!(get!(&o[0], ScsiResponse).stat_sn, STAT0);
+    assert_eq!(t.conn.tasks_in_flight(), 0);
+    // Anything more for it is ignored; the ITT is free again.
+    assert!(t.send(dout(1, b.ttt, 2, 2048, true), &pat(1, 2048, 512)).is_empty());
+    assert_eq!(get!(&t.send(write(1, 2, 512), &[])[0], R2t).itt, 1);
+}
+
+/// The same in unsolicited data (InitialR2T=No): the burst ends with its
+/// Final bit, and the R2T already sent for the rest must be answered too.
+#[test]
+fn data_digest_error_in_unsolicited_data_waits_for_the_whole_transfer() {
+    let mut t = T::with(|p| {
+        p.initial_r2t = false;
+        p.immediate_data = false;
+        p.data_digest = true;
+        p.first_burst_length = 1024;
+        p.max_burst_length = 1024;
+    });
+    let o = t.send(write(1, 1, 2048), &[]);
+    let r2t = get!(&o[0], R2t);
+    assert_eq!(r2t.buffer_offset, 1024);
+    let bad = bhs_of(&dout(1, NO_TAG, 0, 0, false), 512);
+    assert_eq!(t.digest_error(&bad).len(), 1);
+    assert!(t.send(dout(1, NO_TAG, 1, 512, true), &pat(1, 512, 512)).is_empty(), "R2T still outstanding");
+    let o = t.data_burst(1, r2t.ttt, 1024, 1024, 1024);
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert_check_condition(&o[0], 1, 0x0b, 0x47, 0x05);
     assert_eq!(t.conn.tasks_in_flight(), 0);
 }
 
@@ -2452,6 +2555,7 @@ proptest! {
 
 const NOP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 const PDU_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn secs(n: u64) -> std::time::Duration {
     std::time::Duration::from_secs(n)
@@ -2462,7 +2566,10 @@ impl T {
     fn timed(t0: std::time::Instant, nop_interval: Option<std::time::Duration>) -> T {
         let mut t = T::plain();
         assert_eq!(t.conn.poll_timeout(), None, "no timers until started");
-        t.conn.start_timers(crate::timeout::ConnTimeouts { nop_interval, pdu_timeout: PDU_TIMEOUT }, t0);
+        t.conn.start_timers(
+            crate::timeout::ConnTimeouts { nop_interval, pdu_timeout: PDU_TIMEOUT, abort_wait: ABORT_WAIT },
+            t0,
+        );
         t
     }
     /// A whole PDU arrives at `now`.
@@ -2556,12 +2663,13 @@ fn stall_in_the_middle_of_a_pdu_closes_after_pdu_timeout() {
     assert_eq!(t.conn.poll_timeout(), Some(at + PDU_TIMEOUT));
     assert!(t.timeout_at(at + PDU_TIMEOUT - secs(1)).unwrap().is_empty());
     assert_eq!(t.timeout_at(at + PDU_TIMEOUT).unwrap_err(), crate::timeout::Timeout::PduStall(PDU_TIMEOUT));
-    // More bytes of it keep the connection alive; the PDU completing ends
-    // the stall watch.
+    // More bytes of it do not move the deadline (the PDU's, from its first
+    // byte); the PDU completing ends the stall watch.
     let later = at + secs(5);
     t.conn.bytes_received(later, 30);
-    assert!(t.timeout_at(at + PDU_TIMEOUT).unwrap().is_empty());
-    let done = t0 + secs(14);
+    assert_eq!(t.conn.poll_timeout(), Some(at + PDU_TIMEOUT));
+    assert_eq!(t.timeout_at(at + PDU_TIMEOUT).unwrap_err(), crate::timeout::Timeout::PduStall(PDU_TIMEOUT));
+    let done = t0 + secs(10);
     t.recv_at(done, tur(1, 1), &[]);
     assert_eq!(t.conn.poll_timeout(), Some(done + NOP_EVERY));
 }
@@ -2637,12 +2745,111 @@ fn execution_handles_outlive_an_abort_until_complete() {
     assert_eq!(conn.handle_mut(1).map(|h| *h), Some("one"));
     let o = send(&mut conn, read(1, 3, 512));
     assert_eq!(get!(&o[0], Reject).reason, RejectReason::TASK_IN_PROGRESS);
-    // Its result ends it: dropped, handle and ITT released.
-    assert!(outs(&p, conn.complete(1, with_data(512))).is_empty());
+    // The TMF waits for it: its result ends it (dropped, handle and ITT
+    // released) and lets the TMF be carried out.
+    let o = outs(&p, conn.complete(1, with_data(512)));
+    assert!(matches!(&o[..], [Out::Tmf(tm)] if tm.itt == 0x100 && tm.aborted == [1]), "{o:?}");
     assert_eq!(conn.handle_mut(1), None);
     assert_eq!(executes(&send(&mut conn, read(1, 4, 512))), vec![1]);
     // A normal completion answers and drops the handle.
     let o = outs(&p, conn.complete(2, with_data(512)));
     assert_eq!(get!(&o[0], DataIn).itt, 2);
     assert_eq!(conn.handles().count(), 0);
+}
+
+/// The 30 s wait of a task management function for the commands it aborts,
+/// on the virtual clock: when it gives up, the TMF is carried out and
+/// answered, the initiator may reuse the ITT, and the old execution's late
+/// result is matched to its own task instance, never to the new task.
+#[test]
+fn a_late_completion_after_the_tmf_wait_does_not_answer_a_reused_itt() {
+    let p = params();
+    let t0 = std::time::Instant::now();
+    let mut conn: TargetConnection<&str> = TargetConnection::with_handles(p.clone(), cfg(16), STAT0, 1);
+    let timers = crate::timeout::ConnTimeouts { nop_interval: None, pdu_timeout: PDU_TIMEOUT, abort_wait: ABORT_WAIT };
+    conn.start_timers(timers, t0);
+    let send = |conn: &mut TargetConnection<&str>, now: std::time::Instant, h: Header| {
+        let a = conn.on_pdu(wire(&p, &h, &[], &[]));
+        conn.bytes_received(now, 0);
+        outs(&p, a)
+    };
+    let o = send(&mut conn, t0, read(1, 1, 512));
+    let old = exec(&o[0]).id;
+    conn.executing(1, "old");
+    // ABORT TASK: cancelled at once, carried out once the task has stopped.
+    let at = t0 + secs(1);
+    let o = send(&mut conn, at, tmf(0x100, 2, TmfFunction::ABORT_TASK, LUN0, 1));
+    assert!(matches!(&o[..], [Out::Cancel(v)] if v == &[1]), "{o:?}");
+    assert_eq!(conn.poll_timeout(), Some(at + ABORT_WAIT));
+    assert!(conn.handle_timeout(at + ABORT_WAIT - secs(1)).unwrap().is_empty());
+    let o = send(&mut conn, at + secs(2), read(1, 2, 512));
+    assert_eq!(get!(&o[0], Reject).reason, RejectReason::TASK_IN_PROGRESS, "not free while the TMF waits");
+    // It never stops: after the wait the TMF is carried out anyway.
+    let o = outs(&p, conn.handle_timeout(at + ABORT_WAIT).unwrap());
+    assert!(matches!(&o[..], [Out::Tmf(tm)] if tm.itt == 0x100 && tm.aborted == [1]), "{o:?}");
+    assert_eq!(conn.poll_timeout(), None);
+    let o = outs(&p, conn.tmf_done(0x100, TmfResponse::COMPLETE));
+    assert_eq!(get!(&o[0], TaskMgmtResponse).response, TmfResponse::COMPLETE);
+    // The initiator, told the task is gone, reuses ITT 1.
+    let o = send(&mut conn, at + ABORT_WAIT + secs(1), read(1, 3, 512));
+    let new = exec(&o[0]).id;
+    assert_ne!(new, old);
+    conn.executing(1, "new");
+    assert_eq!(conn.handle_mut(1).map(|h| *h), Some("new"));
+    assert_eq!(conn.handles().count(), 2, "the old execution is still stopping");
+    // The old execution finally ends: its result is dropped, the new task
+    // is untouched.
+    assert!(outs(&p, conn.complete_task(old, with_data(100))).is_empty());
+    assert_eq!(conn.handles().count(), 1);
+    assert_eq!(conn.tasks_in_flight(), 1);
+    let o = outs(&p, conn.complete_task(new, with_data(512)));
+    let d = get!(&o[0], DataIn);
+    assert_eq!((d.itt, body(&o[0]).len(), d.has_status), (1, 512, true));
+    assert_eq!(conn.handles().count(), 0);
+}
+
+/// A peer trickling one byte of a PDU every 29 s, under a 30 s
+/// `pdu_timeout`, never leaves a 30 s gap: the deadline is the PDU's, from
+/// its first byte, not the last byte's. Driven as the daemon does: wait
+/// until `poll_timeout` or the next byte, whichever comes first.
+#[test]
+fn a_pdu_trickled_byte_by_byte_ends_within_pdu_timeout_of_its_start() {
+    let t0 = std::time::Instant::now();
+    let pdu_timeout = secs(30);
+    let mut t = T::plain();
+    t.conn.start_timers(crate::timeout::ConnTimeouts { nop_interval: None, pdu_timeout, abort_wait: ABORT_WAIT }, t0);
+    // A whole PDU first: the stall watch starts with the next one.
+    t.recv_at(t0, tur(1, 1), &[]);
+    let start = t0 + secs(5);
+    let mut buffered = 0usize;
+    let mut now = start;
+    let mut closed_at = None;
+    while now <= start + secs(300) {
+        buffered += 1;
+        t.conn.bytes_received(now, buffered);
+        let next_byte = now + secs(29);
+        if let Some(wake) = t.conn.poll_timeout().filter(|w| *w <= next_byte) {
+            if let Err(e) = t.timeout_at(wake) {
+                assert_eq!(e, crate::timeout::Timeout::PduStall(pdu_timeout));
+                closed_at = Some(wake);
+                break;
+            }
+        }
+        now = next_byte;
+    }
+    let closed_at = closed_at.expect("the trickle kept the connection open for 5 minutes");
+    assert!(closed_at <= start + pdu_timeout, "closed {:?} after the PDU began", closed_at - start);
+
+    // A PDU that completes, and another that begins in the same read, gets
+    // a deadline of its own.
+    let mut t = T::plain();
+    t.conn.start_timers(crate::timeout::ConnTimeouts { nop_interval: None, pdu_timeout, abort_wait: ABORT_WAIT }, t0);
+    t.conn.bytes_received(t0, 20);
+    assert_eq!(t.conn.poll_timeout(), Some(t0 + pdu_timeout));
+    t.conn.bytes_received(t0 + secs(20), 30);
+    assert_eq!(t.conn.poll_timeout(), Some(t0 + pdu_timeout), "more bytes of the same PDU: same deadline");
+    let later = t0 + secs(25);
+    t.send(tur(1, 1), &[]);
+    t.conn.bytes_received(later, 7);
+    assert_eq!(t.conn.poll_timeout(), Some(later + pdu_timeout), "the next PDU began at {later:?}");
 }

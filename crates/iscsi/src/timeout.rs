@@ -17,10 +17,15 @@ pub struct ConnTimeouts {
     /// unanswered when the connection has been silent this long again closes
     /// it. `None`: no keepalive.
     pub nop_interval: Option<Duration>,
-    /// How long the initiator may send nothing while it is in the middle of
-    /// a PDU, or while a write it started waits for its Data-Out. Silence
-    /// between PDUs with no write pending is not a stall.
+    /// How long one PDU may take to arrive, from its first byte to its last
+    /// (bytes trickling in do not extend it), and how long the initiator may
+    /// send nothing while a write it started waits for its Data-Out.
+    /// Silence between PDUs with no write pending is not a stall.
     pub pdu_timeout: Duration,
+    /// How long a task management function waits for the commands it
+    /// aborts to stop before it is carried out (and answered) anyway; their
+    /// ITTs are then free for the initiator to reuse.
+    pub abort_wait: Duration,
 }
 
 /// Why a timer closed the connection.
@@ -29,8 +34,9 @@ pub enum Timeout {
     /// The NOP-In keepalive got no answer.
     #[error("no answer to the NOP-In keepalive within {0:?}")]
     Keepalive(Duration),
-    /// The initiator stalled in the middle of a PDU or of a write's data.
-    #[error("no bytes for {0:?} in the middle of a PDU or of a write's data")]
+    /// A PDU did not arrive whole within the limit, or a write's data
+    /// stopped coming for that long.
+    #[error("a PDU took longer than {0:?} to arrive, or a write's data stopped for that long")]
     PduStall(Duration),
     /// Login took longer than allowed.
     #[error("login did not complete within {0:?}")]

@@ -65,7 +65,8 @@ struct Shared {
     io_pool: pool::IoPool,
     /// Recent CHAP failures per source address (slows down guessing).
     auth_failures: login::AuthFailures,
-    /// Normal sessions logged in or logging in (`server.max_sessions`).
+    /// Normal sessions logged in (`server.max_sessions`); a login in
+    /// progress takes its place only when it completes.
     sessions: Arc<AtomicUsize>,
     /// Write data buffered daemon-wide (`server.write_buffer_limit`).
     write_budget: Arc<WriteBudget>,

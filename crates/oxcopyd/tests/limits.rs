@@ -80,6 +80,76 @@ async fn max_sessions_refuses_with_out_of_resources() {
     d.shutdown().await;
 }
 
+/// A login in progress holds no session slot: with `max_sessions = 1`, a
+/// connection that sent its first Login Request (target named, answered)
+/// and then stopped does not keep another initiator from logging in; the
+/// limit still holds once that one is logged in, and the half-finished
+/// login is refused when it tries to complete over the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_in_progress_hold_no_session_slot() {
+    use bytes::BytesMut;
+    use oxcopy_iscsi::frame::{decode_frame, encode_frame, FrameLimits};
+    use oxcopy_iscsi::login::{DigestPolicy, InitiatorLogin, InitiatorLoginConfig, InitiatorStep};
+    use tokio::io::AsyncReadExt;
+
+    let d = TDaemon::start(|d, c| c.server("max_sessions", 1).server("login_timeout", 30).target(target(d))).await;
+    // Half a login: the first request (security stage, TargetName sent) is
+    // answered, then nothing more.
+    let mut half = Raw::tcp(d.addr).await;
+    let mut lg = InitiatorLogin::new(InitiatorLoginConfig {
+        initiator_name: "iqn.2026-11.dev.oxcopy:half-done".into(),
+        initiator_alias: None,
+        isid: [0x80, 0x12, 0x34, 0x56, 0x78, 0x9a],
+        target_name: Some(T.into()),
+        header_digest: DigestPolicy::None,
+        data_digest: DigestPolicy::None,
+        max_recv_data_segment_length: 8192,
+        max_burst_length: 256 * 1024,
+        first_burst_length: 64 * 1024,
+        initial_r2t: true,
+        immediate_data: false,
+        max_outstanding_r2t: 1,
+        initial_cmd_sn: 1,
+    });
+    let first = lg.start();
+    half.write_all(&encode_frame(&first.header, &first.ahs, first.data.clone(), false, false).to_vec()).await.unwrap();
+    let mut buf = BytesMut::with_capacity(8192);
+    let resp = loop {
+        if let Some(p) = decode_frame(&mut buf, &FrameLimits::LOGIN).expect("login framing") {
+            break p;
+        }
+        let n = within(STEP, "first login response", half.read_buf(&mut buf)).await.expect("read");
+        assert!(n > 0, "closed during login");
+    };
+    let next = match lg.on_pdu(&resp).expect("first login step accepted") {
+        InitiatorStep::Send(p) => p,
+        InitiatorStep::Complete { .. } => panic!("login completed in one step; nothing is half-done"),
+    };
+
+    // Another initiator logs in meanwhile.
+    let s = match d.try_session(T, HOST).await {
+        Ok(s) => s,
+        Err(e) => panic!("a half-finished login kept the only session slot: {e}"),
+    };
+    within(STEP, "TUR", s.test_unit_ready(0)).await.expect("TUR");
+
+    // The half-done login now completes, over the limit: refused.
+    half.write_all(&encode_frame(&next.header, &next.ahs, next.data.clone(), false, false).to_vec()).await.unwrap();
+    let resp = loop {
+        if let Some(p) = decode_frame(&mut buf, &FrameLimits::LOGIN).expect("login framing") {
+            break p;
+        }
+        let n = within(STEP, "last login response", half.read_buf(&mut buf)).await.expect("read");
+        assert!(n > 0, "closed without a login response");
+    };
+    match &resp.header {
+        Header::LoginResponse(r) => assert_eq!(r.status, LoginStatus::OUT_OF_RESOURCES, "{r:?}"),
+        other => panic!("expected a Login Response, got {other:?}"),
+    }
+    within(STEP, "TUR", s.test_unit_ready(0)).await.expect("the session is unaffected");
+    d.shutdown().await;
+}
+
 /// The CmdSN window: MaxCmdSN - ExpCmdSN + 1 equals the configured
 /// window, and a command beyond MaxCmdSN is silently ignored (RFC 7143
 /// §4.2.2.1) while the session carries on.

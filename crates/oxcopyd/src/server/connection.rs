@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use oxcopy_iscsi::frame::{decode_frame, encode_frame, FrameError, FrameLimits};
 use oxcopy_iscsi::params::SessionType;
 use oxcopy_iscsi::pdu::{Header, Reject, RejectReason, TmfFunction, TmfResponse, BHS_LEN};
-use oxcopy_iscsi::target::{Action, ScsiTask, TargetConnConfig, TargetConnection, TaskManagement, TaskOutcome};
+use oxcopy_iscsi::target::{Action, ScsiTask, TargetConnConfig, TargetConnection, TaskId, TaskManagement, TaskOutcome};
 use oxcopy_iscsi::timeout::ConnTimeouts;
 use oxcopy_scsi::{CancelToken, Nexus, Request, ScsiTarget, TmfResult};
 use std::net::SocketAddr;
@@ -22,14 +22,14 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 /// Commands moving more bytes than this get an I/O thread of their own
 /// (see `pool`); shorter ones are cheaper to run on an already awake one.
 const LONG_TRANSFER: u32 = 64 * 1024;
 /// How long a task management function waits for the commands it aborts
-/// to stop before it is carried out anyway.
+/// to stop before it is carried out anyway (the core keeps the time).
 const ABORT_WAIT: Duration = Duration::from_secs(30);
 
 /// Serve one accepted connection until it closes.
@@ -85,7 +85,9 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
 
 /// Results coming back to the connection task.
 enum Done {
-    Task(u32, TaskOutcome),
+    /// The result of one task instance (matched by id, not ITT: the ITT may
+    /// have been reused meanwhile).
+    Task(TaskId, TaskOutcome),
     Tmf(u32, TmfResponse),
 }
 
@@ -93,10 +95,6 @@ enum Done {
 /// keeps it with the task until the command's result is in.
 struct Execution {
     cancel: CancelToken,
-    /// Resolves (with an error: the sender is dropped) once the command has
-    /// stopped running; taken by the task management function that waits
-    /// for it.
-    finished: Option<oneshot::Receiver<()>>,
 }
 
 /// The full feature phase of one connection.
@@ -144,7 +142,7 @@ async fn full_feature(
     core.set_write_budget(shared.write_budget.clone());
     let nop_interval = Some(Duration::from_secs(shared.cfg.nop_interval_secs)).filter(|d| !d.is_zero());
     let pdu_timeout = Duration::from_secs(shared.cfg.pdu_timeout_secs.max(1));
-    core.start_timers(ConnTimeouts { nop_interval, pdu_timeout }, Instant::now());
+    core.start_timers(ConnTimeouts { nop_interval, pdu_timeout, abort_wait: ABORT_WAIT }, Instant::now());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut conn = FullFeature { core, tx, target, nexus, done_tx, shared };
 
@@ -212,7 +210,7 @@ impl FullFeature {
     /// connection must close.
     fn done(&mut self, done: Done) -> bool {
         let actions = match done {
-            Done::Task(itt, outcome) => self.core.complete(itt, outcome),
+            Done::Task(id, outcome) => self.core.complete_task(id, outcome),
             Done::Tmf(itt, resp) => self.core.tmf_done(itt, resp),
         };
         self.apply(actions)
@@ -284,21 +282,19 @@ impl FullFeature {
 
     /// Run a command on the I/O pool; its result comes back as [`Done::Task`].
     fn execute(&mut self, task: ScsiTask) {
-        let itt = task.itt;
+        let (itt, id) = (task.itt, task.id);
         let done = self.done_tx.clone();
         let Some(target) = self.target.clone() else {
             // Discovery sessions carry no SCSI; the state machine rejects
             // commands there, so this is unreachable in practice. Answer
             // rather than hang.
-            let _ = done.send(Done::Task(itt, TaskOutcome { status: 0x02, ..Default::default() }));
+            let _ = done.send(Done::Task(id, TaskOutcome { status: 0x02, ..Default::default() }));
             return;
         };
         let nexus = self.nexus.clone();
         let cancel = CancelToken::new();
         let c2 = cancel.clone();
-        let (finished_tx, finished) = oneshot::channel::<()>();
         self.shared.io_pool.spawn(task.expected_len > LONG_TRANSFER, move || {
-            let _finished = finished_tx;
             let req = Request {
                 nexus: &nexus,
                 lun: task.lun,
@@ -317,28 +313,20 @@ impl FullFeature {
                 data_in: Bytes::from(r.data_in),
                 data_out_wanted: r.data_out_wanted,
             };
-            let _ = done.send(Done::Task(itt, outcome));
+            let _ = done.send(Done::Task(id, outcome));
         });
-        self.core.executing(itt, Execution { cancel, finished: Some(finished) });
+        self.core.executing(itt, Execution { cancel });
     }
 
-    /// Wait (bounded) for the commands a task management function aborts to
-    /// stop, carry it out at the SCSI level, and answer with [`Done::Tmf`].
+    /// Carry out a task management function at the SCSI level and answer
+    /// with [`Done::Tmf`]. The core hands it over once the commands it
+    /// aborts have stopped, or `ABORT_WAIT` has passed.
     fn task_management(&mut self, tm: TaskManagement) {
-        let handles: Vec<_> =
-            tm.aborted.iter().filter_map(|itt| self.core.handle_mut(*itt).and_then(|e| e.finished.take())).collect();
         let done = self.done_tx.clone();
         let target = self.target.clone();
         let nexus = self.nexus.clone();
         let tmf_itt = tm.itt;
         tokio::spawn(async move {
-            // The aborted commands must be over before we say so.
-            let wait = async {
-                for h in handles {
-                    let _ = h.await;
-                }
-            };
-            let _ = tokio::time::timeout(ABORT_WAIT, wait).await;
             let resp = match target {
                 Some(t) => tokio::task::spawn_blocking(move || tmf_at_scsi_level(&t, &nexus, &tm))
                     .await

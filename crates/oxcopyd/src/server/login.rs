@@ -12,7 +12,7 @@ use oxcopy_iscsi::chap::{TargetChap, TargetChapHandle};
 use oxcopy_iscsi::frame::{decode_frame, encode_frame, FrameError, FrameLimits, Pdu};
 use oxcopy_iscsi::login::{Authenticator, LoginPolicy, LoginStep, TargetInfo, TargetLogin, TargetLoginConfig};
 use oxcopy_iscsi::params::SessionParams;
-use oxcopy_iscsi::pdu::{Header, LoginStatus};
+use oxcopy_iscsi::pdu::{Header, LoginStatus, Stage};
 use oxcopy_iscsi::timeout::Timeout;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -80,7 +80,7 @@ pub(super) async fn login(
         cmd_window: shared.cfg.max_commands_per_session,
     });
     login.start_timer(Duration::from_secs(shared.cfg.login_timeout_secs.max(1)), accepted);
-    let policy = Policy { shared, chap: parking_lot::Mutex::new(None), slot: parking_lot::Mutex::new(None) };
+    let policy = Policy { shared, chap: parking_lot::Mutex::new(None), normal: parking_lot::Mutex::new(false) };
     loop {
         let read = tokio::select! {
             r = read_pdu(rd, buf, &FrameLimits::LOGIN) => r,
@@ -105,8 +105,23 @@ pub(super) async fn login(
                 if policy.chap.lock().is_some() {
                     shared.auth_failures.clear(peer.ip());
                 }
+                // A normal session takes its place under `max_sessions` only
+                // now: a login still in progress (bounded by the login
+                // timeout) holds none.
+                let slot = if *policy.normal.lock() {
+                    let max = shared.cfg.max_sessions as usize;
+                    match SessionSlot::try_take(&shared.sessions, max) {
+                        Some(slot) => Some(slot),
+                        None => {
+                            warn!(%peer, initiator = %params.initiator_name, max, "session limit reached; login refused (out of resources)");
+                            send_pdu(tx, refusal(response, LoginStatus::OUT_OF_RESOURCES));
+                            return Ok(None);
+                        }
+                    }
+                } else {
+                    None
+                };
                 send_pdu(tx, response);
-                let slot = policy.slot.lock().take();
                 return Ok(Some(LoggedIn { params, stat_sn, exp_cmd_sn, _slot: slot }));
             }
             LoginStep::Fail { response } => {
@@ -175,13 +190,27 @@ enum ReadError {
     Frame(FrameError),
 }
 
+/// The final Login Response of a login that negotiated to the end but is
+/// refused after all (`status`): no transit, no data, the TSIH of the
+/// request (none is assigned), the StatSN the success would have used.
+fn refusal(response: Pdu, status: LoginStatus) -> Pdu {
+    let Header::LoginResponse(mut r) = response.header else { return response };
+    r.status = status;
+    r.transit = false;
+    r.continue_ = false;
+    r.nsg = Stage(0);
+    r.tsih = 0;
+    Pdu::new(Header::LoginResponse(r), bytes::Bytes::new())
+}
+
 /// The daemon's login policy for one login; remembers the CHAP exchange it
 /// handed out, so that a failure can be logged with its reason and
-/// accounted per address, and the session slot it took.
+/// accounted per address, and whether the login is for a normal session
+/// (one that needs a place under `max_sessions` when it completes).
 struct Policy<'a> {
     shared: &'a Shared,
     chap: parking_lot::Mutex<Option<TargetChapHandle>>,
-    slot: parking_lot::Mutex<Option<SessionSlot>>,
+    normal: parking_lot::Mutex<bool>,
 }
 
 /// Longest delay before answering a failed CHAP login.
@@ -241,12 +270,14 @@ impl LoginPolicy for Policy<'_> {
         if !t.admits(initiator_name) {
             return Err(LoginStatus::AUTHORIZATION_FAILURE);
         }
+        // Refused early when the limit is already reached; the place itself
+        // is only taken when the login completes (see `login`).
         let max = self.shared.cfg.max_sessions as usize;
-        let Some(slot) = SessionSlot::try_take(&self.shared.sessions, max) else {
+        if self.shared.sessions.load(Ordering::Acquire) >= max {
             warn!(initiator = initiator_name, max, "session limit reached; login refused (out of resources)");
             return Err(LoginStatus::OUT_OF_RESOURCES);
-        };
-        *self.slot.lock() = Some(slot);
+        }
+        *self.normal.lock() = true;
         Ok(TargetInfo { tpgt: t.tpgt, alias: t.alias.clone() })
     }
 
