@@ -93,7 +93,7 @@ async fn basic_cross_node_copy(a_dir: &Path, b_dir: &Path) {
         10_240 * u64::from(BS),
         "B's oxcopy_copy_bytes_total{{method=\"remote\"}} counts the pulled bytes"
     );
-    assert!(a.link_sessions().await > a_links, "A accepted a node-link session from B");
+    wait_metric(a, "oxcopy_link_sessions_total", "", |v| v > a_links, "A accepted a node-link session from B").await;
 
     // C writes the same token, the whole ROD at LBA 0.
     let o = wut_raw(&sc, DST, 12, &wut(t, 0, vec![range(0, rod_blocks as u32)])).await;
@@ -347,18 +347,21 @@ async fn forged_token_refused_without_contacting_the_creator() {
     write(&sb, DST, 0, &canary).await;
     let t = populate(&sa, SRC, 60, &pt(None, vec![range(0, 2048)])).await;
     let links = a.link_sessions().await;
+    let pulls = b.link_pulls().await;
     for (i, at) in [100usize, 300, 511].into_iter().enumerate() {
         let mut f = t;
         f[at] ^= 0x01;
         let o = wut_raw(&sb, DST, 61 + i as u32, &wut(f, 0, vec![range(0, 2048)])).await;
         expect_token_error(&o, 0x05, &format!("token with byte {at} flipped (TOKEN CORRUPT)"));
     }
+    tokio::time::sleep(Duration::from_millis(500)).await; // a link would be counted when it ends
     assert_eq!(a.link_sessions().await, links, "A was contacted for a forged token");
+    assert_eq!(b.link_pulls().await, pulls, "B tried to open a forged token at its creator");
     same(&file_bytes(&b.lun_file(DST), 0, MIB), &canary, "forged tokens write nothing");
     // The genuine token still works (and does contact A).
     let o = wut_raw(&sb, DST, 65, &wut(t, 0, vec![range(0, 2048)])).await;
     assert!(o.is_good(), "the genuine token on B: {}\n{}", describe(&o), c.logs());
-    assert!(a.link_sessions().await > links, "the genuine token contacted A");
+    wait_metric(a, "oxcopy_link_sessions_total", "", |v| v > links, "the genuine token contacted A").await;
 }
 
 /// A daemon D whose key file differs (but which lists A, B, C as its
@@ -380,9 +383,12 @@ async fn node_with_another_key_cannot_pull() {
     write(&sd, DST, 0, &canary).await;
     let t = populate(&sa, SRC, 70, &pt(None, vec![range(0, 2048)])).await;
     let links = a.link_sessions().await;
+    let pulls = dn.link_pulls().await;
     let o = wut_raw(&sd, DST, 71, &wut(t, 0, vec![range(0, 2048)])).await;
     expect_token_error(&o, 0x05, "A's token on a node with another key");
+    tokio::time::sleep(Duration::from_millis(500)).await; // a link would be counted when it ends
     assert_eq!(a.link_sessions().await, links, "the foreign-key node contacted A");
+    assert_eq!(dn.link_pulls().await, pulls, "the foreign-key node tried to open A's token");
     same(&file_bytes(&dn.lun_file(DST), 0, MIB), &canary, "nothing written on D");
 }
 

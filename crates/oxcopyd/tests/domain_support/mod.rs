@@ -125,6 +125,12 @@ impl Node {
         self.metric_sum("oxcopy_link_sessions_total").await
     }
 
+    /// `oxcopy_link_pulls_total`, all results: remote tokens this node
+    /// tried to open at their creators.
+    pub async fn link_pulls(&self) -> u64 {
+        self.metric_sum("oxcopy_link_pulls_total").await
+    }
+
     /// `oxcopy_copy_bytes_total{method="remote"}`: bytes this node pulled.
     pub async fn remote_bytes(&self) -> u64 {
         self.metric("oxcopy_copy_bytes_total", "method=\"remote\"").await
@@ -141,6 +147,21 @@ impl Node {
             p.kill();
         }
     }
+}
+
+/// GET /metrics with std's blocking TCP (for code outside the runtime).
+pub fn scrape_blocking(addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect to metrics {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .expect("send GET /metrics");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read /metrics");
+    let (head, body) = resp.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "metrics endpoint {addr} answered: {head}");
+    body.to_string()
 }
 
 /// Sum of the samples of `name` (with or without labels) in an exposition.
@@ -248,6 +269,9 @@ impl Cluster {
 
     /// Every node's node link accepts TCP connections (bounded wait): the
     /// daemon prints its iSCSI URL once iSCSI is up, the link may follow.
+    /// The probe is one link connection closed at once, which the node
+    /// counts in `oxcopy_link_sessions_total` when it ends: wait for that
+    /// too, so that tests comparing the counter start from a settled value.
     fn wait_links_listening(&self) {
         for n in &self.nodes {
             let t0 = Instant::now();
@@ -263,6 +287,21 @@ impl Cluster {
                     n.stderr()
                 );
                 std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        for n in &self.nodes {
+            let t0 = Instant::now();
+            loop {
+                let v = metric_sum(&scrape_blocking(n.metrics), "oxcopy_link_sessions_total");
+                if v >= 1 {
+                    break;
+                }
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "node {}: the probe connection to its node link is not counted in oxcopy_link_sessions_total",
+                    n.name
+                );
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
     }
