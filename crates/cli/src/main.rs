@@ -116,7 +116,9 @@ Examples:
   oxcopy inspect --json iscsi://10.0.0.5/iqn.2026-11.dev.oxcopy:default/0 | jq .vpd.\\\"8Fh\\\"
 
 Shows the standard INQUIRY data, the VPD pages 00h, 80h, 83h, B0h, B1h, B2h and 8Fh (every
-Third-party Copy descriptor decoded), and one line on what the LUN can offload, e.g.
+Third-party Copy descriptor decoded), oxcopyd's copy domain page C0h when the LUN lists it
+(domain fingerprint, this node's copy-manager id and node-link address, each node's state),
+and one line on what the LUN can offload, e.g.
   offload: EXTENDED COPY LID1: segments 02h; CSCD E4h; max 64 segments; tokens: access upon
            reference, zero; max 64 ranges; default inactivity 60 s
 or \"no offload\" for targets without copy offload.";
@@ -136,7 +138,8 @@ Examples:
 The token stays valid until it is deleted (--delete) or unused for its inactivity timeout (--ttl). It is
 point in time (the target's default ROD type): writes to the source range after `create` do not change
 what it represents. The target that accepts it must share the creator's copy domain (oxcopyd: the same
-daemon today). `oxcopy cp --method token` does both steps at once.";
+daemon, or a node of its copy domain; `oxcopy inspect` shows the domain). `oxcopy cp --method token` does
+both steps at once.";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -60,4 +60,11 @@ pub enum CopyError {
     /// The backend failed.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
+    /// The node holding the source (another copy manager of the domain)
+    /// cannot be reached, stopped answering, or was lost mid-copy.
+    #[error("source node not reachable: {0}")]
+    Unreachable(String),
+    /// The node holding the source failed to deliver it.
+    #[error("source node failed: {0}")]
+    RemoteFailed(String),
 }

@@ -36,7 +36,7 @@ use crate::error::CopyError;
 use crate::lock::{LockMode, RangeGuard};
 use crate::source::{CopySource, From};
 use crate::unit::{same_unit, CopyMetrics, Unit};
-use oxcopy_storage::{CopyMethod, CopyReport, Storage, StorageError};
+use oxcopy_storage::{CopyMethod, CopyReport, Storage};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Default largest chunk copied under one set of range locks.
@@ -113,17 +113,33 @@ impl ExecControl<'_> {
 /// cheapest method the pair allows (reflink, copy_file_range, read/write,
 /// hole-skipping; zero-fill for [`From::Zeros`]). The one function that
 /// moves bytes between extents; the caller holds the range locks.
-pub fn transfer(dst: &dyn Storage, dst_offset: u64, from: &From, len: u64) -> Result<CopyReport, StorageError> {
+pub fn transfer(dst: &dyn Storage, dst_offset: u64, from: &From, len: u64) -> Result<CopyReport, CopyError> {
+    let mut r = CopyReport::default();
     match from {
-        From::Store(src, offset) => dst.copy_range(dst_offset, src.as_ref(), *offset, len),
+        From::Store(src, offset) => return Ok(dst.copy_range(dst_offset, src.as_ref(), *offset, len)?),
         From::Zeros => {
             dst.write_zeroes(dst_offset, len)?;
-            let mut r = CopyReport::default();
             r.add(CopyMethod::Zero, len);
-            Ok(r)
+        }
+        From::Remote(rod, offset) => {
+            // One bounded buffer; the remote end streams ahead of us.
+            let mut buf = vec![0u8; usize::try_from(len.min(REMOTE_BUFFER)).unwrap_or(0)];
+            let mut done = 0u64;
+            while done < len {
+                let n = (len - done).min(buf.len() as u64) as usize;
+                let b = &mut buf[..n];
+                rod.read(offset + done, b)?;
+                dst.write_at(b, dst_offset + done)?;
+                done += n as u64;
+            }
+            r.add(CopyMethod::Remote, len);
         }
     }
+    Ok(r)
 }
+
+/// Buffer for bytes pulled from a remote ROD, at most.
+pub const REMOTE_BUFFER: u64 = 1 << 20;
 
 /// Blocks `[first, end)` touched by `len` bytes at byte `off` of `unit`.
 pub fn blocks_of(unit: &dyn Unit, off: u64, len: u64) -> (u64, u64) {

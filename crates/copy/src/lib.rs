@@ -12,15 +12,16 @@
 //! |---|---|
 //! | [`unit`] | [`Unit`]: what the engine needs of a block device (storage, range locks, write hook) |
 //! | [`lock`] | per-unit block-range locks ([`RangeLocks`]) |
-//! | [`source`] | [`CopySource`]: where copied bytes come from — a live unit, zeros, a ROD token's snapshot or copy-on-write store; later a remote node or an RBD snapshot |
+//! | [`source`] | [`CopySource`]: where copied bytes come from — a live unit, zeros, a ROD token's snapshot or copy-on-write store, another node's ROD ([`RemoteRod`]); later an RBD snapshot |
 //! | [`exec`] | the one executor ([`execute`]) and the one function that moves bytes ([`transfer`]) |
 //! | [`ops`] | copy operations (progress, cancel, result) and their per-(requester, unit, list id) records |
 //! | [`token`] | the 512-byte ROD token: layout, HMAC under the copy-domain key, the [`TokenStore`] |
+//! | [`remote`] | the copy domain: [`Domain`] opens other nodes' tokens, [`RemoteSource`] reads them |
 //! | [`rod`] | the [`RodManager`]: tokens, point-in-time sources, snapshot-space account, background spawner |
 //! | [`clock`] | [`Clock`], [`SystemClock`] and the virtual [`ManualClock`] |
 //!
 //! Imports go one way: `clock`, `cancel`, `error`, `lock` ← `unit` ← `source` ←
-//! `exec` ← `ops`, `token` ← `rod`.
+//! `exec` ← `ops`, `token` ← `remote` ← `rod`.
 
 pub mod cancel;
 pub mod clock;
@@ -28,6 +29,7 @@ pub mod error;
 pub mod exec;
 pub mod lock;
 pub mod ops;
+pub mod remote;
 pub mod rod;
 pub mod source;
 pub mod token;
@@ -42,7 +44,8 @@ pub use error::{CopyError, Refusal};
 pub use exec::{execute, transfer, ExecControl, Progress, Run, DEFAULT_CHUNK_BYTES};
 pub use lock::{LockMode, RangeGuard, RangeLocks};
 pub use ops::{Completion, Consume, CopyManager, CopyOperation, ListKey, OpSnapshot, OpStatus, RodInfo};
-pub use rod::{BlockRange, DeviceInfo, HeldToken, RodConfig, RodManager, RodSource, Spawner, TokenScope};
-pub use source::{CopySource, From, LiveSource, Piece, Zeros};
+pub use remote::{Domain, RemoteSource};
+pub use rod::{BlockRange, DeviceInfo, Held, HeldToken, RodConfig, RodManager, RodSource, Spawner, TokenScope};
+pub use source::{CopySource, From, LiveSource, Piece, RemoteInfo, RemoteRod, Zeros};
 pub use token::{CopyDomainKey, TokenError, TokenStore};
 pub use unit::{CopyMetrics, NoMetrics, Unit, UnitId, WriteHook};

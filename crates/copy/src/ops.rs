@@ -97,6 +97,9 @@ pub struct OpSnapshot<O> {
     pub outcome: O,
     /// Token copy only: what RECEIVE ROD TOKEN INFORMATION reports.
     pub rod: Option<RodInfo>,
+    /// Time since the operation began, by the manager's clock (set by
+    /// [`CopyManager::lookup`]; zero from [`CopyOperation::snapshot`]).
+    pub elapsed: Duration,
 }
 
 /// What a POPULATE TOKEN / WRITE USING TOKEN operation adds to its record.
@@ -125,6 +128,7 @@ pub struct CopyOperation<K, O> {
     segments: AtomicU32,
     done: Mutex<Option<(Completion<O>, Instant)>>,
     rod: Mutex<Option<RodInfo>>,
+    started: Instant,
 }
 
 impl<K: Requester, O: Outcome> CopyOperation<K, O> {
@@ -169,6 +173,7 @@ impl<K: Requester, O: Outcome> CopyOperation<K, O> {
             operations: self.progress.operations(),
             outcome,
             rod: self.rod.lock().clone(),
+            elapsed: Duration::ZERO,
         }
     }
     fn completed_at(&self) -> Option<Instant> {
@@ -306,6 +311,7 @@ impl<K: Requester, O: Outcome> CopyManager<K, O> {
             segments: AtomicU32::new(0),
             done: Mutex::new(None),
             rod: Mutex::new(None),
+            started: now,
         });
         *r.running.entry(unit).or_insert(0) += 1;
         if let Some(k) = key {
@@ -342,7 +348,8 @@ impl<K: Requester, O: Outcome> CopyManager<K, O> {
         let mut r = self.records.lock();
         r.purge_expired(now, self.retention);
         let e = r.entries.get_mut(&key)?;
-        let snap = e.op.snapshot();
+        let mut snap = e.op.snapshot();
+        snap.elapsed = now.saturating_duration_since(e.op.started);
         if snap.status == OpStatus::Running {
             return (what == Consume::Status).then_some(snap);
         }

@@ -51,7 +51,9 @@
 use crate::clock::Clock;
 use crate::error::{CopyError, Refusal};
 use crate::exec::transfer;
+use crate::exec::blocks_of;
 use crate::lock::LockMode;
+use crate::remote::{Domain, RemoteSource};
 use crate::source::{CopySource, From, Piece};
 use crate::token::{
     CopyDomainKey, CreatorInfo, RodType, TokenError, TokenHeader, TokenLimits, TokenSpec, TokenStore, TOKEN_LEN,
@@ -366,6 +368,63 @@ impl RodSource {
         }
     }
 
+    /// Bytes the ROD represents (its ranges laid end to end).
+    pub fn rod_bytes(&self) -> u64 {
+        let bs = u64::from(self.unit.block_size());
+        self.ranges.iter().map(|r| u64::from(r.blocks) * bs).sum()
+    }
+
+    /// ROD bytes `[off, off + len)` as (source offset, length) extents in
+    /// this source's offsets ([`CopySource::pieces`]).
+    fn rod_extents(&self, off: u64, len: u64) -> Vec<(u64, u64)> {
+        let bs = u64::from(self.unit.block_size());
+        let mut out = Vec::new();
+        let (mut at, end) = (0u64, off + len);
+        // plan_ranges: a snapshot's ranges are its own offsets, end to end;
+        // other kinds read the unit at the token's LBAs.
+        for r in self.plan_ranges() {
+            let n = u64::from(r.blocks) * bs;
+            let (s, e) = (at.max(off), (at + n).min(end));
+            if s < e {
+                out.push((r.lba * bs + (s - at), e - s));
+            }
+            at += n;
+            if at >= end {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Read ROD bytes `[off, off + buf.len())` into `buf`, as a copy would:
+    /// under the source's shared range locks (for a live or copy-on-write
+    /// source), after checking the token still holds. What a node serves
+    /// to another node of the copy domain.
+    pub fn read_rod(&self, off: u64, buf: &mut [u8]) -> Result<(), CopyError> {
+        let len = buf.len() as u64;
+        if off.checked_add(len).is_none_or(|e| e > self.rod_bytes()) {
+            return Err(CopyError::OutOfRange);
+        }
+        let mut at = 0usize;
+        for (src, n) in self.rod_extents(off, len) {
+            let _guard = self.live().map(|u| {
+                let (b0, b1) = blocks_of(u, src, n);
+                u.range_locks().lock(b0, b1 - b0, LockMode::Shared)
+            });
+            self.check()?;
+            for p in self.pieces(src, n) {
+                let part = &mut buf[at..at + p.len as usize];
+                match &p.from {
+                    From::Store(store, o) => store.read_at(part, *o)?,
+                    From::Zeros => part.fill(0),
+                    From::Remote(rod, o) => rod.read(*o, part)?,
+                }
+                at += p.len as usize;
+            }
+        }
+        Ok(())
+    }
+
     /// Source blocks of `[lba, lba+blocks)` this token covers.
     fn covered(&self, lba: u64, blocks: u64) -> Vec<(u64, u64)> {
         let end = lba.saturating_add(blocks);
@@ -533,6 +592,69 @@ impl Drop for HeldToken {
     }
 }
 
+/// A token held for a WRITE USING TOKEN: one of ours, or one of another
+/// copy manager of the domain opened at its creator.
+#[derive(Debug)]
+pub enum Held {
+    /// Issued here.
+    Local(HeldToken),
+    /// Issued by another node; its bytes are pulled from there.
+    Remote(RemoteSource),
+}
+
+impl Held {
+    /// The engine's source for the copy.
+    pub fn source(&self) -> &dyn CopySource {
+        match self {
+            Held::Local(h) => h.source().as_ref(),
+            Held::Remote(r) => r,
+        }
+    }
+
+    /// The ROD's ranges in the source's offsets and the block length they
+    /// count in (what WRITE USING TOKEN planning needs). A remote ROD is
+    /// one run of blocks from 0 (split where a range's 32-bit block count
+    /// would overflow).
+    pub fn plan(&self) -> (Vec<BlockRange>, u32) {
+        match self {
+            Held::Local(h) => (h.source().plan_ranges(), h.source().unit().block_size()),
+            Held::Remote(r) => {
+                let info = r.info();
+                let bs = info.block_size.max(1);
+                let mut left = info.bytes / u64::from(bs);
+                let (mut lba, mut out) = (0u64, Vec::new());
+                while left > 0 {
+                    let blocks = u32::try_from(left).unwrap_or(u32::MAX);
+                    out.push(BlockRange { lba, blocks });
+                    lba += u64::from(blocks);
+                    left -= u64::from(blocks);
+                }
+                (out, bs)
+            }
+        }
+    }
+
+    /// The local unit the token was made on (`None` for a remote token).
+    pub fn local_unit(&self) -> Option<&Arc<dyn Unit>> {
+        match self {
+            Held::Local(h) => Some(h.source().unit()),
+            Held::Remote(_) => None,
+        }
+    }
+
+    /// DEL_TKN: delete the token where it was made (once its users finish).
+    pub fn delete(&self) {
+        match self {
+            Held::Local(h) => h.mgr.delete(h.header.id),
+            Held::Remote(r) => {
+                if let Err(e) = r.rod().delete() {
+                    tracing::warn!(error = %e, "DEL_TKN: could not delete the token at the node that made it");
+                }
+            }
+        }
+    }
+}
+
 /// What a token records about its creating device beyond [`Unit`].
 #[derive(Debug, Clone, Default)]
 pub struct DeviceInfo {
@@ -553,6 +675,7 @@ pub struct RodManager {
     spawner: RwLock<Option<Arc<dyn Spawner>>>,
     background: AtomicUsize,
     metrics: Arc<dyn CopyMetrics>,
+    domain: RwLock<Option<Arc<dyn Domain>>>,
 }
 
 impl fmt::Debug for RodManager {
@@ -591,7 +714,19 @@ impl RodManager {
             spawner: RwLock::new(None),
             background: AtomicUsize::new(0),
             metrics,
+            domain: RwLock::new(None),
         }
+    }
+
+    /// Join a copy domain: tokens of its other copy managers are opened
+    /// there instead of being refused as remote (23h/02h).
+    pub fn set_domain(&self, domain: Option<Arc<dyn Domain>>) {
+        *self.domain.write() = domain;
+    }
+
+    /// Whether tokens of other copy managers are accepted (VPD 8Fh REMOTE TOKENS).
+    pub fn accepts_remote(&self) -> bool {
+        self.domain.read().as_ref().is_some_and(|d| d.accepts_remote())
     }
 
     /// The configuration.
@@ -731,9 +866,26 @@ impl RodManager {
         Ok((token, total_blocks))
     }
 
-    /// Verify `token` and hold it for a WRITE USING TOKEN. A token whose
-    /// promise broke is revoked here (23h/06h).
-    pub fn acquire(self: &Arc<Self>, token: &[u8]) -> Result<HeldToken, TokenError> {
+    /// Verify `token` and hold it for a WRITE USING TOKEN: one of ours
+    /// ([`RodManager::acquire_local`]), or — when this copy manager is in a
+    /// domain — one of another copy manager's, opened at its creator. The
+    /// MAC is checked first, so a forged token never reaches another node.
+    pub fn acquire(self: &Arc<Self>, token: &[u8]) -> Result<Held, CopyError> {
+        let header = self.store.verify(token)?;
+        if self.store.locate(&header) == Err(TokenError::Remote) {
+            let domain = self.domain.read().clone();
+            let (Some(domain), Ok(t)) = (domain, <&[u8; TOKEN_LEN]>::try_from(token)) else {
+                return Err(TokenError::Remote.into());
+            };
+            return Ok(Held::Remote(RemoteSource::new(domain.open(t, &header)?)));
+        }
+        Ok(Held::Local(self.acquire_local(token)?))
+    }
+
+    /// Verify `token`, which must be one of ours from this run, and hold it
+    /// (what the node link serves to other nodes). A token whose promise
+    /// broke is revoked here (23h/06h).
+    pub fn acquire_local(self: &Arc<Self>, token: &[u8]) -> Result<HeldToken, TokenError> {
         let (header, source) = self.store.acquire_raw(token)?;
         let held = HeldToken { mgr: self.clone(), header, source };
         if held.source.is_invalid() {

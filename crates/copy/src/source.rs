@@ -9,8 +9,9 @@
 //! [`crate::exec::transfer`]). Kinds today: [`LiveSource`] (EXTENDED COPY, and
 //! tokens read upon reference), [`Zeros`] (the zero ROD token) and
 //! [`crate::rod::RodSource`] (a token's reflink snapshot or copy-on-write
-//! store). A remote node or an RBD snapshot is one more implementation; the
-//! executor does not change.
+//! store) and [`crate::remote::RemoteSource`] (a ROD held by another node of
+//! the copy domain, pulled through a [`RemoteRod`]). An RBD snapshot is one
+//! more implementation; the executor does not change.
 
 use crate::error::CopyError;
 use crate::unit::Unit;
@@ -25,6 +26,37 @@ pub enum From {
     Store(Arc<dyn Storage>, u64),
     /// No data: zeros.
     Zeros,
+    /// A ROD held by another copy manager, at ROD byte `offset`.
+    Remote(Arc<dyn RemoteRod>, u64),
+}
+
+/// What a remote ROD is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteInfo {
+    /// NUMBER OF BYTES REPRESENTED.
+    pub bytes: u64,
+    /// The creating unit's block length.
+    pub block_size: u32,
+    /// ROD TYPE of the token.
+    pub rod_type: u32,
+}
+
+/// A ROD held by another copy manager of the copy domain, opened for
+/// reading (the daemon implements it over the node link). Offsets are ROD
+/// byte offsets: the token's ranges laid end to end. Reads normally
+/// continue where the previous one ended; an implementation streams.
+pub trait RemoteRod: Send + Sync + fmt::Debug {
+    /// Size and kind of the ROD.
+    fn info(&self) -> RemoteInfo;
+    /// Fill `buf` with ROD bytes starting at `offset`. Errors say why the
+    /// creator could not deliver: [`CopyError::Unreachable`] (gone, not
+    /// answering), [`CopyError::Token`] (the token was refused there, with
+    /// the creator's reason), [`CopyError::RemoteFailed`] (anything else).
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), CopyError>;
+    /// `[offset, offset + len)` is read next, in order (start streaming it).
+    fn prefetch(&self, _offset: u64, _len: u64) {}
+    /// DEL_TKN: delete the token at its creator (once its users finish).
+    fn delete(&self) -> Result<(), CopyError>;
 }
 
 /// A piece of a source range: `len` bytes from `from`.

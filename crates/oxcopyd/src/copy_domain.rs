@@ -180,7 +180,16 @@ pub struct RawCopyDomain {
     pub max_tokens: Option<i64>,
     /// Snapshot space for point-in-time tokens at most (size string or bytes).
     pub max_snapshot_bytes: Option<crate::size::SizeValue>,
+    /// Where this node serves the node link ("IP:port").
+    pub node_listen: Option<String>,
+    /// The node links of the domain ("IP:port"; may include this node's).
+    pub nodes: Option<Vec<String>>,
+    /// Bound on the bytes per second this node serves to others.
+    pub link_max_bytes_per_second: Option<crate::size::SizeValue>,
 }
+
+/// Nodes of a copy domain at most.
+pub const MAX_NODES: usize = 64;
 
 /// Validated `[copy_domain]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +206,19 @@ pub struct CopyDomainConfig {
     pub max_tokens: u32,
     /// Snapshot space at most, bytes.
     pub max_snapshot_bytes: u64,
+    /// Where this node serves the node link (`None`: it only pulls).
+    pub node_listen: Option<std::net::SocketAddr>,
+    /// The node links of the domain (this node's own may be among them).
+    pub nodes: Vec<std::net::SocketAddr>,
+    /// Bound on what this node serves to others, bytes per second.
+    pub link_max_bytes_per_second: Option<u64>,
+}
+
+impl CopyDomainConfig {
+    /// The other nodes of the domain (the configured ones but this node's own link).
+    pub fn peers(&self) -> Vec<std::net::SocketAddr> {
+        self.nodes.iter().copied().filter(|a| Some(*a) != self.node_listen).collect()
+    }
 }
 
 impl Default for CopyDomainConfig {
@@ -208,6 +230,9 @@ impl Default for CopyDomainConfig {
             max_inactivity_timeout_secs: DEFAULT_MAX_INACTIVITY_TIMEOUT_SECS,
             max_tokens: DEFAULT_MAX_TOKENS,
             max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
+            node_listen: None,
+            nodes: Vec::new(),
+            link_max_bytes_per_second: None,
         }
     }
 }
@@ -257,7 +282,34 @@ impl CopyDomainConfig {
             }
             Some(s) => Some(PathBuf::from(s)),
         };
+        let addr = |key: &str, v: &str| -> Result<std::net::SocketAddr, (String, String)> {
+            v.parse().map_err(|_| (format!("copy_domain.{key}"), format!("{v:?} is not an address like \"10.0.0.1:3270\"")))
+        };
+        let node_listen = raw.node_listen.as_deref().map(|v| addr("node_listen", v)).transpose()?;
+        let mut nodes = Vec::new();
+        for v in raw.nodes.unwrap_or_default() {
+            let a = addr("nodes", &v)?;
+            if nodes.contains(&a) {
+                return Err(("copy_domain.nodes".into(), format!("{a} is listed twice")));
+            }
+            nodes.push(a);
+        }
+        if nodes.len() > MAX_NODES {
+            return Err(("copy_domain.nodes".into(), format!("{} nodes; at most {MAX_NODES}", nodes.len())));
+        }
+        let link_max_bytes_per_second = match raw.link_max_bytes_per_second {
+            None => None,
+            Some(crate::size::SizeValue::Int(v)) => Some(u64::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| {
+                ("copy_domain.link_max_bytes_per_second".to_string(), "must be a positive number".to_string())
+            })?),
+            Some(crate::size::SizeValue::Str(s)) => Some(crate::size::parse_size(&s).ok_or_else(|| {
+                ("copy_domain.link_max_bytes_per_second".to_string(), format!("{s:?} is not a size like \"200MiB\""))
+            })?),
+        };
         Ok(CopyDomainConfig {
+            node_listen,
+            nodes,
+            link_max_bytes_per_second,
             key_file,
             token_scope: raw.token_scope.unwrap_or_default(),
             default_inactivity_timeout_secs: default_t,
@@ -293,6 +345,20 @@ mod config_tests {
         assert_eq!(c.token_scope, TokenScope::Initiator);
         assert_eq!((c.default_inactivity_timeout_secs, c.max_inactivity_timeout_secs), (30, 600));
         assert_eq!((c.max_tokens, c.max_snapshot_bytes), (10, 1 << 30));
+        assert_eq!((c.node_listen, c.nodes.len(), c.link_max_bytes_per_second), (None, 0, None));
+    }
+
+    #[test]
+    fn domain_nodes() {
+        let c = parse(
+            "[copy_domain]\nnode_listen = \"127.0.0.2:7001\"\n\
+             nodes = [\"127.0.0.2:7001\", \"127.0.0.3:7001\", \"[::1]:7001\"]\nlink_max_bytes_per_second = \"50MiB\"\n",
+        )
+        .expect("domain");
+        assert_eq!(c.node_listen, Some("127.0.0.2:7001".parse().unwrap()));
+        assert_eq!(c.nodes.len(), 3);
+        assert_eq!(c.peers(), vec!["127.0.0.3:7001".parse().unwrap(), "[::1]:7001".parse().unwrap()]);
+        assert_eq!(c.link_max_bytes_per_second, Some(50 << 20));
     }
 
     #[test]
@@ -308,6 +374,10 @@ mod config_tests {
             ("[copy_domain]\nmax_snapshot_bytes = \"lots\"\n", "copy_domain.max_snapshot_bytes"),
             ("[copy_domain]\nkey_file = \"\"\n", "copy_domain.key_file"),
             ("[copy_domain]\nbogus = 1\n", "toml"),
+            ("[copy_domain]\nnode_listen = \"nowhere\"\n", "copy_domain.node_listen"),
+            ("[copy_domain]\nnodes = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n", "copy_domain.nodes"),
+            ("[copy_domain]\nnodes = [\"127.0.0.1\"]\n", "copy_domain.nodes"),
+            ("[copy_domain]\nlink_max_bytes_per_second = 0\n", "copy_domain.link_max_bytes_per_second"),
         ] {
             assert_eq!(parse(text).err().map(|e| e.0).as_deref(), Some(key), "{text}");
         }

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod copy_domain;
+pub mod domain;
 pub mod identity;
 pub mod metrics_http;
 pub mod odx;

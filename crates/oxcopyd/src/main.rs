@@ -133,6 +133,9 @@ async fn run(cfg: Config) -> Result<()> {
     for u in running.urls() {
         println!("  {u}");
     }
+    if let Some(a) = running.node_link_addr {
+        println!("node link (copy domain) on {a}");
+    }
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -1,15 +1,19 @@
 //! INQUIRY (SPC-4 §6.6): standard data and the VPD pages 00h, 80h, 83h,
-//! B0h, B1h and B2h (8Fh joins the list when the copy manager is enabled).
+//! B0h, B1h and B2h (8Fh joins the list when the copy manager is enabled,
+//! and the vendor-specific C0h copy domain page when, in addition, the
+//! daemon has installed a copy-domain provider in the registry).
 
 use crate::cdb::{be, byte};
 use crate::copy;
 use crate::exec::{CmdResult, Ctx, Done};
 use crate::lu::{LogicalUnit, MAX_TRANSFER_BYTES, OPTIMAL_TRANSFER_BYTES};
+use crate::registry::DomainInfo;
 use crate::sense::Sense;
 use crate::wire::inquiry::{
     BlockDeviceCharacteristics, BlockLimits, LogicalBlockProvisioning, ProvisioningType, StandardInquiry, NON_ROTATING,
 };
 use crate::wire::vpd::{self, scsi_name, Association, CodeSet, Designation, DesignatorType, PROTOCOL_ISCSI};
+use std::sync::Arc;
 
 pub use crate::wire::vpd::VpdPage;
 
@@ -62,7 +66,7 @@ pub(crate) fn inquiry(ctx: &Ctx<'_>) -> CmdResult {
         None if page == VpdPage::SUPPORTED_PAGES => vpd::page(NO_LU, page, vec![0x00]),
         None => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
         Some(lu) => match page {
-            VpdPage::SUPPORTED_PAGES => vpd::page(DISK, page, supported_pages(lu)),
+            VpdPage::SUPPORTED_PAGES => vpd::page(DISK, page, supported_pages(lu, domain_info(ctx, lu).is_some())),
             VpdPage::UNIT_SERIAL_NUMBER => vpd::page(DISK, page, serial(lu)),
             VpdPage::DEVICE_IDENTIFICATION => vpd::page(DISK, page, device_id(ctx, lu)),
             VpdPage::BLOCK_LIMITS => vpd::page(DISK, page, block_limits(lu)),
@@ -74,14 +78,29 @@ pub(crate) fn inquiry(ctx: &Ctx<'_>) -> CmdResult {
                     None => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
                 }
             }
+            VpdPage::COPY_DOMAIN => match domain_info(ctx, lu) {
+                Some(info) => info.page().encode(DISK),
+                None => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
+            },
             _ => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
         },
     };
     Ok(Done::data(data, alloc))
 }
 
-/// Page list, strictly ascending (Windows rejects anything else).
-fn supported_pages(lu: &LogicalUnit) -> Vec<u8> {
+/// The copy-domain provider, for a LU that advertises a copy manager (a
+/// LU without one is a plain disk: no C0h either).
+fn domain_info(ctx: &Ctx<'_>, lu: &LogicalUnit) -> Option<Arc<dyn DomainInfo>> {
+    if lu.third_party_copy() {
+        ctx.target.registry().domain_info()
+    } else {
+        None
+    }
+}
+
+/// Page list, strictly ascending (Windows rejects anything else); C0h last
+/// when `domain`.
+fn supported_pages(lu: &LogicalUnit, domain: bool) -> Vec<u8> {
     let mut p = vec![VpdPage::SUPPORTED_PAGES, VpdPage::UNIT_SERIAL_NUMBER, VpdPage::DEVICE_IDENTIFICATION];
     if lu.third_party_copy() {
         p.push(VpdPage::THIRD_PARTY_COPY);
@@ -91,6 +110,9 @@ fn supported_pages(lu: &LogicalUnit) -> Vec<u8> {
         VpdPage::BLOCK_DEVICE_CHARACTERISTICS,
         VpdPage::LOGICAL_BLOCK_PROVISIONING,
     ]);
+    if domain {
+        p.push(VpdPage::COPY_DOMAIN);
+    }
     p
 }
 
@@ -191,6 +213,96 @@ mod tests {
         let want = lu.provisioning();
         assert_eq!((p.lbpu, p.lbpws, p.lbprz), (Some(want.lbpu), Some(want.lbpws), Some(u8::from(want.lbprz))));
         assert_eq!(p.encode(), lbp(&lu));
+    }
+
+    /// A fixed copy-domain provider.
+    #[derive(Debug)]
+    struct Domain(crate::wire::vpd::CopyDomainPage);
+
+    impl DomainInfo for Domain {
+        fn page(&self) -> crate::wire::vpd::CopyDomainPage {
+            self.0.clone()
+        }
+    }
+
+    /// VPD 00h lists C0h (last, ascending) only while a provider is set and
+    /// the LU advertises a copy manager; C0h is served from the provider
+    /// and refused like any unsupported page otherwise.
+    #[test]
+    fn copy_domain_page_follows_the_provider() {
+        use crate::lu::LuConfig;
+        use crate::nexus::{CancelToken, Nexus};
+        use crate::wire::vpd::{CopyDomainPage, DomainNode, NodeState};
+        use crate::{encode_lun, Request, ScsiStatus, ScsiTarget, SenseData};
+        use oxcopy_storage::MemStorage;
+
+        let lu = Arc::new(LogicalUnit::new(LuConfig::default(), Arc::new(MemStorage::new(1 << 20))));
+        let target = ScsiTarget::new("iqn.2026-11.dev.oxcopy:t", 1, vec![(0, lu.clone())], crate::testing::registry());
+        let nexus = Nexus {
+            initiator_name: Arc::from("iqn.2026-11.dev.oxcopy:host"),
+            isid: [0x80, 0, 0, 0, 0, 1],
+            target_name: Arc::from("iqn.2026-11.dev.oxcopy:t"),
+            tpgt: 1,
+        };
+        let cancel = CancelToken::new();
+        let vpd = |page: u8| {
+            let cdb = [0x12, 0x01, page, 0x10, 0x00, 0];
+            let req = Request {
+                nexus: &nexus,
+                lun: encode_lun(0),
+                cdb: &cdb,
+                data_out: &[],
+                expected_len: 0,
+                cancel: &cancel,
+            };
+            let r = target.execute(&req);
+            match r.status {
+                ScsiStatus::GOOD => Ok(r.data_in),
+                _ => Err(SenseData::parse(r.sense.as_deref().unwrap_or(&[])).map(|s| (s.key, s.asc, s.ascq))),
+            }
+        };
+        let without = [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2];
+        let invalid_field = Err(Some((0x05, 0x24, 0x00)));
+        assert_eq!(vpd(0x00).map(|d| d[4..].to_vec()), Ok(without.to_vec()));
+        assert_eq!(vpd(0xC0), invalid_field);
+
+        let page = CopyDomainPage {
+            fingerprint: [9; 8],
+            manager_id: [1; 16],
+            remote_tokens: true,
+            listen: "192.0.2.1:3270".into(),
+            nodes: vec![
+                DomainNode {
+                    address: "192.0.2.1:3270".into(),
+                    manager_id: Some([1; 16]),
+                    state: NodeState::SELF,
+                    seconds: 0,
+                },
+                DomainNode {
+                    address: "192.0.2.2:3270".into(),
+                    manager_id: None,
+                    state: NodeState::UNKNOWN,
+                    seconds: 3,
+                },
+            ],
+        };
+        target.registry().set_domain_info(Some(Arc::new(Domain(page.clone()))));
+        let mut with = without.to_vec();
+        with.push(0xC0);
+        assert_eq!(vpd(0x00).map(|d| d[4..].to_vec()), Ok(with));
+        let d = vpd(0xC0).unwrap();
+        assert_eq!(d, page.encode(DISK));
+        assert_eq!(CopyDomainPage::decode(&d), Ok(page));
+
+        // A LU without a copy manager is a plain disk: no C0h.
+        lu.set_third_party_copy(false);
+        assert_eq!(vpd(0x00).map(|d| d[4..].to_vec()), Ok(vec![0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2]));
+        assert_eq!(vpd(0xC0), invalid_field);
+        lu.set_third_party_copy(true);
+
+        target.registry().set_domain_info(None);
+        assert_eq!(vpd(0x00).map(|d| d[4..].to_vec()), Ok(without.to_vec()));
+        assert_eq!(vpd(0xC0), invalid_field);
     }
 
     #[test]

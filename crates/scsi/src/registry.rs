@@ -24,6 +24,7 @@ use crate::lu::LogicalUnit;
 use crate::lun::MAX_LUN;
 use crate::metrics::Metrics;
 use crate::nexus::Nexus;
+use crate::wire::vpd::CopyDomainPage;
 use oxcopy_copy::token::TokenRng;
 use oxcopy_copy::{Clock, CopyMetrics, RodConfig, RodManager, DEFAULT_CHUNK_BYTES};
 use parking_lot::RwLock;
@@ -57,6 +58,16 @@ impl AccessList {
             AccessList::Only(list) => list.iter().any(|i| i.eq_ignore_ascii_case(initiator)),
         }
     }
+}
+
+/// What the daemon knows of its copy domain, asked afresh each time VPD
+/// page C0h is read (membership and node states change while it runs).
+/// Called on the I/O pool with no registry lock held; it should answer from
+/// memory, without waiting on the network.
+pub trait DomainInfo: Send + Sync + std::fmt::Debug {
+    /// The page's content (this node's id and listen address, the domain
+    /// fingerprint, one entry per configured node).
+    fn page(&self) -> CopyDomainPage;
 }
 
 /// Errors when building the registry.
@@ -139,6 +150,7 @@ pub struct LuRegistry {
     rod: RwLock<Arc<RodManager>>,
     metrics: Metrics,
     chunk_bytes: AtomicU64,
+    domain: RwLock<Option<Arc<dyn DomainInfo>>>,
 }
 
 impl LuRegistry {
@@ -156,6 +168,7 @@ impl LuRegistry {
             rod: RwLock::new(Arc::new(RodManager::new(rod_cfg, clock, rng, copy_metrics))),
             metrics,
             chunk_bytes: AtomicU64::new(DEFAULT_CHUNK_BYTES),
+            domain: RwLock::new(None),
         }
     }
 
@@ -326,6 +339,19 @@ impl LuRegistry {
     /// previous one become unknown).
     pub fn set_rod(&self, rod: Arc<RodManager>) {
         *self.rod.write() = rod;
+    }
+
+    /// Install (or remove, with `None`) the copy-domain provider: while one
+    /// is set, logical units with a copy manager list and serve VPD page
+    /// C0h from it. The daemon sets it at start when `[copy_domain]` lists
+    /// nodes.
+    pub fn set_domain_info(&self, info: Option<Arc<dyn DomainInfo>>) {
+        *self.domain.write() = info;
+    }
+
+    /// The copy-domain provider, if one is installed.
+    pub fn domain_info(&self) -> Option<Arc<dyn DomainInfo>> {
+        self.domain.read().clone()
     }
 
     /// The metric families.

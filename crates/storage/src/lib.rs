@@ -35,12 +35,20 @@ pub enum CopyMethod {
     /// No source at all: the destination was zero-filled (deallocated where
     /// that reads back zero), as for the block device zero ROD token.
     Zero,
+    /// Pulled from another node of the copy domain over the node link.
+    Remote,
 }
 
 impl CopyMethod {
     /// Every method, cheapest first (for metrics label sets).
-    pub const ALL: [CopyMethod; 5] =
-        [CopyMethod::Hole, CopyMethod::Reflink, CopyMethod::CopyFileRange, CopyMethod::ReadWrite, CopyMethod::Zero];
+    pub const ALL: [CopyMethod; 6] = [
+        CopyMethod::Hole,
+        CopyMethod::Reflink,
+        CopyMethod::CopyFileRange,
+        CopyMethod::ReadWrite,
+        CopyMethod::Zero,
+        CopyMethod::Remote,
+    ];
 
     /// Stable lower-case name, used as a metrics label.
     pub fn as_str(self) -> &'static str {
@@ -50,6 +58,7 @@ impl CopyMethod {
             CopyMethod::CopyFileRange => "copy_file_range",
             CopyMethod::ReadWrite => "read_write",
             CopyMethod::Zero => "zero",
+            CopyMethod::Remote => "remote",
         }
     }
 }
@@ -67,12 +76,14 @@ pub struct CopyReport {
     pub read_write: u64,
     /// Bytes zero-filled with no source.
     pub zero: u64,
+    /// Bytes pulled from another node of the copy domain.
+    pub remote: u64,
 }
 
 impl CopyReport {
     /// All bytes accounted for, whatever the method (equals the copy length).
     pub fn total(&self) -> u64 {
-        self.hole + self.reflink + self.copy_file_range + self.read_write + self.zero
+        self.hole + self.reflink + self.copy_file_range + self.read_write + self.zero + self.remote
     }
 
     /// Bytes attributed to `method`.
@@ -83,6 +94,7 @@ impl CopyReport {
             CopyMethod::CopyFileRange => self.copy_file_range,
             CopyMethod::ReadWrite => self.read_write,
             CopyMethod::Zero => self.zero,
+            CopyMethod::Remote => self.remote,
         }
     }
 
@@ -94,6 +106,7 @@ impl CopyReport {
             CopyMethod::CopyFileRange => self.copy_file_range += bytes,
             CopyMethod::ReadWrite => self.read_write += bytes,
             CopyMethod::Zero => self.zero += bytes,
+            CopyMethod::Remote => self.remote += bytes,
         }
     }
     /// Add another report's figures to this one.
@@ -103,6 +116,7 @@ impl CopyReport {
         self.copy_file_range += other.copy_file_range;
         self.read_write += other.read_write;
         self.zero += other.zero;
+        self.remote += other.remote;
     }
 }
 

@@ -1,5 +1,6 @@
 //! `oxcopy inspect URL`: standard INQUIRY and the VPD pages that matter for
-//! copies, decoded, plus what the LUN can offload in one sentence.
+//! copies, decoded, plus what the LUN can offload in one sentence, and the
+//! copy domain of the node (oxcopyd's vendor page C0h) when it lists one.
 
 use crate::conn::{fetch_vpd, retry_ua, Connector};
 use crate::fail;
@@ -12,13 +13,14 @@ use oxcopy_scsi::wire::vpd::VpdPage;
 use serde_json::{json, Map, Value};
 
 /// Pages decoded, in display order (all of them if listed by page 00h).
-const PAGES: [u8; 6] = [
+const PAGES: [u8; 7] = [
     VpdPage::UNIT_SERIAL_NUMBER,
     VpdPage::DEVICE_IDENTIFICATION,
     VpdPage::BLOCK_LIMITS,
     VpdPage::BLOCK_DEVICE_CHARACTERISTICS,
     VpdPage::LOGICAL_BLOCK_PROVISIONING,
     VpdPage::THIRD_PARTY_COPY,
+    VpdPage::COPY_DOMAIN,
 ];
 
 fn decode(page: u8, d: &[u8]) -> anyhow::Result<Value> {
@@ -30,6 +32,11 @@ fn decode(page: u8, d: &[u8]) -> anyhow::Result<Value> {
         VpdPage::BLOCK_DEVICE_CHARACTERISTICS => serde_json::to_value(vpd::decode_block_device_characteristics(d))?,
         VpdPage::LOGICAL_BLOCK_PROVISIONING => serde_json::to_value(vpd::decode_logical_block_provisioning(d))?,
         VpdPage::THIRD_PARTY_COPY => serde_json::to_value(vpd::decode_third_party_copy(d))?,
+        // Another vendor's C0h (or a newer layout): the reason and the bytes.
+        VpdPage::COPY_DOMAIN => match vpd::decode_copy_domain(d) {
+            Ok(c) => serde_json::to_value(c)?,
+            Err(e) => json!({ "error": e.to_string(), "data": vpd::hex(d) }),
+        },
         _ => json!({ "data": vpd::hex(d) }),
     })
 }
@@ -47,6 +54,7 @@ pub async fn inspect(conn: &Connector, url: &str, json_out: bool) -> anyhow::Res
 
     let mut pages = Map::new();
     let mut tpc = None;
+    let mut domain = None;
     let listed = match fetch_vpd(&s, lun, VpdPage::SUPPORTED_PAGES).await {
         Ok(d) => {
             let p = vpd::decode_supported_pages(&d);
@@ -66,6 +74,9 @@ pub async fn inspect(conn: &Connector, url: &str, json_out: bool) -> anyhow::Res
             Ok(d) => {
                 if page == VpdPage::THIRD_PARTY_COPY {
                     tpc = Some(vpd::decode_third_party_copy(&d));
+                }
+                if page == VpdPage::COPY_DOMAIN {
+                    domain = vpd::decode_copy_domain(&d).ok();
                 }
                 decode(page, &d)?
             }
@@ -108,11 +119,19 @@ pub async fn inspect(conn: &Connector, url: &str, json_out: bool) -> anyhow::Res
         outln!("  capacity: {} ({} blocks of {} bytes)", human::bytes(b), capacity["blocks"], capacity["block_size"]);
     }
     outln!("  offload: {}", offload.summary());
+    if let Some(d) = &domain {
+        outln!("  copy domain: {}", d.summary());
+    }
     outln!("");
     outln!("Standard INQUIRY");
     out!("{}", render(&serde_json::to_value(&inq)?, 2));
     for (code, v) in &pages {
         let n = u8::from_str_radix(code.trim_end_matches('h'), 16).unwrap_or(0xff);
+        if let (VpdPage::COPY_DOMAIN, Some(d)) = (n, &domain) {
+            outln!("Copy domain (VPD {code})");
+            out!("{}", d.render(2));
+            continue;
+        }
         outln!("VPD {code} {}", vpd_page_name(n));
         out!("{}", render(v, 2));
     }

@@ -21,8 +21,11 @@ use std::time::{Duration, Instant};
 pub const UNKNOWN_GRACE: Duration = Duration::from_secs(10);
 /// Time between status polls when the copy manager gives no estimate.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// Longest wait between two polls.
-pub const MAX_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Longest wait between two polls (the copy manager's estimate, or our
+/// backoff, whichever is shorter, never exceeds it).
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Factor by which the wait between polls grows while the copy runs.
+pub const POLL_BACKOFF: u32 = 4;
 /// Polls that may fail in a row, after the first good one, before polling
 /// stops (the copy itself goes on).
 pub const MAX_POLL_FAILURES: u32 = 20;
@@ -168,7 +171,7 @@ pub fn interval(delay_ms: u32) -> Duration {
     if delay_ms == 0 {
         POLL_INTERVAL
     } else {
-        Duration::from_millis(delay_ms as u64).clamp(Duration::from_millis(5), MAX_POLL_INTERVAL)
+        Duration::from_millis(delay_ms as u64).clamp(Duration::from_millis(1), MAX_POLL_INTERVAL)
     }
 }
 
@@ -210,7 +213,7 @@ mod tests {
         assert_ne!(a, b);
         assert!(a > 0 && b > 0);
         assert_eq!(interval(0), POLL_INTERVAL);
-        assert_eq!(interval(1), Duration::from_millis(5));
+        assert_eq!(interval(1), Duration::from_millis(1));
         assert_eq!(interval(100_000), MAX_POLL_INTERVAL);
     }
 }

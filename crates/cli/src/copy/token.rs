@@ -53,7 +53,9 @@ async fn wait(
     offload::set_active(Some((l.session.clone(), l.lun(), list_id)));
     let mut delay = Duration::ZERO;
     // Poll soon at first (most token operations on a fast copy manager end
-    // in milliseconds), then back off towards the copy manager's estimate.
+    // in milliseconds), then back off quickly, never waiting past the copy
+    // manager's estimate of the time left: a handful of polls per copy
+    // whatever its size, so the initiator's wire stays quiet.
     let mut backoff = Duration::from_millis(1);
     let r = loop {
         if !delay.is_zero() {
@@ -70,7 +72,7 @@ async fn wait(
                 }
                 on_progress(&info);
                 delay = backoff.min(offload::interval(info.delay_ms));
-                backoff = (backoff * 2).min(offload::MAX_POLL_INTERVAL);
+                backoff = (backoff * offload::POLL_BACKOFF).min(offload::MAX_POLL_INTERVAL);
             }
             Err(e) => match poller.failed(&e) {
                 PollVerdict::Again => delay = offload::POLL_INTERVAL,

@@ -1,5 +1,6 @@
 //! Pure decoders for INQUIRY data: the standard page and the VPD pages 00h,
-//! 80h, 83h, B0h, B1h, B2h and 8Fh (Third-party Copy).
+//! 80h, 83h, B0h, B1h, B2h, 8Fh (Third-party Copy) and oxcopy's C0h (copy
+//! domain, [`domain`]).
 //!
 //! Every decoder takes the bytes as received (page header included) and
 //! never panics, whatever the input: fields past the end of a short page are
@@ -7,10 +8,12 @@
 //! as hex. The results serialize (serde) into the `inspect --json` schema,
 //! and [`render`] turns the same values into indented text.
 
+pub mod domain;
 pub mod pages;
 pub mod render;
 pub mod tpc;
 
+pub use domain::decode_copy_domain;
 pub use pages::{
     decode_block_device_characteristics, decode_block_limits, decode_device_identification,
     decode_logical_block_provisioning, decode_standard_inquiry, decode_supported_pages, decode_unit_serial_number,

@@ -33,6 +33,10 @@ pub struct Running {
     pub addrs: Vec<SocketAddr>,
     /// Where `GET /metrics` is served (port 0 resolved), when configured.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the node link is served (port 0 resolved), when configured.
+    pub node_link_addr: Option<SocketAddr>,
+    /// This node's part in a copy domain of several nodes, if any.
+    pub domain: Option<Arc<crate::domain::NodeDomain>>,
     /// The daemon-wide LU registry (copy records, metrics).
     pub registry: Arc<LuRegistry>,
     shutdown: watch::Sender<bool>,
@@ -57,6 +61,9 @@ impl Running {
     /// in-flight commands (bounded), flush every LUN.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.shutdown.send(true);
+        if let Some(d) = &self.domain {
+            d.stop();
+        }
         let _ = self.join.await;
         // Background (IMMED) copies outlive their commands: stop them, and
         // wait (bounded) until none still writes, before the final flush.
@@ -147,7 +154,20 @@ pub async fn start(cfg: Config) -> Result<Running> {
     // per-start generation, and are authenticated by the domain key.
     let manager_id = ids.copy_manager_id();
     ids.save()?;
-    registry.set_rod(Arc::new(crate::odx::rod_manager(&cfg.copy_domain, copy_domain_key, manager_id, metrics.clone())));
+    let rod = Arc::new(crate::odx::rod_manager(&cfg.copy_domain, copy_domain_key.clone(), manager_id, metrics.clone()));
+    registry.set_rod(rod.clone());
+    // A copy domain of several nodes: other nodes' tokens are opened at
+    // their creators; ours are served on the node link.
+    let domain = (cfg.copy_domain.node_listen.is_some() || !cfg.copy_domain.peers().is_empty())
+        .then(|| crate::domain::NodeDomain::new(&cfg.copy_domain, copy_domain_key, manager_id));
+    let mut node_link = None;
+    if let Some(d) = &domain {
+        rod.set_domain(Some(Arc::new(crate::domain::DomainHandle(d.clone()))));
+        if let Some(a) = cfg.copy_domain.node_listen {
+            let l = TcpListener::bind(a).await.with_context(|| format!("binding the node link {a}"))?;
+            node_link = Some((l.local_addr()?, l));
+        }
+    }
     registry.copy_manager().set_max_concurrent(cfg.max_concurrent_copies);
 
     let mut listeners = Vec::new();
@@ -177,14 +197,27 @@ pub async fn start(cfg: Config) -> Result<Running> {
             let bound = listener.local_addr()?;
             let mut prom = prometheus_client::registry::Registry::default();
             metrics.register(&mut prom);
+            if let Some(d) = &domain {
+                d.metrics.register(&mut prom);
+            }
             tokio::spawn(crate::metrics_http::serve(listener, Arc::new(prom), rx.clone()));
             Some(bound)
         }
         None => None,
     };
     tokio::spawn(crate::odx::reap_periodically(registry.clone(), rx.clone()));
+    let mut node_link_addr = None;
+    if let Some(d) = &domain {
+        if let Some((addr, l)) = node_link {
+            tracing::info!(%addr, "node link listening");
+            node_link_addr = Some(addr);
+            let server = crate::domain::serve::Server::new(d.clone(), registry.clone());
+            tokio::spawn(server.accept_loop(l, rx.clone()));
+        }
+        d.spawn_prober();
+    }
     let join = tokio::spawn(accept_all(listeners, shared.clone(), rx));
-    Ok(Running { addrs, metrics_addr, registry, shutdown: tx, join, shared })
+    Ok(Running { addrs, metrics_addr, node_link_addr, domain, registry, shutdown: tx, join, shared })
 }
 
 async fn accept_all(listeners: Vec<TcpListener>, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {

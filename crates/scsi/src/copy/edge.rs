@@ -88,6 +88,14 @@ pub(crate) fn failure(e: CopyError) -> Fail {
             aborted(Asc::THIRD_PARTY_DEVICE_FAILURE)
         }
         CopyError::Token(t) => Fail::Check(token_sense(t)),
+        CopyError::Unreachable(why) => {
+            tracing::warn!(error = %why, "copy source node not reachable");
+            aborted(Asc::COPY_TARGET_DEVICE_NOT_REACHABLE)
+        }
+        CopyError::RemoteFailed(why) => {
+            tracing::warn!(error = %why, "copy source node failed");
+            aborted(Asc::THIRD_PARTY_DEVICE_FAILURE)
+        }
         CopyError::OperationInProgress => Fail::Check(Sense::illegal(Asc::OPERATION_IN_PROGRESS)),
         CopyError::InsufficientResources => Fail::Check(Sense::illegal(Asc::INSUFFICIENT_RESOURCES)),
         CopyError::NoSnapshotSpace => Fail::Check(Sense::illegal(Asc::INSUFFICIENT_RESOURCES_TO_CREATE_ROD)),
@@ -148,6 +156,14 @@ mod tests {
         assert_eq!(
             check(failure(CopyError::NoSnapshotSpace)),
             (SenseKey::ILLEGAL_REQUEST, Asc::INSUFFICIENT_RESOURCES_TO_CREATE_ROD)
+        );
+        assert_eq!(
+            check(failure(CopyError::Unreachable("gone".into()))),
+            (SenseKey::COPY_ABORTED, Asc::COPY_TARGET_DEVICE_NOT_REACHABLE)
+        );
+        assert_eq!(
+            check(failure(CopyError::RemoteFailed("eio".into()))),
+            (SenseKey::COPY_ABORTED, Asc::THIRD_PARTY_DEVICE_FAILURE)
         );
         let hook = Sense::new(SenseKey::DATA_PROTECT, Asc::WRITE_PROTECTED);
         assert_eq!(check(failure(CopyError::Refused(hook.into()))), (SenseKey::DATA_PROTECT, Asc::WRITE_PROTECTED));

@@ -19,12 +19,12 @@
 //! OPERATION ABORT, ABORT TASK or nexus loss end it with TASK ABORTED and
 //! the record reads 60h.
 
-use super::edge::{completion, failure, token_sense};
+use super::edge::{completion, failure};
 use super::limits::rod_limits;
 use super::records::CopyOperation;
 use super::rod_params::{parse_populate, parse_write_using_token, PopulateParams, WriteUsingTokenParams};
 use super::rod_plan::{plan_write, ByteRun};
-use super::rod_results::{final_status, rrti_body, RodOpStatus, RrtiReport};
+use super::rod_results::{estimated_delay_ms, final_status, rrti_body, RodOpStatus, RrtiReport};
 use crate::cdb::be;
 use crate::exec::{CmdResult, Ctx, Done, Fail};
 use crate::lu::LogicalUnit;
@@ -35,8 +35,8 @@ use crate::result::ScsiStatus;
 use crate::sense::{Asc, Sense, SenseKey};
 use oxcopy_copy::token::is_zero_token;
 use oxcopy_copy::{
-    execute, CancelToken, Consume, CopySource, DeviceInfo, ExecControl, HeldToken, OpStatus, RodInfo, RodManager,
-    TokenScope, Unit, Zeros,
+    execute, CancelToken, Consume, CopyError, CopySource, DeviceInfo, ExecControl, Held, OpStatus, RodInfo,
+    RodManager, TokenScope, Unit, Zeros,
 };
 use std::sync::Arc;
 
@@ -181,8 +181,8 @@ fn prepare_populate(
 enum WriteSource {
     /// The block device zero ROD token.
     Zero,
-    /// A token of ours, held for the copy.
-    Token(HeldToken),
+    /// A token of ours, or one of another node of the copy domain, held for the copy.
+    Token(Held),
 }
 
 impl WriteSource {
@@ -190,7 +190,7 @@ impl WriteSource {
     fn source(&self) -> &dyn CopySource {
         match self {
             WriteSource::Zero => &Zeros,
-            WriteSource::Token(held) => held.source().as_ref(),
+            WriteSource::Token(held) => held.source(),
         }
     }
 }
@@ -204,7 +204,6 @@ pub(crate) fn write_using_token(ctx: &Ctx<'_>) -> CmdResult {
     let (lu, params, source, runs, op) = prep?;
     let chunk = registry.copy_chunk_bytes();
     let metrics = registry.metrics().clone();
-    let rod2 = rod.clone();
     let lu2 = lu.clone();
     let op2 = op.clone();
     let (nexus, pr_epoch) = (ctx.req.nexus.clone(), ctx.pr_epoch);
@@ -227,7 +226,7 @@ pub(crate) fn write_using_token(ctx: &Ctx<'_>) -> CmdResult {
             }
         });
         if let (true, WriteSource::Token(held)) = (params.del_tkn, &source) {
-            rod2.delete(held.header().id);
+            held.delete();
         }
         drop(source);
         if r.is_ok() && !lu2.mode.wce() {
@@ -260,22 +259,28 @@ fn prepare_write(ctx: &Ctx<'_>, rod: &Arc<RodManager>) -> Result<Prepared, Fail>
             .collect();
         (WriteSource::Zero, runs)
     } else {
-        let held = rod.acquire(&params.token[..]).map_err(token_sense)?;
-        let src = held.source().clone();
-        if rod.config().scope == TokenScope::Initiator
-            && !matches!(
-                ctx.target.registry().resolve(ctx.req.nexus, 0x01, 0x03, &src.unit().id()),
-                Resolution::Local(_)
-            )
-        {
+        let held = rod.acquire(&params.token[..]).map_err(|e| {
+            if let CopyError::Unreachable(why) | CopyError::RemoteFailed(why) = &e {
+                tracing::warn!(error = %why, "WRITE USING TOKEN: the node that made the token cannot serve it");
+            }
+            failure(e)
+        })?;
+        // Under token_scope = initiator the writing nexus must reach the
+        // source LU; another node's LU cannot be checked from here.
+        let reachable = || {
+            held.local_unit().is_some_and(|u| {
+                matches!(ctx.target.registry().resolve(ctx.req.nexus, 0x01, 0x03, &u.id()), Resolution::Local(_))
+            })
+        };
+        if rod.config().scope == TokenScope::Initiator && !reachable() {
             tracing::info!(
                 initiator = %ctx.req.nexus.initiator_name,
                 "WRITE USING TOKEN: the token's source is out of this initiator's reach (token_scope = initiator)"
             );
             return Err(Sense::illegal(Asc::INVALID_TOKEN_OPERATION_CAUSE_NOT_REPORTABLE).into());
         }
-        let runs =
-            plan_write(&src.plan_ranges(), src.unit().block_size(), params.offset_into_rod, &params.ranges, dst_bs)?;
+        let (rod_ranges, rod_bs) = held.plan();
+        let runs = plan_write(&rod_ranges, rod_bs, params.offset_into_rod, &params.ranges, dst_bs)?;
         (WriteSource::Token(held), runs)
     };
     let op = ctx.target.registry().copy_manager().begin(
@@ -344,6 +349,11 @@ pub(crate) fn receive_rod_token_information(ctx: &Ctx<'_>) -> CmdResult {
         completion_status: snap.outcome.scsi_status.0,
         sense: sense.as_ref(),
         token,
+        delay_ms: estimated_delay_ms(
+            snap.bytes,
+            requested.saturating_mul(u64::from(bs)),
+            snap.elapsed,
+        ),
     });
     Ok(Done::data(body, be(ctx.cdb, 10, 4)))
 }

@@ -41,8 +41,25 @@ pub use crate::wire::rod::{CopyOpStatus, ROD_TOKEN_DESCRIPTORS_LENGTH, RRTI_HEAD
 pub const RRTI_SENSE_SPACE: u8 = 32;
 /// ESTIMATED STATUS UPDATE DELAY once the status is final.
 pub const DELAY_FINAL: u32 = 0xFFFF_FFFE;
-/// ESTIMATED STATUS UPDATE DELAY while in progress, ms.
+/// ESTIMATED STATUS UPDATE DELAY while in progress with no estimate yet, ms.
 pub const DELAY_POLL_MS: u32 = 100;
+/// Longest ESTIMATED STATUS UPDATE DELAY while in progress, ms.
+pub const DELAY_MAX_MS: u32 = 10_000;
+
+/// ESTIMATED STATUS UPDATE DELAY of an operation in progress: the time
+/// left at the rate seen so far (`done` of `total` bytes in `elapsed`),
+/// 1 ms ..= [`DELAY_MAX_MS`]; [`DELAY_POLL_MS`] before any progress. An
+/// application client that waits this long polls a few times per copy
+/// whatever its size (bytes on the initiator's wire stay small).
+pub fn estimated_delay_ms(done: u64, total: u64, elapsed: std::time::Duration) -> u32 {
+    let ms = elapsed.as_millis();
+    if done == 0 || ms == 0 {
+        return DELAY_POLL_MS;
+    }
+    let left = u128::from(total.saturating_sub(done));
+    let est = left.saturating_mul(ms) / u128::from(done);
+    u32::try_from(est).unwrap_or(u32::MAX).clamp(1, DELAY_MAX_MS)
+}
 
 /// What an RRTI reports about one operation.
 #[derive(Debug, Clone)]
@@ -59,11 +76,13 @@ pub struct RrtiReport<'a> {
     pub sense: Option<&'a Sense>,
     /// The token, after a successful POPULATE TOKEN only.
     pub token: Option<&'a [u8; TOKEN_LEN]>,
+    /// ESTIMATED STATUS UPDATE DELAY while in progress ([`estimated_delay_ms`]).
+    pub delay_ms: u32,
 }
 
 /// The full RRTI parameter data (before truncation to the allocation length).
 pub fn rrti_body(r: &RrtiReport<'_>) -> Vec<u8> {
-    let delay = if r.status.is_final() { DELAY_FINAL } else { DELAY_POLL_MS };
+    let delay = if r.status.is_final() { DELAY_FINAL } else { r.delay_ms };
     let mut d = CopyStatusHeader {
         service_action: r.response_to_sa,
         status: r.status as u8,
@@ -116,7 +135,26 @@ pub fn block_rod_limits(l: &RodLimits, optimal_transfer_blocks: u64) -> Vec<u8> 
 
 /// Body of descriptor 0106h ROD Token Features: own tokens only (REMOTE
 /// TOKENS 0), lifetimes from the limits, one block-device features descriptor.
-pub fn rod_token_features(l: &RodLimits, max_bytes_in_rod: u64, optimal_bytes_from_token: u64) -> Vec<u8> {
+/// REMOTE TOKENS field values of descriptor 0106h (SPC-4 §7.8.17.7; the
+/// copy-offload digest's VPD 8Fh notes list 0, 4 and 6 as the legal levels).
+pub struct RemoteTokens;
+
+impl RemoteTokens {
+    /// Only tokens this copy manager created.
+    pub const NONE: u8 = 0x0;
+    /// Tokens of other copy managers in the same SCSI target device.
+    pub const SAME_TARGET: u8 = 0x4;
+    /// Tokens of copy managers in other SCSI target devices (a copy domain of nodes).
+    pub const ANY_TARGET: u8 = 0x6;
+}
+
+/// Descriptor 0106h ROD Token Features; `remote_tokens` from [`RemoteTokens`].
+pub fn rod_token_features(
+    l: &RodLimits,
+    remote_tokens: u8,
+    max_bytes_in_rod: u64,
+    optimal_bytes_from_token: u64,
+) -> Vec<u8> {
     let block = BlockRodFeatures {
         max_bytes_in_block_rod: max_bytes_in_rod,
         optimal_bytes_in_block_rod_transfer: max_bytes_in_rod,
@@ -125,7 +163,7 @@ pub fn rod_token_features(l: &RodLimits, max_bytes_in_rod: u64, optimal_bytes_fr
         ..Default::default()
     };
     RodTokenFeatures {
-        remote_tokens: 0,
+        remote_tokens,
         min_token_lifetime: 1,
         max_token_lifetime: u32::MAX,
         max_token_inactivity_timeout: l.max_inactivity_timeout,
@@ -176,6 +214,7 @@ mod tests {
             completion_status: 0,
             sense: None,
             token: Some(&token),
+            delay_ms: DELAY_POLL_MS,
         });
         assert_eq!(d[4], 0x10);
         assert_eq!(d[5], 0x01);
@@ -203,6 +242,7 @@ mod tests {
             completion_status: 0x02,
             sense: Some(&s),
             token: None,
+            delay_ms: DELAY_POLL_MS,
         });
         assert_eq!((d[4], d[5], d[12], d[15]), (0x11, 0x02, 0x02, 0xF1));
         assert_eq!(usize::from(d[14]), s.to_fixed().len());
@@ -227,6 +267,7 @@ mod tests {
             completion_status: 0,
             sense: None,
             token: None,
+            delay_ms: DELAY_POLL_MS,
         });
         assert_eq!((p[5], &p[8..12]), (0x12, &DELAY_POLL_MS.to_be_bytes()[..]));
     }
@@ -243,7 +284,15 @@ mod tests {
             (RodOpStatus::CompletedWithErrors, Some(&s), None),
             (RodOpStatus::InProgressBackground, None, None),
         ] {
-            let r = RrtiReport { response_to_sa: 0x10, status, transfer_count: 77, completion_status: 2, sense, token };
+            let r = RrtiReport {
+                response_to_sa: 0x10,
+                status,
+                transfer_count: 77,
+                completion_status: 2,
+                sense,
+                token,
+                delay_ms: DELAY_POLL_MS,
+            };
             let i = RodTokenInfo::parse(&rrti_body(&r)).expect("decodes");
             assert_eq!((i.response_to_sa, i.status, i.completion_status), (0x10, status as u8, 2));
             assert_eq!((i.units, i.transfer_count, i.in_progress()), (UNITS_LOGICAL_BLOCKS, 77, !status.is_final()));
@@ -257,7 +306,7 @@ mod tests {
     fn vpd_descriptors_for_token_copy() {
         let mut page = TpcPage::new();
         page.push(0x0000, &block_rod_limits(&L, 1 << 11));
-        page.push(0x0106, &rod_token_features(&L, 0, 16 << 20));
+        page.push(0x0106, &rod_token_features(&L, RemoteTokens::NONE, 0, 16 << 20));
         page.push(0x0108, &supported_rod_types());
         let b = page.into_body();
         // Windows: the first descriptor is 0000h with length 0020h.
@@ -282,5 +331,16 @@ mod tests {
             types,
             vec![(0x0001_0000, 3), (0x0080_0000, 3), (0x0080_0001, 3), (0x0080_0002, 3), (0xFFFF_0001, 2)]
         );
+    }
+
+    #[test]
+    fn the_delay_estimate_is_the_time_left_at_the_rate_seen() {
+        use std::time::Duration;
+        assert_eq!(estimated_delay_ms(0, 100, Duration::from_secs(1)), DELAY_POLL_MS);
+        assert_eq!(estimated_delay_ms(10, 100, Duration::ZERO), DELAY_POLL_MS);
+        assert_eq!(estimated_delay_ms(25, 100, Duration::from_millis(1000)), 3000);
+        assert_eq!(estimated_delay_ms(1, 1000, Duration::from_secs(1)), DELAY_MAX_MS);
+        assert_eq!(estimated_delay_ms(100, 100, Duration::from_secs(1)), 1);
+        assert_eq!(estimated_delay_ms(u64::MAX / 2, u64::MAX, Duration::from_secs(u64::MAX / 4)), DELAY_MAX_MS);
     }
 }

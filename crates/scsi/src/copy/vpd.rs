@@ -11,13 +11,13 @@
 //! | 0004h | Parameter Data — the EXTENDED COPY limits |
 //! | 0008h | Supported Descriptors — segment and CSCD type codes |
 //! | 000Ch | Supported CSCD Descriptor IDs — FFFFh |
-//! | 0106h | ROD Token Features — own tokens only, lifetimes from the configuration |
+//! | 0106h | ROD Token Features — REMOTE TOKENS 6 in a copy domain of several nodes (else 0: own tokens only), lifetimes from the configuration |
 //! | 0108h | Supported ROD Types — exactly the types POPULATE TOKEN creates plus the zero token |
 //! | 8001h | General Copy Operations |
 
 use super::limits::{self, optimal_token_blocks, rod_limits, MAX_TOKEN_TRANSFER_BYTES};
 use super::results::implemented_descriptors;
-use super::rod_results::{block_rod_limits, rod_token_features, supported_rod_types};
+use super::rod_results::{block_rod_limits, rod_token_features, supported_rod_types, RemoteTokens};
 use crate::exec::Command;
 use crate::lu::LogicalUnit;
 use crate::wire::cdb::Opcode;
@@ -65,13 +65,18 @@ fn general_copy_operations() -> Vec<u8> {
 pub(crate) fn page_body(lu: &LogicalUnit, rod: &RodManager, table: &[Command]) -> Vec<u8> {
     let limits = rod_limits(rod, lu);
     let optimal_bytes = optimal_token_blocks(lu) * u64::from(lu.block_size());
+    // A node of a copy domain writes the tokens of the other nodes.
+    let remote_tokens = if rod.accepts_remote() { RemoteTokens::ANY_TARGET } else { RemoteTokens::NONE };
     let mut page = TpcPage::new();
     page.push(TpcDescriptor::BLOCK_DEVICE_ROD_TOKEN_LIMITS, &block_rod_limits(&limits, optimal_token_blocks(lu)))
         .push(TpcDescriptor::SUPPORTED_COMMANDS, &supported_commands(table))
         .push(TpcDescriptor::PARAMETER_DATA, &parameter_data())
         .push(TpcDescriptor::SUPPORTED_DESCRIPTORS, &SupportedDescriptors::encode(implemented_descriptors()))
         .push(TpcDescriptor::SUPPORTED_CSCD_IDS, &SupportedCscdIds::encode(&limits::SUPPORTED_CSCD_IDS))
-        .push(TpcDescriptor::ROD_TOKEN_FEATURES, &rod_token_features(&limits, MAX_TOKEN_TRANSFER_BYTES, optimal_bytes))
+        .push(
+            TpcDescriptor::ROD_TOKEN_FEATURES,
+            &rod_token_features(&limits, remote_tokens, MAX_TOKEN_TRANSFER_BYTES, optimal_bytes),
+        )
         .push(TpcDescriptor::SUPPORTED_ROD_TYPES, &supported_rod_types())
         .push(TpcDescriptor::GENERAL_COPY_OPERATIONS, &general_copy_operations());
     page.into_body()

@@ -1,7 +1,7 @@
 //! VPD pages (SPC-4 §7.8): the page framing, designation descriptors (83h)
 //! and the Third-party Copy page (8Fh) descriptor framing and the Block
-//! Device ROD Token Limits descriptor (0000h), encoded by the device server
-//! and decoded by initiators.
+//! Device ROD Token Limits descriptor (0000h), and the vendor-specific copy
+//! domain page (C0h), encoded by the device server and decoded by initiators.
 //!
 //! ```text
 //! page         B0 qualifier|PDT  B1 PAGE CODE  B2-3 PAGE LENGTH  B4.. body
@@ -30,6 +30,8 @@ impl VpdPage {
     pub const BLOCK_DEVICE_CHARACTERISTICS: u8 = 0xB1;
     /// Logical Block Provisioning (SBC-3).
     pub const LOGICAL_BLOCK_PROVISIONING: u8 = 0xB2;
+    /// oxcopy copy domain (vendor specific, see [`CopyDomainPage`]).
+    pub const COPY_DOMAIN: u8 = 0xC0;
 }
 
 /// A VPD page: byte 0 (`b0`: qualifier and peripheral device type), the
@@ -621,6 +623,256 @@ impl SupportedCscdIds {
     }
 }
 
+/// The state of a node of the copy domain, as this node last established it
+/// (node descriptor byte 0 of page C0h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct NodeState(pub u8);
+
+impl NodeState {
+    /// Not yet contacted (or no node link to it has been tried).
+    pub const UNKNOWN: NodeState = NodeState(0);
+    /// Its node link answered and authenticated.
+    pub const UP: NodeState = NodeState(1);
+    /// Its node link could not be reached or did not authenticate.
+    pub const DOWN: NodeState = NodeState(2);
+    /// The entry is this node itself.
+    pub const SELF: NodeState = NodeState(3);
+
+    /// Lower-case name (`"reserved"` for codes without one).
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeState::UNKNOWN => "unknown",
+            NodeState::UP => "up",
+            NodeState::DOWN => "down",
+            NodeState::SELF => "self",
+            _ => "reserved",
+        }
+    }
+}
+
+/// One node of the copy domain (a node descriptor of page C0h).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DomainNode {
+    /// Its node-link address as configured (`IP:port`); printable ASCII, at
+    /// most [`CopyDomainPage::MAX_ADDRESS_LEN`] bytes on the wire.
+    pub address: String,
+    /// Its copy-manager id, once a handshake told it (`None` is sent as 16
+    /// zero bytes, and 16 zero bytes read back as `None`).
+    pub manager_id: Option<[u8; 16]>,
+    /// What this node last established about it.
+    pub state: NodeState,
+    /// Seconds since `state` was last established.
+    pub seconds: u32,
+}
+
+/// VPD page C0h "oxcopy copy domain" (vendor specific): which copy domain
+/// this node belongs to and what it knows of the domain's nodes. Served
+/// only while the daemon has installed a provider
+/// (`LuRegistry::set_domain_info`). All integers are big-endian, reserved
+/// bytes and bits are 0, addresses are printable ASCII padded with NULs.
+///
+/// ```text
+/// byte       field
+/// 0          PERIPHERAL QUALIFIER (7:5) | PERIPHERAL DEVICE TYPE (4:0)
+/// 1          PAGE CODE = C0h
+/// 2..4       PAGE LENGTH (bytes after byte 3)
+/// 4          VERSION = 01h
+/// 5          FLAGS: bit 0 RMT (remote tokens accepted: the domain lists other nodes); 7:1 reserved
+/// 6..8       reserved
+/// 8..16      DOMAIN FINGERPRINT (identifies the domain key without revealing it)
+/// 16..32     COPY MANAGER ID of this node (the id its ROD tokens carry)
+/// 32..35     reserved
+/// 35         LISTEN ADDRESS LENGTH n (0..=64, a multiple of 4)
+/// 36..36+n   LISTEN ADDRESS: where this node serves the node link (empty: it serves none)
+/// 36+n..     node descriptors (0..=64), to the end of the page
+///
+/// node descriptor, 28 + m bytes
+/// 0          NODE STATE: 00h unknown, 01h up, 02h down, 03h self
+/// 1          reserved
+/// 2..4       DESCRIPTOR LENGTH (bytes after byte 3) = 24 + m
+/// 4..8       SECONDS since the state was last established
+/// 8..24      COPY MANAGER ID of the node (all zero: not known yet)
+/// 24..27     reserved
+/// 27         ADDRESS LENGTH m (0..=64, a multiple of 4)
+/// 28..28+m   ADDRESS: the node's node-link address as configured
+/// ```
+///
+/// The largest page (64 nodes, every address 64 bytes) is 5988 bytes, well
+/// within the 2-byte PAGE LENGTH and INQUIRY's 2-byte ALLOCATION LENGTH
+/// (which cuts the page like any other). A decoder reads the descriptors up
+/// to PAGE LENGTH and skips bytes a longer DESCRIPTOR LENGTH announces.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CopyDomainPage {
+    /// DOMAIN FINGERPRINT.
+    pub fingerprint: [u8; 8],
+    /// This node's copy-manager id.
+    pub manager_id: [u8; 16],
+    /// RMT: tokens made by other nodes of the domain are accepted.
+    pub remote_tokens: bool,
+    /// This node's node-link listen address (empty: none).
+    pub listen: String,
+    /// The configured nodes, this one included when listed.
+    pub nodes: Vec<DomainNode>,
+}
+
+/// Why a page C0h does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CopyDomainPageError {
+    /// Fewer bytes arrived than PAGE LENGTH announces.
+    #[error("page C0h cut short: {declared} bytes announced, {got} arrived")]
+    Truncated {
+        /// 4 + PAGE LENGTH.
+        declared: usize,
+        /// Bytes received.
+        got: usize,
+    },
+    /// Another page.
+    #[error("page code {0:02X}h where C0h was expected")]
+    PageCode(u8),
+    /// A VERSION this decoder does not know.
+    #[error("copy domain page version {0} is not supported (1 is)")]
+    Version(u8),
+    /// PAGE LENGTH ends inside the fixed fields or the listen address.
+    #[error("page C0h too short for its fixed fields")]
+    Short,
+    /// The listen address: a length over 64 or not a multiple of 4, or
+    /// bytes that are not printable ASCII.
+    #[error("malformed listen address")]
+    ListenAddress,
+    /// The address of node descriptor `.0` (counted from 0), malformed
+    /// like [`CopyDomainPageError::ListenAddress`].
+    #[error("malformed address in node descriptor {0}")]
+    NodeAddress(usize),
+    /// A node descriptor cut short by PAGE LENGTH, or whose DESCRIPTOR
+    /// LENGTH does not cover its fields.
+    #[error("node descriptor {0} is malformed or cut short")]
+    Node(usize),
+    /// More than [`CopyDomainPage::MAX_NODES`] node descriptors.
+    #[error("more than 64 node descriptors")]
+    TooManyNodes,
+}
+
+impl CopyDomainPage {
+    /// VERSION of this layout.
+    pub const VERSION: u8 = 1;
+    /// Node descriptors at most (further nodes are not reported).
+    pub const MAX_NODES: usize = 64;
+    /// Address bytes at most (longer addresses are cut).
+    pub const MAX_ADDRESS_LEN: usize = 64;
+    /// Bytes before the listen address, page header included.
+    pub const FIXED_LEN: usize = 36;
+    /// Bytes of a node descriptor before its address.
+    pub const NODE_FIXED_LEN: usize = 28;
+    /// The largest page, header included.
+    pub const MAX_PAGE_LEN: usize =
+        Self::FIXED_LEN + Self::MAX_ADDRESS_LEN + Self::MAX_NODES * (Self::NODE_FIXED_LEN + Self::MAX_ADDRESS_LEN);
+
+    /// The whole page, header included, with `pdt` as byte 0 (peripheral
+    /// qualifier and device type). Addresses are cut to 64 bytes (other
+    /// characters than printable ASCII become `?`), nodes to the first 64.
+    pub fn encode(&self, pdt: u8) -> Vec<u8> {
+        let listen = address_field(&self.listen);
+        let mut b = vec![0u8; Self::FIXED_LEN];
+        b[4] = Self::VERSION;
+        b[5] = u8::from(self.remote_tokens);
+        b[8..16].copy_from_slice(&self.fingerprint);
+        b[16..32].copy_from_slice(&self.manager_id);
+        b[35] = listen.len() as u8;
+        b.extend_from_slice(&listen);
+        for n in self.nodes.iter().take(Self::MAX_NODES) {
+            let addr = address_field(&n.address);
+            let mut d = [0u8; Self::NODE_FIXED_LEN];
+            d[0] = n.state.0;
+            d[2..4].copy_from_slice(&super::len16(Self::NODE_FIXED_LEN - 4 + addr.len()));
+            d[4..8].copy_from_slice(&n.seconds.to_be_bytes());
+            d[8..24].copy_from_slice(&n.manager_id.unwrap_or_default());
+            d[27] = addr.len() as u8;
+            b.extend_from_slice(&d);
+            b.extend_from_slice(&addr);
+        }
+        let body_len = b.len() - 4;
+        b[0] = pdt;
+        b[1] = VpdPage::COPY_DOMAIN;
+        b[2..4].copy_from_slice(&super::len16(body_len));
+        b
+    }
+
+    /// Decode a page as received (header included). Bounded: every field is
+    /// read through [`Fields`], at most 64 descriptors are accepted, and
+    /// every length is checked against PAGE LENGTH and what arrived.
+    pub fn decode(page: &[u8]) -> Result<CopyDomainPage, CopyDomainPageError> {
+        let (body, cut) = page_body(page);
+        if cut {
+            let declared = 4 + usize::from(Fields(page).u16(2).unwrap_or(0));
+            return Err(CopyDomainPageError::Truncated { declared, got: page.len() });
+        }
+        let end = 4 + body.len();
+        let f = Fields(&page[..end]);
+        let code = f.u8(1).unwrap_or(0);
+        if code != VpdPage::COPY_DOMAIN {
+            return Err(CopyDomainPageError::PageCode(code));
+        }
+        let version = f.u8(4).ok_or(CopyDomainPageError::Short)?;
+        if version != Self::VERSION {
+            return Err(CopyDomainPageError::Version(version));
+        }
+        let flags = f.u8(5).ok_or(CopyDomainPageError::Short)?;
+        let fingerprint = f.array(8).ok_or(CopyDomainPageError::Short)?;
+        let manager_id = f.array(16).ok_or(CopyDomainPageError::Short)?;
+        let n = usize::from(f.u8(35).ok_or(CopyDomainPageError::Short)?);
+        let listen = f.slice(Self::FIXED_LEN, n).ok_or(CopyDomainPageError::Short)?;
+        let listen = address_text(listen).ok_or(CopyDomainPageError::ListenAddress)?;
+        let mut at = Self::FIXED_LEN + n;
+        let mut nodes = Vec::new();
+        while at < end {
+            let i = nodes.len();
+            if i == Self::MAX_NODES {
+                return Err(CopyDomainPageError::TooManyNodes);
+            }
+            let bad = CopyDomainPageError::Node(i);
+            let len = usize::from(f.u16(at + 2).ok_or(bad)?);
+            let d = Fields(f.slice(at, 4 + len).ok_or(bad)?);
+            if len < Self::NODE_FIXED_LEN - 4 {
+                return Err(bad);
+            }
+            let m = usize::from(d.u8(27).ok_or(bad)?);
+            let addr = d.slice(Self::NODE_FIXED_LEN, m).ok_or(bad)?;
+            let id: [u8; 16] = d.array(8).ok_or(bad)?;
+            nodes.push(DomainNode {
+                address: address_text(addr).ok_or(CopyDomainPageError::NodeAddress(i))?,
+                manager_id: (id != [0; 16]).then_some(id),
+                state: NodeState(d.u8(0).ok_or(bad)?),
+                seconds: d.u32(4).ok_or(bad)?,
+            });
+            at += 4 + len;
+        }
+        Ok(CopyDomainPage { fingerprint, manager_id, remote_tokens: flags & 0x01 != 0, listen, nodes })
+    }
+}
+
+/// An address as sent: printable ASCII (anything else becomes `?`), cut to
+/// 64 bytes, NUL-padded to a multiple of 4.
+fn address_field(s: &str) -> Vec<u8> {
+    let mut v: Vec<u8> = s
+        .chars()
+        .map(|c| if c == ' ' || c.is_ascii_graphic() { c as u8 } else { b'?' })
+        .take(CopyDomainPage::MAX_ADDRESS_LEN)
+        .collect();
+    v.resize(v.len().div_ceil(4) * 4, 0);
+    v
+}
+
+/// The text of an address field: its bytes up to the first NUL, which must
+/// be printable ASCII; `None` for a field over 64 bytes, of a length that is
+/// not a multiple of 4, or with other bytes.
+fn address_text(field: &[u8]) -> Option<String> {
+    if field.len() > CopyDomainPage::MAX_ADDRESS_LEN || field.len() % 4 != 0 {
+        return None;
+    }
+    let text = field.split(|&b| b == 0).next().unwrap_or_default();
+    text.iter().all(|&b| (0x20..=0x7E).contains(&b)).then(|| text.iter().map(|&b| char::from(b)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -818,5 +1070,193 @@ mod tests {
         assert_eq!(l.len(), 4 + 128);
         assert_eq!(RodTypeEntry::decode(&l[4..]), Some(t));
         assert!((0..64).all(|n| RodTypeEntry::decode(&l[4..4 + n]).is_none()));
+    }
+
+    fn domain_page() -> CopyDomainPage {
+        let own: [u8; 16] = std::array::from_fn(|i| 0x10 + i as u8);
+        CopyDomainPage {
+            fingerprint: [1, 2, 3, 4, 5, 6, 7, 8],
+            manager_id: own,
+            remote_tokens: true,
+            listen: "10.0.0.1:3270".into(),
+            nodes: vec![
+                DomainNode {
+                    address: "10.0.0.1:3270".into(),
+                    manager_id: Some(own),
+                    state: NodeState::SELF,
+                    seconds: 0,
+                },
+                DomainNode {
+                    address: "10.0.0.2:3270".into(),
+                    manager_id: Some([0xAA; 16]),
+                    state: NodeState::UP,
+                    seconds: 0x0102_0304,
+                },
+                DomainNode { address: "[fd00::3]:3270".into(), manager_id: None, state: NodeState::DOWN, seconds: 7 },
+            ],
+        }
+    }
+
+    #[test]
+    fn copy_domain_page_bytes() {
+        let p = domain_page();
+        let b = p.encode(0x00);
+        let mut want = vec![0x00, 0xC0, 0x00, 0xB4, 0x01, 0x01, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        want.extend(0x10..0x20u8);
+        want.extend_from_slice(&[0, 0, 0, 16]);
+        want.extend_from_slice(b"10.0.0.1:3270\0\0\0");
+        // Node 0: self.
+        want.extend_from_slice(&[0x03, 0, 0, 40, 0, 0, 0, 0]);
+        want.extend(0x10..0x20u8);
+        want.extend_from_slice(&[0, 0, 0, 16]);
+        want.extend_from_slice(b"10.0.0.1:3270\0\0\0");
+        // Node 1: up for 0x01020304 s.
+        want.extend_from_slice(&[0x01, 0, 0, 40, 1, 2, 3, 4]);
+        want.extend_from_slice(&[0xAA; 16]);
+        want.extend_from_slice(&[0, 0, 0, 16]);
+        want.extend_from_slice(b"10.0.0.2:3270\0\0\0");
+        // Node 2: down for 7 s, id unknown.
+        want.extend_from_slice(&[0x02, 0, 0, 40, 0, 0, 0, 7]);
+        want.extend_from_slice(&[0; 16]);
+        want.extend_from_slice(&[0, 0, 0, 16]);
+        want.extend_from_slice(b"[fd00::3]:3270\0\0");
+        assert_eq!(b, want);
+        assert_eq!(b.len(), 4 + 0xB4);
+        assert_eq!(CopyDomainPage::decode(&b), Ok(p));
+        assert_eq!(page_body(&b), (&b[4..], false));
+        // No listen address, no nodes: the fixed part alone.
+        let empty = CopyDomainPage::default().encode(0x00);
+        assert_eq!(&empty[..8], &[0, 0xC0, 0, 32, 1, 0, 0, 0]);
+        assert_eq!(empty.len(), CopyDomainPage::FIXED_LEN);
+        assert_eq!(CopyDomainPage::decode(&empty), Ok(CopyDomainPage::default()));
+        assert_eq!(NodeState::default(), NodeState::UNKNOWN);
+        let names: Vec<_> = (0..5).map(|c| NodeState(c).name()).collect();
+        assert_eq!(names, ["unknown", "up", "down", "self", "reserved"]);
+    }
+
+    #[test]
+    fn copy_domain_page_bounds() {
+        // 65 nodes with 100-byte, partly non-ASCII addresses: 64 nodes of 64 bytes.
+        let long = format!("é{}", "x".repeat(99));
+        let node = DomainNode { address: long.clone(), manager_id: None, state: NodeState::UP, seconds: 1 };
+        let p = CopyDomainPage { listen: long, nodes: vec![node; 65], ..CopyDomainPage::default() };
+        let b = p.encode(0);
+        assert_eq!(b.len(), CopyDomainPage::MAX_PAGE_LEN);
+        assert_eq!(b.len(), 5988);
+        let d = CopyDomainPage::decode(&b).unwrap();
+        assert_eq!(d.nodes.len(), 64);
+        assert_eq!(d.listen, format!("?{}", "x".repeat(63)));
+        assert!(d.nodes.iter().all(|n| n.address == d.listen));
+        // A 65th descriptor is refused.
+        let mut more = b.clone();
+        more.extend_from_slice(&b[CopyDomainPage::FIXED_LEN + 64..][..92]);
+        let n = (more.len() - 4) as u16;
+        more[2..4].copy_from_slice(&n.to_be_bytes());
+        assert_eq!(CopyDomainPage::decode(&more), Err(CopyDomainPageError::TooManyNodes));
+    }
+
+    #[test]
+    fn copy_domain_page_malformed() {
+        let b = domain_page().encode(0);
+        let with = |at: usize, v: u8| {
+            let mut c = b.clone();
+            c[at] = v;
+            CopyDomainPage::decode(&c)
+        };
+        assert_eq!(with(1, 0xC1), Err(CopyDomainPageError::PageCode(0xC1)));
+        assert_eq!(with(4, 2), Err(CopyDomainPageError::Version(2)));
+        assert_eq!(with(35, 15), Err(CopyDomainPageError::ListenAddress), "not a multiple of 4");
+        assert_eq!(with(36, 0x7F), Err(CopyDomainPageError::ListenAddress), "not printable");
+        // Node 1 (at 96): DESCRIPTOR LENGTH too small for its fields, then
+        // an ADDRESS LENGTH past the descriptor, then a bad address byte.
+        assert_eq!(with(99, 20), Err(CopyDomainPageError::Node(1)));
+        assert_eq!(with(96 + 27, 20), Err(CopyDomainPageError::Node(1)));
+        assert_eq!(with(96 + 28, 0x80), Err(CopyDomainPageError::NodeAddress(1)));
+        // A longer DESCRIPTOR LENGTH: the extra bytes are skipped.
+        let mut node0 = b[52..96].to_vec();
+        node0[3] = 44;
+        node0.extend_from_slice(&[0; 4]);
+        let mut l = b[..52].to_vec();
+        l.extend_from_slice(&node0);
+        let len = (l.len() - 4) as u16;
+        l[2..4].copy_from_slice(&len.to_be_bytes());
+        let got = CopyDomainPage::decode(&l).unwrap();
+        assert_eq!(got.nodes, domain_page().nodes[..1]);
+    }
+
+    #[test]
+    fn copy_domain_page_every_prefix() {
+        let b = domain_page().encode(0);
+        for n in 0..b.len() {
+            // As received: PAGE LENGTH promises more than arrived.
+            let declared = if n < 4 { 4 } else { b.len() };
+            let got = CopyDomainPage::decode(&b[..n]);
+            assert_eq!(got, Err(CopyDomainPageError::Truncated { declared, got: n }), "prefix {n}");
+            // Cut by the sender: PAGE LENGTH matches, so only whole
+            // descriptors decode; anything else is an error, never a panic.
+            if n >= 4 {
+                let mut c = b[..n].to_vec();
+                c[2..4].copy_from_slice(&((n - 4) as u16).to_be_bytes());
+                match CopyDomainPage::decode(&c) {
+                    Ok(p) => {
+                        let nodes = [52, 96, 140].iter().position(|&e| e == n).expect("a descriptor boundary");
+                        assert_eq!(p.nodes, domain_page().nodes[..nodes], "prefix {n}");
+                    }
+                    Err(e) => assert!(![52, 96, 140].contains(&n), "prefix {n}: {e}"),
+                }
+            }
+        }
+    }
+
+    mod domain_props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn node() -> impl Strategy<Value = DomainNode> {
+            ("[ -~]{0,64}", proptest::option::of(any::<[u8; 16]>()), any::<u8>(), any::<u32>()).prop_map(
+                |(address, id, state, seconds)| DomainNode {
+                    address,
+                    manager_id: id.filter(|id| *id != [0; 16]),
+                    state: NodeState(state),
+                    seconds,
+                },
+            )
+        }
+
+        fn page() -> impl Strategy<Value = CopyDomainPage> {
+            (
+                any::<[u8; 8]>(),
+                any::<[u8; 16]>(),
+                any::<bool>(),
+                "[ -~]{0,64}",
+                proptest::collection::vec(node(), 0..=CopyDomainPage::MAX_NODES),
+            )
+                .prop_map(|(fingerprint, manager_id, remote_tokens, listen, nodes)| CopyDomainPage {
+                    fingerprint,
+                    manager_id,
+                    remote_tokens,
+                    listen,
+                    nodes,
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn decode_inverts_encode(p in page(), pdt in any::<u8>()) {
+                let b = p.encode(pdt);
+                prop_assert!(b.len() <= CopyDomainPage::MAX_PAGE_LEN);
+                prop_assert_eq!(b[0], pdt);
+                prop_assert_eq!(CopyDomainPage::decode(&b), Ok(p));
+            }
+
+            #[test]
+            fn decode_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+                if bytes.len() >= 5 {
+                    bytes[1] = VpdPage::COPY_DOMAIN;
+                    bytes[4] = CopyDomainPage::VERSION;
+                }
+                let _ = CopyDomainPage::decode(&bytes);
+            }
+        }
     }
 }

@@ -1,0 +1,56 @@
+//! The node link of a copy domain: the TCP protocol by which `oxcopyd`
+//! daemons that share a copy-domain key pull ROD data from each other.
+//!
+//! This crate is the wire format and the handshake only — no I/O, no clock,
+//! no randomness (nonces are passed in). The daemon reads and writes the
+//! socket and drives these types. The protocol itself, its security model
+//! and its rules are specified in `docs/node-link.md`; this crate implements
+//! exactly that.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`codes`] | [`MsgKind`] (frame kinds) and [`ErrorCode`] (codes of ERROR frames) |
+//! | [`error`] | [`LinkError`]: why a frame or a handshake was refused |
+//! | [`frame`] | the 12-byte header, [`Message`], [`decode`], [`Message::encode`], [`data_prefix`] |
+//! | [`handshake`] | [`link_key`], [`ClientHandshake`], [`ServerHandshake`] |
+//!
+//! Imports go one way: `codes` ← `error` ← `frame` ← `handshake`.
+//!
+//! Receiving: read [`HEADER_LEN`] bytes, [`parse_header`] them (the length is
+//! bounded per kind before any payload is awaited), read `len` bytes and
+//! [`parse_payload`]; or keep a buffer and call [`decode`] on it. Sending:
+//! [`Message::encode`], or [`data_prefix`] + the data for a DATA frame
+//! without copying the data.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codes;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+
+pub use codes::{ErrorCode, MsgKind};
+pub use error::LinkError;
+pub use frame::{data_prefix, decode, parse_data_prefix, parse_header, parse_payload, Header, Message, OpenedInfo};
+pub use handshake::{link_key, ClientHandshake, ServerHandshake};
+
+/// The four bytes every frame starts with: "OXNL".
+pub const MAGIC: [u8; 4] = *b"OXNL";
+/// The protocol version: in every frame header, and in HELLO.
+pub const VERSION: u8 = 1;
+/// Bytes of a frame header: magic, version, kind, reserved u16, payload length u32.
+pub const HEADER_LEN: usize = 12;
+/// Bytes of a DATA payload before the data: offset u64, crc32c u32, reserved u32.
+pub const DATA_PREFIX: usize = 16;
+/// Data bytes one DATA frame carries at most (1 MiB); at least 1.
+pub const MAX_DATA: usize = 1 << 20;
+/// Bytes of UTF-8 an ERROR frame's message carries at most.
+pub const MAX_ERROR_MESSAGE: usize = 256;
+/// Bytes of a ROD token (OPEN's payload).
+pub const TOKEN_LEN: usize = 512;
+/// A node's identity: the 16-byte copy-manager identifier its tokens carry.
+pub type NodeId = [u8; 16];
+/// A handshake nonce: 32 fresh random bytes from each end.
+pub type Nonce = [u8; 32];
+/// A handshake proof: an HMAC-SHA256 under the link key.
+pub type Proof = [u8; 32];
