@@ -488,3 +488,98 @@ async fn vpd_8f_reports_remote_tokens_6() {
         assert_eq!(remote, Some(6), "node {}: 0106h REMOTE TOKENS", n.name);
     }
 }
+
+/// Receive one frame and decode it with oxcopy-link (panics on anything
+/// but a frame).
+async fn recv_msg(s: &mut tokio::net::TcpStream, what: &str) -> Vec<u8> {
+    match link::recv(s, Duration::from_secs(15)).await {
+        link::Got::Frame { kind, payload } => link::frame(kind, &payload),
+        other => panic!("{what}: {other:?}"),
+    }
+}
+
+fn decode(frame: &[u8]) -> oxcopy_link::Message<'_> {
+    match oxcopy_link::decode(frame) {
+        Ok(Some((m, n))) if n == frame.len() => m,
+        other => panic!("frame from A does not decode: {other:?}"),
+    }
+}
+
+/// The node link with oxcopy-link's `ClientHandshake`: with the domain's
+/// key the handshake reaches READY and the genuine token opens and reads
+/// (the positive control for the refusals); with another key the client
+/// finds that A's proof does not verify (A proves nothing to an outsider),
+/// says AUTH_FAILED, and A closes the link and keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_link_client_handshake_right_and_wrong_key() {
+    use oxcopy_link::{ClientHandshake, ErrorCode, LinkError, Message};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Cluster::abc(&[dir.path()], LUN, None);
+    let a = c.node("A");
+    let sa = a.session().await;
+    let data = pattern(90, MIB);
+    write(&sa, SRC, 0, &data).await;
+    let t = populate(&sa, SRC, 90, &pt(None, vec![range(0, 2048)])).await;
+    let key = std::fs::read(c.dir.path().join("domain-1.key")).expect("the domain key");
+
+    // The right key.
+    let mut s = link::connect(a.link).await;
+    let mut hs = ClientHandshake::new(&key, [0x11; 16], oxcopy_testkit::pattern(91, 32).try_into().unwrap());
+    assert!(link::send(&mut s, &hs.hello()).await);
+    let f = recv_msg(&mut s, "HELLO_REPLY").await;
+    let (auth, server_id) = hs.on_reply(&decode(&f)).expect("A's proof verifies under the domain key");
+    eprintln!("A's node id: {server_id:02x?}");
+    assert!(link::send(&mut s, &auth).await);
+    let f = recv_msg(&mut s, "READY").await;
+    hs.on_ready(&decode(&f)).expect("READY");
+    assert!(link::send(&mut s, &Message::Open { token: &t }.to_frame()).await);
+    let f = recv_msg(&mut s, "OPENED").await;
+    match decode(&f) {
+        Message::Opened(info) => assert_eq!(info.bytes, MIB, "bytes represented: {info:?}"),
+        other => panic!("OPEN of the genuine token: {other:?}"),
+    }
+    assert!(link::send(&mut s, &Message::Read { offset: 4096, len: 256 * KIB }.to_frame()).await);
+    let mut got = Vec::new();
+    for _ in 0..16 {
+        let f = recv_msg(&mut s, "DATA").await;
+        match decode(&f) {
+            Message::Data { offset, data: d } => {
+                assert_eq!(offset, 4096 + got.len() as u64, "DATA in order");
+                got.extend_from_slice(d);
+            }
+            other => panic!("READ: {other:?}"),
+        }
+        if got.len() as u64 >= 256 * KIB {
+            break;
+        }
+    }
+    same(&got, &data[4096..4096 + (256 * KIB) as usize], "DATA frames of a READ");
+    drop(s);
+
+    // Another key.
+    let failed0 = a.metric("oxcopy_link_sessions_total", "result=\"auth_failed\"").await;
+    let mut s = link::connect(a.link).await;
+    let other = oxcopy_testkit::pattern(92, 32);
+    let mut hs = ClientHandshake::new(&other, [0x12; 16], oxcopy_testkit::pattern(93, 32).try_into().unwrap());
+    assert!(link::send(&mut s, &hs.hello()).await);
+    let f = recv_msg(&mut s, "HELLO_REPLY").await;
+    match hs.on_reply(&decode(&f)) {
+        Err(LinkError::AuthFailed) => {}
+        other => panic!("a wrong-key client must not accept A's proof: {other:?}"),
+    }
+    let _ = link::send(&mut s, &Message::Error { code: ErrorCode::AUTH_FAILED, message: "wrong key" }.to_frame()).await;
+    let _ = link::send(&mut s, &Message::Open { token: &t }.to_frame()).await;
+    let got = link::drain_until_closed(&mut s, Duration::from_secs(15)).await;
+    let got = got.unwrap_or_else(|g| panic!("A kept the link of a wrong-key client open; received {g:?}"));
+    assert!(got.iter().all(|f| f.error_code().is_some()), "only errors after a failed handshake: {got:?}");
+    eprintln!(
+        "auth_failed after a client-side AUTH_FAILED: {} -> {}",
+        failed0,
+        a.metric("oxcopy_link_sessions_total", "result=\"auth_failed\"").await
+    );
+    // A still serves B.
+    let (b, sb) = (c.node("B"), c.node("B").session().await);
+    let o = wut_raw(&sb, DST, 91, &wut(t, 0, vec![range(0, 2048)])).await;
+    assert!(o.is_good(), "B pulling from A after the handshakes: {}\n{}", describe(&o), c.logs());
+    same(&file_bytes(&b.lun_file(DST), 0, MIB), &data, "B's copy after the handshakes");
+}
