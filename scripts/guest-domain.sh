@@ -90,6 +90,7 @@ iqn_b=iqn.2026-11.dev.oxcopy:guest-domain-b
 ip_a=127.0.0.2 ip_b=127.0.0.1
 port_a=$(free_port $ip_a) port_b=$(free_port $ip_b)
 link_a=$(free_port $ip_a) link_b=$(free_port $ip_b)
+metrics_b=$(free_port $ip_b)
 (umask 077 && head -c 32 /dev/urandom >"$work/domain.key")
 
 # node NAME IP PORT LINK IQN: write $work/NAME.toml (one 512-byte-block LUN).
@@ -97,6 +98,7 @@ node_config() {
     local name=$1 ip=$2 port=$3 link=$4 iqn=$5
     {
         printf '[server]\nlisten = ["%s:%s"]\ndata_dir = "%s"\nnop_interval = 0\n' "$ip" "$port" "$work/state-$name"
+        [[ $name != B ]] || printf 'metrics = "%s:%s"\n' "$ip" "$metrics_b"
         printf '\n[[target]]\niqn = "%s"\n\n[[target.lun]]\nid = 0\npath = "%s"\nsize = "%sMiB"\n' \
             "$iqn" "$work/$name-lun0.img" "$size_mib"
         if [[ $local_only -eq 0 ]]; then
@@ -147,6 +149,17 @@ else
     head -c $((1 << 20)) /dev/zero >"$work/zero.img"
     "$oxcopy" cp --method host "$work/zero.img" "$url_a?blocks=2048" >&2
     "$oxcopy" token write --delete --no-progress "$work/a.tok" "$url_b" >&2
+    # B pulled the whole LUN from A over the node link.
+    remote=$(python3 -c 'import sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+text = opener.open(sys.argv[1], timeout=10).read().decode()
+print(sum(int(float(l.split()[1])) for l in text.splitlines() if l.startswith("oxcopy_copy_bytes_total{method=\"remote\"}")))' \
+        "http://$ip_b:$metrics_b/metrics")
+    echo "== B's oxcopy_copy_bytes_total{method=\"remote\"}: $remote" >&2
+    if [[ $remote -ne $((size_mib << 20)) ]]; then
+        echo "guest-domain: FAIL: B pulled $remote bytes from A, not $((size_mib << 20))" >&2
+        exit 1
+    fi
 fi
 
 cat >"$work/guest.sh" <<EOF
