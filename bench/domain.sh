@@ -212,7 +212,7 @@ start_node b "$ns_b" 10.77.2.2
 url_a=iscsi://10.77.1.1:3260/$iqn_a/0
 url_b=iscsi://10.77.2.2:3260/$iqn_b/0
 remote_bytes() {
-    in_ns "$ns_h" curl -s http://10.77.2.2:9100/metrics |
+    in_ns "$ns_h" curl -s --noproxy "*" http://10.77.2.2:9100/metrics |
         awk '$1 == "oxcopy_copy_bytes_total{method=\"remote\"}" { print $2 }' | sed 's/^$/0/; s/\..*//'
 }
 
