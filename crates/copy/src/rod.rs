@@ -50,8 +50,8 @@
 
 use crate::clock::Clock;
 use crate::error::{CopyError, Refusal};
-use crate::exec::transfer;
 use crate::exec::blocks_of;
+use crate::exec::transfer;
 use crate::lock::LockMode;
 use crate::remote::{Domain, RemoteSource};
 use crate::source::{CopySource, From, Piece};

@@ -2,7 +2,9 @@
 //!
 //! - the copy engine depends on no protocol crate and no async runtime
 //!   (`oxcopy-copy`'s transitive dependencies in `Cargo.lock`);
-//! - no production module of the iscsi, scsi, copy or storage crates
+//! - the node-link codec (`oxcopy-link`) depends on no other oxcopy crate
+//!   and no async runtime;
+//! - no production module of the iscsi, scsi, copy, storage or link crates
 //!   imports a module that (transitively) imports it back.
 //!
 //! A module is a file under `src/` (`mod.rs`/`lib.rs` name their folder);
@@ -208,7 +210,7 @@ fn cycles(g: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
 #[test]
 fn no_import_cycles_among_production_modules() {
     let mut found = Vec::new();
-    for krate in ["iscsi", "scsi", "copy", "storage"] {
+    for krate in ["iscsi", "scsi", "copy", "storage", "link"] {
         let src = workspace().join("crates").join(krate).join("src");
         let g = edges(&src);
         assert!(g.len() > 1, "{krate}: no modules found under {}", src.display());
@@ -237,10 +239,9 @@ fn the_cycle_finder_finds_cycles() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `oxcopy-copy` reaches no protocol crate and no async runtime, directly or
-/// through its dependencies (as `cargo tree -p oxcopy-copy` would show).
-#[test]
-fn the_copy_engine_depends_on_no_protocol_and_no_runtime() {
+/// The packages `root` reaches in `Cargo.lock`, itself included (as
+/// `cargo tree -p root` would show).
+fn reachable(root: &str) -> BTreeSet<String> {
     let lock = std::fs::read_to_string(workspace().join("Cargo.lock")).expect("Cargo.lock");
     let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for pkg in lock.split("[[package]]").skip(1) {
@@ -266,15 +267,35 @@ fn the_copy_engine_depends_on_no_protocol_and_no_runtime() {
         deps.entry(name).or_default().extend(list);
     }
     let mut seen = BTreeSet::new();
-    let mut todo = vec!["oxcopy-copy".to_string()];
+    let mut todo = vec![root.to_string()];
     while let Some(p) = todo.pop() {
         if seen.insert(p.clone()) {
             todo.extend(deps.get(&p).cloned().unwrap_or_default());
         }
     }
+    seen
+}
+
+/// `oxcopy-copy` reaches no protocol crate and no async runtime, directly or
+/// through its dependencies (as `cargo tree -p oxcopy-copy` would show).
+#[test]
+fn the_copy_engine_depends_on_no_protocol_and_no_runtime() {
+    let seen = reachable("oxcopy-copy");
     assert!(seen.contains("oxcopy-storage") && seen.contains("hmac"), "the lock file was read: {seen:?}");
     for banned in ["oxcopy-scsi", "oxcopy-iscsi", "oxcopy-initiator", "tokio"] {
         assert!(!seen.contains(banned), "oxcopy-copy depends on {banned}");
+    }
+}
+
+/// `oxcopy-link` (the node-link codec and handshake, no I/O) reaches no
+/// other oxcopy crate and no async runtime.
+#[test]
+fn the_node_link_codec_depends_on_no_oxcopy_crate_and_no_runtime() {
+    let seen = reachable("oxcopy-link");
+    assert!(seen.contains("crc32c") && seen.contains("hmac"), "the lock file was read: {seen:?}");
+    for p in &seen {
+        assert!(p == "oxcopy-link" || !p.starts_with("oxcopy"), "oxcopy-link depends on {p}");
+        assert!(p != "tokio" && !p.starts_with("tokio-"), "oxcopy-link depends on {p}");
     }
 }
 
@@ -283,7 +304,7 @@ fn the_copy_engine_depends_on_no_protocol_and_no_runtime() {
 #[test]
 fn no_sleep_in_the_cores() {
     let mut found = Vec::new();
-    for krate in ["iscsi", "scsi", "copy"] {
+    for krate in ["iscsi", "scsi", "copy", "link"] {
         let src = workspace().join("crates").join(krate).join("src");
         let mut stack = vec![src];
         while let Some(dir) = stack.pop() {

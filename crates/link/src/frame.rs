@@ -4,7 +4,7 @@
 //!
 //! Parsing never panics and never allocates: every length is checked
 //! against the kind's bound from the header alone, and payload fields are
-//! read through a bounded [`Reader`].
+//! read through a small bounded reader.
 
 use crate::codes::{ErrorCode, MsgKind};
 use crate::error::LinkError;

@@ -21,6 +21,26 @@
 //! [`parse_payload`]; or keep a buffer and call [`decode`] on it. Sending:
 //! [`Message::encode`], or [`data_prefix`] + the data for a DATA frame
 //! without copying the data.
+//!
+//! ```
+//! use oxcopy_link::{decode, ClientHandshake, Message, ServerHandshake};
+//!
+//! let key = b"copy-domain key";
+//! let mut client = ClientHandshake::new(key, [1; 16], [0xC0; 32]); // nonces: fresh random bytes
+//! let mut server = ServerHandshake::new(key, [2; 16], [0x5E; 32]);
+//!
+//! let hello = client.hello();
+//! let reply = server.on_hello(&decode(&hello)?.unwrap().0)?;
+//! let (auth, server_id) = client.on_reply(&decode(&reply)?.unwrap().0)?;
+//! let (ready, client_id) = server.on_auth(&decode(&auth)?.unwrap().0)?;
+//! client.on_ready(&decode(&ready)?.unwrap().0)?;
+//! assert_eq!((server_id, client_id), ([2; 16], [1; 16]));
+//!
+//! let read = Message::Read { offset: 0, len: 4096 }.to_frame();
+//! assert_eq!(decode(&read[..20])?, None); // more bytes needed
+//! assert_eq!(decode(&read)?, Some((Message::Read { offset: 0, len: 4096 }, read.len())));
+//! # Ok::<(), oxcopy_link::LinkError>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

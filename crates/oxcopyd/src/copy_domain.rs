@@ -283,7 +283,8 @@ impl CopyDomainConfig {
             Some(s) => Some(PathBuf::from(s)),
         };
         let addr = |key: &str, v: &str| -> Result<std::net::SocketAddr, (String, String)> {
-            v.parse().map_err(|_| (format!("copy_domain.{key}"), format!("{v:?} is not an address like \"10.0.0.1:3270\"")))
+            v.parse()
+                .map_err(|_| (format!("copy_domain.{key}"), format!("{v:?} is not an address like \"10.0.0.1:3270\"")))
         };
         let node_listen = raw.node_listen.as_deref().map(|v| addr("node_listen", v)).transpose()?;
         let mut nodes = Vec::new();
@@ -299,9 +300,11 @@ impl CopyDomainConfig {
         }
         let link_max_bytes_per_second = match raw.link_max_bytes_per_second {
             None => None,
-            Some(crate::size::SizeValue::Int(v)) => Some(u64::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| {
-                ("copy_domain.link_max_bytes_per_second".to_string(), "must be a positive number".to_string())
-            })?),
+            Some(crate::size::SizeValue::Int(v)) => {
+                Some(u64::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| {
+                    ("copy_domain.link_max_bytes_per_second".to_string(), "must be a positive number".to_string())
+                })?)
+            }
             Some(crate::size::SizeValue::Str(s)) => Some(crate::size::parse_size(&s).ok_or_else(|| {
                 ("copy_domain.link_max_bytes_per_second".to_string(), format!("{s:?} is not a size like \"200MiB\""))
             })?),

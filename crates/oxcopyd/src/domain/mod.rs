@@ -284,7 +284,8 @@ impl NodeDomain {
     /// The node that answers as copy manager `id`: a known one, else after
     /// probing every node once more.
     fn locate(&self, id: &NodeId) -> Result<SocketAddr, CopyError> {
-        let find = |peers: &[Peer]| peers.iter().find(|p| p.id.as_ref() == Some(id) && p.up == Some(true)).map(|p| p.addr);
+        let find =
+            |peers: &[Peer]| peers.iter().find(|p| p.id.as_ref() == Some(id) && p.up == Some(true)).map(|p| p.addr);
         if let Some(a) = find(&self.peers.lock()) {
             return Ok(a);
         }
@@ -356,4 +357,45 @@ impl oxcopy_copy::Domain for DomainHandle {
 /// Lower-case hex of an id.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl oxcopy_scsi::DomainInfo for NodeDomain {
+    /// VPD page C0h: answered from memory (the prober keeps the states).
+    fn page(&self) -> oxcopy_scsi::CopyDomainPage {
+        use oxcopy_scsi::{DomainNode, NodeState};
+        let peers = self.peers.lock().clone();
+        let nodes = self
+            .cfg
+            .nodes
+            .iter()
+            .map(|a| {
+                if Some(*a) == self.cfg.node_listen {
+                    return DomainNode {
+                        address: a.to_string(),
+                        manager_id: Some(self.me),
+                        state: NodeState::SELF,
+                        seconds: 0,
+                    };
+                }
+                let p = peers.iter().find(|p| p.addr == *a);
+                DomainNode {
+                    address: a.to_string(),
+                    manager_id: p.and_then(|p| p.id),
+                    state: match p.and_then(|p| p.up) {
+                        None => NodeState::UNKNOWN,
+                        Some(true) => NodeState::UP,
+                        Some(false) => NodeState::DOWN,
+                    },
+                    seconds: p.map_or(0, |p| u32::try_from(p.since.elapsed().as_secs()).unwrap_or(u32::MAX)),
+                }
+            })
+            .collect();
+        oxcopy_scsi::CopyDomainPage {
+            fingerprint: self.fingerprint(),
+            manager_id: self.me,
+            remote_tokens: !self.cfg.peers().is_empty(),
+            listen: self.cfg.node_listen.map(|a| a.to_string()).unwrap_or_default(),
+            nodes,
+        }
+    }
 }

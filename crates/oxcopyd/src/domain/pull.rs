@@ -81,7 +81,9 @@ impl Pull {
         let info = match wire::recv(&mut s, &mut buf) {
             Ok(Message::Opened(o)) => o,
             Ok(Message::Error { code, message }) => return Err(wire::code_error(&peer.to_string(), code, message)),
-            Ok(other) => return Err(CopyError::RemoteFailed(format!("node {peer}: answered OPEN with {}", other.kind().name()))),
+            Ok(other) => {
+                return Err(CopyError::RemoteFailed(format!("node {peer}: answered OPEN with {}", other.kind().name())))
+            }
             Err(e) => return Err(lost(&e)),
         };
         if info.block_size == 0 || info.bytes % u64::from(info.block_size) != 0 {

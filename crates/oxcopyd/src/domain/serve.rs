@@ -89,7 +89,8 @@ enum End {
 impl Server {
     /// A server for `domain`'s node, serving the tokens of `registry`.
     pub fn new(domain: Arc<NodeDomain>, registry: Arc<LuRegistry>) -> Arc<Server> {
-        let pacer = domain.config().link_max_bytes_per_second.map(|rate| Pacer { rate, next: Mutex::new(Instant::now()) });
+        let pacer =
+            domain.config().link_max_bytes_per_second.map(|rate| Pacer { rate, next: Mutex::new(Instant::now()) });
         Arc::new(Server {
             domain,
             registry,

@@ -163,6 +163,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
     let mut node_link = None;
     if let Some(d) = &domain {
         rod.set_domain(Some(Arc::new(crate::domain::DomainHandle(d.clone()))));
+        registry.set_domain_info(Some(d.clone() as Arc<dyn oxcopy_scsi::DomainInfo>));
         if let Some(a) = cfg.copy_domain.node_listen {
             let l = TcpListener::bind(a).await.with_context(|| format!("binding the node link {a}"))?;
             node_link = Some((l.local_addr()?, l));

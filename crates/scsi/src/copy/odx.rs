@@ -35,8 +35,8 @@ use crate::result::ScsiStatus;
 use crate::sense::{Asc, Sense, SenseKey};
 use oxcopy_copy::token::is_zero_token;
 use oxcopy_copy::{
-    execute, CancelToken, Consume, CopyError, CopySource, DeviceInfo, ExecControl, Held, OpStatus, RodInfo,
-    RodManager, TokenScope, Unit, Zeros,
+    execute, CancelToken, Consume, CopyError, CopySource, DeviceInfo, ExecControl, Held, OpStatus, RodInfo, RodManager,
+    TokenScope, Unit, Zeros,
 };
 use std::sync::Arc;
 
@@ -349,11 +349,7 @@ pub(crate) fn receive_rod_token_information(ctx: &Ctx<'_>) -> CmdResult {
         completion_status: snap.outcome.scsi_status.0,
         sense: sense.as_ref(),
         token,
-        delay_ms: estimated_delay_ms(
-            snap.bytes,
-            requested.saturating_mul(u64::from(bs)),
-            snap.elapsed,
-        ),
+        delay_ms: estimated_delay_ms(snap.bytes, requested.saturating_mul(u64::from(bs)), snap.elapsed),
     });
     Ok(Done::data(body, be(ctx.cdb, 10, 4)))
 }
