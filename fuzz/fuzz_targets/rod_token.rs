@@ -48,7 +48,7 @@ fn fixture() -> &'static Fixture {
             [7; 16],
             clock.clone() as Arc<dyn Clock>,
             Box::new(StdRng::seed_from_u64(7)),
-            TokenLimits { max_live: 16, max_tombstones: 16 },
+            TokenLimits { max_live: 16, max_per_owner: 16, max_tombstones: 16 },
         );
         let live = [RodType::POINT_IN_TIME_DEFAULT, RodType::ACCESS_UPON_REFERENCE, RodType::POINT_IN_TIME_PERSISTENT]
             .iter()
@@ -69,6 +69,7 @@ fn fixture() -> &'static Fixture {
                     // Long enough that the clock (advanced by at most 255 s per
                     // input) takes a while to expire them; expiry is exercised too.
                     inactivity_timeout: Duration::from_secs(1 << 20),
+                    owner: "iqn.2026-11.dev.oxcopy:fuzzer".into(),
                 };
                 store.issue(&spec, i as u32).expect("issue")
             })

@@ -54,6 +54,9 @@ pub enum CopyError {
     /// A concurrency or record bound was reached.
     #[error("insufficient resources for another copy operation")]
     InsufficientResources,
+    /// The requester runs its share of the copy operations already.
+    #[error("the requester runs its share of copy operations already")]
+    RequesterShare,
     /// The snapshot-space bound leaves no room for a point-in-time copy.
     #[error("no snapshot space left for a point-in-time copy")]
     NoSnapshotSpace,

@@ -122,24 +122,12 @@ pub fn transfer(dst: &dyn Storage, dst_offset: u64, from: &From, len: u64) -> Re
             r.add(CopyMethod::Zero, len);
         }
         From::Remote(rod, offset) => {
-            // One bounded buffer; the remote end streams ahead of us.
-            let mut buf = vec![0u8; usize::try_from(len.min(REMOTE_BUFFER)).unwrap_or(0)];
-            let mut done = 0u64;
-            while done < len {
-                let n = (len - done).min(buf.len() as u64) as usize;
-                let b = &mut buf[..n];
-                rod.read(offset + done, b)?;
-                dst.write_at(b, dst_offset + done)?;
-                done += n as u64;
-            }
+            rod.copy_to(*offset, len, dst, dst_offset)?;
             r.add(CopyMethod::Remote, len);
         }
     }
     Ok(r)
 }
-
-/// Buffer for bytes pulled from a remote ROD, at most.
-pub const REMOTE_BUFFER: u64 = 1 << 20;
 
 /// Blocks `[first, end)` touched by `len` bytes at byte `off` of `unit`.
 pub fn blocks_of(unit: &dyn Unit, off: u64, len: u64) -> (u64, u64) {

@@ -121,6 +121,7 @@ pub struct RodInfo {
 #[derive(Debug)]
 pub struct CopyOperation<K, O> {
     key: Option<ListKey<K>>,
+    requester: K,
     unit: UnitId,
     service_action: u8,
     cancel: CancelToken,
@@ -196,6 +197,8 @@ struct Records<K, O> {
     entries: HashMap<ListKey<K>, Entry<K, O>>,
     /// Running operations per unit.
     running: HashMap<UnitId, u32>,
+    /// Running operations per requester.
+    by_requester: HashMap<K, u32>,
 }
 
 impl<K: Requester, O: Outcome> Records<K, O> {
@@ -227,6 +230,8 @@ pub struct CopyManager<K, O> {
     max_per_unit: u32,
     /// Operations running at once across every unit (daemon-wide bound).
     max_total: AtomicU32,
+    /// Operations one requester may run at once (its share of the total).
+    max_per_requester: AtomicU32,
 }
 
 /// Which part of a record a status command consumes.
@@ -248,12 +253,24 @@ impl<K: Requester, O: Outcome> CopyManager<K, O> {
     /// [`CopyManager::new`], keeping completed records for `retention` when unread.
     pub fn with_retention(clock: Arc<dyn Clock>, max_per_unit: u32, retention: Duration) -> Self {
         CopyManager {
-            records: Mutex::new(Records { entries: HashMap::new(), running: HashMap::new() }),
+            records: Mutex::new(Records {
+                entries: HashMap::new(),
+                running: HashMap::new(),
+                by_requester: HashMap::new(),
+            }),
             retention,
             clock,
             max_per_unit,
             max_total: AtomicU32::new(u32::MAX),
+            max_per_requester: AtomicU32::new(u32::MAX),
         }
+    }
+
+    /// Bound the operations one requester (an I_T nexus) may run at once,
+    /// so that one cannot starve the others; beyond it
+    /// [`CopyManager::begin`] fails with [`CopyError::RequesterShare`].
+    pub fn set_max_per_requester(&self, n: u32) {
+        self.max_per_requester.store(n.max(1), Ordering::Relaxed);
     }
 
     /// Bound the operations running at once across every unit; beyond it
@@ -299,11 +316,15 @@ impl<K: Requester, O: Outcome> CopyManager<K, O> {
         if r.running.values().sum::<u32>() >= self.max_total.load(Ordering::Relaxed) {
             return Err(CopyError::InsufficientResources);
         }
+        if r.by_requester.get(requester).copied().unwrap_or(0) >= self.max_per_requester.load(Ordering::Relaxed) {
+            return Err(CopyError::RequesterShare);
+        }
         if key.is_some() && r.entries.len() >= MAX_RECORDS && !r.evict_oldest_completed() {
             return Err(CopyError::InsufficientResources);
         }
         let op = Arc::new(CopyOperation {
             key: key.clone(),
+            requester: requester.clone(),
             unit,
             service_action,
             cancel: CancelToken::new(),
@@ -314,6 +335,7 @@ impl<K: Requester, O: Outcome> CopyManager<K, O> {
             started: now,
         });
         *r.running.entry(unit).or_insert(0) += 1;
+        *r.by_requester.entry(requester.clone()).or_insert(0) += 1;
         if let Some(k) = key {
             r.entries.insert(k, Entry { op: op.clone(), status_read: false, details_read: false });
         }
@@ -335,6 +357,12 @@ impl<K: Requester, O: Outcome> CopyManager<K, O> {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 r.running.remove(&op.unit);
+            }
+        }
+        if let Some(n) = r.by_requester.get_mut(&op.requester) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                r.by_requester.remove(&op.requester);
             }
         }
     }
@@ -553,5 +581,23 @@ mod tests {
         assert!(matches!(m.begin(&3, b, None, 0), Err(CopyError::InsufficientResources)));
         m.finish(&o, ok());
         assert!(m.begin(&3, b, None, 0).is_ok());
+    }
+
+    /// One requester running its share does not stop another.
+    #[test]
+    fn one_requester_cannot_take_every_slot() {
+        let (m, _) = manager();
+        m.set_max_per_requester(2);
+        let (a, b) = (unit(1), unit(2));
+        let o1 = m.begin(&1, a, Some(1), 0).unwrap();
+        let o2 = m.begin(&1, b, None, 0).unwrap();
+        assert!(matches!(m.begin(&1, b, Some(3), 0), Err(CopyError::RequesterShare)));
+        let other = m.begin(&2, a, None, 0).expect("another requester still runs copies");
+        m.finish(&o1, ok());
+        let o3 = m.begin(&1, b, Some(3), 0).expect("room again once one finished");
+        for o in [o2, o3, other] {
+            m.finish(&o, ok());
+        }
+        assert_eq!(m.running_total(), 0);
     }
 }

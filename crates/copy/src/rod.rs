@@ -108,8 +108,12 @@ pub struct RodConfig {
     pub max_inactivity_timeout: u32,
     /// Live tokens at most.
     pub max_tokens: usize,
+    /// Live tokens one initiator may hold at most.
+    pub max_tokens_per_initiator: usize,
     /// Snapshot space at most, bytes (see the module docs).
     pub max_snapshot_bytes: u64,
+    /// Snapshot space the tokens of one initiator may hold at most, bytes.
+    pub max_snapshot_bytes_per_initiator: u64,
     /// Concurrent background copies at most.
     pub max_background: usize,
 }
@@ -129,7 +133,9 @@ impl RodConfig {
             default_inactivity_timeout: 60,
             max_inactivity_timeout: 3600,
             max_tokens: 1024,
+            max_tokens_per_initiator: 1024,
             max_snapshot_bytes: 64 << 30,
+            max_snapshot_bytes_per_initiator: 64 << 30,
             max_background: DEFAULT_MAX_BACKGROUND,
         }
     }
@@ -142,39 +148,68 @@ pub trait Spawner: Send + Sync + fmt::Debug {
     fn spawn(&self, job: Box<dyn FnOnce() + Send>) -> Result<(), Box<dyn FnOnce() + Send>>;
 }
 
-/// The snapshot-space account.
+/// The snapshot-space account: daemon-wide, and per initiator (whose
+/// tokens the space is charged to), so that one initiator cannot take it all.
 #[derive(Debug)]
 struct Space {
     used: AtomicU64,
     max: u64,
+    max_per_owner: u64,
+    by_owner: Mutex<HashMap<Arc<str>, u64>>,
     metrics: Arc<dyn CopyMetrics>,
 }
 
 impl Space {
-    fn try_charge(&self, n: u64) -> bool {
+    fn try_charge(&self, owner: &Arc<str>, n: u64) -> bool {
+        let mut by_owner = self.by_owner.lock();
+        let mine = by_owner.get(owner).copied().unwrap_or(0);
+        if mine.checked_add(n).is_none_or(|t| t > self.max_per_owner) {
+            return false;
+        }
         let ok = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_add(n).filter(|&t| t <= self.max))
             .is_ok();
+        if ok {
+            by_owner.insert(owner.clone(), mine + n);
+        }
         self.metrics.rod_snapshot_bytes(self.used.load(Ordering::Acquire));
         ok
     }
-    fn release(&self, n: u64) {
+    fn release(&self, owner: &Arc<str>, n: u64) {
+        let mut by_owner = self.by_owner.lock();
+        if let Some(m) = by_owner.get_mut(owner) {
+            *m = m.saturating_sub(n);
+            if *m == 0 {
+                by_owner.remove(owner);
+            }
+        }
         let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| Some(u.saturating_sub(n)));
         self.metrics.rod_snapshot_bytes(self.used.load(Ordering::Acquire));
     }
 }
 
-/// Bytes charged to one token, returned when it goes.
+/// Bytes charged to one token (and its initiator), returned when it goes.
 #[derive(Debug)]
 struct Charge {
     space: Arc<Space>,
+    owner: Arc<str>,
     bytes: AtomicU64,
+}
+
+impl Charge {
+    fn try_add(&self, n: u64) -> bool {
+        let ok = self.space.try_charge(&self.owner, n);
+        if ok {
+            self.bytes.fetch_add(n, Ordering::AcqRel);
+        }
+        ok
+    }
 }
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        self.space.release(self.bytes.load(Ordering::Acquire));
+        self.space.release(&self.owner, self.bytes.load(Ordering::Acquire));
     }
 }
 
@@ -368,6 +403,16 @@ impl RodSource {
         }
     }
 
+    /// The token's reflink snapshot, if it has one: its bytes are the ROD's
+    /// (offset for offset) and never change, so they may be sent from the
+    /// file without locks or checks.
+    pub fn snapshot(&self) -> Option<&Arc<dyn Storage>> {
+        match &self.kind {
+            SourceKind::Snapshot(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Bytes the ROD represents (its ranges laid end to end).
     pub fn rod_bytes(&self) -> u64 {
         let bs = u64::from(self.unit.block_size());
@@ -458,10 +503,9 @@ impl RodSource {
         if bytes == 0 {
             return;
         }
-        if !self.charge.space.try_charge(bytes) {
+        if !self.charge.try_add(bytes) {
             return self.invalidate("snapshot space exhausted");
         }
-        self.charge.bytes.fetch_add(bytes, Ordering::AcqRel);
         let store = match &st.store {
             Some(s) => s.clone(),
             None => match scratch_for(unit) {
@@ -702,10 +746,20 @@ impl RodManager {
         rng: crate::token::TokenRng,
         metrics: Arc<dyn CopyMetrics>,
     ) -> Self {
-        let limits = TokenLimits { max_live: cfg.max_tokens, ..TokenLimits::default() };
+        let limits = TokenLimits {
+            max_live: cfg.max_tokens,
+            max_per_owner: cfg.max_tokens_per_initiator.clamp(1, cfg.max_tokens.max(1)),
+            ..TokenLimits::default()
+        };
         let store =
             TokenStore::new(cfg.key.clone(), cfg.manager_id, clock, rng, limits).with_generation(cfg.generation);
-        let space = Arc::new(Space { used: AtomicU64::new(0), max: cfg.max_snapshot_bytes, metrics: metrics.clone() });
+        let space = Arc::new(Space {
+            used: AtomicU64::new(0),
+            max: cfg.max_snapshot_bytes,
+            max_per_owner: cfg.max_snapshot_bytes_per_initiator,
+            by_owner: Mutex::new(HashMap::new()),
+            metrics: metrics.clone(),
+        });
         RodManager {
             cfg,
             store,
@@ -795,9 +849,10 @@ impl RodManager {
     }
 
     /// POPULATE TOKEN's work: establish the ROD of `ranges` on `unit` with
-    /// `rod_type` and issue its token. `device` is what the token says about
-    /// the unit and its target beyond what [`Unit`] knows (provisioning,
-    /// target name).
+    /// `rod_type` and issue its token, charged to initiator `owner` (its
+    /// shares of live tokens and snapshot space). `device` is what the token
+    /// says about the unit and its target beyond what [`Unit`] knows
+    /// (provisioning, target name).
     pub fn create(
         &self,
         unit: &Arc<dyn Unit>,
@@ -805,6 +860,7 @@ impl RodManager {
         rod_type: u32,
         ranges: &[BlockRange],
         timeout_secs: u32,
+        owner: &str,
     ) -> Result<(Box<[u8; TOKEN_LEN]>, u64), CopyError> {
         let lu = unit;
         let bs = u64::from(lu.block_size());
@@ -817,7 +873,7 @@ impl RodManager {
         sorted.sort_by_key(|r| r.lba);
         let _guards: Vec<_> =
             sorted.iter().map(|r| lu.range_locks().lock(r.lba, u64::from(r.blocks), LockMode::Shared)).collect();
-        let charge = Charge { space: self.space.clone(), bytes: AtomicU64::new(0) };
+        let charge = Charge { space: self.space.clone(), owner: Arc::from(owner), bytes: AtomicU64::new(0) };
         let kind = match rod_type {
             RodType::ACCESS_UPON_REFERENCE => SourceKind::Live,
             RodType::POINT_IN_TIME_CHANGE_VULNERABLE => SourceKind::ChangeVulnerable,
@@ -831,11 +887,9 @@ impl RodManager {
                 };
                 match snap {
                     Some(snap) => {
-                        let bytes = total_blocks * bs;
-                        if !self.space.try_charge(bytes) {
+                        if !charge.try_add(total_blocks * bs) {
                             return Err(CopyError::NoSnapshotSpace);
                         }
-                        charge.bytes.store(bytes, Ordering::Release);
                         SourceKind::Snapshot(snap)
                     }
                     None => SourceKind::Cow(CowStore::default()),
@@ -860,6 +914,7 @@ impl RodManager {
             target_name: device.target_name.clone(),
             bytes: u128::from(total_blocks * bs),
             inactivity_timeout: Duration::from_secs(u64::from(timeout_secs.max(1))),
+            owner: owner.to_owned(),
         };
         let token = self.store.issue_shared(&spec, source)?;
         self.metrics.rod_tokens(self.store.live());

@@ -30,6 +30,9 @@ pub enum From {
     Remote(Arc<dyn RemoteRod>, u64),
 }
 
+/// Buffer for bytes pulled from a remote ROD through user space, at most.
+pub const REMOTE_BUFFER: u64 = 1 << 20;
+
 /// What a remote ROD is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteInfo {
@@ -55,6 +58,22 @@ pub trait RemoteRod: Send + Sync + fmt::Debug {
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), CopyError>;
     /// `[offset, offset + len)` is read next, in order (start streaming it).
     fn prefetch(&self, _offset: u64, _len: u64) {}
+    /// Write ROD bytes `[offset, offset + len)` into `dst` at byte
+    /// `dst_offset` (the executor's move, range locks held). The default
+    /// goes through one bounded buffer; an implementation may let the
+    /// kernel move the bytes from its socket to `dst`'s file instead.
+    fn copy_to(&self, offset: u64, len: u64, dst: &dyn Storage, dst_offset: u64) -> Result<(), CopyError> {
+        let mut buf = vec![0u8; usize::try_from(len.min(REMOTE_BUFFER)).unwrap_or(0)];
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(buf.len() as u64) as usize;
+            let b = &mut buf[..n];
+            self.read(offset + done, b)?;
+            dst.write_at(b, dst_offset + done)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
     /// DEL_TKN: delete the token at its creator (once its users finish).
     fn delete(&self) -> Result<(), CopyError>;
 }

@@ -190,6 +190,9 @@ pub enum TokenError {
     /// No room for another live token (55h/0Dh).
     #[error("too many live tokens")]
     TooMany,
+    /// The requesting initiator holds its share of live tokens (55h/0Dh).
+    #[error("the initiator holds its share of live tokens")]
+    InitiatorShare,
 }
 
 /// What the token says about the LU that created it.
@@ -222,6 +225,8 @@ pub struct TokenSpec {
     pub bytes: u128,
     /// Inactivity timeout (already validated against the maximum; non-zero).
     pub inactivity_timeout: Duration,
+    /// Who asked for it (the initiator's name): its share of live tokens is bounded.
+    pub owner: String,
 }
 
 /// Limits of a [`TokenStore`].
@@ -229,13 +234,16 @@ pub struct TokenSpec {
 pub struct TokenLimits {
     /// Live tokens at most (POPULATE TOKEN beyond → 55h/0Dh).
     pub max_live: usize,
+    /// Live tokens one owner (initiator) may hold at most, so that one
+    /// initiator cannot starve the others (beyond → 55h/0Dh).
+    pub max_per_owner: usize,
     /// How many ended tokens are remembered for precise sense (older ones read as unknown).
     pub max_tombstones: usize,
 }
 
 impl Default for TokenLimits {
     fn default() -> Self {
-        TokenLimits { max_live: 1024, max_tombstones: 4096 }
+        TokenLimits { max_live: 1024, max_per_owner: 1024, max_tombstones: 4096 }
     }
 }
 
@@ -359,6 +367,7 @@ impl From<Ended> for TokenError {
 
 struct Entry<P> {
     token: Box<[u8; TOKEN_LEN]>,
+    owner: Arc<str>,
     header: TokenHeader,
     payload: Arc<P>,
     timeout: Duration,
@@ -534,6 +543,9 @@ impl<P> TokenStore<P> {
         if inner.live.len() >= self.limits.max_live {
             return Err(TokenError::TooMany);
         }
+        if inner.live.values().filter(|e| *e.owner == *spec.owner).count() >= self.limits.max_per_owner {
+            return Err(TokenError::InitiatorShare);
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut t = Box::new(build_body(spec, id, &self.manager_id, &mut **self.rng.lock()));
         let mac = self.mac(&t[..off::MAC]);
@@ -541,7 +553,15 @@ impl<P> TokenStore<P> {
         let header = parse_header(&t);
         inner.live.insert(
             id,
-            Entry { token: t.clone(), header, payload, timeout: spec.inactivity_timeout, last_active: now, refs: 0 },
+            Entry {
+                token: t.clone(),
+                owner: Arc::from(spec.owner.as_str()),
+                header,
+                payload,
+                timeout: spec.inactivity_timeout,
+                last_active: now,
+                refs: 0,
+            },
         );
         Ok(t)
     }

@@ -19,6 +19,7 @@ fn spec(rod_type: u32) -> TokenSpec {
         target_name: "iqn.2026-01.dev.oxcopy:disk0".into(),
         bytes: 1 << 30,
         inactivity_timeout: Duration::from_secs(60),
+        owner: "iqn.2026-01.dev.test:host1".into(),
     }
 }
 
@@ -198,7 +199,7 @@ fn live_token_limit_gives_insufficient_resources() {
         MANAGER,
         Arc::new(ManualClock::new()),
         rng(5),
-        TokenLimits { max_live: 2, max_tombstones: 1 },
+        TokenLimits { max_live: 2, max_per_owner: 2, max_tombstones: 1 },
     );
     s.issue(&spec(RodType::POINT_IN_TIME_DEFAULT), 0).expect("1");
     let t = s.issue(&spec(RodType::POINT_IN_TIME_DEFAULT), 0).expect("2");
@@ -209,6 +210,31 @@ fn live_token_limit_gives_insufficient_resources() {
     s.issue(&spec(RodType::POINT_IN_TIME_DEFAULT), 0).expect("room again");
 }
 
+/// One initiator holding its share of live tokens does not stop another.
+#[test]
+fn one_initiator_cannot_take_every_token() {
+    let s = TokenStore::<u32>::new(
+        CopyDomainKey::random(&mut StdRng::seed_from_u64(4)),
+        MANAGER,
+        Arc::new(ManualClock::new()),
+        rng(5),
+        TokenLimits { max_live: 4, max_per_owner: 2, max_tombstones: 4 },
+    );
+    let greedy = spec(RodType::POINT_IN_TIME_DEFAULT);
+    let mut other = spec(RodType::POINT_IN_TIME_DEFAULT);
+    other.owner = "iqn.2026-01.dev.test:host2".into();
+    let t = s.issue(&greedy, 0).expect("1");
+    s.issue(&greedy, 0).expect("2");
+    assert_eq!(s.issue(&greedy, 0).err(), Some(TokenError::InitiatorShare));
+    s.issue(&other, 0).expect("another initiator still gets tokens");
+    s.issue(&other, 0).expect("up to its own share");
+    assert_eq!(s.issue(&other, 0).err(), Some(TokenError::TooMany), "then the daemon-wide bound");
+    // A token that goes gives its owner room again.
+    let id = s.verify(&t[..]).expect("verify").id;
+    assert!(s.delete(id));
+    s.issue(&greedy, 0).expect("room again");
+}
+
 #[test]
 fn tombstones_are_bounded() {
     let clock = Arc::new(ManualClock::new());
@@ -217,7 +243,7 @@ fn tombstones_are_bounded() {
         MANAGER,
         clock,
         rng(8),
-        TokenLimits { max_live: 16, max_tombstones: 2 },
+        TokenLimits { max_live: 16, max_per_owner: 16, max_tombstones: 2 },
     );
     let toks: Vec<_> = (0..4).map(|i| s.issue(&spec(RodType::POINT_IN_TIME_DEFAULT), i).expect("issue")).collect();
     for t in &toks {

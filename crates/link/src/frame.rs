@@ -84,14 +84,18 @@ pub enum Message<'a> {
         /// Bytes.
         len: u64,
     },
-    /// Server → client: `data` (1..=[`MAX_DATA`] bytes) at `offset`. The
-    /// CRC32C on the wire is verified by the parser and computed by
-    /// [`Message::encode`].
+    /// Server → client: `data` (1..=[`MAX_DATA`] bytes) at `offset`. With
+    /// `crc`, the frame carries a CRC32C of the data ([`DATA_FLAG_CRC`]):
+    /// computed by [`Message::encode`], verified by the parser. Without
+    /// (data sent straight from a file by the kernel), TCP's own checks
+    /// are all there is.
     Data {
         /// Where `data` lies in the ROD.
         offset: u64,
         /// The bytes.
         data: &'a [u8],
+        /// Whether a CRC32C of `data` travels with it.
+        crc: bool,
     },
     /// Client → server: delete the token.
     Delete,
@@ -261,17 +265,16 @@ pub fn parse_payload(h: Header, payload: &[u8]) -> Result<Message<'_>, LinkError
         MsgKind::DATA => {
             let offset = r.u64()?;
             let crc = r.u32()?;
-            if r.u32()? != 0 {
-                return Err(LinkError::Reserved);
-            }
+            let flags = r.u32()?;
+            let checked = data_flags(flags, crc)?;
             let data = r.rest();
             if data.is_empty() {
                 return Err(r.short());
             }
-            if crc32c::crc32c(data) != crc {
+            if checked.is_some_and(|c| crc32c::crc32c(data) != c) {
                 return Err(LinkError::Checksum);
             }
-            Message::Data { offset, data }
+            Message::Data { offset, data, crc: checked.is_some() }
         }
         MsgKind::DELETE => Message::Delete,
         MsgKind::DELETED => Message::Deleted,
@@ -330,21 +333,30 @@ fn truncate(s: &str, max: usize) -> &str {
     s.get(..end).unwrap_or("")
 }
 
-/// The frame header and DATA prefix (offset, CRC32C of `data`, reserved) of
-/// a DATA frame carrying `data`, so a sender can `writev(prefix, data)`
-/// without copying the data. `data.len()` must be `1..=MAX_DATA`
-/// (debug-asserted; never a panic in release).
-pub fn data_prefix(offset: u64, data: &[u8]) -> [u8; HEADER_LEN + DATA_PREFIX] {
-    debug_assert!((1..=MAX_DATA).contains(&data.len()), "DATA carries 1..=MAX_DATA bytes, not {}", data.len());
-    let len = u32::try_from(DATA_PREFIX + data.len()).unwrap_or(u32::MAX);
-    let crc = crc32c::crc32c(data);
+/// DATA FLAGS bit 0: the CRC32C field is valid (else it must be 0).
+pub const DATA_FLAG_CRC: u32 = 1;
+
+/// The CRC a DATA prefix's FLAGS and CRC fields promise (`None`: no CRC);
+/// unknown flag bits, or a CRC without its flag, are refused.
+fn data_flags(flags: u32, crc: u32) -> Result<Option<u32>, LinkError> {
+    match flags {
+        DATA_FLAG_CRC => Ok(Some(crc)),
+        0 if crc == 0 => Ok(None),
+        _ => Err(LinkError::Reserved),
+    }
+}
+
+fn prefix_bytes(offset: u64, len: usize, crc: Option<u32>) -> [u8; HEADER_LEN + DATA_PREFIX] {
+    debug_assert!((1..=MAX_DATA).contains(&len), "DATA carries 1..=MAX_DATA bytes, not {len}");
+    let len = u32::try_from(DATA_PREFIX + len).unwrap_or(u32::MAX);
+    let flags = if crc.is_some() { DATA_FLAG_CRC } else { 0 };
     let bytes = MAGIC
         .into_iter()
         .chain([VERSION, MsgKind::DATA.0, 0, 0])
         .chain(len.to_be_bytes())
         .chain(offset.to_be_bytes())
-        .chain(crc.to_be_bytes())
-        .chain([0; 4]);
+        .chain(crc.unwrap_or(0).to_be_bytes())
+        .chain(flags.to_be_bytes());
     let mut out = [0u8; HEADER_LEN + DATA_PREFIX];
     for (dst, b) in out.iter_mut().zip(bytes) {
         *dst = b;
@@ -352,18 +364,34 @@ pub fn data_prefix(offset: u64, data: &[u8]) -> [u8; HEADER_LEN + DATA_PREFIX] {
     out
 }
 
-/// The DATA prefix (offset, CRC32C) of a DATA frame whose data the caller
-/// reads straight into its own buffer (then checks the CRC itself);
-/// reserved bytes must be zero, as [`parse_payload`] demands.
-pub fn parse_data_prefix(p: &[u8; DATA_PREFIX]) -> Result<(u64, u32), LinkError> {
+/// The frame header and DATA prefix (offset, CRC32C of `data`, flags) of
+/// a DATA frame carrying `data`, so a sender can `writev(prefix, data)`
+/// without copying the data. `data.len()` must be `1..=MAX_DATA`
+/// (debug-asserted; never a panic in release).
+pub fn data_prefix(offset: u64, data: &[u8]) -> [u8; HEADER_LEN + DATA_PREFIX] {
+    prefix_bytes(offset, data.len(), Some(crc32c::crc32c(data)))
+}
+
+/// The frame header and DATA prefix of a DATA frame of `len` bytes that
+/// carries no CRC (the kernel sends the data straight from a file, which
+/// user space never reads). `len` must be `1..=MAX_DATA`.
+pub fn data_prefix_unchecked(offset: u64, len: usize) -> [u8; HEADER_LEN + DATA_PREFIX] {
+    prefix_bytes(offset, len, None)
+}
+
+/// The DATA prefix of a DATA frame whose data the caller reads straight
+/// into its own buffer (or file): its offset and the CRC32C the caller must
+/// check, if the frame carries one. Flags and CRC are checked as
+/// [`parse_payload`] checks them.
+pub fn parse_data_prefix(p: &[u8; DATA_PREFIX]) -> Result<(u64, Option<u32>), LinkError> {
     let mut o = [0u8; 8];
     o.copy_from_slice(&p[..8]);
     let mut c = [0u8; 4];
     c.copy_from_slice(&p[8..12]);
-    if p[12..16] != [0; 4] {
-        return Err(LinkError::Reserved);
-    }
-    Ok((u64::from_be_bytes(o), u32::from_be_bytes(c)))
+    let mut f = [0u8; 4];
+    f.copy_from_slice(&p[12..16]);
+    let crc = data_flags(u32::from_be_bytes(f), u32::from_be_bytes(c))?;
+    Ok((u64::from_be_bytes(o), crc))
 }
 
 impl Message<'_> {
@@ -428,9 +456,10 @@ impl Message<'_> {
                 out.extend_from_slice(&offset.to_be_bytes());
                 out.extend_from_slice(&len.to_be_bytes());
             }
-            Message::Data { offset, data } => {
+            Message::Data { offset, data, crc } => {
                 out.reserve(HEADER_LEN + DATA_PREFIX + data.len());
-                out.extend_from_slice(&data_prefix(*offset, data));
+                let p = if *crc { data_prefix(*offset, data) } else { data_prefix_unchecked(*offset, data.len()) };
+                out.extend_from_slice(&p);
                 out.extend_from_slice(data);
             }
             Message::Ping(cookie) | Message::Pong(cookie) => {

@@ -51,7 +51,10 @@ pub mod handshake;
 
 pub use codes::{ErrorCode, MsgKind};
 pub use error::LinkError;
-pub use frame::{data_prefix, decode, parse_data_prefix, parse_header, parse_payload, Header, Message, OpenedInfo};
+pub use frame::{
+    data_prefix, data_prefix_unchecked, decode, parse_data_prefix, parse_header, parse_payload, Header, Message,
+    OpenedInfo, DATA_FLAG_CRC,
+};
 pub use handshake::{link_key, ClientHandshake, ServerHandshake};
 
 /// The four bytes every frame starts with: "OXNL".

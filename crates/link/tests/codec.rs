@@ -49,8 +49,13 @@ fn vectors() -> Vec<(Message<'static>, Vec<u8>)> {
         ),
         (
             // CRC32C("123456789") = E3069283h, the standard check value.
-            Message::Data { offset: 0x0102_0304_0506_0708, data: b"123456789" },
-            hex("4F584E4C 01 13 0000 00000019  0102030405060708 E3069283 00000000  313233343536373839"),
+            Message::Data { offset: 0x0102_0304_0506_0708, data: b"123456789", crc: true },
+            hex("4F584E4C 01 13 0000 00000019  0102030405060708 E3069283 00000001  313233343536373839"),
+        ),
+        (
+            // Sent from a file by the kernel: no CRC, flags 0.
+            Message::Data { offset: 7, data: b"abc", crc: false },
+            hex("4F584E4C 01 13 0000 00000013  0000000000000007 00000000 00000000  616263"),
         ),
         (Message::Delete, hex("4F584E4C 01 14 0000 00000000")),
         (Message::Deleted, hex("4F584E4C 01 15 0000 00000000")),
@@ -114,7 +119,7 @@ fn every_kind_encodes_to_its_hand_written_frame_and_parses_back() {
 #[test]
 fn data_prefix_is_the_front_of_the_encoded_frame() {
     for data in [&b"x"[..], b"123456789", &[7u8; MAX_DATA][..]] {
-        let frame = Message::Data { offset: 42, data }.to_frame();
+        let frame = Message::Data { offset: 42, data, crc: true }.to_frame();
         let prefix = data_prefix(42, data);
         assert_eq!(&frame[..HEADER_LEN + DATA_PREFIX], &prefix[..]);
         assert_eq!(&frame[HEADER_LEN + DATA_PREFIX..], data);
@@ -126,8 +131,8 @@ fn every_prefix_of_every_frame_asks_for_more() {
     let big = vec![0xA5u8; MAX_DATA];
     let long = "x".repeat(MAX_ERROR_MESSAGE);
     let mut frames: Vec<Vec<u8>> = vectors().into_iter().map(|(_, f)| f).collect();
-    frames.push(Message::Data { offset: u64::MAX, data: &big }.to_frame());
-    frames.push(Message::Data { offset: 0, data: &[1] }.to_frame());
+    frames.push(Message::Data { offset: u64::MAX, data: &big, crc: true }.to_frame());
+    frames.push(Message::Data { offset: 0, data: &[1], crc: false }.to_frame());
     frames.push(Message::Error { code: ErrorCode(0xFFFF), message: &long }.to_frame());
     for frame in &frames {
         for n in 0..frame.len() {
@@ -219,17 +224,28 @@ fn wrong_exact_lengths_are_refused() {
 #[test]
 fn hostile_payloads_are_refused() {
     // DATA whose CRC does not match (data flipped, then CRC flipped).
-    let good = Message::Data { offset: 9, data: b"123456789" }.to_frame();
+    let good = Message::Data { offset: 9, data: b"123456789", crc: true }.to_frame();
     let mut bad = good.clone();
     *bad.last_mut().unwrap() ^= 1;
     assert_eq!(decode(&bad), Err(LinkError::Checksum));
     let mut bad = good.clone();
     bad[HEADER_LEN + 8] ^= 0x80;
     assert_eq!(decode(&bad), Err(LinkError::Checksum));
-    // DATA's reserved word.
+    // DATA's flags: unknown bits; a CRC without its flag.
     let mut bad = good.clone();
-    bad[HEADER_LEN + 15] = 1;
+    bad[HEADER_LEN + 15] = 3;
     assert_eq!(decode(&bad), Err(LinkError::Reserved));
+    let mut bad = good.clone();
+    bad[HEADER_LEN + 12] = 0x80;
+    assert_eq!(decode(&bad), Err(LinkError::Reserved));
+    let mut bad = good.clone();
+    bad[HEADER_LEN + 15] = 0;
+    assert_eq!(decode(&bad), Err(LinkError::Reserved));
+    // Without the flag and with a zero CRC field, any data is taken as is.
+    let mut plain = good.clone();
+    plain[HEADER_LEN + 8..HEADER_LEN + 16].fill(0);
+    *plain.last_mut().unwrap() ^= 1;
+    assert!(matches!(decode(&plain), Ok(Some((Message::Data { crc: false, .. }, _)))));
 
     // ERROR: invalid UTF-8, a message length that disagrees, reserved.
     let bad = hex("4F584E4C 01 7F 0000 00000008  0001 0000 0002 C328");

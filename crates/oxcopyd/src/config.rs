@@ -61,6 +61,9 @@ pub struct RawServer {
     /// Copy operations (EXTENDED COPY, token copies) running at once,
     /// daemon-wide; more fail with INSUFFICIENT RESOURCES.
     pub max_concurrent_copies: Option<u32>,
+    /// Copy operations one session (I_T nexus) may run at once; more fail
+    /// with INSUFFICIENT RESOURCES while other sessions still get theirs.
+    pub max_concurrent_copies_per_session: Option<u32>,
     /// Bytes of write data buffered at once, daemon-wide; a write that does
     /// not fit gets TASK SET FULL.
     pub write_buffer_limit: Option<SizeValue>,
@@ -126,6 +129,8 @@ pub struct Config {
     pub max_sessions: u32,
     /// Copy operations running at once (daemon-wide).
     pub max_concurrent_copies: u32,
+    /// Copy operations one session may run at once (default: half the daemon-wide bound).
+    pub max_concurrent_copies_per_session: u32,
     /// Bytes of write data buffered at once (daemon-wide).
     pub write_buffer_limit: u64,
     /// Seconds a connection may stall in the middle of a PDU.
@@ -312,6 +317,7 @@ impl Config {
             metrics: None,
             max_sessions: DEFAULT_MAX_SESSIONS,
             max_concurrent_copies: DEFAULT_MAX_CONCURRENT_COPIES,
+            max_concurrent_copies_per_session: DEFAULT_MAX_CONCURRENT_COPIES.div_ceil(2),
             write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
             pdu_timeout_secs: DEFAULT_PDU_TIMEOUT,
             copy_domain: crate::copy_domain::CopyDomainConfig::default(),
@@ -381,6 +387,15 @@ impl Config {
         let max_concurrent_copies = raw.server.max_concurrent_copies.unwrap_or(DEFAULT_MAX_CONCURRENT_COPIES);
         if !(1..=65535).contains(&max_concurrent_copies) {
             return Err(err(source, "server.max_concurrent_copies", "must be between 1 and 65535"));
+        }
+        let max_concurrent_copies_per_session =
+            raw.server.max_concurrent_copies_per_session.unwrap_or(max_concurrent_copies.div_ceil(2));
+        if !(1..=max_concurrent_copies).contains(&max_concurrent_copies_per_session) {
+            return Err(err(
+                source,
+                "server.max_concurrent_copies_per_session",
+                "must be between 1 and max_concurrent_copies",
+            ));
         }
         let write_buffer_limit = match &raw.server.write_buffer_limit {
             None => DEFAULT_WRITE_BUFFER_LIMIT,
@@ -567,6 +582,7 @@ impl Config {
             metrics,
             max_sessions,
             max_concurrent_copies,
+            max_concurrent_copies_per_session,
             write_buffer_limit,
             pdu_timeout_secs,
             targets,
@@ -695,6 +711,12 @@ block_size = 512
         assert_eq!(
             (c.max_sessions, c.max_concurrent_copies, c.write_buffer_limit, c.pdu_timeout_secs),
             (3, 2, 32 << 20, 5)
+        );
+        assert_eq!(c.max_concurrent_copies_per_session, 1, "half of the daemon-wide bound by default");
+        expect_err(
+            &format!("[server]\nmax_concurrent_copies=4\nmax_concurrent_copies_per_session=5\n{lun}"),
+            "server.max_concurrent_copies_per_session",
+            "between",
         );
         assert_eq!(c.targets[0].luns[0].initiators.as_deref(), Some(&["iqn.2026-11.a.host".to_string()][..]));
     }

@@ -178,6 +178,10 @@ pub struct RawCopyDomain {
     pub max_inactivity_timeout: Option<i64>,
     /// Live ROD tokens at most.
     pub max_tokens: Option<i64>,
+    /// Live ROD tokens one initiator may hold at most.
+    pub max_tokens_per_initiator: Option<i64>,
+    /// Snapshot space the tokens of one initiator may hold at most.
+    pub max_snapshot_bytes_per_initiator: Option<crate::size::SizeValue>,
     /// Snapshot space for point-in-time tokens at most (size string or bytes).
     pub max_snapshot_bytes: Option<crate::size::SizeValue>,
     /// Where this node serves the node link ("IP:port").
@@ -204,8 +208,12 @@ pub struct CopyDomainConfig {
     pub max_inactivity_timeout_secs: u32,
     /// Live ROD tokens at most.
     pub max_tokens: u32,
+    /// Live ROD tokens one initiator may hold at most (default: half of `max_tokens`).
+    pub max_tokens_per_initiator: u32,
     /// Snapshot space at most, bytes.
     pub max_snapshot_bytes: u64,
+    /// Snapshot space one initiator's tokens may hold at most (default: half of `max_snapshot_bytes`).
+    pub max_snapshot_bytes_per_initiator: u64,
     /// Where this node serves the node link (`None`: it only pulls).
     pub node_listen: Option<std::net::SocketAddr>,
     /// The node links of the domain (this node's own may be among them).
@@ -229,7 +237,9 @@ impl Default for CopyDomainConfig {
             default_inactivity_timeout_secs: DEFAULT_INACTIVITY_TIMEOUT_SECS,
             max_inactivity_timeout_secs: DEFAULT_MAX_INACTIVITY_TIMEOUT_SECS,
             max_tokens: DEFAULT_MAX_TOKENS,
+            max_tokens_per_initiator: DEFAULT_MAX_TOKENS.div_ceil(2),
             max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
+            max_snapshot_bytes_per_initiator: DEFAULT_MAX_SNAPSHOT_BYTES / 2,
             node_listen: None,
             nodes: Vec::new(),
             link_max_bytes_per_second: None,
@@ -275,6 +285,29 @@ impl CopyDomainConfig {
                 ("copy_domain.max_snapshot_bytes".to_string(), format!("{s:?} is not a size like \"64GiB\""))
             })?,
         };
+        let max_tokens_per_initiator = match raw.max_tokens_per_initiator {
+            None => max_tokens.div_ceil(2),
+            Some(v) => u32::try_from(v).ok().filter(|&v| (1..=max_tokens).contains(&v)).ok_or_else(|| {
+                ("copy_domain.max_tokens_per_initiator".to_string(), format!("must be 1..{max_tokens} (max_tokens)"))
+            })?,
+        };
+        let max_snapshot_bytes_per_initiator = match raw.max_snapshot_bytes_per_initiator {
+            None => max_snapshot_bytes / 2,
+            Some(v) => {
+                let key = "copy_domain.max_snapshot_bytes_per_initiator";
+                let b = match v {
+                    crate::size::SizeValue::Int(v) => {
+                        u64::try_from(v).map_err(|_| (key.to_string(), "must not be negative".to_string()))?
+                    }
+                    crate::size::SizeValue::Str(s) => crate::size::parse_size(&s)
+                        .ok_or_else(|| (key.to_string(), format!("{s:?} is not a size like \"16GiB\"")))?,
+                };
+                if b > max_snapshot_bytes {
+                    return Err((key.to_string(), "must not exceed max_snapshot_bytes".to_string()));
+                }
+                b
+            }
+        };
         let key_file = match raw.key_file {
             None => None,
             Some(s) if s.is_empty() => {
@@ -318,7 +351,9 @@ impl CopyDomainConfig {
             default_inactivity_timeout_secs: default_t,
             max_inactivity_timeout_secs: max_t,
             max_tokens,
+            max_tokens_per_initiator,
             max_snapshot_bytes,
+            max_snapshot_bytes_per_initiator,
         })
     }
 }
@@ -348,6 +383,10 @@ mod config_tests {
         assert_eq!(c.token_scope, TokenScope::Initiator);
         assert_eq!((c.default_inactivity_timeout_secs, c.max_inactivity_timeout_secs), (30, 600));
         assert_eq!((c.max_tokens, c.max_snapshot_bytes), (10, 1 << 30));
+        assert_eq!((c.max_tokens_per_initiator, c.max_snapshot_bytes_per_initiator), (5, 1 << 29), "half by default");
+        let c = parse("[copy_domain]\nmax_tokens_per_initiator = 7\nmax_snapshot_bytes_per_initiator = \"1GiB\"\n")
+            .expect("shares");
+        assert_eq!((c.max_tokens_per_initiator, c.max_snapshot_bytes_per_initiator), (7, 1 << 30));
         assert_eq!((c.node_listen, c.nodes.len(), c.link_max_bytes_per_second), (None, 0, None));
     }
 
@@ -377,6 +416,12 @@ mod config_tests {
             ("[copy_domain]\nmax_snapshot_bytes = \"lots\"\n", "copy_domain.max_snapshot_bytes"),
             ("[copy_domain]\nkey_file = \"\"\n", "copy_domain.key_file"),
             ("[copy_domain]\nbogus = 1\n", "toml"),
+            ("[copy_domain]\nmax_tokens = 4\nmax_tokens_per_initiator = 5\n", "copy_domain.max_tokens_per_initiator"),
+            ("[copy_domain]\nmax_tokens_per_initiator = 0\n", "copy_domain.max_tokens_per_initiator"),
+            (
+                "[copy_domain]\nmax_snapshot_bytes = \"1GiB\"\nmax_snapshot_bytes_per_initiator = \"2GiB\"\n",
+                "copy_domain.max_snapshot_bytes_per_initiator",
+            ),
             ("[copy_domain]\nnode_listen = \"nowhere\"\n", "copy_domain.node_listen"),
             ("[copy_domain]\nnodes = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n", "copy_domain.nodes"),
             ("[copy_domain]\nnodes = [\"127.0.0.1\"]\n", "copy_domain.nodes"),

@@ -60,7 +60,9 @@ pub fn rod_manager(cfg: &CopyDomainConfig, key: CopyDomainKey, manager_id: [u8; 
         default_inactivity_timeout: cfg.default_inactivity_timeout_secs,
         max_inactivity_timeout: cfg.max_inactivity_timeout_secs,
         max_tokens: usize::try_from(cfg.max_tokens).unwrap_or(usize::MAX),
+        max_tokens_per_initiator: usize::try_from(cfg.max_tokens_per_initiator).unwrap_or(usize::MAX),
         max_snapshot_bytes: cfg.max_snapshot_bytes,
+        max_snapshot_bytes_per_initiator: cfg.max_snapshot_bytes_per_initiator,
         max_background: MAX_BACKGROUND_COPIES,
     };
     let m = RodManager::new(rod, Arc::new(SystemClock), Box::new(rng), Arc::new(metrics));

@@ -151,6 +151,7 @@ pub struct LuRegistry {
     metrics: Metrics,
     chunk_bytes: AtomicU64,
     domain: RwLock<Option<Arc<dyn DomainInfo>>>,
+    refusals: crate::copy::limits::RefusalLog,
 }
 
 impl LuRegistry {
@@ -162,6 +163,7 @@ impl LuRegistry {
         let rod_cfg = RodConfig::ephemeral(&mut rng);
         let copy_metrics: Arc<dyn CopyMetrics> = Arc::new(metrics.clone());
         let copy = CopyManager::new(clock.clone(), u32::from(limits::TOTAL_CONCURRENT_COPIES));
+        let refusals = crate::copy::limits::RefusalLog::new(clock.clone());
         LuRegistry {
             state: RwLock::new(Arc::new(Snapshot::default())),
             copy,
@@ -169,6 +171,19 @@ impl LuRegistry {
             metrics,
             chunk_bytes: AtomicU64::new(DEFAULT_CHUNK_BYTES),
             domain: RwLock::new(None),
+            refusals,
+        }
+    }
+
+    /// Where resource refusals are logged (rate-limited).
+    pub fn refusals(&self) -> &crate::copy::limits::RefusalLog {
+        &self.refusals
+    }
+
+    /// Log `e` if it is a resource refusal of `initiator` on `lu`, naming the limit.
+    pub fn note_refusal(&self, initiator: &str, lu: &str, command: &str, e: &oxcopy_copy::CopyError) {
+        if let Some(limit) = crate::copy::limits::refusal_limit(e) {
+            self.refusals.refused(initiator, lu, limit, command);
         }
     }
 

@@ -148,6 +148,14 @@ impl ScsiTarget {
     /// (not for those three), CDB length and reserved bits, reservations,
     /// then the command itself.
     pub fn execute(&self, req: &Request<'_>) -> CommandResult {
+        let r = self.dispatch(req);
+        if r.status == ScsiStatus::CHECK_CONDITION && tracing::enabled!(tracing::Level::DEBUG) {
+            log_check_condition(&self.name, req, r.sense.as_deref());
+        }
+        r
+    }
+
+    fn dispatch(&self, req: &Request<'_>) -> CommandResult {
         let idx = self.visible_index(req.nexus, req.lun);
         let lu = idx.map(|i| &*self.luns[i].1);
         let bs = lu.map_or(512, |l| l.block_size());
@@ -264,6 +272,34 @@ impl TargetView for ScsiTarget {
     fn commands(&self) -> &'static [Command] {
         COMMANDS
     }
+}
+
+/// Sense data in words: "ILLEGAL REQUEST, INVALID FIELD IN CDB (24h/00h)".
+pub fn sense_in_words(sense: &Sense) -> String {
+    let (a, q) = (sense.asc.asc(), sense.asc.ascq());
+    match sense.asc.name() {
+        Some(n) => format!("{}, {n} ({a:02X}h/{q:02X}h)", sense.key.name()),
+        None => format!("{}, ASC/ASCQ {a:02X}h/{q:02X}h", sense.key.name()),
+    }
+}
+
+/// Every CHECK CONDITION at debug level: who, which LUN, which command, why.
+fn log_check_condition(target: &str, req: &Request<'_>, sense: Option<&[u8]>) {
+    let op = req.cdb.first().copied().unwrap_or(0);
+    let command = match commands::lookup(op, byte(req.cdb, 1)) {
+        Lookup::Found(t) => t.name,
+        _ => "unsupported",
+    };
+    let why = sense.and_then(Sense::decode).map_or_else(|| "no sense data".to_owned(), |s| sense_in_words(&s));
+    tracing::debug!(
+        initiator = %req.nexus.initiator_name,
+        target,
+        lun = decode_lun(req.lun).map_or(-1, i32::from),
+        opcode = %format_args!("{op:02X}h"),
+        command,
+        sense = %why,
+        "CHECK CONDITION"
+    );
 }
 
 fn finish(lu: Option<&LogicalUnit>, r: Result<Done, Fail>, wanted: u32) -> CommandResult {

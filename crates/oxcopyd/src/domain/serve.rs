@@ -12,16 +12,23 @@
 //! reads them ([`oxcopy_copy::RodSource::read_rod`]: under the source's
 //! range locks, after checking the token still holds), one DATA frame at a
 //! time, so memory per link is one frame and TCP flow control paces us.
+//! A token with a reflink snapshot is sent by the kernel straight from the
+//! snapshot file (`sendfile`: no lock needed, the file never changes, no
+//! user-space copy; such frames carry no CRC); others go through a buffer
+//! and carry a CRC32C.
 
 use super::wire::{self, RecvError};
 use super::{LinkMetrics, NodeDomain, HANDSHAKE_TIMEOUT};
-use oxcopy_copy::{CopyError, HeldToken, RodManager};
-use oxcopy_link::{data_prefix, ErrorCode, LinkError, Message, OpenedInfo, ServerHandshake, MAX_DATA};
+use oxcopy_copy::{CopyError, HeldToken};
+use oxcopy_link::{
+    data_prefix, data_prefix_unchecked, ErrorCode, LinkError, Message, OpenedInfo, ServerHandshake, MAX_DATA,
+};
 use oxcopy_scsi::LuRegistry;
 use parking_lot::Mutex;
 use rand::RngCore;
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -262,7 +269,7 @@ impl Server {
                 },
                 Message::Read { offset, len } => match &held {
                     None => Err(self.fail(&mut s, ErrorCode::NOT_OPEN, "READ before OPEN")),
-                    Some(h) => self.stream(&mut s, &rod, h, offset, len),
+                    Some(h) => self.stream(&mut s, h, offset, len),
                 },
                 Message::Delete => match &held {
                     None => Err(self.fail(&mut s, ErrorCode::NOT_OPEN, "DELETE before OPEN")),
@@ -290,11 +297,15 @@ impl Server {
     }
 
     /// Stream ROD bytes `[offset, offset + len)` of `h` as DATA frames.
-    fn stream(&self, s: &mut TcpStream, rod: &RodManager, h: &HeldToken, offset: u64, len: u64) -> Result<(), End> {
-        let _ = rod;
+    fn stream(&self, s: &mut TcpStream, h: &HeldToken, offset: u64, len: u64) -> Result<(), End> {
         let total = h.source().rod_bytes();
         if len == 0 || offset.checked_add(len).is_none_or(|e| e > total) {
             return Err(self.fail(s, ErrorCode::OUT_OF_RANGE, "READ beyond the ROD"));
+        }
+        if let Some(snap) = h.source().snapshot() {
+            if let Some(fd) = snap.as_fd() {
+                return self.send_file(s, fd, offset, len);
+            }
         }
         let mut buf = vec![0u8; (len.min(MAX_DATA as u64)) as usize];
         let mut done = 0u64;
@@ -319,6 +330,48 @@ impl Server {
             }
             let prefix = data_prefix(at, &buf[..n]);
             wire::write_all_vectored(s, &[&prefix, &buf[..n]]).map_err(|_| End::Io)?;
+            self.metrics().bytes_sent.inc_by(n as u64);
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// [`Server::stream`] from an immutable snapshot file: each DATA frame's
+    /// bytes go from the file to the socket in the kernel.
+    fn send_file(&self, s: &mut TcpStream, fd: BorrowedFd<'_>, offset: u64, len: u64) -> Result<(), End> {
+        let mut done = 0u64;
+        while done < len {
+            if self.domain.stopping() {
+                return Err(self.fail(s, ErrorCode::SHUTTING_DOWN, "node shutting down"));
+            }
+            let n = (len - done).min(MAX_DATA as u64) as usize;
+            let mut at = offset + done;
+            if let Some(p) = &self.pacer {
+                p.wait(n as u64, &|| self.domain.stopping());
+            }
+            let prefix = data_prefix_unchecked(at, n);
+            let mut sent = 0;
+            while sent < prefix.len() {
+                match rustix::net::send(&*s, &prefix[sent..], rustix::net::SendFlags::MORE) {
+                    Ok(k) => sent += k,
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(_) => return Err(End::Io),
+                }
+            }
+            let mut left = n;
+            while left > 0 {
+                match rustix::fs::sendfile(&*s, fd, Some(&mut at), left) {
+                    Ok(0) => {
+                        // The snapshot is shorter than the ROD: cannot happen
+                        // for a snapshot made of the ROD's ranges.
+                        tracing::warn!(at, "node link: snapshot file ended early");
+                        return Err(End::Io);
+                    }
+                    Ok(k) => left -= k,
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(_) => return Err(End::Io),
+                }
+            }
             self.metrics().bytes_sent.inc_by(n as u64);
             done += n as u64;
         }

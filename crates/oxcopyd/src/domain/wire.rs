@@ -99,7 +99,7 @@ pub(crate) fn token_code(e: TokenError) -> ErrorCode {
     match e {
         TokenError::InvalidLength => ErrorCode::TOKEN_INVALID_LENGTH,
         TokenError::Corrupt => ErrorCode::TOKEN_CORRUPT,
-        TokenError::Unknown | TokenError::TooMany => ErrorCode::TOKEN_UNKNOWN,
+        TokenError::Unknown | TokenError::TooMany | TokenError::InitiatorShare => ErrorCode::TOKEN_UNKNOWN,
         TokenError::Remote => ErrorCode::TOKEN_REMOTE,
         TokenError::Revoked => ErrorCode::TOKEN_REVOKED,
         TokenError::Expired => ErrorCode::TOKEN_EXPIRED,

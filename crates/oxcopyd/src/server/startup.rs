@@ -170,6 +170,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
         }
     }
     registry.copy_manager().set_max_concurrent(cfg.max_concurrent_copies);
+    registry.copy_manager().set_max_per_requester(cfg.max_concurrent_copies_per_session);
 
     let mut listeners = Vec::new();
     let mut addrs = Vec::new();

@@ -35,7 +35,7 @@ pub fn token_asc(e: TokenError) -> Asc {
         TokenError::Cancelled => Asc::INVALID_TOKEN_OPERATION_TOKEN_CANCELLED,
         TokenError::Deleted => Asc::INVALID_TOKEN_OPERATION_TOKEN_DELETED,
         TokenError::UnsupportedType => Asc::INVALID_TOKEN_OPERATION_UNSUPPORTED_TOKEN_TYPE,
-        TokenError::TooMany => Asc::INSUFFICIENT_RESOURCES_TO_CREATE_ROD_TOKEN,
+        TokenError::TooMany | TokenError::InitiatorShare => Asc::INSUFFICIENT_RESOURCES_TO_CREATE_ROD_TOKEN,
     }
 }
 
@@ -97,7 +97,9 @@ pub(crate) fn failure(e: CopyError) -> Fail {
             aborted(Asc::THIRD_PARTY_DEVICE_FAILURE)
         }
         CopyError::OperationInProgress => Fail::Check(Sense::illegal(Asc::OPERATION_IN_PROGRESS)),
-        CopyError::InsufficientResources => Fail::Check(Sense::illegal(Asc::INSUFFICIENT_RESOURCES)),
+        CopyError::InsufficientResources | CopyError::RequesterShare => {
+            Fail::Check(Sense::illegal(Asc::INSUFFICIENT_RESOURCES))
+        }
         CopyError::NoSnapshotSpace => Fail::Check(Sense::illegal(Asc::INSUFFICIENT_RESOURCES_TO_CREATE_ROD)),
     }
 }
@@ -133,6 +135,7 @@ mod tests {
             (TokenError::Deleted, Asc(0x23, 0x09)),
             (TokenError::UnsupportedType, Asc(0x23, 0x01)),
             (TokenError::TooMany, Asc(0x55, 0x0D)),
+            (TokenError::InitiatorShare, Asc(0x55, 0x0D)),
         ];
         for (e, asc) in table {
             assert_eq!(token_asc(e), asc, "{e:?}");

@@ -55,3 +55,95 @@ pub(crate) fn rod_limits(rod: &RodManager, lu: &LogicalUnit) -> super::rod_param
 pub(crate) fn optimal_token_blocks(lu: &LogicalUnit) -> u64 {
     OPTIMAL_TOKEN_TRANSFER_BYTES / u64::from(lu.block_size().max(1))
 }
+
+/// Resource refusals, logged at warn level with the initiator, LU and limit
+/// that refused — at most once per [`RefusalLog::WINDOW`] for each
+/// (initiator, limit), with the number suppressed meanwhile, so a host
+/// looping on a refused command cannot flood the log. Time comes from the
+/// registry's clock.
+#[derive(Debug)]
+pub struct RefusalLog {
+    clock: std::sync::Arc<dyn oxcopy_copy::Clock>,
+    seen: parking_lot::Mutex<std::collections::HashMap<RefusalKey, (std::time::Instant, u64)>>,
+}
+
+/// (initiator, limit) of a logged refusal.
+type RefusalKey = (String, &'static str);
+
+impl RefusalLog {
+    /// One line per (initiator, limit) per this long at most.
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+    /// (initiator, limit) pairs remembered at most (the oldest are forgotten).
+    const MAX_KEYS: usize = 1024;
+
+    /// A log telling time by `clock`.
+    pub fn new(clock: std::sync::Arc<dyn oxcopy_copy::Clock>) -> Self {
+        RefusalLog { clock, seen: parking_lot::Mutex::new(std::collections::HashMap::new()) }
+    }
+
+    /// `initiator` was refused on `lu` by `limit` (a configuration key or a
+    /// named bound); returns whether a line was written.
+    pub fn refused(&self, initiator: &str, lu: &str, limit: &'static str, what: &str) -> bool {
+        let now = self.clock.now();
+        let mut seen = self.seen.lock();
+        let key = (initiator.to_owned(), limit);
+        let suppressed = match seen.get_mut(&key) {
+            Some((at, n)) if now.saturating_duration_since(*at) < Self::WINDOW => {
+                *n += 1;
+                return false;
+            }
+            Some((_, n)) => std::mem::take(n),
+            None => 0,
+        };
+        if seen.len() >= Self::MAX_KEYS && !seen.contains_key(&key) {
+            if let Some(oldest) = seen.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone()) {
+                seen.remove(&oldest);
+            }
+        }
+        seen.insert(key, (now, 0));
+        drop(seen);
+        tracing::warn!(initiator, lu, limit, suppressed, "{what} refused: resource limit reached");
+        true
+    }
+}
+
+/// The configuration key (or bound) behind a resource refusal, if `e` is one.
+pub fn refusal_limit(e: &oxcopy_copy::CopyError) -> Option<&'static str> {
+    use oxcopy_copy::{CopyError, TokenError};
+    Some(match e {
+        CopyError::Token(TokenError::TooMany) => "copy_domain.max_tokens",
+        CopyError::Token(TokenError::InitiatorShare) => "copy_domain.max_tokens_per_initiator",
+        CopyError::NoSnapshotSpace => "copy_domain.max_snapshot_bytes(_per_initiator)",
+        CopyError::InsufficientResources => "server.max_concurrent_copies (or 255 per LU)",
+        CopyError::RequesterShare => "server.max_concurrent_copies_per_session",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+    use oxcopy_copy::ManualClock;
+    use std::sync::Arc;
+
+    #[test]
+    fn one_line_per_initiator_and_limit_per_window() {
+        let clock = Arc::new(ManualClock::new());
+        let log = RefusalLog::new(clock.clone());
+        assert!(log.refused("iqn.a", "lu0", "x", "POPULATE TOKEN"));
+        assert!(!log.refused("iqn.a", "lu0", "x", "POPULATE TOKEN"), "suppressed within the window");
+        assert!(log.refused("iqn.b", "lu0", "x", "POPULATE TOKEN"), "another initiator has its own line");
+        assert!(log.refused("iqn.a", "lu0", "y", "POPULATE TOKEN"), "another limit too");
+        clock.advance(RefusalLog::WINDOW);
+        assert!(log.refused("iqn.a", "lu0", "x", "POPULATE TOKEN"), "again after the window");
+    }
+
+    #[test]
+    fn remembered_pairs_are_bounded() {
+        let log = RefusalLog::new(Arc::new(ManualClock::new()));
+        for i in 0..RefusalLog::MAX_KEYS + 10 {
+            log.refused(&format!("iqn.{i}"), "lu", "x", "c");
+        }
+        assert!(log.seen.lock().len() <= RefusalLog::MAX_KEYS);
+    }
+}

@@ -81,6 +81,12 @@ fn run_op(
     let spawner = if immed { rod.spawner() } else { None };
     if let Some(spawner) = spawner {
         let Some(slot) = rod.background_slot() else {
+            registry.refusals().refused(
+                &ctx.req.nexus.initiator_name,
+                &lu_name(ctx),
+                "background copies (16 at once)",
+                command.as_str(),
+            );
             registry.copy_manager().finish(&op, completion(&Err(too_busy().into()), lu));
             registry.metrics().copy_command(command, false);
             return Err(too_busy().into());
@@ -110,6 +116,20 @@ fn run_op(
     r.map(|()| Done::good())
 }
 
+/// "target/LUN" of the addressed LU, for logs.
+pub(crate) fn lu_name(ctx: &Ctx<'_>) -> String {
+    format!("{}/{}", ctx.target.name(), decode_lun(ctx.req.lun).map_or(-1, i32::from))
+}
+
+/// Begin the operation of list identifier (CDB bytes 6..10) on `lu`, logging a resource refusal.
+fn begin(ctx: &Ctx<'_>, lu: &LogicalUnit, sa: u8, command: &str) -> Result<Arc<CopyOperation>, Fail> {
+    let registry = ctx.target.registry();
+    registry.copy_manager().begin(ctx.req.nexus, lu.naa(), Some(list_id(ctx, 6)), sa).map_err(|e| {
+        registry.note_refusal(&ctx.req.nexus.initiator_name, &lu_name(ctx), command, &e);
+        e.into()
+    })
+}
+
 fn too_busy() -> Sense {
     Sense::illegal(Asc::INSUFFICIENT_RESOURCES)
 }
@@ -131,6 +151,8 @@ pub(crate) fn populate_token(ctx: &Ctx<'_>) -> CmdResult {
     let (lu, params, op) = prep?;
     let prov = lu.provisioning();
     let device = DeviceInfo { target_name: ctx.target.name().to_owned(), lbpme: prov.lbpme, lbprz: prov.lbprz };
+    let owner = ctx.req.nexus.initiator_name.clone();
+    let (registry2, lu_label) = (registry.clone(), lu_name(ctx));
     let rod2 = rod.clone();
     let unit: Arc<dyn Unit> = lu.clone();
     let op2 = op.clone();
@@ -138,8 +160,9 @@ pub(crate) fn populate_token(ctx: &Ctx<'_>) -> CmdResult {
         if cancel.iter().any(|c| c.is_cancelled()) {
             return Err(Fail::Status(ScsiStatus::TASK_ABORTED));
         }
-        let (token, blocks) =
-            rod2.create(&unit, &device, params.rod_type, &params.ranges, params.inactivity_timeout)?;
+        let (token, blocks) = rod2
+            .create(&unit, &device, params.rod_type, &params.ranges, params.inactivity_timeout, &owner)
+            .inspect_err(|e| registry2.note_refusal(&owner, &lu_label, "POPULATE TOKEN", e))?;
         if cancel.iter().any(|c| c.is_cancelled()) {
             if let Ok(h) = rod2.store().verify(&token[..]) {
                 rod2.cancel(h.id);
@@ -161,12 +184,7 @@ fn prepare_populate(
     let lu = this_lu(ctx)?;
     let limits = rod_limits(rod, &lu);
     let params = parse_populate(ctx.req.data_out, list_id(ctx, 10), lu.num_blocks(), &limits)?;
-    let op = ctx.target.registry().copy_manager().begin(
-        ctx.req.nexus,
-        lu.naa(),
-        Some(list_id(ctx, 6)),
-        CopyOutServiceAction::POPULATE_TOKEN,
-    )?;
+    let op = begin(ctx, &lu, CopyOutServiceAction::POPULATE_TOKEN, "POPULATE TOKEN")?;
     op.set_rod_info(RodInfo {
         block_size: lu.block_size(),
         requested_blocks: params.total_blocks,
@@ -283,12 +301,7 @@ fn prepare_write(ctx: &Ctx<'_>, rod: &Arc<RodManager>) -> Result<Prepared, Fail>
         let runs = plan_write(&rod_ranges, rod_bs, params.offset_into_rod, &params.ranges, dst_bs)?;
         (WriteSource::Token(held), runs)
     };
-    let op = ctx.target.registry().copy_manager().begin(
-        ctx.req.nexus,
-        lu.naa(),
-        Some(list_id(ctx, 6)),
-        CopyOutServiceAction::WRITE_USING_TOKEN,
-    )?;
+    let op = begin(ctx, &lu, CopyOutServiceAction::WRITE_USING_TOKEN, "WRITE USING TOKEN")?;
     op.set_rod_info(RodInfo {
         block_size: dst_bs,
         requested_blocks: params.total_blocks,

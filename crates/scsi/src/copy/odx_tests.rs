@@ -667,3 +667,22 @@ fn immed_populate_token_reports_the_token_when_done() {
     assert_eq!(f.wut(1, 6, &wut_list(false, false, 0, &t, &[(0, 64)])).status, ScsiStatus::GOOD);
     assert_eq!(f.bytes(1, 0, 64 * 512), f.bytes(0, 0, 64 * 512));
 }
+
+/// One initiator looping on POPULATE TOKEN gets INSUFFICIENT RESOURCES TO
+/// CREATE ROD TOKEN once it holds its share; another still gets tokens.
+#[test]
+fn one_session_exhausting_its_token_share_leaves_tokens_for_another() {
+    let cfg = RodConfig { max_tokens: 8, max_tokens_per_initiator: 3, ..config() };
+    let f = fx_with(cfg, false);
+    for id in 1..=3 {
+        let r = f.pt(0, id, &pt_list(false, 0, None, &[(0, 8)]));
+        assert_eq!(r.status, ScsiStatus::GOOD, "token {id}: {r:?}");
+    }
+    let s = sense(&f.pt(0, 4, &pt_list(false, 0, None, &[(0, 8)])));
+    assert_eq!((s.key, s.asc), (SenseKey::ILLEGAL_REQUEST, Asc::INSUFFICIENT_RESOURCES_TO_CREATE_ROD_TOKEN));
+    let second = nexus("iqn.2026-11.test:second", OPEN);
+    let list = pt_list(false, 0, None, &[(0, 8)]);
+    let r = f.run(&f.open, &second, 0, &cdb16(0x83, 0x10, 1, list.len() as u32), &list);
+    assert_eq!(r.status, ScsiStatus::GOOD, "another initiator still creates tokens: {r:?}");
+    assert_eq!(f.rod.store().live(), 4);
+}

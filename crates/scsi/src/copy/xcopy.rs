@@ -230,7 +230,11 @@ fn run(ctx: &Ctx<'_>) -> CmdResult {
         .ok_or_else(|| Sense::illegal(Asc::LOGICAL_UNIT_NOT_SUPPORTED))?;
     let list_id = (list.usage != ListIdUsage::None).then_some(u32::from(list.list_id));
     let manager = ctx.target.registry().copy_manager();
-    let op = manager.begin(ctx.req.nexus, lu.naa(), list_id, SA_EXTENDED_COPY_LID1)?;
+    let op = manager.begin(ctx.req.nexus, lu.naa(), list_id, SA_EXTENDED_COPY_LID1).map_err(|e| {
+        let lu_label = super::odx::lu_name(ctx);
+        ctx.target.registry().note_refusal(&ctx.req.nexus.initiator_name, &lu_label, "EXTENDED COPY", &e);
+        Fail::from(e)
+    })?;
     let result = run_list(ctx, &this_lu, &list, &op);
     manager.finish(&op, completion(&result, lu));
     result.map(|()| Done::good())
