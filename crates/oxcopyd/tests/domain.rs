@@ -563,7 +563,7 @@ async fn node_link_client_handshake_right_and_wrong_key() {
     for _ in 0..16 {
         let f = recv_msg(&mut s, "DATA").await;
         match decode(&f) {
-            Message::Data { offset, data: d } => {
+            Message::Data { offset, data: d, .. } => {
                 assert_eq!(offset, 4096 + got.len() as u64, "DATA in order");
                 got.extend_from_slice(d);
             }
