@@ -22,6 +22,8 @@ pub const DEFAULT_LUN_SIZE: u64 = 1 << 30;
 pub const DEFAULT_MAX_SESSIONS: u32 = 256;
 /// `server.max_concurrent_copies` default.
 pub const DEFAULT_MAX_CONCURRENT_COPIES: u32 = 64;
+/// `server.write_behind` default (bytes): start writeback every 64 MiB written to a LUN.
+pub const DEFAULT_WRITE_BEHIND: u64 = 64 << 20;
 /// `server.write_buffer_limit` default (bytes).
 pub const DEFAULT_WRITE_BUFFER_LIMIT: u64 = 1 << 30;
 /// Smallest `server.write_buffer_limit`: one largest write must fit.
@@ -67,6 +69,9 @@ pub struct RawServer {
     /// Bytes of write data buffered at once, daemon-wide; a write that does
     /// not fit gets TASK SET FULL.
     pub write_buffer_limit: Option<SizeValue>,
+    /// Write-behind per LUN: start writeback after this many bytes written
+    /// (size or bytes; 0 = off, leave it to the kernel's flusher).
+    pub write_behind: Option<SizeValue>,
     /// Seconds a connection may sit in the middle of a PDU before it is closed.
     pub pdu_timeout: Option<u64>,
 }
@@ -133,6 +138,8 @@ pub struct Config {
     pub max_concurrent_copies_per_session: u32,
     /// Bytes of write data buffered at once (daemon-wide).
     pub write_buffer_limit: u64,
+    /// Write-behind window per LUN, bytes (`None`: off).
+    pub write_behind: Option<u64>,
     /// Seconds a connection may stall in the middle of a PDU.
     pub pdu_timeout_secs: u64,
     pub targets: Vec<TargetConfig>,
@@ -319,6 +326,7 @@ impl Config {
             max_concurrent_copies: DEFAULT_MAX_CONCURRENT_COPIES,
             max_concurrent_copies_per_session: DEFAULT_MAX_CONCURRENT_COPIES.div_ceil(2),
             write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
+            write_behind: Some(DEFAULT_WRITE_BEHIND),
             pdu_timeout_secs: DEFAULT_PDU_TIMEOUT,
             copy_domain: crate::copy_domain::CopyDomainConfig::default(),
             targets: vec![TargetConfig {
@@ -406,6 +414,21 @@ impl Config {
         };
         if !(MIN_WRITE_BUFFER_LIMIT..=1 << 40).contains(&write_buffer_limit) {
             return Err(err(source, "server.write_buffer_limit", "must be between 16MiB (one largest write) and 1TiB"));
+        }
+        let write_behind = match &raw.server.write_behind {
+            None => Some(DEFAULT_WRITE_BEHIND),
+            Some(SizeValue::Int(0)) => None,
+            Some(SizeValue::Int(n)) => Some(
+                u64::try_from(*n)
+                    .map_err(|_| err(source, "server.write_behind", "must be a size (e.g. \"64MiB\"), or 0 for off"))?,
+            ),
+            Some(SizeValue::Str(s)) if s.trim() == "0" => None,
+            Some(SizeValue::Str(s)) => Some(parse_size(s).ok_or_else(|| {
+                err(source, "server.write_behind", format!("'{s}' is not a size (e.g. \"64MiB\"), or 0 for off"))
+            })?),
+        };
+        if write_behind.is_some_and(|w| w < 1 << 20) {
+            return Err(err(source, "server.write_behind", "must be at least 1MiB, or 0 for off"));
         }
         let pdu_timeout_secs = raw.server.pdu_timeout.unwrap_or(DEFAULT_PDU_TIMEOUT);
         if !(1..=3600).contains(&pdu_timeout_secs) {
@@ -584,6 +607,7 @@ impl Config {
             max_concurrent_copies,
             max_concurrent_copies_per_session,
             write_buffer_limit,
+            write_behind,
             pdu_timeout_secs,
             targets,
             copy_domain,
@@ -591,18 +615,34 @@ impl Config {
     }
 }
 
-/// A path's identity for duplicate detection, also for files not yet
-/// created: the canonical parent directory joined with the file name.
+/// A path's identity for duplicate detection, also for files (and
+/// directories) not yet created: the nearest existing ancestor,
+/// canonicalized, joined with the rest of the path resolved lexically (a
+/// missing component cannot be a symbolic link, so `..` after it is its
+/// parent).
 fn canonical_target(path: &Path) -> PathBuf {
     if let Ok(c) = std::fs::canonicalize(path) {
         return c;
     }
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
-    match path.file_name() {
-        Some(n) => parent.join(n),
-        None => parent,
+    let absolute = match std::env::current_dir() {
+        Ok(cwd) if path.is_relative() => cwd.join(path),
+        _ => path.to_path_buf(),
+    };
+    for ancestor in absolute.ancestors().skip(1) {
+        let Ok(mut base) = std::fs::canonicalize(ancestor) else { continue };
+        let rest = absolute.strip_prefix(ancestor).unwrap_or(Path::new(""));
+        for c in rest.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    base.pop();
+                }
+                std::path::Component::Normal(n) => base.push(n),
+                _ => {}
+            }
+        }
+        return base;
     }
+    absolute
 }
 
 #[cfg(test)]
@@ -713,12 +753,33 @@ block_size = 512
             (3, 2, 32 << 20, 5)
         );
         assert_eq!(c.max_concurrent_copies_per_session, 1, "half of the daemon-wide bound by default");
+        assert_eq!(c.write_behind, Some(DEFAULT_WRITE_BEHIND));
+        assert_eq!(cfg(&format!("[server]\nwrite_behind = 0\n{lun}")).unwrap().write_behind, None);
+        assert_eq!(cfg(&format!("[server]\nwrite_behind = \"256MiB\"\n{lun}")).unwrap().write_behind, Some(256 << 20));
+        expect_err(&format!("[server]\nwrite_behind = \"4KiB\"\n{lun}"), "server.write_behind", "at least");
         expect_err(
             &format!("[server]\nmax_concurrent_copies=4\nmax_concurrent_copies_per_session=5\n{lun}"),
             "server.max_concurrent_copies_per_session",
             "between",
         );
         assert_eq!(c.targets[0].luns[0].initiators.as_deref(), Some(&["iqn.2026-11.a.host".to_string()][..]));
+    }
+
+    #[test]
+    fn one_file_named_twice_under_a_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("new/lun0.img");
+        let b = dir.path().join("new/sub/../lun0.img");
+        let text = format!(
+            "[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"{}\"\nsize=\"1M\"\n[[target.lun]]\nid=1\npath=\"{}\"\nsize=\"1M\"",
+            a.display(),
+            b.display()
+        );
+        let e = cfg(&text).unwrap_err();
+        assert!(e.key == "target[0].lun[1].path" && e.problem.contains("already used"), "{e}");
+        let c = dir.path().join("new/other/lun0.img");
+        assert_ne!(canonical_target(&a), canonical_target(&c));
+        assert!(!dir.path().join("new").exists());
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! stable LUN identities, and the tokio server (used by the binary and by
 //! the end-to-end tests).
 
+pub mod check;
 pub mod config;
 pub mod copy_domain;
 pub mod domain;
 pub mod identity;
+pub mod logfmt;
 pub mod metrics_http;
 pub mod odx;
 pub mod pr_store;

@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 use clap::Parser;
-use oxcopyd::config::{Config, DEFAULT_LISTEN};
+use oxcopyd::config::{Config, ConfigError, DEFAULT_LISTEN};
+use oxcopyd::logfmt::LogFormat;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,11 +15,18 @@ use std::process::ExitCode;
 /// under ./oxcopy-data/ on first run, and prints the iSCSI URLs to use.
 /// With --config, serves what the TOML file describes (see README.md for
 /// every key). A config that does not validate is refused with exit code 2
-/// before anything is created.
+/// before anything is created. --check FILE runs the same validation and
+/// stops there: it prints "configuration OK: N targets, M LUNs" (exit 0)
+/// or the problem (exit 2), and binds, creates and writes nothing.
 ///
-/// Logging: RUST_LOG (default "info"), e.g. RUST_LOG=oxcopyd=debug.
+/// Logging, on stderr: RUST_LOG (default "info"), e.g. RUST_LOG=oxcopyd=debug.
+/// --log-format journal (or OXCOPYD_LOG_FORMAT=journal) writes one line per
+/// event with a <N> priority prefix and no colours or timestamps, for
+/// journald; it is the default when stderr is the journal (systemd sets
+/// JOURNAL_STREAM), text otherwise.
 /// Stop with SIGINT or SIGTERM: in-flight commands finish, LUNs are
-/// flushed, the exit code is 0.
+/// flushed, the exit code is 0. SIGHUP is not handled (it ends the daemon):
+/// restart to apply a changed configuration.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
@@ -31,39 +39,38 @@ struct Args {
     /// Data directory for the embedded default (LUN files, identities).
     #[arg(long, value_name = "DIR", default_value = "./oxcopy-data")]
     data_dir: PathBuf,
+    /// Validate FILE (and the files, directories and addresses it names)
+    /// without starting: exit 0 if the daemon would start on it, 2 if not.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check: Option<PathBuf>,
+    /// Log format on stderr: text, or journal (<N> priority prefix, no
+    /// colours or timestamps). Default: $OXCOPYD_LOG_FORMAT, else journal
+    /// when stderr is the systemd journal ($JOURNAL_STREAM), else text.
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cfg = match &args.config {
-        Some(path) => match Config::from_file(path) {
-            Ok(mut c) => {
-                if !args.listen.is_empty() {
-                    c.listen = args.listen.clone();
-                }
-                c
-            }
-            Err(e) => {
-                eprintln!("oxcopyd: invalid configuration: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => {
-            let listen = if args.listen.is_empty() {
-                vec![DEFAULT_LISTEN.parse().expect("constant address parses")]
-            } else {
-                args.listen.clone()
-            };
-            Config::embedded_default(listen, args.data_dir.clone())
+    match LogFormat::from_environment(args.log_format) {
+        Ok(format) => oxcopyd::logfmt::init(format),
+        Err(e) => {
+            eprintln!("oxcopyd: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let cfg = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("oxcopyd: invalid configuration: {e}");
+            return ExitCode::from(2);
         }
     };
+    if args.check.is_some() {
+        let (targets, luns) = oxcopyd::check::summary(&cfg);
+        println!("configuration OK: {targets} targets, {luns} LUNs");
+        return ExitCode::SUCCESS;
+    }
     tune_malloc();
     raise_nofile_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(64).build() {
@@ -80,6 +87,31 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The configuration to serve (or check): the file given with --config or
+/// --check, else the embedded default; --listen overrides its portals. It
+/// has passed validation and the pre-flight checks, which create nothing.
+fn config(args: &Args) -> Result<Config, ConfigError> {
+    let cfg = match args.check.as_ref().or(args.config.as_ref()) {
+        Some(path) => {
+            let mut c = Config::from_file(path)?;
+            if !args.listen.is_empty() {
+                c.listen = args.listen.clone();
+            }
+            c
+        }
+        None => {
+            let listen = if args.listen.is_empty() {
+                vec![DEFAULT_LISTEN.parse().expect("constant address parses")]
+            } else {
+                args.listen.clone()
+            };
+            Config::embedded_default(listen, args.data_dir.clone())
+        }
+    };
+    oxcopyd::check::preflight(&cfg)?;
+    Ok(cfg)
 }
 
 /// Raise the soft open-file limit to the hard one: every point-in-time ROD

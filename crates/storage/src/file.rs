@@ -55,6 +55,8 @@ pub struct FileStorage {
     id: (u64, u64),
     /// FALLOC_FL_ZERO_RANGE still believed to work (cleared on EOPNOTSUPP).
     zero_range: AtomicBool,
+    /// Start writeback every so many written bytes (off by default).
+    write_behind: crate::write_behind::WriteBehind,
 }
 
 impl FileStorage {
@@ -136,7 +138,15 @@ impl FileStorage {
             caps,
             id: (st.st_dev, st.st_ino),
             zero_range: AtomicBool::new(!opts.read_only),
+            write_behind: Default::default(),
         })
+    }
+
+    /// Write-behind: start writeback of the written range after every
+    /// `bytes` written (`None`: leave it to the kernel's flusher), so the
+    /// file never holds much more dirty data than the disk lags behind.
+    pub fn set_write_behind(&self, bytes: Option<u64>) {
+        self.write_behind.set(bytes);
     }
 
     /// The path this store was opened from.
@@ -172,6 +182,7 @@ impl FileStorage {
             caps: self.caps,
             id: (st.st_dev, st.st_ino),
             zero_range: AtomicBool::new(true),
+            write_behind: Default::default(),
         };
         let report = snap.copy_range(0, self, offset, len)?;
         Ok((snap, report))
@@ -195,6 +206,7 @@ impl FileStorage {
             caps: self.caps,
             id: (st.st_dev, st.st_ino),
             zero_range: AtomicBool::new(true),
+            write_behind: Default::default(),
         })
     }
 
@@ -387,7 +399,11 @@ impl Storage for FileStorage {
         self.check_writable("write")?;
         self.file
             .write_all_at(buf, offset)
-            .map_err(|e| StorageError::io(self.ctx(format_args!("write {} bytes at {offset}", buf.len())), e))
+            .map_err(|e| StorageError::io(self.ctx(format_args!("write {} bytes at {offset}", buf.len())), e))?;
+        if let Some((off, len)) = self.write_behind.wrote(offset, buf.len() as u64) {
+            crate::write_behind::start_writeback(self.file.as_fd(), off, len);
+        }
+        Ok(())
     }
 
     fn flush(&self) -> Result<()> {

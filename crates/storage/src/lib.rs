@@ -12,6 +12,7 @@
 mod error;
 mod file;
 mod mem;
+mod write_behind;
 
 pub use error::{Result, StorageError, StorageErrorKind};
 pub use file::{remove_stale_temporaries, FileStorage, OpenOptions};

@@ -90,6 +90,8 @@ impl Running {
 /// Open every LUN (creating missing files), bind every portal and start
 /// serving.
 pub async fn start(cfg: Config) -> Result<Running> {
+    // What `oxcopyd --check` checks, before anything is created.
+    crate::check::preflight(&cfg)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     // The copy-domain key authenticates ROD tokens: created (0600) at first
@@ -116,6 +118,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
             }
             let storage = FileStorage::open(&l.path, &OpenOptions { create_size: l.size, read_only: l.read_only })
                 .with_context(|| format!("opening LUN {} of {} at {}", l.id, t.iqn, l.path.display()))?;
+            storage.set_write_behind(cfg.write_behind);
             let naa = ids.naa(&t.iqn, l.id);
             let lu = Arc::new(LogicalUnit::new(
                 LuConfig {
