@@ -33,6 +33,19 @@ if [[ $(id -u) -eq 0 ]]; then export OXCOPY_REQUIRE_XFS=1 OXCOPY_REQUIRE_TGT=1; 
 cargo test --workspace --release 2>&1 | tee target/cargo-test.log
 grep -q "test result: ok" target/cargo-test.log
 
+echo "== Linux guest (open-iscsi) reads a cross-node token copy"
+# Two oxcopyd nodes of one copy domain, a token made on A written on B,
+# read back by the kernel's iSCSI initiator in the QEMU guest of
+# ../shared/tools/linux-guest (its setup installs Debian packages: root).
+if [[ $(id -u) -eq 0 ]]; then
+    scripts/guest-domain.sh
+elif [[ ${OXCOPY_REQUIRE_GUEST:-0} == 1 ]]; then
+    echo "test-all: OXCOPY_REQUIRE_GUEST=1 but the guest test needs root" >&2
+    exit 1
+else
+    echo "skipped: the Linux guest test needs root"
+fi
+
 echo "== libiscsi conformance against a scratch oxcopyd"
 scripts/conformance-oxcopyd.sh
 

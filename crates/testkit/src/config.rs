@@ -88,6 +88,18 @@ impl From<&[&str]> for Value {
     }
 }
 
+impl From<&[String]> for Value {
+    fn from(v: &[String]) -> Value {
+        Value::List(v.to_vec())
+    }
+}
+
+impl From<Vec<String>> for Value {
+    fn from(v: Vec<String>) -> Value {
+        Value::List(v)
+    }
+}
+
 /// A TOML basic string: quoted, with `"`, `\` and control characters escaped.
 fn quoted(s: &str) -> String {
     let mut q = String::with_capacity(s.len() + 2);
@@ -131,6 +143,15 @@ impl Keys {
         self.0.push((key.to_string(), value.into()));
     }
 
+    /// Set `key`, replacing its value in place if it is already set.
+    fn replace(&mut self, key: &str, value: impl Into<Value>) {
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some(kv) => kv.1 = value,
+            None => self.0.push((key.to_string(), value)),
+        }
+    }
+
     fn write(&self, out: &mut String) {
         for (k, v) in &self.0 {
             let _ = writeln!(out, "{k} = {v}");
@@ -164,6 +185,13 @@ impl DaemonConfig {
         self
     }
 
+    /// Replace `[server] listen` (default `["127.0.0.1:0"]`), e.g. with
+    /// `["127.0.0.3:0"]` for one node of a multi-daemon test.
+    pub fn listen(mut self, addrs: &[&str]) -> DaemonConfig {
+        self.server.replace("listen", addrs);
+        self
+    }
+
     /// Add a `[[target]]`.
     pub fn target(mut self, t: Target) -> DaemonConfig {
         self.targets.push(t);
@@ -175,6 +203,15 @@ impl DaemonConfig {
     pub fn copy_domain(mut self, key: &str, value: impl Into<Value>) -> DaemonConfig {
         self.copy_domain.set(key, value);
         self
+    }
+
+    /// The `[copy_domain]` keys of one node of a multi-node copy domain:
+    /// the shared `key_file`, where this node serves the node link
+    /// (`node_listen`) and every node of the domain (`nodes`, `IP:port`).
+    pub fn domain_node(self, key_file: impl AsRef<Path>, node_listen: &str, nodes: &[String]) -> DaemonConfig {
+        self.copy_domain("key_file", key_file.as_ref())
+            .copy_domain("node_listen", node_listen)
+            .copy_domain("nodes", nodes)
     }
 
     /// The TOML text.
@@ -346,6 +383,20 @@ mod tests {
                     path = \"/d/l0.img\"\nsize = 16777216\nblock_size = 4096\nread_only = true\n\n[[target.lun]]\n\
                     id = 1\npath = \"/d/l1.img\"\nsize = \"1MiB\"\ninitiators = [\"iqn.2026-11.x:h\"]\n\
                     third_party_copy = false\n\n[copy_domain]\ntoken_scope = \"initiator\"\n";
+        assert_eq!(t, want);
+    }
+
+    #[test]
+    fn listen_replaced_and_domain_node() {
+        let nodes = vec!["127.0.0.2:7001".to_string(), "127.0.0.3:7001".to_string()];
+        let t = DaemonConfig::new("/d")
+            .listen(&["127.0.0.2:0"])
+            .domain_node("/d/k", "127.0.0.2:7001", &nodes)
+            .copy_domain("link_max_bytes_per_second", "50MiB")
+            .to_toml();
+        let want = "[server]\nlisten = [\"127.0.0.2:0\"]\ndata_dir = \"/d\"\n\n[copy_domain]\nkey_file = \"/d/k\"\n\
+                    node_listen = \"127.0.0.2:7001\"\nnodes = [\"127.0.0.2:7001\", \"127.0.0.3:7001\"]\n\
+                    link_max_bytes_per_second = \"50MiB\"\n";
         assert_eq!(t, want);
     }
 

@@ -36,6 +36,33 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     v
 }
 
+/// A TCP port on `ip` that was free a moment ago (bound to port 0, then
+/// released): for configuration files that must name a port before the
+/// daemon starts (a node link, a metrics endpoint). Another process may
+/// take it in between; tests accept that small race.
+pub fn free_port(ip: std::net::IpAddr) -> u16 {
+    let l = std::net::TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}:0: {e}"));
+    l.local_addr().expect("local address").port()
+}
+
+/// Write a 32-byte copy-domain key (bytes of [`pattern`]`(seed)`) to
+/// `path`, mode 0600, and return `path`.
+pub fn write_key_file(path: &Path, seed: u64) -> std::path::PathBuf {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    f.set_permissions(std::fs::Permissions::from_mode(0o600)).expect("chmod 0600");
+    f.write_all(&pattern(seed, 32)).expect("write key");
+    path.to_path_buf()
+}
+
 /// FNV-1a 64 of `data`: a cheap checksum for comparing large regions.
 pub fn fnv(data: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -89,6 +116,18 @@ mod tests {
     fn fnv_known_values() {
         assert_eq!(fnv(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn key_file_is_32_bytes_mode_0600() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = write_key_file(&dir.path().join("k"), 5);
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!((m.len(), m.permissions().mode() & 0o777), (32, 0o600));
+        assert_eq!(std::fs::read(&p).unwrap(), pattern(5, 32));
+        let port = free_port("127.0.0.1".parse().unwrap());
+        assert_ne!(port, 0);
     }
 
     #[test]
