@@ -13,7 +13,7 @@
 #           byte goes A -> host -> B (two hops)
 # Ratios printed: token/iperf3 (goal >= 0.8), token/host (goal >= 1.8).
 #
-#   bench/domain.sh [--size 4GiB] [--reps 3] [--drop-caches] [--iperf-secs 10]
+#   bench/domain.sh [--size 4GiB] [--reps 3] [--drop-caches] [--fresh-destination] [--iperf-secs 10]
 #                   [--methods "iperf3 token host"] [--bin DIR] [--results DIR] [--keep]
 #
 # (--methods without token: no [copy_domain] in the configurations, for
@@ -30,8 +30,13 @@
 # the A-B link that iperf3 measures.
 # Storage: A's LUN on an XFS (reflink=1) loop filesystem, B's on an ext4 one
 # (two image files under $TMPDIR, about size + 2 GiB each). A's LUN is
-# filled with random data once; before every copy B's LUN is hole-punched
-# and `sync` runs; after it the two LUN files are compared with cmp.
+# filled with random data once; before every copy B's LUN is overwritten
+# with zeros in place and `sync` runs (its pages stay allocated and cached,
+# as on a LUN being overwritten: both copies then write into cached pages;
+# on this kind of VM a page the kernel has never touched costs more to
+# allocate than the whole network path — --fresh-destination hole-punches
+# B's LUN instead, measuring that cost too); after every copy the two LUN
+# files are compared with cmp.
 # Page cache: NOT dropped by default — the source stays cached (as it would
 # on a node that just wrote it), so the figures measure the network path and
 # the daemons, not the disk under the loop images; --drop-caches drops the
@@ -54,6 +59,7 @@ size=4GiB
 reps=3
 methods="iperf3 token host"
 drop=0
+fresh=0
 iperf_secs=10
 bin=
 results=
@@ -67,6 +73,7 @@ while [[ $# -gt 0 ]]; do
         --reps) reps=${2:?}; shift 2 ;;
         --methods) methods=${2:?}; shift 2 ;;
         --drop-caches) drop=1; shift ;;
+        --fresh-destination) fresh=1; shift ;;
         --iperf-secs) iperf_secs=${2:?}; shift 2 ;;
         --bin) bin=${2:?}; shift 2 ;;
         --results) results=${2:?}; shift 2 ;;
@@ -220,7 +227,11 @@ remote_bytes() {
 csv=$results/domain.csv
 echo "rep,what,seconds,bytes_per_second,wire_bytes_sent,wire_bytes_received,remote_bytes" >"$csv"
 prepare() {
-    fallocate -p -o 0 -l "$bytes" "$dst"
+    if [[ $fresh -eq 1 ]]; then
+        fallocate -p -o 0 -l "$bytes" "$dst"
+    else
+        dd if=/dev/zero of="$dst" bs=4M count=$((bytes >> 22)) conv=notrunc status=none
+    fi
     sync
     if [[ $drop -eq 1 ]]; then echo 3 >/proc/sys/vm/drop_caches; fi
 }

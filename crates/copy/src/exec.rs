@@ -191,7 +191,8 @@ pub fn execute(
     ctl: &ExecControl<'_>,
 ) -> Result<CopyReport, CopyError> {
     let bs = u64::from(dst.block_size().max(1));
-    let chunk = (ctl.chunk_bytes / bs).max(1) * bs;
+    let limit = source.max_chunk().map_or(ctl.chunk_bytes, |m| m.min(ctl.chunk_bytes));
+    let chunk = (limit / bs).max(1) * bs;
     let live = source.live();
     let mut report = CopyReport::default();
     for run in runs.iter().filter(|r| r.len > 0) {

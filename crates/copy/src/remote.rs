@@ -17,6 +17,11 @@ use crate::unit::Unit;
 use std::fmt;
 use std::sync::Arc;
 
+/// Chunk of a remote copy: COPY OPERATION ABORT, ABORT TASK and LUN RESET
+/// stop a pull within this many bytes (a fraction of a second on a storage
+/// network), while each chunk is still one streamed READ.
+pub const REMOTE_CHUNK: u64 = 16 << 20;
+
 /// The other copy managers of the copy domain.
 pub trait Domain: Send + Sync + fmt::Debug {
     /// Open the ROD of `token` — authentic under the domain key (checked
@@ -63,6 +68,10 @@ impl CopySource for RemoteSource {
 
     fn len(&self) -> u64 {
         self.info.bytes
+    }
+
+    fn max_chunk(&self) -> Option<u64> {
+        Some(REMOTE_CHUNK)
     }
 
     fn pieces(&self, offset: u64, len: u64) -> Vec<Piece> {
@@ -154,6 +163,21 @@ mod tests {
         assert_eq!(p.bytes(), 256 << 10, "two whole chunks done before the failure");
         // Nothing beyond the failing chunk was touched.
         assert_eq!(&mb.contents()[384 << 10..], &before[384 << 10..]);
+    }
+
+    /// Cancellation acts between chunks: a remote source's are small
+    /// whatever the executor's chunk size.
+    #[test]
+    fn remote_chunks_are_small_so_an_abort_acts_soon() {
+        let r = rod(40 << 20, None);
+        let src = RemoteSource::new(r.clone());
+        let (b, _) = mem_unit(40 << 20, 512, 2);
+        let p = Progress::default();
+        let c = CancelToken::new();
+        let ctl = ExecControl { cancel: &[&c], stop: None, progress: &p, metrics: &NoMetrics, chunk_bytes: 64 << 20 };
+        execute(&src, b.as_ref(), &[Run { src: 0, dst: 0, len: 40 << 20 }], &ctl).unwrap();
+        let pre = r.prefetched.lock().clone();
+        assert_eq!(pre, vec![(0, REMOTE_CHUNK), (REMOTE_CHUNK, REMOTE_CHUNK), (2 * REMOTE_CHUNK, 8 << 20)]);
     }
 
     #[test]

@@ -102,6 +102,13 @@ pub trait CopySource: Send + Sync + fmt::Debug {
     fn check(&self) -> Result<(), CopyError> {
         Ok(())
     }
+    /// The largest chunk worth copying under one set of locks, if this
+    /// source wants smaller ones than the executor's (a remote source:
+    /// cancellation acts between chunks, and a network is slower than a
+    /// reflink).
+    fn max_chunk(&self) -> Option<u64> {
+        None
+    }
     /// The pieces holding source bytes `[offset, offset + len)`, in order,
     /// their lengths adding up to `len`. Called under the chunk's locks.
     fn pieces(&self, offset: u64, len: u64) -> Vec<Piece>;

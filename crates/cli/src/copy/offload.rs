@@ -25,7 +25,10 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// backoff, whichever is shorter, never exceeds it).
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// Factor by which the wait between polls grows while the copy runs.
-pub const POLL_BACKOFF: u32 = 4;
+pub const POLL_BACKOFF: u32 = 8;
+/// The first wait between polls (most token operations of a fast copy
+/// manager end within it).
+pub const FIRST_POLL: Duration = Duration::from_millis(4);
 /// Polls that may fail in a row, after the first good one, before polling
 /// stops (the copy itself goes on).
 pub const MAX_POLL_FAILURES: u32 = 20;

@@ -56,7 +56,7 @@ async fn wait(
     // in milliseconds), then back off quickly, never waiting past the copy
     // manager's estimate of the time left: a handful of polls per copy
     // whatever its size, so the initiator's wire stays quiet.
-    let mut backoff = Duration::from_millis(1);
+    let mut backoff = offload::FIRST_POLL;
     let r = loop {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
