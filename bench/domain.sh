@@ -13,7 +13,7 @@
 #           byte goes A -> host -> B (two hops)
 # Ratios printed: token/iperf3 (goal >= 0.8), token/host (goal >= 1.8).
 #
-#   bench/domain.sh [--size 4GiB] [--reps 3] [--drop-caches] [--fresh-destination] [--iperf-secs 10]
+#   bench/domain.sh [--size 4GiB] [--reps 3] [--fs loop|tmpfs] [--drop-caches] [--fresh-destination] [--iperf-secs 10]
 #                   [--methods "iperf3 token host"] [--bin DIR] [--results DIR] [--keep]
 #
 # (--methods without token: no [copy_domain] in the configurations, for
@@ -29,7 +29,10 @@
 # the token copy's data never touches H (its wire bytes show it), it takes
 # the A-B link that iperf3 measures.
 # Storage: A's LUN on an XFS (reflink=1) loop filesystem, B's on an ext4 one
-# (two image files under $TMPDIR, about size + 2 GiB each). A's LUN is
+# (two image files under $TMPDIR, about size + 2 GiB each); with --fs tmpfs,
+# each on a tmpfs of its own (no block layer: what the network path and the
+# daemons can do when the disks are not the limit; no reflink, so A's token
+# is copy-on-write and its bytes are read through a buffer). A's LUN is
 # filled with random data once; before every copy B's LUN is overwritten
 # with zeros in place and `sync` runs (its pages stay allocated and cached,
 # as on a LUN being overwritten: both copies then write into cached pages;
@@ -60,6 +63,7 @@ reps=3
 methods="iperf3 token host"
 drop=0
 fresh=0
+fs_kind=loop
 iperf_secs=10
 bin=
 results=
@@ -74,6 +78,7 @@ while [[ $# -gt 0 ]]; do
         --methods) methods=${2:?}; shift 2 ;;
         --drop-caches) drop=1; shift ;;
         --fresh-destination) fresh=1; shift ;;
+        --fs) fs_kind=${2:?}; shift 2 ;;
         --iperf-secs) iperf_secs=${2:?}; shift 2 ;;
         --bin) bin=${2:?}; shift 2 ;;
         --results) results=${2:?}; shift 2 ;;
@@ -172,8 +177,20 @@ loop_fs() {
     mounts+=("$work/$name")
     echo "== $fs on $dev for node $name" >&2
 }
-loop_fs xfs a
-loop_fs ext4 b
+# tmpfs_fs NAME: a tmpfs of its own on $work/NAME (--fs tmpfs).
+tmpfs_fs() {
+    mkdir -p "$work/$1"
+    mount -t tmpfs -o "size=${img_mib}M" "oxd-bench-$1" "$work/$1"
+    mounts+=("$work/$1")
+    echo "== tmpfs for node $1" >&2
+}
+if [[ $fs_kind == tmpfs ]]; then
+    tmpfs_fs a
+    tmpfs_fs b
+else
+    loop_fs xfs a
+    loop_fs ext4 b
+fi
 src=$work/a/lun0.img dst=$work/b/lun0.img
 echo "== filling A's LUN with $((bytes >> 20)) MiB of random data" >&2
 head -c "$bytes" /dev/urandom >"$src"

@@ -190,6 +190,8 @@ pub struct RawCopyDomain {
     pub nodes: Option<Vec<String>>,
     /// Bound on the bytes per second this node serves to others.
     pub link_max_bytes_per_second: Option<crate::size::SizeValue>,
+    /// CRC32C on the DATA frames this node serves from a buffer.
+    pub link_data_digest: Option<bool>,
 }
 
 /// Nodes of a copy domain at most.
@@ -220,6 +222,9 @@ pub struct CopyDomainConfig {
     pub nodes: Vec<std::net::SocketAddr>,
     /// Bound on what this node serves to others, bytes per second.
     pub link_max_bytes_per_second: Option<u64>,
+    /// CRC32C on the DATA frames this node serves through a buffer (off by
+    /// default, like iSCSI's and NVMe/TCP's data digests: TCP checks them).
+    pub link_data_digest: bool,
 }
 
 impl CopyDomainConfig {
@@ -243,6 +248,7 @@ impl Default for CopyDomainConfig {
             node_listen: None,
             nodes: Vec::new(),
             link_max_bytes_per_second: None,
+            link_data_digest: false,
         }
     }
 }
@@ -343,6 +349,7 @@ impl CopyDomainConfig {
             })?),
         };
         Ok(CopyDomainConfig {
+            link_data_digest: raw.link_data_digest.unwrap_or(false),
             node_listen,
             nodes,
             link_max_bytes_per_second,

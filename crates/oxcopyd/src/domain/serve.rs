@@ -15,7 +15,7 @@
 //! A token with a reflink snapshot is sent by the kernel straight from the
 //! snapshot file (`sendfile`: no lock needed, the file never changes, no
 //! user-space copy; such frames carry no CRC); others go through a buffer
-//! and carry a CRC32C.
+//! and carry a CRC32C when `link_data_digest` asks for it.
 
 use super::wire::{self, RecvError};
 use super::{LinkMetrics, NodeDomain, HANDSHAKE_TIMEOUT};
@@ -75,6 +75,7 @@ pub struct Server {
     next_conn: AtomicU64,
     conns: Mutex<HashMap<u64, TcpStream>>,
     pacer: Option<Pacer>,
+    digest: bool,
 }
 
 impl std::fmt::Debug for Server {
@@ -98,6 +99,7 @@ impl Server {
     pub fn new(domain: Arc<NodeDomain>, registry: Arc<LuRegistry>) -> Arc<Server> {
         let pacer =
             domain.config().link_max_bytes_per_second.map(|rate| Pacer { rate, next: Mutex::new(Instant::now()) });
+        let digest = domain.config().link_data_digest;
         Arc::new(Server {
             domain,
             registry,
@@ -105,6 +107,7 @@ impl Server {
             next_conn: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
             pacer,
+            digest,
         })
     }
 
@@ -328,7 +331,9 @@ impl Server {
                     return Err(self.fail(s, ErrorCode::SOURCE_FAILED, &e.to_string()));
                 }
             }
-            let prefix = data_prefix(at, &buf[..n]);
+            // CRC32C only when asked for (`link_data_digest`): without it the
+            // receiver can move the bytes into its file in the kernel.
+            let prefix = if self.digest { data_prefix(at, &buf[..n]) } else { data_prefix_unchecked(at, n) };
             wire::write_all_vectored(s, &[&prefix, &buf[..n]]).map_err(|_| End::Io)?;
             self.metrics().bytes_sent.inc_by(n as u64);
             done += n as u64;
