@@ -40,6 +40,8 @@ pub const MAX_LINKS: usize = 64;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// A peer that stops reading is dropped after this.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// DATA frames read ahead of the socket per link (1 MiB each).
+pub const BUFFERS: usize = 3;
 
 /// Paces what this node serves to `link_max_bytes_per_second`, across all links.
 #[derive(Debug)]
@@ -310,35 +312,89 @@ impl Server {
                 return self.send_file(s, fd, offset, len);
             }
         }
-        let mut buf = vec![0u8; (len.min(MAX_DATA as u64)) as usize];
-        let mut done = 0u64;
-        while done < len {
-            if self.domain.stopping() {
-                return Err(self.fail(s, ErrorCode::SHUTTING_DOWN, "node shutting down"));
+        self.stream_buffered(s, h, offset, len)
+    }
+
+    /// [`Server::stream`] through buffers: a reader thread fills them (the
+    /// ROD read under the source's locks) while this thread sends, so the
+    /// read of one frame overlaps the send of the one before; at most
+    /// [`BUFFERS`] frames in memory per link, reused.
+    fn stream_buffered(&self, s: &mut TcpStream, h: &HeldToken, offset: u64, len: u64) -> Result<(), End> {
+        use std::sync::mpsc::sync_channel;
+        let n_bufs = BUFFERS.min(len.div_ceil(MAX_DATA as u64) as usize).max(1);
+        std::thread::scope(|scope| {
+            // Made inside the scope and moved into each side, so that either
+            // side ending drops its ends and the other sees it (no deadlock
+            // at the scope's join).
+            let (full_tx, full_rx) = sync_channel::<Result<(u64, Vec<u8>), CopyError>>(n_bufs);
+            let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(n_bufs);
+            for _ in 0..n_bufs {
+                let _ = empty_tx.send(vec![0u8; MAX_DATA]);
             }
-            let n = (len - done).min(MAX_DATA as u64) as usize;
-            let at = offset + done;
-            if let Some(p) = &self.pacer {
-                p.wait(n as u64, &|| self.domain.stopping());
-            }
-            match h.source().read_rod(at, &mut buf[..n]) {
-                Ok(()) => {}
-                Err(CopyError::Token(t)) => {
-                    return Err(self.fail(s, wire::token_code(t), &t.to_string()));
+            let reader = std::thread::Builder::new().name("oxcopy-link-read".into()).spawn_scoped(scope, move || {
+                let mut done = 0u64;
+                while done < len && !self.domain.stopping() {
+                    let Ok(mut buf) = empty_rx.recv() else { return };
+                    let n = (len - done).min(MAX_DATA as u64) as usize;
+                    let at = offset + done;
+                    let r = h.source().read_rod(at, &mut buf[..n]).map(|()| {
+                        buf.truncate(n);
+                        (at, buf)
+                    });
+                    let failed = r.is_err();
+                    if full_tx.send(r).is_err() || failed {
+                        return;
+                    }
+                    done += n as u64;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "node link: reading a ROD for another node failed");
-                    return Err(self.fail(s, ErrorCode::SOURCE_FAILED, &e.to_string()));
-                }
+            });
+            if reader.is_err() {
+                return Err(self.fail(s, ErrorCode::SOURCE_FAILED, "cannot start a reader thread"));
             }
-            // CRC32C only when asked for (`link_data_digest`): without it the
-            // receiver can move the bytes into its file in the kernel.
-            let prefix = if self.digest { data_prefix(at, &buf[..n]) } else { data_prefix_unchecked(at, n) };
-            wire::write_all_vectored(s, &[&prefix, &buf[..n]]).map_err(|_| End::Io)?;
-            self.metrics().bytes_sent.inc_by(n as u64);
-            done += n as u64;
+            self.send_buffers(s, len, full_rx, empty_tx)
+        })
+    }
+
+    /// The sending side of [`Server::stream_buffered`].
+    fn send_buffers(
+        &self,
+        s: &mut TcpStream,
+        len: u64,
+        full_rx: std::sync::mpsc::Receiver<Result<(u64, Vec<u8>), CopyError>>,
+        empty_tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    ) -> Result<(), End> {
+        {
+            // Dropping `full_rx` and `empty_tx` on return stops the reader.
+            let mut done = 0u64;
+            while done < len {
+                if self.domain.stopping() {
+                    return Err(self.fail(s, ErrorCode::SHUTTING_DOWN, "node shutting down"));
+                }
+                let (at, mut buf) = match full_rx.recv() {
+                    Ok(Ok(x)) => x,
+                    Ok(Err(CopyError::Token(t))) => return Err(self.fail(s, wire::token_code(t), &t.to_string())),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "node link: reading a ROD for another node failed");
+                        return Err(self.fail(s, ErrorCode::SOURCE_FAILED, &e.to_string()));
+                    }
+                    Err(_) => return Err(self.fail(s, ErrorCode::SHUTTING_DOWN, "node shutting down")),
+                };
+                let n = buf.len();
+                if let Some(p) = &self.pacer {
+                    p.wait(n as u64, &|| self.domain.stopping());
+                }
+                // CRC32C only when asked for (`link_data_digest`): without it
+                // the receiver can move the bytes into its file in the kernel.
+                let prefix = if self.digest { data_prefix(at, &buf) } else { data_prefix_unchecked(at, n) };
+                wire::write_all_vectored(s, &[&prefix, &buf]).map_err(|_| End::Io)?;
+                self.metrics().bytes_sent.inc_by(n as u64);
+                done += n as u64;
+                buf.resize(MAX_DATA, 0);
+                // The reader may have stopped (error sent above, or done).
+                let _ = empty_tx.send(buf);
+            }
+            Ok(())
         }
-        Ok(())
     }
 
     /// [`Server::stream`] from an immutable snapshot file: each DATA frame's
