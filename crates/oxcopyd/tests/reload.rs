@@ -358,3 +358,30 @@ async fn allow_list_change_and_removed_target_close_sessions() {
     assert_eq!(tur(&b, 0).await, None);
     d.healthy();
 }
+
+/// A LUN whose `read_only` changed is removed and added again: the sessions
+/// that used it are told (3Fh/0Eh), it keeps its identity and data, and it
+/// refuses writes from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_replaces_a_lun_whose_access_mode_changed() {
+    let mut d = Live::start(&[(0, "lun0.img", 4 * MIB)], None);
+    let s = d.session_as(HOST_A).await;
+    assert_eq!(tur(&s, 0).await, None);
+    write_read(&s, 0, 24, 9).await;
+    let id = within(STEP, "designator", s.lu_designator(0)).await.expect("VPD 83h");
+    let cfg = DaemonConfig::new(d.file("state"))
+        .server("nop_interval", 0u64)
+        .target(Target::new(IQN).lun(Lun::new(0, d.file("lun0.img")).size(4 * MIB).block_size(BS).read_only(true)));
+    let err = d.reload(&cfg).await;
+    assert!(err.contains("1 replaced"), "stderr:\n{err}");
+    assert_eq!(tur(&s, 0).await, Some(REPORTED_LUNS_CHANGED));
+    assert_eq!(within(STEP, "designator", s.lu_designator(0)).await.expect("VPD 83h"), id, "same identity");
+    let back = within(STEP, "READ", s.read16(0, 24, 8, BS)).await.expect("READ");
+    assert!(back == pattern(9, 8 * BS as usize), "same data");
+    let c = cdb::write16(24, 8, false);
+    let o = within(STEP, "WRITE", s.execute(0, &c, DataDir::Write { data: pattern(10, 8 * BS as usize) }))
+        .await
+        .expect("WRITE answered");
+    assert_eq!(triplet(&o), Some((0x07, 0x27, 0x00)), "DATA PROTECT, WRITE PROTECTED");
+    d.healthy();
+}
