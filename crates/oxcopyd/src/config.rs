@@ -347,8 +347,21 @@ impl Config {
         Config::from_toml(&text, &source)
     }
 
+    /// [`Config::from_file`] for a reload: a LUN `size` larger than its
+    /// existing file is accepted (the reload grows the file of a LUN it
+    /// serves); a smaller one is refused as a shrink.
+    pub fn from_file_for_reload(path: &Path) -> Result<Config, ConfigError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| err(&source, "", format!("cannot read: {e}")))?;
+        Config::parse(&text, &source, true)
+    }
+
     /// Parse and validate TOML text; `source` names it in errors.
     pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, source, false)
+    }
+
+    fn parse(text: &str, source: &str, allow_grow: bool) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             // toml's message names the key and line; keep it on one line.
             let msg = e.message().to_string();
@@ -361,10 +374,10 @@ impl Config {
                 .unwrap_or_default();
             err(source, loc, msg)
         })?;
-        Config::validate(raw, source)
+        Config::validate(raw, source, allow_grow)
     }
 
-    fn validate(raw: RawConfig, source: &str) -> Result<Config, ConfigError> {
+    fn validate(raw: RawConfig, source: &str, allow_grow: bool) -> Result<Config, ConfigError> {
         let listen_strs = raw.server.listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.to_string()]);
         if listen_strs.is_empty() {
             return Err(err(source, "server.listen", "needs at least one address"));
@@ -532,7 +545,19 @@ impl Config {
                             ));
                         }
                         if let Some(sz) = size {
-                            if md.len() != sz {
+                            if allow_grow && sz < md.len() {
+                                return Err(err(
+                                    source,
+                                    format!("{lkey}.size"),
+                                    format!(
+                                        "{sz} bytes is smaller than existing file '{}' of {} bytes: \
+                                         shrinking a LUN is not supported",
+                                        l.path,
+                                        md.len()
+                                    ),
+                                ));
+                            }
+                            if md.len() != sz && !(allow_grow && sz > md.len()) {
                                 return Err(err(
                                     source,
                                     format!("{lkey}.size"),
@@ -794,5 +819,27 @@ block_size = 512
         let e = cfg(&text).unwrap_err();
         assert!(e.key.ends_with("size") && e.problem.contains("disagrees"), "{e}");
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 8192);
+    }
+
+    #[test]
+    fn reload_validation_accepts_a_grow_and_refuses_a_shrink() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.img");
+        std::fs::write(&p, vec![0u8; 8192]).unwrap();
+        let file = dir.path().join("c.toml");
+        let write = |size: &str| {
+            let text = format!(
+                "[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"{}\"\nsize=\"{size}\"",
+                p.display()
+            );
+            std::fs::write(&file, text).unwrap();
+        };
+        write("16KiB");
+        assert_eq!(Config::from_file_for_reload(&file).unwrap().targets[0].luns[0].size, Some(16384));
+        assert!(Config::from_file(&file).is_err(), "at start a size must match the file");
+        write("4KiB");
+        let e = Config::from_file_for_reload(&file).unwrap_err();
+        assert!(e.key.ends_with("size") && e.problem.contains("shrinking a LUN is not supported"), "{e}");
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 8192, "validation changes nothing");
     }
 }

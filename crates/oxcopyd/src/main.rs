@@ -25,8 +25,12 @@ use std::process::ExitCode;
 /// journald; it is the default when stderr is the journal (systemd sets
 /// JOURNAL_STREAM), text otherwise.
 /// Stop with SIGINT or SIGTERM: in-flight commands finish, LUNs are
-/// flushed, the exit code is 0. SIGHUP is not handled (it ends the daemon):
-/// restart to apply a changed configuration.
+/// flushed, the exit code is 0. SIGHUP re-reads the --config file and
+/// applies it live (targets, LUNs, allow-lists, CHAP; LUNs grown); a file
+/// that does not validate, or that changes what needs a restart (listen,
+/// data_dir, metrics, write_buffer_limit, write_behind, [copy_domain]), is
+/// refused as a whole with the reason logged, and the running configuration
+/// stays. See README.md, "Reloading the configuration".
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
@@ -80,7 +84,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(cfg)) {
+    match rt.block_on(run(cfg, args.config.clone(), args.listen.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("oxcopyd: {e:#}");
@@ -156,7 +160,7 @@ fn tune_malloc() {
     }
 }
 
-async fn run(cfg: Config) -> Result<()> {
+async fn run(cfg: Config, path: Option<PathBuf>, listen: Vec<SocketAddr>) -> Result<()> {
     let running = oxcopyd::start(cfg).await?;
     for a in &running.addrs {
         tracing::info!("listening on {a}");
@@ -170,10 +174,30 @@ async fn run(cfg: Config) -> Result<()> {
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("SIGINT: shutting down");
+                break;
+            }
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                break;
+            }
+            _ = hup.recv() => match &path {
+                None => tracing::warn!("SIGHUP: no configuration file (--config) to re-read; nothing changed"),
+                Some(p) => {
+                    tracing::info!(file = %p.display(), "SIGHUP: reloading the configuration");
+                    match running.reload(p, &listen).await {
+                        Ok(summary) => tracing::info!("configuration reloaded: {summary}"),
+                        Err(e) => tracing::error!("configuration reload refused, still serving the previous one: {e:#}"),
+                    }
+                }
+            },
+        }
     }
     running.shutdown().await?;
     tracing::info!("shut down cleanly");

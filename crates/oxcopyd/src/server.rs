@@ -11,22 +11,28 @@
 //!   the one table of the connection's tasks.
 //! - `writer`: the task that writes a connection's PDUs.
 //! - `pool`: the threads executing SCSI commands.
+//! - `reload`: applying a changed configuration to the running daemon
+//!   (SIGHUP).
 
 use crate::config::Config;
 use oxcopy_iscsi::budget::WriteBudget;
 use oxcopy_iscsi::chap::TargetChapConfig;
 use oxcopy_scsi::{LogicalUnit, ScsiTarget};
-use std::collections::HashMap;
+use parking_lot::RwLock;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 mod connection;
 mod login;
 mod pool;
+mod reload;
 mod startup;
 mod writer;
 
+pub use reload::ReloadSummary;
 pub use startup::{start, Running};
 
 /// MaxRecvDataSegmentLength we declare: the largest data segment we accept.
@@ -54,11 +60,22 @@ impl TargetEntry {
     }
 }
 
+/// What a reload replaces as a whole: the configuration served, the
+/// targets as login sees them, every LUN. Readers take the current one
+/// ([`Shared::live`]) and keep it for as long as they need a consistent view.
+struct Live {
+    targets: HashMap<String, TargetEntry>,
+    /// Every LUN served, by (target, LUN id).
+    luns: BTreeMap<(String, u16), Arc<LogicalUnit>>,
+    cfg: Config,
+}
+
 /// State shared by every connection.
 struct Shared {
-    targets: HashMap<String, TargetEntry>,
-    luns: Vec<Arc<LogicalUnit>>,
-    cfg: Config,
+    live: RwLock<Arc<Live>>,
+    /// Bumped after every applied reload: sessions then check that their
+    /// target still exists and still admits their initiator.
+    reconfigured: watch::Sender<u64>,
     next_tsih: AtomicU16,
     next_stat_sn: AtomicU64,
     /// Where SCSI commands run.
@@ -73,6 +90,11 @@ struct Shared {
 }
 
 impl Shared {
+    /// The configuration and targets being served now.
+    fn live(&self) -> Arc<Live> {
+        self.live.read().clone()
+    }
+
     /// A fresh TSIH (never 0).
     fn tsih(&self) -> u16 {
         let t = self.next_tsih.fetch_add(1, Ordering::Relaxed);

@@ -250,6 +250,7 @@ fn systemd_unit_is_sandboxed() {
     assert_eq!(rw.len(), 1, "ReadWritePaths=");
     assert!(rw[0].contains("/var/lib/oxcopy") && rw[0].contains("/srv/oxcopy"), "ReadWritePaths={}", rw[0]);
     let handles_hup = include_str!("../src/main.rs").contains("SignalKind::hangup()");
+    assert!(handles_hup && get("ExecReload") == ["/bin/kill -HUP $MAINPID"], "SIGHUP reloads: ExecReload= sends it");
     assert_eq!(
         !get("ExecReload").is_empty(),
         handles_hup,

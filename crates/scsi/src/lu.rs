@@ -11,7 +11,7 @@ use oxcopy_copy::{RangeLocks, Unit, UnitId, WriteHook};
 use oxcopy_storage::{Capabilities, Storage, StorageError};
 use parking_lot::RwLock;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Largest data transfer of one command, bytes (MAXIMUM TRANSFER LENGTH in
@@ -82,7 +82,8 @@ impl Provisioning {
 pub struct LogicalUnit {
     cfg: LuConfig,
     storage: Arc<dyn Storage>,
-    num_blocks: u64,
+    /// Grows with [`LogicalUnit::grow`], never shrinks.
+    num_blocks: AtomicU64,
     pub(crate) mode: ModeState,
     pub(crate) ua: UnitAttentions,
     locks: RangeLocks,
@@ -98,7 +99,7 @@ impl fmt::Debug for LogicalUnit {
         f.debug_struct("LogicalUnit")
             .field("serial", &self.cfg.serial)
             .field("block_size", &self.cfg.block_size)
-            .field("num_blocks", &self.num_blocks)
+            .field("num_blocks", &self.num_blocks())
             .field("read_only", &self.cfg.read_only)
             .finish_non_exhaustive()
     }
@@ -119,7 +120,7 @@ impl LogicalUnit {
         LogicalUnit {
             cfg,
             storage,
-            num_blocks,
+            num_blocks: AtomicU64::new(num_blocks),
             mode: ModeState::default(),
             ua: UnitAttentions::default(),
             locks: RangeLocks::new(),
@@ -137,7 +138,31 @@ impl LogicalUnit {
 
     /// Number of addressable logical blocks.
     pub fn num_blocks(&self) -> u64 {
-        self.num_blocks
+        self.num_blocks.load(Ordering::Acquire)
+    }
+
+    /// Grow the LU to `new_bytes` (a whole number of blocks): the backend
+    /// first, then the capacity commands see, then CAPACITY DATA HAS CHANGED
+    /// (2Ah/09h) for every nexus that has used the LU. The capacity only
+    /// grows, so range checks of commands in flight stay valid. Returns the
+    /// new number of blocks.
+    pub fn grow(&self, new_bytes: u64) -> Result<u64, StorageError> {
+        let bs = u64::from(self.cfg.block_size);
+        let blocks = new_bytes / bs;
+        if blocks <= self.num_blocks() {
+            return Ok(self.num_blocks());
+        }
+        self.storage.grow(blocks * bs)?;
+        self.num_blocks.fetch_max(blocks, Ordering::AcqRel);
+        self.ua.establish_all(Asc::CAPACITY_DATA_HAS_CHANGED, None);
+        Ok(self.num_blocks())
+    }
+
+    /// Make every nexus known to `old` (an LU this one replaces at the same
+    /// LUN) known here too, so conditions established for "every nexus"
+    /// reach the initiators that used the LUN before.
+    pub fn adopt_nexuses(&self, old: &LogicalUnit) {
+        self.ua.adopt(&old.ua);
     }
 
     /// The NAA 6 designator (VPD 83h), also the copy manager's lookup key.
@@ -255,7 +280,7 @@ impl Unit for LogicalUnit {
         self.cfg.block_size
     }
     fn num_blocks(&self) -> u64 {
-        self.num_blocks
+        LogicalUnit::num_blocks(self)
     }
     fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage

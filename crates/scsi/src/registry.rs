@@ -130,6 +130,22 @@ struct Snapshot {
     by_designator: HashMap<Vec<u8>, Vec<(Arc<str>, u16)>>,
 }
 
+impl Snapshot {
+    /// A snapshot of `targets` with its designator index built.
+    fn indexed(targets: BTreeMap<String, Arc<TargetRecord>>) -> Snapshot {
+        let mut by_designator: HashMap<Vec<u8>, Vec<(Arc<str>, u16)>> = HashMap::new();
+        for rec in targets.values() {
+            for (id, lu) in &rec.luns {
+                for (code_set, assoc_type, value) in lu.designators() {
+                    let key = designator_key(code_set, assoc_type, &value);
+                    by_designator.entry(key).or_default().push((rec.name.clone(), *id));
+                }
+            }
+        }
+        Snapshot { targets, by_designator }
+    }
+}
+
 /// The comparison key of a designator: CODE SET (protocol identifier nibble
 /// masked), ASSOCIATION and DESIGNATOR TYPE (PIV and the reserved bit
 /// masked), length, value.
@@ -221,6 +237,47 @@ impl LuRegistry {
         next.targets.insert(name.to_owned(), rec);
         *st = Arc::new(next);
         Ok(())
+    }
+
+    /// Add or replace target `name`: its allow-list, and its LUNs with
+    /// their masking rules (reconfiguration). Commands already running keep
+    /// the logical units they found; lookups from now on see the new set.
+    /// LUN numbers above [`MAX_LUN`] and duplicates are dropped (logged).
+    /// Targets built on it see the change after [`crate::ScsiTarget::refresh`].
+    pub fn set_target(&self, name: &str, access: AccessList, luns: Vec<(u16, Arc<LogicalUnit>, AccessList)>) {
+        let mut v: Vec<(u16, Arc<LogicalUnit>)> = Vec::with_capacity(luns.len());
+        let mut masks = HashMap::new();
+        for (id, lu, mask) in luns {
+            if id > MAX_LUN {
+                tracing::warn!(target = name, lun = id, "LUN number not addressable, ignored");
+            } else if v.iter().any(|(i, _)| *i == id) {
+                tracing::warn!(target = name, lun = id, "duplicate LUN number, ignored");
+            } else {
+                v.push((id, lu));
+                if mask != AccessList::Any {
+                    masks.insert(id, mask);
+                }
+            }
+        }
+        v.sort_by_key(|(id, _)| *id);
+        let rec = Arc::new(TargetRecord { name: Arc::from(name), access, luns: v, masks });
+        let mut st = self.state.write();
+        let mut targets = st.targets.clone();
+        targets.insert(name.to_owned(), rec);
+        *st = Arc::new(Snapshot::indexed(targets));
+    }
+
+    /// Remove target `name` and its LUNs (reconfiguration); false when it
+    /// is unknown. Commands already running keep their logical units.
+    pub fn remove_target(&self, name: &str) -> bool {
+        let mut st = self.state.write();
+        if !st.targets.contains_key(name) {
+            return false;
+        }
+        let mut targets = st.targets.clone();
+        targets.remove(name);
+        *st = Arc::new(Snapshot::indexed(targets));
+        true
     }
 
     /// Mask LUN `lun` of `target`: only initiators `access` admits see it
@@ -463,6 +520,35 @@ mod tests {
         assert_eq!(r.lun_access("iqn.a", 0), AccessList::Any);
         assert!(r.set_lun_access("iqn.a", 1, AccessList::Any));
         assert!(r.lookup(&denied, "iqn.a", 1).is_some(), "unmasked again");
+    }
+
+    #[test]
+    fn targets_are_replaced_and_removed() {
+        let r = crate::testing::registry();
+        r.add_target("iqn.a", AccessList::Any, vec![(0, lu(1))]).unwrap();
+        let h = nx("iqn.h", "iqn.a");
+        r.set_target(
+            "iqn.a",
+            AccessList::Only(vec!["iqn.h".into()]),
+            vec![
+                (0, lu(1), AccessList::Any),
+                (4, lu(4), AccessList::Only(vec!["iqn.other".into()])),
+                (2, lu(2), AccessList::Any),
+            ],
+        );
+        assert_eq!(r.target_luns("iqn.a").iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 2, 4]);
+        assert!(r.lookup(&h, "iqn.a", 2).is_some());
+        assert!(r.lookup(&h, "iqn.a", 4).is_none(), "masked");
+        assert!(matches!(r.resolve(&h, 1, 3, &naa(2)), Resolution::Local(x) if x.lun == 2));
+        assert!(!r.admits("iqn.a", "iqn.x") && r.admits("iqn.a", "iqn.h"));
+        r.set_target("iqn.a", AccessList::Any, vec![(0, lu(1), AccessList::Any)]);
+        assert!(r.lookup(&h, "iqn.a", 2).is_none(), "removed LUN");
+        assert!(matches!(r.resolve(&h, 1, 3, &naa(2)), Resolution::Unreachable), "its designator is gone");
+        assert!(r.remove_target("iqn.a"));
+        assert!(!r.remove_target("iqn.a"));
+        assert!(r.lookup(&h, "iqn.a", 0).is_none());
+        assert!(matches!(r.resolve(&h, 1, 3, &naa(1)), Resolution::Unreachable));
+        assert!(r.target_names().is_empty());
     }
 
     #[test]

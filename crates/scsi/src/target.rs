@@ -12,6 +12,7 @@ use crate::pr;
 use crate::registry::{AccessList, LuRegistry};
 use crate::result::{CommandResult, ScsiStatus};
 use crate::sense::{Asc, Sense, SenseKey};
+use parking_lot::RwLock;
 use std::sync::Arc;
 
 /// What the command table says about a CDB (for the transport: direction
@@ -49,19 +50,56 @@ pub enum TmfResult {
 ///
 /// Its LUNs come from the daemon-wide [`LuRegistry`], which it keeps an
 /// `Arc` to for everything that crosses targets (copy CSCDs, copy records,
-/// metrics); the LUN table is copied out at construction so the per-command
-/// lookup stays a binary search without locks.
+/// metrics); the LUN table is copied out at construction, and again by
+/// [`ScsiTarget::refresh`] after a reconfiguration, so the per-command lookup
+/// stays a binary search in an immutable table (taken once per command: a
+/// command runs to its end on the table it started with).
 #[derive(Debug)]
 pub struct ScsiTarget {
     name: String,
     tpgt: u16,
+    table: RwLock<Arc<LunTable>>,
+    registry: Arc<LuRegistry>,
+}
+
+/// The LUNs of a target at one point in time.
+#[derive(Debug, Default)]
+struct LunTable {
     /// Sorted by LUN number, unique.
     luns: Vec<(u16, Arc<LogicalUnit>)>,
     /// Per-LUN metric handles, parallel to `luns`.
     counters: Vec<LunCounters>,
     /// LUN masking, parallel to `luns`: which initiators see each LUN.
     masks: Vec<AccessList>,
-    registry: Arc<LuRegistry>,
+}
+
+impl LunTable {
+    fn from_registry(name: &str, registry: &LuRegistry) -> LunTable {
+        let luns = registry.target_luns(name);
+        let counters = luns.iter().map(|(id, _)| registry.metrics().lun(name, *id)).collect();
+        let masks = luns.iter().map(|(id, _)| registry.lun_access(name, *id)).collect();
+        LunTable { luns, counters, masks }
+    }
+
+    fn lu(&self, id: u16) -> Option<&Arc<LogicalUnit>> {
+        self.luns.binary_search_by_key(&id, |(i, _)| *i).ok().map(|i| &self.luns[i].1)
+    }
+
+    fn lun_ids_for(&self, initiator: &str) -> Vec<u16> {
+        self.luns.iter().zip(&self.masks).filter(|(_, m)| m.admits(initiator)).map(|((id, _), _)| *id).collect()
+    }
+
+    fn visible_index(&self, nexus: &Nexus, lun: [u8; 8]) -> Option<usize> {
+        let i = decode_lun(lun).and_then(|id| self.luns.binary_search_by_key(&id, |(i, _)| *i).ok())?;
+        self.masks.get(i).is_none_or(|m| m.admits(&nexus.initiator_name)).then_some(i)
+    }
+}
+
+/// What the handlers of one command see of the target: its LUN table as
+/// the command found it.
+struct View<'a> {
+    target: &'a ScsiTarget,
+    table: &'a LunTable,
 }
 
 /// READ (6/10/12/16): counted as reads in the per-LUN metrics.
@@ -83,10 +121,21 @@ impl ScsiTarget {
 
     /// The target `name` of `registry` (no LUNs when it is not registered).
     pub fn in_registry(name: &str, tpgt: u16, registry: Arc<LuRegistry>) -> Self {
-        let luns = registry.target_luns(name);
-        let counters = luns.iter().map(|(id, _)| registry.metrics().lun(name, *id)).collect();
-        let masks = luns.iter().map(|(id, _)| registry.lun_access(name, *id)).collect();
-        ScsiTarget { name: name.to_owned(), tpgt, luns, counters, masks, registry }
+        let table = RwLock::new(Arc::new(LunTable::from_registry(name, &registry)));
+        ScsiTarget { name: name.to_owned(), tpgt, table, registry }
+    }
+
+    /// Take the target's LUNs and masks from the registry again (after a
+    /// reconfiguration changed them there). Commands already running finish
+    /// on the table they started with; a target no longer registered has no
+    /// LUNs.
+    pub fn refresh(&self) {
+        let table = Arc::new(LunTable::from_registry(&self.name, &self.registry));
+        *self.table.write() = table;
+    }
+
+    fn table(&self) -> Arc<LunTable> {
+        self.table.read().clone()
     }
 
     /// The daemon-wide registry this target belongs to.
@@ -106,17 +155,17 @@ impl ScsiTarget {
 
     /// LUN numbers, ascending.
     pub fn lun_ids(&self) -> Vec<u16> {
-        self.luns.iter().map(|(id, _)| *id).collect()
+        self.table().luns.iter().map(|(id, _)| *id).collect()
     }
 
     /// The LU with LUN number `id`.
-    pub fn lu(&self, id: u16) -> Option<&Arc<LogicalUnit>> {
-        self.luns.binary_search_by_key(&id, |(i, _)| *i).ok().map(|i| &self.luns[i].1)
+    pub fn lu(&self, id: u16) -> Option<Arc<LogicalUnit>> {
+        self.table().lu(id).cloned()
     }
 
     /// LUN numbers `initiator` sees (LUN masking applied), ascending.
     pub fn lun_ids_for(&self, initiator: &str) -> Vec<u16> {
-        self.luns.iter().zip(&self.masks).filter(|(_, m)| m.admits(initiator)).map(|((id, _), _)| *id).collect()
+        self.table().lun_ids_for(initiator)
     }
 
     /// Whether a raw SAM LUN addresses one of our LUs.
@@ -127,15 +176,10 @@ impl ScsiTarget {
     /// Whether a raw SAM LUN addresses one of our LUs that `nexus` sees
     /// (not masked from its initiator).
     pub fn lun_visible(&self, nexus: &Nexus, lun: [u8; 8]) -> bool {
-        self.visible_index(nexus, lun).is_some()
+        self.table().visible_index(nexus, lun).is_some()
     }
 
-    fn visible_index(&self, nexus: &Nexus, lun: [u8; 8]) -> Option<usize> {
-        let i = decode_lun(lun).and_then(|id| self.luns.binary_search_by_key(&id, |(i, _)| *i).ok())?;
-        self.masks.get(i).is_none_or(|m| m.admits(&nexus.initiator_name)).then_some(i)
-    }
-
-    fn lu_raw(&self, lun: [u8; 8]) -> Option<&Arc<LogicalUnit>> {
+    fn lu_raw(&self, lun: [u8; 8]) -> Option<Arc<LogicalUnit>> {
         decode_lun(lun).and_then(|id| self.lu(id))
     }
 
@@ -156,8 +200,10 @@ impl ScsiTarget {
     }
 
     fn dispatch(&self, req: &Request<'_>) -> CommandResult {
-        let idx = self.visible_index(req.nexus, req.lun);
-        let lu = idx.map(|i| &*self.luns[i].1);
+        let table = self.table();
+        let view = View { target: self, table: &table };
+        let idx = table.visible_index(req.nexus, req.lun);
+        let lu = idx.map(|i| &*table.luns[i].1);
         let bs = lu.map_or(512, |l| l.block_size());
         let cdb = req.cdb;
         let Some(&op) = cdb.first() else {
@@ -199,9 +245,9 @@ impl ScsiTarget {
                 return finish(Some(lu), Err(f), wanted);
             }
         }
-        let ctx = Ctx { target: self, lu, req, cdb, pr_epoch: lu.map_or(0, |l| l.pr.abort_epoch()) };
+        let ctx = Ctx { target: &view, lu, req, cdb, pr_epoch: lu.map_or(0, |l| l.pr.abort_epoch()) };
         let r = (t.handler)(&ctx);
-        if let (Some(c), Ok(d)) = (idx.and_then(|i| self.counters.get(i)), &r) {
+        if let (Some(c), Ok(d)) = (idx.and_then(|i| table.counters.get(i)), &r) {
             if d.status == ScsiStatus::GOOD {
                 if is_read(t.opcode.0) {
                     c.read(d.data_in.len() as u64);
@@ -218,7 +264,8 @@ impl ScsiTarget {
     /// has used the LU, including the requester (SAM-5 §7.7). Aborting the
     /// LU's tasks is the transport's job (it owns the cancel tokens).
     pub fn lun_reset(&self, nexus: &Nexus, lun: [u8; 8]) -> TmfResult {
-        match self.visible_index(nexus, lun).map(|i| &self.luns[i].1) {
+        let table = self.table();
+        match table.visible_index(nexus, lun).map(|i| &table.luns[i].1) {
             None => TmfResult::LunDoesNotExist,
             Some(lu) => {
                 lu.ua.next(nexus, false); // make sure the requester is known
@@ -233,7 +280,8 @@ impl ScsiTarget {
     /// and reports POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29h/00h).
     /// LUNs masked from the requester are left alone.
     pub fn target_reset(&self, nexus: &Nexus) -> TmfResult {
-        for ((_, lu), mask) in self.luns.iter().zip(&self.masks) {
+        let table = self.table();
+        for ((_, lu), mask) in table.luns.iter().zip(&table.masks) {
             if !mask.admits(&nexus.initiator_name) {
                 continue;
             }
@@ -247,7 +295,7 @@ impl ScsiTarget {
     /// The I_T nexus is gone (session closed): drop its per-LU state.
     pub fn nexus_lost(&self, nexus: &Nexus) {
         self.registry.copy_manager().requester_lost(nexus);
-        for (_, lu) in &self.luns {
+        for (_, lu) in &self.table().luns {
             lu.ua.forget(nexus);
             lu.pr.nexus_lost(nexus); // its SPC-2 reservation ends
         }
@@ -256,18 +304,18 @@ impl ScsiTarget {
 
 /// Turn a handler outcome into the transport's result, encoding sense in the
 /// LU's format (fixed when there is no LU).
-impl TargetView for ScsiTarget {
+impl TargetView for View<'_> {
     fn name(&self) -> &str {
-        ScsiTarget::name(self)
+        self.target.name()
     }
     fn registry(&self) -> &Arc<LuRegistry> {
-        ScsiTarget::registry(self)
+        self.target.registry()
     }
     fn lu(&self, id: u16) -> Option<&Arc<LogicalUnit>> {
-        ScsiTarget::lu(self, id)
+        self.table.lu(id)
     }
     fn lun_ids_for(&self, initiator: &str) -> Vec<u16> {
-        ScsiTarget::lun_ids_for(self, initiator)
+        self.table.lun_ids_for(initiator)
     }
     fn commands(&self) -> &'static [Command] {
         COMMANDS

@@ -79,6 +79,15 @@ impl UnitAttentions {
         self.pending.store(total, Ordering::Release);
     }
 
+    /// Know every nexus `other` knows (with nothing pending for it here).
+    pub(crate) fn adopt(&self, other: &UnitAttentions) {
+        let known: Vec<Nexus> = other.queues.read().keys().cloned().collect();
+        let mut q = self.queues.write();
+        for n in known {
+            q.entry(n).or_default();
+        }
+    }
+
     /// Forget a nexus (session gone).
     pub(crate) fn forget(&self, nexus: &Nexus) {
         if let Some(queue) = self.queues.write().remove(nexus) {
@@ -127,5 +136,16 @@ mod tests {
         ua.forget(&nx(2));
         ua.forget(&nx(3));
         assert_eq!(ua.pending.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn adopted_nexuses_get_later_conditions() {
+        let old = UnitAttentions::default();
+        assert_eq!(old.next(&nx(1), true), None);
+        let new = UnitAttentions::default();
+        new.adopt(&old);
+        new.establish_all(Asc::REPORTED_LUNS_DATA_HAS_CHANGED, None);
+        assert_eq!(new.next(&nx(1), true), Some(Asc::REPORTED_LUNS_DATA_HAS_CHANGED));
+        assert_eq!(new.next(&nx(2), true), None, "a nexus the old LU never saw gets nothing");
     }
 }

@@ -48,7 +48,9 @@ const CFR_CHUNK: u64 = 64 << 20;
 pub struct FileStorage {
     file: File,
     path: PathBuf,
-    len: u64,
+    /// Size in bytes: grows (never shrinks) with [`Storage::grow`]; range
+    /// checks read it, so I/O never sees a length it may not use.
+    len: AtomicU64,
     read_only: bool,
     caps: Capabilities,
     /// (st_dev, st_ino): recognises the same file behind another descriptor.
@@ -133,7 +135,7 @@ impl FileStorage {
         Ok(FileStorage {
             file,
             path,
-            len,
+            len: AtomicU64::new(len),
             read_only: opts.read_only,
             caps,
             id: (st.st_dev, st.st_ino),
@@ -165,7 +167,7 @@ impl FileStorage {
     /// filesystem supports it (then it costs metadata only; keep `offset`
     /// aligned to `capabilities().fs_block_size`), else it is a real copy.
     pub fn snapshot_range(&self, offset: u64, len: u64) -> Result<(FileStorage, CopyReport)> {
-        check_range(self.len, offset, len)?;
+        check_range(self.size(), offset, len)?;
         let dir = parent_dir(&self.path);
         let ctx = || format!("snapshot {}+{len} of {}", offset, self.path.display());
         let file = create_anonymous(dir).map_err(|e| StorageError::io(ctx(), e))?;
@@ -177,7 +179,7 @@ impl FileStorage {
                 "(snapshot of {} at {offset})",
                 self.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
             )),
-            len,
+            len: AtomicU64::new(len),
             read_only: false,
             caps: self.caps,
             id: (st.st_dev, st.st_ino),
@@ -201,13 +203,18 @@ impl FileStorage {
                 "({what} of {})",
                 self.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
             )),
-            len,
+            len: AtomicU64::new(len),
             read_only: false,
             caps: self.caps,
             id: (st.st_dev, st.st_ino),
             zero_range: AtomicBool::new(true),
             write_behind: Default::default(),
         })
+    }
+
+    /// The current size in bytes.
+    fn size(&self) -> u64 {
+        self.len.load(Ordering::Acquire)
     }
 
     fn ctx(&self, what: std::fmt::Arguments<'_>) -> String {
@@ -379,11 +386,33 @@ struct CopyState {
 
 impl Storage for FileStorage {
     fn len(&self) -> u64 {
-        self.len
+        self.size()
+    }
+
+    /// Extend the file to `new_len` (sparse), then make the new bytes
+    /// addressable. The length only ever grows, so a range check that passed
+    /// against the old one stays true for I/O in flight.
+    fn grow(&self, new_len: u64) -> Result<()> {
+        self.check_writable("grow")?;
+        let cur = self.size();
+        if new_len < cur {
+            return Err(StorageError::new(
+                StorageErrorKind::Unsupported,
+                self.ctx(format_args!("shrinking from {cur} to {new_len} bytes is not supported")),
+            ));
+        }
+        if new_len == cur {
+            return Ok(());
+        }
+        self.file
+            .set_len(new_len)
+            .map_err(|e| StorageError::io(self.ctx(format_args!("grow from {cur} to {new_len} bytes")), e))?;
+        self.len.store(new_len, Ordering::Release);
+        Ok(())
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        check_range(self.len, offset, buf.len() as u64)?;
+        check_range(self.size(), offset, buf.len() as u64)?;
         self.file.read_exact_at(buf, offset).map_err(|e| {
             let what = if e.kind() == io::ErrorKind::UnexpectedEof {
                 " (file is shorter than the store size; truncated behind our back?)"
@@ -395,7 +424,7 @@ impl Storage for FileStorage {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
-        check_range(self.len, offset, buf.len() as u64)?;
+        check_range(self.size(), offset, buf.len() as u64)?;
         self.check_writable("write")?;
         self.file
             .write_all_at(buf, offset)
@@ -416,7 +445,7 @@ impl Storage for FileStorage {
     }
 
     fn discard(&self, offset: u64, len: u64) -> Result<()> {
-        check_range(self.len, offset, len)?;
+        check_range(self.size(), offset, len)?;
         self.check_writable("discard")?;
         if len == 0 {
             return Ok(());
@@ -425,7 +454,7 @@ impl Storage for FileStorage {
     }
 
     fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
-        check_range(self.len, offset, len)?;
+        check_range(self.size(), offset, len)?;
         self.check_writable("write zeroes")?;
         if len == 0 {
             return Ok(());
@@ -449,7 +478,7 @@ impl Storage for FileStorage {
     }
 
     fn allocation(&self, offset: u64, len: u64) -> Result<AllocationRun> {
-        check_range(self.len, offset, len)?;
+        check_range(self.size(), offset, len)?;
         if len == 0 || !self.caps.allocation_status {
             return Ok(AllocationRun { mapped: true, len });
         }
@@ -479,7 +508,7 @@ impl Storage for FileStorage {
     fn snapshot(&self, ranges: &[(u64, u64)]) -> Result<Option<Arc<dyn Storage>>> {
         let bs = u64::from(self.caps.fs_block_size.max(1));
         let aligned = ranges.iter().all(|&(off, len)| {
-            off.checked_add(len).is_some_and(|end| end <= self.len) && off % bs == 0 && len % bs == 0
+            off.checked_add(len).is_some_and(|end| end <= self.size()) && off % bs == 0 && len % bs == 0
         });
         if !self.caps.reflink || self.read_only || !aligned {
             return Ok(None);
@@ -511,7 +540,7 @@ impl Storage for FileStorage {
 
     fn copy_range(&self, dst_offset: u64, src: &dyn Storage, src_offset: u64, len: u64) -> Result<CopyReport> {
         check_range(src.len(), src_offset, len)?;
-        check_range(self.len, dst_offset, len)?;
+        check_range(self.size(), dst_offset, len)?;
         self.check_writable("copy into")?;
         let mut report = CopyReport::default();
         if len == 0 {
@@ -784,4 +813,33 @@ fn ficlonerange(
     // #[repr(C)] layout above, 32 bytes, matching the opcode's size field) and
     // writes nothing back; `src` is a borrowed, open descriptor for the whole call.
     unsafe { rustix::ioctl::ioctl(dst, rustix::ioctl::Setter::<FICLONERANGE, FileCloneRange>::new(arg)) }
+}
+
+#[cfg(test)]
+mod grow_tests {
+    use super::*;
+
+    #[test]
+    fn grow_extends_sparse_and_never_shrinks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lun.img");
+        let s = FileStorage::open(&path, &OpenOptions { create_size: Some(8192), read_only: false }).expect("open");
+        s.write_at(&[7u8; 512], 7680).expect("write at the end");
+        assert_eq!(s.write_at(&[1u8; 512], 8192).expect_err("past the end").kind, StorageErrorKind::OutOfRange);
+        s.grow(16384).expect("grow");
+        assert_eq!(s.len(), 16384);
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 16384);
+        s.write_at(&[1u8; 512], 15872).expect("write at the new end");
+        let mut buf = [9u8; 512];
+        s.read_at(&mut buf, 8192).expect("read the grown part");
+        assert_eq!(buf, [0u8; 512], "grown bytes read as zeroes");
+        s.read_at(&mut buf, 7680).expect("read old data");
+        assert_eq!(buf, [7u8; 512]);
+        assert_eq!(s.grow(4096).expect_err("shrink").kind, StorageErrorKind::Unsupported);
+        assert_eq!(s.len(), 16384);
+        s.grow(16384).expect("same size is a no-op");
+        drop(s);
+        let ro = FileStorage::open(&path, &OpenOptions { create_size: None, read_only: true }).expect("open ro");
+        assert_eq!(ro.grow(32768).expect_err("read-only").kind, StorageErrorKind::ReadOnly);
+    }
 }

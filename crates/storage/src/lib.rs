@@ -150,8 +150,17 @@ pub struct AllocationRun {
 /// ranges that overflow `u64`. Implementations must still check and return
 /// `StorageErrorKind::OutOfRange` rather than touch bytes outside the store.
 pub trait Storage: Send + Sync + std::fmt::Debug {
-    /// Size in bytes (fixed for the life of the backend).
+    /// Size in bytes: fixed, except that [`Storage::grow`] may raise it.
     fn len(&self) -> u64;
+
+    /// Grow the store to `new_len` bytes (the new bytes read as zeroes);
+    /// never shrinks. Default: `Unsupported` (fixed-size backends).
+    fn grow(&self, new_len: u64) -> Result<()> {
+        Err(StorageError::new(
+            StorageErrorKind::Unsupported,
+            format!("this store cannot grow from {} to {new_len} bytes", self.len()),
+        ))
+    }
 
     /// True when the store holds zero bytes.
     fn is_empty(&self) -> bool {

@@ -41,7 +41,8 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     };
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(writer::run(wr, rx, Duration::from_secs(shared.cfg.pdu_timeout_secs.max(1))));
+    let pdu_timeout = Duration::from_secs(shared.live().cfg.pdu_timeout_secs.max(1));
+    let writer = tokio::spawn(writer::run(wr, rx, pdu_timeout));
     let mut buf = BytesMut::with_capacity(64 * 1024);
 
     let login = login::login(&mut rd, &mut buf, &tx, &shared, peer, Instant::now());
@@ -118,8 +119,18 @@ async fn full_feature(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let params = &session.params;
+    // Subscribed before the target is looked up: a reload after this point
+    // is seen by the loop below.
+    let mut reconfigured = shared.reconfigured.subscribe();
+    let live = shared.live();
     let target = match (&params.session_type, params.target_name.as_ref()) {
-        (SessionType::Normal, Some(name)) => shared.targets.get(name).map(|t| t.scsi.clone()),
+        (SessionType::Normal, Some(name)) => match live.targets.get(name) {
+            Some(t) => Some(t.scsi.clone()),
+            None => {
+                info!(initiator = %params.initiator_name, target = %name, "target removed by a reload during login; closing");
+                return;
+            }
+        },
         _ => None,
     };
     let nexus = Arc::new(Nexus {
@@ -134,14 +145,15 @@ async fn full_feature(
         max_data_segment: OUR_MAX_RECV_DATA_SEGMENT,
     };
     let conn_cfg = TargetConnConfig {
-        cmd_window: shared.cfg.max_commands_per_session,
+        cmd_window: live.cfg.max_commands_per_session,
         max_write_buffer: MAX_WRITE_BUFFER,
         send_targets: login::send_targets_text(&shared, &params.initiator_name, local),
     };
     let mut core = TargetConnection::with_handles(params.clone(), conn_cfg, session.stat_sn, session.exp_cmd_sn);
     core.set_write_budget(shared.write_budget.clone());
-    let nop_interval = Some(Duration::from_secs(shared.cfg.nop_interval_secs)).filter(|d| !d.is_zero());
-    let pdu_timeout = Duration::from_secs(shared.cfg.pdu_timeout_secs.max(1));
+    let nop_interval = Some(Duration::from_secs(live.cfg.nop_interval_secs)).filter(|d| !d.is_zero());
+    let pdu_timeout = Duration::from_secs(live.cfg.pdu_timeout_secs.max(1));
+    drop(live);
     core.start_timers(ConnTimeouts { nop_interval, pdu_timeout, abort_wait: ABORT_WAIT }, Instant::now());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut conn = FullFeature { core, tx, target, nexus, done_tx, shared };
@@ -171,6 +183,20 @@ async fn full_feature(
                 conn.drain(&mut done_rx).await;
                 true
             }
+            Ok(()) = reconfigured.changed(), if conn.target.is_some() => {
+                if conn.still_served() {
+                    false
+                } else {
+                    info!(
+                        initiator = %conn.nexus.initiator_name,
+                        target = %conn.nexus.target_name,
+                        "the reloaded configuration removed the target or no longer admits the initiator; \
+                         closing the session once its commands are done"
+                    );
+                    conn.drain(&mut done_rx).await;
+                    true
+                }
+            }
         };
         if closing {
             break;
@@ -180,6 +206,17 @@ async fn full_feature(
 }
 
 impl FullFeature {
+    /// Whether the current configuration still serves this normal session:
+    /// its target exists (the same one it logged in to) and admits its
+    /// initiator.
+    fn still_served(&self) -> bool {
+        let live = self.shared.live();
+        let Some(mine) = &self.target else { return true };
+        live.targets
+            .get(&*self.nexus.target_name)
+            .is_some_and(|t| Arc::ptr_eq(&t.scsi, mine) && t.admits(&self.nexus.initiator_name))
+    }
+
     /// Feed the PDUs among the bytes read at `now` to the core and carry out
     /// its answers; true when the connection must close.
     fn received(&mut self, buf: &mut BytesMut, limits: &FrameLimits, now: Instant) -> bool {

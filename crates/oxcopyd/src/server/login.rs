@@ -5,7 +5,7 @@
 //! `oxcopy_iscsi::login::TargetLogin`'s.
 
 use crate::server::writer::Out;
-use crate::server::{wait_until, Shared, MAX_WRITE_BUFFER, OUR_MAX_RECV_DATA_SEGMENT};
+use crate::server::{wait_until, Shared, TargetEntry, MAX_WRITE_BUFFER, OUR_MAX_RECV_DATA_SEGMENT};
 use anyhow::Result;
 use bytes::BytesMut;
 use oxcopy_iscsi::chap::{TargetChap, TargetChapHandle};
@@ -77,9 +77,9 @@ pub(super) async fn login(
         data_digest: oxcopy_iscsi::login::DigestPolicy::PreferNone,
         initial_stat_sn: (shared.next_stat_sn.fetch_add(0x10000, Ordering::Relaxed) & 0xffff_ffff) as u32,
         tsih: shared.tsih(),
-        cmd_window: shared.cfg.max_commands_per_session,
+        cmd_window: shared.live().cfg.max_commands_per_session,
     });
-    login.start_timer(Duration::from_secs(shared.cfg.login_timeout_secs.max(1)), accepted);
+    login.start_timer(Duration::from_secs(shared.live().cfg.login_timeout_secs.max(1)), accepted);
     let policy = Policy { shared, chap: parking_lot::Mutex::new(None), normal: parking_lot::Mutex::new(false) };
     loop {
         let read = tokio::select! {
@@ -109,7 +109,7 @@ pub(super) async fn login(
                 // now: a login still in progress (bounded by the login
                 // timeout) holds none.
                 let slot = if *policy.normal.lock() {
-                    let max = shared.cfg.max_sessions as usize;
+                    let max = shared.live().cfg.max_sessions as usize;
                     match SessionSlot::try_take(&shared.sessions, max) {
                         Some(slot) => Some(slot),
                         None => {
@@ -131,7 +131,7 @@ pub(super) async fn login(
                         let reason = policy.chap.lock().as_ref().and_then(|h| h.failure());
                         let why = reason.map_or_else(|| "CHAP required but not done".to_string(), |f| f.to_string());
                         let delay = shared.auth_failures.record(peer.ip());
-                        let cap = Duration::from_secs(shared.cfg.login_timeout_secs.max(1)) / 2;
+                        let cap = Duration::from_secs(shared.live().cfg.login_timeout_secs.max(1)) / 2;
                         let delay = delay.min(cap);
                         warn!(%peer, "authentication failed: {why}; answering after {delay:?}");
                         tokio::select! {
@@ -264,7 +264,8 @@ fn auth_delay(n: u32) -> Duration {
 
 impl LoginPolicy for Policy<'_> {
     fn check_target(&self, target_name: &str, initiator_name: &str) -> std::result::Result<TargetInfo, LoginStatus> {
-        let Some(t) = self.shared.targets.get(target_name) else {
+        let live = self.shared.live();
+        let Some(t) = live.targets.get(target_name) else {
             return Err(LoginStatus::NOT_FOUND);
         };
         if !t.admits(initiator_name) {
@@ -272,7 +273,7 @@ impl LoginPolicy for Policy<'_> {
         }
         // Refused early when the limit is already reached; the place itself
         // is only taken when the login completes (see `login`).
-        let max = self.shared.cfg.max_sessions as usize;
+        let max = live.cfg.max_sessions as usize;
         if self.shared.sessions.load(Ordering::Acquire) >= max {
             warn!(initiator = initiator_name, max, "session limit reached; login refused (out of resources)");
             return Err(LoginStatus::OUT_OF_RESOURCES);
@@ -290,7 +291,7 @@ impl LoginPolicy for Policy<'_> {
     /// initiator is admitted to).
     fn authenticator(&self, _initiator_name: &str, target_name: Option<&str>) -> Option<Box<dyn Authenticator>> {
         use rand::RngCore;
-        let chap = self.shared.targets.get(target_name?)?.chap.clone()?;
+        let chap = self.shared.live().targets.get(target_name?)?.chap.clone()?;
         let mut challenge = vec![0u8; CHAP_CHALLENGE_LEN];
         let mut id = [0u8; 1];
         rand::rngs::OsRng.fill_bytes(&mut challenge);
@@ -304,11 +305,11 @@ impl LoginPolicy for Policy<'_> {
 /// The SendTargets answer for `initiator`: the targets whose allow-list
 /// admits it, at the portal it connected to.
 pub(super) fn send_targets_text(shared: &Shared, initiator: &str, local: SocketAddr) -> Vec<u8> {
-    let mut names: Vec<&String> = shared.targets.keys().collect();
-    names.sort();
+    let live = shared.live();
+    let mut names: Vec<(&String, &TargetEntry)> = live.targets.iter().collect();
+    names.sort_by_key(|(n, _)| *n);
     let mut out = Vec::new();
-    for name in names {
-        let t = &shared.targets[name];
+    for (name, t) in names {
         if !t.admits(initiator) {
             continue;
         }

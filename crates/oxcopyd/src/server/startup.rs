@@ -2,19 +2,22 @@
 //! connections (one task each), and on shutdown stop accepting, let the
 //! connections finish (bounded) and flush every LUN.
 
-use crate::config::Config;
+use crate::config::{Config, LunConfig, TargetConfig};
 use crate::identity::{serial_from_naa, Identities};
 use crate::server::connection;
 use crate::server::login::AuthFailures;
 use crate::server::pool::IoPool;
-use crate::server::{Shared, TargetEntry, SHUTDOWN_GRACE};
+use crate::server::reload::ReloadSummary;
+use crate::server::{Live, Shared, TargetEntry, SHUTDOWN_GRACE};
 use anyhow::{Context, Result};
 use oxcopy_iscsi::budget::WriteBudget;
 use oxcopy_scsi::{AccessList, LogicalUnit, LuConfig, LuRegistry, Metrics, ScsiTarget};
 use oxcopy_storage::{FileStorage, OpenOptions, Storage};
-use std::collections::HashMap;
+use parking_lot::RwLock;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -42,6 +45,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     join: tokio::task::JoinHandle<()>,
     shared: Arc<Shared>,
+    reloading: AtomicBool,
 }
 
 impl Running {
@@ -49,12 +53,36 @@ impl Running {
     pub fn urls(&self) -> Vec<String> {
         let mut out = Vec::new();
         let Some(addr) = self.addrs.first() else { return out };
-        for t in &self.shared.cfg.targets {
+        let live = self.shared.live();
+        for t in &live.cfg.targets {
             for l in &t.luns {
                 out.push(format!("iscsi://{addr}/{}/{}", t.iqn, l.id));
             }
         }
         out
+    }
+
+    /// Re-read the configuration file `path` and apply it (SIGHUP): see
+    /// [`crate::server::reload`]. `listen` overrides `[server] listen` as
+    /// `--listen` did at start. On error nothing changed and the running
+    /// configuration keeps being served.
+    pub async fn reload(&self, path: &Path, listen: &[SocketAddr]) -> Result<ReloadSummary> {
+        if self.reloading.swap(true, Ordering::AcqRel) {
+            anyhow::bail!("a reload is already in progress");
+        }
+        let (shared, registry, path, listen) =
+            (self.shared.clone(), self.registry.clone(), path.to_owned(), listen.to_vec());
+        let r = tokio::task::spawn_blocking(move || -> Result<ReloadSummary> {
+            let mut cfg = Config::from_file_for_reload(&path)?;
+            if !listen.is_empty() {
+                cfg.listen = listen;
+            }
+            crate::check::preflight(&cfg)?;
+            super::reload::apply(&shared, &registry, cfg)
+        })
+        .await;
+        self.reloading.store(false, Ordering::Release);
+        r?
     }
 
     /// Graceful shutdown: stop accepting, let connections finish their
@@ -74,7 +102,7 @@ impl Running {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        let luns = self.shared.luns.clone();
+        let luns: Vec<Arc<LogicalUnit>> = self.shared.live().luns.values().cloned().collect();
         tokio::task::spawn_blocking(move || {
             for lu in luns {
                 if let Err(e) = lu.flush() {
@@ -85,6 +113,39 @@ impl Running {
         .await?;
         Ok(())
     }
+}
+
+/// Open LUN `l` of target `t` (creating its file when missing), with its
+/// stable identity from `ids` (saved by the caller) and its persistent
+/// reservations: the same at start and when a reload adds it.
+pub(super) fn open_lun(
+    cfg: &Config,
+    t: &TargetConfig,
+    l: &LunConfig,
+    ids: &mut Identities,
+) -> Result<Arc<LogicalUnit>> {
+    if let Some(dir) = l.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let storage = FileStorage::open(&l.path, &OpenOptions { create_size: l.size, read_only: l.read_only })
+        .with_context(|| format!("opening LUN {} of {} at {}", l.id, t.iqn, l.path.display()))?;
+    storage.set_write_behind(cfg.write_behind);
+    let naa = ids.naa(&t.iqn, l.id);
+    let lu = Arc::new(LogicalUnit::new(
+        LuConfig {
+            block_size: l.block_size,
+            read_only: l.read_only,
+            serial: serial_from_naa(&naa),
+            naa,
+            vendor: "OXCOPY".into(),
+            product: "oxcopy disk".into(),
+            revision: "0001".into(),
+        },
+        Arc::new(storage) as Arc<dyn Storage>,
+    ));
+    lu.set_third_party_copy(l.third_party_copy);
+    crate::pr_store::attach(&lu, &cfg.data_dir, &t.iqn, l.id)?;
+    Ok(lu)
 }
 
 /// Open every LUN (creating missing files), bind every portal and start
@@ -102,7 +163,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
     crate::odx::remove_stale_temporaries(&cfg);
     let mut ids = Identities::load(&cfg.data_dir)?;
     let mut targets = HashMap::new();
-    let mut all_luns = Vec::new();
+    let mut all_luns = BTreeMap::new();
     let metrics = Metrics::new();
     // Time and randomness come from here; the cores below are handed them.
     let registry = Arc::new(LuRegistry::new(
@@ -113,28 +174,8 @@ pub async fn start(cfg: Config) -> Result<Running> {
     for t in &cfg.targets {
         let mut luns = Vec::new();
         for l in &t.luns {
-            if let Some(dir) = l.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            }
-            let storage = FileStorage::open(&l.path, &OpenOptions { create_size: l.size, read_only: l.read_only })
-                .with_context(|| format!("opening LUN {} of {} at {}", l.id, t.iqn, l.path.display()))?;
-            storage.set_write_behind(cfg.write_behind);
-            let naa = ids.naa(&t.iqn, l.id);
-            let lu = Arc::new(LogicalUnit::new(
-                LuConfig {
-                    block_size: l.block_size,
-                    read_only: l.read_only,
-                    serial: serial_from_naa(&naa),
-                    naa,
-                    vendor: "OXCOPY".into(),
-                    product: "oxcopy disk".into(),
-                    revision: "0001".into(),
-                },
-                Arc::new(storage) as Arc<dyn Storage>,
-            ));
-            lu.set_third_party_copy(l.third_party_copy);
-            crate::pr_store::attach(&lu, &cfg.data_dir, &t.iqn, l.id)?;
-            all_luns.push(lu.clone());
+            let lu = open_lun(&cfg, t, l, &mut ids)?;
+            all_luns.insert((t.iqn.clone(), l.id), lu.clone());
             luns.push((l.id, lu));
         }
         registry.add_target(&t.iqn, AccessList::from_config(t.initiators.as_deref()), luns)?;
@@ -185,9 +226,8 @@ pub async fn start(cfg: Config) -> Result<Running> {
     let cfg_metrics = cfg.metrics;
     let write_limit = cfg.write_buffer_limit;
     let shared = Arc::new(Shared {
-        targets,
-        luns: all_luns,
-        cfg,
+        live: RwLock::new(Arc::new(Live { targets, luns: all_luns, cfg })),
+        reconfigured: watch::channel(0).0,
         next_tsih: AtomicU16::new(1),
         next_stat_sn: AtomicU64::new(0x1000),
         io_pool: IoPool::new(IO_THREADS, IO_THREAD_KEEP_ALIVE),
@@ -222,7 +262,17 @@ pub async fn start(cfg: Config) -> Result<Running> {
         d.spawn_prober();
     }
     let join = tokio::spawn(accept_all(listeners, shared.clone(), rx));
-    Ok(Running { addrs, metrics_addr, node_link_addr, domain, registry, shutdown: tx, join, shared })
+    Ok(Running {
+        addrs,
+        metrics_addr,
+        node_link_addr,
+        domain,
+        registry,
+        shutdown: tx,
+        join,
+        shared,
+        reloading: AtomicBool::new(false),
+    })
 }
 
 async fn accept_all(listeners: Vec<TcpListener>, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
