@@ -27,6 +27,7 @@ use tokio::sync::watch;
 
 mod connection;
 mod login;
+mod lun;
 mod pool;
 mod reload;
 mod startup;
@@ -54,6 +55,11 @@ struct TargetEntry {
 }
 
 impl TargetEntry {
+    /// The entry of target `t`, served by `scsi`.
+    fn new(t: &crate::config::TargetConfig, scsi: Arc<ScsiTarget>) -> Self {
+        TargetEntry { scsi, alias: t.alias.clone(), initiators: t.initiators.clone(), tpgt: 1, chap: t.chap.clone() }
+    }
+
     /// Whether the allow-list (`[[target]] initiators`) admits `initiator`.
     fn admits(&self, initiator: &str) -> bool {
         self.initiators.as_ref().is_none_or(|list| list.iter().any(|i| i.eq_ignore_ascii_case(initiator)))

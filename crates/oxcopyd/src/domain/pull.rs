@@ -125,17 +125,9 @@ impl Pull {
         let h = wire::recv_header(&mut c.s).map_err(|e| self.lost(e))?;
         if h.kind != MsgKind::DATA {
             let mut buf = std::mem::take(&mut c.scratch);
-            let r = match wire::recv_payload(&mut c.s, h, &mut buf) {
-                Ok(Message::Error { code, message }) => Err(wire::code_error(&self.peer.to_string(), code, message)),
-                Ok(other) => Err(CopyError::RemoteFailed(format!(
-                    "node {}: sent {} during a READ",
-                    self.peer,
-                    other.kind().name()
-                ))),
-                Err(e) => Err(self.lost(e)),
-            };
+            let e = self.not_expected(wire::recv_payload(&mut c.s, h, &mut buf), "during a READ");
             c.scratch = buf;
-            return r;
+            return Err(e);
         }
         // The header parser bounded the length: DATA_PREFIX + 1..=MAX_DATA.
         let n = (h.len as usize).saturating_sub(DATA_PREFIX);
@@ -177,6 +169,26 @@ impl Pull {
         }
         c.next += n as u64;
         Ok((n, fits))
+    }
+
+    /// The error for a frame other than the one expected (`what`): the
+    /// creator's ERROR as its code says, anything else a failure.
+    fn not_expected(&self, m: Result<Message<'_>, RecvError>, what: &str) -> CopyError {
+        match m {
+            Ok(Message::Error { code, message }) => wire::code_error(&self.peer.to_string(), code, message),
+            Ok(other) => CopyError::RemoteFailed(format!("node {}: sent {} {what}", self.peer, other.kind().name())),
+            Err(e) => self.lost(e),
+        }
+    }
+
+    /// Receive (and drop) what is still coming for the outstanding READ.
+    fn drain(&self, c: &mut Conn) -> Result<(), CopyError> {
+        c.held.clear();
+        while c.next < c.end {
+            self.next_frame(c, Sink::Buf(&mut []))?;
+            c.held.clear();
+        }
+        Ok(())
     }
 
     fn check(&self, data: &[u8], crc: Option<u32>) -> Result<(), CopyError> {
@@ -234,11 +246,7 @@ impl Pull {
             return Ok(());
         }
         // Drain what is still coming for the old request.
-        c.held.clear();
-        while c.next < c.end {
-            self.next_frame(c, Sink::Buf(&mut []))?;
-            c.held.clear();
-        }
+        self.drain(c)?;
         let end = off.checked_add(len).filter(|&e| e <= self.info.bytes).ok_or(CopyError::OutOfRange)?;
         wire::send(&mut c.s, &Message::Read { offset: off, len }).map_err(|e| self.lost(e.into()))?;
         c.next = off;
@@ -404,22 +412,12 @@ impl RemoteRod for Pull {
             return Err(b.error());
         }
         let r = (|| {
-            c.held.clear();
-            while c.next < c.end {
-                self.next_frame(&mut c, Sink::Buf(&mut []))?;
-                c.held.clear();
-            }
+            self.drain(&mut c)?;
             wire::send(&mut c.s, &Message::Delete).map_err(|e| self.lost(e.into()))?;
             let mut buf = std::mem::take(&mut c.scratch);
             let r = match wire::recv(&mut c.s, &mut buf) {
                 Ok(Message::Deleted) => Ok(()),
-                Ok(Message::Error { code, message }) => Err(wire::code_error(&self.peer.to_string(), code, message)),
-                Ok(other) => Err(CopyError::RemoteFailed(format!(
-                    "node {}: answered DELETE with {}",
-                    self.peer,
-                    other.kind().name()
-                ))),
-                Err(e) => Err(self.lost(e)),
+                other => Err(self.not_expected(other, "in answer to DELETE")),
             };
             c.scratch = buf;
             r

@@ -38,7 +38,7 @@
 
 use crate::config::{Config, LunConfig, TargetConfig};
 use crate::identity::Identities;
-use crate::server::startup::open_lun;
+use crate::server::lun::open_lun;
 use crate::server::{Live, Shared, TargetEntry};
 use anyhow::{Context, Result};
 use oxcopy_scsi::{AccessList, Asc, LogicalUnit, LuRegistry, ScsiTarget};
@@ -267,16 +267,7 @@ pub(super) fn apply(shared: &Shared, registry: &Arc<LuRegistry>, new: Config) ->
                 lu.establish_unit_attention(Asc::REPORTED_LUNS_DATA_HAS_CHANGED);
             }
         }
-        targets.insert(
-            t.iqn.clone(),
-            TargetEntry {
-                scsi,
-                alias: t.alias.clone(),
-                initiators: t.initiators.clone(),
-                tpgt: 1,
-                chap: t.chap.clone(),
-            },
-        );
+        targets.insert(t.iqn.clone(), TargetEntry::new(t, scsi));
     }
     for (iqn, entry) in &old.targets {
         if targets.contains_key(iqn) {

@@ -2,8 +2,8 @@
 //! connections (one task each), and on shutdown stop accepting, let the
 //! connections finish (bounded) and flush every LUN.
 
-use crate::config::{Config, LunConfig, TargetConfig};
-use crate::identity::{serial_from_naa, Identities};
+use crate::config::Config;
+use crate::identity::Identities;
 use crate::server::connection;
 use crate::server::login::AuthFailures;
 use crate::server::pool::IoPool;
@@ -11,8 +11,7 @@ use crate::server::reload::ReloadSummary;
 use crate::server::{Live, Shared, TargetEntry, SHUTDOWN_GRACE};
 use anyhow::{Context, Result};
 use oxcopy_iscsi::budget::WriteBudget;
-use oxcopy_scsi::{AccessList, LogicalUnit, LuConfig, LuRegistry, Metrics, ScsiTarget};
-use oxcopy_storage::{FileStorage, OpenOptions, Storage};
+use oxcopy_scsi::{AccessList, LogicalUnit, LuRegistry, Metrics, ScsiTarget};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -115,39 +114,6 @@ impl Running {
     }
 }
 
-/// Open LUN `l` of target `t` (creating its file when missing), with its
-/// stable identity from `ids` (saved by the caller) and its persistent
-/// reservations: the same at start and when a reload adds it.
-pub(super) fn open_lun(
-    cfg: &Config,
-    t: &TargetConfig,
-    l: &LunConfig,
-    ids: &mut Identities,
-) -> Result<Arc<LogicalUnit>> {
-    if let Some(dir) = l.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let storage = FileStorage::open(&l.path, &OpenOptions { create_size: l.size, read_only: l.read_only })
-        .with_context(|| format!("opening LUN {} of {} at {}", l.id, t.iqn, l.path.display()))?;
-    storage.set_write_behind(cfg.write_behind);
-    let naa = ids.naa(&t.iqn, l.id);
-    let lu = Arc::new(LogicalUnit::new(
-        LuConfig {
-            block_size: l.block_size,
-            read_only: l.read_only,
-            serial: serial_from_naa(&naa),
-            naa,
-            vendor: "OXCOPY".into(),
-            product: "oxcopy disk".into(),
-            revision: "0001".into(),
-        },
-        Arc::new(storage) as Arc<dyn Storage>,
-    ));
-    lu.set_third_party_copy(l.third_party_copy);
-    crate::pr_store::attach(&lu, &cfg.data_dir, &t.iqn, l.id)?;
-    Ok(lu)
-}
-
 /// Open every LUN (creating missing files), bind every portal and start
 /// serving.
 pub async fn start(cfg: Config) -> Result<Running> {
@@ -174,7 +140,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
     for t in &cfg.targets {
         let mut luns = Vec::new();
         for l in &t.luns {
-            let lu = open_lun(&cfg, t, l, &mut ids)?;
+            let lu = super::lun::open_lun(&cfg, t, l, &mut ids)?;
             all_luns.insert((t.iqn.clone(), l.id), lu.clone());
             luns.push((l.id, lu));
         }
@@ -183,16 +149,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
             registry.set_lun_access(&t.iqn, l.id, AccessList::from_config(l.initiators.as_deref()));
         }
         let scsi = Arc::new(ScsiTarget::in_registry(&t.iqn, 1, registry.clone()));
-        targets.insert(
-            t.iqn.clone(),
-            TargetEntry {
-                scsi,
-                alias: t.alias.clone(),
-                initiators: t.initiators.clone(),
-                tpgt: 1,
-                chap: t.chap.clone(),
-            },
-        );
+        targets.insert(t.iqn.clone(), TargetEntry::new(t, scsi));
     }
     // Token copy: tokens name this data directory's copy manager and a
     // per-start generation, and are authenticated by the domain key.

@@ -1,0 +1,43 @@
+//! Opening a LUN from its configuration: the same at start and when a
+//! reload adds one (used by `startup` and `reload`, which import neither
+//! each other).
+
+use crate::config::{Config, LunConfig, TargetConfig};
+use crate::identity::{serial_from_naa, Identities};
+use anyhow::{Context, Result};
+use oxcopy_scsi::{LogicalUnit, LuConfig};
+use oxcopy_storage::{FileStorage, OpenOptions, Storage};
+use std::sync::Arc;
+
+/// Open LUN `l` of target `t` (creating its file when missing), with its
+/// stable identity from `ids` (saved by the caller) and its persistent
+/// reservations: the same at start and when a reload adds it.
+pub(crate) fn open_lun(
+    cfg: &Config,
+    t: &TargetConfig,
+    l: &LunConfig,
+    ids: &mut Identities,
+) -> Result<Arc<LogicalUnit>> {
+    if let Some(dir) = l.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let storage = FileStorage::open(&l.path, &OpenOptions { create_size: l.size, read_only: l.read_only })
+        .with_context(|| format!("opening LUN {} of {} at {}", l.id, t.iqn, l.path.display()))?;
+    storage.set_write_behind(cfg.write_behind);
+    let naa = ids.naa(&t.iqn, l.id);
+    let lu = Arc::new(LogicalUnit::new(
+        LuConfig {
+            block_size: l.block_size,
+            read_only: l.read_only,
+            serial: serial_from_naa(&naa),
+            naa,
+            vendor: "OXCOPY".into(),
+            product: "oxcopy disk".into(),
+            revision: "0001".into(),
+        },
+        Arc::new(storage) as Arc<dyn Storage>,
+    ));
+    lu.set_third_party_copy(l.third_party_copy);
+    crate::pr_store::attach(&lu, &cfg.data_dir, &t.iqn, l.id)?;
+    Ok(lu)
+}
