@@ -151,6 +151,11 @@ impl FileStorage {
         self.write_behind.set(bytes);
     }
 
+    /// Writebacks write-behind has started on this file so far.
+    pub fn writebacks_started(&self) -> u64 {
+        self.write_behind.started()
+    }
+
     /// The path this store was opened from.
     pub fn path(&self) -> &Path {
         &self.path

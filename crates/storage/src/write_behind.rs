@@ -25,12 +25,19 @@ pub(crate) struct WriteBehind {
     /// Bytes between writeback starts; 0 = off.
     window: AtomicU64,
     pending: Mutex<Pending>,
+    /// Writebacks started (for tests and diagnostics).
+    started: AtomicU64,
 }
 
 impl WriteBehind {
     /// Start writeback after every `window` bytes written (`None`: off).
     pub(crate) fn set(&self, window: Option<u64>) {
         self.window.store(window.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Writebacks started so far.
+    pub(crate) fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
     }
 
     /// The window, if on.
@@ -55,6 +62,7 @@ impl WriteBehind {
         }
         let due = (p.lo, p.hi - p.lo);
         *p = Pending::default();
+        self.started.fetch_add(1, Ordering::Relaxed);
         Some(due)
     }
 }

@@ -385,3 +385,26 @@ fn stale_temporaries_of_dead_processes_are_removed() {
     assert_eq!(removed, vec![lun_tmp.clone(), dead.clone()]);
     assert!(alive.exists() && other.exists() && odd.exists());
 }
+
+/// Write-behind starts writeback once per window of bytes written (and
+/// never when off); the data is as written either way.
+#[test]
+fn write_behind_starts_writeback_every_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FileStorage::open(&dir.path().join("wb"), &OpenOptions { create_size: Some(16 * MIB), read_only: false })
+        .unwrap();
+    let data = pattern(5, MIB as usize);
+    s.write_at(&data, 0).unwrap();
+    assert_eq!(s.writebacks_started(), 0, "off by default");
+    s.set_write_behind(Some(4 * MIB));
+    for i in 0..10u64 {
+        s.write_at(&data, i * MIB).unwrap();
+    }
+    assert_eq!(s.writebacks_started(), 2, "10 MiB written with a 4 MiB window");
+    s.set_write_behind(None);
+    s.write_at(&data, 10 * MIB).unwrap();
+    assert_eq!(s.writebacks_started(), 2);
+    let mut back = vec![0u8; MIB as usize];
+    s.read_at(&mut back, 9 * MIB).unwrap();
+    assert_eq!(back, data);
+}
