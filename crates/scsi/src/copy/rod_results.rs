@@ -48,13 +48,15 @@ pub const DELAY_MAX_MS: u32 = 10_000;
 
 /// ESTIMATED STATUS UPDATE DELAY of an operation in progress: the time
 /// left at the rate seen so far (`done` of `total` bytes in `elapsed`),
-/// 1 ms ..= [`DELAY_MAX_MS`]; [`DELAY_POLL_MS`] before any progress. An
-/// application client that waits this long polls a few times per copy
-/// whatever its size (bytes on the initiator's wire stay small).
+/// 1 ms ..= [`DELAY_MAX_MS`]; before any progress, as long as the
+/// operation has run so far (at least [`DELAY_POLL_MS`]), so a slow start
+/// is polled at doubling intervals. An application client that waits this
+/// long polls a few times per copy whatever its size and speed (bytes on
+/// the initiator's wire stay small).
 pub fn estimated_delay_ms(done: u64, total: u64, elapsed: std::time::Duration) -> u32 {
     let ms = elapsed.as_millis();
     if done == 0 || ms == 0 {
-        return DELAY_POLL_MS;
+        return u32::try_from(ms).unwrap_or(u32::MAX).clamp(DELAY_POLL_MS, DELAY_MAX_MS);
     }
     let left = u128::from(total.saturating_sub(done));
     let est = left.saturating_mul(ms) / u128::from(done);
@@ -336,7 +338,9 @@ mod tests {
     #[test]
     fn the_delay_estimate_is_the_time_left_at_the_rate_seen() {
         use std::time::Duration;
-        assert_eq!(estimated_delay_ms(0, 100, Duration::from_secs(1)), DELAY_POLL_MS);
+        assert_eq!(estimated_delay_ms(0, 100, Duration::from_millis(20)), DELAY_POLL_MS);
+        assert_eq!(estimated_delay_ms(0, 100, Duration::from_secs(1)), 1000, "no progress yet: as long as it ran");
+        assert_eq!(estimated_delay_ms(0, 100, Duration::from_secs(60)), DELAY_MAX_MS);
         assert_eq!(estimated_delay_ms(10, 100, Duration::ZERO), DELAY_POLL_MS);
         assert_eq!(estimated_delay_ms(25, 100, Duration::from_millis(1000)), 3000);
         assert_eq!(estimated_delay_ms(1, 1000, Duration::from_secs(1)), DELAY_MAX_MS);
