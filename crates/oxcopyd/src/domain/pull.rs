@@ -259,18 +259,11 @@ impl Pull {
         let mut done = 0usize;
         while done < buf.len() {
             if !c.held.is_empty() {
-                let at = off + done as u64;
-                let skip = (at - c.held_at) as usize;
-                let n = (c.held.len() - skip).min(buf.len() - done);
-                buf[done..done + n].copy_from_slice(&c.held[skip..skip + n]);
-                done += n;
-                if skip + n == c.held.len() {
-                    c.held.clear();
-                } else {
-                    // Keep the rest held, re-based at the next wanted offset.
-                    c.held.drain(..skip + n);
-                    c.held_at = at + n as u64;
-                }
+                let want = buf.len() - done;
+                done += take_held(c, off + done as u64, want, |b| {
+                    buf[done..done + b.len()].copy_from_slice(b);
+                    Ok(())
+                })?;
                 continue;
             }
             let (n, direct) = self.next_frame(c, Sink::Buf(&mut buf[done..]))?;
@@ -302,18 +295,10 @@ impl Pull {
         let mut done = 0u64;
         while done < len {
             if !c.held.is_empty() {
-                let at = off + done;
-                let skip = (at - c.held_at) as usize;
-                let n = (c.held.len() - skip).min((len - done) as usize);
-                write_all_at(fd, &c.held[skip..skip + n], dst_off + done)
-                    .map_err(|e| CopyError::Storage(storage_error(e)))?;
-                done += n as u64;
-                if skip + n == c.held.len() {
-                    c.held.clear();
-                } else {
-                    c.held.drain(..skip + n);
-                    c.held_at = at + n as u64;
-                }
+                let want = usize::try_from(len - done).unwrap_or(usize::MAX);
+                done += take_held(c, off + done, want, |b| {
+                    write_all_at(fd, b, dst_off + done).map_err(|e| CopyError::Storage(storage_error(e)))
+                })? as u64;
                 continue;
             }
             let (n, direct) = self.next_frame(c, Sink::File(fd, dst_off + done, len - done))?;
@@ -323,6 +308,27 @@ impl Pull {
         }
         Ok(())
     }
+}
+
+/// Hand `put` the held-over bytes at ROD offset `at` (at most `want`), then
+/// keep the rest held, re-based at the next wanted offset; returns how many
+/// were handed over.
+fn take_held(
+    c: &mut Conn,
+    at: u64,
+    want: usize,
+    put: impl FnOnce(&[u8]) -> Result<(), CopyError>,
+) -> Result<usize, CopyError> {
+    let skip = usize::try_from(at.saturating_sub(c.held_at)).unwrap_or(usize::MAX).min(c.held.len());
+    let n = (c.held.len() - skip).min(want);
+    put(&c.held[skip..skip + n])?;
+    if skip + n == c.held.len() {
+        c.held.clear();
+    } else {
+        c.held.drain(..skip + n);
+        c.held_at = at + n as u64;
+    }
+    Ok(n)
 }
 
 /// Where a DATA frame's bytes go.
