@@ -158,6 +158,28 @@ pub fn designator_key(code_set: u8, assoc_type: u8, value: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The record of target `name`: its LUNs in number order with their
+/// masks; LUN numbers above [`MAX_LUN`] and duplicates (the first wins)
+/// are dropped with a warning.
+fn target_record(name: &str, access: AccessList, luns: Vec<(u16, Arc<LogicalUnit>, AccessList)>) -> Arc<TargetRecord> {
+    let mut v: Vec<(u16, Arc<LogicalUnit>)> = Vec::with_capacity(luns.len());
+    let mut masks = HashMap::new();
+    for (id, lu, mask) in luns {
+        if id > MAX_LUN {
+            tracing::warn!(target = name, lun = id, "LUN number not addressable, ignored");
+        } else if v.iter().any(|(i, _)| *i == id) {
+            tracing::warn!(target = name, lun = id, "duplicate LUN number, ignored");
+        } else {
+            v.push((id, lu));
+            if mask != AccessList::Any {
+                masks.insert(id, mask);
+            }
+        }
+    }
+    v.sort_by_key(|(id, _)| *id);
+    Arc::new(TargetRecord { name: Arc::from(name), access, luns: v, masks })
+}
+
 /// All logical units of the daemon, their targets and access rules.
 #[derive(Debug)]
 pub struct LuRegistry {
@@ -211,31 +233,14 @@ impl LuRegistry {
         access: AccessList,
         luns: Vec<(u16, Arc<LogicalUnit>)>,
     ) -> Result<(), RegistryError> {
-        let mut v: Vec<(u16, Arc<LogicalUnit>)> = Vec::with_capacity(luns.len());
-        for (id, lu) in luns {
-            if id > MAX_LUN {
-                tracing::warn!(target = name, lun = id, "LUN number not addressable, ignored");
-            } else if v.iter().any(|(i, _)| *i == id) {
-                tracing::warn!(target = name, lun = id, "duplicate LUN number, ignored");
-            } else {
-                v.push((id, lu));
-            }
-        }
-        v.sort_by_key(|(id, _)| *id);
+        let rec = target_record(name, access, luns.into_iter().map(|(id, lu)| (id, lu, AccessList::Any)).collect());
         let mut st = self.state.write();
         if st.targets.contains_key(name) {
             return Err(RegistryError::DuplicateTarget(name.to_owned()));
         }
-        let mut next = Snapshot { targets: st.targets.clone(), by_designator: st.by_designator.clone() };
-        let rec = Arc::new(TargetRecord { name: Arc::from(name), access, luns: v, masks: HashMap::new() });
-        for (id, lu) in &rec.luns {
-            for (code_set, assoc_type, value) in lu.designators() {
-                let key = designator_key(code_set, assoc_type, &value);
-                next.by_designator.entry(key).or_default().push((rec.name.clone(), *id));
-            }
-        }
-        next.targets.insert(name.to_owned(), rec);
-        *st = Arc::new(next);
+        let mut targets = st.targets.clone();
+        targets.insert(name.to_owned(), rec);
+        *st = Arc::new(Snapshot::indexed(targets));
         Ok(())
     }
 
@@ -245,22 +250,7 @@ impl LuRegistry {
     /// LUN numbers above [`MAX_LUN`] and duplicates are dropped (logged).
     /// Targets built on it see the change after [`crate::ScsiTarget::refresh`].
     pub fn set_target(&self, name: &str, access: AccessList, luns: Vec<(u16, Arc<LogicalUnit>, AccessList)>) {
-        let mut v: Vec<(u16, Arc<LogicalUnit>)> = Vec::with_capacity(luns.len());
-        let mut masks = HashMap::new();
-        for (id, lu, mask) in luns {
-            if id > MAX_LUN {
-                tracing::warn!(target = name, lun = id, "LUN number not addressable, ignored");
-            } else if v.iter().any(|(i, _)| *i == id) {
-                tracing::warn!(target = name, lun = id, "duplicate LUN number, ignored");
-            } else {
-                v.push((id, lu));
-                if mask != AccessList::Any {
-                    masks.insert(id, mask);
-                }
-            }
-        }
-        v.sort_by_key(|(id, _)| *id);
-        let rec = Arc::new(TargetRecord { name: Arc::from(name), access, luns: v, masks });
+        let rec = target_record(name, access, luns);
         let mut st = self.state.write();
         let mut targets = st.targets.clone();
         targets.insert(name.to_owned(), rec);
