@@ -41,6 +41,7 @@ reps=1
 results=
 tgt_port=
 ox_port=
+only=
 sparse=0
 keep=0
 initiator=iqn.2026-11.dev.oxcopy:bench-client
@@ -60,6 +61,7 @@ while [[ $# -gt 0 ]]; do
         --results) results=${2:?}; shift 2 ;;
         --tgt-port) tgt_port=${2:?}; shift 2 ;;
         --ox-port) ox_port=${2:?}; shift 2 ;;
+        --tests) only=${2:?}; shift 2 ;;
         --sparse) sparse=1; shift ;;
         --keep) keep=1; shift ;;
         -h | --help) usage ;;
@@ -70,8 +72,8 @@ done
 [[ $reps =~ ^[0-9]+$ && $reps -ge 1 ]] || { echo "--reps must be >= 1" >&2; exit 2; }
 [[ -z $oxcopyd || -x $oxcopyd ]] || { echo "oxcopyd binary not executable: $oxcopyd" >&2; exit 2; }
 [[ -z $io_bench || -x $io_bench ]] || { echo "oxcopy-io-bench binary not executable: $io_bench" >&2; exit 2; }
-for tool in iscsi-perf iscsi-readcapacity16 tgtd ss; do
-    command -v "$tool" >/dev/null || { echo "io.sh: $tool not found (apt-get install -y libiscsi-bin tgt)" >&2; exit 2; }
+for tool in iscsi-perf iscsi-readcapacity16 tgtd ss iperf3; do
+    command -v "$tool" >/dev/null || { echo "io.sh: $tool not found (apt-get install -y libiscsi-bin tgt iperf3)" >&2; exit 2; }
 done
 # A free loopback port (not listening, not in use), away from well-known ones
 # and below 32768: tgtd derives its control port from the iSCSI port and
@@ -228,6 +230,21 @@ run() {
                 >"$log" 2>&1 </dev/null || true
             out=$(tr '\r' '\n' <"$log" | sed -n 's/^iops average \([0-9]*\) .*/\1/p' | tail -n1)
             ;;
+        rand-read-4k-qd1)
+            timeout --kill-after=5 "$limit" iscsi-perf -i "$initiator" -m 1 -b $((4096 / bs)) -t "$duration" -r "${url[$t]}" \
+                >"$log" 2>&1 </dev/null || true
+            out=$(tr '\r' '\n' <"$log" | sed -n 's/^iops average \([0-9]*\) .*/\1/p' | tail -n1)
+            ;;
+        rand-write-4k-qd1)
+            if ((${#write_client[@]} == 0)); then
+                echo n/a
+                return
+            fi
+            timeout --kill-after=5 "$limit" "${write_client[@]}" -i "$initiator" -m 1 -r -b $((4096 / bs)) -t "$duration" "${url[$t]}" \
+                >"$log" 2>&1 </dev/null || true
+            out=$(sed -n 's/^RESULT iops=\([0-9.]*\).*/\1/p' "$log" | tail -n1)
+            out=${out%.*}
+            ;;
         seq-write-1m-qd8)
             if ((${#write_client[@]} == 0)); then
                 echo n/a
@@ -262,8 +279,31 @@ spread() {
     echo "$(head -n1 <<<"$vals")-$(tail -n1 <<<"$vals")"
 }
 
-tests=(rand-read-4k-qd32 seq-read-1m-qd8 seq-write-1m-qd8)
-declare -A metric=([rand-read-4k-qd32]=IOPS [seq-read-1m-qd8]=MiB/s [seq-write-1m-qd8]=MiB/s)
+all_tests=(rand-read-4k-qd1 rand-write-4k-qd1 rand-read-4k-qd32 seq-read-1m-qd8 seq-write-1m-qd8 tcp-loopback)
+declare -A metric=([rand-read-4k-qd1]=IOPS [rand-write-4k-qd1]=IOPS [rand-read-4k-qd32]=IOPS [seq-read-1m-qd8]=MiB/s
+    [seq-write-1m-qd8]=MiB/s [tcp-loopback]=MiB/s)
+tests=()
+for test in "${all_tests[@]}"; do
+    if [[ -z $only || ,$only, == *,$test,* ]]; then tests+=("$test"); fi
+done
+for test in ${only//,/ }; do
+    [[ -n ${metric[$test]:-} ]] || { echo "io.sh: unknown test $test (known: ${all_tests[*]})" >&2; exit 2; }
+done
+
+# iperf3 REP: one 1-stream TCP run over loopback, MiB/s (the receiver's).
+iperf() {
+    local log=$results/iperf3-$1.log port
+    port=$(free_port)
+    timeout $((duration + 20)) iperf3 -s -1 -B 127.0.0.1 -p "$port" >"$log.server" 2>&1 </dev/null &
+    local spid=$!
+    for _ in $(seq 50); do ss -Hltn "sport = :$port" | grep -q . && break; sleep 0.1; done
+    timeout --kill-after=5 $((duration + 15)) iperf3 -c 127.0.0.1 -p "$port" -t "$duration" -f M >"$log" 2>&1 </dev/null || true
+    kill "$spid" 2>/dev/null || true
+    wait "$spid" 2>/dev/null || true
+    local out
+    out=$(awk '/receiver/ { for (i = 1; i < NF; i++) if ($(i+1) == "MBytes/sec") print $i }' "$log" | tail -n1)
+    echo "${out:-error}"
+}
 declare -A figure=() range=() all=()
 for test in "${tests[@]}"; do
     declare -A samples=()
@@ -272,12 +312,18 @@ for test in "${tests[@]}"; do
         # machine's background load does not favour either.
         order=("${targets[@]}")
         if ((rep % 2 == 0 && ${#targets[@]} == 2)); then order=("${targets[1]}" "${targets[0]}"); fi
+        if [[ $test == tcp-loopback ]]; then
+            echo "io.sh: $test (rep $rep/$reps, ${duration}s)" >&2
+            samples[iperf3]+="$(iperf "$rep") "
+            continue
+        fi
         for t in "${order[@]}"; do
             echo "io.sh: $test on $t (rep $rep/$reps, ${duration}s)" >&2
             samples[$t]+="$(run "$t" "$test" "$rep") "
         done
     done
-    for t in "${targets[@]}"; do
+    for t in "${targets[@]}" iperf3; do
+        [[ -n ${samples[$t]:-} ]] || continue
         # shellcheck disable=SC2086 # word splitting of the sample list is intended
         figure[$t,$test]=$(median ${samples[$t]})
         # shellcheck disable=SC2086
@@ -291,6 +337,19 @@ csv=$results/io.csv
 echo "test,metric,tgt,oxcopyd,ratio_oxcopyd_over_tgt,tgt_min_max,oxcopyd_min_max,tgt_samples,oxcopyd_samples" >"$csv"
 printf '%-20s %-6s %12s %12s %8s   %-19s %-19s\n' test metric tgt oxcopyd ratio "tgt min-max" "oxcopyd min-max"
 for test in "${tests[@]}"; do
+    if [[ $test == tcp-loopback ]]; then
+        # The transport limit, and each target's 1 MiB reads against it.
+        l=${figure[iperf3,$test]}
+        printf '%-20s %-6s %12s (iperf3, one stream)   %-19s\n' "$test" MiB/s "$l" "${range[iperf3,$test]}"
+        echo "$test,MiB/s,$l,,,${range[iperf3,$test]},,${all[iperf3,$test]},," >>"$csv"
+        for t in "${targets[@]}"; do
+            r=${figure[$t,seq-read-1m-qd8]:-}
+            if [[ $r =~ ^[0-9.]+$ && $l =~ ^[0-9.]+$ ]]; then
+                printf '  seq-read-1m-qd8 / tcp-loopback, %s: %s\n' "$t" "$(awk -v a="$r" -v b="$l" 'BEGIN{printf "%.2f", a / b}')"
+            fi
+        done
+        continue
+    fi
     a=${figure[tgt,$test]}
     b=${figure[oxcopyd,$test]:-n/a}
     ratio=n/a

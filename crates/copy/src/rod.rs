@@ -602,6 +602,13 @@ impl WriteHook for PitHook {
         }
         Ok(())
     }
+
+    /// Only while no point-in-time token of the unit is alive is a write
+    /// left alone.
+    fn would_act(&self, unit: &dyn Unit, lba: u64, blocks: u64) -> bool {
+        self.prev.as_ref().is_some_and(|p| p.would_act(unit, lba, blocks))
+            || self.sources.lock().iter().any(|w| w.strong_count() > 0)
+    }
 }
 
 /// A token in use by a WRITE USING TOKEN (foreground or background); the

@@ -49,6 +49,14 @@ pub fn same_unit(a: &dyn Unit, b: &dyn Unit) -> bool {
 pub trait WriteHook: Send + Sync + fmt::Debug {
     /// Runs before `blocks` blocks at `lba` of `unit` are overwritten.
     fn before_write(&self, unit: &dyn Unit, lba: u64, blocks: u64) -> Result<(), Refusal>;
+
+    /// Whether [`WriteHook::before_write`] would have anything to do for
+    /// that write (and so may wait): a transport runs a short write inline
+    /// only when it would not. Default: it would.
+    fn would_act(&self, unit: &dyn Unit, lba: u64, blocks: u64) -> bool {
+        let _ = (unit, lba, blocks);
+        true
+    }
 }
 
 /// Where the engine reports what it did (a front end's metrics).

@@ -581,3 +581,25 @@ async fn metrics_count_copies_and_io() {
     assert!(m("oxcopy_lun_read_commands_total", &lun0) >= 1);
     d.shutdown().await;
 }
+
+/// A 4 KiB write and a 4 KiB read of cached blocks are done on the thread
+/// that received them, with no hand-off to an I/O thread (counted in
+/// `oxcopy_lun_inline_commands_total`); a 1 MiB read goes to an I/O thread.
+/// Everything reads back right either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_cached_reads_and_writes_are_done_inline() {
+    let (d, _dir) = XDaemon::start(Sizes::default()).await;
+    let s = d.session(OPEN).await;
+    let lun0 = format!("target=\"{OPEN}\",lun=\"0\"");
+    let inline = |text: &str| oxcopyd::metrics_http::sample(text, "oxcopy_lun_inline_commands_total", &lun0);
+    let before = inline(&d.scrape().await);
+    let data = pattern(7, 4096);
+    write(&s, LUN_A, 8, &data, 512).await;
+    assert_eq!(read(&s, LUN_A, 8, 4096, 512).await, data);
+    let after = inline(&d.scrape().await);
+    assert_eq!(after - before, 2, "the 4 KiB write and read were done inline");
+    write(&s, LUN_A, 2048, &pattern(8, MIB as usize), 512).await;
+    assert_eq!(read(&s, LUN_A, 2048, MIB, 512).await, pattern(8, MIB as usize));
+    assert_eq!(inline(&d.scrape().await), after, "1 MiB commands go to the I/O threads");
+    d.shutdown().await;
+}

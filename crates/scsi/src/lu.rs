@@ -230,6 +230,12 @@ impl LogicalUnit {
         }
     }
 
+    /// Whether [`LogicalUnit::before_write`] may have work to do (and wait)
+    /// for that write.
+    pub(crate) fn write_hook_would_act(&self, lba: u64, blocks: u64) -> bool {
+        self.write_hook().is_some_and(|hook| hook.would_act(self, lba, blocks))
+    }
+
     /// Provisioning state reported to initiators.
     pub fn provisioning(&self) -> Provisioning {
         self.provisioning

@@ -14,6 +14,7 @@
 //! | `oxcopy_rod_snapshot_bytes` | — | bytes charged to point-in-time tokens (reflink snapshots at their represented size, copy-on-write stores as preserved) |
 //! | `oxcopy_lun_read_commands_total`, `oxcopy_lun_read_bytes_total` | `target`, `lun` | READ commands completed with GOOD and their data-in bytes |
 //! | `oxcopy_lun_write_commands_total`, `oxcopy_lun_write_bytes_total` | `target`, `lun` | medium-changing commands completed with GOOD and their data-out bytes |
+//! | `oxcopy_lun_inline_commands_total` | `target`, `lun` | READs and WRITEs done on the thread that received them, with no hand-off to an I/O thread (see `ScsiTarget::try_execute`) |
 
 use oxcopy_storage::{CopyMethod, CopyReport};
 use prometheus_client::metrics::counter::Counter;
@@ -53,6 +54,7 @@ pub struct Metrics {
     lun_read_commands: Family<Labels, Counter>,
     lun_read_bytes: Family<Labels, Counter>,
     lun_write_commands: Family<Labels, Counter>,
+    lun_inline_commands: Family<Labels, Counter>,
     lun_write_bytes: Family<Labels, Counter>,
     /// Handles per [`CopyMethod::ALL`] entry.
     by_method: Vec<(CopyMethod, Counter)>,
@@ -91,6 +93,7 @@ impl Metrics {
             lun_read_commands: Family::default(),
             lun_read_bytes: Family::default(),
             lun_write_commands: Family::default(),
+            lun_inline_commands: Family::default(),
             lun_write_bytes: Family::default(),
             by_method,
             rod_tokens: Gauge::default(),
@@ -140,6 +143,11 @@ impl Metrics {
             self.lun_write_commands.clone(),
         );
         registry.register("oxcopy_lun_write_bytes", "Data-out bytes of write commands", self.lun_write_bytes.clone());
+        registry.register(
+            "oxcopy_lun_inline_commands",
+            "READs and WRITEs done on the receiving thread, without an I/O thread hand-off",
+            self.lun_inline_commands.clone(),
+        );
     }
 
     /// Account one backend copy.
@@ -177,6 +185,7 @@ impl Metrics {
             read_bytes: self.lun_read_bytes.get_or_create(&l).clone(),
             write_commands: self.lun_write_commands.get_or_create(&l).clone(),
             write_bytes: self.lun_write_bytes.get_or_create(&l).clone(),
+            inline_commands: self.lun_inline_commands.get_or_create(&l).clone(),
         }
     }
 }
@@ -188,6 +197,7 @@ pub struct LunCounters {
     read_bytes: Counter,
     write_commands: Counter,
     write_bytes: Counter,
+    inline_commands: Counter,
 }
 
 impl LunCounters {
@@ -200,6 +210,14 @@ impl LunCounters {
     pub fn write(&self, bytes: u64) {
         self.write_commands.inc();
         self.write_bytes.inc_by(bytes);
+    }
+    /// A READ or WRITE was done on the receiving thread (no hand-off).
+    pub fn inline(&self) {
+        self.inline_commands.inc();
+    }
+    /// READs and WRITEs done inline so far.
+    pub fn inline_commands(&self) -> u64 {
+        self.inline_commands.get()
     }
     /// (read commands, read bytes, write commands, write bytes) so far.
     pub fn snapshot(&self) -> (u64, u64, u64, u64) {

@@ -153,6 +153,67 @@ pub(crate) fn read(ctx: &Ctx<'_>, size: usize) -> CmdResult {
     Ok(Done { status: ScsiStatus::GOOD, data_in: buf })
 }
 
+/// READ (6/10/12/16) if it needs no waiting: no write holds its range and
+/// every block is cached. `None`: it would wait, and nothing was done.
+pub(crate) fn try_read(ctx: &Ctx<'_>, size: usize) -> Option<CmdResult> {
+    let lu = match ctx.lu() {
+        Ok(lu) => lu,
+        Err(f) => return Some(Err(f)),
+    };
+    let rw = parse(ctx.cdb, size);
+    if let Err(f) = check_len(lu, rw).and_then(|()| check_range(lu, rw.lba, rw.blocks)) {
+        return Some(Err(f));
+    }
+    if rw.blocks == 0 {
+        return Some(Ok(Done::good()));
+    }
+    let bytes = (rw.blocks * u64::from(lu.block_size())) as usize; // ≤ 16 MiB
+    let _g = lu.range_locks().try_lock(rw.lba, rw.blocks, LockMode::Shared)?;
+    let mut buf = vec![0u8; bytes];
+    match lu.storage().try_read_at(&mut buf, byte_offset(lu, rw.lba)) {
+        Ok(true) => Some(Ok(Done { status: ScsiStatus::GOOD, data_in: buf })),
+        Ok(false) => None,
+        Err(e) => Some(Err(storage_fail(&e, rw.lba, false))),
+    }
+}
+
+/// WRITE (6/10/12/16) if it is quick: no flush asked for (FUA, WCE=0),
+/// no point-in-time token to preserve blocks for, no command holding its
+/// range, and storage that takes the bytes without waiting (see
+/// [`oxcopy_storage::Storage::try_write_at`]). `None`: nothing was written.
+pub(crate) fn try_write(ctx: &Ctx<'_>, size: usize) -> Option<CmdResult> {
+    let lu = match ctx.lu() {
+        Ok(lu) => lu,
+        Err(f) => return Some(Err(f)),
+    };
+    let fua = size != 6 && byte(ctx.cdb, 1) & 0x08 != 0;
+    if fua || !lu.mode.wce() {
+        return None;
+    }
+    let rw = parse(ctx.cdb, size);
+    let checked = check_len(lu, rw)
+        .and_then(|()| check_range(lu, rw.lba, rw.blocks))
+        .and_then(|()| check_writable(lu))
+        .and_then(|()| received(ctx, lu, rw.blocks));
+    let data = match checked {
+        Ok(d) => d,
+        Err(f) => return Some(Err(f)),
+    };
+    let blocks = data.len() as u64 / u64::from(lu.block_size());
+    if blocks == 0 {
+        return Some(Ok(Done::good()));
+    }
+    if data.len() > IO_CHUNK || lu.write_hook_would_act(rw.lba, blocks) {
+        return None;
+    }
+    let _g = lu.range_locks().try_lock(rw.lba, blocks, LockMode::Exclusive)?;
+    match lu.storage().try_write_at(data, byte_offset(lu, rw.lba)) {
+        Ok(true) => Some(Ok(Done::good())),
+        Ok(false) => None,
+        Err(e) => Some(Err(storage_fail(&e, rw.lba, true))),
+    }
+}
+
 /// WRITE (6/10/12/16). FUA (or WCE=0) flushes after the write.
 pub(crate) fn write(ctx: &Ctx<'_>, size: usize) -> CmdResult {
     let fua = size != 6 && byte(ctx.cdb, 1) & 0x08 != 0;

@@ -11,6 +11,7 @@ use crate::nexus::Nexus;
 use crate::pr;
 use crate::registry::{AccessList, LuRegistry};
 use crate::result::{CommandResult, ScsiStatus};
+use crate::sbc;
 use crate::sense::{Asc, Sense, SenseKey};
 use parking_lot::RwLock;
 use std::sync::Arc;
@@ -107,6 +108,28 @@ fn is_read(op: u8) -> bool {
     matches!(op, 0x08 | 0x28 | 0xA8 | 0x88)
 }
 
+/// WRITE (6/10/12/16).
+fn is_write(op: u8) -> bool {
+    matches!(op, 0x0A | 0x2A | 0xAA | 0x8A)
+}
+
+/// The CDB length of a READ or WRITE opcode (see [`is_read`], [`is_write`]).
+fn rw_cdb_len(op: u8) -> usize {
+    match op {
+        0x08 | 0x0A => 6,
+        0x28 | 0x2A => 10,
+        0xA8 | 0xAA => 12,
+        _ => 16,
+    }
+}
+
+/// `dispatch` without `nowait` always runs the command, so this is never
+/// called; should it be, the command fails instead of the daemon.
+#[cold]
+fn not_run() -> CommandResult {
+    finish(None, Err(Sense::new(SenseKey::HARDWARE_ERROR, Asc::INTERNAL_TARGET_FAILURE).into()), 0)
+}
+
 impl ScsiTarget {
     /// A stand-alone target with its own private `registry` (any initiator
     /// admitted): copies stay among these LUNs. Duplicate LUN numbers keep
@@ -192,14 +215,37 @@ impl ScsiTarget {
     /// (not for those three), CDB length and reserved bits, reservations,
     /// then the command itself.
     pub fn execute(&self, req: &Request<'_>) -> CommandResult {
-        let r = self.dispatch(req);
+        let r = self.dispatch(req, false).unwrap_or_else(not_run);
         if r.status == ScsiStatus::CHECK_CONDITION && tracing::enabled!(tracing::Level::DEBUG) {
             log_check_condition(&self.name, req, r.sense.as_deref());
         }
         r
     }
 
-    fn dispatch(&self, req: &Request<'_>) -> CommandResult {
+    /// Execute `req` only if that needs no waiting, so that a transport can
+    /// answer it on the thread that received it: a READ whose range no
+    /// write holds and whose blocks are all in memory (the page cache); a
+    /// short WRITE that needs no flush and that the storage takes without
+    /// waiting (see `sbc::try_write`); or a READ or WRITE that ends before
+    /// its handler (unknown LUN, unit attention, bad CDB, reservation
+    /// conflict). `None`: it would wait, or it is neither a READ nor a
+    /// WRITE; nothing was done (no unit attention taken, no byte written)
+    /// and the caller runs [`ScsiTarget::execute`] where waiting is
+    /// allowed.
+    pub fn try_execute(&self, req: &Request<'_>) -> Option<CommandResult> {
+        let r = self.dispatch(req, true)?;
+        if r.status == ScsiStatus::CHECK_CONDITION && tracing::enabled!(tracing::Level::DEBUG) {
+            log_check_condition(&self.name, req, r.sense.as_deref());
+        }
+        Some(r)
+    }
+
+    /// Check and run a command; with `nowait`, only a READ is run and only
+    /// if it needs no waiting (`None` otherwise, before any side effect).
+    fn dispatch(&self, req: &Request<'_>, nowait: bool) -> Option<CommandResult> {
+        if nowait && !req.cdb.first().is_some_and(|&op| is_read(op) || is_write(op)) {
+            return None;
+        }
         let table = self.table();
         let view = View { target: self, table: &table };
         let idx = table.visible_index(req.nexus, req.lun);
@@ -207,7 +253,7 @@ impl ScsiTarget {
         let bs = lu.map_or(512, |l| l.block_size());
         let cdb = req.cdb;
         let Some(&op) = cdb.first() else {
-            return finish(lu, Err(Sense::illegal(Asc::INVALID_COMMAND_OPERATION_CODE).into()), 0);
+            return Some(finish(lu, Err(Sense::illegal(Asc::INVALID_COMMAND_OPERATION_CODE).into()), 0));
         };
         let lookup = commands::lookup(op, byte(cdb, 1));
         let template = match lookup {
@@ -216,39 +262,46 @@ impl ScsiTarget {
         };
         let wanted = template.map_or(0, |t| t.out_len.wanted(cdb, bs));
         if lu.is_none() && !template.is_some_and(|t| t.lu_optional) {
-            return finish(lu, Err(Sense::illegal(Asc::LOGICAL_UNIT_NOT_SUPPORTED).into()), wanted);
+            return Some(finish(lu, Err(Sense::illegal(Asc::LOGICAL_UNIT_NOT_SUPPORTED).into()), wanted));
         }
         let t = match lookup {
             Lookup::Found(t) if served_by(t, lu) => t,
             Lookup::Found(_) | Lookup::UnknownOpcode => {
                 let s = Sense::illegal(Asc::INVALID_COMMAND_OPERATION_CODE);
-                return finish(lu, Err(s.into()), wanted);
+                return Some(finish(lu, Err(s.into()), wanted));
             }
             Lookup::UnknownServiceAction => {
-                return finish(lu, Err(Sense::invalid_cdb_field(1, Some(4)).into()), wanted);
+                return Some(finish(lu, Err(Sense::invalid_cdb_field(1, Some(4)).into()), wanted));
             }
         };
         if let Some(lu) = lu {
             if let Some(asc) = lu.ua.next(req.nexus, !t.ua_exempt) {
                 let s = Sense::new(SenseKey::UNIT_ATTENTION, asc);
-                return finish(Some(lu), Err(s.into()), wanted);
+                return Some(finish(Some(lu), Err(s.into()), wanted));
             }
         }
         let Some(cdb) = cdb.get(..t.len()) else {
-            return finish(lu, Err(Sense::illegal(Asc::INVALID_FIELD_IN_CDB).into()), wanted);
+            return Some(finish(lu, Err(Sense::illegal(Asc::INVALID_FIELD_IN_CDB).into()), wanted));
         };
         if let Err(s) = t.check_reserved_bits(cdb) {
-            return finish(lu, Err(s.into()), wanted);
+            return Some(finish(lu, Err(s.into()), wanted));
         }
         if let Some(lu) = lu {
             if let Err(f) = pr::check(lu, req.nexus, t, cdb) {
-                return finish(Some(lu), Err(f), wanted);
+                return Some(finish(Some(lu), Err(f), wanted));
             }
         }
         let ctx = Ctx { target: &view, lu, req, cdb, pr_epoch: lu.map_or(0, |l| l.pr.abort_epoch()) };
-        let r = (t.handler)(&ctx);
+        let r = match nowait {
+            false => (t.handler)(&ctx),
+            true if is_read(t.opcode.0) => sbc::try_read(&ctx, rw_cdb_len(t.opcode.0))?,
+            true => sbc::try_write(&ctx, rw_cdb_len(t.opcode.0))?,
+        };
         if let (Some(c), Ok(d)) = (idx.and_then(|i| table.counters.get(i)), &r) {
             if d.status == ScsiStatus::GOOD {
+                if nowait {
+                    c.inline();
+                }
                 if is_read(t.opcode.0) {
                     c.read(d.data_in.len() as u64);
                 } else if t.writes {
@@ -256,7 +309,7 @@ impl ScsiTarget {
                 }
             }
         }
-        finish(lu, r, wanted)
+        Some(finish(lu, r, wanted))
     }
 
     /// LOGICAL UNIT RESET: mode parameters to defaults and a BUS DEVICE

@@ -1349,3 +1349,92 @@ fn concurrent_io_from_many_nexuses() {
     }
     assert_eq!(f.lu.range_locks().held(), 0);
 }
+
+// --- try_execute: the no-waiting path a transport runs inline ------------
+
+fn try_run(target: &ScsiTarget, nx: &Nexus, cdb: &[u8], data: &[u8], cancel: &CancelToken) -> Option<CommandResult> {
+    let req = Request { nexus: nx, lun: encode_lun(0), cdb, data_out: data, expected_len: data.len() as u32, cancel };
+    target.try_execute(&req)
+}
+
+fn read10(lba: u32, blocks: u16) -> [u8; 10] {
+    let mut c = [0u8; 10];
+    c[0] = 0x28;
+    c[2..6].copy_from_slice(&lba.to_be_bytes());
+    c[7..9].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+#[test]
+fn try_execute_answers_reads_that_need_no_waiting_and_declines_everything_else() {
+    let lu = Arc::new(LogicalUnit::new(cfg(512, false), Arc::new(MemStorage::new(64 * 512))));
+    let target = ScsiTarget::new(TARGET, 1, vec![(0, lu.clone())], crate::testing::registry());
+    let (nx, cancel) = (nexus(1), CancelToken::new());
+    let data = pattern(3, 4 * 512);
+    let mut w10 = [0x2A, 0, 0, 0, 0, 8, 0, 0, 4, 0];
+    let run = |cdb: &[u8], d: &[u8]| {
+        target.execute(&Request {
+            nexus: &nx,
+            lun: encode_lun(0),
+            cdb,
+            data_out: d,
+            expected_len: d.len() as u32,
+            cancel: &cancel,
+        })
+    };
+    assert_eq!(run(&w10, &data).status, ScsiStatus::GOOD);
+
+    // Every READ size, same bytes as `execute`.
+    let r6 = [0x08, 0, 0, 8, 4, 0];
+    let r12 = [0xA8, 0, 0, 0, 0, 8, 0, 0, 0, 4, 0, 0];
+    let r16 = [0x88, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 4, 0, 0];
+    for cdb in [&read10(8, 4)[..], &r6, &r12, &r16] {
+        let r = try_run(&target, &nx, cdb, &[], &cancel).expect("a read of memory needs no waiting");
+        assert_eq!(r.status, ScsiStatus::GOOD, "{cdb:02x?}");
+        assert_eq!(r.data_in, data, "{cdb:02x?}");
+    }
+    // A write that must be durable (FUA) waits for a flush: declined, and
+    // nothing done.
+    w10[5] = 16;
+    let mut fua = w10;
+    fua[1] = 0x08;
+    assert!(try_run(&target, &nx, &fua, &data, &cancel).is_none(), "WRITE with FUA is not run inline");
+    assert!(try_run(&target, &nx, &[0; 6], &[], &cancel).is_none(), "TEST UNIT READY is neither READ nor WRITE");
+    assert_eq!(run(&read10(16, 4), &[]).data_in, vec![0u8; 2048], "the declined write did not happen");
+    // A command holding the range (here a reader): a write would wait.
+    {
+        let _r = lu.range_locks().lock(17, 1, crate::range_lock::LockMode::Shared);
+        assert!(try_run(&target, &nx, &w10, &data, &cancel).is_none());
+    }
+    assert_eq!(run(&read10(16, 4), &[]).data_in, vec![0u8; 2048]);
+    // A plain write into memory is done inline.
+    let r = try_run(&target, &nx, &w10, &data, &cancel).expect("a write into memory needs no waiting");
+    assert_eq!(r.status, ScsiStatus::GOOD);
+    assert_eq!(run(&read10(16, 4), &[]).data_in, data);
+    // A read that fails its checks ends inline like any other.
+    let r = try_run(&target, &nx, &read10(62, 4), &[], &cancel).expect("out of range is answered");
+    check(&r, SenseKey::ILLEGAL_REQUEST, Asc::LBA_OUT_OF_RANGE);
+    // A write holding the range: the read would wait, so it is declined.
+    {
+        let _w = lu.range_locks().lock(10, 1, crate::range_lock::LockMode::Exclusive);
+        assert!(try_run(&target, &nx, &read10(8, 4), &[], &cancel).is_none());
+        assert!(try_run(&target, &nx, &read10(12, 4), &[], &cancel).is_some(), "a disjoint read still runs");
+    }
+    assert!(try_run(&target, &nx, &read10(8, 4), &[], &cancel).is_some());
+    // A pending unit attention is not taken by a declined command, and is
+    // reported by a read like by any other command.
+    lu.reset(Asc::POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED);
+    assert!(try_run(&target, &nx, &[0; 6], &[], &cancel).is_none());
+    let r = try_run(&target, &nx, &read10(8, 4), &[], &cancel).expect("the unit attention is an answer");
+    check(&r, SenseKey::UNIT_ATTENTION, Asc::POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED);
+    assert_eq!(run(&read10(8, 4), &[]).status, ScsiStatus::GOOD, "reported once");
+}
+
+#[test]
+fn try_execute_declines_a_read_the_storage_cannot_do_without_waiting() {
+    // `Probe` keeps the default `try_read_at` (always "would wait").
+    let f = fx(64);
+    f.good(&[0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0], &pattern(1, 512));
+    assert!(try_run(&f.target, &f.nx, &read10(0, 1), &[], &f.cancel).is_none());
+    assert_eq!(f.good(&read10(0, 1), &[]), pattern(1, 512));
+}

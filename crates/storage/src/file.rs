@@ -59,6 +59,62 @@ pub struct FileStorage {
     zero_range: AtomicBool,
     /// Start writeback every so many written bytes (off by default).
     write_behind: crate::write_behind::WriteBehind,
+    /// `preadv2(RWF_NOWAIT)` still believed to work (cleared when the file
+    /// system refuses it).
+    nowait_reads: AtomicBool,
+    /// Short writes done inline, and how quick they have been.
+    inline_writes: InlineWrites,
+}
+
+/// How [`Storage::try_write_at`] decides that a write is quick.
+///
+/// Where the file system has non-blocking buffered writes
+/// (`pwritev2(RWF_NOWAIT)`: XFS, btrfs), the kernel decides: a write that
+/// would wait for I/O or a lock is declined. Elsewhere (ext4, tmpfs...) a
+/// buffered write of a few pages normally only copies into the page cache,
+/// so it is done, and timed: one that takes longer than [`SLOW_WRITE`]
+/// (dirty-page throttling, a journal commit, another command holding the
+/// inode) turns inline writes off for [`SLOW_WRITE_PAUSE`], so a struggling
+/// file system costs a receiving thread at most one slow write per pause.
+#[derive(Debug)]
+struct InlineWrites {
+    /// `pwritev2(RWF_NOWAIT)` still believed to work.
+    nowait: AtomicBool,
+    /// Inline writes are off until this many ns after `epoch`.
+    paused_until: AtomicU64,
+    epoch: std::time::Instant,
+}
+
+/// An inline write slower than this pauses inline writes.
+const SLOW_WRITE: std::time::Duration = std::time::Duration::from_micros(500);
+/// For this long.
+const SLOW_WRITE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Default for InlineWrites {
+    fn default() -> Self {
+        InlineWrites {
+            nowait: AtomicBool::new(true),
+            paused_until: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+        }
+    }
+}
+
+impl InlineWrites {
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+    fn paused(&self) -> bool {
+        self.now() < self.paused_until.load(Ordering::Relaxed)
+    }
+    /// A timed write started at `start` (ns) is over.
+    fn took(&self, start: u64) {
+        let end = self.now();
+        if end.saturating_sub(start) > SLOW_WRITE.as_nanos() as u64 {
+            tracing::debug!(took_us = end.saturating_sub(start) / 1000, "a short write was slow; inline writes paused");
+            self.paused_until.store(end.saturating_add(SLOW_WRITE_PAUSE.as_nanos() as u64), Ordering::Relaxed);
+        }
+    }
 }
 
 impl FileStorage {
@@ -141,6 +197,8 @@ impl FileStorage {
             id: (st.st_dev, st.st_ino),
             zero_range: AtomicBool::new(!opts.read_only),
             write_behind: Default::default(),
+            nowait_reads: AtomicBool::new(true),
+            inline_writes: InlineWrites::default(),
         })
     }
 
@@ -190,6 +248,8 @@ impl FileStorage {
             id: (st.st_dev, st.st_ino),
             zero_range: AtomicBool::new(true),
             write_behind: Default::default(),
+            nowait_reads: AtomicBool::new(true),
+            inline_writes: InlineWrites::default(),
         };
         let report = snap.copy_range(0, self, offset, len)?;
         Ok((snap, report))
@@ -214,7 +274,28 @@ impl FileStorage {
             id: (st.st_dev, st.st_ino),
             zero_range: AtomicBool::new(true),
             write_behind: Default::default(),
+            nowait_reads: AtomicBool::new(true),
+            inline_writes: InlineWrites::default(),
         })
+    }
+
+    /// A plain write, already counted by write-behind, that pauses inline
+    /// writes if it was slow (see [`InlineWrites`]).
+    fn timed_write(&self, buf: &[u8], offset: u64) -> Result<()> {
+        let start = self.inline_writes.now();
+        let r = self
+            .file
+            .write_all_at(buf, offset)
+            .map_err(|e| StorageError::io(self.ctx(format_args!("write {} bytes at {offset}", buf.len())), e));
+        self.inline_writes.took(start);
+        r
+    }
+
+    /// `len` bytes at `offset` were written: write-behind's accounting.
+    fn wrote(&self, offset: u64, len: u64) {
+        if let Some((off, len)) = self.write_behind.wrote(offset, len) {
+            crate::write_behind::start_writeback(self.file.as_fd(), off, len);
+        }
     }
 
     /// The current size in bytes.
@@ -428,15 +509,63 @@ impl Storage for FileStorage {
         })
     }
 
+    /// `preadv2(RWF_NOWAIT)`: succeeds only when every page is cached. A
+    /// short read (part of the range cached) or EAGAIN is "would wait";
+    /// a file system without NOWAIT support turns the attempt off for good.
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
+        check_range(self.size(), offset, buf.len() as u64)?;
+        if buf.is_empty() {
+            return Ok(true);
+        }
+        if !self.nowait_reads.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let mut iov = [io::IoSliceMut::new(buf)];
+        match rustix::io::preadv2(&self.file, &mut iov, offset, rustix::io::ReadWriteFlags::NOWAIT) {
+            Ok(n) => Ok(n == iov[0].len()),
+            Err(Errno::AGAIN | Errno::INTR) => Ok(false),
+            Err(Errno::OPNOTSUPP | Errno::INVAL | Errno::NOSYS) => {
+                self.nowait_reads.store(false, Ordering::Relaxed);
+                Ok(false)
+            }
+            Err(e) => Err(StorageError::errno(self.ctx(format_args!("read {} bytes at {offset}", buf.len())), e)),
+        }
+    }
+
+    /// See [`InlineWrites`].
+    fn try_write_at(&self, buf: &[u8], offset: u64) -> Result<bool> {
+        check_range(self.size(), offset, buf.len() as u64)?;
+        self.check_writable("write")?;
+        let iw = &self.inline_writes;
+        // Starting write-behind's writeback can take 100 ms (random
+        // writes): the write that makes it due is done where waiting is
+        // allowed.
+        if iw.paused() || !self.write_behind.count_unless_due(offset, buf.len() as u64) {
+            return Ok(false);
+        }
+        if iw.nowait.load(Ordering::Relaxed) {
+            let iov = [io::IoSlice::new(buf)];
+            match rustix::io::pwritev2(&self.file, &iov, offset, rustix::io::ReadWriteFlags::NOWAIT) {
+                Ok(n) if n == buf.len() => return Ok(true),
+                // Part written without waiting: the rest may wait (timed).
+                Ok(n) => return self.timed_write(&buf[n..], offset + n as u64).map(|()| true),
+                Err(Errno::AGAIN | Errno::INTR) => return Ok(false),
+                Err(Errno::OPNOTSUPP | Errno::INVAL | Errno::NOSYS) => iw.nowait.store(false, Ordering::Relaxed),
+                Err(e) => {
+                    return Err(StorageError::errno(self.ctx(format_args!("write {} bytes at {offset}", buf.len())), e))
+                }
+            }
+        }
+        self.timed_write(buf, offset).map(|()| true)
+    }
+
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         check_range(self.size(), offset, buf.len() as u64)?;
         self.check_writable("write")?;
         self.file
             .write_all_at(buf, offset)
             .map_err(|e| StorageError::io(self.ctx(format_args!("write {} bytes at {offset}", buf.len())), e))?;
-        if let Some((off, len)) = self.write_behind.wrote(offset, buf.len() as u64) {
-            crate::write_behind::start_writeback(self.file.as_fd(), off, len);
-        }
+        self.wrote(offset, buf.len() as u64);
         Ok(())
     }
 
@@ -846,5 +975,81 @@ mod grow_tests {
         drop(s);
         let ro = FileStorage::open(&path, &OpenOptions { create_size: None, read_only: true }).expect("open ro");
         assert_eq!(ro.grow(32768).expect_err("read-only").kind, StorageErrorKind::ReadOnly);
+    }
+}
+
+#[cfg(test)]
+mod nowait_tests {
+    use super::*;
+
+    /// A cached range is read without waiting; a range evicted from the page
+    /// cache is "would wait" (on file systems with NOWAIT reads) and never
+    /// returns wrong bytes; out-of-range is refused like `read_at`.
+    #[test]
+    fn try_read_at_reads_cached_bytes_and_declines_evicted_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lun.img");
+        let s = FileStorage::open(&path, &OpenOptions { create_size: Some(1 << 20), read_only: false }).expect("open");
+        let data: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+        s.write_at(&data, 4096).expect("write");
+        let mut buf = vec![0u8; data.len()];
+        assert!(s.try_read_at(&mut buf, 4096).expect("try read"), "bytes just written are cached");
+        assert_eq!(buf, data);
+        assert!(s.try_read_at(&mut [], 0).expect("empty"));
+        let mut past = [0u8; 512];
+        assert_eq!(s.try_read_at(&mut past, 1 << 20).expect_err("past the end").kind, StorageErrorKind::OutOfRange);
+
+        s.flush().expect("flush");
+        rfs::fadvise(&s.file, 0, None, rfs::Advice::DontNeed).expect("evict");
+        let mut buf = vec![0u8; data.len()];
+        match s.try_read_at(&mut buf, 4096).expect("try read after eviction") {
+            // tmpfs and the like keep every page in memory.
+            true => assert_eq!(buf, data, "a successful nowait read returns the data"),
+            false => {
+                s.read_at(&mut buf, 4096).expect("read");
+                assert_eq!(buf, data);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod inline_write_tests {
+    use super::*;
+
+    #[test]
+    fn try_write_at_writes_until_writeback_is_due_and_pauses_after_a_slow_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lun.img");
+        let s = FileStorage::open(&path, &OpenOptions { create_size: Some(1 << 20), read_only: false }).expect("open");
+        s.set_write_behind(Some(16384));
+        let data = vec![0x5Au8; 4096];
+        for i in 0..3u64 {
+            assert!(s.try_write_at(&data, i * 4096).expect("write"), "write {i} is quick");
+        }
+        assert!(!s.try_write_at(&data, 3 * 4096).expect("write"), "the 4th makes writeback due: declined");
+        let mut buf = vec![0u8; 4 * 4096];
+        s.read_at(&mut buf, 0).expect("read");
+        assert_eq!(&buf[..3 * 4096], &vec![0x5Au8; 3 * 4096][..]);
+        assert_eq!(&buf[3 * 4096..], &[0u8; 4096][..], "nothing written by the declined write");
+        s.write_at(&data, 3 * 4096).expect("written where waiting is allowed");
+        assert_eq!(s.writebacks_started(), 1);
+        assert!(s.try_write_at(&data, 0).expect("write"), "counting starts again");
+        assert_eq!(s.try_write_at(&data, 1 << 20).expect_err("past the end").kind, StorageErrorKind::OutOfRange);
+
+        // A slow write (as if it took 1 ms) pauses inline writes.
+        let iw = &s.inline_writes;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        iw.took(iw.now() - 1_000_000);
+        assert!(!s.try_write_at(&data, 0).expect("paused"), "paused after a slow write");
+    }
+
+    #[test]
+    fn try_write_at_refuses_a_read_only_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lun.img");
+        drop(FileStorage::open(&path, &OpenOptions { create_size: Some(8192), read_only: false }).expect("create"));
+        let ro = FileStorage::open(&path, &OpenOptions { create_size: None, read_only: true }).expect("open ro");
+        assert_eq!(ro.try_write_at(&[1u8; 512], 0).expect_err("read-only").kind, StorageErrorKind::ReadOnly);
     }
 }

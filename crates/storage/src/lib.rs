@@ -170,6 +170,29 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Fill `buf` from `offset`.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
 
+    /// Fill `buf` from `offset` only if that needs no waiting: every byte is
+    /// in memory already (the page cache, for files). `Ok(true)`: `buf` is
+    /// filled. `Ok(false)`: it would have waited, and `buf` holds nothing
+    /// promised; the caller reads with [`Storage::read_at`] where waiting is
+    /// allowed. Lets a transport answer a cached read on the thread that
+    /// received it instead of handing it to an I/O thread. Default: never.
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
+        let _ = (buf, offset);
+        Ok(false)
+    }
+
+    /// Write all of `buf` at `offset` only if that is quick, so a transport
+    /// may do it on the thread that received it. `Ok(true)`: written, as by
+    /// [`Storage::write_at`]. `Ok(false)`: nothing written; the caller uses
+    /// `write_at` where waiting is allowed. Files: a non-blocking buffered
+    /// write where the file system has one (XFS, btrfs); elsewhere a plain
+    /// write as long as such writes have been quick (see `FileStorage`).
+    /// Default: never.
+    fn try_write_at(&self, buf: &[u8], offset: u64) -> Result<bool> {
+        let _ = (buf, offset);
+        Ok(false)
+    }
+
     /// Write all of `buf` at `offset`.
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()>;
 

@@ -40,6 +40,16 @@ impl Storage for MemStorage {
         Ok(())
     }
 
+    /// Memory never waits.
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
+        self.read_at(buf, offset).map(|()| true)
+    }
+
+    /// Memory never waits.
+    fn try_write_at(&self, buf: &[u8], offset: u64) -> Result<bool> {
+        self.write_at(buf, offset).map(|()| true)
+    }
+
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         check_range(self.len, offset, buf.len() as u64)?;
         let start = offset as usize;

@@ -69,6 +69,28 @@ impl WriteBehind {
 
 /// Start (not wait for) writeback of `[off, off + len)` of `fd`. Advisory:
 /// an error only means the kernel's own flusher does it later.
+impl WriteBehind {
+    /// Count a write of `len` bytes at `off` that is about to be done where
+    /// starting writeback must not happen (a thread that must not wait):
+    /// true when counted, false — nothing counted — when it would make
+    /// writeback due (that write belongs where waiting is allowed).
+    pub(crate) fn count_unless_due(&self, off: u64, len: u64) -> bool {
+        let Some(window) = self.window() else { return true };
+        let mut p = self.pending.lock();
+        if p.bytes.saturating_add(len) >= window {
+            return false;
+        }
+        let end = off.saturating_add(len);
+        if p.bytes == 0 {
+            (p.lo, p.hi) = (off, end);
+        } else {
+            (p.lo, p.hi) = (p.lo.min(off), p.hi.max(end));
+        }
+        p.bytes += len;
+        true
+    }
+}
+
 pub(crate) fn start_writeback(fd: BorrowedFd<'_>, off: u64, len: u64) {
     use std::os::fd::AsRawFd;
     let (Ok(o), Ok(l)) = (libc::off64_t::try_from(off), libc::off64_t::try_from(len)) else { return };
@@ -95,5 +117,17 @@ mod tests {
         assert_eq!(wb.wrote(999, 1), Some((0, 1000)));
         wb.set(None);
         assert_eq!(wb.wrote(0, u64::MAX), None);
+    }
+
+    #[test]
+    fn a_write_that_would_make_writeback_due_is_not_counted_inline() {
+        let wb = WriteBehind::default();
+        assert!(wb.count_unless_due(0, 1 << 40), "off: always counted");
+        wb.set(Some(1000));
+        assert!(wb.count_unless_due(5000, 400));
+        assert!(wb.count_unless_due(100, 500));
+        assert!(!wb.count_unless_due(0, 100), "900 + 100 reaches the window");
+        assert_eq!(wb.wrote(0, 100), Some((0, 5400)), "the same write, counted where it may wait, starts it");
+        assert!(wb.count_unless_due(0, 999));
     }
 }

@@ -28,6 +28,11 @@ use tracing::{debug, info, warn};
 /// Commands moving more bytes than this get an I/O thread of their own
 /// (see `pool`); shorter ones are cheaper to run on an already awake one.
 const LONG_TRANSFER: u32 = 64 * 1024;
+/// READs and WRITEs up to this long are tried inline on the connection's
+/// task first (done there if that needs no waiting — see
+/// [`ScsiTarget::try_execute`]: copying a few pages costs less than waking
+/// an I/O thread and being woken by it).
+const INLINE_MAX: u32 = 64 * 1024;
 /// How long a task management function waits for the commands it aborts
 /// to stop before it is carried out anyway (the core keeps the time).
 const ABORT_WAIT: Duration = Duration::from_secs(30);
@@ -297,12 +302,17 @@ impl FullFeature {
     /// Carry out the core's actions; true when the connection must close.
     fn apply(&mut self, actions: Vec<Action>) -> bool {
         let mut close = false;
+        let mut answered = Vec::new();
         for a in actions {
             match a {
                 Action::Send(p) => {
                     let _ = self.tx.send(Out::Pdu(p));
                 }
-                Action::Execute(task) => self.execute(task),
+                Action::Execute(task) => {
+                    if let Some(done) = self.execute(task) {
+                        answered.push(done);
+                    }
+                }
                 Action::Cancel(itts) => {
                     for itt in itts {
                         if let Some(e) = self.core.handle_mut(itt) {
@@ -314,22 +324,50 @@ impl FullFeature {
                 Action::Close => close = true,
             }
         }
+        // Commands answered inline complete only now: the core's answers to
+        // them (responses, and task management waiting on them) come after
+        // the actions they were part of.
+        for (id, outcome) in answered {
+            let actions = self.core.complete_task(id, outcome);
+            close |= self.apply(actions);
+        }
         close
     }
 
-    /// Run a command on the I/O pool; its result comes back as [`Done::Task`].
-    fn execute(&mut self, task: ScsiTask) {
+    /// Run a command: answered here and now (returned) when it needs no
+    /// waiting — a short READ from the page cache or WRITE into it, see
+    /// [`ScsiTarget::try_execute`] — which spares it two thread hand-offs;
+    /// otherwise on the I/O pool, its result coming back as [`Done::Task`].
+    fn execute(&mut self, task: ScsiTask) -> Option<(TaskId, TaskOutcome)> {
         let (itt, id) = (task.itt, task.id);
         let done = self.done_tx.clone();
         let Some(target) = self.target.clone() else {
             // Discovery sessions carry no SCSI; the state machine rejects
             // commands there, so this is unreachable in practice. Answer
             // rather than hang.
-            let _ = done.send(Done::Task(id, TaskOutcome { status: 0x02, ..Default::default() }));
-            return;
+            return Some((id, TaskOutcome { status: 0x02, ..Default::default() }));
         };
         let nexus = self.nexus.clone();
         let cancel = CancelToken::new();
+        if task.expected_len <= INLINE_MAX {
+            let req = Request {
+                nexus: &nexus,
+                lun: task.lun,
+                cdb: &task.cdb,
+                data_out: &task.data_out,
+                expected_len: task.expected_len,
+                cancel: &cancel,
+            };
+            if let Some(r) = target.try_execute(&req) {
+                let outcome = TaskOutcome {
+                    status: r.status.0,
+                    sense: r.sense,
+                    data_in: Bytes::from(r.data_in),
+                    data_out_wanted: r.data_out_wanted,
+                };
+                return Some((id, outcome));
+            }
+        }
         let c2 = cancel.clone();
         self.shared.io_pool.spawn(task.expected_len > LONG_TRANSFER, move || {
             let req = Request {
@@ -353,6 +391,7 @@ impl FullFeature {
             let _ = done.send(Done::Task(id, outcome));
         });
         self.core.executing(itt, Execution { cancel });
+        None
     }
 
     /// Carry out a task management function at the SCSI level and answer
