@@ -96,6 +96,25 @@ pub enum Action {
     Close,
 }
 
+/// A command answered TASK SET FULL because its data did not fit a budget
+/// (see [`TargetConnection::take_refusals`]): for the daemon to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub itt: u32,
+    pub lun: [u8; 8],
+    /// A write (its data to buffer) or a read (its data-in).
+    pub write: bool,
+    /// Its Expected Data Transfer Length.
+    pub bytes: u32,
+    /// The name of the budget it did not fit in (see
+    /// [`WriteBudget::named`]).
+    pub limit: &'static str,
+}
+
+/// Refusals kept for [`TargetConnection::take_refusals`] at most; more are
+/// only counted.
+const MAX_REFUSALS_KEPT: usize = 64;
+
 /// Why a connection failed in a way the caller should log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnError {
@@ -136,7 +155,16 @@ struct Collecting {
 #[derive(Debug)]
 enum TaskState {
     Collecting(Box<Collecting>),
-    Running { id: TaskId, read: bool, expected_len: u32, r2t_count: u32, lun: [u8; 8] },
+    Running {
+        id: TaskId,
+        read: bool,
+        expected_len: u32,
+        r2t_count: u32,
+        lun: [u8; 8],
+        /// A read's share of the read budget: held until its data-in has
+        /// been sent (it travels with the Data-In PDUs' data).
+        budget: Option<BudgetGuard>,
+    },
 }
 
 /// The driver's handle on one execution, kept until its result is in.
@@ -260,6 +288,12 @@ pub struct TargetConnection<H = ()> {
     immediate_itt: Option<u32>,
     /// Bytes of write data we may buffer (shared with other connections).
     write_budget: Option<Arc<WriteBudget>>,
+    /// Bytes of read data (data-in) our commands may hold until it is sent.
+    read_budget: Option<Arc<WriteBudget>>,
+    /// Commands refused for a budget since the driver last asked.
+    refusals: Vec<Refusal>,
+    /// Refusals in all (also those not kept).
+    refusals_total: u64,
     /// Keepalive and stall timers (none until started).
     clocks: Option<Clocks>,
     /// The driver's handles on executions not yet completed: tasks
@@ -297,6 +331,9 @@ impl<H> TargetConnection<H> {
             logging_out: false,
             immediate_itt: None,
             write_budget: None,
+            read_budget: None,
+            refusals: Vec::new(),
+            refusals_total: 0,
             clocks: None,
             executions: HashMap::new(),
             pending_tmfs: Vec::new(),
@@ -445,6 +482,39 @@ impl<H> TargetConnection<H> {
     /// no data is solicited for it.
     pub fn set_write_budget(&mut self, budget: Arc<WriteBudget>) {
         self.write_budget = Some(budget);
+    }
+
+    /// Charge the data-in of read commands (with data to move and no write
+    /// data) to `budget`, from before they execute until their Data-In has
+    /// been sent: a read whose Expected Data Transfer Length does not fit
+    /// is answered TASK SET FULL at once and does not execute.
+    pub fn set_read_budget(&mut self, budget: Arc<WriteBudget>) {
+        self.read_budget = Some(budget);
+    }
+
+    /// The commands answered TASK SET FULL for a budget since the last call
+    /// (at most the first 64 of them; [`refusals_total`](Self::refusals_total)
+    /// counts them all), for the driver to log.
+    pub fn take_refusals(&mut self) -> Vec<Refusal> {
+        std::mem::take(&mut self.refusals)
+    }
+
+    /// Commands answered TASK SET FULL for a budget on this connection.
+    pub fn refusals_total(&self) -> u64 {
+        self.refusals_total
+    }
+
+    /// Answer `h` TASK SET FULL (SAM-5 §5.3.1): its data did not fit the
+    /// budget `limit`. Unsolicited data that follows is ignored.
+    fn task_set_full(&mut self, h: &ScsiCommand, limit: &'static str, out: &mut Vec<Action>) {
+        let edtl = h.expected_data_length;
+        self.refusals_total += 1;
+        if self.refusals.len() < MAX_REFUSALS_KEPT {
+            self.refusals.push(Refusal { itt: h.itt, lun: h.lun, write: h.write, bytes: edtl, limit });
+        }
+        let wanted = if h.write { edtl } else { 0 };
+        let outcome = TaskOutcome { status: 0x28, sense: None, data_in: Bytes::new(), data_out_wanted: wanted };
+        self.respond(h.itt, false, edtl, 0, outcome, out);
     }
 
     /// The negotiated parameters.
@@ -671,7 +741,10 @@ impl<H> TargetConnection<H> {
                 }
                 let (itt, edtl, lun) = (h.itt, h.expected_data_length, h.lun);
                 let id = self.fresh_task_id();
-                self.tasks.insert(itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun });
+                self.tasks.insert(
+                    itt,
+                    TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun, budget: None },
+                );
                 self.fail_task_running(itt, SENSE_KEY_ABORTED_COMMAND, ASC_PROTOCOL_CRC_ERROR, edtl, out);
             }
             Header::ScsiCommand(_) => self.on_scsi_command(pdu, out),
@@ -797,42 +870,60 @@ impl<H> TargetConnection<H> {
         if h.read && h.write {
             // Bidirectional commands are not supported by any command we
             // implement.
-            self.tasks
-                .insert(h.itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.tasks.insert(
+                h.itt,
+                TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun, budget: None },
+            );
             self.fail_task_running(h.itt, SENSE_KEY_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB, edtl, out);
             return;
         }
         if !h.write || edtl == 0 {
-            self.tasks
-                .insert(h.itt, TaskState::Running { id, read: h.read, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            // A read holds its data-in's worth of the read budget from now
+            // until that has been sent.
+            let budget = match &self.read_budget {
+                Some(b) if h.read && edtl > 0 => match b.reserve(u64::from(edtl)) {
+                    Ok(g) => Some(g),
+                    Err(limit) => {
+                        self.task_set_full(&h, limit, out);
+                        return;
+                    }
+                },
+                _ => None,
+            };
+            self.tasks.insert(
+                h.itt,
+                TaskState::Running { id, read: h.read, expected_len: edtl, r2t_count: 0, lun: h.lun, budget },
+            );
             out.push(Action::Execute(task));
             return;
         }
         if edtl > self.cfg.max_write_buffer {
             // More than we will buffer for one command: refuse without
             // soliciting data (unsolicited data that follows is ignored).
-            self.tasks
-                .insert(h.itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.tasks.insert(
+                h.itt,
+                TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun, budget: None },
+            );
             self.fail_task_running(h.itt, SENSE_KEY_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_IU, edtl, out);
             return;
         }
         if imm_len == edtl {
             task.data_out = pdu.data.clone();
-            self.tasks
-                .insert(h.itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.tasks.insert(
+                h.itt,
+                TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun, budget: None },
+            );
             out.push(Action::Execute(task));
             return;
         }
         let budget = match &self.write_budget {
             None => None,
-            Some(b) => match b.try_reserve(u64::from(edtl)) {
-                Some(g) => Some(g),
-                None => {
-                    // Over the write budget: TASK SET FULL (SAM-5 §5.3.1);
-                    // unsolicited data that follows is ignored.
-                    let outcome =
-                        TaskOutcome { status: 0x28, sense: None, data_in: Bytes::new(), data_out_wanted: edtl };
-                    self.respond(h.itt, false, edtl, 0, outcome, out);
+            Some(b) => match b.reserve(u64::from(edtl)) {
+                Ok(g) => Some(g),
+                Err(limit) => {
+                    // Over the write budget (the session's share or the
+                    // daemon's): TASK SET FULL, no data solicited.
+                    self.task_set_full(&h, limit, out);
                     return;
                 }
             },
@@ -1009,6 +1100,7 @@ impl<H> TargetConnection<H> {
                         expected_len: task.expected_len,
                         r2t_count: c.r2t_sn,
                         lun: task.lun,
+                        budget: None,
                     },
                 );
                 out.push(Action::Execute(task));
@@ -1214,9 +1306,15 @@ impl<H> TargetConnection<H> {
         }
         let itt = self.tasks.iter().find(|(_, t)| matches!(t, TaskState::Running { id: r, .. } if *r == id));
         let Some(itt) = itt.map(|(itt, _)| *itt) else { return out };
-        let Some(TaskState::Running { read, expected_len, r2t_count, .. }) = self.tasks.remove(&itt) else {
+        let Some(TaskState::Running { read, expected_len, r2t_count, budget, .. }) = self.tasks.remove(&itt) else {
             return out;
         };
+        let mut outcome = outcome;
+        if let Some(g) = budget.filter(|_| read && !outcome.data_in.is_empty()) {
+            // The reservation ends when the last Data-In PDU carrying this
+            // data is gone (sent, or dropped with the connection).
+            outcome.data_in = Bytes::from_owner(Budgeted { data: outcome.data_in, _guard: g });
+        }
         self.respond(itt, read, expected_len, r2t_count, outcome, &mut out);
         out
     }

@@ -992,6 +992,106 @@ fn write_budget_answers_task_set_full_and_travels_with_the_data() {
     assert_eq!(budget.used(), 0, "a dropped connection gives its reservations back");
 }
 
+/// Two sessions (connections) whose budgets are shares of one daemon-wide
+/// budget, as the daemon sets them up.
+fn two_sessions(daemon: &std::sync::Arc<crate::budget::WriteBudget>, share: u64, read: bool) -> (T, T) {
+    let mut a = solicit_only();
+    let mut b = solicit_only();
+    for t in [&mut a, &mut b] {
+        let s = daemon.share(share, "session");
+        if read {
+            t.conn.set_read_budget(s);
+        } else {
+            t.conn.set_write_budget(s);
+        }
+    }
+    (a, b)
+}
+
+/// A TASK SET FULL answer to `itt` (no sense, nothing else), and the one
+/// refusal the connection reports for it, naming the budget.
+fn assert_task_set_full(t: &mut T, o: &[Out], itt: u32, write: bool, limit: &str) {
+    assert_eq!(o.len(), 1, "just the response: {o:?}");
+    let r = get!(&o[0], ScsiResponse);
+    assert_eq!((r.itt, r.status), (itt, 0x28), "TASK SET FULL");
+    assert!(body(&o[0]).is_empty(), "no sense data");
+    let refusals = t.conn.take_refusals();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!((refusals[0].itt, refusals[0].write, refusals[0].limit), (itt, write, limit));
+    assert!(t.conn.take_refusals().is_empty(), "taken");
+}
+
+/// One session cannot take the whole write budget: past its share its
+/// writes get TASK SET FULL while another session's are still accepted;
+/// the daemon-wide bound holds over all the shares.
+#[test]
+fn a_sessions_write_share_leaves_the_rest_of_the_budget_to_other_sessions() {
+    let daemon = crate::budget::WriteBudget::named(12288, "daemon");
+    let (mut a, mut b) = two_sessions(&daemon, 8192, false);
+    let ra = r2t_write(&mut a, 1, 1, 8192);
+    assert_eq!(daemon.used(), 8192);
+    let o = a.send(write(2, 2, 512), &[]);
+    assert_task_set_full(&mut a, &o, 2, true, "session");
+    assert_eq!(a.conn.refusals_total(), 1);
+    // The other session still gets its writes, up to what is left daemon-wide.
+    r2t_write(&mut b, 1, 1, 4096);
+    assert_eq!(daemon.used(), 12288);
+    let o = b.send(write(2, 2, 512), &[]);
+    assert_task_set_full(&mut b, &o, 2, true, "daemon");
+    // a's write completes and runs: its share and the daemon's come back
+    // with its data.
+    let o = a.data_burst(1, ra.ttt, 0, 8192, 4096);
+    let task = exec(&o[0]).clone();
+    drop(o);
+    assert_eq!(daemon.used(), 12288);
+    drop(task);
+    assert_eq!(daemon.used(), 4096);
+    r2t_write(&mut b, 3, 3, 4096);
+    assert_eq!(daemon.used(), 8192);
+    drop((a, b));
+    assert_eq!(daemon.used(), 0);
+}
+
+/// Reads hold their Expected Data Transfer Length of the read budget from
+/// before they execute until their Data-In is gone; one session's share
+/// leaves room for another's, the daemon-wide bound holds, and a read that
+/// does not fit gets TASK SET FULL without executing.
+#[test]
+fn reads_are_charged_to_a_session_share_of_the_read_budget_until_their_data_in_is_sent() {
+    let daemon = crate::budget::WriteBudget::named(12288, "daemon");
+    let (mut a, mut b) = two_sessions(&daemon, 8192, true);
+    assert_eq!(executes(&a.send(read(1, 1, 8192), &[])), vec![1]);
+    assert_eq!(daemon.used(), 8192);
+    let o = a.send(read(2, 2, 512), &[]);
+    assert_task_set_full(&mut a, &o, 2, false, "session");
+    assert_eq!(a.conn.tasks_in_flight(), 1, "the refused read does not run");
+    // Commands without data-in are not charged.
+    assert_eq!(executes(&a.send(tur(3, 3), &[])), vec![3]);
+    assert_eq!(executes(&a.send(read(4, 4, 0), &[])), vec![4]);
+    assert_eq!(executes(&b.send(read(1, 1, 4096), &[])), vec![1]);
+    assert_eq!(daemon.used(), 12288);
+    let o = b.send(read(2, 2, 512), &[]);
+    assert_task_set_full(&mut b, &o, 2, false, "daemon");
+    // a's read completes: the reservation lives as long as its Data-In PDUs.
+    let data = a.conn.complete(1, with_data(8192));
+    assert!(!data.is_empty());
+    assert_eq!(daemon.used(), 12288, "held until the Data-In is sent");
+    drop(data);
+    assert_eq!(daemon.used(), 4096, "given back once it has been");
+    // An error without data gives it back at once; so does an abort.
+    assert_eq!(executes(&a.send(read(5, 5, 8192), &[])), vec![5]);
+    let o = a.complete(5, TaskOutcome { status: 0x02, sense: Some(vec![0x70, 0, 5]), ..good() });
+    assert_eq!(get!(&o[0], ScsiResponse).status, 0x02);
+    assert_eq!(daemon.used(), 4096);
+    assert_eq!(executes(&a.send(read(6, 6, 8192), &[])), vec![6]);
+    assert_eq!(daemon.used(), 12288);
+    let o = a.send(tmf(0x100, 7, TmfFunction::ABORT_TASK, LUN0, 6), &[]);
+    assert!(matches!(&o[0], Out::Cancel(v) if v == &[6]), "{o:?}");
+    assert_eq!(daemon.used(), 4096, "an aborted read gives its share back");
+    drop(b);
+    assert_eq!(daemon.used(), 0, "a dropped connection gives its reservations back");
+}
+
 #[test]
 fn bidirectional_commands_fail_with_check_condition() {
     let mut t = T::plain();
