@@ -150,7 +150,10 @@ async fn full_feature(
         send_targets: login::send_targets_text(&shared, &params.initiator_name, local),
     };
     let mut core = TargetConnection::with_handles(params.clone(), conn_cfg, session.stat_sn, session.exp_cmd_sn);
-    core.set_write_budget(shared.write_budget.clone());
+    core.set_write_budget(
+        shared.write_budget.share(live.cfg.write_buffer_per_session, "server.write_buffer_per_session"),
+    );
+    core.set_read_budget(shared.read_budget.share(live.cfg.read_buffer_per_session, "server.read_buffer_per_session"));
     let nop_interval = Some(Duration::from_secs(live.cfg.nop_interval_secs)).filter(|d| !d.is_zero());
     let pdu_timeout = Duration::from_secs(live.cfg.pdu_timeout_secs.max(1));
     drop(live);
@@ -314,6 +317,7 @@ impl FullFeature {
                 Action::Close => close = true,
             }
         }
+        super::log_budget_refusals(self.target.as_deref(), &self.nexus.initiator_name, self.core.take_refusals());
         close
     }
 
