@@ -12,8 +12,9 @@
 //! It also owns the connection's timers (see [`crate::timeout`]): the
 //! driver reports when bytes arrive ([`TargetConnection::bytes_received`]),
 //! waits until [`TargetConnection::poll_timeout`] and then calls
-//! [`TargetConnection::handle_timeout`], which sends the NOP-In keepalive or
-//! says why the connection must close.
+//! [`TargetConnection::handle_timeout`], which sends the NOP-In keepalive,
+//! ends writes whose data did not all arrive within `write_data_timeout` of
+//! their command, or says why the connection must close.
 
 use crate::budget::{BudgetGuard, Budgeted, WriteBudget};
 use crate::frame::{encode_frame, EncodedPdu, Pdu};
@@ -146,6 +147,9 @@ struct Collecting {
     r2t_sn: u32,
     /// This write's share of the write budget (travels with its data).
     budget: Option<BudgetGuard>,
+    /// When its SCSI Command PDU arrived (set by the first `bytes_received`
+    /// after it): all its data must be in within `write_data_timeout`.
+    since: Option<Instant>,
     /// A Data-Out of this write failed its data digest: the write will not
     /// run; it ends with PROTOCOL SERVICE CRC ERROR once the bursts under way
     /// are over (RFC 7143 §7.8).
@@ -221,6 +225,9 @@ const ASC_DATA_OFFSET_ERROR: (u8, u8) = (0x4b, 0x05);
 const ASC_TOO_MUCH_WRITE_DATA: (u8, u8) = (0x4b, 0x02);
 /// 47h/05h PROTOCOL SERVICE CRC ERROR (data digest at ERL 0).
 const ASC_PROTOCOL_CRC_ERROR: (u8, u8) = (0x47, 0x05);
+/// 4Bh/06h INITIATOR RESPONSE TIMEOUT (a write's data did not all arrive
+/// within `write_data_timeout`).
+const ASC_INITIATOR_RESPONSE_TIMEOUT: (u8, u8) = (0x4b, 0x06);
 /// 24h/00h INVALID FIELD IN CDB.
 const ASC_INVALID_FIELD_IN_CDB: (u8, u8) = (0x24, 0x00);
 /// 0Eh/03h INVALID FIELD IN INFORMATION UNIT.
@@ -402,6 +409,11 @@ impl<H> TargetConnection<H> {
             for p in self.pending_tmfs.iter_mut().filter(|p| p.since.is_none()) {
                 p.since = Some(now);
             }
+            for t in self.tasks.values_mut() {
+                if let TaskState::Collecting(c) = t {
+                    c.since.get_or_insert(now);
+                }
+            }
         }
     }
 
@@ -410,7 +422,44 @@ impl<H> TargetConnection<H> {
     /// timer runs.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let (keepalive, stall) = self.deadlines();
-        [keepalive, stall, self.tmf_deadline()].into_iter().flatten().min()
+        [keepalive, stall, self.tmf_deadline(), self.write_data_deadline()].into_iter().flatten().min()
+    }
+
+    /// When the first write whose data is still coming runs out of
+    /// `write_data_timeout`.
+    fn write_data_deadline(&self) -> Option<Instant> {
+        let c = self.clocks.as_ref().filter(|_| !self.logging_out)?;
+        self.tasks
+            .values()
+            .filter_map(|t| match t {
+                TaskState::Collecting(w) => w.since.and_then(|s| deadline(s, c.cfg.write_data_timeout)),
+                TaskState::Running { .. } => None,
+            })
+            .min()
+    }
+
+    /// Writes whose data did not all arrive within `write_data_timeout` of
+    /// their command, by `now`: ended with CHECK CONDITION, ABORTED COMMAND,
+    /// INITIATOR RESPONSE TIMEOUT; their buffers and reservations are given
+    /// back, their R2Ts forgotten, and Data-Out still coming for them is
+    /// ignored (as for any task that is over).
+    fn writes_timed_out(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(limit) = self.clocks.as_ref().filter(|_| !self.logging_out).map(|c| c.cfg.write_data_timeout) else {
+            return;
+        };
+        let mut expired: Vec<u32> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| match t {
+                TaskState::Collecting(w) => due(w.since.and_then(|s| deadline(s, limit)), now),
+                TaskState::Running { .. } => false,
+            })
+            .map(|(itt, _)| *itt)
+            .collect();
+        expired.sort_unstable();
+        for itt in expired {
+            self.fail_task(itt, SENSE_KEY_ABORTED_COMMAND, ASC_INITIATOR_RESPONSE_TIMEOUT, out);
+        }
     }
 
     /// When the first waiting task management function gives up waiting.
@@ -439,6 +488,7 @@ impl<H> TargetConnection<H> {
     pub fn handle_timeout(&mut self, now: Instant) -> Result<Vec<Action>, Timeout> {
         let (keepalive, stall) = self.deadlines();
         let mut out = self.tmfs_given_up(now);
+        self.writes_timed_out(now, &mut out);
         let Some(c) = &mut self.clocks else { return Ok(out) };
         if due(stall, now) {
             return Err(Timeout::PduStall(c.cfg.pdu_timeout));
@@ -943,6 +993,7 @@ impl<H> TargetConnection<H> {
             r2ts: HashMap::new(),
             r2t_sn: 0,
             budget,
+            since: None,
             crc_failed: false,
         };
         self.tasks.insert(h.itt, TaskState::Collecting(Box::new(c)));

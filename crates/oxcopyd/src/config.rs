@@ -35,6 +35,8 @@ pub const DEFAULT_READ_BUFFER_LIMIT: u64 = 1 << 30;
 pub const MIN_READ_BUFFER_LIMIT: u64 = 16 << 20;
 /// `server.pdu_timeout` default (seconds).
 pub const DEFAULT_PDU_TIMEOUT: u64 = 30;
+/// `server.write_data_timeout` default (seconds; at least `pdu_timeout`).
+pub const DEFAULT_WRITE_DATA_TIMEOUT: u64 = 60;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +90,9 @@ pub struct RawServer {
     pub write_behind: Option<SizeValue>,
     /// Seconds a connection may sit in the middle of a PDU before it is closed.
     pub pdu_timeout: Option<u64>,
+    /// Seconds all the data of a write may take to arrive, from its command
+    /// (at least `pdu_timeout`).
+    pub write_data_timeout: Option<u64>,
 }
 
 /// `[[target]]`
@@ -162,6 +167,8 @@ pub struct Config {
     pub write_behind: Option<u64>,
     /// Seconds a connection may stall in the middle of a PDU.
     pub pdu_timeout_secs: u64,
+    /// Seconds all the data of a write may take to arrive (≥ `pdu_timeout_secs`).
+    pub write_data_timeout_secs: u64,
     pub targets: Vec<TargetConfig>,
     /// `[copy_domain]`: ROD token key, scope and limits.
     pub copy_domain: crate::copy_domain::CopyDomainConfig,
@@ -351,6 +358,7 @@ impl Config {
             read_buffer_per_session: DEFAULT_READ_BUFFER_LIMIT / 2,
             write_behind: Some(DEFAULT_WRITE_BEHIND),
             pdu_timeout_secs: DEFAULT_PDU_TIMEOUT,
+            write_data_timeout_secs: DEFAULT_WRITE_DATA_TIMEOUT,
             copy_domain: crate::copy_domain::CopyDomainConfig::default(),
             targets: vec![TargetConfig {
                 iqn: DEFAULT_TARGET.into(),
@@ -504,6 +512,17 @@ impl Config {
         let pdu_timeout_secs = raw.server.pdu_timeout.unwrap_or(DEFAULT_PDU_TIMEOUT);
         if !(1..=3600).contains(&pdu_timeout_secs) {
             return Err(err(source, "server.pdu_timeout", "must be between 1 and 3600 seconds"));
+        }
+        // A write's data takes at least one PDU; by default a longer
+        // pdu_timeout raises it.
+        let write_data_timeout_secs =
+            raw.server.write_data_timeout.unwrap_or(DEFAULT_WRITE_DATA_TIMEOUT.max(pdu_timeout_secs));
+        if !(pdu_timeout_secs..=86400).contains(&write_data_timeout_secs) {
+            return Err(err(
+                source,
+                "server.write_data_timeout",
+                "must be between pdu_timeout and 86400 seconds (a write's data takes at least one PDU)",
+            ));
         }
         if raw.target.is_empty() {
             return Err(err(source, "target", "at least one [[target]] is required"));
@@ -695,6 +714,7 @@ impl Config {
             read_buffer_per_session,
             write_behind,
             pdu_timeout_secs,
+            write_data_timeout_secs,
             targets,
             copy_domain,
         })
@@ -894,6 +914,27 @@ block_size = 512
             key,
             "read_buffer_limit",
         );
+    }
+
+    /// `write_data_timeout`: 60 s by default (or `pdu_timeout` if longer),
+    /// never shorter than `pdu_timeout`.
+    #[test]
+    fn write_data_timeout_defaults_and_bounds() {
+        let lun = "[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-a\"\nsize=\"1M\"";
+        assert_eq!(cfg(lun).unwrap().write_data_timeout_secs, 60);
+        assert_eq!(Config::embedded_default(vec![], "/tmp/x".into()).write_data_timeout_secs, 60);
+        assert_eq!(cfg(&format!("[server]\nwrite_data_timeout=120\n{lun}")).unwrap().write_data_timeout_secs, 120);
+        assert_eq!(cfg(&format!("[server]\npdu_timeout=90\n{lun}")).unwrap().write_data_timeout_secs, 90);
+        assert_eq!(
+            cfg(&format!("[server]\npdu_timeout=5\nwrite_data_timeout=5\n{lun}")).unwrap().write_data_timeout_secs,
+            5
+        );
+        let key = "server.write_data_timeout";
+        expect_err(&format!("[server]\nwrite_data_timeout=20\n{lun}"), key, "between pdu_timeout and 86400");
+        expect_err(&format!("[server]\npdu_timeout=100\nwrite_data_timeout=60\n{lun}"), key, "pdu_timeout");
+        expect_err(&format!("[server]\nwrite_data_timeout=0\n{lun}"), key, "pdu_timeout");
+        expect_err(&format!("[server]\nwrite_data_timeout=100000\n{lun}"), key, "86400");
+        expect_err(&format!("[server]\nwrite_data_timeout=-1\n{lun}"), "line", "");
     }
 
     #[test]

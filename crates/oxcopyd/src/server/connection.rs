@@ -156,8 +156,10 @@ async fn full_feature(
     core.set_read_budget(shared.read_budget.share(live.cfg.read_buffer_per_session, "server.read_buffer_per_session"));
     let nop_interval = Some(Duration::from_secs(live.cfg.nop_interval_secs)).filter(|d| !d.is_zero());
     let pdu_timeout = Duration::from_secs(live.cfg.pdu_timeout_secs.max(1));
+    let write_data_timeout = Duration::from_secs(live.cfg.write_data_timeout_secs).max(pdu_timeout);
     drop(live);
-    core.start_timers(ConnTimeouts { nop_interval, pdu_timeout, abort_wait: ABORT_WAIT }, Instant::now());
+    let timeouts = ConnTimeouts { nop_interval, pdu_timeout, write_data_timeout, abort_wait: ABORT_WAIT };
+    core.start_timers(timeouts, Instant::now());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut conn = FullFeature { core, tx, target, nexus, done_tx, shared };
 
