@@ -12,8 +12,9 @@
 //! It also owns the connection's timers (see [`crate::timeout`]): the
 //! driver reports when bytes arrive ([`TargetConnection::bytes_received`]),
 //! waits until [`TargetConnection::poll_timeout`] and then calls
-//! [`TargetConnection::handle_timeout`], which sends the NOP-In keepalive or
-//! says why the connection must close.
+//! [`TargetConnection::handle_timeout`], which sends the NOP-In keepalive,
+//! ends writes whose data did not all arrive within `write_data_timeout` of
+//! their command, or says why the connection must close.
 
 use crate::budget::{BudgetGuard, Budgeted, WriteBudget};
 use crate::frame::{encode_frame, EncodedPdu, Pdu};
@@ -96,6 +97,25 @@ pub enum Action {
     Close,
 }
 
+/// A command answered TASK SET FULL because its data did not fit a budget
+/// (see [`TargetConnection::take_refusals`]): for the daemon to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub itt: u32,
+    pub lun: [u8; 8],
+    /// A write (its data to buffer) or a read (its data-in).
+    pub write: bool,
+    /// Its Expected Data Transfer Length.
+    pub bytes: u32,
+    /// The name of the budget it did not fit in (see
+    /// [`WriteBudget::named`]).
+    pub limit: &'static str,
+}
+
+/// Refusals kept for [`TargetConnection::take_refusals`] at most; more are
+/// only counted.
+const MAX_REFUSALS_KEPT: usize = 64;
+
 /// Why a connection failed in a way the caller should log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnError {
@@ -127,6 +147,9 @@ struct Collecting {
     r2t_sn: u32,
     /// This write's share of the write budget (travels with its data).
     budget: Option<BudgetGuard>,
+    /// When its SCSI Command PDU arrived (set by the first `bytes_received`
+    /// after it): all its data must be in within `write_data_timeout`.
+    since: Option<Instant>,
     /// A Data-Out of this write failed its data digest: the write will not
     /// run; it ends with PROTOCOL SERVICE CRC ERROR once the bursts under way
     /// are over (RFC 7143 §7.8).
@@ -136,7 +159,16 @@ struct Collecting {
 #[derive(Debug)]
 enum TaskState {
     Collecting(Box<Collecting>),
-    Running { id: TaskId, read: bool, expected_len: u32, r2t_count: u32, lun: [u8; 8] },
+    Running {
+        id: TaskId,
+        read: bool,
+        expected_len: u32,
+        r2t_count: u32,
+        lun: [u8; 8],
+        /// A read's share of the read budget: held until its data-in has
+        /// been sent (it travels with the Data-In PDUs' data).
+        budget: Option<BudgetGuard>,
+    },
 }
 
 /// The driver's handle on one execution, kept until its result is in.
@@ -193,6 +225,9 @@ const ASC_DATA_OFFSET_ERROR: (u8, u8) = (0x4b, 0x05);
 const ASC_TOO_MUCH_WRITE_DATA: (u8, u8) = (0x4b, 0x02);
 /// 47h/05h PROTOCOL SERVICE CRC ERROR (data digest at ERL 0).
 const ASC_PROTOCOL_CRC_ERROR: (u8, u8) = (0x47, 0x05);
+/// 4Bh/06h INITIATOR RESPONSE TIMEOUT (a write's data did not all arrive
+/// within `write_data_timeout`).
+const ASC_INITIATOR_RESPONSE_TIMEOUT: (u8, u8) = (0x4b, 0x06);
 /// 24h/00h INVALID FIELD IN CDB.
 const ASC_INVALID_FIELD_IN_CDB: (u8, u8) = (0x24, 0x00);
 /// 0Eh/03h INVALID FIELD IN INFORMATION UNIT.
@@ -260,6 +295,12 @@ pub struct TargetConnection<H = ()> {
     immediate_itt: Option<u32>,
     /// Bytes of write data we may buffer (shared with other connections).
     write_budget: Option<Arc<WriteBudget>>,
+    /// Bytes of read data (data-in) our commands may hold until it is sent.
+    read_budget: Option<Arc<WriteBudget>>,
+    /// Commands refused for a budget since the driver last asked.
+    refusals: Vec<Refusal>,
+    /// Refusals in all (also those not kept).
+    refusals_total: u64,
     /// Keepalive and stall timers (none until started).
     clocks: Option<Clocks>,
     /// The driver's handles on executions not yet completed: tasks
@@ -297,6 +338,9 @@ impl<H> TargetConnection<H> {
             logging_out: false,
             immediate_itt: None,
             write_budget: None,
+            read_budget: None,
+            refusals: Vec::new(),
+            refusals_total: 0,
             clocks: None,
             executions: HashMap::new(),
             pending_tmfs: Vec::new(),
@@ -365,6 +409,11 @@ impl<H> TargetConnection<H> {
             for p in self.pending_tmfs.iter_mut().filter(|p| p.since.is_none()) {
                 p.since = Some(now);
             }
+            for t in self.tasks.values_mut() {
+                if let TaskState::Collecting(c) = t {
+                    c.since.get_or_insert(now);
+                }
+            }
         }
     }
 
@@ -373,7 +422,44 @@ impl<H> TargetConnection<H> {
     /// timer runs.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let (keepalive, stall) = self.deadlines();
-        [keepalive, stall, self.tmf_deadline()].into_iter().flatten().min()
+        [keepalive, stall, self.tmf_deadline(), self.write_data_deadline()].into_iter().flatten().min()
+    }
+
+    /// When the first write whose data is still coming runs out of
+    /// `write_data_timeout`.
+    fn write_data_deadline(&self) -> Option<Instant> {
+        let c = self.clocks.as_ref().filter(|_| !self.logging_out)?;
+        self.tasks
+            .values()
+            .filter_map(|t| match t {
+                TaskState::Collecting(w) => w.since.and_then(|s| deadline(s, c.cfg.write_data_timeout)),
+                TaskState::Running { .. } => None,
+            })
+            .min()
+    }
+
+    /// Writes whose data did not all arrive within `write_data_timeout` of
+    /// their command, by `now`: ended with CHECK CONDITION, ABORTED COMMAND,
+    /// INITIATOR RESPONSE TIMEOUT; their buffers and reservations are given
+    /// back, their R2Ts forgotten, and Data-Out still coming for them is
+    /// ignored (as for any task that is over).
+    fn writes_timed_out(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(limit) = self.clocks.as_ref().filter(|_| !self.logging_out).map(|c| c.cfg.write_data_timeout) else {
+            return;
+        };
+        let mut expired: Vec<u32> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| match t {
+                TaskState::Collecting(w) => due(w.since.and_then(|s| deadline(s, limit)), now),
+                TaskState::Running { .. } => false,
+            })
+            .map(|(itt, _)| *itt)
+            .collect();
+        expired.sort_unstable();
+        for itt in expired {
+            self.fail_task(itt, SENSE_KEY_ABORTED_COMMAND, ASC_INITIATOR_RESPONSE_TIMEOUT, out);
+        }
     }
 
     /// When the first waiting task management function gives up waiting.
@@ -402,6 +488,7 @@ impl<H> TargetConnection<H> {
     pub fn handle_timeout(&mut self, now: Instant) -> Result<Vec<Action>, Timeout> {
         let (keepalive, stall) = self.deadlines();
         let mut out = self.tmfs_given_up(now);
+        self.writes_timed_out(now, &mut out);
         let Some(c) = &mut self.clocks else { return Ok(out) };
         if due(stall, now) {
             return Err(Timeout::PduStall(c.cfg.pdu_timeout));
@@ -445,6 +532,39 @@ impl<H> TargetConnection<H> {
     /// no data is solicited for it.
     pub fn set_write_budget(&mut self, budget: Arc<WriteBudget>) {
         self.write_budget = Some(budget);
+    }
+
+    /// Charge the data-in of read commands (with data to move and no write
+    /// data) to `budget`, from before they execute until their Data-In has
+    /// been sent: a read whose Expected Data Transfer Length does not fit
+    /// is answered TASK SET FULL at once and does not execute.
+    pub fn set_read_budget(&mut self, budget: Arc<WriteBudget>) {
+        self.read_budget = Some(budget);
+    }
+
+    /// The commands answered TASK SET FULL for a budget since the last call
+    /// (at most the first 64 of them; [`refusals_total`](Self::refusals_total)
+    /// counts them all), for the driver to log.
+    pub fn take_refusals(&mut self) -> Vec<Refusal> {
+        std::mem::take(&mut self.refusals)
+    }
+
+    /// Commands answered TASK SET FULL for a budget on this connection.
+    pub fn refusals_total(&self) -> u64 {
+        self.refusals_total
+    }
+
+    /// Answer `h` TASK SET FULL (SAM-5 §5.3.1): its data did not fit the
+    /// budget `limit`. Unsolicited data that follows is ignored.
+    fn task_set_full(&mut self, h: &ScsiCommand, limit: &'static str, out: &mut Vec<Action>) {
+        let edtl = h.expected_data_length;
+        self.refusals_total += 1;
+        if self.refusals.len() < MAX_REFUSALS_KEPT {
+            self.refusals.push(Refusal { itt: h.itt, lun: h.lun, write: h.write, bytes: edtl, limit });
+        }
+        let wanted = if h.write { edtl } else { 0 };
+        let outcome = TaskOutcome { status: 0x28, sense: None, data_in: Bytes::new(), data_out_wanted: wanted };
+        self.respond(h.itt, false, edtl, 0, outcome, out);
     }
 
     /// The negotiated parameters.
@@ -671,7 +791,10 @@ impl<H> TargetConnection<H> {
                 }
                 let (itt, edtl, lun) = (h.itt, h.expected_data_length, h.lun);
                 let id = self.fresh_task_id();
-                self.tasks.insert(itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun });
+                self.tasks.insert(
+                    itt,
+                    TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun, budget: None },
+                );
                 self.fail_task_running(itt, SENSE_KEY_ABORTED_COMMAND, ASC_PROTOCOL_CRC_ERROR, edtl, out);
             }
             Header::ScsiCommand(_) => self.on_scsi_command(pdu, out),
@@ -797,42 +920,60 @@ impl<H> TargetConnection<H> {
         if h.read && h.write {
             // Bidirectional commands are not supported by any command we
             // implement.
-            self.tasks
-                .insert(h.itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.tasks.insert(
+                h.itt,
+                TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun, budget: None },
+            );
             self.fail_task_running(h.itt, SENSE_KEY_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB, edtl, out);
             return;
         }
         if !h.write || edtl == 0 {
-            self.tasks
-                .insert(h.itt, TaskState::Running { id, read: h.read, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            // A read holds its data-in's worth of the read budget from now
+            // until that has been sent.
+            let budget = match &self.read_budget {
+                Some(b) if h.read && edtl > 0 => match b.reserve(u64::from(edtl)) {
+                    Ok(g) => Some(g),
+                    Err(limit) => {
+                        self.task_set_full(&h, limit, out);
+                        return;
+                    }
+                },
+                _ => None,
+            };
+            self.tasks.insert(
+                h.itt,
+                TaskState::Running { id, read: h.read, expected_len: edtl, r2t_count: 0, lun: h.lun, budget },
+            );
             out.push(Action::Execute(task));
             return;
         }
         if edtl > self.cfg.max_write_buffer {
             // More than we will buffer for one command: refuse without
             // soliciting data (unsolicited data that follows is ignored).
-            self.tasks
-                .insert(h.itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.tasks.insert(
+                h.itt,
+                TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun, budget: None },
+            );
             self.fail_task_running(h.itt, SENSE_KEY_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_IU, edtl, out);
             return;
         }
         if imm_len == edtl {
             task.data_out = pdu.data.clone();
-            self.tasks
-                .insert(h.itt, TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun });
+            self.tasks.insert(
+                h.itt,
+                TaskState::Running { id, read: false, expected_len: edtl, r2t_count: 0, lun: h.lun, budget: None },
+            );
             out.push(Action::Execute(task));
             return;
         }
         let budget = match &self.write_budget {
             None => None,
-            Some(b) => match b.try_reserve(u64::from(edtl)) {
-                Some(g) => Some(g),
-                None => {
-                    // Over the write budget: TASK SET FULL (SAM-5 §5.3.1);
-                    // unsolicited data that follows is ignored.
-                    let outcome =
-                        TaskOutcome { status: 0x28, sense: None, data_in: Bytes::new(), data_out_wanted: edtl };
-                    self.respond(h.itt, false, edtl, 0, outcome, out);
+            Some(b) => match b.reserve(u64::from(edtl)) {
+                Ok(g) => Some(g),
+                Err(limit) => {
+                    // Over the write budget (the session's share or the
+                    // daemon's): TASK SET FULL, no data solicited.
+                    self.task_set_full(&h, limit, out);
                     return;
                 }
             },
@@ -852,6 +993,7 @@ impl<H> TargetConnection<H> {
             r2ts: HashMap::new(),
             r2t_sn: 0,
             budget,
+            since: None,
             crc_failed: false,
         };
         self.tasks.insert(h.itt, TaskState::Collecting(Box::new(c)));
@@ -1009,6 +1151,7 @@ impl<H> TargetConnection<H> {
                         expected_len: task.expected_len,
                         r2t_count: c.r2t_sn,
                         lun: task.lun,
+                        budget: None,
                     },
                 );
                 out.push(Action::Execute(task));
@@ -1214,9 +1357,15 @@ impl<H> TargetConnection<H> {
         }
         let itt = self.tasks.iter().find(|(_, t)| matches!(t, TaskState::Running { id: r, .. } if *r == id));
         let Some(itt) = itt.map(|(itt, _)| *itt) else { return out };
-        let Some(TaskState::Running { read, expected_len, r2t_count, .. }) = self.tasks.remove(&itt) else {
+        let Some(TaskState::Running { read, expected_len, r2t_count, budget, .. }) = self.tasks.remove(&itt) else {
             return out;
         };
+        let mut outcome = outcome;
+        if let Some(g) = budget.filter(|_| read && !outcome.data_in.is_empty()) {
+            // The reservation ends when the last Data-In PDU carrying this
+            // data is gone (sent, or dropped with the connection).
+            outcome.data_in = Bytes::from_owner(Budgeted { data: outcome.data_in, _guard: g });
+        }
         self.respond(itt, read, expected_len, r2t_count, outcome, &mut out);
         out
     }

@@ -992,6 +992,106 @@ fn write_budget_answers_task_set_full_and_travels_with_the_data() {
     assert_eq!(budget.used(), 0, "a dropped connection gives its reservations back");
 }
 
+/// Two sessions (connections) whose budgets are shares of one daemon-wide
+/// budget, as the daemon sets them up.
+fn two_sessions(daemon: &std::sync::Arc<crate::budget::WriteBudget>, share: u64, read: bool) -> (T, T) {
+    let mut a = solicit_only();
+    let mut b = solicit_only();
+    for t in [&mut a, &mut b] {
+        let s = daemon.share(share, "session");
+        if read {
+            t.conn.set_read_budget(s);
+        } else {
+            t.conn.set_write_budget(s);
+        }
+    }
+    (a, b)
+}
+
+/// A TASK SET FULL answer to `itt` (no sense, nothing else), and the one
+/// refusal the connection reports for it, naming the budget.
+fn assert_task_set_full(t: &mut T, o: &[Out], itt: u32, write: bool, limit: &str) {
+    assert_eq!(o.len(), 1, "just the response: {o:?}");
+    let r = get!(&o[0], ScsiResponse);
+    assert_eq!((r.itt, r.status), (itt, 0x28), "TASK SET FULL");
+    assert!(body(&o[0]).is_empty(), "no sense data");
+    let refusals = t.conn.take_refusals();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!((refusals[0].itt, refusals[0].write, refusals[0].limit), (itt, write, limit));
+    assert!(t.conn.take_refusals().is_empty(), "taken");
+}
+
+/// One session cannot take the whole write budget: past its share its
+/// writes get TASK SET FULL while another session's are still accepted;
+/// the daemon-wide bound holds over all the shares.
+#[test]
+fn a_sessions_write_share_leaves_the_rest_of_the_budget_to_other_sessions() {
+    let daemon = crate::budget::WriteBudget::named(12288, "daemon");
+    let (mut a, mut b) = two_sessions(&daemon, 8192, false);
+    let ra = r2t_write(&mut a, 1, 1, 8192);
+    assert_eq!(daemon.used(), 8192);
+    let o = a.send(write(2, 2, 512), &[]);
+    assert_task_set_full(&mut a, &o, 2, true, "session");
+    assert_eq!(a.conn.refusals_total(), 1);
+    // The other session still gets its writes, up to what is left daemon-wide.
+    r2t_write(&mut b, 1, 1, 4096);
+    assert_eq!(daemon.used(), 12288);
+    let o = b.send(write(2, 2, 512), &[]);
+    assert_task_set_full(&mut b, &o, 2, true, "daemon");
+    // a's write completes and runs: its share and the daemon's come back
+    // with its data.
+    let o = a.data_burst(1, ra.ttt, 0, 8192, 4096);
+    let task = exec(&o[0]).clone();
+    drop(o);
+    assert_eq!(daemon.used(), 12288);
+    drop(task);
+    assert_eq!(daemon.used(), 4096);
+    r2t_write(&mut b, 3, 3, 4096);
+    assert_eq!(daemon.used(), 8192);
+    drop((a, b));
+    assert_eq!(daemon.used(), 0);
+}
+
+/// Reads hold their Expected Data Transfer Length of the read budget from
+/// before they execute until their Data-In is gone; one session's share
+/// leaves room for another's, the daemon-wide bound holds, and a read that
+/// does not fit gets TASK SET FULL without executing.
+#[test]
+fn reads_are_charged_to_a_session_share_of_the_read_budget_until_their_data_in_is_sent() {
+    let daemon = crate::budget::WriteBudget::named(12288, "daemon");
+    let (mut a, mut b) = two_sessions(&daemon, 8192, true);
+    assert_eq!(executes(&a.send(read(1, 1, 8192), &[])), vec![1]);
+    assert_eq!(daemon.used(), 8192);
+    let o = a.send(read(2, 2, 512), &[]);
+    assert_task_set_full(&mut a, &o, 2, false, "session");
+    assert_eq!(a.conn.tasks_in_flight(), 1, "the refused read does not run");
+    // Commands without data-in are not charged.
+    assert_eq!(executes(&a.send(tur(3, 3), &[])), vec![3]);
+    assert_eq!(executes(&a.send(read(4, 4, 0), &[])), vec![4]);
+    assert_eq!(executes(&b.send(read(1, 1, 4096), &[])), vec![1]);
+    assert_eq!(daemon.used(), 12288);
+    let o = b.send(read(2, 2, 512), &[]);
+    assert_task_set_full(&mut b, &o, 2, false, "daemon");
+    // a's read completes: the reservation lives as long as its Data-In PDUs.
+    let data = a.conn.complete(1, with_data(8192));
+    assert!(!data.is_empty());
+    assert_eq!(daemon.used(), 12288, "held until the Data-In is sent");
+    drop(data);
+    assert_eq!(daemon.used(), 4096, "given back once it has been");
+    // An error without data gives it back at once; so does an abort.
+    assert_eq!(executes(&a.send(read(5, 5, 8192), &[])), vec![5]);
+    let o = a.complete(5, TaskOutcome { status: 0x02, sense: Some(vec![0x70, 0, 5]), ..good() });
+    assert_eq!(get!(&o[0], ScsiResponse).status, 0x02);
+    assert_eq!(daemon.used(), 4096);
+    assert_eq!(executes(&a.send(read(6, 6, 8192), &[])), vec![6]);
+    assert_eq!(daemon.used(), 12288);
+    let o = a.send(tmf(0x100, 7, TmfFunction::ABORT_TASK, LUN0, 6), &[]);
+    assert!(matches!(&o[0], Out::Cancel(v) if v == &[6]), "{o:?}");
+    assert_eq!(daemon.used(), 4096, "an aborted read gives its share back");
+    drop(b);
+    assert_eq!(daemon.used(), 0, "a dropped connection gives its reservations back");
+}
+
 #[test]
 fn bidirectional_commands_fail_with_check_condition() {
     let mut t = T::plain();
@@ -2556,6 +2656,7 @@ proptest! {
 const NOP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 const PDU_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+const WRITE_DATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn secs(n: u64) -> std::time::Duration {
     std::time::Duration::from_secs(n)
@@ -2567,7 +2668,12 @@ impl T {
         let mut t = T::plain();
         assert_eq!(t.conn.poll_timeout(), None, "no timers until started");
         t.conn.start_timers(
-            crate::timeout::ConnTimeouts { nop_interval, pdu_timeout: PDU_TIMEOUT, abort_wait: ABORT_WAIT },
+            crate::timeout::ConnTimeouts {
+                nop_interval,
+                pdu_timeout: PDU_TIMEOUT,
+                write_data_timeout: WRITE_DATA_TIMEOUT,
+                abort_wait: ABORT_WAIT,
+            },
             t0,
         );
         t
@@ -2766,7 +2872,12 @@ fn a_late_completion_after_the_tmf_wait_does_not_answer_a_reused_itt() {
     let p = params();
     let t0 = std::time::Instant::now();
     let mut conn: TargetConnection<&str> = TargetConnection::with_handles(p.clone(), cfg(16), STAT0, 1);
-    let timers = crate::timeout::ConnTimeouts { nop_interval: None, pdu_timeout: PDU_TIMEOUT, abort_wait: ABORT_WAIT };
+    let timers = crate::timeout::ConnTimeouts {
+        nop_interval: None,
+        pdu_timeout: PDU_TIMEOUT,
+        write_data_timeout: WRITE_DATA_TIMEOUT,
+        abort_wait: ABORT_WAIT,
+    };
     conn.start_timers(timers, t0);
     let send = |conn: &mut TargetConnection<&str>, now: std::time::Instant, h: Header| {
         let a = conn.on_pdu(wire(&p, &h, &[], &[]));
@@ -2817,7 +2928,15 @@ fn a_pdu_trickled_byte_by_byte_ends_within_pdu_timeout_of_its_start() {
     let t0 = std::time::Instant::now();
     let pdu_timeout = secs(30);
     let mut t = T::plain();
-    t.conn.start_timers(crate::timeout::ConnTimeouts { nop_interval: None, pdu_timeout, abort_wait: ABORT_WAIT }, t0);
+    t.conn.start_timers(
+        crate::timeout::ConnTimeouts {
+            nop_interval: None,
+            pdu_timeout,
+            write_data_timeout: WRITE_DATA_TIMEOUT,
+            abort_wait: ABORT_WAIT,
+        },
+        t0,
+    );
     // A whole PDU first: the stall watch starts with the next one.
     t.recv_at(t0, tur(1, 1), &[]);
     let start = t0 + secs(5);
@@ -2843,7 +2962,15 @@ fn a_pdu_trickled_byte_by_byte_ends_within_pdu_timeout_of_its_start() {
     // A PDU that completes, and another that begins in the same read, gets
     // a deadline of its own.
     let mut t = T::plain();
-    t.conn.start_timers(crate::timeout::ConnTimeouts { nop_interval: None, pdu_timeout, abort_wait: ABORT_WAIT }, t0);
+    t.conn.start_timers(
+        crate::timeout::ConnTimeouts {
+            nop_interval: None,
+            pdu_timeout,
+            write_data_timeout: WRITE_DATA_TIMEOUT,
+            abort_wait: ABORT_WAIT,
+        },
+        t0,
+    );
     t.conn.bytes_received(t0, 20);
     assert_eq!(t.conn.poll_timeout(), Some(t0 + pdu_timeout));
     t.conn.bytes_received(t0 + secs(20), 30);
@@ -2852,4 +2979,75 @@ fn a_pdu_trickled_byte_by_byte_ends_within_pdu_timeout_of_its_start() {
     t.send(tur(1, 1), &[]);
     t.conn.bytes_received(later, 7);
     assert_eq!(t.conn.poll_timeout(), Some(later + pdu_timeout), "the next PDU began at {later:?}");
+}
+
+/// A write whose data trickles in, one small Data-Out every 29 s under a
+/// 30 s `pdu_timeout`, never stalls; `write_data_timeout` bounds it from its
+/// command instead: it ends with CHECK CONDITION, ABORTED COMMAND,
+/// INITIATOR RESPONSE TIMEOUT, its reservation is given back, and the
+/// Data-Out still coming is ignored on a connection that stays. A write
+/// whose data comes in time is not touched. Driven as the daemon does: wait
+/// until `poll_timeout` or the next PDU, whichever comes first.
+#[test]
+fn a_write_whose_data_trickles_ends_within_write_data_timeout_of_its_command() {
+    let t0 = std::time::Instant::now();
+    let pdu_timeout = secs(30);
+    let write_data_timeout = secs(60);
+    let mut t = solicit_only();
+    let budget = crate::budget::WriteBudget::new(1 << 20);
+    t.conn.set_write_budget(budget.clone());
+    let timers =
+        crate::timeout::ConnTimeouts { nop_interval: None, pdu_timeout, write_data_timeout, abort_wait: ABORT_WAIT };
+    t.conn.start_timers(timers, t0);
+    let start = t0 + secs(5);
+    let o = t.recv_at(start, write(1, 1, 8192), &[]);
+    let r2t = get!(&o[0], R2t);
+    assert_eq!(budget.used(), 8192);
+    let mut now = start;
+    let mut sn = 0;
+    let mut ended = None;
+    while now <= start + secs(600) {
+        let next_pdu = now + secs(29);
+        if let Some(wake) = t.conn.poll_timeout().filter(|w| *w <= next_pdu) {
+            let o = t.timeout_at(wake).expect("a trickle under pdu_timeout is not a stall");
+            if !o.is_empty() {
+                assert_eq!(o.len(), 1, "{o:?}");
+                assert_check_condition(&o[0], 1, 0x0b, 0x4b, 0x06);
+                ended = Some(wake);
+                break;
+            }
+        }
+        now = next_pdu;
+        let o = t.recv_at(now, dout(1, r2t.ttt, sn, sn * 16, false), &pat(1, sn * 16, 16));
+        assert!(o.is_empty(), "{o:?}");
+        sn += 1;
+    }
+    let ended = ended.expect("the trickle kept the write open for 10 minutes");
+    assert!(ended <= start + write_data_timeout + secs(1), "ended {:?} after the command", ended - start);
+    assert!(ended >= start + write_data_timeout, "ended early: {:?}", ended - start);
+    assert_eq!(budget.used(), 0, "its buffer and reservation are given back");
+    assert_eq!(t.conn.tasks_in_flight(), 0);
+    assert!(!t.conn.awaiting_data_out());
+    assert_eq!(t.conn.poll_timeout(), None, "no timer left for it");
+    // The rest of its data is ignored; the connection stays.
+    let o = t.recv_at(ended + secs(1), dout(1, r2t.ttt, sn, sn * 16, false), &pat(1, sn * 16, 16));
+    assert!(o.is_empty(), "{o:?}");
+    assert!(t.timeout_at(ended + secs(3600)).unwrap().is_empty());
+
+    // A write whose data arrives within the limit, though slowly, runs.
+    let at = ended + secs(2);
+    let r2t = get!(&t.recv_at(at, write(2, 2, 1024), &[])[0], R2t);
+    assert_eq!(t.conn.poll_timeout(), Some(at + pdu_timeout), "the stall watch comes first");
+    assert!(t.recv_at(at + secs(20), dout(2, r2t.ttt, 0, 0, false), &pat(2, 0, 256)).is_empty());
+    assert_eq!(t.conn.poll_timeout(), Some(at + secs(50)));
+    assert!(t.recv_at(at + secs(40), dout(2, r2t.ttt, 1, 256, false), &pat(2, 256, 256)).is_empty());
+    assert_eq!(t.conn.poll_timeout(), Some(at + write_data_timeout), "then the write's own deadline");
+    assert!(t.timeout_at(at + secs(58)).unwrap().is_empty());
+    let o = t.recv_at(at + secs(58), dout(2, r2t.ttt, 2, 512, true), &pat(2, 512, 512));
+    assert_eq!(executes(&o), vec![2]);
+    assert_eq!(&exec(&o[0]).data_out[..], &pat(2, 0, 1024)[..]);
+    assert_eq!(t.conn.poll_timeout(), None);
+    assert!(t.timeout_at(at + secs(3600)).unwrap().is_empty(), "nothing fires for a write that ran");
+    let o = t.complete(2, good());
+    assert_eq!(get!(&o[0], ScsiResponse).status, 0);
 }

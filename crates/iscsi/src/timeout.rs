@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-/// The full-feature timers of one connection (`[server]` `nop_interval` and
-/// `pdu_timeout`).
+/// The full-feature timers of one connection (`[server]` `nop_interval`,
+/// `pdu_timeout` and `write_data_timeout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnTimeouts {
     /// Silence after which a NOP-In keepalive is sent; a keepalive still
@@ -22,6 +22,13 @@ pub struct ConnTimeouts {
     /// send nothing while a write it started waits for its Data-Out.
     /// Silence between PDUs with no write pending is not a stall.
     pub pdu_timeout: Duration,
+    /// How long all the data of a write may take to arrive, from its SCSI
+    /// Command PDU (`[server]` `write_data_timeout`; at least
+    /// `pdu_timeout`). However its Data-Out PDUs trickle in, a write that
+    /// is not complete by then ends with CHECK CONDITION, ABORTED COMMAND,
+    /// INITIATOR RESPONSE TIMEOUT (4Bh/06h) and gives its buffer back; the
+    /// connection stays.
+    pub write_data_timeout: Duration,
     /// How long a task management function waits for the commands it
     /// aborts to stop before it is carried out (and answered) anyway; their
     /// ITTs are then free for the initiator to reuse.

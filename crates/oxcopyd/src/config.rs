@@ -28,8 +28,15 @@ pub const DEFAULT_WRITE_BEHIND: u64 = 64 << 20;
 pub const DEFAULT_WRITE_BUFFER_LIMIT: u64 = 1 << 30;
 /// Smallest `server.write_buffer_limit`: one largest write must fit.
 pub const MIN_WRITE_BUFFER_LIMIT: u64 = 16 << 20;
+/// `server.read_buffer_limit` default (bytes).
+pub const DEFAULT_READ_BUFFER_LIMIT: u64 = 1 << 30;
+/// Smallest `server.read_buffer_limit` and `server.read_buffer_per_session`:
+/// one largest read (MAXIMUM TRANSFER LENGTH) must fit.
+pub const MIN_READ_BUFFER_LIMIT: u64 = 16 << 20;
 /// `server.pdu_timeout` default (seconds).
 pub const DEFAULT_PDU_TIMEOUT: u64 = 30;
+/// `server.write_data_timeout` default (seconds; at least `pdu_timeout`).
+pub const DEFAULT_WRITE_DATA_TIMEOUT: u64 = 60;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -69,11 +76,23 @@ pub struct RawServer {
     /// Bytes of write data buffered at once, daemon-wide; a write that does
     /// not fit gets TASK SET FULL.
     pub write_buffer_limit: Option<SizeValue>,
+    /// Bytes of write data one session may have buffered at once (default:
+    /// half of `write_buffer_limit`, at least one largest write).
+    pub write_buffer_per_session: Option<SizeValue>,
+    /// Bytes of read data (data-in not yet sent) held at once, daemon-wide;
+    /// a read that does not fit gets TASK SET FULL.
+    pub read_buffer_limit: Option<SizeValue>,
+    /// Bytes of read data one session may hold at once (default: half of
+    /// `read_buffer_limit`, at least one largest read).
+    pub read_buffer_per_session: Option<SizeValue>,
     /// Write-behind per LUN: start writeback after this many bytes written
     /// (size or bytes; 0 = off, leave it to the kernel's flusher).
     pub write_behind: Option<SizeValue>,
     /// Seconds a connection may sit in the middle of a PDU before it is closed.
     pub pdu_timeout: Option<u64>,
+    /// Seconds all the data of a write may take to arrive, from its command
+    /// (at least `pdu_timeout`).
+    pub write_data_timeout: Option<u64>,
 }
 
 /// `[[target]]`
@@ -138,10 +157,18 @@ pub struct Config {
     pub max_concurrent_copies_per_session: u32,
     /// Bytes of write data buffered at once (daemon-wide).
     pub write_buffer_limit: u64,
+    /// Bytes of write data one session may have buffered at once.
+    pub write_buffer_per_session: u64,
+    /// Bytes of read data held until sent, at once (daemon-wide).
+    pub read_buffer_limit: u64,
+    /// Bytes of read data one session may hold at once.
+    pub read_buffer_per_session: u64,
     /// Write-behind window per LUN, bytes (`None`: off).
     pub write_behind: Option<u64>,
     /// Seconds a connection may stall in the middle of a PDU.
     pub pdu_timeout_secs: u64,
+    /// Seconds all the data of a write may take to arrive (≥ `pdu_timeout_secs`).
+    pub write_data_timeout_secs: u64,
     pub targets: Vec<TargetConfig>,
     /// `[copy_domain]`: ROD token key, scope and limits.
     pub copy_domain: crate::copy_domain::CopyDomainConfig,
@@ -326,8 +353,12 @@ impl Config {
             max_concurrent_copies: DEFAULT_MAX_CONCURRENT_COPIES,
             max_concurrent_copies_per_session: DEFAULT_MAX_CONCURRENT_COPIES.div_ceil(2),
             write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
+            write_buffer_per_session: DEFAULT_WRITE_BUFFER_LIMIT / 2,
+            read_buffer_limit: DEFAULT_READ_BUFFER_LIMIT,
+            read_buffer_per_session: DEFAULT_READ_BUFFER_LIMIT / 2,
             write_behind: Some(DEFAULT_WRITE_BEHIND),
             pdu_timeout_secs: DEFAULT_PDU_TIMEOUT,
+            write_data_timeout_secs: DEFAULT_WRITE_DATA_TIMEOUT,
             copy_domain: crate::copy_domain::CopyDomainConfig::default(),
             targets: vec![TargetConfig {
                 iqn: DEFAULT_TARGET.into(),
@@ -418,15 +449,50 @@ impl Config {
                 "must be between 1 and max_concurrent_copies",
             ));
         }
-        let write_buffer_limit = match &raw.server.write_buffer_limit {
-            None => DEFAULT_WRITE_BUFFER_LIMIT,
-            Some(SizeValue::Int(n)) => u64::try_from(*n).unwrap_or(0),
-            Some(SizeValue::Str(s)) => parse_size(s).ok_or_else(|| {
-                err(source, "server.write_buffer_limit", format!("'{s}' is not a size (e.g. \"1GiB\")"))
-            })?,
+        let size = |v: &Option<SizeValue>, default: u64, key: &str| -> Result<u64, ConfigError> {
+            Ok(match v {
+                None => default,
+                Some(SizeValue::Int(n)) => u64::try_from(*n).unwrap_or(0),
+                Some(SizeValue::Str(s)) => {
+                    parse_size(s).ok_or_else(|| err(source, key, format!("'{s}' is not a size (e.g. \"1GiB\")")))?
+                }
+            })
         };
+        let write_buffer_limit =
+            size(&raw.server.write_buffer_limit, DEFAULT_WRITE_BUFFER_LIMIT, "server.write_buffer_limit")?;
         if !(MIN_WRITE_BUFFER_LIMIT..=1 << 40).contains(&write_buffer_limit) {
             return Err(err(source, "server.write_buffer_limit", "must be between 16MiB (one largest write) and 1TiB"));
+        }
+        // A session's share: half the daemon-wide bound by default, never
+        // less than one largest write.
+        let write_buffer_per_session = size(
+            &raw.server.write_buffer_per_session,
+            (write_buffer_limit / 2).max(MIN_WRITE_BUFFER_LIMIT),
+            "server.write_buffer_per_session",
+        )?;
+        if !(MIN_WRITE_BUFFER_LIMIT..=write_buffer_limit).contains(&write_buffer_per_session) {
+            return Err(err(
+                source,
+                "server.write_buffer_per_session",
+                "must be between 16MiB (one largest write) and write_buffer_limit",
+            ));
+        }
+        let read_buffer_limit =
+            size(&raw.server.read_buffer_limit, DEFAULT_READ_BUFFER_LIMIT, "server.read_buffer_limit")?;
+        if !(MIN_READ_BUFFER_LIMIT..=1 << 40).contains(&read_buffer_limit) {
+            return Err(err(source, "server.read_buffer_limit", "must be between 16MiB (one largest read) and 1TiB"));
+        }
+        let read_buffer_per_session = size(
+            &raw.server.read_buffer_per_session,
+            (read_buffer_limit / 2).max(MIN_READ_BUFFER_LIMIT),
+            "server.read_buffer_per_session",
+        )?;
+        if !(MIN_READ_BUFFER_LIMIT..=read_buffer_limit).contains(&read_buffer_per_session) {
+            return Err(err(
+                source,
+                "server.read_buffer_per_session",
+                "must be between 16MiB (one largest read) and read_buffer_limit",
+            ));
         }
         let write_behind = match &raw.server.write_behind {
             None => Some(DEFAULT_WRITE_BEHIND),
@@ -446,6 +512,17 @@ impl Config {
         let pdu_timeout_secs = raw.server.pdu_timeout.unwrap_or(DEFAULT_PDU_TIMEOUT);
         if !(1..=3600).contains(&pdu_timeout_secs) {
             return Err(err(source, "server.pdu_timeout", "must be between 1 and 3600 seconds"));
+        }
+        // A write's data takes at least one PDU; by default a longer
+        // pdu_timeout raises it.
+        let write_data_timeout_secs =
+            raw.server.write_data_timeout.unwrap_or(DEFAULT_WRITE_DATA_TIMEOUT.max(pdu_timeout_secs));
+        if !(pdu_timeout_secs..=86400).contains(&write_data_timeout_secs) {
+            return Err(err(
+                source,
+                "server.write_data_timeout",
+                "must be between pdu_timeout and 86400 seconds (a write's data takes at least one PDU)",
+            ));
         }
         if raw.target.is_empty() {
             return Err(err(source, "target", "at least one [[target]] is required"));
@@ -632,8 +709,12 @@ impl Config {
             max_concurrent_copies,
             max_concurrent_copies_per_session,
             write_buffer_limit,
+            write_buffer_per_session,
+            read_buffer_limit,
+            read_buffer_per_session,
             write_behind,
             pdu_timeout_secs,
+            write_data_timeout_secs,
             targets,
             copy_domain,
         })
@@ -788,6 +869,72 @@ block_size = 512
             "between",
         );
         assert_eq!(c.targets[0].luns[0].initiators.as_deref(), Some(&["iqn.2026-11.a.host".to_string()][..]));
+    }
+
+    /// `write_buffer_per_session`, `read_buffer_limit`,
+    /// `read_buffer_per_session`: defaults, values, and refusals naming the
+    /// key.
+    #[test]
+    fn per_session_buffer_shares_and_the_read_buffer() {
+        let lun = "[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-a\"\nsize=\"1M\"";
+        let c = cfg(lun).unwrap();
+        assert_eq!(
+            (c.write_buffer_per_session, c.read_buffer_limit, c.read_buffer_per_session),
+            (512 << 20, 1 << 30, 512 << 20),
+            "half of the daemon-wide bounds by default"
+        );
+        let d = Config::embedded_default(vec![], "/tmp/x".into());
+        assert_eq!(
+            (d.write_buffer_per_session, d.read_buffer_per_session),
+            (c.write_buffer_per_session, c.read_buffer_per_session)
+        );
+        // Half of a small bound would be less than one largest write: the
+        // share is one largest write then.
+        let c = cfg(&format!("[server]\nwrite_buffer_limit=\"20MiB\"\nread_buffer_limit=\"24MiB\"\n{lun}")).unwrap();
+        assert_eq!((c.write_buffer_per_session, c.read_buffer_per_session), (16 << 20, 16 << 20));
+        let c = cfg(&format!(
+            "[server]\nwrite_buffer_per_session=\"64MiB\"\nread_buffer_limit=\"2GiB\"\nread_buffer_per_session=33554432\n{lun}"
+        ))
+        .unwrap();
+        assert_eq!(
+            (c.write_buffer_per_session, c.read_buffer_limit, c.read_buffer_per_session),
+            (64 << 20, 2 << 30, 32 << 20)
+        );
+        let key = "server.write_buffer_per_session";
+        expect_err(&format!("[server]\nwrite_buffer_per_session=\"1MiB\"\n{lun}"), key, "16MiB (one largest write)");
+        expect_err(&format!("[server]\nwrite_buffer_per_session=\"2GiB\"\n{lun}"), key, "write_buffer_limit");
+        expect_err(&format!("[server]\nwrite_buffer_per_session=\"lots\"\n{lun}"), key, "not a size");
+        expect_err(&format!("[server]\nread_buffer_limit=\"1MiB\"\n{lun}"), "server.read_buffer_limit", "16MiB");
+        expect_err(&format!("[server]\nread_buffer_limit=-1\n{lun}"), "server.read_buffer_limit", "16MiB");
+        expect_err(&format!("[server]\nread_buffer_limit=\"2TiB\"\n{lun}"), "server.read_buffer_limit", "1TiB");
+        let key = "server.read_buffer_per_session";
+        expect_err(&format!("[server]\nread_buffer_per_session=\"8MiB\"\n{lun}"), key, "16MiB (one largest read)");
+        expect_err(
+            &format!("[server]\nread_buffer_limit=\"32MiB\"\nread_buffer_per_session=\"64MiB\"\n{lun}"),
+            key,
+            "read_buffer_limit",
+        );
+    }
+
+    /// `write_data_timeout`: 60 s by default (or `pdu_timeout` if longer),
+    /// never shorter than `pdu_timeout`.
+    #[test]
+    fn write_data_timeout_defaults_and_bounds() {
+        let lun = "[[target]]\niqn=\"iqn.2026-11.a.b\"\n[[target.lun]]\nid=0\npath=\"/tmp/oxcopy-none-a\"\nsize=\"1M\"";
+        assert_eq!(cfg(lun).unwrap().write_data_timeout_secs, 60);
+        assert_eq!(Config::embedded_default(vec![], "/tmp/x".into()).write_data_timeout_secs, 60);
+        assert_eq!(cfg(&format!("[server]\nwrite_data_timeout=120\n{lun}")).unwrap().write_data_timeout_secs, 120);
+        assert_eq!(cfg(&format!("[server]\npdu_timeout=90\n{lun}")).unwrap().write_data_timeout_secs, 90);
+        assert_eq!(
+            cfg(&format!("[server]\npdu_timeout=5\nwrite_data_timeout=5\n{lun}")).unwrap().write_data_timeout_secs,
+            5
+        );
+        let key = "server.write_data_timeout";
+        expect_err(&format!("[server]\nwrite_data_timeout=20\n{lun}"), key, "between pdu_timeout and 86400");
+        expect_err(&format!("[server]\npdu_timeout=100\nwrite_data_timeout=60\n{lun}"), key, "pdu_timeout");
+        expect_err(&format!("[server]\nwrite_data_timeout=0\n{lun}"), key, "pdu_timeout");
+        expect_err(&format!("[server]\nwrite_data_timeout=100000\n{lun}"), key, "86400");
+        expect_err(&format!("[server]\nwrite_data_timeout=-1\n{lun}"), "line", "");
     }
 
     #[test]

@@ -28,7 +28,8 @@ use std::process::ExitCode;
 /// flushed, the exit code is 0. SIGHUP re-reads the --config file and
 /// applies it live (targets, LUNs, allow-lists, CHAP; LUNs grown); a file
 /// that does not validate, or that changes what needs a restart (listen,
-/// data_dir, metrics, write_buffer_limit, write_behind, [copy_domain]), is
+/// data_dir, metrics, write_buffer_limit, read_buffer_limit, write_behind,
+/// [copy_domain]), is
 /// refused as a whole with the reason logged, and the running configuration
 /// stays. See README.md, "Reloading the configuration".
 #[derive(Parser, Debug)]

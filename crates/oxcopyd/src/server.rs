@@ -17,6 +17,7 @@
 use crate::config::Config;
 use oxcopy_iscsi::budget::WriteBudget;
 use oxcopy_iscsi::chap::TargetChapConfig;
+use oxcopy_iscsi::target::Refusal;
 use oxcopy_scsi::{LogicalUnit, ScsiTarget};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap};
@@ -91,8 +92,12 @@ struct Shared {
     /// Normal sessions logged in (`server.max_sessions`); a login in
     /// progress takes its place only when it completes.
     sessions: Arc<AtomicUsize>,
-    /// Write data buffered daemon-wide (`server.write_buffer_limit`).
+    /// Write data buffered daemon-wide (`server.write_buffer_limit`); each
+    /// session gets a share of it (`server.write_buffer_per_session`).
     write_budget: Arc<WriteBudget>,
+    /// Read data held until sent, daemon-wide (`server.read_buffer_limit`);
+    /// each session gets a share of it (`server.read_buffer_per_session`).
+    read_budget: Arc<WriteBudget>,
 }
 
 impl Shared {
@@ -109,6 +114,18 @@ impl Shared {
         } else {
             self.next_tsih.fetch_add(1, Ordering::Relaxed)
         }
+    }
+}
+
+/// Log the commands a connection's core answered TASK SET FULL because
+/// their data did not fit a buffer budget (rate-limited per initiator and
+/// limit, with the registry's other resource refusals).
+fn log_budget_refusals(target: Option<&ScsiTarget>, initiator: &str, refusals: Vec<Refusal>) {
+    let Some(target) = target else { return };
+    for r in refusals {
+        let lu = format!("{}/{}", target.name(), oxcopy_scsi::decode_lun(r.lun).map_or(-1, i32::from));
+        let what = if r.write { "write (buffering its data)" } else { "read (holding its data-in)" };
+        target.registry().refusals().refused(initiator, &lu, r.limit, what);
     }
 }
 

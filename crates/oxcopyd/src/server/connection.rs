@@ -155,11 +155,16 @@ async fn full_feature(
         send_targets: login::send_targets_text(&shared, &params.initiator_name, local),
     };
     let mut core = TargetConnection::with_handles(params.clone(), conn_cfg, session.stat_sn, session.exp_cmd_sn);
-    core.set_write_budget(shared.write_budget.clone());
+    core.set_write_budget(
+        shared.write_budget.share(live.cfg.write_buffer_per_session, "server.write_buffer_per_session"),
+    );
+    core.set_read_budget(shared.read_budget.share(live.cfg.read_buffer_per_session, "server.read_buffer_per_session"));
     let nop_interval = Some(Duration::from_secs(live.cfg.nop_interval_secs)).filter(|d| !d.is_zero());
     let pdu_timeout = Duration::from_secs(live.cfg.pdu_timeout_secs.max(1));
+    let write_data_timeout = Duration::from_secs(live.cfg.write_data_timeout_secs).max(pdu_timeout);
     drop(live);
-    core.start_timers(ConnTimeouts { nop_interval, pdu_timeout, abort_wait: ABORT_WAIT }, Instant::now());
+    let timeouts = ConnTimeouts { nop_interval, pdu_timeout, write_data_timeout, abort_wait: ABORT_WAIT };
+    core.start_timers(timeouts, Instant::now());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut conn = FullFeature { core, tx, target, nexus, done_tx, shared };
 
@@ -331,6 +336,7 @@ impl FullFeature {
             let actions = self.core.complete_task(id, outcome);
             close |= self.apply(actions);
         }
+        super::log_budget_refusals(self.target.as_deref(), &self.nexus.initiator_name, self.core.take_refusals());
         close
     }
 

@@ -6,7 +6,9 @@
 //! the running one, per target and per (target, LUN id):
 //!
 //! - `[server] listen`, `data_dir`, `metrics`, `write_buffer_limit`,
-//!   `write_behind` or `[copy_domain]` changed: refused ("needs a restart").
+//!   `read_buffer_limit`, `write_behind` or `[copy_domain]` changed: refused
+//!   ("needs a restart"); the per-session shares of those buffers apply to
+//!   sessions from now on.
 //!   The other `[server]` settings apply to logins and sessions from now on;
 //!   `max_concurrent_copies*` at once.
 //! - LUN added: opened exactly as at start (file created if missing, identity
@@ -103,6 +105,9 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), NeedsRestart> {
     }
     if old.write_buffer_limit != new.write_buffer_limit {
         keys.push("server.write_buffer_limit");
+    }
+    if old.read_buffer_limit != new.read_buffer_limit {
+        keys.push("server.read_buffer_limit");
     }
     if old.write_behind != new.write_behind {
         keys.push("server.write_behind");

@@ -181,7 +181,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
         listeners.push(l);
     }
     let cfg_metrics = cfg.metrics;
-    let write_limit = cfg.write_buffer_limit;
+    let (write_limit, read_limit) = (cfg.write_buffer_limit, cfg.read_buffer_limit);
     let shared = Arc::new(Shared {
         live: RwLock::new(Arc::new(Live { targets, luns: all_luns, cfg })),
         reconfigured: watch::channel(0).0,
@@ -190,7 +190,8 @@ pub async fn start(cfg: Config) -> Result<Running> {
         io_pool: IoPool::new(IO_THREADS, IO_THREAD_KEEP_ALIVE),
         auth_failures: AuthFailures::default(),
         sessions: Arc::new(AtomicUsize::new(0)),
-        write_budget: WriteBudget::new(write_limit),
+        write_budget: WriteBudget::named(write_limit, "server.write_buffer_limit"),
+        read_budget: WriteBudget::named(read_limit, "server.read_buffer_limit"),
     });
     let (tx, rx) = watch::channel(false);
     let metrics_addr = match cfg_metrics {
