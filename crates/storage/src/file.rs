@@ -74,27 +74,37 @@ pub struct FileStorage {
 /// buffered write of a few pages normally only copies into the page cache,
 /// so it is done, and timed: one that takes longer than [`SLOW_WRITE`]
 /// (dirty-page throttling, a journal commit, another command holding the
-/// inode) turns inline writes off for [`SLOW_WRITE_PAUSE`], so a struggling
-/// file system costs a receiving thread at most one slow write per pause.
+/// inode) turns inline writes off for [`SLOW_WRITE_PAUSE`], doubled for
+/// each further slow write within [`SLOW_WRITE_MEMORY`] of the last (at
+/// most 64×): a file system that keeps struggling costs a receiving thread
+/// fewer and fewer slow writes.
 #[derive(Debug)]
 struct InlineWrites {
     /// `pwritev2(RWF_NOWAIT)` still believed to work.
     nowait: AtomicBool,
     /// Inline writes are off until this many ns after `epoch`.
     paused_until: AtomicU64,
+    /// When the last slow write ended (ns after `epoch`; 0: none yet).
+    last_slow: AtomicU64,
+    /// log2 of the current pause, in units of `SLOW_WRITE_PAUSE`.
+    backoff: std::sync::atomic::AtomicU32,
     epoch: std::time::Instant,
 }
 
 /// An inline write slower than this pauses inline writes.
 const SLOW_WRITE: std::time::Duration = std::time::Duration::from_micros(500);
-/// For this long.
+/// For this long at first.
 const SLOW_WRITE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+/// A slow write this long after the last one starts again from the first pause.
+const SLOW_WRITE_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Default for InlineWrites {
     fn default() -> Self {
         InlineWrites {
             nowait: AtomicBool::new(true),
             paused_until: AtomicU64::new(0),
+            last_slow: AtomicU64::new(0),
+            backoff: std::sync::atomic::AtomicU32::new(0),
             epoch: std::time::Instant::now(),
         }
     }
@@ -110,10 +120,20 @@ impl InlineWrites {
     /// A timed write started at `start` (ns) is over.
     fn took(&self, start: u64) {
         let end = self.now();
-        if end.saturating_sub(start) > SLOW_WRITE.as_nanos() as u64 {
-            tracing::debug!(took_us = end.saturating_sub(start) / 1000, "a short write was slow; inline writes paused");
-            self.paused_until.store(end.saturating_add(SLOW_WRITE_PAUSE.as_nanos() as u64), Ordering::Relaxed);
+        let took = end.saturating_sub(start);
+        if took <= SLOW_WRITE.as_nanos() as u64 {
+            return;
         }
+        let last = self.last_slow.swap(end, Ordering::Relaxed);
+        let shift = if last != 0 && end.saturating_sub(last) < SLOW_WRITE_MEMORY.as_nanos() as u64 {
+            (self.backoff.load(Ordering::Relaxed) + 1).min(6)
+        } else {
+            0
+        };
+        self.backoff.store(shift, Ordering::Relaxed);
+        let pause = (SLOW_WRITE_PAUSE.as_nanos() as u64) << shift;
+        tracing::debug!(took_us = took / 1000, pause_ms = pause / 1_000_000, "a short write was slow; inline writes paused");
+        self.paused_until.store(end.saturating_add(pause), Ordering::Relaxed);
     }
 }
 
@@ -1037,11 +1057,18 @@ mod inline_write_tests {
         assert!(s.try_write_at(&data, 0).expect("write"), "counting starts again");
         assert_eq!(s.try_write_at(&data, 1 << 20).expect_err("past the end").kind, StorageErrorKind::OutOfRange);
 
-        // A slow write (as if it took 1 ms) pauses inline writes.
+        // A slow write (as if it took 1 ms) pauses inline writes for 1 s;
+        // another one soon after, for 2 s.
         let iw = &s.inline_writes;
         std::thread::sleep(std::time::Duration::from_millis(2));
         iw.took(iw.now() - 1_000_000);
         assert!(!s.try_write_at(&data, 0).expect("paused"), "paused after a slow write");
+        let pause = |iw: &InlineWrites| iw.paused_until.load(Ordering::Relaxed).saturating_sub(iw.now());
+        assert!((900_000_000..=1_000_000_000).contains(&pause(iw)), "{}", pause(iw));
+        iw.took(iw.now() - 1_000_000);
+        assert!((1_900_000_000..=2_000_000_000).contains(&pause(iw)), "{}", pause(iw));
+        iw.took(iw.now() + 1);
+        assert!(pause(iw) > 1_900_000_000, "a quick write changes nothing");
     }
 
     #[test]
