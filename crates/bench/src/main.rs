@@ -58,6 +58,11 @@ struct Args {
     /// Random LBAs instead of a sequential sweep.
     #[arg(short = 'r', long)]
     random: bool,
+    /// After the workload, time one SYNCHRONIZE CACHE(16) of the whole LUN
+    /// (what a flush right after the writes waits for): `sync_ms=` in the
+    /// RESULT line.
+    #[arg(long)]
+    sync_after: bool,
     /// Runtime worker threads; 1 (the default) runs the client on one
     /// thread like libiscsi's tools.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -288,11 +293,19 @@ async fn run(args: Args) -> Result<bool> {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    let mut sync = String::new();
+    if args.sync_after {
+        let t = Instant::now();
+        match session.sync_cache16(url.lun, 0, 0).await {
+            Ok(()) => sync = format!(" sync_ms={}", t.elapsed().as_millis()),
+            Err(e) => work.fail(format!("SYNCHRONIZE CACHE: {e}")),
+        }
+    }
     let ios = work.ios.load(Ordering::Relaxed);
     let bytes = work.bytes.load(Ordering::Relaxed);
     let lat = if ios > 0 { work.latency_ns.load(Ordering::Relaxed) as f64 / ios as f64 / 1e3 } else { 0.0 };
     println!(
-        "RESULT iops={:.0} mib_s={:.1} bytes={bytes} secs={secs:.3} lat_avg_us={lat:.0}",
+        "RESULT iops={:.0} mib_s={:.1} bytes={bytes} secs={secs:.3} lat_avg_us={lat:.0}{sync}",
         ios as f64 / secs,
         bytes as f64 / secs / (1024.0 * 1024.0),
     );
