@@ -116,7 +116,9 @@ impl ExecControl<'_> {
 pub fn transfer(dst: &dyn Storage, dst_offset: u64, from: &From, len: u64) -> Result<CopyReport, CopyError> {
     let mut r = CopyReport::default();
     match from {
-        From::Store(src, offset) => return Ok(dst.copy_range(dst_offset, src.as_ref(), *offset, len)?),
+        From::Store(src, offset) => {
+            return Ok(oxcopy_storage::copy_mapped(dst, dst_offset, src.as_ref(), *offset, len)?);
+        }
         From::Zeros => {
             dst.write_zeroes(dst_offset, len)?;
             r.add(CopyMethod::Zero, len);

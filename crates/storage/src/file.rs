@@ -132,7 +132,11 @@ impl InlineWrites {
         };
         self.backoff.store(shift, Ordering::Relaxed);
         let pause = (SLOW_WRITE_PAUSE.as_nanos() as u64) << shift;
-        tracing::debug!(took_us = took / 1000, pause_ms = pause / 1_000_000, "a short write was slow; inline writes paused");
+        tracing::debug!(
+            took_us = took / 1000,
+            pause_ms = pause / 1_000_000,
+            "a short write was slow; inline writes paused"
+        );
         self.paused_until.store(end.saturating_add(pause), Ordering::Relaxed);
     }
 }
@@ -699,6 +703,10 @@ impl Storage for FileStorage {
         let mut report = CopyReport::default();
         if len == 0 {
             return Ok(report);
+        }
+        if src.read_map(src_offset, len)?.is_some() {
+            // A volume: leaf by leaf.
+            return crate::copy_mapped(self, dst_offset, src, src_offset, len);
         }
         let src_fd = src.as_fd();
         if let Some(fd) = src_fd {

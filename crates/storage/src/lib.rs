@@ -11,11 +11,13 @@
 
 mod error;
 mod file;
+mod mapped;
 mod mem;
 mod write_behind;
 
 pub use error::{Result, StorageError, StorageErrorKind};
 pub use file::{remove_stale_temporaries, FileStorage, OpenOptions};
+pub use mapped::{copy_mapped, Extent};
 pub use mem::MemStorage;
 
 use std::os::fd::BorrowedFd;
@@ -241,6 +243,29 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn scratch(&self, len: u64) -> Result<Option<Arc<dyn Storage>>> {
         let _ = len;
         Ok(None)
+    }
+
+    /// For a store built from others (a volume): the leaf stores that hold
+    /// `offset..offset+len` for reading, in order, covering the range once
+    /// (one leg of a mirror). `Ok(None)` for a leaf store (a file, memory).
+    /// Lets a copy be split into leaf-to-leaf pieces, each done by the
+    /// cheapest method its pair allows (see [`copy_mapped`]).
+    fn read_map(&self, offset: u64, len: u64) -> Result<Option<Vec<Extent>>> {
+        let _ = (offset, len);
+        Ok(None)
+    }
+
+    /// As [`Storage::read_map`], for writing: every place the bytes must
+    /// go (each leg of a mirror: the range may be covered several times).
+    fn write_map(&self, offset: u64, len: u64) -> Result<Option<Vec<Extent>>> {
+        let _ = (offset, len);
+        Ok(None)
+    }
+
+    /// The layout in words when this store is built from others (a volume:
+    /// one line per member, stacked volumes indented); `None` for a leaf.
+    fn layout(&self) -> Option<String> {
+        None
     }
 
     /// Copy `len` bytes from `src` at `src_offset` into `self` at `dst_offset`,
