@@ -48,6 +48,9 @@ pub struct RawConfig {
     pub target: Vec<RawTarget>,
     /// `[copy_domain]`: ROD token key, scope and limits.
     pub copy_domain: Option<crate::copy_domain::RawCopyDomain>,
+    /// `[[volume]]`: stacked volumes LUNs may sit on.
+    #[serde(default)]
+    pub volume: Vec<crate::volumes::RawVolume>,
 }
 
 /// `[server]`
@@ -127,7 +130,10 @@ pub struct RawChap {
 #[serde(deny_unknown_fields)]
 pub struct RawLun {
     pub id: i64,
-    pub path: String,
+    /// The backing file (or `volume`).
+    pub path: Option<String>,
+    /// The `[[volume]]` the LUN sits on (instead of `path`).
+    pub volume: Option<String>,
     pub size: Option<SizeValue>,
     pub block_size: Option<i64>,
     pub read_only: Option<bool>,
@@ -172,6 +178,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// `[copy_domain]`: ROD token key, scope and limits.
     pub copy_domain: crate::copy_domain::CopyDomainConfig,
+    /// `[[volume]]`s, validated (built at start).
+    pub volumes: Vec<crate::volumes::VolumeConfig>,
 }
 
 /// One target.
@@ -191,7 +199,10 @@ pub struct TargetConfig {
 #[derive(Debug, Clone)]
 pub struct LunConfig {
     pub id: u16,
+    /// The backing file (empty for a volume LUN).
     pub path: PathBuf,
+    /// The volume the LUN sits on, instead of a file.
+    pub volume: Option<String>,
     /// Size to create the file with when it is missing.
     pub size: Option<u64>,
     pub block_size: u32,
@@ -334,6 +345,7 @@ impl Config {
             .map(|id| LunConfig {
                 id,
                 path: data_dir.join(format!("lun{id}.img")),
+                volume: None,
                 size: Some(DEFAULT_LUN_SIZE),
                 block_size: 512,
                 read_only: false,
@@ -360,6 +372,7 @@ impl Config {
             pdu_timeout_secs: DEFAULT_PDU_TIMEOUT,
             write_data_timeout_secs: DEFAULT_WRITE_DATA_TIMEOUT,
             copy_domain: crate::copy_domain::CopyDomainConfig::default(),
+            volumes: Vec::new(),
             targets: vec![TargetConfig {
                 iqn: DEFAULT_TARGET.into(),
                 alias: Some("oxcopy default".into()),
@@ -529,6 +542,16 @@ impl Config {
         }
         let mut names = HashSet::new();
         let mut files: HashMap<PathBuf, String> = HashMap::new();
+        let volumes = crate::volumes::validate(raw.volume, source, &mut files, canonical_target)?;
+        // Volumes used as members; each other volume may back one LUN.
+        let mut volume_users: HashMap<String, String> = volumes
+            .iter()
+            .flat_map(|v| v.members.iter().map(move |m| (m, &v.name)))
+            .filter_map(|(m, owner)| match m {
+                crate::volumes::MemberConfig::Volume(n) => Some((n.clone(), format!("volume '{owner}'"))),
+                _ => None,
+            })
+            .collect();
         let mut targets = Vec::new();
         for (ti, t) in raw.target.into_iter().enumerate() {
             let tkey = format!("target[{ti}]");
@@ -600,17 +623,47 @@ impl Config {
                         ));
                     }
                 }
-                if l.path.is_empty() {
+                let lpath = match (&l.path, &l.volume) {
+                    (Some(_), Some(_)) => {
+                        return Err(err(source, lkey, "has both path and volume; a LUN sits on one of them"))
+                    }
+                    (None, None) => return Err(err(source, format!("{lkey}.path"), "a LUN needs a path or a volume")),
+                    (None, Some(v)) => {
+                        if !volumes.iter().any(|c| &c.name == v) {
+                            return Err(err(source, format!("{lkey}.volume"), format!("no [[volume]] named '{v}'")));
+                        }
+                        if size.is_some() {
+                            return Err(err(source, format!("{lkey}.size"), "a volume LUN is as large as its volume"));
+                        }
+                        if let Some(other) = volume_users.insert(v.clone(), lkey.clone()) {
+                            return Err(err(
+                                source,
+                                format!("{lkey}.volume"),
+                                format!("volume '{v}' is already used by {other}"),
+                            ));
+                        }
+                        check_initiators(l.initiators.as_deref(), source, &lkey)?;
+                        luns.push(LunConfig {
+                            id,
+                            path: PathBuf::new(),
+                            volume: Some(v.clone()),
+                            size: None,
+                            block_size,
+                            read_only: l.read_only.unwrap_or(false),
+                            initiators: l.initiators,
+                            third_party_copy: l.third_party_copy.unwrap_or(true),
+                        });
+                        continue;
+                    }
+                    (Some(p), None) => p.clone(),
+                };
+                if lpath.is_empty() {
                     return Err(err(source, format!("{lkey}.path"), "is empty"));
                 }
-                let path = PathBuf::from(&l.path);
+                let path = PathBuf::from(&lpath);
                 let canon = canonical_target(&path);
                 if let Some(other) = files.insert(canon, lkey.clone()) {
-                    return Err(err(
-                        source,
-                        format!("{lkey}.path"),
-                        format!("'{}' is already used by {other}", l.path),
-                    ));
+                    return Err(err(source, format!("{lkey}.path"), format!("'{}' is already used by {other}", lpath)));
                 }
                 match std::fs::metadata(&path) {
                     Ok(md) => {
@@ -618,7 +671,7 @@ impl Config {
                             return Err(err(
                                 source,
                                 format!("{lkey}.path"),
-                                format!("'{}' is not a regular file", l.path),
+                                format!("'{}' is not a regular file", lpath),
                             ));
                         }
                         if let Some(sz) = size {
@@ -629,7 +682,7 @@ impl Config {
                                     format!(
                                         "{sz} bytes is smaller than existing file '{}' of {} bytes: \
                                          shrinking a LUN is not supported",
-                                        l.path,
+                                        lpath,
                                         md.len()
                                     ),
                                 ));
@@ -640,7 +693,7 @@ impl Config {
                                     format!("{lkey}.size"),
                                     format!(
                                         "{sz} bytes disagrees with existing file '{}' of {} bytes",
-                                        l.path,
+                                        lpath,
                                         md.len()
                                     ),
                                 ));
@@ -662,26 +715,17 @@ impl Config {
                             return Err(err(
                                 source,
                                 format!("{lkey}.size"),
-                                format!("'{}' does not exist, so a size is needed to create it", l.path),
+                                format!("'{}' does not exist, so a size is needed to create it", lpath),
                             ));
                         }
                     }
-                    Err(e) => return Err(err(source, format!("{lkey}.path"), format!("'{}': {e}", l.path))),
+                    Err(e) => return Err(err(source, format!("{lkey}.path"), format!("'{}': {e}", lpath))),
                 }
-                if let Some(inits) = &l.initiators {
-                    for (ii, i) in inits.iter().enumerate() {
-                        if !valid_iscsi_name(i) {
-                            return Err(err(
-                                source,
-                                format!("{lkey}.initiators[{ii}]"),
-                                format!("'{i}' is not a valid iSCSI name"),
-                            ));
-                        }
-                    }
-                }
+                check_initiators(l.initiators.as_deref(), source, &lkey)?;
                 luns.push(LunConfig {
                     id,
                     path,
+                    volume: None,
                     size,
                     block_size,
                     read_only: l.read_only.unwrap_or(false),
@@ -717,6 +761,7 @@ impl Config {
             write_data_timeout_secs,
             targets,
             copy_domain,
+            volumes,
         })
     }
 }
@@ -726,6 +771,16 @@ impl Config {
 /// canonicalized, joined with the rest of the path resolved lexically (a
 /// missing component cannot be a symbolic link, so `..` after it is its
 /// parent).
+/// A LUN's `initiators` (LUN masking) must be valid iSCSI names.
+fn check_initiators(inits: Option<&[String]>, source: &str, lkey: &str) -> Result<(), ConfigError> {
+    for (ii, i) in inits.unwrap_or_default().iter().enumerate() {
+        if !valid_iscsi_name(i) {
+            return Err(err(source, format!("{lkey}.initiators[{ii}]"), format!("'{i}' is not a valid iSCSI name")));
+        }
+    }
+    Ok(())
+}
+
 fn canonical_target(path: &Path) -> PathBuf {
     if let Ok(c) = std::fs::canonicalize(path) {
         return c;
@@ -988,5 +1043,46 @@ block_size = 512
         let e = Config::from_file_for_reload(&file).unwrap_err();
         assert!(e.key.ends_with("size") && e.problem.contains("shrinking a LUN is not supported"), "{e}");
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 8192, "validation changes nothing");
+    }
+
+    #[test]
+    fn luns_on_volumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let base = format!(
+            r#"
+[[volume]]
+name = "s"
+type = "striped"
+stripe_size = "64KiB"
+members = ["{d}/a.img:1MiB", "{d}/b.img:1MiB"]
+
+[[volume]]
+name = "top"
+type = "linear"
+members = ["volume:s", "{d}/c.img:1MiB"]
+
+[[target]]
+iqn = "iqn.2026-11.dev.oxcopy:v"
+"#
+        );
+        let c = cfg(&format!("{base}[[target.lun]]\nid = 0\nvolume = \"top\"\n")).unwrap();
+        let l = &c.targets[0].luns[0];
+        assert_eq!((l.volume.as_deref(), l.path.as_os_str().is_empty(), l.size), (Some("top"), true, None));
+        assert_eq!(c.volumes.len(), 2);
+        for (lun, key, words) in [
+            ("volume = \"s\"", "target[0].lun[0].volume", "already used by volume 'top'"),
+            ("volume = \"nope\"", "target[0].lun[0].volume", "no [[volume]] named"),
+            ("volume = \"top\"\nsize = \"1MiB\"", "target[0].lun[0].size", "as large as its volume"),
+            ("volume = \"top\"\npath = \"/x.img\"", "target[0].lun[0]", "both path and volume"),
+            ("block_size = 512", "target[0].lun[0].path", "a path or a volume"),
+            (&format!("path = \"{d}/a.img\""), "target[0].lun[0].path", "already used by volume[0].members[0]"),
+        ] {
+            let e = cfg(&format!("{base}[[target.lun]]\nid = 0\n{lun}\n")).unwrap_err();
+            assert!(e.key == key && e.problem.contains(words), "{lun}: {e}");
+        }
+        let two = format!("{base}[[target.lun]]\nid = 0\nvolume = \"top\"\n[[target.lun]]\nid = 1\nvolume = \"top\"\n");
+        let e = cfg(&two).unwrap_err();
+        assert!(e.key == "target[0].lun[1].volume" && e.problem.contains("already used by target[0].lun[0]"), "{e}");
     }
 }

@@ -74,6 +74,8 @@ struct Live {
     targets: HashMap<String, TargetEntry>,
     /// Every LUN served, by (target, LUN id).
     luns: BTreeMap<(String, u16), Arc<LogicalUnit>>,
+    /// The `[[volume]]`s (built at start; a reload cannot change them).
+    volumes: Arc<lun::Volumes>,
     cfg: Config,
 }
 

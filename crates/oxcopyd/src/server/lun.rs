@@ -7,7 +7,11 @@ use crate::identity::{serial_from_naa, Identities};
 use anyhow::{Context, Result};
 use oxcopy_scsi::{LogicalUnit, LuConfig};
 use oxcopy_storage::{FileStorage, OpenOptions, Storage};
+use std::collections::HashMap;
 use std::sync::Arc;
+
+/// The volumes built at start, by name.
+pub(crate) type Volumes = HashMap<String, Arc<oxcopy_volume::Volume>>;
 
 /// Open LUN `l` of target `t` (creating its file when missing), with its
 /// stable identity from `ids` (saved by the caller) and its persistent
@@ -16,14 +20,33 @@ pub(crate) fn open_lun(
     cfg: &Config,
     t: &TargetConfig,
     l: &LunConfig,
+    volumes: &Volumes,
     ids: &mut Identities,
 ) -> Result<Arc<LogicalUnit>> {
-    if let Some(dir) = l.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let storage = FileStorage::open(&l.path, &OpenOptions { create_size: l.size, read_only: l.read_only })
-        .with_context(|| format!("opening LUN {} of {} at {}", l.id, t.iqn, l.path.display()))?;
-    storage.set_write_behind(cfg.write_behind);
+    let storage: Arc<dyn Storage> = match &l.volume {
+        Some(name) => {
+            let v = volumes.get(name).with_context(|| format!("LUN {} of {}: no volume '{name}'", l.id, t.iqn))?;
+            if v.len() % u64::from(l.block_size) != 0 {
+                anyhow::bail!(
+                    "LUN {} of {}: volume '{name}' holds {} bytes, not a multiple of the block size {}",
+                    l.id,
+                    t.iqn,
+                    v.len(),
+                    l.block_size
+                );
+            }
+            v.clone()
+        }
+        None => {
+            if let Some(dir) = l.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let f = FileStorage::open(&l.path, &OpenOptions { create_size: l.size, read_only: l.read_only })
+                .with_context(|| format!("opening LUN {} of {} at {}", l.id, t.iqn, l.path.display()))?;
+            f.set_write_behind(cfg.write_behind);
+            Arc::new(f)
+        }
+    };
     let naa = ids.naa(&t.iqn, l.id);
     let lu = Arc::new(LogicalUnit::new(
         LuConfig {
@@ -35,7 +58,7 @@ pub(crate) fn open_lun(
             product: "oxcopy disk".into(),
             revision: "0001".into(),
         },
-        Arc::new(storage) as Arc<dyn Storage>,
+        storage,
     ));
     lu.set_third_party_copy(l.third_party_copy);
     crate::pr_store::attach(&lu, &cfg.data_dir, &t.iqn, l.id)?;

@@ -115,6 +115,9 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), NeedsRestart> {
     if old.copy_domain != new.copy_domain {
         keys.push("[copy_domain]");
     }
+    if old.volumes != new.volumes {
+        keys.push("[[volume]]");
+    }
     if keys.is_empty() {
         Ok(())
     } else {
@@ -125,7 +128,10 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), NeedsRestart> {
 /// Whether `new` describes the same medium as `old` (else the LU is
 /// replaced): same file, block size and access mode.
 fn same_medium(old: &LunConfig, new: &LunConfig) -> bool {
-    old.path == new.path && old.block_size == new.block_size && old.read_only == new.read_only
+    old.path == new.path
+        && old.volume == new.volume
+        && old.block_size == new.block_size
+        && old.read_only == new.read_only
 }
 
 fn find_lun(t: Option<&TargetConfig>, id: u16) -> Option<&LunConfig> {
@@ -169,7 +175,7 @@ pub(super) fn apply(shared: &Shared, registry: &Arc<LuRegistry>, new: Config) ->
                     }
                 }
                 _ => {
-                    let lu = open_lun(&new, t, l, &mut ids)
+                    let lu = open_lun(&new, t, l, &old.volumes, &mut ids)
                         .with_context(|| format!("{}: nothing was applied", new.source))?;
                     opened.insert(key, lu);
                 }
@@ -305,7 +311,7 @@ pub(super) fn apply(shared: &Shared, registry: &Arc<LuRegistry>, new: Config) ->
     }
     registry.copy_manager().set_max_concurrent(new.max_concurrent_copies);
     registry.copy_manager().set_max_per_requester(new.max_concurrent_copies_per_session);
-    *shared.live.write() = Arc::new(Live { targets, luns, cfg: new });
+    *shared.live.write() = Arc::new(Live { targets, luns, volumes: old.volumes.clone(), cfg: new });
     shared.reconfigured.send_modify(|g| *g = g.wrapping_add(1));
     Ok(sum)
 }

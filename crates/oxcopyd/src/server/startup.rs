@@ -137,10 +137,11 @@ pub async fn start(cfg: Config) -> Result<Running> {
         Arc::new(oxcopy_copy::SystemClock),
         Box::new(<rand::rngs::StdRng as rand::SeedableRng>::from_entropy()),
     ));
+    let volumes = Arc::new(crate::volumes::build(&cfg.volumes, cfg.write_behind)?);
     for t in &cfg.targets {
         let mut luns = Vec::new();
         for l in &t.luns {
-            let lu = super::lun::open_lun(&cfg, t, l, &mut ids)?;
+            let lu = super::lun::open_lun(&cfg, t, l, &volumes, &mut ids)?;
             all_luns.insert((t.iqn.clone(), l.id), lu.clone());
             luns.push((l.id, lu));
         }
@@ -183,7 +184,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
     let cfg_metrics = cfg.metrics;
     let (write_limit, read_limit) = (cfg.write_buffer_limit, cfg.read_buffer_limit);
     let shared = Arc::new(Shared {
-        live: RwLock::new(Arc::new(Live { targets, luns: all_luns, cfg })),
+        live: RwLock::new(Arc::new(Live { targets, luns: all_luns, volumes, cfg })),
         reconfigured: watch::channel(0).0,
         next_tsih: AtomicU16::new(1),
         next_stat_sn: AtomicU64::new(0x1000),
