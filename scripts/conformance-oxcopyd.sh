@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Start a scratch oxcopyd (release build) on a free loopback port and run
 # scripts/conformance.sh against it; stop it by PID whatever happens.
-#   scripts/conformance-oxcopyd.sh [--suites "…"]   (default: the whole ALL family)
-# LUN 0 (512-byte blocks) is the LU under test, reached through two sessions
+#   scripts/conformance-oxcopyd.sh [--lun0 file|striped|stacked] [--suites "…"]
+#   (default: a file, the whole ALL family)
+# LUN 0 (512-byte blocks, 1 GiB) is the LU under test — a file; or a
+# striped volume of 4 legs (64 KiB stripes); or a volume stacked 3 deep:
+# linear [ striped(64 KiB) [ mirror [ file, file ], file ], file ] —
+# reached through two sessions
 # (the same URL twice: MultipathIO and the reservation suites need a second
 # I_T nexus); LUN 2 is read-only and takes the ReadOnly suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+lun0=file
+if [[ ${1:-} == --lun0 ]]; then
+    lun0=${2:?--lun0 file|striped|stacked}
+    shift 2
+fi
 # OXCOPYD_BIN=path: test that binary instead of building target/release/oxcopyd.
 if [[ -n ${OXCOPYD_BIN:-} ]]; then
     bin=$OXCOPYD_BIN
@@ -20,16 +29,45 @@ iqn=iqn.2026-11.dev.oxcopy:conformance
 # The read-only LU's file must exist (a read-only LUN is never created).
 truncate -s 64MiB "$work/lun2-ro.img"
 # LUN 0 (sparse) is 1 GiB: ExtendedCopy.Large copies 256 MiB and skips on LUNs under 512 MiB.
+case $lun0 in
+    file)
+        volumes=
+        lun0_backing="path = \"$work/lun0.img\"
+size = \"1GiB\"" ;;
+    striped)
+        volumes="[[volume]]
+name = \"striped\"
+type = \"striped\"
+stripe_size = \"64KiB\"
+members = [\"$work/s0.img:256MiB\", \"$work/s1.img:256MiB\", \"$work/s2.img:256MiB\", \"$work/s3.img:256MiB\"]"
+        lun0_backing='volume = "striped"' ;;
+    stacked)
+        volumes="[[volume]]
+name = \"bottom\"
+type = \"mirror\"
+members = [\"$work/m0.img:256MiB\", \"$work/m1.img:256MiB\"]
+[[volume]]
+name = \"middle\"
+type = \"striped\"
+stripe_size = \"64KiB\"
+members = [\"volume:bottom\", \"$work/s1.img:256MiB\"]
+[[volume]]
+name = \"top\"
+type = \"linear\"
+members = [\"volume:middle\", \"$work/l1.img:512MiB\"]"
+        lun0_backing='volume = "top"' ;;
+    *) echo "conformance-oxcopyd.sh: --lun0 file|striped|stacked, not $lun0" >&2; exit 2 ;;
+esac
 cat >"$work/oxcopyd.toml" <<TOML
 [server]
 listen = ["127.0.0.1:$port"]
 data_dir = "$work/data"
+$volumes
 [[target]]
 iqn = "$iqn"
 [[target.lun]]
 id = 0
-path = "$work/lun0.img"
-size = "1GiB"
+$lun0_backing
 [[target.lun]]
 id = 1
 path = "$work/lun1.img"
@@ -57,7 +95,7 @@ done
 url=iscsi://127.0.0.1:$port/$iqn/0
 status=0
 scripts/conformance.sh "$url" "$url" --readonly-url "iscsi://127.0.0.1:$port/$iqn/2" \
-    --results "${CONFORMANCE_RESULTS:-target/conformance}" "$@" || status=$?
+    --results "${CONFORMANCE_RESULTS:-target/conformance}$([[ $lun0 == file ]] || echo "-$lun0")" "$@" || status=$?
 if ! kill -0 "$pid" 2>/dev/null; then
     echo "oxcopyd died during the conformance run:" >&2
     tail -50 "$work/oxcopyd.log" >&2

@@ -48,6 +48,9 @@ fi
 
 echo "== libiscsi conformance against a scratch oxcopyd"
 scripts/conformance-oxcopyd.sh
+echo "== libiscsi conformance: the LU on a striped volume, and on a volume stacked 3 deep"
+scripts/conformance-oxcopyd.sh --lun0 striped
+scripts/conformance-oxcopyd.sh --lun0 stacked
 
 echo "== fuzz targets: build, then a short run of each"
 # cargo-fuzz comes from crates.io when missing; scripts/fuzz.sh falls back to
