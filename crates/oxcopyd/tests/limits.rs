@@ -2,6 +2,12 @@
 //! Target Error / Out of resources), the data segment limit, the CmdSN window
 //! (`max_commands_per_session`), `max_concurrent_copies` (INSUFFICIENT
 //! RESOURCES), `write_buffer_limit` (TASK SET FULL, budget given back),
+//! `write_buffer_per_session` (one session's waiting writes are bounded by
+//! its share; another session still writes), `read_buffer_limit` /
+//! `read_buffer_per_session` (READs whose Data-In the peer does not take
+//! hold the session's share: TASK SET FULL for it, others served),
+//! `write_data_timeout` (a write whose data trickles is ended with ABORTED
+//! COMMAND / INITIATOR RESPONSE TIMEOUT; the session carries on),
 //! `pdu_timeout` (a connection stalled mid-PDU, or not reading, is closed;
 //! others are unaffected) and `login_timeout` for a stalled login.
 //!
@@ -13,7 +19,7 @@ mod common;
 mod trust_support;
 
 use bytes::Bytes;
-use common::{Raw, RawOpts, Recv};
+use common::{sense_triplet, Raw, RawOpts, Recv};
 use oxcopy_initiator::scsi::cdb;
 use oxcopy_initiator::xcopy::{Cscd, ListIdUsage, ParamList, Segment};
 use oxcopy_initiator::{InitiatorError, LoginError, STATUS_TASK_SET_FULL};
@@ -266,6 +272,13 @@ async fn start_write(raw: &mut Raw, lba: u64, blocks: u32) -> (u32, Header) {
 async fn full_write(raw: &mut Raw, lba: u64, blocks: u32, seed: u64) -> u8 {
     let data = pattern(seed, blocks as usize * 512);
     let (itt, first) = start_write(raw, lba, blocks).await;
+    finish_write(raw, itt, first, &data).await
+}
+
+/// Answer the R2Ts of the write `itt` with `data` (64 KiB Data-Out PDUs)
+/// until its response; `first` is what [`start_write`] returned. Returns
+/// the status.
+async fn finish_write(raw: &mut Raw, itt: u32, first: Header, data: &[u8]) -> u8 {
     let mut next = Some(first);
     loop {
         let h = match next.take() {
@@ -329,6 +342,249 @@ async fn write_buffer_limit_answers_task_set_full() {
         let data = Bytes::from(pattern(100 + k, 16 << 20));
         within(STEP, "16 MiB write", s.write16(0, 0, data.clone(), 512, false)).await.expect("16 MiB write fits");
     }
+    d.shutdown().await;
+}
+
+/// `write_buffer_per_session`: the writes one session has waiting for
+/// their data are bounded by its share of `write_buffer_limit`, so it
+/// cannot take the whole daemon-wide budget. Session A (64 MiB daemon-wide,
+/// 32 MiB per session) opens 4 MiB writes without sending their data: 8
+/// are admitted (R2T), then even a 4 KiB write is TASK SET FULL. Session B
+/// (another ISID) can still write 16 MiB, read back intact. Once A sends
+/// its data the writes complete and its whole share is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_buffer_per_session_leaves_room_for_others() {
+    const W: u32 = 8192; // blocks: 4 MiB per write
+    let d = TDaemon::start(|d, c| {
+        c.server("write_buffer_limit", "64MiB").server("write_buffer_per_session", "32MiB").target(target(d))
+    })
+    .await;
+    // Distinct ISIDs: two sessions of one initiator (a random ISID could
+    // collide and reinstate A's session instead).
+    let mut a = Raw::login(d.addr, &RawOpts { isid: Some([0x80, 0, 0, 0, 0xa, 0xa]), ..raw_opts() }).await;
+    let mut b = Raw::login(d.addr, &RawOpts { isid: Some([0x80, 0, 0, 0, 0xb, 0xb]), ..raw_opts() }).await;
+
+    // A fills its share: 8 × 4 MiB = 32 MiB waiting for data.
+    let mut open = Vec::new();
+    for k in 0..8u64 {
+        let (itt, first) = start_write(&mut a, k * u64::from(W), W).await;
+        assert!(matches!(first, Header::R2t(_)), "write {k} of A fits its share: {first:?}");
+        open.push((k, itt, first));
+    }
+    let (_, h) = start_write(&mut a, 120_000, 8).await;
+    let Header::ScsiResponse(r) = h else { panic!("expected TASK SET FULL, got {h:?}") };
+    assert_eq!(r.status, STATUS_TASK_SET_FULL, "A is over its 32 MiB share (the daemon has 32 MiB left)");
+    a.tur_good().await;
+
+    // B is not held back by A: a 16 MiB write goes through and reads back.
+    assert_eq!(full_write(&mut b, 65536, 32768, 77).await, 0, "B's 16 MiB write while A holds its share");
+    b.tur_good().await;
+    let s = d.session(T, HOST).await;
+    let got = within(STEP, "read back B's write", s.read16(0, 65536, 32768, 512)).await.expect("read");
+    same(&got, &pattern(77, 16 << 20), "B's data");
+
+    // A sends its data: every write completes and gives its share back.
+    for (k, itt, first) in open {
+        let status = finish_write(&mut a, itt, first, &pattern(k + 1, W as usize * 512)).await;
+        assert_eq!(status, 0, "A's write {k} completes once its data is sent");
+    }
+    for k in 0..8u64 {
+        let got = file_bytes(&d.file("lun0.img"), k * u64::from(W) * 512, W as usize * 512);
+        same(&got, &pattern(k + 1, W as usize * 512), &format!("A's write {k}"));
+    }
+    // The whole share is A's again, and still enforced.
+    for k in 0..8u64 {
+        let (_, first) = start_write(&mut a, k * u64::from(W), W).await;
+        assert!(matches!(first, Header::R2t(_)), "write {k} of A fits its share again: {first:?}");
+    }
+    let (_, h) = start_write(&mut a, 120_000, 8).await;
+    let Header::ScsiResponse(r) = h else { panic!("expected TASK SET FULL, got {h:?}") };
+    assert_eq!(r.status, STATUS_TASK_SET_FULL, "A over its share again");
+    // Its connection goes away with those writes open (their reservations
+    // go with it, as `write_buffer_limit_answers_task_set_full` checks).
+    drop(a);
+    within(STEP, "TUR", s.test_unit_ready(0)).await.expect("TUR");
+    d.shutdown().await;
+}
+
+/// The READ(16) of `blocks` blocks at `lba`, encoded; returns its bytes and ITT.
+fn read_cmd(raw: &mut Raw, lba: u64, blocks: u32) -> (Vec<u8>, u32) {
+    let (h, itt) = raw.scsi_cmd(&cdb::read16(lba, blocks, false), true, false, blocks * 512, true);
+    (raw.encode(&h, &[], &[]), itt)
+}
+
+/// Read `raw`'s socket until every command in `itts` has its status;
+/// returns (status, Data-In received) of each, in the order of `itts`.
+async fn collect_reads(raw: &mut Raw, itts: &[u32]) -> Vec<(u8, Vec<u8>)> {
+    let mut got: Vec<(Option<u8>, Vec<u8>)> = itts.iter().map(|_| (None, Vec::new())).collect();
+    within(STEP, "the reads' answers", async {
+        while got.iter().any(|(s, _)| s.is_none()) {
+            let p = raw.expect_pdu().await;
+            let (itt, status) = match &p.header {
+                Header::DataIn(di) => (di.itt, di.has_status.then_some(di.status)),
+                Header::ScsiResponse(r) => (r.itt, Some(r.status)),
+                other => panic!("unexpected {other:?}"),
+            };
+            let k = itts.iter().position(|&i| i == itt).unwrap_or_else(|| panic!("unknown ITT {itt:#x}"));
+            if let Header::DataIn(di) = &p.header {
+                assert_eq!(di.buffer_offset as usize, got[k].1.len(), "Data-In in order");
+                got[k].1.extend_from_slice(&p.data);
+            }
+            if let Some(s) = status {
+                assert!(got[k].0.replace(s).is_none(), "two statuses for ITT {itt:#x}");
+            }
+        }
+    })
+    .await;
+    got.into_iter().map(|(s, d)| (s.expect("status"), d)).collect()
+}
+
+/// `read_buffer_per_session`: a READ holds its Expected Data Transfer
+/// Length of the read budget from its command until its Data-In has been
+/// written out. A session that sends 16 MiB READs (the largest, Block
+/// Limits VPD) and does not read its socket holds them: with a 32 MiB
+/// share, two are admitted and every further READ of it is TASK SET FULL,
+/// while another session's 16 MiB READ is served (64 MiB daemon-wide).
+/// Once it reads its socket, the held reads complete and the share is free.
+///
+/// Why this does not depend on socket buffer sizes: a read's reservation
+/// is returned only when all of its 16 MiB has been written into the
+/// socket. The hog's receive buffer is set small (64 KiB, doubled by the
+/// kernel) before connecting, which also turns receive autotuning off, and
+/// the daemon's send buffer is at most `net.ipv4.tcp_wmem[2]` (4 MiB by
+/// default), so no more than about 4 MiB of the first read can leave the
+/// daemon while the hog does not read: both reservations stay (observed:
+/// reads 1 and 2 GOOD, reads 3–9 TASK SET FULL, every run). The burst of 8
+/// goes out in one segment, so reads 3–8 are refused as they are decoded,
+/// before the first read's data exists at all; the 9th, sent 500 ms later,
+/// shows the reservations are still held once the socket has taken what it
+/// will.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_buffer_per_session_answers_task_set_full() {
+    const R: u32 = 32768; // blocks: 16 MiB, MAXIMUM TRANSFER LENGTH
+    let d = TDaemon::start(|d, c| {
+        c.server("read_buffer_limit", "64MiB")
+            .server("read_buffer_per_session", "32MiB")
+            // The daemon gives up on a peer that takes no bytes for this
+            // long; the hog reads again well before.
+            .server("pdu_timeout", 30)
+            .target(target(d))
+    })
+    .await;
+    let s = d.session(T, HOST).await;
+    let want = Bytes::from(pattern(9, 16 << 20));
+    within(STEP, "write", s.write16(0, 0, want.clone(), 512, false)).await.expect("16 MiB write");
+
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+    let stream = within(STEP, "connect", sock.connect(d.addr)).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut hog = Raw::try_login_on(stream, &raw_opts()).await.expect("login");
+    let mut burst = Vec::new();
+    let mut itts = Vec::new();
+    for _ in 0..8 {
+        let (bytes, itt) = read_cmd(&mut hog, 0, R);
+        burst.extend(bytes);
+        itts.push(itt);
+    }
+    hog.send_bytes(&burst).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (bytes, itt) = read_cmd(&mut hog, 0, R);
+    hog.send_bytes(&bytes).await;
+    itts.push(itt);
+
+    // Another session is served meanwhile (the daemon has 32 MiB left).
+    let got = within(STEP, "another session's read", s.read16(0, 0, R, 512)).await.expect("read");
+    same(&got, &want, "another session's 16 MiB read");
+
+    // The hog reads at last: its first two reads, then TASK SET FULL.
+    let answers = collect_reads(&mut hog, &itts).await;
+    let statuses: Vec<u8> = answers.iter().map(|(s, _)| *s).collect();
+    let mut expected = vec![0u8; 2];
+    expected.resize(9, STATUS_TASK_SET_FULL);
+    assert_eq!(statuses, expected, "two 16 MiB reads fill the 32 MiB share; the rest are refused");
+    for (k, (_, data)) in answers.iter().enumerate() {
+        if k < 2 {
+            same(data, &want, &format!("read {k} of the hog"));
+        } else {
+            assert!(data.is_empty(), "no data for refused read {k}");
+        }
+    }
+
+    // Its data sent, the share is free: two at once fit again.
+    let mut burst = Vec::new();
+    let mut itts = Vec::new();
+    for _ in 0..2 {
+        let (bytes, itt) = read_cmd(&mut hog, 0, R);
+        burst.extend(bytes);
+        itts.push(itt);
+    }
+    hog.send_bytes(&burst).await;
+    for (k, (status, data)) in collect_reads(&mut hog, &itts).await.into_iter().enumerate() {
+        assert_eq!(status, 0, "read {k} after the share was given back");
+        same(&data, &want, "read data");
+    }
+    hog.tur_good().await;
+    d.shutdown().await;
+}
+
+/// `write_data_timeout`: all of a write's data must arrive within it, even
+/// if every Data-Out PDU comes well within `pdu_timeout`. A write whose
+/// data trickles (512 bytes every 750 ms, `pdu_timeout` 2 s) is ended after
+/// `write_data_timeout` (3 s) with CHECK CONDITION, ABORTED COMMAND,
+/// INITIATOR RESPONSE TIMEOUT (0Bh/4Bh/06h); nothing of it is written; the
+/// Data-Out still coming for it is ignored, and the session carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_write_data_times_out() {
+    let d = TDaemon::start(|d, c| c.server("pdu_timeout", 2).server("write_data_timeout", 3).target(target(d))).await;
+    let mut raw = Raw::login(d.addr, &raw_opts()).await;
+    raw.tur_good().await;
+    let t0 = std::time::Instant::now();
+    let (itt, first) = start_write(&mut raw, 0, 64).await;
+    let Header::R2t(r2t) = first else { panic!("expected an R2T, got {first:?}") };
+    assert_eq!((r2t.buffer_offset, r2t.desired_length), (0, 32 * 1024), "one R2T for the 32 KiB");
+    let (mut off, mut sn) = (0u32, 0u32);
+    let (resp, sense) = loop {
+        // 64 × 750 ms would be needed for all of it; never the last piece.
+        assert!(
+            off + 512 < r2t.desired_length && t0.elapsed() < Duration::from_millis(5500),
+            "the write was not ended in time ({:?})",
+            t0.elapsed()
+        );
+        let h = raw.data_out(itt, r2t.ttt, sn, off, false);
+        raw.send(&h, &[], &[0xA5; 512]).await;
+        off += 512;
+        sn += 1;
+        match raw.recv_within(Duration::from_millis(750)).await {
+            Recv::Timeout => {}
+            Recv::Pdu(p) => match &p.header {
+                Header::ScsiResponse(r) if r.itt == itt => {
+                    assert!(p.data.len() >= 2, "CHECK CONDITION without sense");
+                    let n = u16::from_be_bytes([p.data[0], p.data[1]]) as usize;
+                    break (r.clone(), p.data[2..2 + n].to_vec());
+                }
+                other => panic!("unexpected {other:?}"),
+            },
+            other => panic!("while trickling: {other:?}"),
+        }
+    };
+    let took = t0.elapsed();
+    assert_eq!(resp.status, 0x02, "CHECK CONDITION");
+    assert_eq!(sense_triplet(&sense), (0x0B, 0x4B, 0x06), "ABORTED COMMAND / INITIATOR RESPONSE TIMEOUT");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_millis(5500),
+        "ended after {took:?}, write_data_timeout is 3 s"
+    );
+    assert!(sn >= 4, "the data was trickling ({sn} Data-Out PDUs)");
+    // The next piece of the trickle arrives for a task that is over:
+    // ignored, no answer, the connection stays.
+    let h = raw.data_out(itt, r2t.ttt, sn, off, false);
+    raw.send(&h, &[], &[0xA5; 512]).await;
+    raw.expect_silence(Duration::from_millis(500)).await;
+    raw.tur_good().await;
+    assert_eq!(full_write(&mut raw, 1000, 8, 5).await, 0, "a write on the same session");
+    same(&file_bytes(&d.file("lun0.img"), 1000 * 512, 4096), &pattern(5, 4096), "that write's data");
+    assert!(file_bytes(&d.file("lun0.img"), 0, 32 * 1024).iter().all(|&b| b == 0), "nothing of the timed-out write");
     d.shutdown().await;
 }
 

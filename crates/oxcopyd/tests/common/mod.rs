@@ -256,6 +256,9 @@ pub struct RawOpts {
     pub max_burst: u32,
     pub first_burst: u32,
     pub max_recv_data_segment: u32,
+    /// The ISID to log in with; `None`: a fixed prefix and a random last
+    /// byte.
+    pub isid: Option<[u8; 6]>,
 }
 
 impl Default for RawOpts {
@@ -270,6 +273,7 @@ impl Default for RawOpts {
             max_burst: 256 * 1024,
             first_burst: 64 * 1024,
             max_recv_data_segment: 256 * 1024,
+            isid: None,
         }
     }
 }
@@ -311,11 +315,16 @@ impl Raw {
 
     /// Connect and log in; `Err` carries the target's refusal.
     pub async fn try_login(addr: SocketAddr, o: &RawOpts) -> Result<Raw, LoginError> {
-        let mut stream = Raw::tcp(addr).await;
+        Raw::try_login_on(Raw::tcp(addr).await, o).await
+    }
+
+    /// Log in on a connection the caller opened (say, with socket options
+    /// of its own); `Err` carries the target's refusal.
+    pub async fn try_login_on(mut stream: TcpStream, o: &RawOpts) -> Result<Raw, LoginError> {
         let mut lg = InitiatorLogin::new(InitiatorLoginConfig {
             initiator_name: o.initiator.clone(),
             initiator_alias: None,
-            isid: [0x80, 0x12, 0x34, 0x56, (std::process::id() & 0xff) as u8, rand_byte()],
+            isid: o.isid.unwrap_or([0x80, 0x12, 0x34, 0x56, (std::process::id() & 0xff) as u8, rand_byte()]),
             target_name: o.target.clone(),
             header_digest: digest_policy(o.header_digest),
             data_digest: digest_policy(o.data_digest),
