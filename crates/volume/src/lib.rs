@@ -92,6 +92,9 @@ struct Layout {
     /// Linear: where each member starts in the volume.
     starts: Vec<u64>,
     len: u64,
+    /// Linear: a segment being moved (its index, and where to), whose
+    /// writes go to both until the switch.
+    moving: Option<(usize, Member)>,
 }
 
 /// A piece of a volume range on one member: `len` bytes at `offset` of the
@@ -125,6 +128,14 @@ pub enum VolumeError {
     NoSuchLeg(usize),
     #[error("the last in-sync leg cannot be taken out")]
     LastLeg,
+    #[error("segment {0} does not exist")]
+    NoSuchSegment(usize),
+    #[error("a segment move is already running (segment {0})")]
+    MoveRunning(usize),
+    #[error("no segment move is running")]
+    NoMove,
+    #[error("the new place holds {got} bytes; segment {segment} holds {want}")]
+    MoveSize { segment: usize, want: u64, got: u64 },
 }
 
 /// A volume (see the module docs).
@@ -226,7 +237,7 @@ impl Volume {
         if len == 0 {
             return Err(VolumeError::Empty);
         }
-        Ok(Layout { members, states, starts, len })
+        Ok(Layout { members, states, starts, len, moving: None })
     }
 
     /// Members end to end.
@@ -312,7 +323,8 @@ impl Volume {
         let mut members = g.members.clone();
         members.push(m);
         let states = vec![LegState::InSync; members.len()];
-        let l = Self::lay_out(self.kind, members, states)?;
+        let mut l = Self::lay_out(self.kind, members, states)?;
+        l.moving = g.moving.clone();
         let len = l.len;
         *g = Arc::new(l);
         Ok(len)
@@ -401,6 +413,129 @@ impl Volume {
         Ok(report)
     }
 
+    /// Member `i` of `l`; `members.len()` is the place a moving segment
+    /// goes to.
+    fn member<'a>(l: &'a Layout, i: usize) -> &'a Member {
+        match &l.moving {
+            Some((_, to)) if i == l.members.len() => to,
+            _ => &l.members[i],
+        }
+    }
+
+    /// Start moving segment `segment` of a linear volume to `to` (as many
+    /// bytes): from now on every write to the segment goes to both places.
+    /// Then [`Volume::copy_move`] copies it, [`Volume::finish_move`]
+    /// switches to the new place (or [`Volume::abandon_move`] drops it).
+    pub fn begin_move(&self, segment: usize, to: Member) -> std::result::Result<(), VolumeError> {
+        if self.kind != Kind::Linear {
+            return Err(VolumeError::NotLinear(self.kind));
+        }
+        check_members(std::slice::from_ref(&to), 1)?;
+        // Every write in flight finishes first: any write after this sees the move.
+        let _g = self.resync_locks.lock(0, u64::MAX, LockMode::Exclusive);
+        let mut g = self.layout.write();
+        if let Some((i, _)) = &g.moving {
+            return Err(VolumeError::MoveRunning(*i));
+        }
+        let m = g.members.get(segment).ok_or(VolumeError::NoSuchSegment(segment))?;
+        if m.len != to.len {
+            return Err(VolumeError::MoveSize { segment, want: m.len, got: to.len });
+        }
+        let mut l = (**g).clone();
+        tracing::info!(volume = %self.name, segment, from = %m.label, to = %to.label, "segment move started");
+        l.moving = Some((segment, to));
+        *g = Arc::new(l);
+        Ok(())
+    }
+
+    /// The move running: (segment, where to, segment length).
+    pub fn moving(&self) -> Option<(usize, Member, u64)> {
+        let l = self.layout();
+        l.moving.as_ref().map(|(i, to)| (*i, to.clone(), l.members[*i].len))
+    }
+
+    /// Copy the moving segment to its new place from byte `from` of the
+    /// segment to its end, chunk by chunk, each chunk excluding the writes
+    /// to it while it is copied (writes take the lock before they look at
+    /// the layout, so one the chunk waited for is in the copy and one after
+    /// goes to both places). `progress(bytes done)` after each chunk (the
+    /// caller journals it; an error stops the copy); `stop` between chunks.
+    pub fn copy_move(
+        &self,
+        from: u64,
+        progress: &mut dyn FnMut(u64) -> Result<()>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<CopyReport> {
+        let Some((segment, _, len)) = self.moving() else {
+            return Err(StorageError::new(StorageErrorKind::Unsupported, format!("{}: no segment move", self.name)));
+        };
+        let mut report = CopyReport::default();
+        let mut at = from.min(len);
+        while at < len {
+            if stop() {
+                return Err(StorageError::new(StorageErrorKind::Io, format!("{}: segment move stopped", self.name)));
+            }
+            let n = (len - at).min(RESYNC_CHUNK);
+            {
+                let l = self.layout();
+                let start = l.starts[segment];
+                let _g = self.resync_locks.lock(start + at, n, LockMode::Exclusive);
+                let l = self.layout();
+                let Some((i, to)) = l.moving.as_ref().filter(|(i, _)| *i == segment) else {
+                    return Err(StorageError::new(
+                        StorageErrorKind::Io,
+                        format!("{}: the move was dropped", self.name),
+                    ));
+                };
+                let m = &l.members[*i];
+                report.merge(&copy_mapped(&*to.store, to.offset + at, &*m.store, m.offset + at, n)?);
+            }
+            at += n;
+            progress(at)?;
+        }
+        Ok(report)
+    }
+
+    /// Switch the moving segment to its new place (after
+    /// [`Volume::copy_move`] copied all of it): its bytes are flushed
+    /// there, then, with every write to the segment finished, the layout
+    /// names the new place alone. Returns the old member.
+    pub fn finish_move(&self) -> Result<Member> {
+        let Some((segment, to, _)) = self.moving() else {
+            return Err(StorageError::new(StorageErrorKind::Unsupported, format!("{}: no segment move", self.name)));
+        };
+        to.store.flush()?;
+        let _g = self.resync_locks.lock(0, u64::MAX, LockMode::Exclusive);
+        let mut g = self.layout.write();
+        let mut l = (**g).clone();
+        let old = std::mem::replace(&mut l.members[segment], to);
+        l.moving = None;
+        *g = Arc::new(l);
+        tracing::info!(volume = %self.name, segment, from = %old.label, "segment move finished");
+        Ok(old)
+    }
+
+    /// Drop the move: the segment stays where it was (which always had
+    /// every byte); the new place is no longer written.
+    pub fn abandon_move(&self) -> std::result::Result<(), VolumeError> {
+        let _g = self.resync_locks.lock(0, u64::MAX, LockMode::Exclusive);
+        let mut g = self.layout.write();
+        if g.moving.is_none() {
+            return Err(VolumeError::NoMove);
+        }
+        let mut l = (**g).clone();
+        l.moving = None;
+        *g = Arc::new(l);
+        tracing::info!(volume = %self.name, "segment move abandoned");
+        Ok(())
+    }
+
+    /// Whether writes take the volume's range locks (linear: a segment may
+    /// move; mirror: a leg may resync).
+    fn locked_writes(&self) -> bool {
+        !matches!(self.kind, Kind::Striped { .. })
+    }
+
     /// The pieces of `offset..offset+len` (already range-checked): for a
     /// mirror, one in-sync leg when reading, every leg not failed when
     /// writing.
@@ -416,6 +551,12 @@ impl Volume {
                     let n = (l.members[i].len - within).min(len - at);
                     if n > 0 {
                         out.push(Piece { member: i, offset: l.members[i].offset + within, len: n, at });
+                        match &l.moving {
+                            Some((mi, to)) if write && *mi == i => {
+                                out.push(Piece { member: l.members.len(), offset: to.offset + within, len: n, at })
+                            }
+                            _ => {}
+                        }
                     }
                     at += n;
                     i += 1;
@@ -481,7 +622,7 @@ impl Volume {
         // The lock first, the layout then: a write that a resync waited for
         // is copied by it, one after sees the returning leg (see
         // `resync_leg`).
-        let _g = (self.kind == Kind::Mirror).then(|| self.resync_locks.lock(offset, len.max(1), LockMode::Shared));
+        let _g = self.locked_writes().then(|| self.resync_locks.lock(offset, len.max(1), LockMode::Shared));
         let l = self.layout();
         self.check(&l, offset, len)?;
         if len == 0 {
@@ -490,7 +631,7 @@ impl Volume {
         let pieces = self.pieces(&l, offset, len, true);
         if self.kind != Kind::Mirror {
             for p in &pieces {
-                f(&l.members[p.member], p)?;
+                f(Self::member(&l, p.member), p)?;
             }
             return Ok(());
         }
@@ -679,10 +820,11 @@ impl Storage for Volume {
         self.map(offset, len, false).map(Some)
     }
 
-    /// A mirror is a leaf for writes: copies into it go through its
-    /// [`Storage::copy_range`], which keeps them in step with a resync.
+    /// A mirror or a linear volume is a leaf for writes: copies into it go
+    /// through its [`Storage::copy_range`], which keeps them in step with a
+    /// resync or a segment move (they take its range locks).
     fn write_map(&self, offset: u64, len: u64) -> Result<Option<Vec<Extent>>> {
-        if self.kind == Kind::Mirror {
+        if self.locked_writes() {
             return Ok(None);
         }
         self.map(offset, len, true).map(Some)
@@ -692,7 +834,7 @@ impl Storage for Volume {
     /// leg under the resync lock of the range (so a leg coming back gets
     /// the bytes either from the copy or from its resync).
     fn copy_range(&self, dst_offset: u64, src: &dyn Storage, src_offset: u64, len: u64) -> Result<CopyReport> {
-        if self.kind != Kind::Mirror {
+        if !self.locked_writes() {
             return copy_mapped(self, dst_offset, src, src_offset, len);
         }
         let overlap = src_offset < dst_offset + len && dst_offset < src_offset + len;
@@ -703,21 +845,28 @@ impl Storage for Volume {
         let l = self.layout();
         self.check(&l, dst_offset, len)?;
         let mut report = CopyReport::default();
+        // A mirror's other legs and a moving segment's new place get the
+        // bytes again: the report counts each byte of the range once.
         let mut ok = 0;
         let mut last_err = None;
         for p in self.pieces(&l, dst_offset, len, true) {
-            let m = &l.members[p.member];
-            match copy_mapped(&*m.store, p.offset, src, src_offset, len) {
-                // Each leg gets every byte: the report counts the copy once.
-                Ok(r) if ok == 0 => {
-                    report = r;
+            let m = Self::member(&l, p.member);
+            let first = match self.kind {
+                Kind::Mirror => ok == 0,
+                _ => p.member < l.members.len(),
+            };
+            match copy_mapped(&*m.store, p.offset, src, src_offset + p.at, p.len) {
+                Ok(r) => {
+                    if first {
+                        report.merge(&r);
+                    }
                     ok += 1;
                 }
-                Ok(_) => ok += 1,
-                Err(e) => {
+                Err(e) if self.kind == Kind::Mirror => {
                     self.leg_error(p.member, &e);
                     last_err = Some(e);
                 }
+                Err(e) => return Err(e),
             }
         }
         match (ok, last_err) {

@@ -353,3 +353,107 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn moving_a_segment_under_writes_and_copies_keeps_every_byte() {
+    let seg = 2 * RESYNC_CHUNK + 3 * K;
+    let (a, b, c, dst) = (leaf(8 * K), leaf(seg + 4 * K), leaf(seg), leaf(seg + 16 * K));
+    let v = Arc::new(Volume::linear("lin", vec![m(&a, 0, 8 * K), m(&b, 4 * K, seg)]).unwrap());
+    let n = v.len();
+    v.write_at(&pattern(20, n as usize), 0).unwrap();
+    assert!(matches!(v.begin_move(1, m(&c, 0, seg - K)), Err(VolumeError::MoveSize { .. })));
+    assert!(matches!(v.begin_move(2, m(&c, 0, seg)), Err(VolumeError::NoSuchSegment(2))));
+    v.begin_move(1, m(&c, 0, seg)).unwrap();
+    assert!(matches!(v.begin_move(0, m(&dst, 0, 8 * K)), Err(VolumeError::MoveRunning(1))));
+    // Writes and copies into the volume while the segment moves.
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = Arc::new(Volume::linear("other", vec![m(&dst, 0, seg)]).unwrap());
+    other.write_at(&pattern(21, seg as usize), 0).unwrap();
+    let writer = {
+        let (v, other, stop) = (v.clone(), other.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut model_writes = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) && i < 20_000 {
+                let off = (i.wrapping_mul(0x9E37_79B9) % (n / 4096)) * 4096;
+                if i % 50 == 49 {
+                    let len = 64 * K.min(n - off);
+                    let len = len.min(n - off);
+                    copy_mapped(&*v, off, &*other, 0, len).unwrap();
+                    model_writes.push((off, None, len));
+                } else {
+                    v.write_at(&pattern(i, 4096), off).unwrap();
+                    model_writes.push((off, Some(i), 4096));
+                }
+                i += 1;
+            }
+            model_writes
+        })
+    };
+    let mut seen = Vec::new();
+    v.copy_move(
+        0,
+        &mut |done| {
+            seen.push(done);
+            Ok(())
+        },
+        &|| false,
+    )
+    .unwrap();
+    let old = v.finish_move().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.join().unwrap();
+    assert_eq!(seen, vec![RESYNC_CHUNK, 2 * RESYNC_CHUNK, seg], "progress after each chunk");
+    assert_eq!(old.label, "leaf@16384");
+    assert!(v.moving().is_none());
+    // The model: the first pattern, then every write and copy in order.
+    let mut model = pattern(20, n as usize);
+    let src = pattern(21, seg as usize);
+    for (off, w, len) in &writes {
+        let (o, l) = (*off as usize, *len as usize);
+        match w {
+            Some(i) => model[o..o + l].copy_from_slice(&pattern(*i, 4096)),
+            None => model[o..o + l].copy_from_slice(&src[..l]),
+        }
+    }
+    assert!(read(&*v, 0, n) == model, "{} writes/copies during the move", writes.len());
+    assert!(read(&*c, 0, seg) == model[(8 * K) as usize..], "the new place holds the segment");
+    // After the switch only the new place is written.
+    v.write_at(&[0xEE; 4096], 8 * K).unwrap();
+    assert_eq!(read(&*c, 0, 4096), vec![0xEE; 4096]);
+    assert_ne!(read(&*b, 4 * K, 4096), vec![0xEE; 4096]);
+}
+
+#[test]
+fn a_move_resumes_from_its_progress_or_is_abandoned() {
+    let seg = 3 * RESYNC_CHUNK;
+    let (a, c) = (leaf(seg), leaf(seg));
+    let v = Volume::linear("lin", vec![m(&a, 0, seg)]).unwrap();
+    v.write_at(&pattern(30, seg as usize), 0).unwrap();
+    v.begin_move(0, m(&c, 0, seg)).unwrap();
+    let chunks = std::cell::Cell::new(0);
+    let e = v.copy_move(0, &mut |_| Ok(()), &|| {
+        chunks.set(chunks.get() + 1);
+        chunks.get() > 1
+    });
+    assert!(e.is_err(), "stopped after one chunk");
+    // A write while moving goes to both places, wherever it falls.
+    v.write_at(&[7; 4096], 2 * RESYNC_CHUNK).unwrap();
+    assert_eq!(read(&*c, 2 * RESYNC_CHUNK, 4096), vec![7; 4096]);
+    // "Restart": a new volume over the same leaves resumes from the progress.
+    let v2 = Volume::linear("lin", vec![m(&a, 0, seg)]).unwrap();
+    v2.begin_move(0, m(&c, 0, seg)).unwrap();
+    v2.copy_move(RESYNC_CHUNK, &mut |_| Ok(()), &|| false).unwrap();
+    v2.finish_move().unwrap();
+    assert!(read(&*c, 0, seg) == read(&*a, 0, seg));
+    // Abandoned: the old place keeps serving, the new one is left alone.
+    let d = leaf(seg);
+    v2.begin_move(0, m(&d, 0, seg)).unwrap();
+    v2.abandon_move().unwrap();
+    assert_eq!(v2.abandon_move().unwrap_err(), VolumeError::NoMove);
+    v2.write_at(&[9; 4096], 0).unwrap();
+    assert_eq!(read(&*d, 0, 4096), vec![0; 4096]);
+    assert_eq!(read(&v2, 0, 4096), vec![9; 4096]);
+    let s = Volume::striped("s", K, vec![m(&a, 0, 4 * K), m(&c, 0, 4 * K)]).unwrap();
+    assert!(matches!(s.begin_move(0, m(&d, 0, 4 * K)), Err(VolumeError::NotLinear(_))));
+}
