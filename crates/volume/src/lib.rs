@@ -415,7 +415,7 @@ impl Volume {
 
     /// Member `i` of `l`; `members.len()` is the place a moving segment
     /// goes to.
-    fn member<'a>(l: &'a Layout, i: usize) -> &'a Member {
+    fn member(l: &Layout, i: usize) -> &Member {
         match &l.moving {
             Some((_, to)) if i == l.members.len() => to,
             _ => &l.members[i],
