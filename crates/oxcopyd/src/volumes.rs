@@ -238,15 +238,7 @@ fn build_one(v: &VolumeConfig, built: &HashMap<String, Arc<Volume>>, write_behin
                 let sub = built.get(n).with_context(|| format!("member volume '{n}' missing"))?;
                 Member::whole(sub.clone() as Arc<dyn Storage>, format!("volume:{n}"))
             }
-            MemberConfig::File { path, size } => {
-                if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-                }
-                let f = FileStorage::open(path, &OpenOptions { create_size: Some(*size), read_only: false })
-                    .with_context(|| format!("opening member {}", path.display()))?;
-                f.set_write_behind(write_behind);
-                Member { store: Arc::new(f), offset: 0, len: *size, label: path.display().to_string() }
-            }
+            file => open_member(file, write_behind)?,
         });
     }
     let vol = match v.kind {
@@ -255,6 +247,23 @@ fn build_one(v: &VolumeConfig, built: &HashMap<String, Arc<Volume>>, write_behin
         VolumeKind::Mirror => Volume::mirror(&v.name, members),
     };
     Ok(vol?)
+}
+
+/// A file member opened (created sparse when missing), with write-behind.
+pub fn open_member(m: &MemberConfig, write_behind: Option<u64>) -> Result<Member> {
+    let MemberConfig::File { path, size } = m else {
+        bail!("{m:?} is not a file member");
+    };
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let f = FileStorage::open(path, &OpenOptions { create_size: Some(*size), read_only: false })
+        .with_context(|| format!("opening member {}", path.display()))?;
+    if f.len() < *size {
+        bail!("member {} holds {} bytes, fewer than the {size} asked for", path.display(), f.len());
+    }
+    f.set_write_behind(write_behind);
+    Ok(Member { store: Arc::new(f), offset: 0, len: *size, label: path.display().to_string() })
 }
 
 #[cfg(test)]

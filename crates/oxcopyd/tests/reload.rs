@@ -385,3 +385,57 @@ async fn sighup_replaces_a_lun_whose_access_mode_changed() {
     assert_eq!(triplet(&o), Some((0x07, 0x27, 0x00)), "DATA PROTECT, WRITE PROTECTED");
     d.healthy();
 }
+
+/// The config of a LUN 0 on linear volume `lin` over `segments` (file name,
+/// bytes) in `dir`.
+fn volume_config(dir: &Path, segments: &[(&str, u64)]) -> String {
+    let base = DaemonConfig::new(dir.join("state")).server("nop_interval", 0u64).target(Target::new(IQN)).to_toml();
+    let members: Vec<String> = segments.iter().map(|(f, n)| format!("\"{}:{n}\"", dir.join(f).display())).collect();
+    format!(
+        "{base}\n[[target.lun]]\nid = 0\nvolume = \"lin\"\nblock_size = {BS}\n\n\
+         [[volume]]\nname = \"lin\"\ntype = \"linear\"\nmembers = [{}]\n",
+        members.join(", ")
+    )
+}
+
+/// (g) A linear volume under a LUN grows by a segment appended in the
+/// config: CAPACITY DATA HAS CHANGED, READ CAPACITY shows the new size, the
+/// old data stays and the new blocks land in the new file. Any other volume
+/// change (here: a segment replaced) needs a restart and is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_grows_a_linear_volume_by_a_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("oxcopyd.toml");
+    std::fs::write(&cfg, volume_config(dir.path(), &[("a.img", 4 * MIB)])).expect("config");
+    let p = Proc::spawn(&cfg, &Spawn { rust_log: "info", url_timeout: STEP, ..spawn_opts() });
+    let mut d = Live { p, dir, cfg, reloads: 0 };
+    let s = d.session_as(HOST_A).await;
+    assert_eq!(tur(&s, 0).await, None);
+    let old_blocks = 4 * MIB / u64::from(BS);
+    assert_eq!(within(STEP, "READ CAPACITY", s.read_capacity16(0)).await.expect("READ CAPACITY"), (old_blocks, BS));
+    write_read(&s, 0, old_blocks - 8, 9).await;
+
+    let replaced = volume_config(d.dir.path(), &[("other.img", 4 * MIB)]);
+    let err = d.reload_text(&replaced).await;
+    assert!(err.contains("[[volume]] changed, which needs a restart"), "stderr:\n{err}");
+    assert!(!d.file("other.img").exists());
+
+    let grown = volume_config(d.dir.path(), &[("a.img", 4 * MIB), ("b.img", 2 * MIB)]);
+    let err = d.reload_text(&grown).await;
+    assert!(err.contains("1 grown"), "stderr:\n{err}");
+    assert_eq!(tur(&s, 0).await, Some(CAPACITY_CHANGED));
+    assert_eq!(tur(&s, 0).await, None);
+    let new_blocks = 6 * MIB / u64::from(BS);
+    assert_eq!(within(STEP, "READ CAPACITY", s.read_capacity16(0)).await.expect("READ CAPACITY"), (new_blocks, BS));
+    let o = within(STEP, "READ", s.read16(0, old_blocks - 8, 8, BS)).await.expect("READ");
+    assert!(o == pattern(9, 8 * BS as usize), "old data stays");
+    write_read(&s, 0, new_blocks - 8, 10).await;
+    let tail = std::fs::read(d.file("b.img")).expect("read b.img");
+    assert_eq!(tail.len() as u64, 2 * MIB);
+    assert!(tail[(2 * MIB - 8 * u64::from(BS)) as usize..] == pattern(10, 8 * BS as usize), "in the new segment");
+    // The same config again adds nothing twice.
+    let err = d.reload_text(&grown).await;
+    assert!(err.contains("configuration reloaded") && !err.contains("1 grown"), "stderr:\n{err}");
+    assert_eq!(tur(&s, 0).await, None);
+    d.healthy();
+}

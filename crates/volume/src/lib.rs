@@ -682,6 +682,19 @@ impl Storage for Volume {
         self.layout().len
     }
 
+    /// A volume grows by its layout ([`Volume::add_segment`]), not on
+    /// request: asking for what it already holds succeeds.
+    fn grow(&self, new_len: u64) -> Result<()> {
+        let len = self.len();
+        if new_len <= len {
+            return Ok(());
+        }
+        Err(StorageError::new(
+            StorageErrorKind::Unsupported,
+            format!("volume {}: holds {len} bytes; it grows by a new segment, not to {new_len}", self.name),
+        ))
+    }
+
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         let len = buf.len() as u64;
         loop {

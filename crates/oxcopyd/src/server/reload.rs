@@ -42,6 +42,7 @@ use crate::config::{Config, LunConfig, TargetConfig};
 use crate::identity::Identities;
 use crate::server::lun::open_lun;
 use crate::server::{Live, Shared, TargetEntry};
+use crate::volumes::{MemberConfig, VolumeKind};
 use anyhow::{Context, Result};
 use oxcopy_scsi::{AccessList, Asc, LogicalUnit, LuRegistry, ScsiTarget};
 use std::collections::{BTreeMap, HashMap};
@@ -115,7 +116,7 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), NeedsRestart> {
     if old.copy_domain != new.copy_domain {
         keys.push("[copy_domain]");
     }
-    if old.volumes != new.volumes {
+    if !volumes_only_grow(old, new) {
         keys.push("[[volume]]");
     }
     if keys.is_empty() {
@@ -123,6 +124,30 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), NeedsRestart> {
     } else {
         Err(NeedsRestart { file: new.source.clone(), keys: keys.join(", ") })
     }
+}
+
+/// Whether every `[[volume]]` of `new` is the one of `old`, or a linear
+/// volume right under a LUN with file segments appended at its end (which
+/// a reload applies: the LUN grows).
+fn volumes_only_grow(old: &Config, new: &Config) -> bool {
+    if old.volumes.len() != new.volumes.len() {
+        return false;
+    }
+    old.volumes.iter().all(|o| {
+        let Some(n) = new.volumes.iter().find(|n| n.name == o.name) else { return false };
+        if n == o {
+            return true;
+        }
+        let under_lun =
+            |c: &Config| c.targets.iter().flat_map(|t| &t.luns).any(|l| l.volume.as_deref() == Some(&*o.name));
+        o.kind == VolumeKind::Linear
+            && n.kind == VolumeKind::Linear
+            && n.members.len() > o.members.len()
+            && n.members[..o.members.len()] == o.members[..]
+            && n.members[o.members.len()..].iter().all(|m| matches!(m, MemberConfig::File { .. }))
+            && under_lun(old)
+            && under_lun(new)
+    })
 }
 
 /// Whether `new` describes the same medium as `old` (else the LU is
@@ -182,10 +207,47 @@ pub(super) fn apply(shared: &Shared, registry: &Arc<LuRegistry>, new: Config) ->
             }
         }
     }
+    // Linear volumes under a LUN that gained segments: their files opened
+    // (created) now, the segments added and the LUN grown below.
+    let mut appends: Vec<(Arc<oxcopy_volume::Volume>, Vec<oxcopy_volume::Member>, Arc<LogicalUnit>, String)> =
+        Vec::new();
+    for t in &new.targets {
+        for l in &t.luns {
+            let Some(name) = &l.volume else { continue };
+            let (Some(vol), Some(cfg), Some(lu)) = (
+                old.volumes.get(name),
+                new.volumes.iter().find(|v| &v.name == name),
+                old.luns.get(&(t.iqn.clone(), l.id)),
+            ) else {
+                continue;
+            };
+            // Members beyond those the volume has now (a reload applied
+            // twice adds nothing twice).
+            let have = vol.members().len();
+            let mut extra = Vec::new();
+            for m in cfg.members.iter().skip(have) {
+                extra.push(
+                    crate::volumes::open_member(m, new.write_behind)
+                        .with_context(|| format!("{}: volume '{name}': nothing was applied", new.source))?,
+                );
+            }
+            if !extra.is_empty() {
+                appends.push((vol.clone(), extra, lu.clone(), format!("LUN {} of {} (volume '{name}')", l.id, t.iqn)));
+            }
+        }
+    }
     ids.save()?;
     for (lu, want, what) in &grows {
         // The file only: the capacity initiators see is raised below.
         lu.storage().grow(*want).with_context(|| format!("growing {what}; nothing was applied"))?;
+    }
+    for (vol, extra, lu, what) in appends {
+        let mut len = oxcopy_storage::Storage::len(&*vol);
+        for m in extra {
+            len = vol.add_segment(m).with_context(|| format!("growing {what}; nothing was applied"))?;
+        }
+        // The capacity initiators see is raised below, like a file's.
+        grows.push((lu, len, what));
     }
 
     // Commit: nothing below fails.
