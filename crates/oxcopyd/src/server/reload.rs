@@ -126,6 +126,10 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), NeedsRestart> {
     }
 }
 
+/// A linear volume gaining segments: the volume, its new members, the LU
+/// on it, and the LU in words.
+type Append = (Arc<oxcopy_volume::Volume>, Vec<oxcopy_volume::Member>, Arc<LogicalUnit>, String);
+
 /// Whether every `[[volume]]` of `new` is the one of `old`, or a linear
 /// volume right under a LUN with file segments appended at its end (which
 /// a reload applies: the LUN grows).
@@ -209,8 +213,7 @@ pub(super) fn apply(shared: &Shared, registry: &Arc<LuRegistry>, new: Config) ->
     }
     // Linear volumes under a LUN that gained segments: their files opened
     // (created) now, the segments added and the LUN grown below.
-    let mut appends: Vec<(Arc<oxcopy_volume::Volume>, Vec<oxcopy_volume::Member>, Arc<LogicalUnit>, String)> =
-        Vec::new();
+    let mut appends: Vec<Append> = Vec::new();
     for t in &new.targets {
         for l in &t.luns {
             let Some(name) = &l.volume else { continue };
