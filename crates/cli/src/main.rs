@@ -118,7 +118,8 @@ Examples:
 Shows the standard INQUIRY data, the VPD pages 00h, 80h, 83h, B0h, B1h, B2h and 8Fh (every
 Third-party Copy descriptor decoded), oxcopyd's copy domain page C0h when the LUN lists it
 (domain fingerprint, this node's copy-manager id and node-link address, each node's state),
-and one line on what the LUN can offload, e.g.
+the layout of the volume under the LUN (page C1h: members, stripe size, mirror legs' states,
+stacked volumes indented) when the LUN sits on one, and one line on what the LUN can offload, e.g.
   offload: EXTENDED COPY LID1: segments 02h; CSCD E4h; max 64 segments; tokens: access upon
            reference, zero; max 64 ranges; default inactivity 60 s
 or \"no offload\" for targets without copy offload.";

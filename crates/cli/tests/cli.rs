@@ -54,7 +54,19 @@ impl Daemon {
         }
         let path =
             DaemonConfig::new(d.join("state")).server("nop_interval", 0).target(target).write(d.join("oxcopyd.toml"));
-        let cfg = oxcopyd::Config::from_file(&path).expect("config validates");
+        Daemon::launch(dir, &path)
+    }
+
+    /// A daemon on the configuration `text(dir)` written into a new temp dir.
+    fn start_toml(text: impl FnOnce(&Path) -> String) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("oxcopyd.toml");
+        std::fs::write(&path, text(dir.path())).expect("write config");
+        Daemon::launch(dir, &path)
+    }
+
+    fn launch(dir: tempfile::TempDir, path: &Path) -> Daemon {
+        let cfg = oxcopyd::Config::from_file(path).expect("config validates");
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let running = rt.block_on(oxcopyd::start(cfg)).expect("daemon starts");
         let addr = running.addrs[0];
@@ -673,6 +685,36 @@ fn ls_lists_targets_and_luns() {
     assert_eq!(luns.len(), 6);
     assert_eq!(luns[1]["block_size"], 4096);
     assert_eq!(luns[1]["bytes"], LUN_SIZE);
+}
+
+/// A LUN on a stacked volume: `inspect` lists page C1h and prints the
+/// layout, stacked volume indented under its parent.
+#[test]
+fn inspect_shows_a_volume_layout() {
+    let d = Daemon::start_toml(|d| {
+        let base = DaemonConfig::new(d.join("state")).server("nop_interval", 0).target(Target::new(TARGET)).to_toml();
+        let f = |n: &str| d.join(n).display().to_string();
+        format!(
+            "{base}\n[[target.lun]]\nid = 0\nvolume = \"top\"\n\n\
+             [[volume]]\nname = \"s\"\ntype = \"striped\"\nstripe_size = \"64KiB\"\n\
+             members = [\"{}:4MiB\", \"{}:4MiB\"]\n\n\
+             [[volume]]\nname = \"top\"\ntype = \"linear\"\nmembers = [\"volume:s\", \"{}:2MiB\"]\n",
+            f("a.img"),
+            f("b.img"),
+            f("c.img")
+        )
+    });
+    let r = oxcopy(&["inspect", "--json", &d.url(0)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["capacity"]["bytes"], 10 << 20);
+    let layout = j["vpd"]["C1h"]["layout"].as_str().unwrap_or_else(|| panic!("no C1h: {j}"));
+    assert!(layout.starts_with("volume top (linear), 10485760 bytes"), "{layout}");
+    assert!(layout.contains("    volume s (striped (stripe 65536 bytes)), 8388608 bytes"), "{layout}");
+    assert!(layout.contains("c.img"), "{layout}");
+    let r = oxcopy(&["inspect", &d.url(0)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Volume layout (VPD C1h)\n  volume top (linear)"), "{}", r.stdout);
 }
 
 #[test]

@@ -66,7 +66,11 @@ pub(crate) fn inquiry(ctx: &Ctx<'_>) -> CmdResult {
         None if page == VpdPage::SUPPORTED_PAGES => vpd::page(NO_LU, page, vec![0x00]),
         None => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
         Some(lu) => match page {
-            VpdPage::SUPPORTED_PAGES => vpd::page(DISK, page, supported_pages(lu, domain_info(ctx, lu).is_some())),
+            VpdPage::SUPPORTED_PAGES => vpd::page(
+                DISK,
+                page,
+                supported_pages(lu, domain_info(ctx, lu).is_some(), lu.storage().layout().is_some()),
+            ),
             VpdPage::UNIT_SERIAL_NUMBER => vpd::page(DISK, page, serial(lu)),
             VpdPage::DEVICE_IDENTIFICATION => vpd::page(DISK, page, device_id(ctx, lu)),
             VpdPage::BLOCK_LIMITS => vpd::page(DISK, page, block_limits(lu)),
@@ -80,6 +84,10 @@ pub(crate) fn inquiry(ctx: &Ctx<'_>) -> CmdResult {
             }
             VpdPage::COPY_DOMAIN => match domain_info(ctx, lu) {
                 Some(info) => info.page().encode(DISK),
+                None => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
+            },
+            VpdPage::VOLUME_LAYOUT => match lu.storage().layout() {
+                Some(text) => vpd::volume_layout_page(DISK, &text),
                 None => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
             },
             _ => return Err(Sense::invalid_cdb_field(2, Some(7)).into()),
@@ -98,9 +106,9 @@ fn domain_info(ctx: &Ctx<'_>, lu: &LogicalUnit) -> Option<Arc<dyn DomainInfo>> {
     }
 }
 
-/// Page list, strictly ascending (Windows rejects anything else); C0h last
-/// when `domain`.
-fn supported_pages(lu: &LogicalUnit, domain: bool) -> Vec<u8> {
+/// Page list, strictly ascending (Windows rejects anything else); C0h
+/// when `domain`, C1h when the LU sits on a volume (`layout`).
+fn supported_pages(lu: &LogicalUnit, domain: bool, layout: bool) -> Vec<u8> {
     let mut p = vec![VpdPage::SUPPORTED_PAGES, VpdPage::UNIT_SERIAL_NUMBER, VpdPage::DEVICE_IDENTIFICATION];
     if lu.third_party_copy() {
         p.push(VpdPage::THIRD_PARTY_COPY);
@@ -112,6 +120,9 @@ fn supported_pages(lu: &LogicalUnit, domain: bool) -> Vec<u8> {
     ]);
     if domain {
         p.push(VpdPage::COPY_DOMAIN);
+    }
+    if layout {
+        p.push(VpdPage::VOLUME_LAYOUT);
     }
     p
 }
@@ -318,5 +329,54 @@ mod tests {
         let mut f = [0u8; 8];
         ascii_field(&mut f, "AB\u{e9}\n".as_bytes());
         assert_eq!(&f, b"AB      ");
+    }
+
+    /// Memory with a layout: what a volume looks like to the LU.
+    #[derive(Debug)]
+    struct Laid(oxcopy_storage::MemStorage, &'static str);
+
+    impl oxcopy_storage::Storage for Laid {
+        fn len(&self) -> u64 {
+            self.0.len()
+        }
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> oxcopy_storage::Result<()> {
+            self.0.read_at(buf, offset)
+        }
+        fn write_at(&self, buf: &[u8], offset: u64) -> oxcopy_storage::Result<()> {
+            self.0.write_at(buf, offset)
+        }
+        fn flush(&self) -> oxcopy_storage::Result<()> {
+            Ok(())
+        }
+        fn capabilities(&self) -> oxcopy_storage::Capabilities {
+            self.0.capabilities()
+        }
+        fn layout(&self) -> Option<String> {
+            Some(self.1.to_string())
+        }
+    }
+
+    /// VPD 00h lists C1h (last) for a LU on a volume, and C1h carries the
+    /// layout text; a LU on a plain store has neither.
+    #[test]
+    fn volume_layout_page_follows_the_storage() {
+        use crate::lu::LuConfig;
+        use crate::wire::vpd::{decode_volume_layout, volume_layout_page};
+        use oxcopy_storage::MemStorage;
+        let text = "volume v (linear), 8192 bytes\n  [0] at 0: 8192 bytes at 0 of /a.img\n";
+        let on_volume = LogicalUnit::new(LuConfig::default(), Arc::new(Laid(MemStorage::new(8192), text)));
+        let plain = LogicalUnit::new(LuConfig::default(), Arc::new(MemStorage::new(8192)));
+        assert_eq!(supported_pages(&on_volume, false, on_volume.storage().layout().is_some()).last(), Some(&0xC1));
+        assert!(!supported_pages(&plain, true, plain.storage().layout().is_some()).contains(&0xC1));
+        let page = volume_layout_page(0, text);
+        assert_eq!(&page[..4], &[0, 0xC1, 0, text.len() as u8]);
+        assert_eq!(decode_volume_layout(&page), text);
+        // Not ASCII: '?'; too long: cut at a line end; truncated: what arrived.
+        assert_eq!(decode_volume_layout(&volume_layout_page(0, "é\n")), "??\n");
+        let long = "x".repeat(100) + "\n";
+        let big = volume_layout_page(0, &long.repeat(1000));
+        assert_eq!(big.len() - 4, 101 * 648, "cut after the last whole line that fits");
+        assert_eq!(decode_volume_layout(&page[..10]), &text[..6]);
+        assert_eq!(decode_volume_layout(&[]), "");
     }
 }

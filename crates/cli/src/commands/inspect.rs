@@ -1,6 +1,7 @@
 //! `oxcopy inspect URL`: standard INQUIRY and the VPD pages that matter for
 //! copies, decoded, plus what the LUN can offload in one sentence, and the
-//! copy domain of the node (oxcopyd's vendor page C0h) when it lists one.
+//! copy domain of the node (oxcopyd's vendor page C0h) and the layout of
+//! the volume under the LUN (C1h) when it lists them.
 
 use crate::conn::{fetch_vpd, retry_ua, Connector};
 use crate::fail;
@@ -13,7 +14,7 @@ use oxcopy_scsi::wire::vpd::VpdPage;
 use serde_json::{json, Map, Value};
 
 /// Pages decoded, in display order (all of them if listed by page 00h).
-const PAGES: [u8; 7] = [
+const PAGES: [u8; 8] = [
     VpdPage::UNIT_SERIAL_NUMBER,
     VpdPage::DEVICE_IDENTIFICATION,
     VpdPage::BLOCK_LIMITS,
@@ -21,6 +22,7 @@ const PAGES: [u8; 7] = [
     VpdPage::LOGICAL_BLOCK_PROVISIONING,
     VpdPage::THIRD_PARTY_COPY,
     VpdPage::COPY_DOMAIN,
+    VpdPage::VOLUME_LAYOUT,
 ];
 
 fn decode(page: u8, d: &[u8]) -> anyhow::Result<Value> {
@@ -37,6 +39,7 @@ fn decode(page: u8, d: &[u8]) -> anyhow::Result<Value> {
             Ok(c) => serde_json::to_value(c)?,
             Err(e) => json!({ "error": e.to_string(), "data": vpd::hex(d) }),
         },
+        VpdPage::VOLUME_LAYOUT => json!({ "layout": oxcopy_scsi::wire::vpd::decode_volume_layout(d) }),
         _ => json!({ "data": vpd::hex(d) }),
     })
 }
@@ -130,6 +133,13 @@ pub async fn inspect(conn: &Connector, url: &str, json_out: bool) -> anyhow::Res
         if let (VpdPage::COPY_DOMAIN, Some(d)) = (n, &domain) {
             outln!("Copy domain (VPD {code})");
             out!("{}", d.render(2));
+            continue;
+        }
+        if let (VpdPage::VOLUME_LAYOUT, Some(text)) = (n, v.get("layout").and_then(Value::as_str)) {
+            outln!("Volume layout (VPD {code})");
+            for line in text.lines() {
+                outln!("  {line}");
+            }
             continue;
         }
         outln!("VPD {code} {}", vpd_page_name(n));

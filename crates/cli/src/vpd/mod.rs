@@ -96,7 +96,9 @@ pub fn vpd_page_name(p: u8) -> &'static str {
         0xb5 => "Block Device Characteristics Extension",
         0xb6 => "Zoned Block Device Characteristics",
         0xb7 => "Block Limits Extension",
-        0xc0..=0xff => "vendor specific",
+        0xc0 => "oxcopy copy domain (vendor specific)",
+        0xc1 => "oxcopy volume layout (vendor specific)",
+        0xc2..=0xff => "vendor specific",
         _ => "unknown",
     }
 }

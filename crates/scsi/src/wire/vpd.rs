@@ -32,6 +32,31 @@ impl VpdPage {
     pub const LOGICAL_BLOCK_PROVISIONING: u8 = 0xB2;
     /// oxcopy copy domain (vendor specific, see [`CopyDomainPage`]).
     pub const COPY_DOMAIN: u8 = 0xC0;
+    /// oxcopy volume layout (vendor specific, see [`volume_layout_page`]).
+    pub const VOLUME_LAYOUT: u8 = 0xC1;
+}
+
+/// Longest layout text page C1h carries (the 2-byte PAGE LENGTH).
+pub const MAX_LAYOUT_TEXT: usize = 0xFFFF;
+
+/// Vendor page C1h: the layout of the volume under the LU as ASCII text,
+/// one line per member (stacked volumes indented), each line ended by
+/// LF; bytes outside printable ASCII become `?`; cut to
+/// [`MAX_LAYOUT_TEXT`] at a line end.
+pub fn volume_layout_page(b0: u8, text: &str) -> Vec<u8> {
+    let mut body: Vec<u8> =
+        text.bytes().map(|c| if c == b'\n' || (0x20..=0x7E).contains(&c) { c } else { b'?' }).collect();
+    if body.len() > MAX_LAYOUT_TEXT {
+        let cut = body[..MAX_LAYOUT_TEXT].iter().rposition(|&c| c == b'\n').map_or(MAX_LAYOUT_TEXT, |i| i + 1);
+        body.truncate(cut);
+    }
+    page(b0, VpdPage::VOLUME_LAYOUT, body)
+}
+
+/// The text of a C1h page (bounded by PAGE LENGTH and what arrived; not
+/// ASCII: `?`).
+pub fn decode_volume_layout(d: &[u8]) -> String {
+    page_body(d).0.iter().map(|&c| if c == b'\n' || (0x20..=0x7E).contains(&c) { c as char } else { '?' }).collect()
 }
 
 /// A VPD page: byte 0 (`b0`: qualifier and peripheral device type), the
