@@ -1,7 +1,8 @@
 //! A typed builder for `oxcopyd` configuration files: the TOML text of a
-//! `[server]` section, `[[target]]`s with their `[target.chap]` and
-//! `[[target.lun]]`s, and `[copy_domain]`. Keys are written in the order
-//! they are set; nothing is validated here (that is the daemon's job).
+//! `[server]` section, `[[volume]]`s, `[[target]]`s with their
+//! `[target.chap]` and `[[target.lun]]`s, and `[copy_domain]`. Keys are
+//! written in the order they are set; nothing is validated here (that is
+//! the daemon's job).
 //!
 //! ```
 //! use oxcopy_testkit::{DaemonConfig, Lun, Target};
@@ -163,6 +164,7 @@ impl Keys {
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     server: Keys,
+    volumes: Vec<Keys>,
     targets: Vec<Target>,
     copy_domain: Keys,
 }
@@ -174,7 +176,7 @@ impl DaemonConfig {
         let mut server = Keys::default();
         server.set("listen", &["127.0.0.1:0"][..]);
         server.set("data_dir", data_dir.as_ref());
-        DaemonConfig { server, targets: Vec::new(), copy_domain: Keys::default() }
+        DaemonConfig { server, volumes: Vec::new(), targets: Vec::new(), copy_domain: Keys::default() }
     }
 
     /// Another `[server]` key (e.g. `nop_interval`, `max_sessions`,
@@ -189,6 +191,23 @@ impl DaemonConfig {
     /// `["127.0.0.3:0"]` for one node of a multi-daemon test.
     pub fn listen(mut self, addrs: &[&str]) -> DaemonConfig {
         self.server.replace("listen", addrs);
+        self
+    }
+
+    /// Add a `[[volume]]` (written after `[server]`, before the targets):
+    /// `kind` is `"linear"`, `"striped"` or `"mirror"`, `stripe_size` a
+    /// size string such as `"64KiB"` (striped only), each member
+    /// `"PATH:SIZE"` or `"volume:NAME"`. A LUN sits on it with
+    /// [`Lun::volume`].
+    pub fn volume(mut self, name: &str, kind: &str, stripe_size: Option<&str>, members: &[String]) -> DaemonConfig {
+        let mut k = Keys::default();
+        k.set("name", name);
+        k.set("type", kind);
+        if let Some(s) = stripe_size {
+            k.set("stripe_size", s);
+        }
+        k.set("members", members);
+        self.volumes.push(k);
         self
     }
 
@@ -218,6 +237,10 @@ impl DaemonConfig {
     pub fn to_toml(&self) -> String {
         let mut out = String::from("[server]\n");
         self.server.write(&mut out);
+        for v in &self.volumes {
+            out.push_str("\n[[volume]]\n");
+            v.write(&mut out);
+        }
         for t in &self.targets {
             t.write(&mut out);
         }
@@ -324,6 +347,15 @@ impl Lun {
         Lun(k)
     }
 
+    /// LUN `id` on the `[[volume]]` named `name` (no `path`; a volume LUN
+    /// has no `size` either: it is as large as its volume).
+    pub fn volume(id: u32, name: &str) -> Lun {
+        let mut k = Keys::default();
+        k.set("id", id);
+        k.set("volume", name);
+        Lun(k)
+    }
+
     /// `size`: bytes (an integer) or a size string such as `"16MiB"`.
     pub fn size(mut self, size: impl Into<Value>) -> Lun {
         self.0.set("size", size);
@@ -397,6 +429,20 @@ mod tests {
         let want = "[server]\nlisten = [\"127.0.0.2:0\"]\ndata_dir = \"/d\"\n\n[copy_domain]\nkey_file = \"/d/k\"\n\
                     node_listen = \"127.0.0.2:7001\"\nnodes = [\"127.0.0.2:7001\", \"127.0.0.3:7001\"]\n\
                     link_max_bytes_per_second = \"50MiB\"\n";
+        assert_eq!(t, want);
+    }
+
+    #[test]
+    fn volumes_and_a_lun_on_one() {
+        let t = DaemonConfig::new("/d")
+            .volume("s", "striped", Some("64KiB"), &["/a:1MiB".to_string(), "/b:1MiB".to_string()])
+            .volume("top", "linear", None, &["volume:s".to_string()])
+            .target(Target::new("iqn.2026-11.x:a").lun(Lun::volume(0, "top").block_size(512)))
+            .to_toml();
+        let want = "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"/d\"\n\n[[volume]]\nname = \"s\"\n\
+                    type = \"striped\"\nstripe_size = \"64KiB\"\nmembers = [\"/a:1MiB\", \"/b:1MiB\"]\n\n\
+                    [[volume]]\nname = \"top\"\ntype = \"linear\"\nmembers = [\"volume:s\"]\n\n[[target]]\n\
+                    iqn = \"iqn.2026-11.x:a\"\n\n[[target.lun]]\nid = 0\nvolume = \"top\"\nblock_size = 512\n";
         assert_eq!(t, want);
     }
 
