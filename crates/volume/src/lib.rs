@@ -729,6 +729,11 @@ impl Storage for Volume {
                 m.store.flush()?;
             }
         }
+        // A moving segment's new place holds acknowledged writes too (the
+        // copy resumes after a crash from what it journaled as copied).
+        if let Some((_, to)) = &l.moving {
+            to.store.flush()?;
+        }
         Ok(())
     }
 

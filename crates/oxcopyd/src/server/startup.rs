@@ -45,6 +45,10 @@ pub struct Running {
     join: tokio::task::JoinHandle<()>,
     shared: Arc<Shared>,
     reloading: AtomicBool,
+    /// Volume layout changes and their background jobs.
+    admin: Arc<crate::volume_admin::VolumeAdmin>,
+    /// The admin socket (removed at shutdown).
+    admin_socket: std::path::PathBuf,
 }
 
 impl Running {
@@ -110,7 +114,17 @@ impl Running {
             }
         })
         .await?;
+        // Background moves and resyncs stop; their journals stay, so the
+        // next start resumes them.
+        let admin = self.admin.clone();
+        tokio::task::spawn_blocking(move || admin.shutdown(SHUTDOWN_GRACE)).await?;
+        let _ = std::fs::remove_file(&self.admin_socket);
         Ok(())
+    }
+
+    /// The admin socket's path.
+    pub fn admin_socket(&self) -> &Path {
+        &self.admin_socket
     }
 }
 
@@ -138,6 +152,9 @@ pub async fn start(cfg: Config) -> Result<Running> {
         Box::new(<rand::rngs::StdRng as rand::SeedableRng>::from_entropy()),
     ));
     let volumes = Arc::new(crate::volumes::build(&cfg.volumes, cfg.write_behind)?);
+    // Journaled layout changes, before anything is served.
+    let admin =
+        Arc::new(crate::volume_admin::VolumeAdmin::recover(&cfg.data_dir, &cfg.volumes, &volumes, cfg.write_behind)?);
     for t in &cfg.targets {
         let mut luns = Vec::new();
         for l in &t.luns {
@@ -195,6 +212,8 @@ pub async fn start(cfg: Config) -> Result<Running> {
         read_budget: WriteBudget::named(read_limit, "server.read_buffer_limit"),
     });
     let (tx, rx) = watch::channel(false);
+    let (admin_listener, admin_socket) = super::admin::bind(&shared.live().cfg.data_dir)?;
+    tokio::spawn(super::admin::serve(admin_listener, admin.clone(), shared.clone(), rx.clone()));
     let metrics_addr = match cfg_metrics {
         Some(addr) => {
             let listener = crate::metrics_http::bind(addr).await?;
@@ -231,6 +250,8 @@ pub async fn start(cfg: Config) -> Result<Running> {
         join,
         shared,
         reloading: AtomicBool::new(false),
+        admin,
+        admin_socket,
     })
 }
 
