@@ -1015,6 +1015,7 @@ mod tests {
         m.segment = 5;
         put(vec![m]);
         assert!(plan(d, &cfg(d)).unwrap_err().contains("has 2 segments"));
+        put(vec![]);
         save(
             d,
             "other",

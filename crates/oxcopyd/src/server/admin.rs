@@ -30,9 +30,11 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.sock")
 }
 
-/// Bind the admin socket (removing a stale one; refusing if another
-/// daemon answers on it), mode 0600.
-pub(super) fn bind(data_dir: &Path) -> Result<(UnixListener, PathBuf)> {
+/// Bind the admin socket (removing a stale one), mode 0600. Another
+/// daemon answering on it refuses the start; a socket that cannot be bound
+/// (e.g. a path longer than a socket address holds) is logged and the
+/// daemon runs without it.
+pub(super) fn bind(data_dir: &Path) -> Result<Option<(UnixListener, PathBuf)>> {
     let path = socket_path(data_dir);
     if path.symlink_metadata().is_ok() {
         if std::os::unix::net::UnixStream::connect(&path).is_ok() {
@@ -40,10 +42,18 @@ pub(super) fn bind(data_dir: &Path) -> Result<(UnixListener, PathBuf)> {
         }
         std::fs::remove_file(&path).with_context(|| format!("removing the stale {}", path.display()))?;
     }
-    let l = UnixListener::bind(&path).with_context(|| format!("binding the admin socket {}", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("chmod 0600 {}", path.display()))?;
-    Ok((l, path))
+    let bound = UnixListener::bind(&path).and_then(|l| {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(l)
+    });
+    match bound {
+        Ok(l) => Ok(Some((l, path))),
+        Err(e) => {
+            tracing::error!("cannot serve the admin socket {}: {e}; running without it", path.display());
+            let _ = std::fs::remove_file(&path);
+            Ok(None)
+        }
+    }
 }
 
 /// Answer requests until shutdown.

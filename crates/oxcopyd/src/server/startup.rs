@@ -47,8 +47,8 @@ pub struct Running {
     reloading: AtomicBool,
     /// Volume layout changes and their background jobs.
     admin: Arc<crate::volume_admin::VolumeAdmin>,
-    /// The admin socket (removed at shutdown).
-    admin_socket: std::path::PathBuf,
+    /// The admin socket (removed at shutdown), when it could be bound.
+    admin_socket: Option<std::path::PathBuf>,
 }
 
 impl Running {
@@ -118,13 +118,15 @@ impl Running {
         // next start resumes them.
         let admin = self.admin.clone();
         tokio::task::spawn_blocking(move || admin.shutdown(SHUTDOWN_GRACE)).await?;
-        let _ = std::fs::remove_file(&self.admin_socket);
+        if let Some(p) = &self.admin_socket {
+            let _ = std::fs::remove_file(p);
+        }
         Ok(())
     }
 
-    /// The admin socket's path.
-    pub fn admin_socket(&self) -> &Path {
-        &self.admin_socket
+    /// The admin socket's path (`None`: it could not be bound).
+    pub fn admin_socket(&self) -> Option<&Path> {
+        self.admin_socket.as_deref()
     }
 }
 
@@ -212,8 +214,13 @@ pub async fn start(cfg: Config) -> Result<Running> {
         read_budget: WriteBudget::named(read_limit, "server.read_buffer_limit"),
     });
     let (tx, rx) = watch::channel(false);
-    let (admin_listener, admin_socket) = super::admin::bind(&shared.live().cfg.data_dir)?;
-    tokio::spawn(super::admin::serve(admin_listener, admin.clone(), shared.clone(), rx.clone()));
+    let admin_socket = match super::admin::bind(&shared.live().cfg.data_dir)? {
+        Some((l, path)) => {
+            tokio::spawn(super::admin::serve(l, admin.clone(), shared.clone(), rx.clone()));
+            Some(path)
+        }
+        None => None,
+    };
     let metrics_addr = match cfg_metrics {
         Some(addr) => {
             let listener = crate::metrics_http::bind(addr).await?;
