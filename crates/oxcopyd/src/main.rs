@@ -197,7 +197,10 @@ fn admin_client(a: &AdminArgs) -> ExitCode {
         }
         let running = match &leg {
             None => st.lines().find(|l| l.trim_start().starts_with("move:")),
-            Some(i) => st.lines().find(|l| l.trim_start().starts_with(&format!("resync: leg {i} "))),
+            Some(i) => st.lines().find(|l| {
+                let l = l.trim_start();
+                l.starts_with(&format!("resync: leg {i},")) || l.starts_with(&format!("resync: leg {i} "))
+            }),
         };
         match running {
             Some(l) if l.contains("FAILED") => {

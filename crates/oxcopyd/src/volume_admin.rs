@@ -404,6 +404,9 @@ struct LegJob {
     started: Instant,
     thread: Option<JoinHandle<()>>,
     error: Option<String>,
+    /// Bytes resynced so far, of how many.
+    done: Arc<AtomicU64>,
+    all: Arc<AtomicU64>,
 }
 
 struct Inner {
@@ -559,7 +562,13 @@ impl VolumeAdmin {
                         let _ = writeln!(out, "  resync: leg {leg} FAILED: {e}");
                     }
                     None => {
-                        let _ = writeln!(out, "  resync: leg {leg} running for {} s", j.started.elapsed().as_secs());
+                        let (done, all) = (j.done.load(Ordering::Relaxed), j.all.load(Ordering::Relaxed));
+                        let pct = if all == 0 { 100.0 } else { done as f64 * 100.0 / all as f64 };
+                        let _ = writeln!(
+                            out,
+                            "  resync: leg {leg}, {done} of {all} bytes ({pct:.1}%), running for {} s",
+                            j.started.elapsed().as_secs()
+                        );
                     }
                 }
             }
@@ -864,12 +873,16 @@ fn test_chunk_delay() -> Option<Duration> {
 /// Start resyncing leg `leg` of `vs` in the background.
 fn spawn_resync(vs: &Arc<VolState>, leg: usize) -> LegJob {
     let stop = Arc::new(AtomicBool::new(false));
-    let (vs2, stop2) = (vs.clone(), stop.clone());
+    let (done, all) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(vs.volume.len())));
+    let (vs2, stop2, done2, all2) = (vs.clone(), stop.clone(), done.clone(), all.clone());
     let thread = std::thread::Builder::new()
         .name(format!("resync-{}-{leg}", vs.name))
         .spawn(move || {
             let stopped = || stop2.load(Ordering::SeqCst) || vs2.shutdown.load(Ordering::SeqCst);
-            let r = vs2.volume.resync_leg(leg, &stopped);
+            let r = vs2.volume.resync_leg_with_progress(leg, &stopped, &mut |done, all| {
+                done2.store(done, Ordering::Relaxed);
+                all2.store(all, Ordering::Relaxed);
+            });
             let mut g = vs2.inner.lock();
             match r {
                 Ok(rep) => {
@@ -904,7 +917,7 @@ fn spawn_resync(vs: &Arc<VolState>, leg: usize) -> LegJob {
             }
         })
         .expect("spawn a thread");
-    LegJob { stop, started: Instant::now(), thread: Some(thread), error: None }
+    LegJob { stop, started: Instant::now(), thread: Some(thread), error: None, done, all }
 }
 
 /// `PATH:SIZE` of a request.
