@@ -364,6 +364,25 @@ pub fn plan(data_dir: &Path, cfgs: &[VolumeConfig]) -> Result<Plan, String> {
     Ok(out)
 }
 
+/// The files the journaled moves put segments in must not be given to
+/// anything else by the configuration (`files`: see [`config_files`]), at
+/// start or by a reload.
+pub fn check_files(p: &Plan, files: &HashMap<PathBuf, String>) -> Result<(), String> {
+    for (name, (j, _)) in &p.volumes {
+        for m in &j.moves {
+            if let Some(who) = files.get(&canonical(&m.to_path)) {
+                return Err(format!(
+                    "segment {} of volume '{name}' is {} {} (journaled in volumes/{name}.toml), which the configuration gives to {who}",
+                    m.segment,
+                    if m.state == MoveState::Switched { "at" } else { "being moved to" },
+                    m.to_path.display(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Open (or create, sparse) the first `size` bytes of `path` as a member.
 fn open_target(path: &Path, size: u64, write_behind: Option<u64>) -> Result<Member> {
     let existing = path.exists();
@@ -1021,6 +1040,9 @@ mod tests {
         put(vec![m]);
         let p = plan(d, &cfg(d)).unwrap();
         assert!(matches!(p.volumes["lin"].1[0], Step::Resume { done: 4096, .. }));
+        let files = HashMap::from([(canonical(&d.join("c.img")), "LUN 3 of iqn.x".to_string())]);
+        assert!(check_files(&p, &files).unwrap_err().contains("gives to LUN 3"));
+        assert!(check_files(&p, &HashMap::new()).is_ok());
         // Mismatches refuse.
         put(vec![mv(d, "q.img", "c.img", MoveState::Copying)]);
         assert!(plan(d, &cfg(d)).unwrap_err().contains("configuration names"));

@@ -260,6 +260,14 @@ async fn segment_move_under_writes_then_restart() {
     drop(s);
     stop(p);
     assert!(!sock.exists(), "the socket is removed at shutdown");
+    // The new file may not be given to anything else (start, --check, reload).
+    let bad = dir.join("bad.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&bad, format!("{text}\n[[target.lun]]\nid = 2\npath = \"{}\"\nsize = \"192MiB\"\n", new0.display()))
+        .unwrap();
+    let out = output_within(Command::new(bin()).arg("--check").arg(&bad), STEP).unwrap().expect("exits");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("gives to LUN 2"), "{err}");
     // Restart: segment 0 is served from the new file.
     let p = spawn(&cfg, &[]);
     assert!(p.stderr().contains("still names") || wait_log(&p, "still names"), "{}", p.stderr());
