@@ -32,6 +32,10 @@ pub fn preflight(cfg: &Config) -> Result<(), ConfigError> {
     check_dir(&cfg.data_dir, true).map_err(|p| problem(cfg, "server.data_dir", p))?;
     crate::identity::Identities::load(&cfg.data_dir).map_err(|e| problem(cfg, "server.data_dir", format!("{e:#}")))?;
     check_key(cfg)?;
+    // Journaled volume changes must still fit the configured volumes.
+    let plan = crate::volume_admin::plan(&cfg.data_dir, &cfg.volumes).map_err(|p| problem(cfg, "", p))?;
+    crate::volume_admin::check_files(&plan, &crate::volume_admin::config_files(cfg))
+        .map_err(|p| problem(cfg, "", p))?;
     for (ti, t) in cfg.targets.iter().enumerate() {
         for (li, l) in t.luns.iter().enumerate() {
             let key = format!("target[{ti}].lun[{li}].path");

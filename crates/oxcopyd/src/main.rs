@@ -32,9 +32,19 @@ use std::process::ExitCode;
 /// [copy_domain]), is
 /// refused as a whole with the reason logged, and the running configuration
 /// stays. See README.md, "Reloading the configuration".
+///
+/// The daemon answers admin requests on DATA_DIR/admin.sock (mode 0600):
+/// `oxcopyd admin volume list`, `... volume status NAME`,
+/// `... volume move NAME SEGMENT PATH:SIZE` (move a segment of a linear
+/// volume to another file while it is in use), `... volume abandon NAME`,
+/// `... volume leg NAME INDEX fail|restore` (mirror legs). Layout changes
+/// are journaled in DATA_DIR/volumes/ and survive a crash or a restart; see
+/// `oxcopyd admin --help` and README.md, "Stacked volumes".
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML configuration file.
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -55,8 +65,48 @@ struct Args {
     log_format: Option<LogFormat>,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Send one request to a running daemon's admin socket and print the
+    /// answer.
+    ///
+    /// Requests: `volume list`; `volume status NAME`; `volume move NAME
+    /// SEGMENT PATH:SIZE` (copy segment SEGMENT, 0-based, of linear volume
+    /// NAME to the first SIZE bytes of file PATH, absolute, created sparse
+    /// if missing, while it is in use, then serve it from there); `volume
+    /// abandon NAME` (drop a move not yet switched); `volume leg NAME INDEX
+    /// fail` / `volume leg NAME INDEX restore` (take a mirror leg out /
+    /// bring it back, resyncing it in the background).
+    ///
+    /// Exit code: 0 when the daemon answered ok, 1 when it answered an
+    /// error (or a --wait ended in one), 2 when the socket cannot be
+    /// reached.
+    Admin(AdminArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AdminArgs {
+    /// The daemon's data directory (the socket is DIR/admin.sock).
+    #[arg(long, value_name = "DIR", default_value = "./oxcopy-data")]
+    data_dir: PathBuf,
+    /// The admin socket itself (instead of --data-dir).
+    #[arg(long, value_name = "PATH", conflicts_with = "data_dir")]
+    socket: Option<PathBuf>,
+    /// With `volume move` or `volume leg ... restore`: poll the status every
+    /// 200 ms, printing the progress, until the move or resync is over
+    /// (exit 0 when it succeeded, 1 when not).
+    #[arg(long)]
+    wait: bool,
+    /// The request, e.g. `volume status all`.
+    #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    words: Vec<String>,
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Admin(a)) = &args.command {
+        return admin_client(a);
+    }
     match LogFormat::from_environment(args.log_format) {
         Ok(format) => oxcopyd::logfmt::init(format),
         Err(e) => {
@@ -92,6 +142,89 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Send one request line to the admin socket; the whole answer.
+fn admin_request(socket: &std::path::Path, line: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+    s.set_write_timeout(Some(std::time::Duration::from_secs(10)))?;
+    s.write_all(format!("{line}\n").as_bytes())?;
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// `oxcopyd admin ...`.
+fn admin_client(a: &AdminArgs) -> ExitCode {
+    let socket = a.socket.clone().unwrap_or_else(|| oxcopyd::server::admin::socket_path(&a.data_dir));
+    let line = a.words.join(" ");
+    let ask = |line: &str| match admin_request(&socket, line) {
+        Ok(ans) => Ok(ans),
+        Err(e) => {
+            eprintln!("oxcopyd admin: cannot reach {}: {e}", socket.display());
+            Err(ExitCode::from(2))
+        }
+    };
+    let ans = match ask(&line) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    print!("{ans}");
+    if ans.lines().next() != Some("ok") {
+        return ExitCode::from(1);
+    }
+    let words: Vec<&str> = a.words.iter().map(String::as_str).collect();
+    // What to wait for: a move of the volume, or the resync of one leg.
+    let (name, leg) = match words.as_slice() {
+        ["volume", "move", name, ..] if a.wait => (name.to_string(), None),
+        ["volume", "leg", name, index, "restore"] if a.wait => (name.to_string(), Some(index.to_string())),
+        _ => return ExitCode::SUCCESS,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(24 * 3600);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let st = match ask(&format!("volume status {name}")) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        if st.lines().next() != Some("ok") {
+            print!("{st}");
+            return ExitCode::from(1);
+        }
+        let running = match &leg {
+            None => st.lines().find(|l| l.trim_start().starts_with("move:")),
+            Some(i) => st.lines().find(|l| {
+                let l = l.trim_start();
+                l.starts_with(&format!("resync: leg {i},")) || l.starts_with(&format!("resync: leg {i} "))
+            }),
+        };
+        match running {
+            Some(l) if l.contains("FAILED") => {
+                println!("{}", l.trim());
+                return ExitCode::from(1);
+            }
+            Some(l) => {
+                if l != last {
+                    println!("{}", l.trim());
+                    last = l.to_string();
+                }
+            }
+            None => {
+                let ok = match &leg {
+                    None => true,
+                    Some(i) => st.lines().any(|l| l.starts_with(&format!("  [{i}]")) && l.ends_with(" in sync")),
+                };
+                print!("{}", st.strip_prefix("ok\n").unwrap_or(&st));
+                return if ok { ExitCode::SUCCESS } else { ExitCode::from(1) };
+            }
+        }
+    }
+    eprintln!("oxcopyd admin: still running after 24 h; stopped waiting");
+    ExitCode::from(1)
 }
 
 /// The configuration to serve (or check): the file given with --config or

@@ -26,13 +26,15 @@ pub struct Spawn<'a> {
     pub cwd: Option<&'a Path>,
     /// How long to wait for the URL line.
     pub url_timeout: Duration,
+    /// More environment variables of the daemon.
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> Spawn<'a> {
     /// Defaults for the binary `bin`: `RUST_LOG=warn`, stderr captured, the
     /// test's working directory, 30 s for the URL line.
     pub fn new(bin: &'a Path) -> Spawn<'a> {
-        Spawn { bin, rust_log: "warn", capture_stderr: true, cwd: None, url_timeout: Duration::from_secs(30) }
+        Spawn { bin, rust_log: "warn", capture_stderr: true, cwd: None, url_timeout: Duration::from_secs(30), env: &[] }
     }
 }
 
@@ -58,6 +60,7 @@ impl Proc {
     pub fn launch(config: &Path, o: &Spawn) -> Proc {
         let mut cmd = Command::new(o.bin);
         cmd.arg("--config").arg(config).env("RUST_LOG", o.rust_log).stdin(Stdio::null()).stdout(Stdio::piped());
+        cmd.envs(o.env.iter().copied());
         cmd.stderr(if o.capture_stderr { Stdio::piped() } else { Stdio::inherit() });
         if let Some(cwd) = o.cwd {
             cmd.current_dir(cwd);

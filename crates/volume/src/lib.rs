@@ -360,6 +360,17 @@ impl Volume {
     /// returning leg too), then read from. `stop` is asked between chunks
     /// (true: give up, and the leg is out again). Returns what was copied.
     pub fn resync_leg(&self, leg: usize, stop: &dyn Fn() -> bool) -> Result<CopyReport> {
+        self.resync_leg_with_progress(leg, stop, &mut |_, _| {})
+    }
+
+    /// [`Volume::resync_leg`], telling `progress(bytes done, bytes in all)`
+    /// after each chunk.
+    pub fn resync_leg_with_progress(
+        &self,
+        leg: usize,
+        stop: &dyn Fn() -> bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<CopyReport> {
         if self.kind != Kind::Mirror {
             return Err(StorageError::new(StorageErrorKind::Unsupported, format!("{}: not a mirror", self.name)));
         }
@@ -407,6 +418,7 @@ impl Volume {
                 }
             }
             at += n;
+            progress(at, len);
         }
         self.set_state(leg, LegState::InSync);
         tracing::info!(volume = %self.name, leg, bytes = report.total(), "mirror leg back in sync");
@@ -741,6 +753,11 @@ impl Storage for Volume {
             if *st != LegState::Failed {
                 m.store.flush()?;
             }
+        }
+        // A moving segment's new place holds acknowledged writes too (the
+        // copy resumes after a crash from what it journaled as copied).
+        if let Some((_, to)) = &l.moving {
+            to.store.flush()?;
         }
         Ok(())
     }

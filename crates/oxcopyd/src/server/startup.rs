@@ -45,6 +45,10 @@ pub struct Running {
     join: tokio::task::JoinHandle<()>,
     shared: Arc<Shared>,
     reloading: AtomicBool,
+    /// Volume layout changes and their background jobs.
+    admin: Arc<crate::volume_admin::VolumeAdmin>,
+    /// The admin socket (removed at shutdown), when it could be bound.
+    admin_socket: Option<std::path::PathBuf>,
 }
 
 impl Running {
@@ -110,7 +114,19 @@ impl Running {
             }
         })
         .await?;
+        // Background moves and resyncs stop; their journals stay, so the
+        // next start resumes them.
+        let admin = self.admin.clone();
+        tokio::task::spawn_blocking(move || admin.shutdown(SHUTDOWN_GRACE)).await?;
+        if let Some(p) = &self.admin_socket {
+            let _ = std::fs::remove_file(p);
+        }
         Ok(())
+    }
+
+    /// The admin socket's path (`None`: it could not be bound).
+    pub fn admin_socket(&self) -> Option<&Path> {
+        self.admin_socket.as_deref()
     }
 }
 
@@ -138,6 +154,9 @@ pub async fn start(cfg: Config) -> Result<Running> {
         Box::new(<rand::rngs::StdRng as rand::SeedableRng>::from_entropy()),
     ));
     let volumes = Arc::new(crate::volumes::build(&cfg.volumes, cfg.write_behind)?);
+    // Journaled layout changes, before anything is served.
+    let admin =
+        Arc::new(crate::volume_admin::VolumeAdmin::recover(&cfg.data_dir, &cfg.volumes, &volumes, cfg.write_behind)?);
     for t in &cfg.targets {
         let mut luns = Vec::new();
         for l in &t.luns {
@@ -195,6 +214,13 @@ pub async fn start(cfg: Config) -> Result<Running> {
         read_budget: WriteBudget::named(read_limit, "server.read_buffer_limit"),
     });
     let (tx, rx) = watch::channel(false);
+    let admin_socket = match super::admin::bind(&shared.live().cfg.data_dir)? {
+        Some((l, path)) => {
+            tokio::spawn(super::admin::serve(l, admin.clone(), shared.clone(), rx.clone()));
+            Some(path)
+        }
+        None => None,
+    };
     let metrics_addr = match cfg_metrics {
         Some(addr) => {
             let listener = crate::metrics_http::bind(addr).await?;
@@ -231,6 +257,8 @@ pub async fn start(cfg: Config) -> Result<Running> {
         join,
         shared,
         reloading: AtomicBool::new(false),
+        admin,
+        admin_socket,
     })
 }
 

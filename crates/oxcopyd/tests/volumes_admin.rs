@@ -1,0 +1,490 @@
+//! The admin socket and the journal of volume layout changes, through the
+//! real `oxcopyd` binary and its `oxcopyd admin` client:
+//!
+//! - a segment of a linear volume LUN moves to another file while a session
+//!   writes all over the LUN; every byte reads back, the new file holds the
+//!   segment, the journal says `switched`, and after a restart (and after
+//!   the configuration names the new file) the data still reads back;
+//! - SIGKILL in the middle of a move: the restarted daemon resumes the copy
+//!   from the journal and completes it; every acknowledged write is there;
+//! - a mirror leg failed and restored through the socket (failed across a
+//!   restart too): after the resync both leg files are identical;
+//! - the errors: unknown volume, bad segment, wrong size, busy, malformed
+//!   and oversized requests, no socket, a journal that does not fit the
+//!   configuration.
+
+mod common;
+
+use bytes::Bytes;
+use common::{exec_past_ua, pattern, session_cfg, spawn_opts, within};
+use oxcopy_initiator::scsi::cdb;
+use oxcopy_initiator::{DataDir, Session, STATUS_GOOD};
+use oxcopy_testkit::{assert_same, file_bytes, output_within, DaemonConfig, Proc, Spawn};
+use oxcopyd::volume_admin::{load_all, MoveState};
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const IQN: &str = "iqn.2026-11.dev.oxcopy:voladmin";
+const MIB: u64 = 1 << 20;
+const BS: u32 = 4096;
+/// The linear volume: 192 MiB + 64 MiB.
+const SEG0: u64 = 192 * MIB;
+const SEG1: u64 = 64 * MIB;
+const LIN_LEN: u64 = SEG0 + SEG1;
+/// The mirror: two 64 MiB legs.
+const LEG: u64 = 64 * MIB;
+const STEP: Duration = Duration::from_secs(60);
+const DELAY_VAR: &str = "OXCOPYD_TEST_MOVE_CHUNK_DELAY_MS";
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_oxcopyd"))
+}
+
+/// `[server]`, the volumes (`lin`: linear over seg0/seg1, or `seg0` as
+/// `seg0_file`; `mir`: mirror over m0/m1) and LUN 0 on `lin`, LUN 1 on `mir`.
+fn write_config(dir: &Path, seg0_file: &str) -> PathBuf {
+    let d = dir.display();
+    let mut t = DaemonConfig::new(dir.join("state")).server("nop_interval", 0u64).to_toml();
+    t.push_str(&format!(
+        r#"
+[[volume]]
+name = "lin"
+type = "linear"
+members = ["{d}/{seg0_file}:192MiB", "{d}/seg1.img:64MiB"]
+
+[[volume]]
+name = "mir"
+type = "mirror"
+members = ["{d}/m0.img:64MiB", "{d}/m1.img:64MiB"]
+
+[[target]]
+iqn = "{IQN}"
+
+[[target.lun]]
+id = 0
+volume = "lin"
+block_size = {BS}
+
+[[target.lun]]
+id = 1
+volume = "mir"
+block_size = {BS}
+"#
+    ));
+    let path = dir.join("oxcopyd.toml");
+    std::fs::write(&path, t).unwrap();
+    path
+}
+
+fn spawn(cfg: &Path, env: &'static [(&'static str, &'static str)]) -> Proc {
+    Proc::spawn(cfg, &Spawn { rust_log: "info", env, url_timeout: STEP, ..spawn_opts() })
+}
+
+/// `oxcopyd admin --data-dir DIR/state [extra] words`: (exit code, stdout).
+fn admin(dir: &Path, extra: &[&str], words: &str) -> (i32, String) {
+    let mut cmd = Command::new(bin());
+    cmd.arg("admin").arg("--data-dir").arg(dir.join("state")).args(extra).args(words.split_whitespace());
+    let out = output_within(&mut cmd, Duration::from_secs(300)).expect("spawn admin").expect("admin ends in time");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code().unwrap_or(-1), stdout + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[track_caller]
+fn admin_ok(dir: &Path, words: &str) -> String {
+    let (code, out) = admin(dir, &[], words);
+    assert_eq!(code, 0, "{words}: {out}");
+    assert!(out.starts_with("ok\n"), "{words}: {out}");
+    out
+}
+
+#[track_caller]
+fn admin_err(dir: &Path, words: &str, want: &str) {
+    let (code, out) = admin(dir, &[], words);
+    assert_eq!(code, 1, "{words}: {out}");
+    assert!(out.starts_with("error: ") && out.contains(want), "{words}: want '{want}', got: {out}");
+}
+
+/// One raw request on the socket: the answer.
+fn raw_request(dir: &Path, bytes: &[u8]) -> String {
+    let mut s = std::os::unix::net::UnixStream::connect(dir.join("state/admin.sock")).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+async fn session(p: &Proc) -> Session {
+    within(STEP, "login", Session::connect(p.addr(), session_cfg(IQN))).await.expect("login")
+}
+
+/// What each 1 MiB slot of a LUN should hold: the seed of its pattern
+/// (none: zeros), and a seed in flight when the daemon was killed.
+#[derive(Default)]
+struct Model {
+    slots: HashMap<u64, u64>,
+    in_flight: Option<(u64, u64)>,
+}
+
+async fn write_slot(s: &Session, lun: u64, slot: u64, seed: u64) {
+    let data = pattern(seed, MIB as usize);
+    within(STEP, "write", s.write16(lun, slot * MIB / u64::from(BS), data, BS, false)).await.expect("write");
+}
+
+async fn read_slot(s: &Session, lun: u64, slot: u64) -> Bytes {
+    let blocks = (MIB / u64::from(BS)) as u32;
+    let cdb = cdb::read16(slot * MIB / u64::from(BS), blocks, false);
+    let o = within(STEP, "read", exec_past_ua(s, lun, &cdb, DataDir::Read { len: MIB as u32 })).await.expect("read");
+    assert!(o.status == STATUS_GOOD && o.data.len() == MIB as usize, "read slot {slot}: {o:?}");
+    o.data
+}
+
+fn expected(seed: Option<u64>) -> Vec<u8> {
+    match seed {
+        Some(s) => oxcopy_testkit::pattern(s, MIB as usize),
+        None => vec![0u8; MIB as usize],
+    }
+}
+
+/// Every slot of `lun` (`len` bytes) holds what the model says (a slot
+/// written when the daemon died may hold either version).
+async fn check_lun(s: &Session, lun: u64, len: u64, m: &Model, what: &str) {
+    for slot in 0..len / MIB {
+        let got = read_slot(s, lun, slot).await;
+        let want = expected(m.slots.get(&slot).copied());
+        if got[..] == want[..] {
+            continue;
+        }
+        match m.in_flight {
+            Some((fs, seed)) if fs == slot && got[..] == oxcopy_testkit::pattern(seed, MIB as usize)[..] => {}
+            _ => assert_same(&got, &want, &format!("{what}: slot {slot}")),
+        }
+    }
+}
+
+/// Write random slots of LUN 0 until `stop` (or an error: the daemon died),
+/// recording every acknowledged write in the model.
+async fn writer(s: Session, model: Arc<Mutex<Model>>, stop: Arc<std::sync::atomic::AtomicBool>, seed: u64) -> u64 {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let slot = rng.gen_range(0..LIN_LEN / MIB);
+        let seed = rng.gen::<u64>();
+        model.lock().unwrap().in_flight = Some((slot, seed));
+        let data = pattern(seed, MIB as usize);
+        let r = tokio::time::timeout(STEP, s.write16(0, slot * MIB / u64::from(BS), data, BS, false)).await;
+        match r {
+            Ok(Ok(())) => {
+                let mut m = model.lock().unwrap();
+                m.slots.insert(slot, seed);
+                m.in_flight = None;
+                n += 1;
+            }
+            _ => break,
+        }
+    }
+    n
+}
+
+fn journal_of(dir: &Path, name: &str) -> Option<oxcopyd::volume_admin::Journal> {
+    load_all(&dir.join("state")).ok()?.remove(name)
+}
+
+/// Wait (bounded) until `volume status NAME` shows no move or resync.
+fn wait_idle(dir: &Path, name: &str) -> String {
+    let t = Instant::now();
+    loop {
+        let out = admin_ok(dir, &format!("volume status {name}"));
+        assert!(!out.contains("FAILED"), "{out}");
+        if !out.contains("move:") && !out.contains("resync:") {
+            return out;
+        }
+        assert!(t.elapsed() < Duration::from_secs(300), "still busy: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn stop(mut p: Proc) {
+    p.sigterm().expect("SIGTERM");
+    let st = p.wait_exit(STEP, Duration::from_millis(20)).expect("exits");
+    assert!(st.success(), "exit {st:?}; stderr:\n{}", p.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_move_under_writes_then_restart() {
+    let t0 = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let cfg = write_config(&dir, "seg0.img");
+    let p = spawn(&cfg, &[(DELAY_VAR, "300")]);
+    let sock = dir.join("state/admin.sock");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
+    let s = session(&p).await;
+    let model = Arc::new(Mutex::new(Model::default()));
+    // Some data first, on both segments.
+    for slot in (0..LIN_LEN / MIB).step_by(7) {
+        write_slot(&s, 0, slot, 1000 + slot).await;
+        model.lock().unwrap().slots.insert(slot, 1000 + slot);
+    }
+    let list = admin_ok(&dir, "volume list");
+    assert!(list.contains("volume lin (linear)") && list.contains("volume mir (mirror)"), "{list}");
+    // The move, with writes all over the LUN while it runs.
+    let stop_w = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = tokio::spawn(writer(session(&p).await, model.clone(), stop_w.clone(), 7));
+    let new0 = dir.join("new0.img");
+    let req = format!("volume move lin 0 {}:192MiB", new0.display());
+    let d2 = dir.clone();
+    let waited = tokio::task::spawn_blocking(move || admin(&d2, &["--wait"], &req));
+    let (code, out) = within(Duration::from_secs(300), "move --wait", waited).await.unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("move: segment 0 →") && out.contains("moved: segment 0"), "{out}");
+    stop_w.store(true, std::sync::atomic::Ordering::SeqCst);
+    let writes = within(STEP, "writer", w).await.unwrap();
+    assert!(writes > 0, "writes ran during the move");
+    let m = Arc::try_unwrap(model).ok().unwrap().into_inner().unwrap();
+    check_lun(&s, 0, LIN_LEN, &m, "after the move").await;
+    // The new file holds segment 0; the journal says switched.
+    within(STEP, "sync", s.sync_cache16(0, 0, 0)).await.expect("sync");
+    for slot in 0..SEG0 / MIB {
+        assert_same(&file_bytes(&new0, slot * MIB, MIB), &expected(m.slots.get(&slot).copied()), "new0.img");
+    }
+    let j = journal_of(&dir, "lin").expect("journal");
+    assert_eq!((j.moves.len(), j.moves[0].state, j.moves[0].done_bytes), (1, MoveState::Switched, SEG0));
+    drop(s);
+    stop(p);
+    assert!(!sock.exists(), "the socket is removed at shutdown");
+    // The new file may not be given to anything else (start, --check, reload).
+    let bad = dir.join("bad.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&bad, format!("{text}\n[[target.lun]]\nid = 2\npath = \"{}\"\nsize = \"192MiB\"\n", new0.display()))
+        .unwrap();
+    let out = output_within(Command::new(bin()).arg("--check").arg(&bad), STEP).unwrap().expect("exits");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("gives to LUN 2"), "{err}");
+    // Restart: segment 0 is served from the new file.
+    let p = spawn(&cfg, &[]);
+    assert!(p.stderr().contains("still names") || wait_log(&p, "still names"), "{}", p.stderr());
+    let s = session(&p).await;
+    check_lun(&s, 0, LIN_LEN, &m, "after a restart").await;
+    write_slot(&s, 0, 3, 4242).await;
+    within(STEP, "sync", s.sync_cache16(0, 0, 0)).await.expect("sync");
+    assert_same(&file_bytes(&new0, 3 * MIB, MIB), &expected(Some(4242)), "a write after the restart lands in new0");
+    let mut m = m;
+    m.slots.insert(3, 4242);
+    drop(s);
+    stop(p);
+    // The configuration names the new file: the journal is obsolete.
+    let cfg = write_config(&dir, "new0.img");
+    let p = spawn(&cfg, &[]);
+    assert!(journal_of(&dir, "lin").is_none(), "the journal is dropped");
+    let s = session(&p).await;
+    check_lun(&s, 0, LIN_LEN, &m, "with the new configuration").await;
+    drop(s);
+    stop(p);
+    eprintln!("segment_move_under_writes_then_restart: {:?}", t0.elapsed());
+}
+
+/// Wait (bounded) for `what` in the daemon's log.
+fn wait_log(p: &Proc, what: &str) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20) {
+        if p.stderr().contains(what) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_move_resumes_from_the_journal() {
+    let t0 = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let cfg = write_config(&dir, "seg0.img");
+    let p = spawn(&cfg, &[(DELAY_VAR, "1500")]);
+    let s = session(&p).await;
+    let model = Arc::new(Mutex::new(Model::default()));
+    for slot in (0..LIN_LEN / MIB).step_by(5) {
+        write_slot(&s, 0, slot, 2000 + slot).await;
+        model.lock().unwrap().slots.insert(slot, 2000 + slot);
+    }
+    let stop_w = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = tokio::spawn(writer(session(&p).await, model.clone(), stop_w.clone(), 11));
+    let new0 = dir.join("new0.img");
+    admin_ok(&dir, &format!("volume move lin 0 {}:192MiB", new0.display()));
+    // Kill once the journal has some progress, mid-copy.
+    let t = Instant::now();
+    let done = loop {
+        if let Some(m) = journal_of(&dir, "lin").and_then(|j| j.moves.last().cloned()) {
+            if m.state == MoveState::Copying && m.done_bytes > 0 {
+                break m.done_bytes;
+            }
+            assert_eq!(m.state, MoveState::Copying, "killed too late");
+        }
+        assert!(t.elapsed() < STEP, "no progress journaled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(done < SEG0);
+    drop(s);
+    p.kill();
+    let writes = within(STEP, "writer", w).await.unwrap();
+    assert!(writes > 0);
+    let m = Arc::try_unwrap(model).ok().unwrap().into_inner().unwrap();
+    // Restart: the move resumes from the journal and completes.
+    let p = spawn(&cfg, &[]);
+    assert!(wait_log(&p, "resuming a segment move"), "{}", p.stderr());
+    let d2 = dir.clone();
+    let st =
+        within(Duration::from_secs(300), "resumed move", tokio::task::spawn_blocking(move || wait_idle(&d2, "lin")))
+            .await
+            .unwrap();
+    assert!(st.contains("moved: segment 0"), "{st}");
+    let log = p.stderr();
+    let line = log.lines().find(|l| l.contains("resuming a segment move")).expect("resume logged");
+    assert!(line.contains(&done.to_string()), "resumed from {done}: {line}");
+    let j = journal_of(&dir, "lin").expect("journal");
+    assert_eq!(j.moves[0].state, MoveState::Switched);
+    let s = session(&p).await;
+    check_lun(&s, 0, LIN_LEN, &m, "after the kill and the resumed move").await;
+    // The new file holds segment 0 (a slot in flight at the kill may hold
+    // either version, the same one as the LUN).
+    for slot in 0..SEG0 / MIB {
+        let got = file_bytes(&new0, slot * MIB, MIB);
+        let lun = read_slot(&s, 0, slot).await;
+        assert_same(&got, &lun, &format!("new0.img slot {slot}"));
+    }
+    drop(s);
+    stop(p);
+    eprintln!("sigkill_mid_move_resumes_from_the_journal: {:?}", t0.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_leg_fail_and_restore() {
+    let t0 = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let cfg = write_config(&dir, "seg0.img");
+    let p = spawn(&cfg, &[]);
+    let s = session(&p).await;
+    let mut m = Model::default();
+    for slot in (0..LEG / MIB).step_by(3) {
+        write_slot(&s, 1, slot, 3000 + slot).await;
+        m.slots.insert(slot, 3000 + slot);
+    }
+    let out = admin_ok(&dir, "volume leg mir 1 fail");
+    assert!(out.contains("is out"), "{out}");
+    let j = journal_of(&dir, "mir").expect("journal");
+    assert_eq!((j.legs.len(), j.legs[0].index), (1, 1));
+    assert!(admin_ok(&dir, "volume status mir").contains("FAILED"));
+    for slot in (0..LEG / MIB).step_by(2) {
+        write_slot(&s, 1, slot, 4000 + slot).await;
+        m.slots.insert(slot, 4000 + slot);
+    }
+    within(STEP, "sync", s.sync_cache16(1, 0, 0)).await.expect("sync");
+    let (a, b) = (dir.join("m0.img"), dir.join("m1.img"));
+    assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "leg 1 missed writes");
+    drop(s);
+    // Failed across a restart.
+    stop(p);
+    let p = spawn(&cfg, &[]);
+    let st = admin_ok(&dir, "volume status mir");
+    assert!(st.lines().any(|l| l.starts_with("  [1]") && l.ends_with("FAILED")), "{st}");
+    let s = session(&p).await;
+    check_lun(&s, 1, LEG, &m, "mirror with a leg out").await;
+    write_slot(&s, 1, 1, 5001).await;
+    m.slots.insert(1, 5001);
+    let d2 = dir.clone();
+    let (code, out) = within(
+        Duration::from_secs(300),
+        "restore --wait",
+        tokio::task::spawn_blocking(move || admin(&d2, &["--wait"], "volume leg mir 1 restore")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(journal_of(&dir, "mir").is_none(), "the journal is gone once in sync");
+    within(STEP, "sync", s.sync_cache16(1, 0, 0)).await.expect("sync");
+    let (fa, fb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_same(&fb, &fa, "leg files after the resync");
+    check_lun(&s, 1, LEG, &m, "mirror after the resync").await;
+    drop(s);
+    stop(p);
+    eprintln!("mirror_leg_fail_and_restore: {:?}", t0.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_errors() {
+    let t0 = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let d = dir.display().to_string();
+    let cfg = write_config(&dir, "seg0.img");
+    let p = spawn(&cfg, &[(DELAY_VAR, "2000")]);
+    admin_err(&dir, "volume status nope", "no volume 'nope'");
+    admin_err(&dir, &format!("volume move nope 0 {d}/x.img:64MiB"), "no volume 'nope'");
+    admin_err(&dir, &format!("volume move lin 7 {d}/x.img:64MiB"), "no segment 7");
+    admin_err(&dir, &format!("volume move lin x {d}/x.img:64MiB"), "not a segment number");
+    admin_err(&dir, &format!("volume move lin 1 {d}/x.img:32MiB"), "holds 67108864 bytes, not 33554432");
+    admin_err(&dir, &format!("volume move lin 1 {d}/seg1.img:64MiB"), "own file");
+    admin_err(&dir, &format!("volume move lin 1 {d}/m0.img:64MiB"), "is used by");
+    admin_err(&dir, "volume move lin 1 rel.img:64MiB", "absolute");
+    admin_err(&dir, &format!("volume move lin 1 {d}/x.img"), "not PATH:SIZE");
+    admin_err(&dir, &format!("volume move mir 0 {d}/x.img:64MiB"), "not linear");
+    assert!(!dir.join("x.img").exists(), "nothing created by refused requests");
+    // Busy: a move runs (slowly), a second one is refused.
+    admin_ok(&dir, &format!("volume move lin 0 {d}/n0.img:192MiB"));
+    admin_err(&dir, &format!("volume move lin 1 {d}/n1.img:64MiB"), "already running");
+    admin_err(&dir, &format!("volume move lin 1 {d}/n0.img:64MiB"), "is used by");
+    let st = admin_ok(&dir, "volume status lin");
+    assert!(st.contains("move: segment 0 →"), "{st}");
+    let out = admin_ok(&dir, "volume abandon lin");
+    assert!(out.contains("abandoned"), "{out}");
+    assert!(journal_of(&dir, "lin").is_none(), "abandon removes the journal");
+    assert!(!admin_ok(&dir, "volume status lin").contains("move:"));
+    admin_err(&dir, "volume abandon lin", "no segment move");
+    // Mirror legs.
+    admin_err(&dir, "volume leg lin 0 fail", "not a mirror");
+    admin_err(&dir, "volume leg mir 5 fail", "no leg 5");
+    admin_err(&dir, "volume leg mir 0 restore", "in sync");
+    admin_ok(&dir, "volume leg mir 0 fail");
+    admin_err(&dir, "volume leg mir 0 fail", "already out");
+    admin_err(&dir, "volume leg mir 1 fail", "last in-sync leg");
+    // Malformed requests.
+    admin_err(&dir, "volume frobnicate", "unknown request");
+    admin_err(&dir, "volume", "unknown request");
+    let big = vec![b'a'; 5000];
+    let out = raw_request(&dir, &big);
+    assert!(out.starts_with("error: request line longer than 4096 bytes"), "{out}");
+    let out = raw_request(&dir, b"volume list\xff\n");
+    assert!(out.starts_with("error: ") && out.contains("UTF-8"), "{out}");
+    let out = raw_request(&dir, b"\n");
+    assert!(out.starts_with("error: empty request"), "{out}");
+    let out = raw_request(&dir, b"volume list\r\n");
+    assert!(out.starts_with("ok\n"), "{out}");
+    // No socket: exit 2.
+    let (code, out) = admin(&dir, &["--socket", "/nonexistent/admin.sock"], "volume list");
+    assert_eq!(code, 2, "{out}");
+    stop(p);
+    // A journal of a volume the configuration does not have refuses the
+    // start (and --check), like a configuration error.
+    std::fs::write(
+        dir.join("state/volumes/ghost.toml"),
+        "version = 1\n[[leg]]\nindex = 0\nmember = \"/x:4096\"\nstate = \"failed\"\n",
+    )
+    .unwrap();
+    for flag in ["--check", "--config"] {
+        let out = output_within(Command::new(bin()).arg(flag).arg(&cfg), STEP).unwrap().expect("exits");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(err.contains("ghost.toml") && err.contains("does not have"), "{flag}: {err}");
+    }
+    eprintln!("admin_errors: {:?}", t0.elapsed());
+}
