@@ -365,12 +365,14 @@ pub fn plan(data_dir: &Path, cfgs: &[VolumeConfig]) -> Result<Plan, String> {
 }
 
 /// The files the journaled moves put segments in must not be given to
-/// anything else by the configuration (`files`: see [`config_files`]), at
+/// anything else (than that very segment) by the configuration (`files`: see [`config_files`]), at
 /// start or by a reload.
 pub fn check_files(p: &Plan, files: &HashMap<PathBuf, String>) -> Result<(), String> {
     for (name, (j, _)) in &p.volumes {
         for m in &j.moves {
-            if let Some(who) = files.get(&canonical(&m.to_path)) {
+            // Back to the segment's own configured file: no one else's.
+            let own = format!("member {} of volume '{name}'", m.segment);
+            if let Some(who) = files.get(&canonical(&m.to_path)).filter(|who| **who != own) {
                 return Err(format!(
                     "segment {} of volume '{name}' is {} {} (journaled in volumes/{name}.toml), which the configuration gives to {who}",
                     m.segment,
@@ -625,7 +627,10 @@ impl VolumeAdmin {
         if !seg.label.starts_with("volume:") && canonical(Path::new(&seg.label)) == c {
             bail!("{} is segment {segment}'s own file", to_path.display());
         }
-        if let Some(who) = config_files.get(&c) {
+        // The configured file of this very segment, which the segment was
+        // moved away from, may take it back (the journal entry then goes).
+        let own_configured = format!("member {segment} of volume '{name}'");
+        if let Some(who) = config_files.get(&c).filter(|who| **who != own_configured) {
             bail!("{} is used by {who}", to_path.display());
         }
         if let Some(who) = self.files_in_use().get(&c) {

@@ -9,6 +9,11 @@
 //!   from the journal and completes it; every acknowledged write is there;
 //! - a mirror leg failed and restored through the socket (failed across a
 //!   restart too): after the resync both leg files are identical;
+//! - the crash test of moves: segment 0 moves back and forth between two
+//!   files under writes and EXTENDED COPY copies, SIGKILL at a random
+//!   moment of every round (20 by default): each move resumes or was over,
+//!   every acknowledged write and copy reads back, and the segment's file
+//!   holds what the LUN shows;
 //! - the errors: unknown volume, bad segment, wrong size, busy, malformed
 //!   and oversized requests, no socket, a journal that does not fit the
 //!   configuration.
@@ -130,6 +135,9 @@ async fn session(p: &Proc) -> Session {
 struct Model {
     slots: HashMap<u64, u64>,
     in_flight: Option<(u64, u64)>,
+    /// A copy in flight (destination slot, seed of its source) when the
+    /// daemon was killed.
+    copy_in_flight: Option<(u64, u64)>,
 }
 
 async fn write_slot(s: &Session, lun: u64, slot: u64, seed: u64) {
@@ -161,9 +169,20 @@ async fn check_lun(s: &Session, lun: u64, len: u64, m: &Model, what: &str) {
         if got[..] == want[..] {
             continue;
         }
-        match m.in_flight {
-            Some((fs, seed)) if fs == slot && got[..] == oxcopy_testkit::pattern(seed, MIB as usize)[..] => {}
-            _ => assert_same(&got, &want, &format!("{what}: slot {slot}")),
+        // A write or copy in flight at the kill may have landed, or some
+        // of its blocks (a kill can cut a write short): each block holds the
+        // old or the new version.
+        let in_flight = [m.in_flight, m.copy_in_flight].into_iter().flatten();
+        match in_flight.into_iter().find(|(fs, _)| *fs == slot) {
+            Some((_, seed)) => {
+                let new = oxcopy_testkit::pattern(seed, MIB as usize);
+                let bs = BS as usize;
+                for (i, b) in got.chunks(bs).enumerate() {
+                    let (o, n) = (&want[i * bs..(i + 1) * bs], &new[i * bs..(i + 1) * bs]);
+                    assert!(b == o || b == n, "{what}: slot {slot} block {i}: neither the old nor the new version");
+                }
+            }
+            None => assert_same(&got, &want, &format!("{what}: slot {slot}")),
         }
     }
 }
@@ -171,10 +190,21 @@ async fn check_lun(s: &Session, lun: u64, len: u64, m: &Model, what: &str) {
 /// Write random slots of LUN 0 until `stop` (or an error: the daemon died),
 /// recording every acknowledged write in the model.
 async fn writer(s: Session, model: Arc<Mutex<Model>>, stop: Arc<std::sync::atomic::AtomicBool>, seed: u64) -> u64 {
+    writer_on(s, model, stop, seed, |rng| rng.gen_range(0..LIN_LEN / MIB)).await
+}
+
+/// [`writer`] on the slots `pick` chooses.
+async fn writer_on(
+    s: Session,
+    model: Arc<Mutex<Model>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    seed: u64,
+    pick: fn(&mut rand::rngs::StdRng) -> u64,
+) -> u64 {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut n = 0;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        let slot = rng.gen_range(0..LIN_LEN / MIB);
+        let slot = pick(&mut rng);
         let seed = rng.gen::<u64>();
         model.lock().unwrap().in_flight = Some((slot, seed));
         let data = pattern(seed, MIB as usize);
@@ -487,4 +517,147 @@ async fn admin_errors() {
         assert!(err.contains("ghost.toml") && err.contains("does not have"), "{flag}: {err}");
     }
     eprintln!("admin_errors: {:?}", t0.elapsed());
+}
+
+/// EXTENDED COPY of random 1 MiB slots of LUN 1 (the mirror, holding
+/// `src_seeds`) onto odd slots of LUN 0 until `stop` or an error (the
+/// daemon died); every acknowledged copy is recorded in the model.
+async fn copier(
+    s: Session,
+    model: Arc<Mutex<Model>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    src_seeds: Arc<Vec<u64>>,
+    seed: u64,
+) -> u64 {
+    use oxcopy_initiator::xcopy::{Cscd, ListIdUsage, ParamList, Segment};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (Ok(src), Ok(dst)) = (s.lu_designator(1).await, s.lu_designator(0).await) else { return 0 };
+    let blocks = MIB / u64::from(BS);
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let from = rng.gen_range(0..src_seeds.len() as u64);
+        let to = rng.gen_range(0..LIN_LEN / MIB / 2) * 2 + 1;
+        model.lock().unwrap().copy_in_flight = Some((to, src_seeds[from as usize]));
+        let list = ParamList {
+            list_id: 0,
+            usage: ListIdUsage::None,
+            cscds: vec![Cscd::new(src.clone(), 0), Cscd::new(dst.clone(), 0)],
+            segments: vec![Segment::BlockToBlock {
+                src: 0,
+                dst: 1,
+                dc: false,
+                blocks: blocks as u16,
+                src_lba: from * blocks,
+                dst_lba: to * blocks,
+            }],
+        };
+        match tokio::time::timeout(STEP, s.extended_copy(0, &list)).await {
+            Ok(Ok(o)) if o.is_good() => {
+                let mut m = model.lock().unwrap();
+                m.slots.insert(to, src_seeds[from as usize]);
+                m.copy_in_flight = None;
+                n += 1;
+            }
+            Ok(Ok(o)) => panic!("EXTENDED COPY failed without a crash: {:?}", o.sense_info()),
+            _ => break,
+        }
+    }
+    n
+}
+
+/// The file segment 0 of `lin` lives in now: the journal's new file once a
+/// move switched, else the configured one.
+fn segment0_file(dir: &Path) -> PathBuf {
+    match journal_of(dir, "lin").and_then(|j| j.moves.iter().rev().find(|m| m.state == MoveState::Switched).cloned()) {
+        Some(m) => PathBuf::from(m.to_path),
+        None => dir.join("seg0.img"),
+    }
+}
+
+/// Segment moves back and forth between two files while sessions write
+/// (even slots) and copy by EXTENDED COPY (odd slots), with SIGKILL at a
+/// random moment of each round (before, during or after the copy and the
+/// switch); after each restart the move resumes (or was over) and ends,
+/// every acknowledged write and copy reads back, and the file segment 0
+/// lives in holds exactly what the LUN shows. `OXCOPY_VOLUME_CRASH_ROUNDS`
+/// (default 20) rounds, `OXCOPY_VOLUME_CRASH_SEED` the seed (printed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_of_segment_moves_loses_nothing_acknowledged() {
+    let t0 = Instant::now();
+    let rounds: u32 = std::env::var("OXCOPY_VOLUME_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let seed: u64 =
+        std::env::var("OXCOPY_VOLUME_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
+    eprintln!("volume crash test: {rounds} rounds, OXCOPY_VOLUME_CRASH_SEED={seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let cfg = write_config(&dir, "seg0.img");
+    // The copy source: LUN 1 (the mirror), every slot a known pattern.
+    let src_seeds: Arc<Vec<u64>> = Arc::new((0..LEG / MIB).map(|i| 7_000_000 + i).collect());
+    let mut model = Model::default();
+    {
+        let p = spawn(&cfg, &[]);
+        let s = session(&p).await;
+        for (i, seed) in src_seeds.iter().enumerate() {
+            write_slot(&s, 1, i as u64, *seed).await;
+        }
+        drop(s);
+        stop(p);
+    }
+    let (mut writes, mut copies, mut kills_mid_copy, mut kills_after) = (0, 0, 0, 0);
+    for round in 0..=rounds {
+        let p = spawn(&cfg, &[(DELAY_VAR, "120")]);
+        let d2 = dir.clone();
+        within(Duration::from_secs(300), "move ends", tokio::task::spawn_blocking(move || wait_idle(&d2, "lin")))
+            .await
+            .unwrap();
+        let s = session(&p).await;
+        check_lun(&s, 0, LIN_LEN, &model, &format!("round {round}")).await;
+        let file = segment0_file(&dir);
+        for slot in (0..SEG0 / MIB).filter(|sl| model.slots.contains_key(sl)) {
+            let got = file_bytes(&file, slot * MIB, MIB);
+            assert_same(&got, &read_slot(&s, 0, slot).await, &format!("round {round}: {} slot {slot}", file.display()));
+        }
+        if round == rounds {
+            drop(s);
+            stop(p);
+            break;
+        }
+        // Slots a write or copy was in flight on hold old and/or new blocks:
+        // known content again before the next round.
+        for (slot, _) in [model.in_flight.take(), model.copy_in_flight.take()].into_iter().flatten() {
+            let fresh = rng.gen::<u64>();
+            write_slot(&s, 0, slot, fresh).await;
+            model.slots.insert(slot, fresh);
+        }
+        let shared = Arc::new(Mutex::new(std::mem::take(&mut model)));
+        let halt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let w = tokio::spawn(writer_on(session(&p).await, shared.clone(), halt.clone(), rng.gen(), |r| {
+            r.gen_range(0..LIN_LEN / MIB / 2) * 2
+        }));
+        let c = tokio::spawn(copier(session(&p).await, shared.clone(), halt.clone(), src_seeds.clone(), rng.gen()));
+        let next = if file.ends_with("seg0.img") { dir.join("seg0-b.img") } else { dir.join("seg0.img") };
+        admin_ok(&dir, &format!("volume move lin 0 {}:{SEG0}", next.display()));
+        // 3 chunks at 120 ms each (slower under the workload): a kill
+        // anywhere from before the first chunk to after the switch.
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..1500))).await;
+        if journal_of(&dir, "lin").is_some_and(|j| j.moves.iter().any(|m| m.state == MoveState::Copying)) {
+            kills_mid_copy += 1;
+        } else {
+            kills_after += 1;
+        }
+        drop(s);
+        p.kill();
+        writes += within(STEP, "writer", w).await.unwrap();
+        copies += within(STEP, "copier", c).await.unwrap();
+        halt.store(true, std::sync::atomic::Ordering::SeqCst);
+        model = Arc::try_unwrap(shared).ok().expect("workers done").into_inner().unwrap();
+    }
+    assert!(writes > 0 && copies > 0, "{writes} writes, {copies} copies");
+    assert!(kills_mid_copy > 0, "no kill landed during a copy in {rounds} rounds (seed {seed})");
+    eprintln!(
+        "volume crash test: {rounds} rounds, {writes} writes and {copies} copies acknowledged, \
+         {kills_mid_copy} kills mid-copy, {kills_after} after the switch, {:?}",
+        t0.elapsed()
+    );
 }
