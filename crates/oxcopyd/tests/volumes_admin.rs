@@ -569,7 +569,7 @@ async fn copier(
 /// move switched, else the configured one.
 fn segment0_file(dir: &Path) -> PathBuf {
     match journal_of(dir, "lin").and_then(|j| j.moves.iter().rev().find(|m| m.state == MoveState::Switched).cloned()) {
-        Some(m) => PathBuf::from(m.to_path),
+        Some(m) => m.to_path,
         None => dir.join("seg0.img"),
     }
 }
