@@ -8,7 +8,8 @@
 //! - SIGKILL in the middle of a move: the restarted daemon resumes the copy
 //!   from the journal and completes it; every acknowledged write is there;
 //! - a mirror leg failed and restored through the socket (failed across a
-//!   restart too): after the resync both leg files are identical;
+//!   restart too) while a session writes to the mirror: after the resync
+//!   both leg files are identical;
 //! - the crash test of moves: segment 0 moves back and forth between two
 //!   files under writes and EXTENDED COPY copies, SIGKILL at a random
 //!   moment of every round (20 by default): each move resumes or was over,
@@ -190,12 +191,13 @@ async fn check_lun(s: &Session, lun: u64, len: u64, m: &Model, what: &str) {
 /// Write random slots of LUN 0 until `stop` (or an error: the daemon died),
 /// recording every acknowledged write in the model.
 async fn writer(s: Session, model: Arc<Mutex<Model>>, stop: Arc<std::sync::atomic::AtomicBool>, seed: u64) -> u64 {
-    writer_on(s, model, stop, seed, |rng| rng.gen_range(0..LIN_LEN / MIB)).await
+    writer_on(s, 0, model, stop, seed, |rng| rng.gen_range(0..LIN_LEN / MIB)).await
 }
 
-/// [`writer`] on the slots `pick` chooses.
+/// [`writer`] on the slots of `lun` that `pick` chooses.
 async fn writer_on(
     s: Session,
+    lun: u64,
     model: Arc<Mutex<Model>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     seed: u64,
@@ -208,7 +210,7 @@ async fn writer_on(
         let seed = rng.gen::<u64>();
         model.lock().unwrap().in_flight = Some((slot, seed));
         let data = pattern(seed, MIB as usize);
-        let r = tokio::time::timeout(STEP, s.write16(0, slot * MIB / u64::from(BS), data, BS, false)).await;
+        let r = tokio::time::timeout(STEP, s.write16(lun, slot * MIB / u64::from(BS), data, BS, false)).await;
         match r {
             Ok(Ok(())) => {
                 let mut m = model.lock().unwrap();
@@ -431,6 +433,12 @@ async fn mirror_leg_fail_and_restore() {
     check_lun(&s, 1, LEG, &m, "mirror with a leg out").await;
     write_slot(&s, 1, 1, 5001).await;
     m.slots.insert(1, 5001);
+    // Restored while a session keeps writing to the mirror.
+    let shared = Arc::new(Mutex::new(m));
+    let halt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w =
+        tokio::spawn(writer_on(session(&p).await, 1, shared.clone(), halt.clone(), 5, |r| r.gen_range(0..LEG / MIB)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let d2 = dir.clone();
     let (code, out) = within(
         Duration::from_secs(300),
@@ -440,6 +448,11 @@ async fn mirror_leg_fail_and_restore() {
     .await
     .unwrap();
     assert_eq!(code, 0, "{out}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    halt.store(true, std::sync::atomic::Ordering::SeqCst);
+    let during = within(STEP, "writer", w).await.unwrap();
+    assert!(during > 0, "writes went on during the resync");
+    let m = Arc::try_unwrap(shared).ok().expect("writer done").into_inner().unwrap();
     assert!(journal_of(&dir, "mir").is_none(), "the journal is gone once in sync");
     within(STEP, "sync", s.sync_cache16(1, 0, 0)).await.expect("sync");
     let (fa, fb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
@@ -632,7 +645,7 @@ async fn sigkill_at_random_moments_of_segment_moves_loses_nothing_acknowledged()
         }
         let shared = Arc::new(Mutex::new(std::mem::take(&mut model)));
         let halt = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let w = tokio::spawn(writer_on(session(&p).await, shared.clone(), halt.clone(), rng.gen(), |r| {
+        let w = tokio::spawn(writer_on(session(&p).await, 0, shared.clone(), halt.clone(), rng.gen(), |r| {
             r.gen_range(0..LIN_LEN / MIB / 2) * 2
         }));
         let c = tokio::spawn(copier(session(&p).await, shared.clone(), halt.clone(), src_seeds.clone(), rng.gen()));
