@@ -674,3 +674,55 @@ async fn sigkill_at_random_moments_of_segment_moves_loses_nothing_acknowledged()
         t0.elapsed()
     );
 }
+
+/// A point-in-time token over a range that spans the moving segment (and
+/// the segment boundary), written while the segment moves into a range of
+/// the moving segment itself: the destination gets the data as it was at
+/// POPULATE TOKEN, the source keeps the writes made after it, before and
+/// after the switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_over_a_moving_segment_stays_point_in_time() {
+    use oxcopy_initiator::odx::{BlockRange, PopulateToken, WriteUsingToken};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let cfg = write_config(&dir, "seg0.img");
+    let p = spawn(&cfg, &[(DELAY_VAR, "300")]);
+    let s = session(&p).await;
+    let span = 184..200u64; // slots, across the boundary at 192
+    for slot in span.clone() {
+        write_slot(&s, 0, slot, 100 + slot).await;
+    }
+    let blocks_per_slot = MIB / u64::from(BS);
+    let range =
+        BlockRange { lba: span.start * blocks_per_slot, blocks: ((span.end - span.start) * blocks_per_slot) as u32 };
+    let pt = PopulateToken { ranges: vec![range], ..Default::default() };
+    let o = within(STEP, "POPULATE TOKEN", s.populate_token(0, 1, &pt)).await.expect("POPULATE TOKEN");
+    assert!(o.is_good(), "POPULATE TOKEN: {:?}", o.sense_info());
+    let token = within(STEP, "RRTI", s.receive_rod_token_information(0, 1)).await.expect("RRTI").token.expect("token");
+    admin_ok(&dir, &format!("volume move lin 0 {}:{SEG0}", dir.join("new0.img").display()));
+    for slot in span.clone() {
+        write_slot(&s, 0, slot, 200 + slot).await;
+    }
+    assert!(admin_ok(&dir, "volume status lin").contains("move:"), "still moving");
+    let dst = BlockRange { lba: 8 * blocks_per_slot, blocks: range.blocks };
+    let wut = WriteUsingToken { token, ranges: vec![dst], ..Default::default() };
+    let o = within(STEP, "WRITE USING TOKEN", s.write_using_token(0, 2, &wut)).await.expect("WRITE USING TOKEN");
+    assert!(o.is_good(), "WRITE USING TOKEN: {:?}", o.sense_info());
+    let d2 = dir.clone();
+    within(Duration::from_secs(300), "move ends", tokio::task::spawn_blocking(move || wait_idle(&d2, "lin")))
+        .await
+        .unwrap();
+    let mut m = Model::default();
+    for (i, slot) in span.clone().enumerate() {
+        m.slots.insert(8 + i as u64, 100 + slot);
+        m.slots.insert(slot, 200 + slot);
+    }
+    check_lun(&s, 0, LIN_LEN, &m, "after the move").await;
+    drop(s);
+    stop(p);
+    let p = spawn(&cfg, &[]);
+    let s = session(&p).await;
+    check_lun(&s, 0, LIN_LEN, &m, "after a restart").await;
+    drop(s);
+    stop(p);
+}
