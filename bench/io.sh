@@ -2,13 +2,24 @@
 # Plain I/O benchmark: the same clients against tgt (the peer target) and,
 # when given, oxcopyd, on loopback, with identical 1 GiB file-backed LUNs.
 #
-#   bench/io.sh [--oxcopyd PATH] [--io-bench PATH] [--duration SECS] [--reps N]
-#               [--results DIR] [--tgt-port PORT] [--ox-port PORT] [--sparse] [--keep]
+#   bench/io.sh [--oxcopyd PATH] [--io-bench PATH] [--fio PATH] [--duration SECS] [--reps N]
+#               [--tests A,B,...] [--results DIR] [--tgt-port PORT] [--ox-port PORT] [--sparse] [--keep]
 #
 # Tests (each for --duration seconds, default 10, bounded by `timeout`):
 #   rand-read-4k-qd32   iscsi-perf -r, 4 KiB READ(16)s, 32 in flight   (IOPS)
 #   seq-read-1m-qd8     iscsi-perf,    1 MiB READ(16)s,  8 in flight   (MiB/s)
 #   seq-write-1m-qd8    write client,  1 MiB WRITE(16)s, 8 in flight   (MiB/s)
+#   fio-rand-read-4k-qd1   fio's libiscsi engine, 4 KiB random reads, iodepth 1 (IOPS)
+#   fio-rand-write-4k-qd1  fio's libiscsi engine, 4 KiB random writes, iodepth 1 (IOPS)
+#                       (--fio PATH, or a `fio` on PATH with the libiscsi engine;
+#                       Debian's fio has none: build fio with libiscsi-dev,
+#                       ./configure --enable-libiscsi; else these are n/a)
+#   rand-read-4k-qd1    iscsi-perf -r, 4 KiB READ(16)s, 1 in flight    (IOPS)
+#   rand-write-4k-qd1   write client -r, 4 KiB WRITE(16)s, 1 in flight (IOPS)
+#   tcp-loopback        iperf3, one stream over 127.0.0.1 (MiB/s): the
+#                       transport limit; run once per rep, not per target,
+#                       and reported with the ratio seq-read-1m-qd8 / it
+# --tests A,B,... runs only those (default: all).
 # With --reps N each test runs N times per target (alternating targets) and
 # the median is reported, with the spread (min-max) of the samples.
 #
@@ -42,6 +53,7 @@ results=
 tgt_port=
 ox_port=
 only=
+fio=
 sparse=0
 keep=0
 initiator=iqn.2026-11.dev.oxcopy:bench-client
@@ -62,6 +74,7 @@ while [[ $# -gt 0 ]]; do
         --tgt-port) tgt_port=${2:?}; shift 2 ;;
         --ox-port) ox_port=${2:?}; shift 2 ;;
         --tests) only=${2:?}; shift 2 ;;
+        --fio) fio=${2:?}; shift 2 ;;
         --sparse) sparse=1; shift ;;
         --keep) keep=1; shift ;;
         -h | --help) usage ;;
@@ -212,6 +225,13 @@ else
     if [[ -n $io_bench && -x $io_bench ]]; then write_client=("$io_bench" --write); fi
 fi
 
+# --- fio (libiscsi engine) ---------------------------------------------------
+if [[ -z $fio ]] && command -v fio >/dev/null; then fio=$(command -v fio); fi
+if [[ -n $fio ]] && ! "$fio" --enghelp 2>/dev/null | grep -qw libiscsi; then
+    echo "io.sh: $fio has no libiscsi engine; the fio tests are n/a" >&2
+    fio=
+fi
+
 # --- runs -------------------------------------------------------------------
 # run TARGET TEST REP: prints the figure (IOPS or MiB/s) or "n/a".
 run() {
@@ -234,6 +254,20 @@ run() {
             timeout --kill-after=5 "$limit" iscsi-perf -i "$initiator" -m 1 -b $((4096 / bs)) -t "$duration" -r "${url[$t]}" \
                 >"$log" 2>&1 </dev/null || true
             out=$(tr '\r' '\n' <"$log" | sed -n 's/^iops average \([0-9]*\) .*/\1/p' | tail -n1)
+            ;;
+        fio-rand-read-4k-qd1 | fio-rand-write-4k-qd1)
+            if [[ -z $fio ]]; then
+                echo n/a
+                return
+            fi
+            local rw=randread
+            [[ $test == fio-rand-write-4k-qd1 ]] && rw=randwrite
+            # fio's filename syntax escapes ':'.
+            local u=${url[$t]#iscsi://}
+            timeout --kill-after=5 "$limit" "$fio" --name=qd1 --ioengine=libiscsi --filename="iscsi\\://${u//:/\\:}" \
+                --rw=$rw --bs=4k --iodepth=1 --runtime="$duration" --time_based --initiator="$initiator" \
+                --output-format=json >"$log" 2>"$log.err" </dev/null || true
+            out=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]; print(round(j["read"]["iops"] + j["write"]["iops"]))' "$log" 2>/dev/null || true)
             ;;
         rand-write-4k-qd1)
             if ((${#write_client[@]} == 0)); then
@@ -279,8 +313,10 @@ spread() {
     echo "$(head -n1 <<<"$vals")-$(tail -n1 <<<"$vals")"
 }
 
-all_tests=(rand-read-4k-qd1 rand-write-4k-qd1 rand-read-4k-qd32 seq-read-1m-qd8 seq-write-1m-qd8 tcp-loopback)
-declare -A metric=([rand-read-4k-qd1]=IOPS [rand-write-4k-qd1]=IOPS [rand-read-4k-qd32]=IOPS [seq-read-1m-qd8]=MiB/s
+all_tests=(fio-rand-read-4k-qd1 fio-rand-write-4k-qd1 rand-read-4k-qd1 rand-write-4k-qd1 rand-read-4k-qd32
+    seq-read-1m-qd8 seq-write-1m-qd8 tcp-loopback)
+declare -A metric=([fio-rand-read-4k-qd1]=IOPS [fio-rand-write-4k-qd1]=IOPS
+    [rand-read-4k-qd1]=IOPS [rand-write-4k-qd1]=IOPS [rand-read-4k-qd32]=IOPS [seq-read-1m-qd8]=MiB/s
     [seq-write-1m-qd8]=MiB/s [tcp-loopback]=MiB/s)
 tests=()
 for test in "${all_tests[@]}"; do

@@ -33,6 +33,8 @@ pub const DEFAULT_READ_BUFFER_LIMIT: u64 = 1 << 30;
 /// Smallest `server.read_buffer_limit` and `server.read_buffer_per_session`:
 /// one largest read (MAXIMUM TRANSFER LENGTH) must fit.
 pub const MIN_READ_BUFFER_LIMIT: u64 = 16 << 20;
+/// `server.poll_before_sleep` default (microseconds).
+pub const DEFAULT_POLL_BEFORE_SLEEP: u64 = 50;
 /// `server.pdu_timeout` default (seconds).
 pub const DEFAULT_PDU_TIMEOUT: u64 = 30;
 /// `server.write_data_timeout` default (seconds; at least `pdu_timeout`).
@@ -93,6 +95,9 @@ pub struct RawServer {
     pub write_behind: Option<SizeValue>,
     /// Seconds a connection may sit in the middle of a PDU before it is closed.
     pub pdu_timeout: Option<u64>,
+    /// Microseconds a connection whose commands come one at a time polls
+    /// for the next before sleeping (0: never).
+    pub poll_before_sleep: Option<u64>,
     /// Seconds all the data of a write may take to arrive, from its command
     /// (at least `pdu_timeout`).
     pub write_data_timeout: Option<u64>,
@@ -173,6 +178,9 @@ pub struct Config {
     pub write_behind: Option<u64>,
     /// Seconds a connection may stall in the middle of a PDU.
     pub pdu_timeout_secs: u64,
+    /// Microseconds a connection whose commands come one at a time polls for
+    /// the next one before sleeping (0: never).
+    pub poll_before_sleep_us: u64,
     /// Seconds all the data of a write may take to arrive (≥ `pdu_timeout_secs`).
     pub write_data_timeout_secs: u64,
     pub targets: Vec<TargetConfig>,
@@ -370,6 +378,7 @@ impl Config {
             read_buffer_per_session: DEFAULT_READ_BUFFER_LIMIT / 2,
             write_behind: Some(DEFAULT_WRITE_BEHIND),
             pdu_timeout_secs: DEFAULT_PDU_TIMEOUT,
+            poll_before_sleep_us: DEFAULT_POLL_BEFORE_SLEEP,
             write_data_timeout_secs: DEFAULT_WRITE_DATA_TIMEOUT,
             copy_domain: crate::copy_domain::CopyDomainConfig::default(),
             volumes: Vec::new(),
@@ -521,6 +530,10 @@ impl Config {
         };
         if write_behind.is_some_and(|w| w < 1 << 20) {
             return Err(err(source, "server.write_behind", "must be at least 1MiB, or 0 for off"));
+        }
+        let poll_before_sleep_us = raw.server.poll_before_sleep.unwrap_or(DEFAULT_POLL_BEFORE_SLEEP);
+        if poll_before_sleep_us > 1000 {
+            return Err(err(source, "server.poll_before_sleep", "must be between 0 (off) and 1000 microseconds"));
         }
         let pdu_timeout_secs = raw.server.pdu_timeout.unwrap_or(DEFAULT_PDU_TIMEOUT);
         if !(1..=3600).contains(&pdu_timeout_secs) {
@@ -758,6 +771,7 @@ impl Config {
             read_buffer_per_session,
             write_behind,
             pdu_timeout_secs,
+            poll_before_sleep_us,
             write_data_timeout_secs,
             targets,
             copy_domain,
