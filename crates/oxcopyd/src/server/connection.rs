@@ -94,15 +94,17 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
 const HOT_GAP: Duration = Duration::from_micros(200);
 
 /// Poll before sleeping (`server.poll_before_sleep`): a connection whose
-/// initiator sends its next command within [`HOT_GAP`] of the last answer
-/// (queue depth 1: a database log, a VM's synchronous I/O) waits for it
+/// initiator sends its commands one at a time, each within [`HOT_GAP`] of
+/// the last answer (queue depth 1: a database log, a VM's synchronous
+/// I/O), waits for the next one
 /// for up to `budget` while awake — yielding to the other tasks of its thread, the
 /// writer sending the answer first — instead of sleeping in epoll and
 /// paying a wake-up (on a VM, an inter-processor interrupt and a
 /// wake from idle) per command. A poll that finds nothing turns polling
 /// off until a command again arrives soon after an answer, so an idle or
-/// slow connection costs nothing; a busy one (queue depth > 1) never sleeps
-/// anyway.
+/// slow connection costs nothing; commands arriving several at a time
+/// (queue depth > 1) turn it off too: such a connection rarely sleeps, and
+/// polling would take the CPU its initiator needs.
 struct PollBeforeSleep {
     budget: Duration,
     /// When the connection last went idle (nothing left to read).
@@ -114,9 +116,10 @@ impl PollBeforeSleep {
     fn new(budget: Duration) -> Self {
         PollBeforeSleep { budget, idle_since: None, hot: false }
     }
-    /// Bytes arrived after a sleep, at `now`.
-    fn woken(&mut self, now: Instant) {
-        self.hot = !self.budget.is_zero() && self.idle_since.is_some_and(|t| now.duration_since(t) <= HOT_GAP);
+    /// Bytes holding `pdus` PDUs arrived after a sleep, at `now`.
+    fn woken(&mut self, now: Instant, pdus: usize) {
+        self.hot =
+            !self.budget.is_zero() && pdus == 1 && self.idle_since.is_some_and(|t| now.duration_since(t) <= HOT_GAP);
     }
     fn hot(&self) -> bool {
         self.hot
@@ -189,6 +192,8 @@ struct FullFeature {
     nexus: Arc<Nexus>,
     done_tx: mpsc::UnboundedSender<Done>,
     shared: Arc<Shared>,
+    /// PDUs in the bytes last received (one at a time: a queue depth of 1).
+    last_batch: usize,
 }
 
 async fn full_feature(
@@ -244,7 +249,7 @@ async fn full_feature(
     let timeouts = ConnTimeouts { nop_interval, pdu_timeout, write_data_timeout, abort_wait: ABORT_WAIT };
     core.start_timers(timeouts, Instant::now());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let mut conn = FullFeature { core, tx, target, nexus, done_tx, shared };
+    let mut conn = FullFeature { core, tx, target, nexus, done_tx, shared, last_batch: 0 };
     let mut poll = PollBeforeSleep::new(poll_budget);
 
     loop {
@@ -255,8 +260,8 @@ async fn full_feature(
                     break;
                 }
                 let now = Instant::now();
-                poll.woken(now);
                 let mut closing = conn.received(&mut buf, &limits, now);
+                poll.woken(now, conn.last_batch);
                 if buf.capacity() - buf.len() < 4096 {
                     buf.reserve(64 * 1024);
                 }
@@ -270,6 +275,10 @@ async fn full_feature(
                     match poll_next(&rd, &mut buf, &mut done_rx, poll.budget).await {
                         Polled::Bytes => {
                             closing = conn.received(&mut buf, &limits, Instant::now());
+                            if conn.last_batch > 1 {
+                                // Commands come several at a time: no need.
+                                poll.missed();
+                            }
                             if buf.capacity() - buf.len() < 4096 {
                                 buf.reserve(64 * 1024);
                             }
@@ -336,9 +345,13 @@ impl FullFeature {
     /// Feed the PDUs among the bytes read at `now` to the core and carry out
     /// its answers; true when the connection must close.
     fn received(&mut self, buf: &mut BytesMut, limits: &FrameLimits, now: Instant) -> bool {
+        self.last_batch = 0;
         loop {
             let actions = match decode_frame(buf, limits) {
-                Ok(Some(pdu)) => self.core.on_pdu(pdu),
+                Ok(Some(pdu)) => {
+                    self.last_batch += 1;
+                    self.core.on_pdu(pdu)
+                }
                 Ok(None) => break,
                 Err(FrameError::DataDigest { bhs }) => self.core.on_data_digest_error(&bhs),
                 Err(FrameError::DataSegmentTooLong { bhs, len, max }) => {
@@ -560,22 +573,28 @@ mod poll_tests {
         let t = Instant::now();
         let us = |n: u64| t + Duration::from_micros(n);
         let mut p = PollBeforeSleep::new(Duration::from_micros(50));
-        p.woken(us(0));
+        p.woken(us(0), 1);
         assert!(!p.hot(), "nothing to measure a gap from yet");
         p.idle_from(us(10));
-        p.woken(us(60));
+        p.woken(us(60), 1);
         assert!(p.hot(), "50 µs gap");
+        p.idle_from(us(70));
+        p.woken(us(80), 3);
+        assert!(!p.hot(), "several commands at once");
+        p.idle_from(us(90));
+        p.woken(us(95), 1);
+        assert!(p.hot());
         p.missed();
         assert!(!p.hot());
         p.idle_from(us(100));
-        p.woken(us(100 + HOT_GAP.as_micros() as u64 + 1));
+        p.woken(us(100 + HOT_GAP.as_micros() as u64 + 1), 1);
         assert!(!p.hot(), "a gap over HOT_GAP");
         p.idle_from(us(1000));
-        p.woken(us(1001));
+        p.woken(us(1001), 1);
         assert!(p.hot());
         let mut off = PollBeforeSleep::new(Duration::ZERO);
         off.idle_from(us(0));
-        off.woken(us(1));
+        off.woken(us(1), 1);
         assert!(!off.hot(), "budget 0: off");
     }
 }
