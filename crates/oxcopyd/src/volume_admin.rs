@@ -449,6 +449,19 @@ impl VolState {
     fn persist(&self, j: &Journal) -> io::Result<()> {
         save(&self.data_dir, &self.name, j)
     }
+
+    /// The volume took mirror leg `leg` out after an I/O error: journal it.
+    fn journal_failed_leg(&self, leg: usize) {
+        let Some((m, _)) = self.volume.members().get(leg).cloned() else { return };
+        let mut g = self.inner.lock();
+        if let Some(j) = g.legs.get(&leg) {
+            j.stop.store(true, Ordering::SeqCst);
+        }
+        g.journal.set_leg(leg, running_desc(&m), LegJournalState::Failed);
+        if let Err(e) = self.persist(&g.journal) {
+            tracing::error!(volume = %self.name, leg, "cannot journal the failed mirror leg: {e}");
+        }
+    }
 }
 
 /// Every volume's changes, and their background jobs.
@@ -494,6 +507,18 @@ impl VolumeAdmin {
                     shutdown: shutdown.clone(),
                 }),
             );
+        }
+        // A mirror leg the volume takes out for an I/O error is journaled
+        // before that I/O returns: a restart keeps it out.
+        for vs in me.volumes.values() {
+            if vs.volume.kind() == Kind::Mirror {
+                let weak = Arc::downgrade(vs);
+                vs.volume.on_leg_failure(Arc::new(move |leg| {
+                    if let Some(vs) = weak.upgrade() {
+                        vs.journal_failed_leg(leg);
+                    }
+                }));
+            }
         }
         for (name, (journal, steps)) in plan.volumes {
             let vs = me.volumes.get(&name).with_context(|| format!("volume '{name}' was not built"))?.clone();

@@ -147,7 +147,14 @@ pub struct Volume {
     /// Mirror resync: a chunk being copied to a returning leg excludes the
     /// writes to it (which otherwise share).
     resync_locks: RangeLocks,
+    /// Told (before the I/O that failed returns) when a mirror leg is
+    /// taken out for an I/O error: the owner records it durably, so a
+    /// restart does not read the stale leg.
+    leg_failed: RwLock<Option<LegFailedHook>>,
 }
+
+/// See [`Volume::on_leg_failure`].
+pub type LegFailedHook = Arc<dyn Fn(usize) + Send + Sync>;
 
 impl fmt::Debug for Volume {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -214,6 +221,7 @@ impl Volume {
             layout: RwLock::new(Arc::new(layout)),
             caps,
             resync_locks: RangeLocks::new(),
+            leg_failed: RwLock::new(None),
         })
     }
 
@@ -620,11 +628,29 @@ impl Volume {
         StorageError::new(StorageErrorKind::Io, format!("volume {}: no mirror leg in sync", self.name))
     }
 
-    /// A mirror leg failed an I/O: take it out (unless it is the last).
+    /// Call `hook(leg)` whenever a mirror leg is taken out because an I/O on
+    /// it failed, before that I/O's caller hears of the outcome (so a write
+    /// acknowledged without that leg is never followed, after a restart, by
+    /// reads from it).
+    pub fn on_leg_failure(&self, hook: LegFailedHook) {
+        *self.leg_failed.write() = Some(hook);
+    }
+
+    /// A mirror leg failed an I/O: take it out (unless it is the last) and
+    /// tell the owner.
     fn leg_error(&self, leg: usize, e: &StorageError) {
         if self.kind == Kind::Mirror {
             tracing::warn!(volume = %self.name, leg, error = %e, "mirror leg failed an I/O");
-            let _ = self.fail_leg(leg);
+            if self.fail_leg(leg).is_ok() {
+                self.tell_leg_failed(leg);
+            }
+        }
+    }
+
+    fn tell_leg_failed(&self, leg: usize) {
+        let hook = self.leg_failed.read().clone();
+        if let Some(hook) = hook {
+            hook(leg);
         }
     }
 
@@ -735,6 +761,7 @@ impl Storage for Volume {
                         return Err(e);
                     }
                     tracing::warn!(volume = %self.name, leg, error = %e, "mirror leg failed a read");
+                    self.tell_leg_failed(leg);
                 }
                 Some((_, e)) => return Err(e),
             }

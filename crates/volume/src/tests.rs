@@ -230,10 +230,14 @@ fn mirror_survives_a_failed_leg_and_resyncs_it() {
     let v = Volume::mirror("mi", vec![m(&a, 0, 32 * K), m(&b, 0, 32 * K)]).unwrap();
     v.write_at(&pattern(8, 32 * K as usize), 0).unwrap();
     assert_eq!(read(&*a, 0, 32 * K), read(&*b, 0, 32 * K));
+    let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t2 = told.clone();
+    v.on_leg_failure(Arc::new(move |leg| t2.lock().unwrap().push(leg)));
     b.fail.store(true, Ordering::Relaxed);
     let newer = pattern(9, 16 * K as usize);
     v.write_at(&newer, 8 * K).expect("a write with one good leg succeeds");
     assert_eq!(v.members()[1].1, LegState::Failed);
+    assert_eq!(*told.lock().unwrap(), vec![1], "the owner is told before the write returns");
     assert_eq!(read(&v, 8 * K, 16 * K), newer);
     assert_eq!(v.fail_leg(0).unwrap_err(), VolumeError::LastLeg);
     // The leg comes back: resync makes it identical.
