@@ -1,9 +1,12 @@
 //! Values describing one SCSI command: data direction, outcome, residual.
 //! The status bytes are [`ScsiStatus`]'s, as the target's.
+//!
+//! This module is a leaf: it imports no other module of the crate.
+//! [`ScsiOutcome::into_result`], which needs the error type, is defined in
+//! [`crate::error`].
 
-use crate::error::{InitiatorError, Result};
-use crate::scsi::Sense;
 use bytes::Bytes;
+use oxcopy_scsi::wire::sense::SenseData as Sense;
 use oxcopy_scsi::ScsiStatus;
 
 /// SCSI status GOOD.
@@ -94,15 +97,5 @@ impl ScsiOutcome {
     /// Parsed sense data (fixed or descriptor format), if any.
     pub fn sense_info(&self) -> Option<Sense> {
         self.sense.as_deref().and_then(Sense::parse)
-    }
-
-    /// `Ok(self)` for GOOD (and CONDITION MET), otherwise
-    /// [`InitiatorError::ScsiStatus`] carrying the outcome.
-    pub fn into_result(self) -> Result<ScsiOutcome> {
-        if self.status == STATUS_GOOD || self.status == STATUS_CONDITION_MET {
-            Ok(self)
-        } else {
-            Err(InitiatorError::ScsiStatus(Box::new(self)))
-        }
     }
 }

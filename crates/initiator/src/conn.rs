@@ -3,7 +3,7 @@
 
 use crate::command::{Residual, ScsiOutcome};
 use crate::error::InitiatorError;
-use crate::session::{data_out_pdus, OutPdu, ScsiTask, Shared, Task, TaskKind};
+use crate::shared::{data_out_pdus, Counters, OutPdu, ScsiTask, Shared, Task, TaskKind};
 use bytes::{Buf, Bytes, BytesMut};
 use oxcopy_iscsi::frame::{decode_frame, encode_frame, FrameError, FrameLimits};
 use oxcopy_iscsi::pdu::{
@@ -51,7 +51,7 @@ pub(crate) async fn reader_task<R: AsyncRead + Unpin>(
         loop {
             match decode_frame(&mut buf, &limits) {
                 Ok(Some(pdu)) => {
-                    crate::session::Counters::add(&shared.stats.pdus_received, 1);
+                    Counters::add(&shared.stats.pdus_received, 1);
                     if let Err(e) = on_pdu(&shared, pdu) {
                         break 'outer format!("protocol error: {e}");
                     }
@@ -67,7 +67,7 @@ pub(crate) async fn reader_task<R: AsyncRead + Unpin>(
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) => break "connection closed by the target".to_string(),
-                Ok(n) => crate::session::Counters::add(&shared.stats.bytes_received, n as u64),
+                Ok(n) => Counters::add(&shared.stats.bytes_received, n as u64),
                 Err(e) => break format!("read error: {e}"),
             },
             _ = closed.wait_for(|c| *c) => break "closed locally".to_string(),
@@ -482,8 +482,8 @@ pub(crate) async fn writer_task<W: AsyncWrite + Unpin>(
         if let Err(e) = r {
             break Err(format!("write error: {e}"));
         }
-        crate::session::Counters::add(&shared.stats.bytes_sent, bytes as u64);
-        crate::session::Counters::add(&shared.stats.pdus_sent, pdus);
+        Counters::add(&shared.stats.bytes_sent, bytes as u64);
+        Counters::add(&shared.stats.pdus_sent, pdus);
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
     if let Err(e) = result {

@@ -1,6 +1,6 @@
 //! The initiator's error type.
 
-use crate::command::ScsiOutcome;
+use crate::command::{ScsiOutcome, STATUS_CONDITION_MET, STATUS_GOOD};
 pub use oxcopy_iscsi::login::LoginError;
 
 /// Why an initiator operation failed.
@@ -61,6 +61,18 @@ impl InitiatorError {
         match self {
             InitiatorError::ScsiStatus(o) => Some(o),
             _ => None,
+        }
+    }
+}
+
+impl ScsiOutcome {
+    /// `Ok(self)` for GOOD (and CONDITION MET), otherwise
+    /// [`InitiatorError::ScsiStatus`] carrying the outcome.
+    pub fn into_result(self) -> Result<ScsiOutcome> {
+        if self.status == STATUS_GOOD || self.status == STATUS_CONDITION_MET {
+            Ok(self)
+        } else {
+            Err(InitiatorError::ScsiStatus(Box::new(self)))
         }
     }
 }

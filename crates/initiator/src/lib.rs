@@ -53,6 +53,7 @@ pub mod odx;
 pub mod plan;
 pub mod scsi;
 mod session;
+mod shared;
 pub mod xcopy;
 
 pub use chap::{ChapAlgorithm, ChapConfig, ChapCredentials};
@@ -66,7 +67,8 @@ pub use error::{InitiatorError, LoginError, Result};
 pub use oxcopy_iscsi::pdu::{TmfFunction, TmfResponse};
 pub use oxcopy_iscsi::SessionParams;
 pub use scsi::Sense;
-pub use session::{LoginOutcome, PendingCommand, Session, WireStats};
+pub use session::{LoginOutcome, PendingCommand, Session};
+pub use shared::WireStats;
 
 #[cfg(test)]
 mod tests;
