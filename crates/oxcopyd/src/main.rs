@@ -295,6 +295,14 @@ fn tune_malloc() {
 }
 
 async fn run(cfg: Config, path: Option<PathBuf>, listen: Vec<SocketAddr>) -> Result<()> {
+    // The handlers first: once the URLs are printed (or a session is
+    // served) a SIGHUP reloads and a SIGTERM or SIGINT shuts down cleanly;
+    // before their handlers, any of them would kill the process (a reload
+    // test once lost its daemon that way under load).
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let running = oxcopyd::start(cfg).await?;
     for a in &running.addrs {
         tracing::info!("listening on {a}");
@@ -308,12 +316,9 @@ async fn run(cfg: Config, path: Option<PathBuf>, listen: Vec<SocketAddr>) -> Res
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
+            _ = int.recv() => {
                 tracing::info!("SIGINT: shutting down");
                 break;
             }
