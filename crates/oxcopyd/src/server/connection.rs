@@ -475,45 +475,17 @@ impl FullFeature {
         let nexus = self.nexus.clone();
         let cancel = CancelToken::new();
         if task.expected_len <= INLINE_MAX {
-            let req = Request {
-                nexus: &nexus,
-                lun: task.lun,
-                cdb: &task.cdb,
-                data_out: &task.data_out,
-                expected_len: task.expected_len,
-                cancel: &cancel,
-            };
-            if let Some(r) = target.try_execute(&req) {
-                let outcome = TaskOutcome {
-                    status: r.status.0,
-                    sense: r.sense,
-                    data_in: Bytes::from(r.data_in),
-                    data_out_wanted: r.data_out_wanted,
-                };
-                return Some((id, outcome));
+            if let Some(r) = target.try_execute(&request(&task, &nexus, &cancel)) {
+                return Some((id, outcome(r)));
             }
         }
         let c2 = cancel.clone();
         self.shared.io_pool.spawn(task.expected_len > LONG_TRANSFER, move || {
-            let req = Request {
-                nexus: &nexus,
-                lun: task.lun,
-                cdb: &task.cdb,
-                data_out: &task.data_out,
-                expected_len: task.expected_len,
-                cancel: &c2,
-            };
-            let r = target.execute(&req);
+            let r = target.execute(&request(&task, &nexus, &c2));
             // The data of a write, and with it its share of the write
             // budget, is gone before its response can bring the next write.
             drop(task);
-            let outcome = TaskOutcome {
-                status: r.status.0,
-                sense: r.sense,
-                data_in: Bytes::from(r.data_in),
-                data_out_wanted: r.data_out_wanted,
-            };
-            let _ = done.send(Done::Task(id, outcome));
+            let _ = done.send(Done::Task(id, outcome(r)));
         });
         self.core.executing(itt, Execution { cancel });
         None
@@ -536,6 +508,21 @@ impl FullFeature {
             };
             let _ = done.send(Done::Tmf(tmf_itt, resp));
         });
+    }
+}
+
+/// The SCSI request of `task`.
+fn request<'a>(task: &'a ScsiTask, nexus: &'a Nexus, cancel: &'a CancelToken) -> Request<'a> {
+    Request { nexus, lun: task.lun, cdb: &task.cdb, data_out: &task.data_out, expected_len: task.expected_len, cancel }
+}
+
+/// A command's result, as the connection core takes it.
+fn outcome(r: oxcopy_scsi::CommandResult) -> TaskOutcome {
+    TaskOutcome {
+        status: r.status.0,
+        sense: r.sense,
+        data_in: Bytes::from(r.data_in),
+        data_out_wanted: r.data_out_wanted,
     }
 }
 
