@@ -555,7 +555,8 @@ impl Config {
         }
         let mut names = HashSet::new();
         let mut files: HashMap<PathBuf, String> = HashMap::new();
-        let volumes = crate::volumes::validate(raw.volume, source, &mut files, canonical_target)?;
+        let volumes = crate::volumes::validate(raw.volume, &mut files, canonical_target)
+            .map_err(|p| err(source, p.key, p.problem))?;
         // Volumes used as members; each other volume may back one LUN.
         let mut volume_users: HashMap<String, String> = volumes
             .iter()

@@ -23,7 +23,6 @@
 //! one member), a file once (by one LUN or one member), and volumes do not
 //! form cycles.
 
-use crate::config::ConfigError;
 use crate::size::{parse_size, SizeValue};
 use anyhow::{bail, Context, Result};
 use oxcopy_storage::{FileStorage, OpenOptions, Storage};
@@ -67,8 +66,16 @@ pub enum MemberConfig {
     Volume(String),
 }
 
-fn err(source: &str, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-    ConfigError { file: source.to_string(), key: key.into(), problem: problem.into() }
+/// A `[[volume]]` problem: the key and what is wrong (the configuration
+/// loader adds the file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub problem: String,
+}
+
+fn err(key: impl Into<String>, problem: impl Into<String>) -> Problem {
+    Problem { key: key.into(), problem: problem.into() }
 }
 
 /// Longest volume name.
@@ -82,10 +89,9 @@ const MAX_DEPTH: usize = 8;
 /// recorded in `files`, each volume used once), no cycles, bounded depth.
 pub fn validate(
     raw: Vec<RawVolume>,
-    source: &str,
     files: &mut HashMap<PathBuf, String>,
     canonical: impl Fn(&std::path::Path) -> PathBuf,
-) -> Result<Vec<VolumeConfig>, ConfigError> {
+) -> Result<Vec<VolumeConfig>, Problem> {
     let mut out: Vec<VolumeConfig> = Vec::new();
     let names: HashSet<String> = raw.iter().map(|v| v.name.clone()).collect();
     let mut used: HashMap<String, String> = HashMap::new();
@@ -95,14 +101,10 @@ pub fn validate(
             && v.name.len() <= MAX_NAME
             && v.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !name_ok {
-            return Err(err(
-                source,
-                format!("{key}.name"),
-                format!("'{}' is not 1..{MAX_NAME} of [A-Za-z0-9-_.]", v.name),
-            ));
+            return Err(err(format!("{key}.name"), format!("'{}' is not 1..{MAX_NAME} of [A-Za-z0-9-_.]", v.name)));
         }
         if out.iter().any(|o| o.name == v.name) {
-            return Err(err(source, format!("{key}.name"), format!("duplicate volume name '{}'", v.name)));
+            return Err(err(format!("{key}.name"), format!("duplicate volume name '{}'", v.name)));
         }
         let kind = match (v.kind.as_str(), &v.stripe_size) {
             ("linear", None) => VolumeKind::Linear,
@@ -114,55 +116,54 @@ pub fn validate(
                     _ => 0,
                 };
                 if !stripe.is_power_of_two() || !(4096..=1 << 30).contains(&stripe) {
-                    return Err(err(source, format!("{key}.stripe_size"), "must be a power of two from 4KiB to 1GiB"));
+                    return Err(err(format!("{key}.stripe_size"), "must be a power of two from 4KiB to 1GiB"));
                 }
                 VolumeKind::Striped { stripe }
             }
-            ("striped", None) => return Err(err(source, format!("{key}.stripe_size"), "a striped volume needs one")),
+            ("striped", None) => return Err(err(format!("{key}.stripe_size"), "a striped volume needs one")),
             ("linear" | "mirror", Some(_)) => {
-                return Err(err(source, format!("{key}.stripe_size"), "only a striped volume has a stripe size"))
+                return Err(err(format!("{key}.stripe_size"), "only a striped volume has a stripe size"))
             }
             (other, _) => {
-                return Err(err(source, format!("{key}.type"), format!("'{other}' is not linear, striped or mirror")))
+                return Err(err(format!("{key}.type"), format!("'{other}' is not linear, striped or mirror")))
             }
         };
         let min = if kind == VolumeKind::Linear { 1 } else { 2 };
         if v.members.len() < min || v.members.len() > MAX_MEMBERS {
-            return Err(err(source, format!("{key}.members"), format!("needs {min}..{MAX_MEMBERS} members")));
+            return Err(err(format!("{key}.members"), format!("needs {min}..{MAX_MEMBERS} members")));
         }
         let mut members = Vec::new();
         for (mi, m) in v.members.iter().enumerate() {
             let mkey = format!("{key}.members[{mi}]");
             if let Some(name) = m.strip_prefix("volume:") {
                 if !names.contains(name) {
-                    return Err(err(source, mkey, format!("no [[volume]] named '{name}'")));
+                    return Err(err(mkey, format!("no [[volume]] named '{name}'")));
                 }
                 if name == v.name {
-                    return Err(err(source, mkey, "a volume cannot contain itself"));
+                    return Err(err(mkey, "a volume cannot contain itself"));
                 }
                 if let Some(other) = used.insert(name.to_string(), mkey.clone()) {
-                    return Err(err(source, mkey, format!("volume '{name}' is already used by {other}")));
+                    return Err(err(mkey, format!("volume '{name}' is already used by {other}")));
                 }
                 members.push(MemberConfig::Volume(name.to_string()));
                 continue;
             }
             let Some((path, size)) = m.rsplit_once(':').filter(|(p, _)| !p.is_empty()) else {
-                return Err(err(source, mkey, format!("'{m}' is neither PATH:SIZE nor volume:NAME")));
+                return Err(err(mkey, format!("'{m}' is neither PATH:SIZE nor volume:NAME")));
             };
             let size = parse_size(size)
                 .filter(|s| *s > 0 && s % 4096 == 0)
-                .ok_or_else(|| err(source, &mkey, format!("'{size}' is not a size that is a multiple of 4KiB")))?;
+                .ok_or_else(|| err(&mkey, format!("'{size}' is not a size that is a multiple of 4KiB")))?;
             let path = PathBuf::from(path);
             if let Some(other) = files.insert(canonical(&path), mkey.clone()) {
-                return Err(err(source, mkey, format!("'{}' is already used by {other}", path.display())));
+                return Err(err(mkey, format!("'{}' is already used by {other}", path.display())));
             }
             if let Ok(md) = std::fs::metadata(&path) {
                 if !md.is_file() {
-                    return Err(err(source, mkey, format!("'{}' is not a regular file", path.display())));
+                    return Err(err(mkey, format!("'{}' is not a regular file", path.display())));
                 }
                 if md.len() < size {
                     return Err(err(
-                        source,
                         mkey,
                         format!("'{}' holds {} bytes, fewer than the {size} asked for", path.display(), md.len()),
                     ));
@@ -176,7 +177,6 @@ pub fn validate(
     for v in &out {
         if depth(&out, &v.name, 0).is_none() {
             return Err(err(
-                source,
                 "volume",
                 format!(
                     "volume '{}' contains itself through other volumes, or is stacked deeper than {MAX_DEPTH}",
@@ -279,8 +279,8 @@ mod tests {
         }
     }
 
-    fn check(vs: Vec<RawVolume>) -> Result<Vec<VolumeConfig>, ConfigError> {
-        validate(vs, "t.toml", &mut HashMap::new(), |p| p.to_path_buf())
+    fn check(vs: Vec<RawVolume>) -> Result<Vec<VolumeConfig>, Problem> {
+        validate(vs, &mut HashMap::new(), |p| p.to_path_buf())
     }
 
     #[test]
@@ -336,7 +336,7 @@ mod tests {
         ];
         for (vs, key, words) in cases {
             let e = check(vs).unwrap_err();
-            assert!(e.key == key && e.problem.contains(words), "{key} / {words}: got {e}");
+            assert!(e.key == key && e.problem.contains(words), "{key} / {words}: got {e:?}");
         }
     }
 }
