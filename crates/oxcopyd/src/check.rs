@@ -42,12 +42,23 @@ pub fn preflight(cfg: &Config) -> Result<(), ConfigError> {
             check_lun_file(&l.path, l.read_only).map_err(|p| problem(cfg, key, p))?;
         }
     }
+    for (si, s) in cfg.subsystems.iter().enumerate() {
+        for (ni, n) in s.namespaces.iter().enumerate().filter(|(_, n)| n.shares_lun.is_none()) {
+            let key = format!("subsystem[{si}].namespace[{ni}].path");
+            check_lun_file(&n.path, n.read_only).map_err(|p| problem(cfg, key, p))?;
+        }
+    }
     Ok(())
 }
 
 /// Number of targets and LUNs, for `--check`'s summary.
 pub fn summary(cfg: &Config) -> (usize, usize) {
     (cfg.targets.len(), cfg.targets.iter().map(|t| t.luns.len()).sum())
+}
+
+/// Number of NVMe subsystems and namespaces, for `--check`'s summary.
+pub fn nvme_summary(cfg: &Config) -> (usize, usize) {
+    (cfg.subsystems.len(), cfg.subsystems.iter().map(|s| s.namespaces.len()).sum())
 }
 
 /// The copy-domain key: an existing key must be acceptable (exactly 32
@@ -123,6 +134,17 @@ fn check_addresses(cfg: &Config) -> Result<(), ConfigError> {
         cfg.listen.iter().enumerate().map(|(i, a)| (*a, format!("server.listen[{i}]"))).collect();
     all.extend(cfg.metrics.map(|a| (a, "server.metrics".to_string())));
     all.extend(cfg.copy_domain.node_listen.map(|a| (a, "copy_domain.node_listen".to_string())));
+    // NVMe/TCP listeners: subsystems may share one (the Connect names the
+    // subsystem), so each address counts once.
+    let mut nvme: Vec<SocketAddr> = Vec::new();
+    for (si, s) in cfg.subsystems.iter().enumerate() {
+        for (li, a) in s.listen.iter().enumerate() {
+            if !nvme.contains(a) {
+                nvme.push(*a);
+                all.push((*a, format!("subsystem[{si}].listen[{li}]")));
+            }
+        }
+    }
     for (a, key) in all {
         if a.port() == 0 {
             continue;

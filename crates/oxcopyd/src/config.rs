@@ -53,6 +53,9 @@ pub struct RawConfig {
     /// `[[volume]]`: stacked volumes LUNs may sit on.
     #[serde(default)]
     pub volume: Vec<crate::volumes::RawVolume>,
+    /// `[[subsystem]]`: NVMe over TCP subsystems.
+    #[serde(default)]
+    pub subsystem: Vec<crate::subsystems::RawSubsystem>,
 }
 
 /// `[server]`
@@ -188,6 +191,8 @@ pub struct Config {
     pub copy_domain: crate::copy_domain::CopyDomainConfig,
     /// `[[volume]]`s, validated (built at start).
     pub volumes: Vec<crate::volumes::VolumeConfig>,
+    /// NVMe over TCP subsystems (`[[subsystem]]`).
+    pub subsystems: Vec<crate::subsystems::SubsystemConfig>,
 }
 
 /// One target.
@@ -382,6 +387,7 @@ impl Config {
             write_data_timeout_secs: DEFAULT_WRITE_DATA_TIMEOUT,
             copy_domain: crate::copy_domain::CopyDomainConfig::default(),
             volumes: Vec::new(),
+            subsystems: Vec::new(),
             targets: vec![TargetConfig {
                 iqn: DEFAULT_TARGET.into(),
                 alias: Some("oxcopy default".into()),
@@ -550,8 +556,8 @@ impl Config {
                 "must be between pdu_timeout and 86400 seconds (a write's data takes at least one PDU)",
             ));
         }
-        if raw.target.is_empty() {
-            return Err(err(source, "target", "at least one [[target]] is required"));
+        if raw.target.is_empty() && raw.subsystem.is_empty() {
+            return Err(err(source, "target", "at least one [[target]] or [[subsystem]] is required"));
         }
         let mut names = HashSet::new();
         let mut files: HashMap<PathBuf, String> = HashMap::new();
@@ -753,6 +759,25 @@ impl Config {
             };
             targets.push(TargetConfig { iqn: t.iqn, alias: t.alias, initiators: t.initiators, chap, luns });
         }
+        // NVMe subsystems: a namespace on a LUN's file serves that LUN.
+        let lun_files: HashMap<PathBuf, crate::subsystems::LunFile> = targets
+            .iter()
+            .flat_map(|t: &TargetConfig| t.luns.iter().map(move |l| (t, l)))
+            .filter(|(_, l)| l.volume.is_none())
+            .map(|(t, l)| {
+                (
+                    canonical_target(&l.path),
+                    crate::subsystems::LunFile {
+                        iqn: t.iqn.clone(),
+                        id: l.id,
+                        block_size: l.block_size,
+                        read_only: l.read_only,
+                    },
+                )
+            })
+            .collect();
+        let subsystems = crate::subsystems::validate(raw.subsystem, &mut files, &lun_files, canonical_target)
+            .map_err(|p| err(source, p.key, p.problem))?;
         let copy_domain = crate::copy_domain::CopyDomainConfig::from_raw(raw.copy_domain)
             .map_err(|(key, problem)| err(source, key, problem))?;
         Ok(Config {
@@ -777,6 +802,7 @@ impl Config {
             targets,
             copy_domain,
             volumes,
+            subsystems,
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod odx;
 pub mod pr_store;
 pub mod server;
 pub mod size;
+pub mod subsystems;
 pub mod volume_admin;
 pub mod volumes;
 

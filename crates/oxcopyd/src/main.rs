@@ -123,7 +123,14 @@ fn main() -> ExitCode {
     };
     if args.check.is_some() {
         let (targets, luns) = oxcopyd::check::summary(&cfg);
-        println!("configuration OK: {targets} targets, {luns} LUNs");
+        let (subsystems, namespaces) = oxcopyd::check::nvme_summary(&cfg);
+        if subsystems == 0 {
+            println!("configuration OK: {targets} targets, {luns} LUNs");
+        } else {
+            println!(
+                "configuration OK: {targets} targets, {luns} LUNs, {subsystems} NVMe subsystems, {namespaces} namespaces"
+            );
+        }
         return ExitCode::SUCCESS;
     }
     tune_malloc();

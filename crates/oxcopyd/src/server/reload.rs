@@ -119,6 +119,9 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), NeedsRestart> {
     if !volumes_only_grow(old, new) {
         keys.push("[[volume]]");
     }
+    if old.subsystems != new.subsystems {
+        keys.push("[[subsystem]]");
+    }
     if keys.is_empty() {
         Ok(())
     } else {
