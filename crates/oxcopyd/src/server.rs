@@ -13,6 +13,10 @@
 //! - `pool`: the threads executing SCSI commands.
 //! - `reload`: applying a changed configuration to the running daemon
 //!   (SIGHUP).
+//! - `nvme`, `nvme_conn`, `nvme_metrics`: the NVMe/TCP front end — the
+//!   subsystems and their namespaces, controllers, listeners, one task per
+//!   queue driving `oxcopy-nvme`'s transport core; I/O commands run on the
+//!   same pool and engine as SCSI commands.
 
 use crate::config::Config;
 use oxcopy_iscsi::budget::WriteBudget;
@@ -30,6 +34,9 @@ pub mod admin;
 mod connection;
 mod login;
 mod lun;
+mod nvme;
+mod nvme_conn;
+mod nvme_metrics;
 mod pool;
 mod reload;
 mod startup;

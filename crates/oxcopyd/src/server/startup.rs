@@ -43,6 +43,10 @@ pub struct Running {
     pub registry: Arc<LuRegistry>,
     shutdown: watch::Sender<bool>,
     join: tokio::task::JoinHandle<()>,
+    /// The NVMe/TCP front end and its accept loop (when subsystems are configured).
+    nvme: Option<(Arc<super::nvme::NvmeService>, tokio::task::JoinHandle<()>)>,
+    /// NVMe/TCP listeners actually bound (port 0 resolved), in configuration order.
+    pub nvme_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     reloading: AtomicBool,
     /// Volume layout changes and their background jobs.
@@ -96,6 +100,11 @@ impl Running {
             d.stop();
         }
         let _ = self.join.await;
+        let mut ns_flush = Vec::new();
+        if let Some((svc, join)) = self.nvme {
+            let _ = join.await;
+            ns_flush = svc.subsystems.values().flat_map(|s| s.namespaces.values().cloned()).collect();
+        }
         // Background (IMMED) copies outlive their commands: stop them, and
         // wait (bounded) until none still writes, before the final flush.
         let copies = self.registry.copy_manager();
@@ -110,6 +119,11 @@ impl Running {
             for lu in luns {
                 if let Err(e) = lu.flush() {
                     warn!("flush at shutdown failed: {e}");
+                }
+            }
+            for ns in ns_flush {
+                if let Err(e) = ns.unit.storage().flush() {
+                    warn!(nsid = ns.nsid(), "namespace flush at shutdown failed: {e}");
                 }
             }
         })
@@ -171,6 +185,18 @@ pub async fn start(cfg: Config) -> Result<Running> {
         let scsi = Arc::new(ScsiTarget::in_registry(&t.iqn, 1, registry.clone()));
         targets.insert(t.iqn.clone(), TargetEntry::new(t, scsi));
     }
+    // NVMe/TCP subsystems: namespaces on their own files or on the LUNs'.
+    let nvme = if cfg.subsystems.is_empty() {
+        None
+    } else {
+        Some(Arc::new(super::nvme::NvmeService::open(
+            &cfg,
+            &all_luns,
+            &mut ids,
+            metrics.clone(),
+            registry.copy_chunk_bytes(),
+        )?))
+    };
     // Token copy: tokens name this data directory's copy manager and a
     // per-start generation, and are authenticated by the domain key.
     let manager_id = ids.copy_manager_id();
@@ -200,6 +226,18 @@ pub async fn start(cfg: Config) -> Result<Running> {
         addrs.push(l.local_addr()?);
         listeners.push(l);
     }
+    let mut nvme_listeners = Vec::new();
+    let mut nvme_addrs = Vec::new();
+    if let Some(svc) = &nvme {
+        for a in svc.listen_addrs(&cfg) {
+            let l = TcpListener::bind(a).await.with_context(|| format!("binding the NVMe/TCP listener {a}"))?;
+            let bound = l.local_addr()?;
+            svc.bound(a, bound);
+            tracing::info!(addr = %bound, "NVMe/TCP listening");
+            nvme_addrs.push(bound);
+            nvme_listeners.push(l);
+        }
+    }
     let cfg_metrics = cfg.metrics;
     let (write_limit, read_limit) = (cfg.write_buffer_limit, cfg.read_buffer_limit);
     let shared = Arc::new(Shared {
@@ -227,6 +265,9 @@ pub async fn start(cfg: Config) -> Result<Running> {
             let bound = listener.local_addr()?;
             let mut prom = prometheus_client::registry::Registry::default();
             metrics.register(&mut prom);
+            if let Some(svc) = &nvme {
+                svc.metrics.register(&mut prom);
+            }
             if let Some(d) = &domain {
                 d.metrics.register(&mut prom);
             }
@@ -246,8 +287,14 @@ pub async fn start(cfg: Config) -> Result<Running> {
         }
         d.spawn_prober();
     }
+    let nvme = nvme.map(|svc| {
+        let j = tokio::spawn(super::nvme::accept_all(nvme_listeners, svc.clone(), shared.clone(), rx.clone()));
+        (svc, j)
+    });
     let join = tokio::spawn(accept_all(listeners, shared.clone(), rx));
     Ok(Running {
+        nvme,
+        nvme_addrs,
         addrs,
         metrics_addr,
         node_link_addr,

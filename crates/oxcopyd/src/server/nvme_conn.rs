@@ -1,0 +1,493 @@
+//! One NVMe/TCP connection (one queue): feeds what it reads, the results of
+//! commands and the clock to the transport core (`oxcopy_nvme::transport`)
+//! and carries out its actions. The first command is a Fabrics Connect:
+//! queue 0 makes a controller (an NVM or a discovery controller), any other
+//! queue joins one. Admin commands go to the controller model (quick, on
+//! this task); I/O commands run on the I/O pool with a cancel token that
+//! Abort, a lost controller and shutdown use.
+
+use super::nvme::{Ctrl, NvmeService, Subsys};
+use super::writer::{self, Out};
+use super::{wait_until, Shared, SHUTDOWN_GRACE};
+use crate::subsystems::DISCOVERY_NQN;
+use bytes::{Bytes, BytesMut};
+use oxcopy_copy::CancelToken;
+use oxcopy_nvme::controller::{AdminOutcome, Controller, SubsystemInfo};
+use oxcopy_nvme::nvm::{self, IoContext, IoOutcome};
+use oxcopy_nvme::transport::{Action, Capsule, TargetQueue};
+use oxcopy_nvme::wire::command::{Cqe, FabricsType, Status};
+use oxcopy_nvme::wire::connect::{invalid_parameter_result, ConnectCommand, ConnectData};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+/// I/O commands moving more bytes than this get an I/O thread of their own.
+const LONG_TRANSFER: u64 = 64 * 1024;
+
+/// What this connection is.
+enum Role {
+    /// No Connect yet.
+    Unbound,
+    /// The admin queue of this controller.
+    Admin(Arc<Ctrl>),
+    /// I/O queue `qid` of this controller.
+    Io { ctrl: Arc<Ctrl>, subsys: Arc<Subsys>, qid: u16 },
+}
+
+/// A command's result coming back from the I/O pool.
+struct Done {
+    cid: u16,
+    outcome: IoOutcome,
+    command: &'static str,
+    nsid: u32,
+    bytes: u64,
+}
+
+struct Conn {
+    svc: Arc<NvmeService>,
+    shared: Arc<Shared>,
+    q: TargetQueue,
+    tx: mpsc::UnboundedSender<Out>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    role: Role,
+    peer: SocketAddr,
+    local: SocketAddr,
+    /// Submission queue head: commands taken from the queue, modulo its size.
+    sq_head: u16,
+    sq_size: u16,
+    /// Cancel tokens of this queue's running I/O commands, by command id.
+    running: HashMap<u16, CancelToken>,
+    closing: bool,
+    /// The subsystem label for metrics.
+    label: String,
+}
+
+/// Serve one accepted NVMe/TCP connection until it closes.
+pub(super) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    svc: Arc<NvmeService>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else { return };
+    let (mut rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(writer::run(wr, rx, svc.transport.pdu_timeout));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut conn = Conn {
+        q: TargetQueue::new(svc.transport.clone(), Instant::now()),
+        svc,
+        shared,
+        tx: tx.clone(),
+        done_tx,
+        role: Role::Unbound,
+        peer,
+        local,
+        sq_head: 0,
+        sq_size: 32,
+        running: HashMap::new(),
+        closing: false,
+        label: String::new(),
+    };
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut gone = watch::channel(false).1;
+    loop {
+        let wake = conn.next_timer();
+        tokio::select! {
+            r = rd.read_buf(&mut buf) => {
+                if !matches!(r, Ok(n) if n > 0) {
+                    break;
+                }
+                conn.q.on_bytes(&mut buf, Instant::now());
+                conn.pump();
+                if let Some(g) = conn.gone_watch() {
+                    gone = g;
+                }
+                if buf.capacity() - buf.len() < 4096 {
+                    buf.reserve(64 * 1024);
+                }
+            }
+            Some(d) = done_rx.recv() => conn.done(d),
+            _ = wait_until(wake) => conn.timers(Instant::now()),
+            Ok(()) = gone.changed() => {
+                if *gone.borrow() {
+                    debug!(peer = %conn.peer, "controller gone; closing the queue");
+                    conn.closing = true;
+                }
+            }
+            _ = async { let _ = shutdown.wait_for(|v| *v).await; } => {
+                conn.drain(&mut done_rx).await;
+                conn.closing = true;
+            }
+        }
+        if conn.closing {
+            break;
+        }
+    }
+    conn.end();
+    let _ = tx.send(Out::Close);
+    drop(tx);
+    drop(conn);
+    let _ = writer.await;
+}
+
+impl Conn {
+    /// The earliest timer: the transport's, and the controller's keep-alive
+    /// on an admin queue.
+    fn next_timer(&self) -> Option<Instant> {
+        let t = self.q.poll_timeout();
+        let ka = match &self.role {
+            Role::Admin(c) => c.model.lock().keep_alive_deadline(),
+            _ => None,
+        };
+        match (t, ka) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn gone_watch(&self) -> Option<watch::Receiver<bool>> {
+        match &self.role {
+            Role::Admin(c) | Role::Io { ctrl: c, .. } => Some(c.gone.subscribe()),
+            Role::Unbound => None,
+        }
+    }
+
+    fn timers(&mut self, now: Instant) {
+        self.q.handle_timeout(now);
+        if let Role::Admin(c) = &self.role {
+            if c.model.lock().keep_alive_expired(now) {
+                warn!(
+                    peer = %self.peer, cntlid = c.cntlid, subsystem = %c.subnqn, host = %c.hostnqn,
+                    "keep-alive timer expired: ending the controller and its queues"
+                );
+                self.svc.metrics.keep_alive_expired(&c.subnqn);
+                self.svc.remove_controller(c);
+                self.closing = true;
+            }
+        }
+        self.pump();
+    }
+
+    /// Carry out the transport's actions.
+    fn pump(&mut self) {
+        while let Some(a) = self.q.poll_action() {
+            match a {
+                Action::Send(p) => {
+                    let _ = self.tx.send(Out::Pdu(oxcopy_iscsi::frame::EncodedPdu {
+                        head: p.head,
+                        data: p.data,
+                        tail: p.tail,
+                    }));
+                }
+                Action::Execute(c) => self.command(c),
+                Action::Close(reason) => {
+                    debug!(peer = %self.peer, ?reason, "NVMe/TCP queue closing");
+                    self.closing = true;
+                }
+            }
+        }
+    }
+
+    /// Answer command `cid` now.
+    fn reply(&mut self, cid: u16, status: Status, result: u64, data: Option<Bytes>) {
+        let qid = match &self.role {
+            Role::Io { qid, .. } => *qid,
+            _ => 0,
+        };
+        let cqe = Cqe { result, sqhd: self.sq_head, sqid: qid, cid, status };
+        if let Err(e) = self.q.complete(cqe, data, Instant::now()) {
+            debug!(peer = %self.peer, "completion dropped: {e:?}");
+        }
+    }
+
+    fn command(&mut self, c: Capsule) {
+        self.sq_head = (self.sq_head + 1) % self.sq_size.max(1);
+        let cid = c.sqe.cid();
+        if c.sqe.is_fabrics() && c.sqe.fctype() == FabricsType::CONNECT {
+            self.connect(c);
+            return;
+        }
+        match &self.role {
+            Role::Unbound => self.reply(cid, Status::COMMAND_SEQUENCE_ERROR, 0, None),
+            Role::Admin(ctrl) => {
+                let ctrl = ctrl.clone();
+                self.admin(&ctrl, c);
+            }
+            Role::Io { ctrl, subsys, qid } => {
+                let (ctrl, subsys, qid) = (ctrl.clone(), subsys.clone(), *qid);
+                if c.sqe.is_fabrics() {
+                    let st = if c.sqe.fctype() == FabricsType::DISCONNECT {
+                        Status::SUCCESS
+                    } else {
+                        Status::INVALID_FIELD
+                    };
+                    self.reply(cid, st, 0, None);
+                    return;
+                }
+                self.io(&ctrl, &subsys, qid, c);
+            }
+        }
+    }
+
+    /// Fabrics Connect: a new controller on queue 0, else join one.
+    fn connect(&mut self, c: Capsule) {
+        let cid = c.sqe.cid();
+        if !matches!(self.role, Role::Unbound) {
+            self.reply(cid, Status::COMMAND_SEQUENCE_ERROR, 0, None);
+            return;
+        }
+        let cmd = ConnectCommand::from_sqe(&c.sqe);
+        let data = match ConnectData::parse(&c.data) {
+            Ok(d) => d,
+            Err(_) => {
+                self.reply(cid, Status::CONNECT_INVALID_PARAMETERS, u64::from(invalid_parameter_result(true, 0)), None);
+                return;
+            }
+        };
+        let discovery = data.subnqn == DISCOVERY_NQN;
+        let subsys = if discovery {
+            None
+        } else {
+            match self.svc.subsystems.get(&data.subnqn) {
+                Some(s) if self.svc.listens(s, self.local) => Some(s.clone()),
+                _ => {
+                    info!(peer = %self.peer, subsystem = %data.subnqn, host = %data.hostnqn, "Connect to an unknown subsystem");
+                    self.reply(
+                        cid,
+                        Status::CONNECT_INVALID_PARAMETERS,
+                        u64::from(invalid_parameter_result(true, 256)),
+                        None,
+                    );
+                    return;
+                }
+            }
+        };
+        let info: Arc<SubsystemInfo> = match &subsys {
+            Some(s) => s.info.clone(),
+            None => self.svc.discovery(self.local),
+        };
+        if cmd.qid == 0 {
+            let now = Instant::now();
+            let accepted = match Controller::check_connect(&info, &cmd, &data) {
+                Ok(()) => true,
+                Err((status, result)) => {
+                    info!(peer = %self.peer, subsystem = %data.subnqn, host = %data.hostnqn, ?status, "Connect refused");
+                    self.reply(cid, status, u64::from(result), None);
+                    false
+                }
+            };
+            if !accepted {
+                return;
+            }
+            let made = self.svc.add_controller(|cntlid| Ctrl {
+                cntlid,
+                subsys: subsys.clone(),
+                subnqn: data.subnqn.clone(),
+                hostnqn: data.hostnqn.clone(),
+                hostid: data.hostid,
+                model: Mutex::new(Controller::new(info.clone(), cntlid, &cmd, &data, now)),
+                gone: watch::channel(false).0,
+                running: Mutex::new(HashMap::new()),
+                queues: Mutex::new(Vec::new()),
+            });
+            let Some(ctrl) = made else {
+                self.reply(cid, Status::CONNECT_CONTROLLER_BUSY, 0, None);
+                return;
+            };
+            info!(
+                peer = %self.peer, cntlid = ctrl.cntlid, subsystem = %data.subnqn, host = %data.hostnqn,
+                kato_ms = cmd.kato, "NVMe controller created"
+            );
+            self.q.set_queue_size(cmd.sqsize);
+            self.sq_size = cmd.sqsize.saturating_add(1);
+            self.label = data.subnqn.clone();
+            self.svc.metrics.connection(&self.label, 1);
+            let cntlid = ctrl.cntlid;
+            self.role = Role::Admin(ctrl);
+            self.reply(cid, Status::SUCCESS, u64::from(cntlid), None);
+            return;
+        }
+        // An I/O queue joins the controller its host made.
+        let ctrl = self.svc.controller(data.cntlid).filter(|ctrl| {
+            ctrl.subnqn == data.subnqn && ctrl.hostnqn == data.hostnqn && ctrl.hostid == data.hostid
+        });
+        let (Some(ctrl), Some(subsys)) = (ctrl, subsys) else {
+            self.reply(cid, Status::CONNECT_INVALID_PARAMETERS, u64::from(invalid_parameter_result(true, 16)), None);
+            return;
+        };
+        if let Err((status, result)) = ctrl.model.lock().check_io_connect(&cmd) {
+            self.reply(cid, status, u64::from(result), None);
+            return;
+        }
+        {
+            let mut qs = ctrl.queues.lock();
+            if qs.contains(&cmd.qid) {
+                drop(qs);
+                self.reply(
+                    cid,
+                    Status::CONNECT_INVALID_PARAMETERS,
+                    u64::from(invalid_parameter_result(false, 42)),
+                    None,
+                );
+                return;
+            }
+            qs.push(cmd.qid);
+        }
+        self.q.set_queue_size(cmd.sqsize);
+        self.sq_size = cmd.sqsize.saturating_add(1);
+        self.label = data.subnqn.clone();
+        self.svc.metrics.connection(&self.label, 1);
+        debug!(peer = %self.peer, cntlid = ctrl.cntlid, qid = cmd.qid, "NVMe I/O queue connected");
+        let cntlid = ctrl.cntlid;
+        self.role = Role::Io { ctrl, subsys, qid: cmd.qid };
+        self.reply(cid, Status::SUCCESS, u64::from(cntlid), None);
+    }
+
+    /// An admin-queue command: the controller model answers (Property
+    /// Get/Set, Identify, Get Log Page, features, Keep Alive, AER), except
+    /// Abort, which reaches the I/O queues' running commands.
+    fn admin(&mut self, ctrl: &Arc<Ctrl>, c: Capsule) {
+        let cid = c.sqe.cid();
+        let outcome = ctrl.model.lock().admin(&c.sqe, &c.data, c.read_len, Instant::now());
+        match outcome {
+            AdminOutcome::Reply { cqe, data } => self.reply(cid, cqe.status, cqe.result, data.map(Bytes::from)),
+            AdminOutcome::Held => {}
+            AdminOutcome::Abort { sqid, cid: victim } => {
+                let token = ctrl.running.lock().get(&(sqid, victim)).cloned();
+                let aborted = token.is_some();
+                if let Some(t) = token {
+                    info!(cntlid = ctrl.cntlid, sqid, cid = victim, "Abort: cancelling the command");
+                    t.cancel();
+                }
+                // DW0 bit 0 set: the command was not aborted.
+                self.reply(cid, Status::SUCCESS, u64::from(!aborted), None);
+            }
+        }
+        let events = ctrl.model.lock().take_events();
+        for cqe in events {
+            self.reply(cqe.cid, cqe.status, cqe.result, None);
+        }
+    }
+
+    /// An I/O command: checked here, executed on the I/O pool.
+    fn io(&mut self, ctrl: &Arc<Ctrl>, subsys: &Arc<Subsys>, qid: u16, c: Capsule) {
+        let cid = c.sqe.cid();
+        let nsid = c.sqe.nsid();
+        let ns = subsys.namespace(nsid);
+        let cmd = match nvm::parse_io(&c.sqe, ns.as_ref().map(|n| n.info())) {
+            Ok(cmd) => cmd,
+            Err(status) => {
+                self.svc.metrics.command(&self.label, nsid, command_name(c.sqe.opcode().0), false);
+                self.reply(cid, status, 0, None);
+                return;
+            }
+        };
+        let Some(ns) = ns else {
+            self.reply(cid, Status::INVALID_NAMESPACE, 0, None);
+            return;
+        };
+        let cancel = CancelToken::new();
+        self.running.insert(cid, cancel.clone());
+        ctrl.running.lock().insert((qid, cid), cancel.clone());
+        let formats = ctrl.model.lock().copy_formats_enabled();
+        let done_tx = self.done_tx.clone();
+        let subsys = subsys.clone();
+        let svc = self.svc.clone();
+        let bs = ns.block_size();
+        let moved = cmd.data_out_len(bs).max(cmd.data_in_len(bs));
+        let command = command_name(c.sqe.opcode().0);
+        let long = moved > LONG_TRANSFER || command == "copy";
+        let data = c.data;
+        self.shared.io_pool.spawn(long, move || {
+            let lookup = |id: u32| subsys.namespace(id);
+            let ctx = IoContext {
+                cancel: &cancel,
+                lookup: &lookup,
+                max_nsid: subsys.namespaces.keys().next_back().copied().unwrap_or(0),
+                copy_formats_enabled: formats,
+                metrics: &svc.copy_metrics,
+                chunk_bytes: svc.chunk_bytes,
+            };
+            let outcome = nvm::execute(&ns, &cmd, data, &ctx);
+            let bytes = if command == "copy" { cmd.data_in_len(bs).max(copy_bytes(&cmd, bs)) } else { moved };
+            let _ = done_tx.send(Done { cid, outcome, command, nsid, bytes });
+        });
+    }
+
+    fn done(&mut self, d: Done) {
+        self.running.remove(&d.cid);
+        if let Role::Io { ctrl, qid, .. } = &self.role {
+            ctrl.running.lock().remove(&(*qid, d.cid));
+        }
+        let ok = d.outcome.status.is_success();
+        self.svc.metrics.command(&self.label, d.nsid, d.command, ok);
+        if ok {
+            self.svc.metrics.bytes(&self.label, d.nsid, d.command, d.bytes);
+        }
+        self.reply(d.cid, d.outcome.status, u64::from(d.outcome.result), d.outcome.data);
+        self.pump();
+    }
+
+    /// Shutdown: wait (bounded) for the commands running, answer them.
+    async fn drain(&mut self, done_rx: &mut mpsc::UnboundedReceiver<Done>) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while !self.running.is_empty() {
+            match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+                Ok(Some(d)) => self.done(d),
+                _ => break,
+            }
+        }
+    }
+
+    /// The connection is gone: cancel what still runs; an admin queue ends
+    /// its controller (and so its I/O queues).
+    fn end(&mut self) {
+        for (_, t) in self.running.drain() {
+            t.cancel();
+        }
+        match &self.role {
+            Role::Admin(c) => {
+                info!(peer = %self.peer, cntlid = c.cntlid, subsystem = %c.subnqn, "NVMe controller ended");
+                self.svc.remove_controller(c);
+                self.svc.metrics.connection(&self.label, -1);
+            }
+            Role::Io { ctrl, qid, .. } => {
+                ctrl.queues.lock().retain(|q| q != qid);
+                let mut r = ctrl.running.lock();
+                r.retain(|(q, _), _| q != qid);
+                self.svc.metrics.connection(&self.label, -1);
+            }
+            Role::Unbound => {}
+        }
+    }
+}
+
+/// Bytes a Copy wrote (for metrics): its descriptors are gone by now, so
+/// the parsed command says.
+fn copy_bytes(cmd: &nvm::IoCommand, bs: u32) -> u64 {
+    cmd.copy_blocks().saturating_mul(u64::from(bs))
+}
+
+/// The `command` label of an NVM opcode.
+fn command_name(op: u8) -> &'static str {
+    match op {
+        0x00 => "flush",
+        0x01 => "write",
+        0x02 => "read",
+        0x05 => "compare",
+        0x08 => "write_zeroes",
+        0x09 => "dsm",
+        0x0C => "verify",
+        0x19 => "copy",
+        _ => "other",
+    }
+}
