@@ -40,6 +40,10 @@ pub enum NamespaceError {
     /// NSID 0 and FFFFFFFFh are not namespace identifiers.
     #[error("invalid namespace identifier {0:#x}")]
     InvalidNsid(u32),
+    /// Copy limits Identify cannot advertise: MSSRL 0, MCL below MSSRL
+    /// (NVM Command Set: MCL ≥ MSSRL), or a range count outside 1..=256.
+    #[error("copy limits {0:?} cannot be advertised")]
+    CopyLimits(CopyLimits),
 }
 
 /// One namespace of a subsystem.
@@ -66,6 +70,10 @@ impl Namespace {
         }
         if info.blocks > unit.num_blocks() {
             return Err(NamespaceError::TooLarge { info: info.blocks, unit: unit.num_blocks() });
+        }
+        let c = info.copy;
+        if c.mssrl == 0 || c.mcl < u32::from(c.mssrl) || c.max_ranges == 0 || c.max_ranges > 256 {
+            return Err(NamespaceError::CopyLimits(c));
         }
         Ok(Self { info, unit })
     }
@@ -204,7 +212,20 @@ mod tests {
         );
         assert!(matches!(Namespace::new(info(1, 4096, 1), unit.clone()), Err(NamespaceError::BlockSize { .. })));
         assert!(matches!(Namespace::new(info(0, 512, 1), unit.clone()), Err(NamespaceError::InvalidNsid(0))));
-        assert!(matches!(Namespace::new(info(1, 1024, 1), unit), Err(NamespaceError::UnsupportedBlockSize(1024))));
+        assert!(matches!(
+            Namespace::new(info(1, 1024, 1), unit.clone()),
+            Err(NamespaceError::UnsupportedBlockSize(1024))
+        ));
+        for copy in [
+            CopyLimits { mssrl: 0, mcl: 1, max_ranges: 1 },
+            CopyLimits { mssrl: 8, mcl: 7, max_ranges: 1 },
+            CopyLimits { mssrl: 8, mcl: 8, max_ranges: 0 },
+            CopyLimits { mssrl: 8, mcl: 8, max_ranges: 257 },
+        ] {
+            let i = NamespaceInfo { copy, ..info(1, 512, 10) };
+            assert_eq!(Namespace::new(i, unit.clone()).unwrap_err(), NamespaceError::CopyLimits(copy));
+        }
+        assert!(Namespace::new(NamespaceInfo { copy: CopyLimits::default(), ..info(1, 512, 10) }, unit).is_ok());
     }
 
     #[test]

@@ -768,3 +768,79 @@ proptest! {
         prop_assert_eq!(mb.contents(), before);
     }
 }
+
+/// Another front end (iSCSI on the same LU) holding a range: an NVMe write
+/// to it waits for the release, an NVMe read of other blocks does not.
+#[test]
+fn range_locks_are_the_units() {
+    let (ns, mem, unit) = mem_ns(1, 512, 64);
+    let env = Arc::new(Env::new(vec![ns]));
+    let held = unit.range_locks().lock(8, 8, LockMode::Exclusive);
+    let e2 = Arc::clone(&env);
+    let t = std::thread::spawn(move || e2.run(&write_sqe(1, 10, 1, 512), &[0xAB; 512]).status);
+    for _ in 0..10_000_000 {
+        if unit.range_locks().waiting() == 1 {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    assert_eq!(unit.range_locks().waiting(), 1, "the write waits for the range");
+    assert_eq!(st(&env.run(&read_sqe(1, 0, 8, 512), &[])), Status::SUCCESS);
+    assert_ne!(&mem.contents()[10 * 512..11 * 512], &[0xAB; 512][..]);
+    drop(held);
+    assert_eq!(t.join().ok(), Some(Status::SUCCESS));
+    assert_eq!(&mem.contents()[10 * 512..11 * 512], &[0xAB; 512][..]);
+}
+
+#[test]
+fn format0_ignores_the_bytes_format2_uses_for_snsid_and_sopt() {
+    let (ns, mem, _) = mem_ns(1, 512, 64);
+    let env = Env::new(vec![ns]);
+    let before = mem.contents();
+    let mut d = encode_copy_ranges(CopyFormat::F0, &[r(0, 2, 3)]).unwrap();
+    d[0..4].copy_from_slice(&77u32.to_le_bytes());
+    d[22..24].copy_from_slice(&SOPT_FCO.to_le_bytes());
+    let s = copy_sqe(1, 1, 40, 1, CopyFormat::F0, false).unwrap();
+    assert_eq!(st(&env.run(&s, &d)), Status::SUCCESS);
+    assert_eq!(&mem.contents()[40 * 512..43 * 512], &before[2 * 512..5 * 512]);
+}
+
+#[test]
+fn deallocation_on_a_unit_write_protected_at_execution() {
+    let (ns, mem, unit) = mem_ns(1, 512, 64);
+    let env = Env::new(vec![ns]);
+    unit.set_write_protected(true);
+    let before = mem.contents();
+    let dsm = encode_dsm_ranges(&[DsmRange { cattr: 0, blocks: 4, slba: 0 }]);
+    assert_eq!(st(&env.run(&dsm_sqe(1, 1, 1, DsmAttributes::AD).unwrap(), &dsm)), Status::NAMESPACE_WRITE_PROTECTED);
+    assert_eq!(st(&env.run(&dsm_sqe(1, 1, 1, DsmAttributes::IDW).unwrap(), &dsm)), Status::SUCCESS);
+    let wz = write_zeroes_sqe(1, 1, 0, 4, false, false).unwrap();
+    assert_eq!(st(&env.run(&wz, &[])), Status::NAMESPACE_WRITE_PROTECTED);
+    assert_eq!(mem.contents(), before);
+}
+
+proptest! {
+    /// What the builders make, `parse_io` reads back.
+    #[test]
+    fn builders_parse_back(slba in 0u64..2000, blocks in 1u32..=65536, fua in any::<bool>(), deac in any::<bool>(), nr in 1usize..=16, sdlba in 0u64..5000, f2 in any::<bool>()) {
+        let i = NamespaceInfo { blocks: 70_000, ..info(1, 512, 0) };
+        for op in [Opcode::READ, Opcode::WRITE, Opcode::COMPARE, Opcode::VERIFY] {
+            let s = rw_sqe(op, 1, 1, slba, blocks, 512, fua).unwrap();
+            let rw = Rw { slba, blocks, fua };
+            let want = match op {
+                Opcode::READ => IoCommand::Read(rw),
+                Opcode::WRITE => IoCommand::Write(rw),
+                Opcode::COMPARE => IoCommand::Compare(rw),
+                _ => IoCommand::Verify(rw),
+            };
+            prop_assert_eq!(parse_io(&s, Some(&i)), Ok(want));
+        }
+        let wz = write_zeroes_sqe(1, 1, slba, blocks, deac, fua).unwrap();
+        prop_assert_eq!(parse_io(&wz, Some(&i)), Ok(IoCommand::WriteZeroes { range: Rw { slba, blocks, fua }, deallocate: deac }));
+        let format = if f2 { CopyFormat::F2 } else { CopyFormat::F0 };
+        let c = copy_sqe(1, 1, sdlba, nr, format, fua).unwrap();
+        prop_assert_eq!(parse_io(&c, Some(&i)), Ok(IoCommand::Copy(CopyCommand { sdlba, ranges: nr, format, fua })));
+        let d = dsm_sqe(1, 1, nr, DsmAttributes::AD).unwrap();
+        prop_assert_eq!(parse_io(&d, Some(&i)), Ok(IoCommand::DatasetManagement { ranges: nr, attrs: DsmAttributes::AD }));
+    }
+}
