@@ -8,8 +8,8 @@
 //! |---|---|---|
 //! | 00h | Flush | `Storage::flush` |
 //! | 01h | Write | exclusive range lock, write hook, `write_at` (FUA: flush) |
-//! | 02h | Read | shared range lock, `read_at` |
-//! | 05h | Compare | shared range lock, read, compare → COMPARE_FAILURE |
+//! | 02h | Read | shared range lock, `read_at` (FUA: flush first) |
+//! | 05h | Compare | shared range lock, read, compare → COMPARE_FAILURE (FUA: flush first) |
 //! | 08h | Write Zeroes | per chunk: exclusive lock, hook, zero (DEAC: deallocate) |
 //! | 09h | Dataset Management | every range checked, then (AD) deallocated per chunk under lock and hook |
 //! | 0Ch | Verify | shared lock per chunk, read → UNRECOVERED_READ_ERROR on failure |
@@ -411,6 +411,10 @@ fn read_chunks(storage: &dyn Storage, off: u64, buf: &mut [u8], ctx: &IoContext<
 fn read(ns: &Namespace, rw: &Rw, ctx: &IoContext<'_>) -> Result<Bytes, Status> {
     let (off, len) = bytes_of(ns, rw.slba, u64::from(rw.blocks))?;
     let len = usize::try_from(len).map_err(|_| Status::INTERNAL_ERROR)?;
+    if rw.fua {
+        // FUA on a read: the blocks are committed before they are returned.
+        flush(ns)?;
+    }
     let _g = ns.unit.range_locks().lock(rw.slba, u64::from(rw.blocks), LockMode::Shared);
     let mut buf = vec![0u8; len];
     read_chunks(ns.unit.storage().as_ref(), off, &mut buf, ctx)?;
