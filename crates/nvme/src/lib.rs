@@ -8,8 +8,17 @@
 //! |---|---|
 //! | [`wire`] | SQE / CQE layouts, opcodes, status codes |
 //! | [`model`] | what a subsystem and its namespaces are, as plain data |
+//! | [`namespace`] | a namespace over a copy-engine unit ([`Namespace`], [`NsUnit`]) |
+//! | [`nvm`] | the NVM command set I/O commands, Copy included: parse, check, execute |
+//! | [`nvm_edge`] | engine and storage errors as NVMe statuses, in one table |
 
 pub mod model;
+pub mod namespace;
+pub mod nvm;
+pub mod nvm_edge;
 pub mod wire;
+
+pub use namespace::{Namespace, NsUnit};
+pub use nvm::{IoCommand, IoContext, IoOutcome};
 
 pub use wire::command::{Cqe, Sqe, Status};

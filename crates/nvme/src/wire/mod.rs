@@ -2,5 +2,9 @@
 //!
 //! - [`command`]: the 64-byte submission queue entry, the 16-byte completion
 //!   queue entry, opcodes and status codes (newtypes with named constants).
+//! - [`nvm`]: NVM command set fields and data: command dword 12 of the I/O
+//!   commands, Dataset Management ranges, Copy source range descriptors
+//!   (formats 0h–3h), and SQE builders for the host.
 
 pub mod command;
+pub mod nvm;
