@@ -360,6 +360,58 @@ pub fn execute(ns: &Namespace, cmd: &IoCommand, data: Bytes, ctx: &IoContext<'_>
     }
 }
 
+/// Largest Read or Write [`try_execute`] runs.
+pub const INLINE_MAX: u64 = 64 * 1024;
+
+/// A short Read or Write (at most [`INLINE_MAX`] bytes, no FUA) run only if
+/// it needs no waiting: no command holds its range, no write hook would act
+/// (a point-in-time token preserving blocks), and the storage answers
+/// without blocking (`Storage::try_read_at` / `try_write_at`: cached pages,
+/// a non-blocking buffered write). `None`: it would wait, and nothing was
+/// done — not a byte read or written; run [`execute`] where waiting is
+/// allowed. Lets the transport's thread answer a cached 4 KiB read itself
+/// instead of waking an I/O thread.
+pub fn try_execute(ns: &Namespace, cmd: &IoCommand, data: &[u8]) -> Option<IoOutcome> {
+    match cmd {
+        IoCommand::Read(rw) if !rw.fua => {
+            let (off, len) = match bytes_of(ns, rw.slba, u64::from(rw.blocks)) {
+                Ok(x) => x,
+                Err(s) => return Some(IoOutcome::failed(s)),
+            };
+            if len > INLINE_MAX {
+                return None;
+            }
+            let _g = ns.unit.range_locks().try_lock(rw.slba, u64::from(rw.blocks), LockMode::Shared)?;
+            let mut buf = vec![0u8; len as usize];
+            match ns.unit.storage().try_read_at(&mut buf, off) {
+                Ok(true) => Some(IoOutcome { status: Status::SUCCESS, result: 0, data: Some(Bytes::from(buf)) }),
+                Ok(false) => None,
+                Err(e) => Some(IoOutcome::failed(storage_status(&e, Side::Read))),
+            }
+        }
+        IoCommand::Write(rw) if !rw.fua => {
+            let (off, len) = match bytes_of(ns, rw.slba, u64::from(rw.blocks)) {
+                Ok(x) => x,
+                Err(s) => return Some(IoOutcome::failed(s)),
+            };
+            if len > INLINE_MAX || data.len() as u64 != len || ns.write_protected() {
+                return None;
+            }
+            let blocks = u64::from(rw.blocks);
+            if ns.unit.write_hook().is_some_and(|h| h.would_act(ns.unit.as_ref(), rw.slba, blocks)) {
+                return None;
+            }
+            let _g = ns.unit.range_locks().try_lock(rw.slba, blocks, LockMode::Exclusive)?;
+            match ns.unit.storage().try_write_at(data, off) {
+                Ok(true) => Some(IoOutcome::success()),
+                Ok(false) => None,
+                Err(e) => Some(IoOutcome::failed(storage_status(&e, Side::Write))),
+            }
+        }
+        _ => None,
+    }
+}
+
 fn cancelled(ctx: &IoContext<'_>) -> Result<(), Status> {
     if ctx.cancel.is_cancelled() {
         return Err(Status::ABORT_REQUESTED);

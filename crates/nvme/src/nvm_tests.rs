@@ -844,3 +844,53 @@ proptest! {
         prop_assert_eq!(parse_io(&d, Some(&i)), Ok(IoCommand::DatasetManagement { ranges: nr, attrs: DsmAttributes::AD }));
     }
 }
+
+#[test]
+fn try_execute_runs_short_reads_and_writes_only_when_nothing_waits() {
+    let (ns, mem, unit) = mem_ns(1, 512, 1024);
+    let parse = |sqe: Sqe| parse_io(&sqe, Some(ns.info())).unwrap();
+    // A cached read: done inline, the bytes of the store.
+    let read = parse(rw_sqe(Opcode::READ, 1, 1, 8, 8, 512, false).unwrap());
+    let got = try_execute(&ns, &read, &[]).expect("inline read");
+    assert_eq!(got.status, Status::SUCCESS);
+    let mut want = vec![0u8; 4096];
+    mem.read_at(&mut want, 8 * 512).unwrap();
+    assert_eq!(got.data.as_deref(), Some(&want[..]));
+    // A write: done inline, visible in the store.
+    let write = parse(rw_sqe(Opcode::WRITE, 2, 1, 16, 8, 512, false).unwrap());
+    let data = pattern(99, 4096);
+    assert_eq!(try_execute(&ns, &write, &data).expect("inline write").status, Status::SUCCESS);
+    let mut back = vec![0u8; 4096];
+    mem.read_at(&mut back, 16 * 512).unwrap();
+    assert_eq!(back, data);
+    // A range held by another command: declined, nothing written.
+    let other = pattern(7, 4096);
+    {
+        let _held = unit.range_locks().lock(20, 1, LockMode::Shared);
+        assert!(try_execute(&ns, &write, &other).is_none());
+        let _w = unit.range_locks().lock(12, 1, LockMode::Exclusive);
+        assert!(try_execute(&ns, &read, &[]).is_none());
+    }
+    mem.read_at(&mut back, 16 * 512).unwrap();
+    assert_eq!(back, data, "a declined write wrote nothing");
+    // FUA, long transfers and other commands go to the pool.
+    let fua = parse(rw_sqe(Opcode::WRITE, 3, 1, 16, 8, 512, true).unwrap());
+    assert!(try_execute(&ns, &fua, &data).is_none());
+    let long = parse(rw_sqe(Opcode::READ, 4, 1, 0, 256, 512, false).unwrap());
+    assert!(try_execute(&ns, &long, &[]).is_none());
+    assert!(try_execute(&ns, &IoCommand::Flush, &[]).is_none());
+    // A write hook that would act (a point-in-time token): declined.
+    #[derive(Debug)]
+    struct Acts;
+    impl WriteHook for Acts {
+        fn before_write(&self, _: &dyn Unit, _: u64, _: u64) -> Result<(), Refusal> {
+            Ok(())
+        }
+    }
+    unit.set_write_hook(Some(Arc::new(Acts)));
+    assert!(try_execute(&ns, &write, &other).is_none());
+    unit.set_write_hook(None);
+    // Out of range: answered inline with the status.
+    let past = IoCommand::Read(Rw { slba: 1020, blocks: 8, fua: false });
+    assert_eq!(try_execute(&ns, &past, &[]).map(|o| o.status), Some(Status::LBA_OUT_OF_RANGE));
+}

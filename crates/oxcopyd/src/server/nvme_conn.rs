@@ -16,6 +16,7 @@ use oxcopy_nvme::controller::{AdminOutcome, Controller, SubsystemInfo};
 use oxcopy_nvme::nvm::{self, IoContext, IoOutcome};
 use oxcopy_nvme::transport::{Action, Capsule, TargetQueue};
 use oxcopy_nvme::wire::command::{Cqe, FabricsType, Status};
+use oxcopy_nvme::wire::nvm::CopyRange;
 use oxcopy_nvme::wire::connect::{invalid_parameter_result, ConnectCommand, ConnectData};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -407,6 +408,11 @@ impl Conn {
         let command = command_name(c.sqe.opcode().0);
         let long = moved > LONG_TRANSFER || command == "copy";
         let data = c.data;
+        // A Copy's bytes, for the metrics: the sum of its ranges.
+        let copied = match &cmd {
+            nvm::IoCommand::Copy(cc) => copy_bytes(cc, &data, bs),
+            _ => 0,
+        };
         self.shared.io_pool.spawn(long, move || {
             let lookup = |id: u32| subsys.namespace(id);
             let ctx = IoContext {
@@ -418,7 +424,7 @@ impl Conn {
                 chunk_bytes: svc.chunk_bytes,
             };
             let outcome = nvm::execute(&ns, &cmd, data, &ctx);
-            let bytes = if command == "copy" { cmd.data_in_len(bs).max(copy_bytes(&cmd, bs)) } else { moved };
+            let bytes = if command == "copy" { copied } else { moved };
             let _ = done_tx.send(Done { cid, outcome, command, nsid, bytes });
         });
     }
@@ -471,10 +477,14 @@ impl Conn {
     }
 }
 
-/// Bytes a Copy wrote (for metrics): its descriptors are gone by now, so
-/// the parsed command says.
-fn copy_bytes(cmd: &nvm::IoCommand, bs: u32) -> u64 {
-    cmd.copy_blocks().saturating_mul(u64::from(bs))
+/// Bytes a Copy writes (for metrics): the sum of its source ranges.
+fn copy_bytes(c: &nvm::CopyCommand, data: &[u8], bs: u32) -> u64 {
+    let Some(len) = c.format.desc_len() else { return 0 };
+    data.chunks_exact(len)
+        .take(c.ranges)
+        .filter_map(|d| CopyRange::decode(c.format, d))
+        .map(|r| u64::from(r.blocks()) * u64::from(bs))
+        .sum()
 }
 
 /// The `command` label of an NVM opcode.
