@@ -8,8 +8,10 @@
 //! |---|---|
 //! | [`wire`] | SQE / CQE layouts, opcodes, status codes |
 //! | [`model`] | what a subsystem and its namespaces are, as plain data |
+//! | [`transport`] | the target side of one NVMe/TCP connection: PDUs in, commands and PDUs out |
 
 pub mod model;
+pub mod transport;
 pub mod wire;
 
 pub use wire::command::{Cqe, Sqe, Status};
