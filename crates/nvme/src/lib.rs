@@ -7,9 +7,11 @@
 //! | module | role |
 //! |---|---|
 //! | [`wire`] | SQE / CQE layouts, opcodes, status codes |
+//! | [`host`] | the host side of one NVMe/TCP connection (initiator core) |
 //! | [`model`] | what a subsystem and its namespaces are, as plain data |
 //! | [`transport`] | the target side of one NVMe/TCP connection: PDUs in, commands and PDUs out |
 
+pub mod host;
 pub mod model;
 pub mod transport;
 pub mod wire;
