@@ -7,15 +7,19 @@
 //! | module | role |
 //! |---|---|
 //! | [`wire`] | SQE / CQE layouts, opcodes, status codes |
+//! | [`host`] | the host side of one NVMe/TCP connection (initiator core) |
 //! | [`model`] | what a subsystem and its namespaces are, as plain data |
 //! | [`namespace`] | a namespace over a copy-engine unit ([`Namespace`], [`NsUnit`]) |
 //! | [`nvm`] | the NVM command set I/O commands, Copy included: parse, check, execute |
 //! | [`nvm_edge`] | engine and storage errors as NVMe statuses, in one table |
+//! | [`transport`] | the target side of one NVMe/TCP connection: PDUs in, commands and PDUs out |
 
+pub mod host;
 pub mod model;
 pub mod namespace;
 pub mod nvm;
 pub mod nvm_edge;
+pub mod transport;
 pub mod wire;
 
 pub use namespace::{Namespace, NsUnit};

@@ -2,9 +2,12 @@
 //!
 //! - [`command`]: the 64-byte submission queue entry, the 16-byte completion
 //!   queue entry, opcodes and status codes (newtypes with named constants).
+//! - [`pdu`]: NVMe/TCP PDUs, digests and padding: incremental decode, zero-copy
+//!   encode.
 //! - [`nvm`]: NVM command set fields and data: command dword 12 of the I/O
 //!   commands, Dataset Management ranges, Copy source range descriptors
 //!   (formats 0h–3h), and SQE builders for the host.
 
 pub mod command;
 pub mod nvm;
+pub mod pdu;
