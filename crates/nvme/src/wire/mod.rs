@@ -2,5 +2,15 @@
 //!
 //! - [`command`]: the 64-byte submission queue entry, the 16-byte completion
 //!   queue entry, opcodes and status codes (newtypes with named constants).
+//! - [`connect`]: Fabrics Connect / Disconnect, Property Get / Set.
+//! - [`identify`]: Identify command and its data structures.
+//! - [`log`]: Get Log Page, log page layouts, asynchronous event encoding.
+//! - [`features`]: Get / Set Features, Host Behavior Support, Timestamp.
+//! - [`field`]: bounds-checked field access and [`field::LayoutError`].
 
 pub mod command;
+pub mod connect;
+pub mod features;
+pub mod field;
+pub mod identify;
+pub mod log;
