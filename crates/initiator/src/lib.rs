@@ -49,6 +49,7 @@ mod connect;
 pub mod discovery;
 pub mod error;
 pub mod lun;
+pub mod nvme;
 pub mod odx;
 pub mod plan;
 pub mod scsi;

@@ -116,7 +116,10 @@ pub(super) async fn serve(
                     buf.reserve(64 * 1024);
                 }
             }
-            Some(d) = done_rx.recv() => conn.done(d),
+            Some(d) = done_rx.recv() => {
+                conn.done(d);
+                conn.pump();
+            }
             _ = wait_until(wake) => conn.timers(Instant::now()),
             Ok(()) = gone.changed() => {
                 if *gone.borrow() {
@@ -396,6 +399,14 @@ impl Conn {
             self.reply(cid, Status::INVALID_NAMESPACE, 0, None);
             return;
         };
+        let command = command_name(c.sqe.opcode().0);
+        let bs = ns.block_size();
+        let moved = cmd.data_out_len(bs).max(cmd.data_in_len(bs));
+        // A short Read or Write that needs no waiting is answered here.
+        if let Some(outcome) = nvm::try_execute(&ns, &cmd, &c.data) {
+            self.done(Done { cid, outcome, command, nsid, bytes: moved });
+            return;
+        }
         let cancel = CancelToken::new();
         self.running.insert(cid, cancel.clone());
         ctrl.running.lock().insert((qid, cid), cancel.clone());
@@ -403,9 +414,6 @@ impl Conn {
         let done_tx = self.done_tx.clone();
         let subsys = subsys.clone();
         let svc = self.svc.clone();
-        let bs = ns.block_size();
-        let moved = cmd.data_out_len(bs).max(cmd.data_in_len(bs));
-        let command = command_name(c.sqe.opcode().0);
         let long = moved > LONG_TRANSFER || command == "copy";
         let data = c.data;
         // A Copy's bytes, for the metrics: the sum of its ranges.
@@ -440,7 +448,6 @@ impl Conn {
             self.svc.metrics.bytes(&self.label, d.nsid, d.command, d.bytes);
         }
         self.reply(d.cid, d.outcome.status, u64::from(d.outcome.result), d.outcome.data);
-        self.pump();
     }
 
     /// Shutdown: wait (bounded) for the commands running, answer them.
@@ -448,7 +455,10 @@ impl Conn {
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         while !self.running.is_empty() {
             match tokio::time::timeout_at(deadline, done_rx.recv()).await {
-                Ok(Some(d)) => self.done(d),
+                Ok(Some(d)) => {
+                    self.done(d);
+                    self.pump();
+                }
                 _ => break,
             }
         }
