@@ -12,7 +12,8 @@ use crate::identity::Identities;
 use crate::subsystems::{SubsystemConfig, DISCOVERY_NQN};
 use anyhow::{Context, Result};
 use oxcopy_copy::{CancelToken, Unit};
-use oxcopy_nvme::controller::{Controller, DiscoveryEntry, SubsystemInfo};
+use oxcopy_nvme::controller::{Controller, Limits, SubsystemInfo};
+use oxcopy_nvme::wire::log::{AdrFam, DiscoveryEntry, SecType, SubType, TrType};
 use oxcopy_nvme::model::{CopyLimits, NamespaceInfo};
 use oxcopy_nvme::namespace::{Namespace, NsUnit};
 use oxcopy_nvme::transport::TransportConfig;
@@ -34,6 +35,11 @@ pub const NVME_IN_CAPSULE: u32 = 16 * 1024;
 pub const NVME_MAX_IO_QUEUES: u16 = 16;
 /// Entries per I/O queue (MQES + 1).
 pub const NVME_QUEUE_DEPTH: u16 = 128;
+
+/// Identify Controller model number.
+const MODEL: &str = "oxcopy NVMe/TCP";
+/// Identify Controller firmware revision.
+const FIRMWARE: &str = "0.1";
 
 /// One subsystem as served.
 pub(crate) struct Subsys {
@@ -66,8 +72,6 @@ pub(crate) struct Ctrl {
     /// Commands executing on its I/O queues, by (queue, command id): Abort
     /// cancels them.
     pub(crate) running: Mutex<HashMap<(u16, u16), CancelToken>>,
-    /// I/O queue ids connected.
-    pub(crate) queues: Mutex<Vec<u16>>,
 }
 
 /// Everything the NVMe front end serves.
@@ -166,17 +170,29 @@ impl NvmeService {
         let mut entries = Vec::new();
         let mut nqns: Vec<&String> = self.subsystems.keys().collect();
         nqns.sort();
-        for (portid, nqn) in nqns.into_iter().enumerate() {
+        for nqn in nqns {
             let s = &self.subsystems[nqn];
             if s.listen.iter().any(|a| configured.contains(a)) {
-                entries.push(DiscoveryEntry::nvm_tcp(
-                    u16::try_from(portid + 1).unwrap_or(u16::MAX),
-                    local,
-                    nqn,
-                ));
+                entries.push(DiscoveryEntry {
+                    trtype: TrType::TCP,
+                    adrfam: if local.is_ipv4() { AdrFam::IPV4 } else { AdrFam::IPV6 },
+                    subtype: SubType::NVME,
+                    // No secure channel required; SQ flow control not
+                    // disabled (bits 1:0 = 10b: not required).
+                    treq: 0b10,
+                    portid: 1,
+                    cntlid: 0xFFFF,
+                    asqsz: 32,
+                    eflags: 0,
+                    trsvcid: local.port().to_string(),
+                    subnqn: nqn.clone(),
+                    traddr: local.ip().to_string(),
+                    sectype: SecType::NONE,
+                });
             }
         }
-        Arc::new(SubsystemInfo::discovery(DISCOVERY_NQN, entries))
+        let _ = DISCOVERY_NQN;
+        Arc::new(SubsystemInfo::discovery(&serial_of(DISCOVERY_NQN), MODEL, FIRMWARE, entries))
     }
 
     /// A fresh controller id (1..=FFEFh), not in use.
@@ -261,16 +277,16 @@ fn open_subsystem(
         namespaces.insert(n.nsid, Arc::new(ns));
     }
     let infos: Vec<NamespaceInfo> = namespaces.values().map(|n| n.info().clone()).collect();
-    let info = SubsystemInfo::nvm(
-        &s.nqn,
-        &serial_of(&s.nqn),
-        infos,
-        s.hosts.clone().unwrap_or_default(),
-        NVME_MAX_IO_QUEUES,
-        NVME_QUEUE_DEPTH,
-        NVME_MDTS,
-        NVME_IN_CAPSULE,
-    );
+    let mut info = SubsystemInfo::nvm(&s.nqn, &serial_of(&s.nqn), MODEL, FIRMWARE, infos);
+    info.allowed_hosts = s.hosts.clone().unwrap_or_default();
+    info.limits = Limits {
+        max_io_queues: NVME_MAX_IO_QUEUES,
+        queue_depth: NVME_QUEUE_DEPTH,
+        mdts_bytes: NVME_MDTS,
+        in_capsule_data: NVME_IN_CAPSULE,
+        max_aer: 4,
+        max_namespaces: crate::subsystems::MAX_NSID,
+    };
     Ok(Subsys { nqn: s.nqn.clone(), listen: s.listen.clone(), info: Arc::new(info), namespaces })
 }
 

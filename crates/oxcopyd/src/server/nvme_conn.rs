@@ -12,12 +12,14 @@ use super::{wait_until, Shared, SHUTDOWN_GRACE};
 use crate::subsystems::DISCOVERY_NQN;
 use bytes::{Bytes, BytesMut};
 use oxcopy_copy::CancelToken;
-use oxcopy_nvme::controller::{AdminOutcome, Controller, SubsystemInfo};
+use oxcopy_nvme::controller::{
+    abort_reply, connect_accepted, disconnect_reply, AdminOutcome, ConnectReject, ConnectRequest, Controller,
+    SubsystemInfo,
+};
 use oxcopy_nvme::nvm::{self, IoContext, IoOutcome};
 use oxcopy_nvme::transport::{Action, Capsule, TargetQueue};
 use oxcopy_nvme::wire::command::{Cqe, FabricsType, Status};
 use oxcopy_nvme::wire::nvm::CopyRange;
-use oxcopy_nvme::wire::connect::{invalid_parameter_result, ConnectCommand, ConnectData};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -229,11 +231,16 @@ impl Conn {
             Role::Io { ctrl, subsys, qid } => {
                 let (ctrl, subsys, qid) = (ctrl.clone(), subsys.clone(), *qid);
                 if c.sqe.is_fabrics() {
-                    let st = if c.sqe.fctype() == FabricsType::DISCONNECT {
-                        Status::SUCCESS
+                    if c.sqe.fctype() == FabricsType::DISCONNECT {
+                        let cqe = disconnect_reply(&c.sqe);
+                        self.reply(cid, cqe.status, cqe.result, None);
+                        self.closing = true;
                     } else {
-                        Status::INVALID_FIELD
-                    };
+                        self.reply(cid, Status::INVALID_FIELD, 0, None);
+                    }
+                    return;
+                }
+                if let Err(st) = ctrl.model.lock().check_io_ready() {
                     self.reply(cid, st, 0, None);
                     return;
                 }
@@ -249,111 +256,75 @@ impl Conn {
             self.reply(cid, Status::COMMAND_SEQUENCE_ERROR, 0, None);
             return;
         }
-        let cmd = ConnectCommand::from_sqe(&c.sqe);
-        let data = match ConnectData::parse(&c.data) {
-            Ok(d) => d,
-            Err(_) => {
-                self.reply(cid, Status::CONNECT_INVALID_PARAMETERS, u64::from(invalid_parameter_result(true, 0)), None);
-                return;
-            }
+        let req = match ConnectRequest::parse(&c.sqe, &c.data) {
+            Ok(r) => r,
+            Err(rej) => return self.refuse(cid, rej, "malformed Connect"),
         };
-        let discovery = data.subnqn == DISCOVERY_NQN;
-        let subsys = if discovery {
-            None
-        } else {
-            match self.svc.subsystems.get(&data.subnqn) {
-                Some(s) if self.svc.listens(s, self.local) => Some(s.clone()),
-                _ => {
-                    info!(peer = %self.peer, subsystem = %data.subnqn, host = %data.hostnqn, "Connect to an unknown subsystem");
-                    self.reply(
-                        cid,
-                        Status::CONNECT_INVALID_PARAMETERS,
-                        u64::from(invalid_parameter_result(true, 256)),
-                        None,
-                    );
-                    return;
-                }
-            }
-        };
-        let info: Arc<SubsystemInfo> = match &subsys {
-            Some(s) => s.info.clone(),
-            None => self.svc.discovery(self.local),
-        };
-        if cmd.qid == 0 {
-            let now = Instant::now();
-            let accepted = match Controller::check_connect(&info, &cmd, &data) {
-                Ok(()) => true,
-                Err((status, result)) => {
-                    info!(peer = %self.peer, subsystem = %data.subnqn, host = %data.hostnqn, ?status, "Connect refused");
-                    self.reply(cid, status, u64::from(result), None);
-                    false
-                }
+        let subsys = self.svc.subsystems.get(&req.subnqn).filter(|s| self.svc.listens(s, self.local)).cloned();
+        if req.is_admin() {
+            let info: Option<Arc<SubsystemInfo>> = if req.subnqn == DISCOVERY_NQN {
+                Some(self.svc.discovery(self.local))
+            } else {
+                subsys.as_ref().map(|s| s.info.clone())
             };
-            if !accepted {
-                return;
+            if let Err(rej) = req.check_admin(info.as_deref()) {
+                info!(peer = %self.peer, subsystem = %req.subnqn, host = %req.hostnqn, status = %rej.status, "Connect refused");
+                return self.refuse(cid, rej, "");
             }
+            let Some(info) = info else { return };
+            let now = Instant::now();
             let made = self.svc.add_controller(|cntlid| Ctrl {
                 cntlid,
                 subsys: subsys.clone(),
-                subnqn: data.subnqn.clone(),
-                hostnqn: data.hostnqn.clone(),
-                hostid: data.hostid,
-                model: Mutex::new(Controller::new(info.clone(), cntlid, &cmd, &data, now)),
+                subnqn: req.subnqn.clone(),
+                hostnqn: req.hostnqn.clone(),
+                hostid: req.hostid,
+                model: Mutex::new(Controller::new(info, cntlid, &req, now)),
                 gone: watch::channel(false).0,
                 running: Mutex::new(HashMap::new()),
-                queues: Mutex::new(Vec::new()),
             });
             let Some(ctrl) = made else {
                 self.reply(cid, Status::CONNECT_CONTROLLER_BUSY, 0, None);
                 return;
             };
             info!(
-                peer = %self.peer, cntlid = ctrl.cntlid, subsystem = %data.subnqn, host = %data.hostnqn,
-                kato_ms = cmd.kato, "NVMe controller created"
+                peer = %self.peer, cntlid = ctrl.cntlid, subsystem = %req.subnqn, host = %req.hostnqn,
+                kato_ms = req.kato_ms, "NVMe controller created"
             );
-            self.q.set_queue_size(cmd.sqsize);
-            self.sq_size = cmd.sqsize.saturating_add(1);
-            self.label = data.subnqn.clone();
-            self.svc.metrics.connection(&self.label, 1);
-            let cntlid = ctrl.cntlid;
+            self.bind(&req);
+            let cqe = connect_accepted(cid, ctrl.cntlid);
             self.role = Role::Admin(ctrl);
-            self.reply(cid, Status::SUCCESS, u64::from(cntlid), None);
+            self.reply(cid, cqe.status, cqe.result, None);
             return;
         }
         // An I/O queue joins the controller its host made.
-        let ctrl = self.svc.controller(data.cntlid).filter(|ctrl| {
-            ctrl.subnqn == data.subnqn && ctrl.hostnqn == data.hostnqn && ctrl.hostid == data.hostid
-        });
-        let (Some(ctrl), Some(subsys)) = (ctrl, subsys) else {
-            self.reply(cid, Status::CONNECT_INVALID_PARAMETERS, u64::from(invalid_parameter_result(true, 16)), None);
-            return;
+        let (Some(ctrl), Some(subsys)) = (self.svc.controller(req.cntlid), subsys) else {
+            return self.refuse(cid, ConnectReject::unknown_controller(), "I/O queue for an unknown controller");
         };
-        if let Err((status, result)) = ctrl.model.lock().check_io_connect(&cmd) {
-            self.reply(cid, status, u64::from(result), None);
-            return;
+        if let Err(rej) = ctrl.model.lock().accept_io_queue(&req) {
+            return self.refuse(cid, rej, "I/O queue refused");
         }
-        {
-            let mut qs = ctrl.queues.lock();
-            if qs.contains(&cmd.qid) {
-                drop(qs);
-                self.reply(
-                    cid,
-                    Status::CONNECT_INVALID_PARAMETERS,
-                    u64::from(invalid_parameter_result(false, 42)),
-                    None,
-                );
-                return;
-            }
-            qs.push(cmd.qid);
-        }
-        self.q.set_queue_size(cmd.sqsize);
-        self.sq_size = cmd.sqsize.saturating_add(1);
-        self.label = data.subnqn.clone();
+        self.bind(&req);
+        debug!(peer = %self.peer, cntlid = ctrl.cntlid, qid = req.qid, "NVMe I/O queue connected");
+        let cqe = connect_accepted(cid, ctrl.cntlid);
+        self.role = Role::Io { ctrl, subsys, qid: req.qid };
+        self.reply(cid, cqe.status, cqe.result, None);
+    }
+
+    /// The queue is connected: its size, its metrics label.
+    fn bind(&mut self, req: &ConnectRequest) {
+        self.q.set_queue_size(req.sqsize);
+        self.sq_size = req.sqsize.saturating_add(1);
+        self.label = req.subnqn.clone();
         self.svc.metrics.connection(&self.label, 1);
-        debug!(peer = %self.peer, cntlid = ctrl.cntlid, qid = cmd.qid, "NVMe I/O queue connected");
-        let cntlid = ctrl.cntlid;
-        self.role = Role::Io { ctrl, subsys, qid: cmd.qid };
-        self.reply(cid, Status::SUCCESS, u64::from(cntlid), None);
+    }
+
+    fn refuse(&mut self, cid: u16, rej: ConnectReject, what: &str) {
+        if !what.is_empty() {
+            debug!(peer = %self.peer, status = %rej.status, "{what}");
+        }
+        let cqe = rej.cqe(cid);
+        self.reply(cid, cqe.status, cqe.result, None);
     }
 
     /// An admin-queue command: the controller model answers (Property
@@ -361,19 +332,19 @@ impl Conn {
     /// Abort, which reaches the I/O queues' running commands.
     fn admin(&mut self, ctrl: &Arc<Ctrl>, c: Capsule) {
         let cid = c.sqe.cid();
-        let outcome = ctrl.model.lock().admin(&c.sqe, &c.data, c.read_len, Instant::now());
+        let outcome = ctrl.model.lock().admin(&c.sqe, &c.data, c.read_len as usize, Instant::now());
         match outcome {
             AdminOutcome::Reply { cqe, data } => self.reply(cid, cqe.status, cqe.result, data.map(Bytes::from)),
             AdminOutcome::Held => {}
-            AdminOutcome::Abort { sqid, cid: victim } => {
+            AdminOutcome::Abort { sqid, cid: victim, abort_cid } => {
                 let token = ctrl.running.lock().get(&(sqid, victim)).cloned();
                 let aborted = token.is_some();
                 if let Some(t) = token {
                     info!(cntlid = ctrl.cntlid, sqid, cid = victim, "Abort: cancelling the command");
                     t.cancel();
                 }
-                // DW0 bit 0 set: the command was not aborted.
-                self.reply(cid, Status::SUCCESS, u64::from(!aborted), None);
+                let cqe = abort_reply(abort_cid, aborted);
+                self.reply(abort_cid, cqe.status, cqe.result, None);
             }
         }
         let events = ctrl.model.lock().take_events();
@@ -477,7 +448,7 @@ impl Conn {
                 self.svc.metrics.connection(&self.label, -1);
             }
             Role::Io { ctrl, qid, .. } => {
-                ctrl.queues.lock().retain(|q| q != qid);
+                ctrl.model.lock().io_queue_closed(*qid);
                 let mut r = ctrl.running.lock();
                 r.retain(|(q, _), _| q != qid);
                 self.svc.metrics.connection(&self.label, -1);
