@@ -209,7 +209,7 @@ enum Stage {
     /// A write waiting for the budget before its R2T.
     AwaitBudget,
     /// R2T sent, gathering H2CData.
-    Receiving { ttag: u16, chunks: Vec<Bytes>, received: u32, deadline: Instant, failed: bool },
+    Receiving { ttag: u16, data: Gather, received: u32, deadline: Instant, failed: bool },
 }
 
 #[derive(Debug)]
@@ -462,7 +462,7 @@ impl TargetQueue {
         self.cmds
             .values()
             .map(|c| match &c.stage {
-                Stage::Receiving { chunks, .. } => chunks.iter().map(Bytes::len).sum(),
+                Stage::Receiving { data, .. } => data.len(),
                 _ => 0,
             })
             .sum()
@@ -645,7 +645,7 @@ impl TargetQueue {
             cmd.held = need;
             cmd.stage = Stage::Receiving {
                 ttag,
-                chunks: Vec::new(),
+                data: Gather::new(need),
                 received: 0,
                 deadline: now + self.cfg.write_data_timeout,
                 failed: false,
@@ -661,7 +661,7 @@ impl TargetQueue {
             return self.fatal_pdu(TermReqFes::INVALID_HEADER_FIELD, field::CCCID, Pdu::H2CData(d));
         };
         let total = cmd.len;
-        let Stage::Receiving { ttag, chunks, received, failed, .. } = &mut cmd.stage else {
+        let Stage::Receiving { ttag, data, received, failed, .. } = &mut cmd.stage else {
             return self.fatal_pdu(TermReqFes::INVALID_HEADER_FIELD, field::CCCID, Pdu::H2CData(d));
         };
         if d.ttag != *ttag {
@@ -682,45 +682,78 @@ impl TargetQueue {
         *received = u32::try_from(end).unwrap_or(u32::MAX);
         if !digest_ok {
             *failed = true;
-            chunks.clear();
+            data.clear();
         }
         if !*failed {
-            chunks.push(d.data);
+            data.push(d.data);
         }
         if !done {
             return;
         }
         let failed = *failed;
-        let chunks = std::mem::take(chunks);
+        let data = std::mem::take(data);
         if failed {
             if let Some(c) = self.cmds.remove(&d.cid) {
                 self.write_held = self.write_held.saturating_sub(c.held);
             }
             return self.respond(d.cid, Status::TRANSIENT_TRANSPORT_ERROR);
         }
-        let data = gather(chunks, total);
         cmd.stage = Stage::Executing;
         let sqe = cmd.sqe;
-        self.actions.push_back(Action::Execute(Capsule { sqe, data, read_len: 0 }));
+        self.actions.push_back(Action::Execute(Capsule { sqe, data: data.finish(), read_len: 0 }));
     }
 }
 
-/// How a valid capsule proceeds.
+/// How a valid capsule proceeds./// How a valid capsule proceeds.
 enum Plan {
     Execute { read_len: u32 },
     R2t { len: u32 },
 }
 
-/// One buffer from the H2CData pieces (no copy when there is one piece).
-fn gather(mut chunks: Vec<Bytes>, total: u32) -> Bytes {
-    if chunks.len() == 1 {
-        return chunks.pop().unwrap_or_default();
+/// The data of one transfer arriving in pieces: a single piece is kept as
+/// is (no copy); from the second on, pieces are copied into one buffer of the
+/// transfer's size, so memory held is the transfer plus at most one piece
+/// (never a list of small slices each pinning a receive buffer).
+#[derive(Debug, Default)]
+pub(crate) struct Gather {
+    first: Option<Bytes>,
+    buf: BytesMut,
+    cap: usize,
+}
+
+impl Gather {
+    /// For a transfer of `cap` bytes (already bounded by the caller).
+    pub(crate) fn new(cap: usize) -> Self {
+        Self { first: None, buf: BytesMut::new(), cap }
     }
-    let mut b = BytesMut::with_capacity(usize::try_from(total).unwrap_or(0));
-    for c in chunks {
-        b.extend_from_slice(&c);
+    /// Appends a piece.
+    pub(crate) fn push(&mut self, d: Bytes) {
+        if self.first.is_none() && self.buf.is_empty() {
+            self.first = Some(d);
+            return;
+        }
+        if let Some(f) = self.first.take() {
+            self.buf.reserve(self.cap.max(f.len() + d.len()));
+            self.buf.extend_from_slice(&f);
+        }
+        self.buf.extend_from_slice(&d);
     }
-    b.freeze()
+    /// Drops what was gathered.
+    pub(crate) fn clear(&mut self) {
+        self.first = None;
+        self.buf = BytesMut::new();
+    }
+    /// Bytes gathered.
+    pub(crate) fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.buf.len()
+    }
+    /// The whole data.
+    pub(crate) fn finish(self) -> Bytes {
+        match self.first {
+            Some(f) => f,
+            None => self.buf.freeze(),
+        }
+    }
 }
 
 #[cfg(test)]

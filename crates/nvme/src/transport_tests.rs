@@ -191,6 +191,36 @@ fn r2t_flow_with_several_h2c_data() {
 }
 
 #[test]
+fn tiny_h2c_pieces_are_gathered_into_one_buffer() {
+    let (mut q, mut h) = connected(true, true);
+    let data = pattern(3000);
+    let r = r2t_for(&mut q, &mut h, 1, 3000);
+    let mut stream = vec![];
+    for off in 0..3000usize {
+        let d = DataPdu {
+            cid: 1,
+            ttag: r.ttag,
+            offset: off as u32,
+            data: data.slice(off..off + 1),
+            last: off == 2999,
+            success: false,
+        };
+        stream.extend(h.bytes(Pdu::H2CData(d)));
+    }
+    let mut b = BytesMut::new();
+    for (i, c) in stream.chunks(97).enumerate() {
+        b.extend_from_slice(c);
+        q.on_bytes(&mut b, t0());
+        if i == 100 {
+            assert!(q.buffered_bytes() > 0 && q.buffered_bytes() < 3000);
+        }
+    }
+    let (pdus, exec, _) = h.collect(&mut q);
+    assert!(pdus.is_empty());
+    assert_eq!(exec[0].data, data);
+}
+
+#[test]
 fn read_is_split_into_c2h_data() {
     for (hd, dd) in [(false, false), (true, true)] {
         let (mut q, mut h) = connected(hd, dd);
