@@ -45,6 +45,9 @@
 //! - A write whose data has not all arrived `write_data_timeout` after its
 //!   R2T completes with Transient Transport Error; H2CData arriving for it
 //!   later is an unknown command (fatal).
+//! - Every CQE sent carries the transport's SQ head (capsules received
+//!   modulo the queue size; 0 when Connect disabled SQ flow control) and,
+//!   once the Connect was seen, its queue id as SQID.
 //! - Header-field errors found after the PDU was decoded (H2CData for an
 //!   unknown command or tag, wrong offset, DATA_LAST misplaced) are Invalid
 //!   PDU Header Field with the field's offset; data past the R2T's range is
@@ -241,6 +244,10 @@ pub struct TargetQueue {
     negotiated: Option<Negotiated>,
     qid: Option<u16>,
     queue_limit: u32,
+    /// SQ head: capsules received, modulo the queue size.
+    sq_head: u32,
+    /// SQ flow control (off when Connect's CATTR asked to disable it).
+    sq_flow: bool,
     cmds: HashMap<u16, Cmd>,
     r2t_wait: VecDeque<u16>,
     write_held: usize,
@@ -266,6 +273,8 @@ impl TargetQueue {
             negotiated: None,
             qid: None,
             queue_limit: DEFAULT_QUEUE_SIZE,
+            sq_head: 0,
+            sq_flow: true,
             cmds: HashMap::new(),
             r2t_wait: VecDeque::new(),
             write_held: 0,
@@ -337,7 +346,9 @@ impl TargetQueue {
     }
 
     /// Reports the result of an executed command: `cqe.cid` names it; the
-    /// daemon fills status, result, sqid and sqhd. `data` is its controller →
+    /// daemon fills status and result. The transport sets `sqhd` (see
+    /// [`TargetQueue::sq_head`]) and, once a Connect was seen, `sqid`. `data`
+    /// is its controller →
     /// host data (sent only on success, cut to the SGL length). Releases its
     /// write bytes, which may let waiting writes get their R2T (`now` starts
     /// their data timer).
@@ -371,7 +382,7 @@ impl TargetQueue {
                 off += n;
             }
         }
-        self.send(Pdu::CapsuleResp { cqe });
+        self.send_resp(cqe);
         self.pump_r2t(now);
         Ok(())
     }
@@ -380,6 +391,18 @@ impl TargetQueue {
     /// most `sqsize + 1` commands may be outstanding.
     pub fn set_queue_size(&mut self, sqsize: u16) {
         self.queue_limit = u32::from(sqsize) + 1;
+        self.sq_head %= self.queue_limit;
+    }
+
+    /// The SQ head pointer put in every CQE sent: the number of command
+    /// capsules received modulo the queue size, or 0 when the Connect on this
+    /// queue disabled SQ flow control (CATTR bit 2), as Linux nvmet does.
+    pub fn sq_head(&self) -> u16 {
+        if self.sq_flow {
+            u16::try_from(self.sq_head).unwrap_or(0)
+        } else {
+            0
+        }
     }
 
     /// The earliest instant at which [`TargetQueue::handle_timeout`] has
@@ -501,7 +524,14 @@ impl TargetQueue {
 
     fn respond(&mut self, cid: u16, status: Status) {
         self.stats.refused += 1;
-        let cqe = Cqe { cid, status, sqid: self.qid.unwrap_or(0), ..Cqe::default() };
+        self.send_resp(Cqe::new(cid, status));
+    }
+
+    fn send_resp(&mut self, mut cqe: Cqe) {
+        cqe.sqhd = self.sq_head();
+        if let Some(q) = self.qid {
+            cqe.sqid = q;
+        }
         self.send(Pdu::CapsuleResp { cqe });
     }
 
@@ -555,8 +585,10 @@ impl TargetQueue {
         let cid = sqe.cid();
         if self.qid.is_none() && sqe.is_fabrics() && sqe.fctype() == FabricsType::CONNECT {
             self.qid = Some((sqe.cdw(10) >> 16) as u16);
+            self.sq_flow = (sqe.cdw(11) >> 16) & 0x04 == 0;
             self.rx.max_capsule_data = self.capsule_limit();
         }
+        self.sq_head = (self.sq_head + 1) % self.queue_limit.max(1);
         if self.cmds.len() as u64 >= u64::from(self.queue_limit) {
             return self.fatal_pdu(TermReqFes::PDU_SEQUENCE_ERROR, 0, Pdu::CapsuleCmd { sqe, data });
         }
