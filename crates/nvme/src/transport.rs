@@ -267,7 +267,7 @@ impl TargetQueue {
         cfg.max_c2h_data = cfg.max_c2h_data.max(MIN_MAXH2CDATA);
         let mdts = cfg.max_data_transfer.min(u32::try_from(cfg.max_write_bytes).unwrap_or(u32::MAX));
         Self {
-            state: State::AwaitIcReq { deadline: now + cfg.connect_timeout },
+            state: State::AwaitIcReq { deadline: later(now, cfg.connect_timeout) },
             rx: RxParams::initial(Role::Target),
             tx: TxParams::default(),
             negotiated: None,
@@ -415,7 +415,7 @@ impl TargetQueue {
         };
         let mut earliest = |x: Instant| t = Some(t.map_or(x, |y| y.min(x)));
         if let Some(s) = self.pdu_started {
-            earliest(s + self.cfg.pdu_timeout);
+            earliest(later(s, self.cfg.pdu_timeout));
         }
         for c in self.cmds.values() {
             if let Stage::Receiving { deadline, .. } = c.stage {
@@ -435,7 +435,7 @@ impl TargetQueue {
             }
             _ => {}
         }
-        if self.pdu_started.is_some_and(|s| now >= s + self.cfg.pdu_timeout) {
+        if self.pdu_started.is_some_and(|s| now >= later(s, self.cfg.pdu_timeout)) {
             self.close(CloseReason::PduTimeout);
             return;
         }
@@ -679,7 +679,7 @@ impl TargetQueue {
                 ttag,
                 data: Gather::new(need),
                 received: 0,
-                deadline: now + self.cfg.write_data_timeout,
+                deadline: later(now, self.cfg.write_data_timeout),
                 failed: false,
             };
             let len = cmd.len;
@@ -736,7 +736,13 @@ impl TargetQueue {
     }
 }
 
-/// How a valid capsule proceeds./// How a valid capsule proceeds.
+/// `t + d` without overflow: a duration too large for `Instant` is cut to
+/// about a century.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d).or_else(|| t.checked_add(Duration::from_secs(100 * 365 * 86_400))).unwrap_or(t)
+}
+
+/// How a valid capsule proceeds.
 enum Plan {
     Execute { read_len: u32 },
     R2t { len: u32 },

@@ -665,6 +665,25 @@ fn timers_on_a_virtual_clock() {
     assert_eq!(q.poll_timeout(), None);
 }
 
+#[test]
+fn huge_timeouts_do_not_overflow() {
+    let c = TransportConfig {
+        connect_timeout: Duration::MAX,
+        pdu_timeout: Duration::MAX,
+        write_data_timeout: Duration::MAX,
+        ..cfg()
+    };
+    let mut q = TargetQueue::new(c, t0());
+    assert!(q.poll_timeout().is_some());
+    q.handle_timeout(t0() + Duration::from_secs(3600));
+    assert!(!q.is_closed());
+    let ic = Host::new().bytes(Pdu::IcReq(IcReq { pfv: 0, hpda: 0, hdgst: false, ddgst: false, maxr2t: 0 }));
+    let mut b = BytesMut::from(&ic[..10]);
+    q.on_bytes(&mut b, t0());
+    assert!(!q.is_closed());
+    assert!(q.poll_timeout().is_some());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
