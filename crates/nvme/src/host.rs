@@ -16,6 +16,7 @@
 //! Protocol violations by the controller send an H2CTermReq and close.
 //! Timers (keep alive, command timeouts) are the caller's.
 
+use crate::transport::Gather;
 use crate::wire::command::{Cqe, Sgl, SglType, Sqe, Status};
 use crate::wire::pdu::{
     self, field, DataPdu, DecodeError, EncodedPdu, IcReq, IcResp, Pdu, Role, RxParams, TermReq, TermReqFes, TxParams,
@@ -132,8 +133,11 @@ enum State {
 struct HostCmd {
     /// Write data still to send by R2T (empty when in-capsule or none).
     write: Bytes,
+    /// Where the next R2T must start (R2Ts in order, no overlap: the data
+    /// sent per command is bounded by its length).
+    r2t_next: u32,
     read_len: u32,
-    chunks: Vec<Bytes>,
+    read: Gather,
     received: u32,
     digest_failed: bool,
 }
@@ -242,7 +246,8 @@ impl HostQueue {
             sqe.set_sgl(Sgl { addr: 0, len, kind: SglType::TRANSPORT_DATA_BLOCK });
             (Bytes::new(), data)
         };
-        self.cmds.insert(cid, HostCmd { write, read_len, chunks: Vec::new(), received: 0, digest_failed: false });
+        let read = Gather::new(usize::try_from(read_len).unwrap_or(0));
+        self.cmds.insert(cid, HostCmd { write, r2t_next: 0, read_len, read, received: 0, digest_failed: false });
         self.send(Pdu::CapsuleCmd { sqe, data: capsule_data });
         Ok(())
     }
@@ -323,13 +328,17 @@ impl HostQueue {
     }
 
     fn on_r2t(&mut self, r: pdu::R2t) {
-        let Some(cmd) = self.cmds.get(&r.cid) else {
+        let Some(cmd) = self.cmds.get_mut(&r.cid) else {
             return self.fatal_pdu(TermReqFes::INVALID_HEADER_FIELD, field::CCCID, Pdu::R2T(r));
         };
         let end = u64::from(r.offset) + u64::from(r.len);
         if r.len == 0 || end > cmd.write.len() as u64 {
             return self.fatal_pdu(TermReqFes::DATA_OUT_OF_RANGE, 0, Pdu::R2T(r));
         }
+        if r.offset != cmd.r2t_next {
+            return self.fatal_pdu(TermReqFes::INVALID_HEADER_FIELD, field::DATAO, Pdu::R2T(r));
+        }
+        cmd.r2t_next = u32::try_from(end).unwrap_or(u32::MAX);
         let write = cmd.write.clone();
         let max = self.icresp.map_or(MIN_MAXH2CDATA, |i| i.maxh2cdata).max(MIN_MAXH2CDATA);
         let (mut off, end) = (r.offset, u32::try_from(end).unwrap_or(u32::MAX));
@@ -363,10 +372,10 @@ impl HostQueue {
         cmd.received = u32::try_from(end).unwrap_or(u32::MAX);
         if !digest_ok {
             cmd.digest_failed = true;
-            cmd.chunks.clear();
+            cmd.read.clear();
         }
         if !cmd.digest_failed {
-            cmd.chunks.push(d.data);
+            cmd.read.push(d.data);
         }
         if d.success {
             let status = if cmd.digest_failed { Status::TRANSIENT_TRANSPORT_ERROR } else { Status::SUCCESS };
@@ -386,20 +395,9 @@ impl HostQueue {
         if cmd.digest_failed {
             cqe.status = Status::TRANSIENT_TRANSPORT_ERROR;
         }
-        let data = gather(cmd.chunks, cmd.received);
+        let data = cmd.read.finish();
         self.events.push_back(HostEvent::Completed { cqe, data });
     }
-}
-
-fn gather(mut chunks: Vec<Bytes>, total: u32) -> Bytes {
-    if chunks.len() <= 1 {
-        return chunks.pop().unwrap_or_default();
-    }
-    let mut b = BytesMut::with_capacity(usize::try_from(total).unwrap_or(0));
-    for c in chunks {
-        b.extend_from_slice(&c);
-    }
-    b.freeze()
 }
 
 #[cfg(test)]

@@ -238,3 +238,26 @@ fn data_success_completes_without_resp_and_digest_error_fails() {
         ]
     );
 }
+
+#[test]
+fn r2ts_must_come_in_order() {
+    let mut p = Pair::new(HostConfig { in_capsule_data: 0, ..HostConfig::default() }, tcfg(), 1000);
+    p.write(1, 0, pattern(8192, 0));
+    let _ = p.host.drain_events().count();
+    let r2t = |offset, len| {
+        let r = pdu::R2t { cid: 1, ttag: 5, offset, len };
+        BytesMut::from(&pdu::encode(Pdu::R2T(r), &TxParams::default()).to_vec()[..])
+    };
+    // Two R2Ts of 4 KiB in order: 2 H2CData (maxh2cdata 4096), each LAST.
+    p.host.on_bytes(&mut r2t(0, 4096));
+    p.host.on_bytes(&mut r2t(4096, 4096));
+    let ev: Vec<_> = p.host.drain_events().collect();
+    assert_eq!(ev.len(), 2);
+    // Repeating one is refused.
+    p.host.on_bytes(&mut r2t(0, 4096));
+    let ev: Vec<_> = p.host.drain_events().collect();
+    assert_eq!(
+        ev.last(),
+        Some(&HostEvent::Close(HostCloseReason::Fatal { fes: TermReqFes::INVALID_HEADER_FIELD, fei: field::DATAO }))
+    );
+}

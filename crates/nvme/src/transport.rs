@@ -45,6 +45,9 @@
 //! - A write whose data has not all arrived `write_data_timeout` after its
 //!   R2T completes with Transient Transport Error; H2CData arriving for it
 //!   later is an unknown command (fatal).
+//! - Every CQE sent carries the transport's SQ head (capsules received
+//!   modulo the queue size; 0 when Connect disabled SQ flow control) and,
+//!   once the Connect was seen, its queue id as SQID.
 //! - Header-field errors found after the PDU was decoded (H2CData for an
 //!   unknown command or tag, wrong offset, DATA_LAST misplaced) are Invalid
 //!   PDU Header Field with the field's offset; data past the R2T's range is
@@ -209,7 +212,7 @@ enum Stage {
     /// A write waiting for the budget before its R2T.
     AwaitBudget,
     /// R2T sent, gathering H2CData.
-    Receiving { ttag: u16, chunks: Vec<Bytes>, received: u32, deadline: Instant, failed: bool },
+    Receiving { ttag: u16, data: Gather, received: u32, deadline: Instant, failed: bool },
 }
 
 #[derive(Debug)]
@@ -241,6 +244,10 @@ pub struct TargetQueue {
     negotiated: Option<Negotiated>,
     qid: Option<u16>,
     queue_limit: u32,
+    /// SQ head: capsules received, modulo the queue size.
+    sq_head: u32,
+    /// SQ flow control (off when Connect's CATTR asked to disable it).
+    sq_flow: bool,
     cmds: HashMap<u16, Cmd>,
     r2t_wait: VecDeque<u16>,
     write_held: usize,
@@ -260,12 +267,14 @@ impl TargetQueue {
         cfg.max_c2h_data = cfg.max_c2h_data.max(MIN_MAXH2CDATA);
         let mdts = cfg.max_data_transfer.min(u32::try_from(cfg.max_write_bytes).unwrap_or(u32::MAX));
         Self {
-            state: State::AwaitIcReq { deadline: now + cfg.connect_timeout },
+            state: State::AwaitIcReq { deadline: later(now, cfg.connect_timeout) },
             rx: RxParams::initial(Role::Target),
             tx: TxParams::default(),
             negotiated: None,
             qid: None,
             queue_limit: DEFAULT_QUEUE_SIZE,
+            sq_head: 0,
+            sq_flow: true,
             cmds: HashMap::new(),
             r2t_wait: VecDeque::new(),
             write_held: 0,
@@ -337,7 +346,9 @@ impl TargetQueue {
     }
 
     /// Reports the result of an executed command: `cqe.cid` names it; the
-    /// daemon fills status, result, sqid and sqhd. `data` is its controller →
+    /// daemon fills status and result. The transport sets `sqhd` (see
+    /// [`TargetQueue::sq_head`]) and, once a Connect was seen, `sqid`. `data`
+    /// is its controller →
     /// host data (sent only on success, cut to the SGL length). Releases its
     /// write bytes, which may let waiting writes get their R2T (`now` starts
     /// their data timer).
@@ -371,7 +382,7 @@ impl TargetQueue {
                 off += n;
             }
         }
-        self.send(Pdu::CapsuleResp { cqe });
+        self.send_resp(cqe);
         self.pump_r2t(now);
         Ok(())
     }
@@ -380,6 +391,18 @@ impl TargetQueue {
     /// most `sqsize + 1` commands may be outstanding.
     pub fn set_queue_size(&mut self, sqsize: u16) {
         self.queue_limit = u32::from(sqsize) + 1;
+        self.sq_head %= self.queue_limit;
+    }
+
+    /// The SQ head pointer put in every CQE sent: the number of command
+    /// capsules received modulo the queue size, or 0 when the Connect on this
+    /// queue disabled SQ flow control (CATTR bit 2), as Linux nvmet does.
+    pub fn sq_head(&self) -> u16 {
+        if self.sq_flow {
+            u16::try_from(self.sq_head).unwrap_or(0)
+        } else {
+            0
+        }
     }
 
     /// The earliest instant at which [`TargetQueue::handle_timeout`] has
@@ -392,7 +415,7 @@ impl TargetQueue {
         };
         let mut earliest = |x: Instant| t = Some(t.map_or(x, |y| y.min(x)));
         if let Some(s) = self.pdu_started {
-            earliest(s + self.cfg.pdu_timeout);
+            earliest(later(s, self.cfg.pdu_timeout));
         }
         for c in self.cmds.values() {
             if let Stage::Receiving { deadline, .. } = c.stage {
@@ -412,7 +435,7 @@ impl TargetQueue {
             }
             _ => {}
         }
-        if self.pdu_started.is_some_and(|s| now >= s + self.cfg.pdu_timeout) {
+        if self.pdu_started.is_some_and(|s| now >= later(s, self.cfg.pdu_timeout)) {
             self.close(CloseReason::PduTimeout);
             return;
         }
@@ -462,7 +485,7 @@ impl TargetQueue {
         self.cmds
             .values()
             .map(|c| match &c.stage {
-                Stage::Receiving { chunks, .. } => chunks.iter().map(Bytes::len).sum(),
+                Stage::Receiving { data, .. } => data.len(),
                 _ => 0,
             })
             .sum()
@@ -501,7 +524,14 @@ impl TargetQueue {
 
     fn respond(&mut self, cid: u16, status: Status) {
         self.stats.refused += 1;
-        let cqe = Cqe { cid, status, sqid: self.qid.unwrap_or(0), ..Cqe::default() };
+        self.send_resp(Cqe::new(cid, status));
+    }
+
+    fn send_resp(&mut self, mut cqe: Cqe) {
+        cqe.sqhd = self.sq_head();
+        if let Some(q) = self.qid {
+            cqe.sqid = q;
+        }
         self.send(Pdu::CapsuleResp { cqe });
     }
 
@@ -555,8 +585,10 @@ impl TargetQueue {
         let cid = sqe.cid();
         if self.qid.is_none() && sqe.is_fabrics() && sqe.fctype() == FabricsType::CONNECT {
             self.qid = Some((sqe.cdw(10) >> 16) as u16);
+            self.sq_flow = (sqe.cdw(11) >> 16) & 0x04 == 0;
             self.rx.max_capsule_data = self.capsule_limit();
         }
+        self.sq_head = (self.sq_head + 1) % self.queue_limit.max(1);
         if self.cmds.len() as u64 >= u64::from(self.queue_limit) {
             return self.fatal_pdu(TermReqFes::PDU_SEQUENCE_ERROR, 0, Pdu::CapsuleCmd { sqe, data });
         }
@@ -645,9 +677,9 @@ impl TargetQueue {
             cmd.held = need;
             cmd.stage = Stage::Receiving {
                 ttag,
-                chunks: Vec::new(),
+                data: Gather::new(need),
                 received: 0,
-                deadline: now + self.cfg.write_data_timeout,
+                deadline: later(now, self.cfg.write_data_timeout),
                 failed: false,
             };
             let len = cmd.len;
@@ -661,7 +693,7 @@ impl TargetQueue {
             return self.fatal_pdu(TermReqFes::INVALID_HEADER_FIELD, field::CCCID, Pdu::H2CData(d));
         };
         let total = cmd.len;
-        let Stage::Receiving { ttag, chunks, received, failed, .. } = &mut cmd.stage else {
+        let Stage::Receiving { ttag, data, received, failed, .. } = &mut cmd.stage else {
             return self.fatal_pdu(TermReqFes::INVALID_HEADER_FIELD, field::CCCID, Pdu::H2CData(d));
         };
         if d.ttag != *ttag {
@@ -682,27 +714,32 @@ impl TargetQueue {
         *received = u32::try_from(end).unwrap_or(u32::MAX);
         if !digest_ok {
             *failed = true;
-            chunks.clear();
+            data.clear();
         }
         if !*failed {
-            chunks.push(d.data);
+            data.push(d.data);
         }
         if !done {
             return;
         }
         let failed = *failed;
-        let chunks = std::mem::take(chunks);
+        let data = std::mem::take(data);
         if failed {
             if let Some(c) = self.cmds.remove(&d.cid) {
                 self.write_held = self.write_held.saturating_sub(c.held);
             }
             return self.respond(d.cid, Status::TRANSIENT_TRANSPORT_ERROR);
         }
-        let data = gather(chunks, total);
         cmd.stage = Stage::Executing;
         let sqe = cmd.sqe;
-        self.actions.push_back(Action::Execute(Capsule { sqe, data, read_len: 0 }));
+        self.actions.push_back(Action::Execute(Capsule { sqe, data: data.finish(), read_len: 0 }));
     }
+}
+
+/// `t + d` without overflow: a duration too large for `Instant` is cut to
+/// about a century.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d).or_else(|| t.checked_add(Duration::from_secs(100 * 365 * 86_400))).unwrap_or(t)
 }
 
 /// How a valid capsule proceeds.
@@ -711,16 +748,50 @@ enum Plan {
     R2t { len: u32 },
 }
 
-/// One buffer from the H2CData pieces (no copy when there is one piece).
-fn gather(mut chunks: Vec<Bytes>, total: u32) -> Bytes {
-    if chunks.len() == 1 {
-        return chunks.pop().unwrap_or_default();
+/// The data of one transfer arriving in pieces: a single piece is kept as
+/// is (no copy); from the second on, pieces are copied into one buffer of the
+/// transfer's size, so memory held is the transfer plus at most one piece
+/// (never a list of small slices each pinning a receive buffer).
+#[derive(Debug, Default)]
+pub(crate) struct Gather {
+    first: Option<Bytes>,
+    buf: BytesMut,
+    cap: usize,
+}
+
+impl Gather {
+    /// For a transfer of `cap` bytes (already bounded by the caller).
+    pub(crate) fn new(cap: usize) -> Self {
+        Self { first: None, buf: BytesMut::new(), cap }
     }
-    let mut b = BytesMut::with_capacity(usize::try_from(total).unwrap_or(0));
-    for c in chunks {
-        b.extend_from_slice(&c);
+    /// Appends a piece.
+    pub(crate) fn push(&mut self, d: Bytes) {
+        if self.first.is_none() && self.buf.is_empty() {
+            self.first = Some(d);
+            return;
+        }
+        if let Some(f) = self.first.take() {
+            self.buf.reserve(self.cap.max(f.len() + d.len()));
+            self.buf.extend_from_slice(&f);
+        }
+        self.buf.extend_from_slice(&d);
     }
-    b.freeze()
+    /// Drops what was gathered.
+    pub(crate) fn clear(&mut self) {
+        self.first = None;
+        self.buf = BytesMut::new();
+    }
+    /// Bytes gathered.
+    pub(crate) fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.buf.len()
+    }
+    /// The whole data.
+    pub(crate) fn finish(self) -> Bytes {
+        match self.first {
+            Some(f) => f,
+            None => self.buf.freeze(),
+        }
+    }
 }
 
 #[cfg(test)]

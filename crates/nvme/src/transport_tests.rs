@@ -115,7 +115,7 @@ fn in_capsule_write_executes_with_its_data() {
         assert_eq!(q.write_bytes_held(), 4096);
         q.complete(Cqe::new(5, Status::SUCCESS), None, t0()).unwrap();
         let (pdus, _, _) = h.collect(&mut q);
-        assert_eq!(pdus, vec![Pdu::CapsuleResp { cqe: Cqe::new(5, Status::SUCCESS) }]);
+        assert_eq!(pdus, vec![Pdu::CapsuleResp { cqe: Cqe { sqhd: 1, ..Cqe::new(5, Status::SUCCESS) } }]);
         assert_eq!(q.write_bytes_held(), 0);
         assert_eq!(q.outstanding(), 0);
     }
@@ -191,6 +191,36 @@ fn r2t_flow_with_several_h2c_data() {
 }
 
 #[test]
+fn tiny_h2c_pieces_are_gathered_into_one_buffer() {
+    let (mut q, mut h) = connected(true, true);
+    let data = pattern(3000);
+    let r = r2t_for(&mut q, &mut h, 1, 3000);
+    let mut stream = vec![];
+    for off in 0..3000usize {
+        let d = DataPdu {
+            cid: 1,
+            ttag: r.ttag,
+            offset: off as u32,
+            data: data.slice(off..off + 1),
+            last: off == 2999,
+            success: false,
+        };
+        stream.extend(h.bytes(Pdu::H2CData(d)));
+    }
+    let mut b = BytesMut::new();
+    for (i, c) in stream.chunks(97).enumerate() {
+        b.extend_from_slice(c);
+        q.on_bytes(&mut b, t0());
+        if i == 100 {
+            assert!(q.buffered_bytes() > 0 && q.buffered_bytes() < 3000);
+        }
+    }
+    let (pdus, exec, _) = h.collect(&mut q);
+    assert!(pdus.is_empty());
+    assert_eq!(exec[0].data, data);
+}
+
+#[test]
 fn read_is_split_into_c2h_data() {
     for (hd, dd) in [(false, false), (true, true)] {
         let (mut q, mut h) = connected(hd, dd);
@@ -228,7 +258,7 @@ fn failed_read_sends_no_data() {
     h.collect(&mut q);
     q.complete(Cqe::new(3, Status::LBA_OUT_OF_RANGE), Some(pattern(512)), t0()).unwrap();
     let (pdus, _, _) = h.collect(&mut q);
-    assert_eq!(pdus, vec![Pdu::CapsuleResp { cqe: Cqe::new(3, Status::LBA_OUT_OF_RANGE) }]);
+    assert_eq!(pdus, vec![Pdu::CapsuleResp { cqe: Cqe { sqhd: 1, ..Cqe::new(3, Status::LBA_OUT_OF_RANGE) } }]);
     assert_eq!(q.complete(Cqe::new(3, Status::SUCCESS), None, t0()), Err(CompleteError::UnknownCid(3)));
 }
 
@@ -338,6 +368,39 @@ fn connect_sets_qid_and_capsule_limit() {
     feed(&mut q, &h.bytes(Pdu::CapsuleCmd { sqe: w, data: pattern(2048) }), t0());
     let (pdus, _, _) = h.collect(&mut q);
     assert_eq!(term_of(&pdus), (TermReqFes::DATA_LIMIT_EXCEEDED, 0));
+}
+
+#[test]
+fn sq_head_and_sqid_are_stamped() {
+    let connect = |cattr: u32| {
+        let mut q = TargetQueue::new(cfg(), t0());
+        let mut h = Host::new();
+        feed(&mut q, &h.bytes(Pdu::IcReq(IcReq { pfv: 0, hpda: 0, hdgst: false, ddgst: false, maxr2t: 0 })), t0());
+        h.collect(&mut q);
+        let mut sqe = Sqe::fabrics(FabricsType::CONNECT, 1);
+        sqe.set_cdw(10, 3 << 16);
+        sqe.set_cdw(11, 3 | (cattr << 16));
+        sqe.set_sgl(Sgl { addr: 0, len: 1024, kind: SglType::DATA_BLOCK_OFFSET });
+        feed(&mut q, &h.bytes(Pdu::CapsuleCmd { sqe, data: pattern(1024) }), t0());
+        h.collect(&mut q);
+        q.set_queue_size(3);
+        q.complete(Cqe::new(1, Status::SUCCESS), None, t0()).unwrap();
+        let mut heads = vec![];
+        for cid in 2..7 {
+            feed(&mut q, &h.bytes(Pdu::CapsuleCmd { sqe: Sqe::new(Opcode::FLUSH, cid, 1), data: Bytes::new() }), t0());
+            q.complete(Cqe::new(cid, Status::SUCCESS), None, t0()).unwrap();
+        }
+        for p in h.collect(&mut q).0 {
+            let Pdu::CapsuleResp { cqe } = p else { panic!() };
+            assert_eq!(cqe.sqid, 3);
+            heads.push(cqe.sqhd);
+        }
+        heads
+    };
+    // Queue of 4 entries: the head wraps.
+    assert_eq!(connect(0), vec![1, 2, 3, 0, 1, 2]);
+    // CATTR bit 2: SQ flow control disabled, sqhd 0.
+    assert_eq!(connect(0x04), vec![0; 6]);
 }
 
 #[test]
@@ -600,6 +663,25 @@ fn timers_on_a_virtual_clock() {
     assert_eq!(q.write_bytes_held(), 0);
     assert_eq!(q.buffered_bytes(), 0);
     assert_eq!(q.poll_timeout(), None);
+}
+
+#[test]
+fn huge_timeouts_do_not_overflow() {
+    let c = TransportConfig {
+        connect_timeout: Duration::MAX,
+        pdu_timeout: Duration::MAX,
+        write_data_timeout: Duration::MAX,
+        ..cfg()
+    };
+    let mut q = TargetQueue::new(c, t0());
+    assert!(q.poll_timeout().is_some());
+    q.handle_timeout(t0() + Duration::from_secs(3600));
+    assert!(!q.is_closed());
+    let ic = Host::new().bytes(Pdu::IcReq(IcReq { pfv: 0, hpda: 0, hdgst: false, ddgst: false, maxr2t: 0 }));
+    let mut b = BytesMut::from(&ic[..10]);
+    q.on_bytes(&mut b, t0());
+    assert!(!q.is_closed());
+    assert!(q.poll_timeout().is_some());
 }
 
 proptest! {

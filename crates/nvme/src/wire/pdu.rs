@@ -223,9 +223,9 @@ pub mod field {
     pub const CCCID: u32 = 8;
     /// Data PDU / R2T `ttag`.
     pub const TTAG: u32 = 10;
-    /// Data PDU `datao`.
+    /// Data PDU `datao`, R2T `r2to`.
     pub const DATAO: u32 = 12;
-    /// Data PDU `datal`.
+    /// Data PDU `datal`, R2T `r2tl`.
     pub const DATAL: u32 = 16;
 }
 
@@ -517,7 +517,10 @@ fn layout(ch: &CommonHeader, p: &RxParams) -> Result<Layout, (TermReqFes, u32)> 
     let bare = hlen + hd;
     if plen == bare {
         // No data: PDO is 0 (or, tolerated, where data would start) and no
-        // data digest.
+        // data digest. A data PDU without data is refused (as Linux nvmet).
+        if t == PduType::H2C_DATA || t == PduType::C2H_DATA {
+            return Err(invalid(field::DATAL));
+        }
         if ch.flags.contains(PduFlags::DDGST) {
             return Err(invalid(field::FLAGS));
         }

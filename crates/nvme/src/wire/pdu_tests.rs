@@ -200,6 +200,15 @@ fn bad_headers_give_the_field() {
 }
 
 #[test]
+fn data_pdu_without_data_is_refused() {
+    let ch = CommonHeader { pdu_type: PduType::H2C_DATA, flags: PduFlags(0x04), hlen: 24, pdo: 0, plen: 24 };
+    assert_eq!(
+        fatal_of(dec(&ch.encode(), &rx(Role::Target, false, false))),
+        (TermReqFes::INVALID_HEADER_FIELD, field::DATAL)
+    );
+}
+
+#[test]
 fn plen_over_the_limit_is_refused_from_the_common_header() {
     let p = RxParams { max_capsule_data: 4096, max_data: 8192, ..rx(Role::Target, false, false) };
     // A capsule announcing 1 GiB: refused with just 8 bytes in.
