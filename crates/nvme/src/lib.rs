@@ -8,7 +8,9 @@
 //! |---|---|
 //! | [`wire`] | SQE / CQE layouts, opcodes, status codes |
 //! | [`model`] | what a subsystem and its namespaces are, as plain data |
+//! | [`controller`] | Connect validation, properties and the admin command set (NVM and discovery) |
 
+pub mod controller;
 pub mod model;
 pub mod wire;
 
