@@ -13,7 +13,9 @@
 //! | [`nvm`] | the NVM command set I/O commands, Copy included: parse, check, execute |
 //! | [`nvm_edge`] | engine and storage errors as NVMe statuses, in one table |
 //! | [`transport`] | the target side of one NVMe/TCP connection: PDUs in, commands and PDUs out |
+//! | [`controller`] | Connect validation, properties and the admin command set (NVM and discovery) |
 
+pub mod controller;
 pub mod host;
 pub mod model;
 pub mod namespace;

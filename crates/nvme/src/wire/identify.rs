@@ -494,7 +494,7 @@ impl Nidt {
     pub const CSI: Self = Self(4);
 
     /// The length the type requires.
-    pub fn len(self) -> Option<usize> {
+    pub fn nid_len(self) -> Option<usize> {
         match self {
             Self::EUI64 => Some(8),
             Self::NGUID | Self::UUID => Some(16),
@@ -543,7 +543,7 @@ pub fn parse_ns_descriptors(b: &[u8]) -> Result<Vec<NsDescriptor>, LayoutError> 
         if len == 0 {
             break;
         }
-        if nidt.len().is_some_and(|l| l != len) {
+        if nidt.nid_len().is_some_and(|l| l != len) {
             return Err(LayoutError::Invalid { what: "namespace descriptor", why: "length does not match type" });
         }
         let nid = b

@@ -79,7 +79,7 @@ impl GetLogPage {
     }
 
     /// Length asked for, bytes: (NUMD + 1) × 4.
-    pub fn len(&self) -> u64 {
+    pub fn byte_len(&self) -> u64 {
         (u64::from(self.numd) + 1) * 4
     }
 
@@ -104,7 +104,7 @@ impl GetLogPage {
         s.set_cdw(12, self.offset as u32);
         s.set_cdw(13, (self.offset >> 32) as u32);
         s.set_cdw(14, u32::from(self.csi) << 24);
-        let len = u32::try_from(self.len()).unwrap_or(u32::MAX);
+        let len = u32::try_from(self.byte_len()).unwrap_or(u32::MAX);
         s.set_sgl(Sgl { addr: 0, len, kind: SglType::TRANSPORT_DATA_BLOCK });
         s
     }
@@ -630,7 +630,7 @@ mod tests {
     fn get_log_page_fields() {
         let g = GetLogPage::new(3, 0xFFFF_FFFF, LogId::SMART, 512, 0x1_0000_0004, true);
         assert_eq!(g.numd, 127);
-        assert_eq!(g.len(), 512);
+        assert_eq!(g.byte_len(), 512);
         let s = g.to_sqe();
         assert_eq!(s.cdw(10), (127 << 16) | (1 << 15) | 2);
         assert_eq!(s.cdw(12), 4);
