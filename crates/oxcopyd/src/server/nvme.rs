@@ -43,7 +43,6 @@ const FIRMWARE: &str = "0.1";
 
 /// One subsystem as served.
 pub(crate) struct Subsys {
-    pub(crate) nqn: String,
     pub(crate) listen: Vec<SocketAddr>,
     pub(crate) info: Arc<SubsystemInfo>,
     pub(crate) namespaces: BTreeMap<u32, Arc<Namespace>>,
@@ -61,11 +60,8 @@ impl Subsys {
 /// keep-alive timer expires.
 pub(crate) struct Ctrl {
     pub(crate) cntlid: u16,
-    /// The NVM subsystem (`None` for a discovery controller).
-    pub(crate) subsys: Option<Arc<Subsys>>,
     pub(crate) subnqn: String,
     pub(crate) hostnqn: String,
-    pub(crate) hostid: [u8; 16],
     pub(crate) model: Mutex<Controller>,
     /// Set when the controller ends: its queues close.
     pub(crate) gone: watch::Sender<bool>,
@@ -287,7 +283,7 @@ fn open_subsystem(
         max_aer: 4,
         max_namespaces: crate::subsystems::MAX_NSID,
     };
-    Ok(Subsys { nqn: s.nqn.clone(), listen: s.listen.clone(), info: Arc::new(info), namespaces })
+    Ok(Subsys { listen: s.listen.clone(), info: Arc::new(info), namespaces })
 }
 
 /// A stable 20-character serial number for a subsystem (from its NQN).

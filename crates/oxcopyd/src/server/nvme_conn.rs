@@ -275,10 +275,8 @@ impl Conn {
             let now = Instant::now();
             let made = self.svc.add_controller(|cntlid| Ctrl {
                 cntlid,
-                subsys: subsys.clone(),
                 subnqn: req.subnqn.clone(),
                 hostnqn: req.hostnqn.clone(),
-                hostid: req.hostid,
                 model: Mutex::new(Controller::new(info, cntlid, &req, now)),
                 gone: watch::channel(false).0,
                 running: Mutex::new(HashMap::new()),
