@@ -39,6 +39,8 @@ echo "== Linux guest (open-iscsi) reads a cross-node token copy"
 # ../shared/tools/linux-guest (its setup installs Debian packages: root).
 if [[ $(id -u) -eq 0 ]]; then
     scripts/guest-domain.sh
+    echo "== Linux guest (nvme-tcp, nvme-cli): discover, connect, I/O, dsm, write-zeroes, compare, copy, mkfs, reconnect"
+    scripts/guest-nvme.sh
 elif [[ ${OXCOPY_REQUIRE_GUEST:-0} == 1 ]]; then
     echo "test-all: OXCOPY_REQUIRE_GUEST=1 but the guest test needs root" >&2
     exit 1
