@@ -570,8 +570,8 @@ impl Controller {
         self.sub.volatile_write_cache && self.features.write_cache
     }
     /// Copy descriptor formats the NVM layer may accept: bit n = format n.
-    /// Formats 0h is always on; 2h only when the host enabled it through
-    /// Host Behavior Support CDFE.
+    /// Format 0h is always on; 2h only once the host enabled it through Host
+    /// Behavior Support CDFE (and a controller reset turns it off again).
     pub fn copy_formats_enabled(&self) -> u16 {
         let ocfs = ocfs(&self.sub);
         (ocfs & 0b0011) | (ocfs & self.features.host_behavior.cdfe & 0b1100)
@@ -850,7 +850,9 @@ impl Controller {
     }
 
     fn async_event_request(&mut self, cid: u16) -> AdminOutcome {
-        if self.held_aers.len() >= usize::from(self.sub.max_aer()) {
+        // Completions not yet taken by the daemon still count as outstanding:
+        // this also bounds `done`.
+        if self.held_aers.len() + self.done.len() >= usize::from(self.sub.max_aer()) {
             return AdminOutcome::status(cid, Status::AER_LIMIT_EXCEEDED);
         }
         if let Some(ev) = self.pending_events.pop_front() {
