@@ -631,7 +631,10 @@ impl Controller {
     }
     /// When the association expires without a Keep Alive (`None`: KATO 0).
     pub fn keep_alive_deadline(&self) -> Option<Instant> {
-        (self.kato_ms != 0).then(|| self.last_keep_alive + Duration::from_millis(u64::from(self.kato_ms)))
+        if self.kato_ms == 0 {
+            return None;
+        }
+        self.last_keep_alive.checked_add(Duration::from_millis(u64::from(self.kato_ms)))
     }
     /// Whether the keep-alive timeout passed at `now`.
     pub fn keep_alive_expired(&self, now: Instant) -> bool {
@@ -943,6 +946,7 @@ impl Controller {
                 vwc: if s.volatile_write_cache { 0x01 | (0b10 << 1) } else { 0 },
                 ocfs: ocfs(s),
                 ioccsz: (l.in_capsule_data.min(u32::MAX - 64) + 64) / 16,
+                ofcs: 1, // Disconnect on I/O queues: see `disconnect_reply`
                 ..common
             },
         }

@@ -147,6 +147,7 @@ fn linux_host_connect_sequence() {
     assert_eq!(id.oaes, 1 << 8);
     assert_eq!(id.sgls, 1 | (1 << 20));
     assert_eq!(id.vwc, 0x05);
+    assert_eq!(id.ofcs, 1);
     assert_eq!(id.serial, "OX0001");
     // nvme_init_non_mdts_limits: CNS 06h, CSI NVM.
     let (cqe, data) =
