@@ -570,8 +570,8 @@ impl Controller {
         self.sub.volatile_write_cache && self.features.write_cache
     }
     /// Copy descriptor formats the NVM layer may accept: bit n = format n.
-    /// Formats 0h is always on; 2h only when the host enabled it through
-    /// Host Behavior Support CDFE.
+    /// Format 0h is always on; 2h only once the host enabled it through Host
+    /// Behavior Support CDFE (and a controller reset turns it off again).
     pub fn copy_formats_enabled(&self) -> u16 {
         let ocfs = ocfs(&self.sub);
         (ocfs & 0b0011) | (ocfs & self.features.host_behavior.cdfe & 0b1100)
@@ -631,7 +631,10 @@ impl Controller {
     }
     /// When the association expires without a Keep Alive (`None`: KATO 0).
     pub fn keep_alive_deadline(&self) -> Option<Instant> {
-        (self.kato_ms != 0).then(|| self.last_keep_alive + Duration::from_millis(u64::from(self.kato_ms)))
+        if self.kato_ms == 0 {
+            return None;
+        }
+        self.last_keep_alive.checked_add(Duration::from_millis(u64::from(self.kato_ms)))
     }
     /// Whether the keep-alive timeout passed at `now`.
     pub fn keep_alive_expired(&self, now: Instant) -> bool {
@@ -850,7 +853,9 @@ impl Controller {
     }
 
     fn async_event_request(&mut self, cid: u16) -> AdminOutcome {
-        if self.held_aers.len() >= usize::from(self.sub.max_aer()) {
+        // Completions not yet taken by the daemon still count as outstanding:
+        // this also bounds `done`.
+        if self.held_aers.len() + self.done.len() >= usize::from(self.sub.max_aer()) {
             return AdminOutcome::status(cid, Status::AER_LIMIT_EXCEEDED);
         }
         if let Some(ev) = self.pending_events.pop_front() {
@@ -941,6 +946,7 @@ impl Controller {
                 vwc: if s.volatile_write_cache { 0x01 | (0b10 << 1) } else { 0 },
                 ocfs: ocfs(s),
                 ioccsz: (l.in_capsule_data.min(u32::MAX - 64) + 64) / 16,
+                ofcs: 1, // Disconnect on I/O queues: see `disconnect_reply`
                 ..common
             },
         }

@@ -147,6 +147,7 @@ fn linux_host_connect_sequence() {
     assert_eq!(id.oaes, 1 << 8);
     assert_eq!(id.sgls, 1 | (1 << 20));
     assert_eq!(id.vwc, 0x05);
+    assert_eq!(id.ofcs, 1);
     assert_eq!(id.serial, "OX0001");
     // nvme_init_non_mdts_limits: CNS 06h, CSI NVM.
     let (cqe, data) =
@@ -746,4 +747,21 @@ proptest! {
             let _ = req.check_admin(Some(&nvm_sub()));
         }
     }
+}
+
+#[test]
+fn untaken_aer_completions_count_against_the_limit() {
+    let t0 = Instant::now();
+    let mut s = (*nvm_sub()).clone();
+    s.limits.max_aer = 1;
+    let mut c = admin_connect(&Arc::new(s), 5000, t0);
+    enable(&mut c, t0);
+    let aer = |cid| Sqe::new(Opcode::ASYNC_EVENT_REQUEST, cid, 0);
+    assert_eq!(c.admin(&aer(1), &[], 0, t0), AdminOutcome::Held);
+    c.namespaces_changed(&[1]);
+    assert_eq!(reply(c.admin(&aer(2), &[], 0, t0)).0.status, Status::AER_LIMIT_EXCEEDED);
+    assert_eq!(c.take_events().len(), 1);
+    assert_eq!(c.admin(&aer(3), &[], 0, t0), AdminOutcome::Held);
+    let id = IdentifyController::parse(&c.identify_controller().build()).unwrap();
+    assert_eq!(id.aerl, 0);
 }

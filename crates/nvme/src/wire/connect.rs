@@ -319,6 +319,14 @@ mod tests {
         assert_eq!(Disconnect::from_sqe(&d.to_sqe()), d);
     }
 
+    #[test]
+    fn every_prefix_is_an_error() {
+        let d = ConnectData { subnqn: "x".into(), ..ConnectData::default() }.build();
+        for n in 0..CONNECT_DATA_LEN {
+            assert!(matches!(ConnectData::parse(&d[..n]), Err(ConnectDataError::Truncated(_))), "{n}");
+        }
+    }
+
     proptest! {
         #[test]
         fn connect_data_round_trip(hostid in any::<[u8; 16]>(), cntlid in any::<u16>(),
@@ -328,9 +336,15 @@ mod tests {
         }
 
         #[test]
-        fn connect_data_prefixes_never_panic(n in 0usize..CONNECT_DATA_LEN) {
-            let d = ConnectData { subnqn: "x".into(), ..ConnectData::default() }.build();
-            prop_assert!(matches!(ConnectData::parse(&d[..n]), Err(ConnectDataError::Truncated(_))));
+        fn property_and_connect_commands_round_trip(cid in any::<u16>(), eight in any::<bool>(), off in any::<u32>(),
+                                                    value in any::<u64>(), qid in any::<u16>(), sqsize in any::<u16>(),
+                                                    cattr in any::<u8>(), kato in any::<u32>()) {
+            let g = PropertyGet { cid, eight, offset: Property(off) };
+            prop_assert_eq!(PropertyGet::from_sqe(&g.to_sqe()), g);
+            let s = PropertySet { cid, eight, offset: Property(off), value };
+            prop_assert_eq!(PropertySet::from_sqe(&s.to_sqe()), s);
+            let c = ConnectCommand { cid, recfmt: 0, qid, sqsize, cattr, kato };
+            prop_assert_eq!(ConnectCommand::from_sqe(&c.to_sqe()), c);
         }
     }
 }

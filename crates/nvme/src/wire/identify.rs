@@ -709,6 +709,19 @@ mod tests {
         assert_eq!(IdentifyCommand::from_sqe(&s), c);
     }
 
+    #[test]
+    fn every_prefix_is_an_error() {
+        let c = sample_ctrl().build();
+        for n in 0..IDENTIFY_LEN {
+            let p = &c[..n];
+            assert!(IdentifyController::parse(p).is_err(), "{n}");
+            assert!(IdentifyNamespace::parse(p).is_err(), "{n}");
+            assert!(parse_ns_list(p).is_err(), "{n}");
+            assert!(parse_ns_descriptors(p).is_err(), "{n}");
+            assert!(IdentifyControllerNvm::parse(p).is_err(), "{n}");
+        }
+    }
+
     fn ascii(max: usize) -> impl Strategy<Value = String> {
         proptest::string::string_regex(&format!("[A-Za-z0-9._-]{{0,{max}}}")).unwrap()
     }
@@ -742,13 +755,22 @@ mod tests {
         }
 
         #[test]
-        fn prefixes_are_errors(n in 0usize..IDENTIFY_LEN) {
-            let c = sample_ctrl().build();
-            prop_assert!(IdentifyController::parse(&c[..n]).is_err());
-            prop_assert!(IdentifyNamespace::parse(&c[..n]).is_err());
-            prop_assert!(parse_ns_list(&c[..n]).is_err());
-            prop_assert!(parse_ns_descriptors(&c[..n]).is_err());
-            prop_assert!(IdentifyControllerNvm::parse(&c[..n]).is_err());
+        fn ns_descriptors_round_trip(nguid in any::<[u8; 16]>(), uuid in any::<[u8; 16]>(),
+                                     eui in any::<[u8; 8]>(), csi in any::<u8>()) {
+            let d = vec![
+                NsDescriptor { nidt: Nidt::EUI64, nid: eui.to_vec() },
+                NsDescriptor { nidt: Nidt::NGUID, nid: nguid.to_vec() },
+                NsDescriptor { nidt: Nidt::UUID, nid: uuid.to_vec() },
+                NsDescriptor { nidt: Nidt::CSI, nid: vec![csi] },
+            ];
+            prop_assert_eq!(parse_ns_descriptors(&build_ns_descriptors(&d)).unwrap(), d);
+        }
+
+        #[test]
+        fn nvm_controller_round_trip(vsl in any::<u8>(), wzsl in any::<u8>(), dmrl in any::<u8>(),
+                                     dmrsl in any::<u32>(), dmsl in any::<u64>()) {
+            let c = IdentifyControllerNvm { vsl, wzsl, wusl: 0, dmrl, dmrsl, dmsl };
+            prop_assert_eq!(IdentifyControllerNvm::parse(&c.build()).unwrap(), c);
         }
 
         #[test]

@@ -640,6 +640,33 @@ mod tests {
         assert_eq!(GetLogPage::from_sqe(&big.to_sqe()).numd, 0xF_FFFF);
     }
 
+    #[test]
+    fn every_prefix_is_an_error() {
+        let d = build_discovery_log(1, &[entry()]);
+        let smart = SmartLog::default().build();
+        let changed = build_changed_ns(None);
+        for n in 0..4096 {
+            if n < DISCOVERY_RECORD_LEN {
+                assert!(DiscoveryEntry::parse(&d[1024..][..n]).is_err(), "{n}");
+            }
+            if n < 18 {
+                assert!(DiscoveryHeader::parse(&d[..n]).is_err(), "{n}");
+                assert!(parse_discovery_log(&d[..n]).is_err(), "{n}");
+            } else if n <= d.len() {
+                // A discovery log cut anywhere yields the whole entries it holds.
+                assert_eq!(parse_discovery_log(&d[..n]).unwrap().1.len(), usize::from(n >= 2048), "{n}");
+            }
+            if n < SMART_LEN {
+                assert!(SmartLog::parse(&smart[..n]).is_err(), "{n}");
+                assert!(FirmwareSlotLog::parse(&smart[..n]).is_err(), "{n}");
+            }
+            if n < ERROR_ENTRY_LEN {
+                assert!(ErrorLogEntry::parse(&smart[..n]).is_err(), "{n}");
+            }
+            assert!(parse_changed_ns(&changed[..n]).is_err(), "{n}");
+        }
+    }
+
     proptest! {
         #[test]
         fn discovery_entry_round_trip(portid in any::<u16>(), asqsz in any::<u16>(), treq in any::<u8>(),
@@ -667,22 +694,34 @@ mod tests {
         }
 
         #[test]
-        fn prefixes_are_errors(n in 0usize..4096) {
-            let d = build_discovery_log(1, &[entry()]);
-            prop_assert!(DiscoveryEntry::parse(&d[1024..][..n.min(1023)]).is_err());
-            prop_assert!(DiscoveryHeader::parse(&d[..n.min(17)]).is_err());
-            prop_assert!(SmartLog::parse(&d[..n.min(511)]).is_err());
-            prop_assert!(ErrorLogEntry::parse(&d[..n.min(63)]).is_err());
-            prop_assert!(FirmwareSlotLog::parse(&d[..n.min(511)]).is_err());
-            prop_assert!(parse_changed_ns(&build_changed_ns(None)[..n.min(4095)]).is_err());
-            // A discovery log cut anywhere parses the whole entries it holds.
-            let cut = &d[..n.min(d.len())];
-            if n >= 18 {
-                let (_, v) = parse_discovery_log(cut).unwrap();
-                prop_assert_eq!(v.len(), usize::from(n >= 2048));
-            } else {
-                prop_assert!(parse_discovery_log(cut).is_err());
-            }
+        fn discovery_log_round_trip(genctr in any::<u64>(), n in 0usize..8, port in any::<u16>()) {
+            let entries: Vec<DiscoveryEntry> = (0..n).map(|i| DiscoveryEntry { portid: port.wrapping_add(i as u16), ..entry() }).collect();
+            let (h, v) = parse_discovery_log(&build_discovery_log(genctr, &entries)).unwrap();
+            prop_assert_eq!(h, DiscoveryHeader { genctr, numrec: n as u64, recfmt: 0 });
+            prop_assert_eq!(v, entries);
+        }
+
+        #[test]
+        fn firmware_slot_round_trip(afi in any::<u8>(), fr in "[A-Za-z0-9.]{0,8}") {
+            let f = FirmwareSlotLog { afi, frs: std::array::from_fn(|i| if i == 3 { fr.clone() } else { String::new() }) };
+            prop_assert_eq!(FirmwareSlotLog::parse(&f.build()).unwrap(), f);
+        }
+
+        #[test]
+        fn get_log_page_round_trip(cid in any::<u16>(), nsid in any::<u32>(), lid in any::<u8>(), lsp in 0u8..0x80,
+                                   rae in any::<bool>(), numd in any::<u32>(), lsi in any::<u16>(), offset in any::<u64>(),
+                                   csi in any::<u8>()) {
+            let g = GetLogPage { cid, nsid, lid: LogId(lid), lsp, rae, numd, lsi, offset, csi };
+            prop_assert_eq!(GetLogPage::from_sqe(&g.to_sqe()), g);
+        }
+
+        #[test]
+        fn parsers_never_panic(b in proptest::collection::vec(any::<u8>(), 0..3000)) {
+            let _ = parse_discovery_log(&b);
+            let _ = DiscoveryEntry::parse(&b);
+            let _ = SmartLog::parse(&b);
+            let _ = ErrorLogEntry::parse_all(&b);
+            let _ = FirmwareSlotLog::parse(&b);
         }
     }
 }
