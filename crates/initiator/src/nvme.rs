@@ -378,7 +378,8 @@ impl NvmeController {
             ..HostConfig::default()
         };
         let admin = Queue::open(addr, host.clone(), stats.clone(), cfg.timeout).await?;
-        let data = ConnectData { hostid: cfg.hostid, cntlid: 0xFFFF, subnqn: subnqn.into(), hostnqn: cfg.hostnqn.clone() };
+        let data =
+            ConnectData { hostid: cfg.hostid, cntlid: 0xFFFF, subnqn: subnqn.into(), hostnqn: cfg.hostnqn.clone() };
         let kato = if subnqn == DISCOVERY_NQN { 0 } else { cfg.kato_ms };
         let cmd = ConnectCommand { cid: 0, recfmt: 0, qid: 0, sqsize: 31, cattr: 0, kato };
         let c = admin.call(cmd.to_sqe(), Some(Bytes::from(data.build())), 0, cfg.timeout).await?;
@@ -440,12 +441,8 @@ impl NvmeController {
                 };
                 let q = Queue::open(addr, host, stats.clone(), cfg.timeout).await?;
                 let cmd = ConnectCommand { cid: 0, recfmt: 0, qid, sqsize: cfg.queue_size - 1, cattr: 0, kato: 0 };
-                let data = ConnectData {
-                    hostid: cfg.hostid,
-                    cntlid,
-                    subnqn: subnqn.into(),
-                    hostnqn: cfg.hostnqn.clone(),
-                };
+                let data =
+                    ConnectData { hostid: cfg.hostid, cntlid, subnqn: subnqn.into(), hostnqn: cfg.hostnqn.clone() };
                 status_err(&q.call(cmd.to_sqe(), Some(Bytes::from(data.build())), 0, cfg.timeout).await?)?;
                 me.io.push(q);
             }
@@ -474,8 +471,7 @@ impl NvmeController {
         let (hdr, _) = parse_discovery_log(&log).map_err(|e| NvmeError::Protocol(format!("discovery log: {e}")))?;
         let len = 1024u64.saturating_add(hdr.numrec.min(256).saturating_mul(1024));
         let log = if len > 4096 { c.get_log_page(LogId::DISCOVERY, 0, len as u32).await? } else { log };
-        let (_, entries) =
-            parse_discovery_log(&log).map_err(|e| NvmeError::Protocol(format!("discovery log: {e}")))?;
+        let (_, entries) = parse_discovery_log(&log).map_err(|e| NvmeError::Protocol(format!("discovery log: {e}")))?;
         c.shutdown().await;
         Ok(entries)
     }
@@ -537,9 +533,8 @@ impl NvmeController {
             return Ok(g);
         }
         let n = self.identify_namespace(nsid).await?;
-        let block_size = n
-            .block_size()
-            .ok_or_else(|| NvmeError::Protocol(format!("namespace {nsid}: no usable LBA format")))?;
+        let block_size =
+            n.block_size().ok_or_else(|| NvmeError::Protocol(format!("namespace {nsid}: no usable LBA format")))?;
         if n.nsze == 0 {
             return Err(NvmeError::Status { status: Status::INVALID_NAMESPACE, cid: 0, result: 0 });
         }
@@ -643,7 +638,13 @@ impl NvmeController {
 
     /// NVMe Copy with descriptors of `format` (2h: each range names its
     /// source namespace; enable it first with [`Self::enable_copy_formats`]).
-    pub async fn copy_ranges(&self, nsid: u32, sdlba: u64, format: CopyFormat, ranges: &[CopyRange]) -> Result<Completion> {
+    pub async fn copy_ranges(
+        &self,
+        nsid: u32,
+        sdlba: u64,
+        format: CopyFormat,
+        ranges: &[CopyRange],
+    ) -> Result<Completion> {
         let data = encode_copy_ranges(format, ranges)
             .ok_or_else(|| NvmeError::Protocol(format!("no layout for Copy format {}", format.0)))?;
         let sqe = copy_sqe(0, nsid, sdlba, ranges.len(), format, false)

@@ -14,6 +14,9 @@ pub use crate::size::{parse_size, SizeValue};
 
 /// Name of the target served when no config file is given.
 pub const DEFAULT_TARGET: &str = "iqn.2026-11.dev.oxcopy:default";
+/// NVMe subsystem served when no config file is given (namespaces 1 and 2
+/// are the default target's LUNs 0 and 1).
+pub const DEFAULT_SUBSYSTEM: &str = "nqn.2026-11.dev.oxcopy:default";
 /// Portal used when no config file is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3260";
 /// Size of each default LUN.
@@ -369,7 +372,7 @@ impl Config {
         Config {
             source: "<embedded default>".into(),
             listen,
-            data_dir,
+            data_dir: data_dir.clone(),
             max_commands_per_session: 128,
             nop_interval_secs: 30,
             login_timeout_secs: 30,
@@ -387,7 +390,23 @@ impl Config {
             write_data_timeout_secs: DEFAULT_WRITE_DATA_TIMEOUT,
             copy_domain: crate::copy_domain::CopyDomainConfig::default(),
             volumes: Vec::new(),
-            subsystems: Vec::new(),
+            // NVMe/TCP on the same two files: namespaces 1 and 2 are LUNs 0
+            // and 1 (shared range locks, tokens stay point in time).
+            subsystems: vec![crate::subsystems::SubsystemConfig {
+                nqn: DEFAULT_SUBSYSTEM.into(),
+                listen: vec![crate::subsystems::DEFAULT_NVME_LISTEN.parse().expect("constant address parses")],
+                hosts: None,
+                namespaces: (0..2u16)
+                    .map(|id| crate::subsystems::NamespaceConfig {
+                        nsid: u32::from(id) + 1,
+                        path: data_dir.join(format!("lun{id}.img")),
+                        size: None,
+                        block_size: 512,
+                        read_only: false,
+                        shares_lun: Some((DEFAULT_TARGET.into(), id)),
+                    })
+                    .collect(),
+            }],
             targets: vec![TargetConfig {
                 iqn: DEFAULT_TARGET.into(),
                 alias: Some("oxcopy default".into()),

@@ -51,6 +51,10 @@ struct Args {
     /// Portal to listen on (repeatable); overrides [server] listen.
     #[arg(short, long, value_name = "ADDR")]
     listen: Vec<SocketAddr>,
+    /// NVMe/TCP listener (repeatable); overrides every [[subsystem]]'s
+    /// listen (the embedded default's subsystem listens on 127.0.0.1:4420).
+    #[arg(long, value_name = "ADDR")]
+    nvme_listen: Vec<SocketAddr>,
     /// Data directory for the embedded default (LUN files, identities).
     #[arg(long, value_name = "DIR", default_value = "./oxcopy-data")]
     data_dir: PathBuf,
@@ -255,6 +259,12 @@ fn config(args: &Args) -> Result<Config, ConfigError> {
             Config::embedded_default(listen, args.data_dir.clone())
         }
     };
+    let mut cfg = cfg;
+    if !args.nvme_listen.is_empty() {
+        for s in &mut cfg.subsystems {
+            s.listen = args.nvme_listen.clone();
+        }
+    }
     oxcopyd::check::preflight(&cfg)?;
     Ok(cfg)
 }
@@ -317,6 +327,13 @@ async fn run(cfg: Config, path: Option<PathBuf>, listen: Vec<SocketAddr>) -> Res
     println!("oxcopyd is serving; iSCSI URLs:");
     for u in running.urls() {
         println!("  {u}");
+    }
+    let nvme = running.nvme_urls();
+    if !nvme.is_empty() {
+        println!("NVMe/TCP namespaces:");
+        for u in nvme {
+            println!("  {u}");
+        }
     }
     if let Some(a) = running.node_link_addr {
         println!("node link (copy domain) on {a}");

@@ -13,10 +13,10 @@ use crate::subsystems::{SubsystemConfig, DISCOVERY_NQN};
 use anyhow::{Context, Result};
 use oxcopy_copy::{CancelToken, Unit};
 use oxcopy_nvme::controller::{Controller, Limits, SubsystemInfo};
-use oxcopy_nvme::wire::log::{AdrFam, DiscoveryEntry, SecType, SubType, TrType};
 use oxcopy_nvme::model::{CopyLimits, NamespaceInfo};
 use oxcopy_nvme::namespace::{Namespace, NsUnit};
 use oxcopy_nvme::transport::TransportConfig;
+use oxcopy_nvme::wire::log::{AdrFam, DiscoveryEntry, SecType, SubType, TrType};
 use oxcopy_scsi::LogicalUnit;
 use oxcopy_storage::{FileStorage, OpenOptions, Storage};
 use parking_lot::Mutex;
@@ -116,7 +116,9 @@ impl NvmeService {
             maxh2cdata: 128 * 1024,
             in_capsule_data: NVME_IN_CAPSULE,
             max_data_transfer: NVME_MDTS,
-            max_write_bytes: usize::try_from(cfg.write_buffer_per_session / 4).unwrap_or(usize::MAX).max(NVME_MDTS as usize * 2),
+            max_write_bytes: usize::try_from(cfg.write_buffer_per_session / 4)
+                .unwrap_or(usize::MAX)
+                .max(NVME_MDTS as usize * 2),
             max_c2h_data: 256 * 1024,
             pdu_timeout,
             write_data_timeout: Duration::from_secs(cfg.write_data_timeout_secs).max(pdu_timeout),
@@ -151,6 +153,11 @@ impl NvmeService {
     /// Records that the configured address `configured` is bound at `bound`.
     pub(crate) fn bound(&self, configured: SocketAddr, bound: SocketAddr) {
         self.bound.lock().push((configured, bound));
+    }
+
+    /// Where the configured address `configured` is bound.
+    pub(crate) fn bound_addr(&self, configured: SocketAddr) -> Option<SocketAddr> {
+        self.bound.lock().iter().find(|(c, _)| *c == configured).map(|(_, b)| *b)
     }
 
     /// Whether subsystem `s` listens on the listener bound at `local`.
@@ -268,8 +275,7 @@ fn open_subsystem(
             deallocate: true,
             copy: CopyLimits::default(),
         };
-        let ns = Namespace::new(info, unit)
-            .map_err(|e| anyhow::anyhow!("namespace {} of {}: {e}", n.nsid, s.nqn))?;
+        let ns = Namespace::new(info, unit).map_err(|e| anyhow::anyhow!("namespace {} of {}: {e}", n.nsid, s.nqn))?;
         namespaces.insert(n.nsid, Arc::new(ns));
     }
     let infos: Vec<NamespaceInfo> = namespaces.values().map(|n| n.info().clone()).collect();

@@ -69,6 +69,21 @@ impl Running {
         out
     }
 
+    /// One `nvme+tcp://` URL per namespace served (at each subsystem's first
+    /// listener).
+    pub fn nvme_urls(&self) -> Vec<String> {
+        let Some((svc, _)) = &self.nvme else { return Vec::new() };
+        let live = self.shared.live();
+        let mut out = Vec::new();
+        for s in &live.cfg.subsystems {
+            let Some(addr) = s.listen.first().and_then(|a| svc.bound_addr(*a)) else { continue };
+            for n in &s.namespaces {
+                out.push(format!("nvme+tcp://{addr}/{}/{}", s.nqn, n.nsid));
+            }
+        }
+        out
+    }
+
     /// Re-read the configuration file `path` and apply it (SIGHUP): see
     /// [`crate::server::reload`]. `listen` overrides `[server] listen` as
     /// `--listen` did at start. On error nothing changed and the running
