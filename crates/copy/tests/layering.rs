@@ -4,8 +4,8 @@
 //!   (`oxcopy-copy`'s transitive dependencies in `Cargo.lock`);
 //! - the node-link codec (`oxcopy-link`) depends on no other oxcopy crate
 //!   and no async runtime;
-//! - no production module of the iscsi, scsi, copy, storage, link or
-//!   initiator crates imports a module that (transitively) imports it back.
+//! - no production module of the iscsi, scsi, copy, storage, link,
+//!   initiator or nvme crates imports a module that (transitively) imports it back.
 //!
 //! A module is a file under `src/` (`mod.rs`/`lib.rs` name their folder);
 //! an import is a `crate::a::b` path or a `super::` path in code outside
@@ -211,7 +211,7 @@ fn cycles(g: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
 fn no_import_cycles_among_production_modules() {
     let mut found = Vec::new();
     // Folder names under `crates/` (the initiator is `oxcopy-initiator`).
-    for krate in ["iscsi", "scsi", "copy", "storage", "link", "initiator"] {
+    for krate in ["iscsi", "scsi", "copy", "storage", "link", "initiator", "nvme"] {
         let src = workspace().join("crates").join(krate).join("src");
         let g = edges(&src);
         assert!(g.len() > 1, "{krate}: no modules found under {}", src.display());
@@ -300,12 +300,24 @@ fn the_node_link_codec_depends_on_no_oxcopy_crate_and_no_runtime() {
     }
 }
 
+/// `oxcopy-nvme` (the NVMe/TCP core: transport, controller, NVM command
+/// set over the engine) reaches no SCSI or iSCSI crate, no initiator and no
+/// async runtime: NVMe is a front end beside SCSI, on the same engine.
+#[test]
+fn the_nvme_core_depends_on_the_engine_only() {
+    let seen = reachable("oxcopy-nvme");
+    assert!(seen.contains("oxcopy-copy") && seen.contains("oxcopy-storage"), "the lock file was read: {seen:?}");
+    for banned in ["oxcopy-scsi", "oxcopy-iscsi", "oxcopy-initiator", "oxcopy-link", "tokio"] {
+        assert!(!seen.contains(banned), "oxcopy-nvme depends on {banned}");
+    }
+}
+
 /// The protocol and copy cores are tested on virtual clocks: no `sleep`
 /// anywhere in their sources (unit tests included).
 #[test]
 fn no_sleep_in_the_cores() {
     let mut found = Vec::new();
-    for krate in ["iscsi", "scsi", "copy", "link"] {
+    for krate in ["iscsi", "scsi", "copy", "link", "nvme"] {
         let src = workspace().join("crates").join(krate).join("src");
         let mut stack = vec![src];
         while let Some(dir) = stack.pop() {
