@@ -157,6 +157,30 @@ struct Request {
     data: Option<Bytes>,
     read_len: u32,
     reply: oneshot::Sender<Result<Completion>>,
+    /// Told the command identifier once assigned (for Abort).
+    cid_tx: Option<oneshot::Sender<u16>>,
+}
+
+/// A command submitted and not yet complete (see [`NvmeController::start_io`]).
+#[derive(Debug)]
+pub struct PendingCommand {
+    /// Its submission queue (I/O queue id, 1-based).
+    pub qid: u16,
+    /// Its command identifier.
+    pub cid: u16,
+    rx: oneshot::Receiver<Result<Completion>>,
+    timeout: Duration,
+}
+
+impl PendingCommand {
+    /// Wait for its completion.
+    pub async fn wait(self) -> Result<Completion> {
+        match tokio::time::timeout(self.timeout, self.rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(NvmeError::Closed("queue task gone".into())),
+            Err(_) => Err(NvmeError::Timeout(self.timeout)),
+        }
+    }
 }
 
 /// One queue (one TCP connection): a handle on its task.
@@ -208,7 +232,7 @@ impl Queue {
     async fn call(&self, sqe: Sqe, data: Option<Bytes>, read_len: u32, timeout: Duration) -> Result<Completion> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request { sqe, data, read_len, reply })
+            .send(Request { sqe, data, read_len, reply, cid_tx: None })
             .await
             .map_err(|_| NvmeError::Closed("queue task gone".into()))?;
         match tokio::time::timeout(timeout, rx).await {
@@ -306,7 +330,12 @@ async fn run_queue(
                 let Some(cid) = free.pop_front() else { continue };
                 req.sqe.set_cid(cid);
                 match hq.submit(req.sqe, req.data, req.read_len) {
-                    Ok(()) => { pending.insert(cid, req.reply); }
+                    Ok(()) => {
+                        if let Some(t) = req.cid_tx.take() {
+                            let _ = t.send(cid);
+                        }
+                        pending.insert(cid, req.reply);
+                    }
                     Err(e) => {
                         free.push_back(cid);
                         let _ = req.reply.send(Err(NvmeError::Closed(format!("submit: {e}"))));
@@ -505,6 +534,33 @@ impl NvmeController {
     pub async fn io_on(&self, index: usize, sqe: Sqe, data: Option<Bytes>, read_len: u32) -> Result<Completion> {
         let q = self.io.get(index).ok_or_else(|| NvmeError::Closed(format!("no I/O queue {index}")))?;
         q.call(sqe, data, read_len, self.timeout).await
+    }
+
+    /// Submit an I/O command on I/O queue `index` (0-based) and return once
+    /// it is sent, with its command identifier (for [`Self::abort`]).
+    pub async fn start_io(&self, index: usize, sqe: Sqe, data: Option<Bytes>, read_len: u32) -> Result<PendingCommand> {
+        let q = self.io.get(index).ok_or_else(|| NvmeError::Closed(format!("no I/O queue {index}")))?;
+        let (reply, rx) = oneshot::channel();
+        let (cid_tx, cid_rx) = oneshot::channel();
+        q.tx.send(Request { sqe, data, read_len, reply, cid_tx: Some(cid_tx) })
+            .await
+            .map_err(|_| NvmeError::Closed("queue task gone".into()))?;
+        let cid = tokio::time::timeout(self.timeout, cid_rx)
+            .await
+            .map_err(|_| NvmeError::Timeout(self.timeout))?
+            .map_err(|_| NvmeError::Closed("queue task gone".into()))?;
+        let qid = u16::try_from(index + 1).unwrap_or(u16::MAX);
+        Ok(PendingCommand { qid, cid, rx, timeout: self.timeout })
+    }
+
+    /// Abort command `cid` of submission queue `sqid`: `true` when the
+    /// controller says it aborted it (DW0 bit 0 clear).
+    pub async fn abort(&self, sqid: u16, cid: u16) -> Result<bool> {
+        let mut sqe = Sqe::new(Opcode::ABORT, 0, 0);
+        sqe.set_cdw(10, u32::from(sqid) | (u32::from(cid) << 16));
+        let c = self.admin(sqe, None, 0).await?;
+        status_err(&c)?;
+        Ok(c.cqe.result & 1 == 0)
     }
 
     /// Get Log Page.

@@ -58,6 +58,10 @@ block_size = 4096
 nsid = 3
 path = "{d}/ns3.img"
 size = "32MiB"
+[[subsystem.namespace]]
+nsid = 4
+path = "{d}/big.img"
+size = "1GiB"
 
 [[subsystem]]
 nqn = "{LOCKED}"
@@ -108,7 +112,7 @@ async fn discovery_identify_and_every_io_command() {
     assert_eq!(c.identify.subnqn, NQN);
     assert_ne!(c.identify.oncs & oncs::COPY, 0, "Copy advertised");
     assert_eq!(c.identify.ocfs & 0b0101, 0b0101, "formats 0h and 2h");
-    assert_eq!(c.namespaces().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(c.namespaces().await.unwrap(), vec![1, 2, 3, 4]);
     let g1 = c.namespace(1).await.unwrap();
     assert_eq!((g1.block_size, g1.blocks), (512, (64 << 20) / 512));
     assert!(g1.max_ranges > 1 && g1.mssrl > 0 && g1.mcl > 0);
@@ -283,6 +287,32 @@ async fn abort_of_an_unknown_command_reports_not_aborted() {
     let done = c.admin(abort, None, 0).await.unwrap();
     assert!(done.cqe.status.is_success());
     assert_eq!(done.cqe.result & 1, 1, "DW0 bit 0: not aborted");
+    d.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_stops_a_running_copy_between_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(dir.path()).await;
+    // 4 KiB chunks: a 1 GiB Copy is 262144 of them, each a point where
+    // cancellation is seen.
+    d.registry.set_copy_chunk_bytes(4096);
+    let c = connect(&d, &NvmeConfig::default()).await;
+    let g = c.namespace(4).await.unwrap();
+    let half = g.blocks / 2;
+    // 32 ranges of 32768 blocks (16 MiB): the first half to the second.
+    let ranges: Vec<CopyRange> = (0..32u64).map(|i| CopyRange::new(0, i * 32_768, 32_768).unwrap()).collect();
+    let data = oxcopy_nvme::wire::nvm::encode_copy_ranges(CopyFormat::F0, &ranges).unwrap();
+    let sqe = oxcopy_nvme::wire::nvm::copy_sqe(0, 4, half, ranges.len(), CopyFormat::F0, false).unwrap();
+    let pending = c.start_io(0, sqe, Some(Bytes::from(data)), 0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let aborted = c.abort(pending.qid, pending.cid).await.unwrap();
+    let done = pending.wait().await.unwrap();
+    assert!(aborted, "the Copy was still running: the Abort reaches it (it ended {:?})", done.cqe.status);
+    assert!(done.cqe.status.same_code(Status::ABORT_REQUESTED), "{:?}", done.cqe.status);
+    assert!((done.cqe.result as u32) < 32, "DW0: the first range not copied, {}", done.cqe.result);
+    // The queue still works.
+    c.read(4, 0, 8).await.unwrap();
     d.shutdown().await.unwrap();
 }
 

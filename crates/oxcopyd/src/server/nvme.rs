@@ -77,10 +77,9 @@ pub(crate) struct NvmeService {
     next_cntlid: AtomicU16,
     pub(crate) metrics: NvmeMetrics,
     pub(crate) transport: TransportConfig,
-    /// Where copies count their bytes (the SCSI layer's families: one
-    /// `oxcopy_copy_bytes_total` for every protocol).
-    pub(crate) copy_metrics: oxcopy_scsi::Metrics,
-    pub(crate) chunk_bytes: u64,
+    /// The LU registry: where copies count their bytes (one
+    /// `oxcopy_copy_bytes_total` for every protocol) and the copy chunk size.
+    pub(crate) registry: Arc<oxcopy_scsi::LuRegistry>,
     /// The listeners' bound addresses (for the discovery log).
     bound: Mutex<Vec<(SocketAddr, SocketAddr)>>,
 }
@@ -101,8 +100,7 @@ impl NvmeService {
         cfg: &Config,
         luns: &BTreeMap<(String, u16), Arc<LogicalUnit>>,
         ids: &mut Identities,
-        copy_metrics: oxcopy_scsi::Metrics,
-        chunk_bytes: u64,
+        registry: Arc<oxcopy_scsi::LuRegistry>,
     ) -> Result<Self> {
         let mut subsystems = HashMap::new();
         for s in &cfg.subsystems {
@@ -131,8 +129,7 @@ impl NvmeService {
             next_cntlid: AtomicU16::new(1),
             metrics: NvmeMetrics::default(),
             transport,
-            copy_metrics,
-            chunk_bytes,
+            registry,
             bound: Mutex::new(Vec::new()),
         })
     }

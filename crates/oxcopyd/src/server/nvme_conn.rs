@@ -397,8 +397,8 @@ impl Conn {
                 lookup: &lookup,
                 max_nsid: subsys.namespaces.keys().next_back().copied().unwrap_or(0),
                 copy_formats_enabled: formats,
-                metrics: &svc.copy_metrics,
-                chunk_bytes: svc.chunk_bytes,
+                metrics: svc.registry.metrics(),
+                chunk_bytes: svc.registry.copy_chunk_bytes(),
             };
             let outcome = nvm::execute(&ns, &cmd, data, &ctx);
             let bytes = if command == "copy" { copied } else { moved };

@@ -204,13 +204,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
     let nvme = if cfg.subsystems.is_empty() {
         None
     } else {
-        Some(Arc::new(super::nvme::NvmeService::open(
-            &cfg,
-            &all_luns,
-            &mut ids,
-            metrics.clone(),
-            registry.copy_chunk_bytes(),
-        )?))
+        Some(Arc::new(super::nvme::NvmeService::open(&cfg, &all_luns, &mut ids, registry.clone())?))
     };
     // Token copy: tokens name this data directory's copy manager and a
     // per-start generation, and are authenticated by the domain key.
