@@ -63,7 +63,8 @@ spawn() { # name binary args... : run in foreground mode (-f), detached, record 
   if pid_alive "$name" >/dev/null; then log "$name already runs (pid $(pid_alive "$name"))"; return 0; fi
   # setsid: own session, so the daemon survives the caller's job control; -f keeps it from
   # forking, so $! is the daemon itself.
-  setsid "$@" -f -c "$CONF" </dev/null >>"$LOGD/$name.stdout" 2>&1 &
+  # Debian's Ceph uses glibc malloc (not tcmalloc): limit its per-thread arenas, or RSS balloons.
+  setsid env MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}" "$@" -f -c "$CONF" </dev/null >>"$LOGD/$name.stdout" 2>&1 &
   echo $! >"$RUN/$name.pid"
   log "started $name pid $!"
 }
@@ -90,7 +91,10 @@ stop_one() { # name
 }
 
 # ---- first-time creation ---------------------------------------------------------------------
-port_free() { ! ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .; }
+# no listener on 127.0.0.1/any at port $1 (TIME_WAIT leftovers do not block Ceph's bind)
+port_free() { [ -z "$(ss -Hltn "( sport = :$1 )" 2>/dev/null)" ]; }
+# no socket at all on port $1 (used when choosing a port for a new cluster)
+port_unused() { [ -z "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]; }
 
 pick_port() { # a port P with P and P+1 free
   local p i
@@ -98,9 +102,10 @@ pick_port() { # a port P with P and P+1 free
     port_free "$CEPH_MON_PORT" && port_free $((CEPH_MON_PORT + 1)) || die "port $CEPH_MON_PORT or +1 busy"
     echo "$CEPH_MON_PORT"; return
   fi
+  # below the usual ephemeral range (32768-60999) and above Ceph's OSD range (6800-7568)
   for ((i = 0; i < 200; i++)); do
-    p=$((20000 + (RANDOM % 10000) * 2))
-    if port_free "$p" && port_free $((p + 1)); then echo "$p"; return; fi
+    p=$((10000 + (RANDOM % 11000) * 2))
+    if port_unused "$p" && port_unused $((p + 1)); then echo "$p"; return; fi
   done
   die "no free port found"
 }
@@ -164,7 +169,13 @@ bluestore_fsck_on_mkfs = false
 osd_memory_target = 512M
 bluestore_cache_autotune = false
 bluestore_cache_size = 64M
+# rocksdb's default memtables are 4 x 256 MiB; keep them small
+bluestore_rocksdb_options = compression=kNoCompression,max_write_buffer_number=2,min_write_buffer_number_to_merge=1,recycle_log_file_num=2,write_buffer_size=16777216,writable_file_max_buffer_size=0,compaction_readahead_size=2097152,max_background_compactions=1,max_total_wal_size=67108864
 osd_op_num_shards = 2
+# the PG log is the largest mempool at idle; a test cluster needs little of it
+osd_min_pg_log_entries = 250
+osd_max_pg_log_entries = 500
+osd_target_pg_log_entries_per_osd = 20000
 osd_op_num_threads_per_shard = 1
 osd_crush_update_on_start = true
 EOF
@@ -209,17 +220,18 @@ create() {
   fi
   start_daemons
   wait_osds_up "$n"
-  ceph_ osd pool create rbd 16 16 replicated >/dev/null
-  ceph_ osd pool set rbd size "${CEPH_POOL_SIZE:-2}" --yes-i-really-mean-it >/dev/null
-  ceph_ osd pool set rbd min_size 1 >/dev/null
-  ceph_ osd pool application enable rbd rbd >/dev/null
-  timeout 60 rbd -c "$CONF" pool init rbd
+  ceph_ osd pool create rbd 16 16 replicated >/dev/null 2>&1 || die "pool create failed"
+  ceph_ osd pool set rbd size "${CEPH_POOL_SIZE:-2}" --yes-i-really-mean-it >/dev/null 2>&1 ||
+    die "pool set size failed"
+  ceph_ osd pool set rbd min_size 1 >/dev/null 2>&1 || die "pool set min_size failed"
+  ceph_ osd pool application enable rbd rbd >/dev/null 2>&1 || die "application enable failed"
+  timeout 60 rbd -c "$CONF" pool init rbd || die "rbd pool init failed"
   touch "$DIR/.created"
 }
 
 start_daemons() {
   local id
-  spawn mon.a ceph-mon -i a
+  pid_alive mon.a >/dev/null || spawn mon.a ceph-mon -i a
   if [ -f "$DIR/mgr-ids" ]; then
     spawn mgr.x ceph-mgr -i x --keyring "$DIR/mgr.x/keyring"
   fi

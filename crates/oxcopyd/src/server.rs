@@ -37,6 +37,7 @@ mod lun;
 mod nvme;
 mod nvme_conn;
 mod nvme_metrics;
+mod poll;
 mod pool;
 mod reload;
 mod startup;

@@ -80,6 +80,8 @@ pub(crate) struct NvmeService {
     /// The LU registry: where copies count their bytes (one
     /// `oxcopy_copy_bytes_total` for every protocol) and the copy chunk size.
     pub(crate) registry: Arc<oxcopy_scsi::LuRegistry>,
+    /// `server.poll_before_sleep`.
+    pub(crate) poll_budget: Duration,
     /// The listeners' bound addresses (for the discovery log).
     bound: Mutex<Vec<(SocketAddr, SocketAddr)>>,
 }
@@ -130,6 +132,7 @@ impl NvmeService {
             metrics: NvmeMetrics::default(),
             transport,
             registry,
+            poll_budget: Duration::from_micros(cfg.poll_before_sleep_us),
             bound: Mutex::new(Vec::new()),
         })
     }

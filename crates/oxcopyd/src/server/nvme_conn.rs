@@ -7,6 +7,7 @@
 //! Abort, a lost controller and shutdown use.
 
 use super::nvme::{Ctrl, NvmeService, Subsys};
+use super::poll::{poll_next, PollBeforeSleep, Polled};
 use super::writer::{self, Out};
 use super::{wait_until, Shared, SHUTDOWN_GRACE};
 use crate::subsystems::DISCOVERY_NQN;
@@ -61,12 +62,12 @@ struct Conn {
     role: Role,
     peer: SocketAddr,
     local: SocketAddr,
-    /// Submission queue head: commands taken from the queue, modulo its size.
-    sq_head: u16,
-    sq_size: u16,
     /// Cancel tokens of this queue's running I/O commands, by command id.
     running: HashMap<u16, CancelToken>,
     closing: bool,
+    /// Commands taken from the bytes last received (one at a time: queue
+    /// depth 1, worth polling for).
+    batch: usize,
     /// The subsystem label for metrics.
     label: String,
 }
@@ -94,12 +95,12 @@ pub(super) async fn serve(
         role: Role::Unbound,
         peer,
         local,
-        sq_head: 0,
-        sq_size: 32,
         running: HashMap::new(),
         closing: false,
+        batch: 0,
         label: String::new(),
     };
+    let mut poll = PollBeforeSleep::new(conn.svc.poll_budget);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut gone = watch::channel(false).1;
     loop {
@@ -109,14 +110,37 @@ pub(super) async fn serve(
                 if !matches!(r, Ok(n) if n > 0) {
                     break;
                 }
-                conn.q.on_bytes(&mut buf, Instant::now());
-                conn.pump();
+                let now = Instant::now();
+                conn.received(&mut buf, now);
+                poll.woken(now, conn.batch);
                 if let Some(g) = conn.gone_watch() {
                     gone = g;
                 }
-                if buf.capacity() - buf.len() < 4096 {
-                    buf.reserve(64 * 1024);
+                // Commands one at a time: wait for the next one awake,
+                // briefly (back to the select every 64: timers, shutdown).
+                for _ in 0..64 {
+                    if conn.closing || !poll.hot() {
+                        break;
+                    }
+                    match poll_next(&rd, &mut buf, &mut done_rx, poll.budget).await {
+                        Polled::Bytes => {
+                            conn.received(&mut buf, Instant::now());
+                            if conn.batch > 1 {
+                                poll.missed();
+                            }
+                        }
+                        Polled::Done(d) => {
+                            conn.done(d);
+                            conn.pump();
+                        }
+                        Polled::Nothing => {
+                            poll.missed();
+                            break;
+                        }
+                        Polled::Closed => conn.closing = true,
+                    }
                 }
+                poll.idle_from(Instant::now());
             }
             Some(d) = done_rx.recv() => {
                 conn.done(d);
@@ -146,6 +170,16 @@ pub(super) async fn serve(
 }
 
 impl Conn {
+    /// Bytes arrived: feed the transport, carry out what it asks.
+    fn received(&mut self, buf: &mut BytesMut, now: Instant) {
+        self.batch = 0;
+        self.q.on_bytes(buf, now);
+        self.pump();
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+    }
+
     /// The earliest timer: the transport's, and the controller's keep-alive
     /// on an admin queue.
     fn next_timer(&self) -> Option<Instant> {
@@ -203,20 +237,16 @@ impl Conn {
         }
     }
 
-    /// Answer command `cid` now.
+    /// Answer command `cid` now (the transport stamps the SQ head and id).
     fn reply(&mut self, cid: u16, status: Status, result: u64, data: Option<Bytes>) {
-        let qid = match &self.role {
-            Role::Io { qid, .. } => *qid,
-            _ => 0,
-        };
-        let cqe = Cqe { result, sqhd: self.sq_head, sqid: qid, cid, status };
+        let cqe = Cqe { result, sqhd: 0, sqid: 0, cid, status };
         if let Err(e) = self.q.complete(cqe, data, Instant::now()) {
             debug!(peer = %self.peer, "completion dropped: {e:?}");
         }
     }
 
     fn command(&mut self, c: Capsule) {
-        self.sq_head = (self.sq_head + 1) % self.sq_size.max(1);
+        self.batch += 1;
         let cid = c.sqe.cid();
         if c.sqe.is_fabrics() && c.sqe.fctype() == FabricsType::CONNECT {
             self.connect(c);
@@ -312,7 +342,6 @@ impl Conn {
     /// The queue is connected: its size, its metrics label.
     fn bind(&mut self, req: &ConnectRequest) {
         self.q.set_queue_size(req.sqsize);
-        self.sq_size = req.sqsize.saturating_add(1);
         self.label = req.subnqn.clone();
         self.svc.metrics.connection(&self.label, 1);
     }
