@@ -30,11 +30,17 @@ const IQN: &str = "iqn.2026-12.dev.oxcopy:nvme-e2e";
 const STEP: Duration = Duration::from_secs(20);
 
 async fn daemon(dir: &Path) -> Running {
+    daemon_with(dir, "").await
+}
+
+/// The test daemon with extra `[server]` lines.
+async fn daemon_with(dir: &Path, server: &str) -> Running {
     let text = format!(
         r#"[server]
 listen = ["127.0.0.1:0"]
 data_dir = "{d}/state"
 nop_interval = 0
+{server}
 
 [[target]]
 iqn = "{IQN}"
@@ -333,6 +339,31 @@ async fn connect_refusals_name_the_field() {
     assert!(done.same_code(Status::COMMAND_SEQUENCE_ERROR), "{done:?}");
     // Connect to the discovery NQN works without a subsystem.
     let _ = DISCOVERY_NQN;
+    d.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nvme_connections_are_bounded_by_max_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    // max_sessions = 1: at most 4 NVMe/TCP connections (queues) at once.
+    let d = daemon_with(dir.path(), "max_sessions = 1").await;
+    let c = connect(&d, &NvmeConfig { io_queues: 3, ..NvmeConfig::default() }).await;
+    assert_eq!(c.io_queues(), 3);
+    // A fifth connection is closed at once, before any PDU.
+    let mut s = TcpStream::connect(addr(&d)).await.unwrap();
+    assert!(read_to_close(&mut s).await.is_empty(), "refused without a word");
+    // The four still work; when they go, new ones are accepted.
+    c.read(1, 0, 8).await.unwrap();
+    c.shutdown().await;
+    let mut again = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok(c) = NvmeController::connect(addr(&d), NQN, &NvmeConfig::default()).await {
+            again = Some(c);
+            break;
+        }
+    }
+    again.expect("a connection once the others closed").read(1, 0, 1).await.unwrap();
     d.shutdown().await.unwrap();
 }
 

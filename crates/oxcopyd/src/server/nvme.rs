@@ -35,6 +35,12 @@ pub const NVME_IN_CAPSULE: u32 = 16 * 1024;
 pub const NVME_MAX_IO_QUEUES: u16 = 16;
 /// Entries per I/O queue (MQES + 1).
 pub const NVME_QUEUE_DEPTH: u16 = 128;
+/// Write data one queue holds at once (gathered or executing); the R2T of
+/// a further write waits until some is released.
+pub const NVME_WRITE_BYTES_PER_QUEUE: usize = 4 << 20;
+/// NVMe/TCP connections (queues) open at once, per `server.max_sessions`:
+/// with the per-queue bounds, what bounds the front end's memory.
+pub const NVME_QUEUES_PER_SESSION: usize = 4;
 
 /// Identify Controller model number.
 const MODEL: &str = "oxcopy NVMe/TCP";
@@ -82,6 +88,9 @@ pub(crate) struct NvmeService {
     pub(crate) registry: Arc<oxcopy_scsi::LuRegistry>,
     /// `server.poll_before_sleep`.
     pub(crate) poll_budget: Duration,
+    /// Connections open now, and the most allowed.
+    open: std::sync::atomic::AtomicUsize,
+    max_open: usize,
     /// The listeners' bound addresses (for the discovery log).
     bound: Mutex<Vec<(SocketAddr, SocketAddr)>>,
 }
@@ -116,9 +125,7 @@ impl NvmeService {
             maxh2cdata: 128 * 1024,
             in_capsule_data: NVME_IN_CAPSULE,
             max_data_transfer: NVME_MDTS,
-            max_write_bytes: usize::try_from(cfg.write_buffer_per_session / 4)
-                .unwrap_or(usize::MAX)
-                .max(NVME_MDTS as usize * 2),
+            max_write_bytes: NVME_WRITE_BYTES_PER_QUEUE,
             max_c2h_data: 256 * 1024,
             pdu_timeout,
             write_data_timeout: Duration::from_secs(cfg.write_data_timeout_secs).max(pdu_timeout),
@@ -133,6 +140,8 @@ impl NvmeService {
             transport,
             registry,
             poll_budget: Duration::from_micros(cfg.poll_before_sleep_us),
+            open: std::sync::atomic::AtomicUsize::new(0),
+            max_open: (cfg.max_sessions as usize).saturating_mul(NVME_QUEUES_PER_SESSION),
             bound: Mutex::new(Vec::new()),
         })
     }
@@ -198,6 +207,21 @@ impl NvmeService {
         Arc::new(SubsystemInfo::discovery(&serial_of(DISCOVERY_NQN), MODEL, FIRMWARE, entries))
     }
 
+    /// A place for one more connection (`None`: at the limit); the
+    /// connection holds it until it closes.
+    pub(crate) fn open_slot(self: &Arc<Self>) -> Option<OpenSlot> {
+        let mut n = self.open.load(Ordering::Relaxed);
+        loop {
+            if n >= self.max_open {
+                return None;
+            }
+            match self.open.compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(OpenSlot(self.clone())),
+                Err(now) => n = now,
+            }
+        }
+    }
+
     /// A fresh controller id (1..=FFEFh), not in use.
     pub(crate) fn add_controller(&self, make: impl FnOnce(u16) -> Ctrl) -> Option<Arc<Ctrl>> {
         let mut ctrls = self.controllers.lock();
@@ -230,6 +254,15 @@ impl NvmeService {
         for (_, t) in c.running.lock().drain() {
             t.cancel();
         }
+    }
+}
+
+/// One open NVMe/TCP connection, counted against the limit until dropped.
+pub(crate) struct OpenSlot(Arc<NvmeService>);
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -331,8 +364,16 @@ pub(crate) async fn accept_all(
         tokio::select! {
             c = conn_rx.recv() => match c {
                 Some((stream, peer)) => {
+                    let Some(slot) = svc.open_slot() else {
+                        tracing::warn!(%peer, limit = svc.max_open, "NVMe/TCP connection refused: as many queues open as 4 × server.max_sessions");
+                        drop(stream);
+                        continue;
+                    };
                     let (svc, shared, sd) = (svc.clone(), shared.clone(), shutdown.clone());
-                    conns.spawn(async move { super::nvme_conn::serve(stream, peer, svc, shared, sd).await });
+                    conns.spawn(async move {
+                        super::nvme_conn::serve(stream, peer, svc, shared, sd).await;
+                        drop(slot);
+                    });
                 }
                 None => break,
             },
