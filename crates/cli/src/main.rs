@@ -126,14 +126,19 @@ const LS_EXAMPLES: &str = "\
 Examples:
   oxcopy ls 10.0.0.5
   oxcopy ls iscsi://[fd00::5]:3261 --json
+  oxcopy ls nvme+tcp://10.0.0.5                      # NVMe/TCP, port 4420
+  oxcopy ls nvme+tcp://10.0.0.5:4420/nqn.2026-12.dev.oxcopy:nvme
 
 Logs in to every target the portal reports (SendTargets) and lists its LUNs with capacity,
-block size and identity. A target that refuses the login is listed with the reason.";
+block size and identity. A target that refuses the login is listed with the reason.
+For nvme+tcp:// it reads the discovery log and lists every subsystem there, and for each
+NVM subsystem its namespaces with size, block size and NGUID; with /nqn only that subsystem.";
 
 const INSPECT_EXAMPLES: &str = "\
 Examples:
   oxcopy inspect iscsi://10.0.0.5/iqn.2026-11.dev.oxcopy:default/0
   oxcopy inspect --json iscsi://10.0.0.5/iqn.2026-11.dev.oxcopy:default/0 | jq .vpd.\\\"8Fh\\\"
+  oxcopy inspect nvme+tcp://10.0.0.5:4420/nqn.2026-12.dev.oxcopy:nvme/1
 
 Shows the standard INQUIRY data, the VPD pages 00h, 80h, 83h, B0h, B1h, B2h and 8Fh (every
 Third-party Copy descriptor decoded), oxcopyd's copy domain page C0h when the LUN lists it
@@ -142,7 +147,14 @@ the layout of the volume under the LUN (page C1h: members, stripe size, mirror l
 stacked volumes indented) when the LUN sits on one, and one line on what the LUN can offload, e.g.
   offload: EXTENDED COPY LID1: segments 02h; CSCD E4h; max 64 segments; tokens: access upon
            reference, zero; max 64 ranges; default inactivity 60 s
-or \"no offload\" for targets without copy offload.";
+or \"no offload\" for targets without copy offload.
+
+For an NVMe/TCP namespace: the controller (model, serial, firmware, subsystem NQN, MDTS,
+in-capsule data size, the optional commands Compare / Dataset Management / Write Zeroes /
+Verify / Copy, the Copy formats), the namespace (size, block size, NGUID, thin provisioning,
+deallocation, the Copy limits MSSRL / MCL / MSRC) and one offload line, e.g.
+  offload: NVMe Copy: formats 0h, 2h (across namespaces of the subsystem too); max 128 ranges
+           of 65535 blocks, 16777216 blocks per command";
 
 const TOKEN_EXAMPLES: &str = "\
 Examples:
@@ -215,19 +227,19 @@ enum Command {
     /// Copy SRC to DST (iSCSI LUNs, NVMe namespaces, ranges of them, local files or block devices)
     #[command(after_long_help = format!("{CP_EXAMPLES}\n\n{URL_HELP}\n\n{EXIT_HELP}"))]
     Cp(CpArgs),
-    /// List the targets behind a portal and their LUNs with capacity and block size
+    /// List the targets behind a portal (or the NVMe subsystems at an address) and their LUNs / namespaces
     #[command(after_long_help = LS_EXAMPLES)]
     Ls {
-        /// host[:port] or iscsi://host[:port]
+        /// host[:port], iscsi://host[:port] or nvme+tcp://host[:port][/subsystem-nqn]
         portal: String,
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
     },
-    /// Show a LUN's identity, limits and copy-offload capabilities (INQUIRY and VPD pages)
+    /// Show a LUN's or NVMe namespace's identity, limits and copy-offload capabilities
     #[command(after_long_help = INSPECT_EXAMPLES)]
     Inspect {
-        /// iscsi://[user[%secret]@]host[:port]/target-iqn/lun
+        /// iscsi://[user[%secret]@]host[:port]/target-iqn/lun or nvme+tcp://host[:port]/subsystem-nqn/nsid
         url: String,
         /// Print every decoded field as JSON
         #[arg(long)]

@@ -1075,3 +1075,63 @@ fn nvme_host_copies_with_files_and_iscsi() {
     oxcopy(&["cp", &format!("nvme+tcp://127.0.0.1:{port}/{NQN}/1"), path_str(&f)])
         .assert_one_line_error(2, "connection refused");
 }
+
+#[test]
+fn nvme_ls_and_inspect() {
+    let (_d, a) = nvme_daemon();
+    // The discovery log, and each subsystem's namespaces.
+    let r = oxcopy(&["ls", &format!("nvme+tcp://{a}")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let first = r.stdout.lines().find(|l| l.starts_with(NQN)).unwrap_or_else(|| panic!("{r:?}"));
+    assert!(first.starts_with(&format!("{NQN}  (nvm {}:{}", a.ip(), a.port())), "{r:?}");
+    assert!(r.stdout.lines().any(|l| l.starts_with(NQN_B)), "{r:?}");
+    assert!(r.stdout.contains("  NS 1          8 MiB  16384 × 512 B  NGUID "), "{r:?}");
+    assert!(r.stdout.contains("  NS 3          8 MiB  2048 × 4096 B  NGUID "), "{r:?}");
+    let r = oxcopy(&["ls", "--json", &format!("nvme+tcp://{a}/")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["address"], a.to_string());
+    let subs = j["subsystems"].as_array().unwrap();
+    let s = subs.iter().find(|s| s["nqn"] == NQN).unwrap_or_else(|| panic!("{j}"));
+    assert_eq!(s["type"], "nvm");
+    let ns = s["namespaces"].as_array().unwrap();
+    assert_eq!(ns.iter().map(|n| n["nsid"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!((ns[2]["block_size"].as_u64(), ns[2]["bytes"].as_u64()), (Some(4096), Some(NS_SIZE as u64)));
+    assert_eq!(ns[0]["nguid"].as_str().map(str::len), Some(32), "{j}");
+    // One subsystem only.
+    let r = oxcopy(&["ls", "--json", &format!("nvme+tcp://{a}/{NQN_B}")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["subsystems"].as_array().map(Vec::len), Some(1), "{j}");
+    assert_eq!(j["subsystems"][0]["namespaces"][0]["blocks"], 16384, "{j}");
+    oxcopy(&["ls", &format!("nvme+tcp://{a}/nqn.2026-12.dev.oxcopy:nope")])
+        .assert_one_line_error(2, "cannot connect to NVMe subsystem nqn.2026-12.dev.oxcopy:nope");
+    oxcopy(&["ls", &format!("nvme+tcp://{a}/{NQN}/1")]).assert_one_line_error(2, "see oxcopy inspect");
+
+    // inspect: controller, namespace and offload.
+    let r = oxcopy(&["inspect", &ns_url(a, NQN, 1, "")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for want in [
+        "  capacity: 8 MiB (16384 blocks of 512 bytes)",
+        "  offload: NVMe Copy: formats 0h, 2h (across namespaces of the subsystem too); max ",
+        &format!("  subsystem NQN: {NQN}"),
+        "    Copy: yes",
+        "    Write Zeroes: yes",
+        "  Copy formats (OCFS 0x0005): 0h, 2h",
+        "  block size: 512 bytes",
+        "  Copy limits: MSSRL ",
+    ] {
+        assert!(r.stdout.contains(want), "wanted {want:?}: {r:?}");
+    }
+    let j = oxcopy(&["inspect", "--json", &ns_url(a, NQN, 3, "")]).json();
+    assert_eq!(j["namespace"]["block_size"], 4096, "{j}");
+    assert_eq!(j["namespace"]["bytes"], NS_SIZE as u64, "{j}");
+    assert_eq!(j["controller"]["subnqn"], NQN, "{j}");
+    assert_eq!(j["offload"]["copy"], true, "{j}");
+    assert_eq!(j["offload"]["cross_namespace"], true, "{j}");
+    assert_eq!(j["controller"]["copy_formats"], serde_json::json!(["0h", "2h"]), "{j}");
+    assert!(j["controller"]["optional_commands"].as_array().unwrap().contains(&serde_json::json!("Copy")), "{j}");
+    assert!(j["namespace"]["mssrl"].as_u64() > Some(0) && j["offload"]["max_ranges"].as_u64() > Some(1), "{j}");
+    oxcopy(&["inspect", &ns_url(a, NQN, 7, "")]).assert_one_line_error(2, "no namespace 7 in NVMe subsystem");
+    oxcopy(&["inspect", &format!("nvme+tcp://{a}/{NQN}")]).assert_one_line_error(2, "inspect needs a namespace");
+}
