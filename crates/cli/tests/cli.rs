@@ -139,6 +139,7 @@ fn oxcopy_env(args: &[&str], env: &[(&str, &str)]) -> Out {
     cmd.args(args)
         .env_remove("OXCOPY_CHAP_SECRET")
         .env_remove("OXCOPY_TARGET_CHAP_SECRET")
+        .env_remove("OXCOPY_HOSTNQN")
         .env_remove("RUST_LOG")
         .env("RUST_BACKTRACE", "1");
     for (k, v) in env {
@@ -906,14 +907,19 @@ fn tgt_has_no_offload_and_speaks_chap() {
 const NQN: &str = "nqn.2026-12.dev.oxcopy:cli";
 const NQN_B: &str = "nqn.2026-12.dev.oxcopy:cli-b";
 const NS_SIZE: usize = 8 << 20;
+const LOCKED: &str = "nqn.2026-12.dev.oxcopy:cli-locked";
+const THE_HOST: &str = "nqn.2026-12.dev.oxcopy:the-one-host";
 
 /// A daemon with iSCSI LUN 0 (8 MiB, 512-byte blocks) and two NVMe/TCP
 /// subsystems on one listener: `NQN` with namespaces 1 and 2 (8 MiB, 512-byte
-/// blocks; namespace 1 filled with pattern 31) and 3 (8 MiB, 4096-byte
-/// blocks), `NQN_B` with namespace 1 (8 MiB, 512-byte blocks).
+/// blocks; namespace 1 filled with pattern 31), 3 (8 MiB, 4096-byte
+/// blocks) and 4 (8 MiB, 512-byte blocks, read-only), `NQN_B` with namespace
+/// 1 (8 MiB, 512-byte blocks), and `LOCKED` (namespace 1, 1 MiB) that only
+/// host `THE_HOST` may connect to.
 fn nvme_daemon() -> (Daemon, SocketAddr) {
     let d = Daemon::start_toml(|d| {
         std::fs::write(d.join("ns1.img"), pattern(31, NS_SIZE)).expect("ns1");
+        std::fs::write(d.join("ns4.img"), vec![0u8; NS_SIZE]).expect("ns4");
         format!(
             r#"[server]
 listen = ["127.0.0.1:0"]
@@ -942,6 +948,10 @@ nsid = 3
 path = "{d}/ns3.img"
 size = "8MiB"
 block_size = 4096
+[[subsystem.namespace]]
+nsid = 4
+path = "{d}/ns4.img"
+read_only = true
 
 [[subsystem]]
 nqn = "{NQN_B}"
@@ -950,6 +960,15 @@ listen = ["127.0.0.1:0"]
 nsid = 1
 path = "{d}/b1.img"
 size = "8MiB"
+
+[[subsystem]]
+nqn = "{LOCKED}"
+listen = ["127.0.0.1:0"]
+hosts = ["{THE_HOST}"]
+[[subsystem.namespace]]
+nsid = 1
+path = "{d}/locked.img"
+size = "1MiB"
 "#,
             d = d.display()
         )
@@ -995,6 +1014,21 @@ fn nvme_copy_within_and_across_namespaces() {
     assert!(r.stderr.is_empty(), "{r:?}");
     let want = std::fs::read(ns("ns1.img")).unwrap();
     assert!(std::fs::read(ns("ns2.img")).unwrap() == want, "cross-namespace copy differs");
+
+    // A Copy the controller refuses (read-only destination): auto says so and
+    // falls back to the host copy, which fails too; --method copy fails in words.
+    let r = oxcopy(&["cp", &ns_url(a, NQN, 1, "?blocks=64"), &ns_url(a, NQN, 4, "")]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{r:?}");
+    assert!(lines[0].starts_with("oxcopy: note: NVMe Copy failed, falling back to host: Copy of 64 blocks"), "{r:?}");
+    assert!(lines[0].contains("write protected"), "{r:?}");
+    assert!(lines[1].starts_with("oxcopy: writing nvme+tcp://") && lines[1].contains("write protected"), "{r:?}");
+    let r = oxcopy(&["cp", "--method", "copy", &ns_url(a, NQN, 1, "?blocks=64"), &ns_url(a, NQN, 4, "")]);
+    r.assert_one_line_error(
+        1,
+        "--method copy: Copy of 64 blocks to LBA 0 of namespace 4 of nqn.2026-12.dev.oxcopy:cli",
+    );
 
     // Overlapping ranges on one namespace.
     let r = oxcopy(&["cp", &ns_url(a, NQN, 1, "?lba=0&blocks=100"), &ns_url(a, NQN, 1, "?lba=50")]);
@@ -1095,7 +1129,7 @@ fn nvme_ls_and_inspect() {
     let s = subs.iter().find(|s| s["nqn"] == NQN).unwrap_or_else(|| panic!("{j}"));
     assert_eq!(s["type"], "nvm");
     let ns = s["namespaces"].as_array().unwrap();
-    assert_eq!(ns.iter().map(|n| n["nsid"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(ns.iter().map(|n| n["nsid"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     assert_eq!((ns[2]["block_size"].as_u64(), ns[2]["bytes"].as_u64()), (Some(4096), Some(NS_SIZE as u64)));
     assert_eq!(ns[0]["nguid"].as_str().map(str::len), Some(32), "{j}");
     // One subsystem only.
@@ -1134,4 +1168,16 @@ fn nvme_ls_and_inspect() {
     assert!(j["namespace"]["mssrl"].as_u64() > Some(0) && j["offload"]["max_ranges"].as_u64() > Some(1), "{j}");
     oxcopy(&["inspect", &ns_url(a, NQN, 7, "")]).assert_one_line_error(2, "no namespace 7 in NVMe subsystem");
     oxcopy(&["inspect", &format!("nvme+tcp://{a}/{NQN}")]).assert_one_line_error(2, "inspect needs a namespace");
+
+    // The host NQN: --hostnqn, else OXCOPY_HOSTNQN, else ours (refused by LOCKED).
+    let locked = format!("nvme+tcp://{a}/{LOCKED}");
+    oxcopy(&["ls", &locked]).assert_one_line_error(2, "the subsystem does not allow this host NQN (see --hostnqn)");
+    let r = oxcopy(&["ls", "--hostnqn", THE_HOST, &locked]);
+    assert!(r.code == 0 && r.stdout.contains("  NS 1          1 MiB  2048 × 512 B"), "{r:?}");
+    let r = oxcopy_env(&["inspect", &format!("{locked}/1")], &[("OXCOPY_HOSTNQN", THE_HOST)]);
+    assert!(r.code == 0 && r.stdout.contains("capacity: 1 MiB"), "{r:?}");
+    oxcopy(&["--hostnqn", "not an nqn", "ls", &locked]).assert_one_line_error(2, "must start with nqn.");
+    // In the full listing it is there, with the reason it could not be opened.
+    let r = oxcopy(&["ls", &format!("nvme+tcp://{a}")]);
+    assert!(r.code == 0 && r.stdout.contains("does not allow this host NQN"), "{r:?}");
 }

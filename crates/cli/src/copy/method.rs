@@ -55,8 +55,8 @@ impl Method {
                     return Err("NVMe Copy needs an NVMe source and destination".into());
                 };
                 if !n.same_subsystem {
-                    return Err("the source and destination are not in one NVMe subsystem at one address (NVMe \
-                                Copy runs inside one controller)"
+                    return Err("the source and destination are not in one NVMe subsystem at one address; NVMe \
+                                Copy runs inside one controller"
                         .into());
                 }
                 if !n.copy_command {
