@@ -64,7 +64,8 @@ Mutual CHAP: --target-chap-user NAME, secret from OXCOPY_TARGET_CHAP_SECRET or
 
 const EXIT_HELP: &str = "\
 Exit codes: 0 done; 1 the copy (or its verification) failed; 2 usage error, or the portal,
-login, target or LUN could not be reached. Errors are one line on standard error.";
+login, target or LUN (NVMe: address, subsystem or namespace) could not be reached. Errors are
+one line on standard error.";
 
 const CP_EXAMPLES: &str = "\
 Examples:
@@ -480,6 +481,10 @@ mod tests {
         assert_eq!(c.global.chap_user.as_deref(), Some("u"));
         assert!(Cli::try_parse_from(["oxcopy", "cp", "a", "b", "--method", "fast"]).is_err());
         assert!(Cli::try_parse_from(["oxcopy", "cp", "a", "b", "--queue-depth", "0"]).is_err());
+        let c = Cli::try_parse_from(["oxcopy", "cp", "a", "b", "--method", "copy", "--hostnqn", "nqn.x:y"]).unwrap();
+        let Command::Cp(a) = c.command else { panic!() };
+        assert_eq!(a.method, copy::method::MethodArg::Copy);
+        assert_eq!(c.global.hostnqn.as_deref(), Some("nqn.x:y"));
         // No option takes a secret.
         assert!(Cli::try_parse_from(["oxcopy", "cp", "a", "b", "--chap-secret", "x"]).is_err());
     }

@@ -557,6 +557,24 @@ mod tests {
     }
 
     #[test]
+    fn namespace_ranges() {
+        let u = |q: &str| crate::url::parse_nvme_url(&format!("nvme+tcp://h/nqn.a:b/2{q}")).unwrap();
+        let x = ns_extent(&u(""), 2048, 4096, "source").unwrap();
+        assert_eq!(x, Extent { offset: 0, avail: 2048 * 4096, explicit: None, granularity: 4096 });
+        let x = ns_extent(&u("?lba=8&blocks=2"), 2048, 4096, "destination").unwrap();
+        assert_eq!(x, Extent { offset: 8 * 4096, avail: 2040 * 4096, explicit: Some(8192), granularity: 4096 });
+        assert_eq!(
+            ns_extent(&u("?lba=2049"), 2048, 512, "source").unwrap_err(),
+            "source range starts at LBA 2049, past the end of namespace 2 of nqn.a:b (2048 blocks)"
+        );
+        assert_eq!(
+            ns_extent(&u("?lba=2047&blocks=2"), 2048, 512, "destination").unwrap_err(),
+            "destination range lba=2047 blocks=2 runs past the end of namespace 2 of nqn.a:b (2048 blocks of 512 bytes)"
+        );
+        assert!(ns_extent(&u(&format!("?lba=1&blocks={}", u64::MAX)), 2048, 512, "source").is_err());
+    }
+
+    #[test]
     fn copy_lengths() {
         let lun = |avail, explicit, g| Extent { offset: 0, avail, explicit, granularity: g };
         let grow = Extent { offset: 0, avail: u64::MAX, explicit: None, granularity: 1 };
