@@ -20,6 +20,8 @@ pub struct Connector {
     pub initiator_name: String,
     pub chap: ChapOptions,
     pub command_timeout: Duration,
+    /// NVMe/TCP: our host NQN and host ID.
+    pub nvme_host: crate::hostid::HostIdentity,
 }
 
 /// Resolve `host:port` (IP literal or name) to one address.

@@ -1,7 +1,7 @@
-//! `oxcopy`: copy between iSCSI LUNs, local files and block devices — by
-//! copy offload where the storage can, by the host where it cannot — and
-//! show what a target can offload. Talks iSCSI itself: no root, no kernel
-//! initiator, no SCSI generic devices.
+//! `oxcopy`: copy between iSCSI LUNs, NVMe/TCP namespaces, local files and
+//! block devices — by copy offload where the storage can, by the host where
+//! it cannot — and show what a target can offload. Talks iSCSI and NVMe/TCP
+//! itself: no root, no kernel initiator, no SCSI generic or NVMe devices.
 
 /// `println!` to standard output that stays quiet when the reader has gone
 /// away (`oxcopy inspect … | head`).
@@ -28,7 +28,9 @@ mod commands;
 mod conn;
 mod copy;
 mod fail;
+mod hostid;
 mod human;
+mod nvme;
 mod offload;
 mod progress;
 mod sense;
@@ -46,7 +48,12 @@ iSCSI URLs follow libiscsi: iscsi://[user[%secret]@]host[:port]/target-iqn/lun
   - port defaults to 3260; IPv6 hosts go in brackets: iscsi://[::1]:3260/...
   - ?lba=N&blocks=M selects a range of the LUN (default: from LBA 0 to the end)
   - user%secret@ sets CHAP credentials for that URL only
-Anything that does not start with iscsi:// is a local path (regular file or block device).";
+NVMe/TCP URLs: nvme+tcp://host[:port]/subsystem-nqn/nsid
+  - port defaults to 4420; IPv6 hosts go in brackets: nvme+tcp://[::1]:4420/...
+  - ?lba=N&blocks=M selects a range of the namespace (default: from LBA 0 to the end)
+  - our host NQN: --hostnqn NQN, else OXCOPY_HOSTNQN, else one derived from /etc/machine-id
+Anything that does not start with iscsi:// or nvme+tcp:// is a local path (regular file or
+block device).";
 
 const CHAP_HELP: &str = "\
 CHAP: --chap-user NAME, with the secret from the OXCOPY_CHAP_SECRET environment variable or
@@ -57,7 +64,8 @@ Mutual CHAP: --target-chap-user NAME, secret from OXCOPY_TARGET_CHAP_SECRET or
 
 const EXIT_HELP: &str = "\
 Exit codes: 0 done; 1 the copy (or its verification) failed; 2 usage error, or the portal,
-login, target or LUN could not be reached. Errors are one line on standard error.";
+login, target or LUN (NVMe: address, subsystem or namespace) could not be reached. Errors are
+one line on standard error.";
 
 const CP_EXAMPLES: &str = "\
 Examples:
@@ -77,15 +85,27 @@ Examples:
   # With CHAP (secret from the environment):
   OXCOPY_CHAP_SECRET=... oxcopy --chap-user alice cp iscsi://san/iqn.x:y/0 /dev/sdb
 
+  # NVMe/TCP: namespace 1 to namespace 2 of one subsystem, by the NVMe Copy command:
+  oxcopy cp nvme+tcp://10.0.0.5/nqn.2026-12.dev.oxcopy:nvme/1 nvme+tcp://10.0.0.5/nqn.2026-12.dev.oxcopy:nvme/2
+
+  # An NVMe namespace range to an iSCSI LUN (host copy):
+  oxcopy cp 'nvme+tcp://10.0.0.5:4420/nqn.2026-12.dev.oxcopy:nvme/1?lba=0&blocks=8192' \\
+            iscsi://10.0.0.5/iqn.2026-11.dev.oxcopy:default/1
+
   # Force EXTENDED COPY (fails with the target's reason, in words, if it cannot):
   oxcopy cp --method xcopy iscsi://10.0.0.5/iqn.2026-11.dev.oxcopy:default/0 \\
             'iscsi://10.0.0.5/iqn.2026-11.dev.oxcopy:default/1?lba=8192'
 
 Methods:
-  auto   token copy if the source creates tokens the destination accepts, else EXTENDED COPY
+  auto   between two NVMe namespaces of one subsystem: NVMe Copy, else a host copy; between
+         LUNs: token copy if the source creates tokens the destination accepts, else EXTENDED COPY
          if one copy manager reaches both LUNs, else a host copy. An offload the target refuses
          or that fails is retried with the next method: oxcopy says so on stderr, and --json
          reports the first failure as \"fallback\": {\"from\", \"reason\"}
+  copy   the NVMe Copy command, sent to the destination namespace's controller: within one
+         namespace with format 0h descriptors, between namespaces of one subsystem (same address,
+         same block size) with format 2h if the controller supports it (OCFS bit 2); split into
+         commands within the namespace's MSSRL / MCL / MSRC limits
   token  POPULATE TOKEN on the source + WRITE USING TOKEN on the destination (IMMED, progress
          from RECEIVE ROD TOKEN INFORMATION); one token per 8Fh-limit-sized piece
   xcopy  EXTENDED COPY (LID1, 02h segments, E4h CSCDs naming both LUNs by their VPD 83h NAA),
@@ -98,7 +118,8 @@ The --json summary is one object:
   {\"method\", \"bytes\", \"seconds\", \"bytes_per_second\", \"wire_bytes_sent\", \"wire_bytes_received\",
    \"fallback\": null | {\"from\", \"reason\"}, \"source\", \"destination\", \"transfer_bytes\",
    \"queue_depth\", \"local\": null | {\"reflink\", \"copy_file_range\", \"read_write\", \"hole\"},
-   \"offload\": null | {\"copy_manager\", \"commands\", \"status_polls\", \"early_polls\", \"tokens\"},
+   \"offload\": null | {\"copy_manager\", \"commands\", \"status_polls\", \"early_polls\", \"tokens\"
+               [, \"copy_format\" (NVMe Copy: \"0h\" or \"2h\")]},
    \"verify\": null | {\"ok\", \"digest\", \"chunk_bytes\", \"chunks\", \"mismatched_chunks\", ...}}
 Wire bytes count the copy itself (not login, inspection or verification).";
 
@@ -106,14 +127,19 @@ const LS_EXAMPLES: &str = "\
 Examples:
   oxcopy ls 10.0.0.5
   oxcopy ls iscsi://[fd00::5]:3261 --json
+  oxcopy ls nvme+tcp://10.0.0.5                      # NVMe/TCP, port 4420
+  oxcopy ls nvme+tcp://10.0.0.5:4420/nqn.2026-12.dev.oxcopy:nvme
 
 Logs in to every target the portal reports (SendTargets) and lists its LUNs with capacity,
-block size and identity. A target that refuses the login is listed with the reason.";
+block size and identity. A target that refuses the login is listed with the reason.
+For nvme+tcp:// it reads the discovery log and lists every subsystem there, and for each
+NVM subsystem its namespaces with size, block size and NGUID; with /nqn only that subsystem.";
 
 const INSPECT_EXAMPLES: &str = "\
 Examples:
   oxcopy inspect iscsi://10.0.0.5/iqn.2026-11.dev.oxcopy:default/0
   oxcopy inspect --json iscsi://10.0.0.5/iqn.2026-11.dev.oxcopy:default/0 | jq .vpd.\\\"8Fh\\\"
+  oxcopy inspect nvme+tcp://10.0.0.5:4420/nqn.2026-12.dev.oxcopy:nvme/1
 
 Shows the standard INQUIRY data, the VPD pages 00h, 80h, 83h, B0h, B1h, B2h and 8Fh (every
 Third-party Copy descriptor decoded), oxcopyd's copy domain page C0h when the LUN lists it
@@ -122,7 +148,14 @@ the layout of the volume under the LUN (page C1h: members, stripe size, mirror l
 stacked volumes indented) when the LUN sits on one, and one line on what the LUN can offload, e.g.
   offload: EXTENDED COPY LID1: segments 02h; CSCD E4h; max 64 segments; tokens: access upon
            reference, zero; max 64 ranges; default inactivity 60 s
-or \"no offload\" for targets without copy offload.";
+or \"no offload\" for targets without copy offload.
+
+For an NVMe/TCP namespace: the controller (model, serial, firmware, subsystem NQN, MDTS,
+in-capsule data size, the optional commands Compare / Dataset Management / Write Zeroes /
+Verify / Copy, the Copy formats), the namespace (size, block size, NGUID, thin provisioning,
+deallocation, the Copy limits MSSRL / MCL / MSRC) and one offload line, e.g.
+  offload: NVMe Copy: formats 0h, 2h (across namespaces of the subsystem too); max 128 ranges
+           of 65535 blocks, 16777216 blocks per command";
 
 const TOKEN_EXAMPLES: &str = "\
 Examples:
@@ -146,11 +179,12 @@ both steps at once.";
 #[command(
     name = "oxcopy",
     version,
-    about = "Copy between iSCSI LUNs, files and block devices, by copy offload where the storage can",
-    long_about = "oxcopy copies data between iSCSI LUNs, local files and block devices. Between LUNs it \
-                  asks the storage to move the data itself (token copy or EXTENDED COPY) when it can, and \
-                  otherwise copies through this machine with several commands in flight. It speaks iSCSI \
-                  itself: no root, no kernel initiator, no /dev/sg devices.",
+    about = "Copy between iSCSI LUNs, NVMe/TCP namespaces, files and block devices, by copy offload where the storage can",
+    long_about = "oxcopy copies data between iSCSI LUNs, NVMe/TCP namespaces, local files and block devices. \
+                  Between LUNs it asks the storage to move the data itself (token copy or EXTENDED COPY) when \
+                  it can, between namespaces of one NVMe subsystem it sends NVMe Copy commands, and otherwise \
+                  it copies through this machine with several commands in flight. It speaks iSCSI and NVMe/TCP \
+                  itself: no root, no kernel initiator, no /dev/sg or /dev/nvme devices.",
     after_long_help = format!("{URL_HELP}\n\n{CHAP_HELP}\n\n{EXIT_HELP}")
 )]
 struct Cli {
@@ -178,7 +212,10 @@ struct GlobalOpts {
     /// Our iSCSI initiator name [default: iqn.2026-11.dev.oxcopy:initiator-<hostname>]
     #[arg(long, global = true, value_name = "IQN")]
     initiator_name: Option<String>,
-    /// Time limit for one SCSI command, in seconds
+    /// Our NVMe host NQN (else OXCOPY_HOSTNQN) [default: nqn.2014-08.org.nvmexpress:uuid:<from /etc/machine-id>]
+    #[arg(long, global = true, value_name = "NQN")]
+    hostnqn: Option<String>,
+    /// Time limit for one SCSI or NVMe command, in seconds
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
     timeout: u64,
     /// Log protocol details to standard error (RUST_LOG overrides)
@@ -188,22 +225,22 @@ struct GlobalOpts {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Copy SRC to DST (iSCSI LUNs, ranges of them, local files or block devices)
+    /// Copy SRC to DST (iSCSI LUNs, NVMe namespaces, ranges of them, local files or block devices)
     #[command(after_long_help = format!("{CP_EXAMPLES}\n\n{URL_HELP}\n\n{EXIT_HELP}"))]
     Cp(CpArgs),
-    /// List the targets behind a portal and their LUNs with capacity and block size
+    /// List the targets behind a portal (or the NVMe subsystems at an address) and their LUNs / namespaces
     #[command(after_long_help = LS_EXAMPLES)]
     Ls {
-        /// host[:port] or iscsi://host[:port]
+        /// host[:port], iscsi://host[:port] or nvme+tcp://host[:port][/subsystem-nqn]
         portal: String,
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
     },
-    /// Show a LUN's identity, limits and copy-offload capabilities (INQUIRY and VPD pages)
+    /// Show a LUN's or NVMe namespace's identity, limits and copy-offload capabilities
     #[command(after_long_help = INSPECT_EXAMPLES)]
     Inspect {
-        /// iscsi://[user[%secret]@]host[:port]/target-iqn/lun
+        /// iscsi://[user[%secret]@]host[:port]/target-iqn/lun or nvme+tcp://host[:port]/subsystem-nqn/nsid
         url: String,
         /// Print every decoded field as JSON
         #[arg(long)]
@@ -263,9 +300,9 @@ enum TokenCommand {
 
 #[derive(Debug, Args)]
 struct CpArgs {
-    /// Source: iscsi:// URL (optionally ?lba=N&blocks=M) or local path
+    /// Source: iscsi:// or nvme+tcp:// URL (optionally ?lba=N&blocks=M) or local path
     src: String,
-    /// Destination: iscsi:// URL (optionally ?lba=N) or local path (created or truncated)
+    /// Destination: iscsi:// or nvme+tcp:// URL (optionally ?lba=N) or local path (created or truncated)
     dst: String,
     /// How to copy
     #[arg(long, value_enum, default_value_t = copy::method::MethodArg::Auto)]
@@ -380,7 +417,12 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
+    let hostnqn = g.hostnqn.or_else(|| std::env::var(hostid::ENV_HOSTNQN).ok().filter(|s| !s.is_empty()));
+    if let Some(n) = &hostnqn {
+        hostid::check_hostnqn(n).map_err(fail::usage)?;
+    }
     let conn = conn::Connector {
+        nvme_host: hostid::default_host_identity(hostnqn.as_deref()),
         initiator_name: g.initiator_name.unwrap_or_else(oxcopy_initiator::default_initiator_name),
         chap: auth::ChapOptions {
             user: g.chap_user,
@@ -439,6 +481,10 @@ mod tests {
         assert_eq!(c.global.chap_user.as_deref(), Some("u"));
         assert!(Cli::try_parse_from(["oxcopy", "cp", "a", "b", "--method", "fast"]).is_err());
         assert!(Cli::try_parse_from(["oxcopy", "cp", "a", "b", "--queue-depth", "0"]).is_err());
+        let c = Cli::try_parse_from(["oxcopy", "cp", "a", "b", "--method", "copy", "--hostnqn", "nqn.x:y"]).unwrap();
+        let Command::Cp(a) = c.command else { panic!() };
+        assert_eq!(a.method, copy::method::MethodArg::Copy);
+        assert_eq!(c.global.hostnqn.as_deref(), Some("nqn.x:y"));
         // No option takes a secret.
         assert!(Cli::try_parse_from(["oxcopy", "cp", "a", "b", "--chap-secret", "x"]).is_err());
     }

@@ -139,6 +139,7 @@ fn oxcopy_env(args: &[&str], env: &[(&str, &str)]) -> Out {
     cmd.args(args)
         .env_remove("OXCOPY_CHAP_SECRET")
         .env_remove("OXCOPY_TARGET_CHAP_SECRET")
+        .env_remove("OXCOPY_HOSTNQN")
         .env_remove("RUST_LOG")
         .env("RUST_BACKTRACE", "1");
     for (k, v) in env {
@@ -169,7 +170,7 @@ fn check_summary(v: &serde_json::Value, bytes: u64) {
     for k in ["method", "bytes", "seconds", "bytes_per_second", "wire_bytes_sent", "wire_bytes_received", "fallback"] {
         assert!(o.contains_key(k), "missing {k}: {v}");
     }
-    assert!(["host", "xcopy", "token"].contains(&o["method"].as_str().expect("method string")), "{v}");
+    assert!(["host", "xcopy", "token", "copy"].contains(&o["method"].as_str().expect("method string")), "{v}");
     assert_eq!(o["bytes"].as_u64(), Some(bytes), "{v}");
     assert!(o["seconds"].as_f64().expect("seconds") >= 0.0);
     assert!(o["bytes_per_second"].as_f64().expect("rate") >= 0.0);
@@ -177,14 +178,15 @@ fn check_summary(v: &serde_json::Value, bytes: u64) {
     match &o["fallback"] {
         serde_json::Value::Null => {}
         serde_json::Value::Object(f) => {
-            assert!(["token", "xcopy"].contains(&f["from"].as_str().expect("from")), "{v}");
+            assert!(["token", "xcopy", "copy"].contains(&f["from"].as_str().expect("from")), "{v}");
             assert!(!f["reason"].as_str().expect("reason").is_empty(), "{v}");
         }
         other => panic!("fallback must be null or an object: {other}"),
     }
     match (&o["method"], &o["offload"]) {
-        (m, serde_json::Value::Object(x)) if m == "token" || m == "xcopy" => {
-            assert!(x["copy_manager"].as_str().is_some_and(|c| c.starts_with("LUN ")), "{v}");
+        (m, serde_json::Value::Object(x)) if m == "token" || m == "xcopy" || m == "copy" => {
+            let cm = if m == "copy" { "controller " } else { "LUN " };
+            assert!(x["copy_manager"].as_str().is_some_and(|c| c.starts_with(cm)), "{v}");
             for k in ["commands", "status_polls", "early_polls", "tokens"] {
                 assert!(x[k].as_u64().is_some(), "offload.{k}: {v}");
             }
@@ -897,4 +899,285 @@ fn tgt_has_no_offload_and_speaks_chap() {
     let env = [("OXCOPY_CHAP_SECRET", "alice-secret-12"), ("OXCOPY_TARGET_CHAP_SECRET", "not-the-secret")];
     oxcopy_env(&["--chap-user", "alice", "--target-chap-user", "tgt", "inspect", &t.url(1)], &env)
         .assert_one_line_error(2, "target secret mismatch");
+}
+
+// ---------------------------------------------------------------------------
+// NVMe/TCP.
+
+const NQN: &str = "nqn.2026-12.dev.oxcopy:cli";
+const NQN_B: &str = "nqn.2026-12.dev.oxcopy:cli-b";
+const NS_SIZE: usize = 8 << 20;
+const LOCKED: &str = "nqn.2026-12.dev.oxcopy:cli-locked";
+const THE_HOST: &str = "nqn.2026-12.dev.oxcopy:the-one-host";
+
+/// A daemon with iSCSI LUN 0 (8 MiB, 512-byte blocks) and two NVMe/TCP
+/// subsystems on one listener: `NQN` with namespaces 1 and 2 (8 MiB, 512-byte
+/// blocks; namespace 1 filled with pattern 31), 3 (8 MiB, 4096-byte
+/// blocks) and 4 (8 MiB, 512-byte blocks, read-only), `NQN_B` with namespace
+/// 1 (8 MiB, 512-byte blocks), and `LOCKED` (namespace 1, 1 MiB) that only
+/// host `THE_HOST` may connect to.
+fn nvme_daemon() -> (Daemon, SocketAddr) {
+    let d = Daemon::start_toml(|d| {
+        std::fs::write(d.join("ns1.img"), pattern(31, NS_SIZE)).expect("ns1");
+        std::fs::write(d.join("ns4.img"), vec![0u8; NS_SIZE]).expect("ns4");
+        format!(
+            r#"[server]
+listen = ["127.0.0.1:0"]
+data_dir = "{d}/state"
+nop_interval = 0
+
+[[target]]
+iqn = "{TARGET}"
+[[target.lun]]
+id = 0
+path = "{d}/lun0.img"
+size = "8MiB"
+
+[[subsystem]]
+nqn = "{NQN}"
+listen = ["127.0.0.1:0"]
+[[subsystem.namespace]]
+nsid = 1
+path = "{d}/ns1.img"
+[[subsystem.namespace]]
+nsid = 2
+path = "{d}/ns2.img"
+size = "8MiB"
+[[subsystem.namespace]]
+nsid = 3
+path = "{d}/ns3.img"
+size = "8MiB"
+block_size = 4096
+[[subsystem.namespace]]
+nsid = 4
+path = "{d}/ns4.img"
+read_only = true
+
+[[subsystem]]
+nqn = "{NQN_B}"
+listen = ["127.0.0.1:0"]
+[[subsystem.namespace]]
+nsid = 1
+path = "{d}/b1.img"
+size = "8MiB"
+
+[[subsystem]]
+nqn = "{LOCKED}"
+listen = ["127.0.0.1:0"]
+hosts = ["{THE_HOST}"]
+[[subsystem.namespace]]
+nsid = 1
+path = "{d}/locked.img"
+size = "1MiB"
+"#,
+            d = d.display()
+        )
+    });
+    let addr = *d.running.as_ref().expect("running").nvme_addrs.first().expect("an NVMe/TCP listener");
+    (d, addr)
+}
+
+fn ns_url(addr: SocketAddr, nqn: &str, nsid: u32, query: &str) -> String {
+    format!("nvme+tcp://{addr}/{nqn}/{nsid}{query}")
+}
+
+fn wire_total(j: &serde_json::Value) -> u64 {
+    j["wire_bytes_sent"].as_u64().unwrap_or(u64::MAX) + j["wire_bytes_received"].as_u64().unwrap_or(u64::MAX)
+}
+
+#[test]
+fn nvme_copy_within_and_across_namespaces() {
+    let (d, a) = nvme_daemon();
+    let data = pattern(31, NS_SIZE);
+    let ns = |dir: &str| d.dir.path().join(dir);
+
+    // Same namespace: format 0h, chosen by auto; few bytes on the wire.
+    let src = ns_url(a, NQN, 1, "?lba=0&blocks=4096");
+    let dst = ns_url(a, NQN, 1, "?lba=8192");
+    let r = oxcopy(&["cp", "--json", &src, &dst]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    check_summary(&j, 4096 * 512);
+    assert_eq!(j["method"], "copy", "{j}");
+    assert_eq!(j["fallback"], serde_json::Value::Null, "{j}");
+    assert_eq!(j["offload"]["copy_format"], "0h", "{j}");
+    assert!(j["offload"]["commands"].as_u64() >= Some(1), "{j}");
+    assert!(wire_total(&j) < 64 << 10, "NVMe Copy moved {} bytes over the wire: {j}", wire_total(&j));
+    assert!(file_range(&ns("ns1.img"), 8192 * 512, 4096 * 512) == data[..4096 * 512], "same-namespace copy differs");
+    assert!(file_range(&ns("ns1.img"), 0, 8192 * 512) == data[..8192 * 512], "source changed");
+
+    // Across namespaces of one subsystem: format 2h; the text summary says so.
+    let r = oxcopy(&["cp", "--method", "copy", "--verify", &ns_url(a, NQN, 1, ""), &ns_url(a, NQN, 2, "")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with("copied 8 MiB") && r.stdout.contains("by NVMe Copy (format 2h, "), "{r:?}");
+    assert!(r.stdout.contains("verified: "), "{r:?}");
+    assert!(r.stderr.is_empty(), "{r:?}");
+    let want = std::fs::read(ns("ns1.img")).unwrap();
+    assert!(std::fs::read(ns("ns2.img")).unwrap() == want, "cross-namespace copy differs");
+
+    // A Copy the controller refuses (read-only destination): auto says so and
+    // falls back to the host copy, which fails too; --method copy fails in words.
+    let r = oxcopy(&["cp", &ns_url(a, NQN, 1, "?blocks=64"), &ns_url(a, NQN, 4, "")]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{r:?}");
+    assert!(lines[0].starts_with("oxcopy: note: NVMe Copy failed, falling back to host: Copy of 64 blocks"), "{r:?}");
+    assert!(lines[0].contains("write protected"), "{r:?}");
+    assert!(lines[1].starts_with("oxcopy: writing nvme+tcp://") && lines[1].contains("write protected"), "{r:?}");
+    let r = oxcopy(&["cp", "--method", "copy", &ns_url(a, NQN, 1, "?blocks=64"), &ns_url(a, NQN, 4, "")]);
+    r.assert_one_line_error(
+        1,
+        "--method copy: Copy of 64 blocks to LBA 0 of namespace 4 of nqn.2026-12.dev.oxcopy:cli",
+    );
+
+    // Overlapping ranges on one namespace.
+    let r = oxcopy(&["cp", &ns_url(a, NQN, 1, "?lba=0&blocks=100"), &ns_url(a, NQN, 1, "?lba=50")]);
+    r.assert_one_line_error(2, "the source and destination ranges overlap on the same namespace");
+
+    // Different block sizes: --method copy refuses, auto copies by the host and says why.
+    let r = oxcopy(&["cp", "--method", "copy", &ns_url(a, NQN, 1, "?blocks=4096"), &ns_url(a, NQN, 3, "")]);
+    r.assert_one_line_error(2, "--method copy: the namespaces' block sizes differ (512 and 4096 bytes)");
+    let r = oxcopy(&["cp", "--json", &ns_url(a, NQN, 1, "?blocks=4096"), &ns_url(a, NQN, 3, "?lba=8")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    check_summary(&j, 4096 * 512);
+    assert_eq!(j["method"], "host", "{j}");
+    assert_eq!(j["fallback"]["from"], "copy", "{j}");
+    assert!(r.stderr.contains("note: no NVMe Copy between these namespaces, using the host copy"), "{r:?}");
+    assert!(file_range(&ns("ns3.img"), 8 * 4096, 4096 * 512) == want[..4096 * 512], "host copy differs");
+
+    // Different subsystems (same address): no NVMe Copy.
+    let r = oxcopy(&["cp", "--method", "copy", &ns_url(a, NQN, 1, ""), &ns_url(a, NQN_B, 1, "")]);
+    r.assert_one_line_error(2, "--method copy: the source and destination are not in one NVMe subsystem");
+    let r = oxcopy(&["cp", "--json", &ns_url(a, NQN, 1, ""), &ns_url(a, NQN_B, 1, "")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["method"], "host", "{r:?}");
+    assert!(std::fs::read(ns("b1.img")).unwrap() == want, "copy to the other subsystem differs");
+
+    // A missing namespace, a missing subsystem.
+    oxcopy(&["cp", &ns_url(a, NQN, 9, ""), "/dev/null"]).assert_one_line_error(2, "no namespace 9 in NVMe subsystem");
+    oxcopy(&["cp", &ns_url(a, "nqn.2026-12.dev.oxcopy:nope", 1, ""), "/dev/null"])
+        .assert_one_line_error(2, "cannot connect to NVMe subsystem nqn.2026-12.dev.oxcopy:nope");
+}
+
+#[test]
+fn nvme_host_copies_with_files_and_iscsi() {
+    let (d, a) = nvme_daemon();
+    let data = pattern(31, NS_SIZE);
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("out.img");
+
+    // Namespace → file.
+    let r = oxcopy(&["cp", "--json", "--verify", &ns_url(a, NQN, 1, "?lba=16&blocks=2048"), path_str(&f)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    check_summary(&j, 2048 * 512);
+    assert_eq!((j["method"].as_str(), j["verify"]["ok"].as_bool()), (Some("host"), Some(true)), "{j}");
+    assert!(std::fs::read(&f).unwrap() == data[16 * 512..(16 + 2048) * 512]);
+    assert!(r.stderr.is_empty(), "{r:?}");
+
+    // File → namespace (4096-byte blocks).
+    let r = oxcopy(&["cp", path_str(&f), &ns_url(a, NQN, 3, "?lba=1")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("by host copy"), "{r:?}");
+    assert!(file_range(&d.dir.path().join("ns3.img"), 4096, 2048 * 512) == data[16 * 512..(16 + 2048) * 512]);
+    // A file that is not whole blocks.
+    let odd = tmp.path().join("odd.img");
+    write_file(&odd, &[1u8; 1000]);
+    oxcopy(&["cp", path_str(&odd), &ns_url(a, NQN, 2, "")]).assert_one_line_error(2, "512-byte blocks");
+    // --method copy needs two namespaces.
+    oxcopy(&["cp", "--method", "copy", path_str(&f), &ns_url(a, NQN, 2, "")])
+        .assert_one_line_error(2, "--method copy: NVMe Copy needs an NVMe source and destination");
+
+    // Namespace → iSCSI LUN, and back to another namespace, on the same daemon.
+    let r = oxcopy(&["cp", "--json", &ns_url(a, NQN, 1, ""), &d.url(0)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    check_summary(&j, NS_SIZE as u64);
+    assert_eq!(j["method"], "host", "{j}");
+    assert!(wire_total(&j) >= 2 * NS_SIZE as u64, "the data crossed the wire twice: {j}");
+    assert!(std::fs::read(d.lun_path(0)).unwrap() == data, "NVMe → iSCSI differs");
+    let r = oxcopy(&["cp", "--verify", &format!("{}?lba=100&blocks=1000", d.url(0)), &ns_url(a, NQN_B, 1, "?lba=7")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("by host copy") && r.stdout.contains("verified: "), "{r:?}");
+    assert!(file_range(&d.dir.path().join("b1.img"), 7 * 512, 1000 * 512) == data[100 * 512..1100 * 512]);
+    // A range past the end of a namespace.
+    oxcopy(&["cp", &ns_url(a, NQN, 1, "?lba=16380&blocks=8"), path_str(&f)])
+        .assert_one_line_error(2, "runs past the end of namespace 1 of nqn.2026-12.dev.oxcopy:cli");
+    // Nothing listening.
+    let port = oxcopy_testkit::free_port("127.0.0.1".parse().unwrap());
+    oxcopy(&["cp", &format!("nvme+tcp://127.0.0.1:{port}/{NQN}/1"), path_str(&f)])
+        .assert_one_line_error(2, "connection refused");
+}
+
+#[test]
+fn nvme_ls_and_inspect() {
+    let (_d, a) = nvme_daemon();
+    // The discovery log, and each subsystem's namespaces.
+    let r = oxcopy(&["ls", &format!("nvme+tcp://{a}")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let first = r.stdout.lines().find(|l| l.starts_with(NQN)).unwrap_or_else(|| panic!("{r:?}"));
+    assert!(first.starts_with(&format!("{NQN}  (nvm {}:{}", a.ip(), a.port())), "{r:?}");
+    assert!(r.stdout.lines().any(|l| l.starts_with(NQN_B)), "{r:?}");
+    assert!(r.stdout.contains("  NS 1          8 MiB  16384 × 512 B  NGUID "), "{r:?}");
+    assert!(r.stdout.contains("  NS 3          8 MiB  2048 × 4096 B  NGUID "), "{r:?}");
+    let r = oxcopy(&["ls", "--json", &format!("nvme+tcp://{a}/")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["address"], a.to_string());
+    let subs = j["subsystems"].as_array().unwrap();
+    let s = subs.iter().find(|s| s["nqn"] == NQN).unwrap_or_else(|| panic!("{j}"));
+    assert_eq!(s["type"], "nvm");
+    let ns = s["namespaces"].as_array().unwrap();
+    assert_eq!(ns.iter().map(|n| n["nsid"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!((ns[2]["block_size"].as_u64(), ns[2]["bytes"].as_u64()), (Some(4096), Some(NS_SIZE as u64)));
+    assert_eq!(ns[0]["nguid"].as_str().map(str::len), Some(32), "{j}");
+    // One subsystem only.
+    let r = oxcopy(&["ls", "--json", &format!("nvme+tcp://{a}/{NQN_B}")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["subsystems"].as_array().map(Vec::len), Some(1), "{j}");
+    assert_eq!(j["subsystems"][0]["namespaces"][0]["blocks"], 16384, "{j}");
+    oxcopy(&["ls", &format!("nvme+tcp://{a}/nqn.2026-12.dev.oxcopy:nope")])
+        .assert_one_line_error(2, "cannot connect to NVMe subsystem nqn.2026-12.dev.oxcopy:nope");
+    oxcopy(&["ls", &format!("nvme+tcp://{a}/{NQN}/1")]).assert_one_line_error(2, "see oxcopy inspect");
+
+    // inspect: controller, namespace and offload.
+    let r = oxcopy(&["inspect", &ns_url(a, NQN, 1, "")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for want in [
+        "  capacity: 8 MiB (16384 blocks of 512 bytes)",
+        "  offload: NVMe Copy: formats 0h, 2h (across namespaces of the subsystem too); max ",
+        &format!("  subsystem NQN: {NQN}"),
+        "    Copy: yes",
+        "    Write Zeroes: yes",
+        "  Copy formats (OCFS 0x0005): 0h, 2h",
+        "  block size: 512 bytes",
+        "  Copy limits: MSSRL ",
+    ] {
+        assert!(r.stdout.contains(want), "wanted {want:?}: {r:?}");
+    }
+    let j = oxcopy(&["inspect", "--json", &ns_url(a, NQN, 3, "")]).json();
+    assert_eq!(j["namespace"]["block_size"], 4096, "{j}");
+    assert_eq!(j["namespace"]["bytes"], NS_SIZE as u64, "{j}");
+    assert_eq!(j["controller"]["subnqn"], NQN, "{j}");
+    assert_eq!(j["offload"]["copy"], true, "{j}");
+    assert_eq!(j["offload"]["cross_namespace"], true, "{j}");
+    assert_eq!(j["controller"]["copy_formats"], serde_json::json!(["0h", "2h"]), "{j}");
+    assert!(j["controller"]["optional_commands"].as_array().unwrap().contains(&serde_json::json!("Copy")), "{j}");
+    assert!(j["namespace"]["mssrl"].as_u64() > Some(0) && j["offload"]["max_ranges"].as_u64() > Some(1), "{j}");
+    oxcopy(&["inspect", &ns_url(a, NQN, 7, "")]).assert_one_line_error(2, "no namespace 7 in NVMe subsystem");
+    oxcopy(&["inspect", &format!("nvme+tcp://{a}/{NQN}")]).assert_one_line_error(2, "inspect needs a namespace");
+
+    // The host NQN: --hostnqn, else OXCOPY_HOSTNQN, else ours (refused by LOCKED).
+    let locked = format!("nvme+tcp://{a}/{LOCKED}");
+    oxcopy(&["ls", &locked]).assert_one_line_error(2, "the subsystem does not allow this host NQN (see --hostnqn)");
+    let r = oxcopy(&["ls", "--hostnqn", THE_HOST, &locked]);
+    assert!(r.code == 0 && r.stdout.contains("  NS 1          1 MiB  2048 × 512 B"), "{r:?}");
+    let r = oxcopy_env(&["inspect", &format!("{locked}/1")], &[("OXCOPY_HOSTNQN", THE_HOST)]);
+    assert!(r.code == 0 && r.stdout.contains("capacity: 1 MiB"), "{r:?}");
+    oxcopy(&["--hostnqn", "not an nqn", "ls", &locked]).assert_one_line_error(2, "must start with nqn.");
+    // In the full listing it is there, with the reason it could not be opened.
+    let r = oxcopy(&["ls", &format!("nvme+tcp://{a}")]);
+    assert!(r.code == 0 && r.stdout.contains("does not allow this host NQN"), "{r:?}");
 }

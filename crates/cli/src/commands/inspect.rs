@@ -1,7 +1,8 @@
 //! `oxcopy inspect URL`: standard INQUIRY and the VPD pages that matter for
 //! copies, decoded, plus what the LUN can offload in one sentence, and the
 //! copy domain of the node (oxcopyd's vendor page C0h) and the layout of
-//! the volume under the LUN (C1h) when it lists them.
+//! the volume under the LUN (C1h) when it lists them. `nvme+tcp://`
+//! namespaces: [`super::nvme::inspect`].
 
 use crate::conn::{fetch_vpd, retry_ua, Connector};
 use crate::fail;
@@ -46,6 +47,9 @@ fn decode(page: u8, d: &[u8]) -> anyhow::Result<Value> {
 
 /// Run `oxcopy inspect`.
 pub async fn inspect(conn: &Connector, url: &str, json_out: bool) -> anyhow::Result<()> {
+    if super::nvme::is_nvme(url) {
+        return super::nvme::inspect(conn, url, json_out).await;
+    }
     let url = parse_iscsi_url(url).map_err(fail::usage)?;
     let (s, addr) = conn.login_to_lun(&url).await?;
     let lun = url.lun;

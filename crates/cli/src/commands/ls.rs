@@ -1,5 +1,5 @@
 //! `oxcopy ls PORTAL`: SendTargets discovery, then each target's LUNs with
-//! capacity and block size.
+//! capacity and block size (`nvme+tcp://` addresses: [`super::nvme::ls`]).
 
 use crate::conn::{describe_login_error, resolve, retry_ua, with_md5_retry, Connector};
 use crate::fail;
@@ -78,6 +78,9 @@ async fn list_luns(s: &Session) -> Result<Vec<LunInfo>, String> {
 
 /// Run `oxcopy ls`.
 pub async fn ls(conn: &Connector, portal: &str, json: bool) -> anyhow::Result<()> {
+    if super::nvme::is_nvme(portal) {
+        return super::nvme::ls(conn, portal, json).await;
+    }
     let (host, port) = parse_portal(portal).map_err(fail::usage)?;
     let addr = resolve(&host, port).await?;
     let cfg: SessionConfig = conn.config(None, None)?;

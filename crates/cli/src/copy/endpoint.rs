@@ -1,8 +1,10 @@
-//! The two ends of a copy: an iSCSI LUN range or a local file / block
-//! device, with positional async reads and writes for the host copy.
+//! The two ends of a copy: an iSCSI LUN range, an NVMe namespace range or a
+//! local file / block device, with positional async reads and writes for
+//! the host copy.
 
 use crate::conn::{retry_ua, IscsiLun};
 use crate::fail;
+use crate::nvme::{self, NvmeNs};
 use crate::sense;
 use anyhow::Context;
 use bytes::Bytes;
@@ -115,6 +117,7 @@ pub fn open_local_destination(info: &LocalInfo, bytes: u64) -> anyhow::Result<Lo
 #[derive(Debug, Clone)]
 pub enum Side {
     Iscsi(Box<IscsiLun>),
+    Nvme(Box<NvmeNs>),
     Local(LocalFile),
 }
 
@@ -133,6 +136,7 @@ impl Endpoint {
     pub fn granularity(&self) -> u64 {
         match &self.side {
             Side::Iscsi(l) => l.block_size as u64,
+            Side::Nvme(n) => n.block_size() as u64,
             Side::Local(_) => 1,
         }
     }
@@ -140,14 +144,21 @@ impl Endpoint {
     pub fn iscsi(&self) -> Option<&IscsiLun> {
         match &self.side {
             Side::Iscsi(l) => Some(l),
-            Side::Local(_) => None,
+            _ => None,
+        }
+    }
+
+    pub fn nvme(&self) -> Option<&NvmeNs> {
+        match &self.side {
+            Side::Nvme(n) => Some(n),
+            _ => None,
         }
     }
 
     pub fn local(&self) -> Option<&LocalFile> {
         match &self.side {
             Side::Local(f) => Some(f),
-            Side::Iscsi(_) => None,
+            _ => None,
         }
     }
 
@@ -161,6 +172,15 @@ impl Endpoint {
                 retry_ua(|| l.session.read16(l.lun(), at / bs, blocks, l.block_size)).await.map_err(|e| {
                     anyhow::anyhow!("reading {} at LBA {}: {}", self.name, at / bs, sense::describe_error(&e))
                 })
+            }
+            Side::Nvme(n) => {
+                let bs = n.block_size() as u64;
+                let blocks = u32::try_from(len / bs).context("transfer too large")?;
+                n.ctl
+                    .ctrl
+                    .read(n.nsid(), at / bs, blocks)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("reading {} at LBA {}: {}", self.name, at / bs, nvme::describe(&e)))
             }
             Side::Local(f) => {
                 let file = f.file.clone();
@@ -186,6 +206,14 @@ impl Endpoint {
                     anyhow::anyhow!("writing {} at LBA {}: {}", self.name, at / bs, sense::describe_error(&e))
                 })
             }
+            Side::Nvme(n) => {
+                let bs = n.block_size() as u64;
+                n.ctl
+                    .ctrl
+                    .write(n.nsid(), at / bs, data, false)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("writing {} at LBA {}: {}", self.name, at / bs, nvme::describe(&e)))
+            }
             Side::Local(f) => {
                 let file = f.file.clone();
                 let path = f.path.clone();
@@ -197,7 +225,7 @@ impl Endpoint {
         }
     }
 
-    /// Make the written data durable (SYNCHRONIZE CACHE / fdatasync).
+    /// Make the written data durable (SYNCHRONIZE CACHE / NVMe Flush / fdatasync).
     pub async fn flush(&self) -> anyhow::Result<()> {
         match &self.side {
             Side::Iscsi(l) => match retry_ua(|| l.session.sync_cache16(l.lun(), 0, 0)).await {
@@ -206,6 +234,16 @@ impl Endpoint {
                 // that it would tell us about.
                 Err(e) if sense::sense_of(&e).is_some_and(|s| s.key == 0x5) => Ok(()),
                 Err(e) => Err(anyhow::anyhow!("flushing {}: {}", self.name, sense::describe_error(&e))),
+            },
+            Side::Nvme(n) => match n.ctl.ctrl.flush(n.nsid()).await {
+                Ok(()) => Ok(()),
+                // No volatile write cache: nothing to flush.
+                Err(oxcopy_initiator::nvme::NvmeError::Status { status, .. })
+                    if status.same_code(oxcopy_nvme::wire::command::Status::INVALID_OPCODE) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(anyhow::anyhow!("flushing {}: {}", self.name, nvme::describe(&e))),
             },
             Side::Local(f) => {
                 let file = f.file.clone();

@@ -48,8 +48,18 @@ pub fn transfer_size(ends: &[TransferHints]) -> u64 {
     (size / unit).max(1) * unit
 }
 
-/// The hints of one end (local ends have none).
+/// The hints of one end (local ends have none; an NVMe namespace has its
+/// block size and the controller's MDTS).
 pub fn hints(e: &Endpoint) -> Option<TransferHints> {
+    if let Some(n) = e.nvme() {
+        return Some(TransferHints {
+            block_size: n.block_size() as u64,
+            optimal: None,
+            // NLB is 16 bits: at most 65536 blocks per command.
+            maximum: Some(n.max_transfer_bytes().unwrap_or(u64::MAX).min(65536 * n.block_size() as u64)),
+            max_burst: 0,
+        });
+    }
     let l = e.iscsi()?;
     Some(TransferHints {
         block_size: l.block_size as u64,

@@ -1,8 +1,9 @@
 //! `--method`: which engine copies, and why.
 //!
-//! Three engines: token copy (POPULATE TOKEN + WRITE USING TOKEN), EXTENDED
-//! COPY (one copy manager moves the data between two LUNs it reaches), and
-//! the host copy (we read and write). [`select`] is pure: it takes what the
+//! Four engines: the NVMe Copy command (a controller copies between
+//! namespaces of its subsystem), token copy (POPULATE TOKEN + WRITE USING
+//! TOKEN), EXTENDED COPY (one copy manager moves the data between two LUNs
+//! it reaches), and the host copy (we read and write). [`select`] is pure: it takes what the
 //! LUNs advertise ([`OffloadView`]) and returns the engines to try in order;
 //! `oxcopy cp` runs them, and for `auto` falls back to the next one when an
 //! offload fails (recording the first failure as the [`Fallback`]).
@@ -13,8 +14,10 @@ use serde::Serialize;
 /// The `--method` argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MethodArg {
-    /// Token copy if the LUNs allow it, else EXTENDED COPY, else host copy.
+    /// NVMe Copy, token copy or EXTENDED COPY if the ends allow it, else host copy.
     Auto,
+    /// NVMe Copy command, within one NVMe subsystem (formats 0h and 2h).
+    Copy,
     /// POPULATE TOKEN on the source, WRITE USING TOKEN on the destination.
     Token,
     /// EXTENDED COPY (LID1) sent to a copy manager that reaches both LUNs.
@@ -26,6 +29,7 @@ pub enum MethodArg {
 /// A copy engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    Copy,
     Token,
     Xcopy,
     Host,
@@ -35,6 +39,7 @@ impl Method {
     /// The name used in `--method`, JSON and messages.
     pub fn name(self) -> &'static str {
         match self {
+            Method::Copy => "copy",
             Method::Token => "token",
             Method::Xcopy => "xcopy",
             Method::Host => "host",
@@ -45,6 +50,41 @@ impl Method {
     pub fn possible(self, v: &OffloadView) -> Result<(), String> {
         match self {
             Method::Host => Ok(()),
+            Method::Copy => {
+                let Some(n) = &v.nvme else {
+                    return Err("NVMe Copy needs an NVMe source and destination".into());
+                };
+                if !n.same_subsystem {
+                    return Err("the source and destination are not in one NVMe subsystem at one address; NVMe \
+                                Copy runs inside one controller"
+                        .into());
+                }
+                if !n.copy_command {
+                    return Err(
+                        "the controller does not support the Copy command (Identify Controller ONCS bit 8)".into()
+                    );
+                }
+                if n.same_namespace {
+                    if n.ocfs != 0 && n.ocfs & 1 == 0 {
+                        return Err(format!("the controller does not support Copy format 0h (OCFS {:#x})", n.ocfs));
+                    }
+                    return Ok(());
+                }
+                if n.ocfs & 0b100 == 0 {
+                    return Err(format!(
+                        "copying between namespaces needs Copy format 2h, which the controller does not \
+                         support (OCFS {:#x})",
+                        n.ocfs
+                    ));
+                }
+                if n.src_block_size != n.dst_block_size {
+                    return Err(format!(
+                        "the namespaces' block sizes differ ({} and {} bytes)",
+                        n.src_block_size, n.dst_block_size
+                    ));
+                }
+                Ok(())
+            }
             Method::Xcopy => {
                 let (Some(src), Some(dst)) = (&v.src, &v.dst) else {
                     return Err("EXTENDED COPY needs an iSCSI source and destination".into());
@@ -86,6 +126,23 @@ pub struct OffloadView {
     pub src: Option<OffloadCaps>,
     /// The destination's; `None` for a local destination.
     pub dst: Option<OffloadCaps>,
+    /// Two NVMe namespaces: what NVMe Copy needs to know.
+    pub nvme: Option<NvmeCopyView>,
+}
+
+/// Two NVMe namespaces as NVMe Copy sees them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NvmeCopyView {
+    /// The same subsystem at the same address (one controller reaches both).
+    pub same_subsystem: bool,
+    /// The same namespace (format 0h).
+    pub same_namespace: bool,
+    /// Identify Controller ONCS bit 8 (Copy).
+    pub copy_command: bool,
+    /// Identify Controller OCFS (bit n: Copy format nh).
+    pub ocfs: u16,
+    pub src_block_size: u32,
+    pub dst_block_size: u32,
 }
 
 /// `auto` did not use an offload it considered: which, and why.
@@ -106,7 +163,7 @@ pub struct Plan {
 
 /// Choose the engines. An explicit method the endpoints do not allow is an
 /// error that says why; `auto` lists every offload the endpoints allow
-/// (token, then EXTENDED COPY), then the host copy.
+/// (NVMe Copy, token, then EXTENDED COPY), then the host copy.
 pub fn select(arg: MethodArg, v: &OffloadView) -> Result<Plan, String> {
     let explicit = |m: Method| -> Result<Plan, String> {
         m.possible(v).map_err(|why| format!("--method {}: {why}", m.name()))?;
@@ -116,9 +173,10 @@ pub fn select(arg: MethodArg, v: &OffloadView) -> Result<Plan, String> {
         MethodArg::Host => Ok(Plan { methods: vec![Method::Host], may_fall_back: false }),
         MethodArg::Xcopy => explicit(Method::Xcopy),
         MethodArg::Token => explicit(Method::Token),
+        MethodArg::Copy => explicit(Method::Copy),
         MethodArg::Auto => {
             let mut methods: Vec<Method> =
-                [Method::Token, Method::Xcopy].into_iter().filter(|m| m.possible(v).is_ok()).collect();
+                [Method::Copy, Method::Token, Method::Xcopy].into_iter().filter(|m| m.possible(v).is_ok()).collect();
             methods.push(Method::Host);
             Ok(Plan { methods, may_fall_back: true })
         }
@@ -159,7 +217,7 @@ mod tests {
     /// (Portals do not matter: whether one copy manager reaches both LUNs,
     /// or accepts the other's tokens, is found out by trying.)
     fn view(src: Option<OffloadCaps>, dst: Option<OffloadCaps>, _same_portal: bool) -> OffloadView {
-        OffloadView { src, dst }
+        OffloadView { src, dst, nvme: None }
     }
 
     fn methods(arg: MethodArg, v: &OffloadView) -> Vec<Method> {
@@ -221,5 +279,53 @@ mod tests {
         // Different portals (maybe different daemons): tried, not refused up front.
         let v = view(Some(token_caps()), Some(token_caps()), false);
         assert_eq!(methods(MethodArg::Auto, &v), vec![Method::Token, Method::Xcopy, Method::Host]);
+    }
+
+    fn nvme(same_subsystem: bool, same_namespace: bool, ocfs: u16, bs: (u32, u32)) -> OffloadView {
+        OffloadView {
+            src: None,
+            dst: None,
+            nvme: Some(NvmeCopyView {
+                same_subsystem,
+                same_namespace,
+                copy_command: true,
+                ocfs,
+                src_block_size: bs.0,
+                dst_block_size: bs.1,
+            }),
+        }
+    }
+
+    #[test]
+    fn nvme_copy_selection() {
+        // Same namespace: format 0h; auto tries it first.
+        let v = nvme(true, true, 0b1, (512, 512));
+        assert_eq!(methods(MethodArg::Auto, &v), vec![Method::Copy, Method::Host]);
+        assert_eq!(methods(MethodArg::Copy, &v), vec![Method::Copy]);
+        // Across namespaces: format 2h and equal block sizes.
+        assert_eq!(methods(MethodArg::Auto, &nvme(true, false, 0b101, (512, 512))), vec![Method::Copy, Method::Host]);
+        let e = select(MethodArg::Copy, &nvme(true, false, 0b1, (512, 512))).unwrap_err();
+        assert_eq!(
+            e,
+            "--method copy: copying between namespaces needs Copy format 2h, which the controller does not support \
+             (OCFS 0x1)"
+        );
+        let e = select(MethodArg::Copy, &nvme(true, false, 0b101, (512, 4096))).unwrap_err();
+        assert_eq!(e, "--method copy: the namespaces' block sizes differ (512 and 4096 bytes)");
+        assert_eq!(methods(MethodArg::Auto, &nvme(true, false, 0b101, (512, 4096))), vec![Method::Host]);
+        // Different subsystems.
+        let e = select(MethodArg::Copy, &nvme(false, false, 0b101, (512, 512))).unwrap_err();
+        assert!(e.contains("not in one NVMe subsystem at one address"), "{e}");
+        // No Copy command.
+        let mut v = nvme(true, true, 0, (512, 512));
+        if let Some(n) = v.nvme.as_mut() {
+            n.copy_command = false;
+        }
+        assert!(select(MethodArg::Copy, &v).unwrap_err().contains("ONCS bit 8"));
+        // iSCSI or local ends.
+        let e = select(MethodArg::Copy, &view(Some(token_caps()), Some(token_caps()), true)).unwrap_err();
+        assert_eq!(e, "--method copy: NVMe Copy needs an NVMe source and destination");
+        let e = select(MethodArg::Token, &nvme(true, true, 1, (512, 512))).unwrap_err();
+        assert!(e.contains("needs an iSCSI source"), "{e}");
     }
 }

@@ -5,6 +5,7 @@ pub mod endpoint;
 pub mod host;
 pub mod local;
 pub mod method;
+pub mod nvme_copy;
 pub mod offload;
 pub mod token;
 pub mod xcopy;
@@ -12,11 +13,12 @@ pub mod xcopy;
 use crate::conn::{Connector, IscsiLun};
 use crate::fail;
 use crate::human;
+use crate::nvme::{Controller, NvmeNs};
 use crate::progress::Progress;
-use crate::url::{parse_location, IscsiUrl, Location};
+use crate::url::{parse_location, IscsiUrl, Location, NvmeUrl};
 use endpoint::{Endpoint, LocalInfo, LocalKind, Side};
 use local::LocalReport;
-use method::{Fallback, Method, MethodArg, OffloadView};
+use method::{Fallback, Method, MethodArg, NvmeCopyView, OffloadView};
 use offload::OffloadReport;
 use serde::Serialize;
 use std::time::Instant;
@@ -52,7 +54,7 @@ pub struct Summary {
     pub queue_depth: Option<usize>,
     /// Local → local: bytes per kernel method.
     pub local: Option<LocalReport>,
-    /// Token copy / EXTENDED COPY: commands, polls, tokens.
+    /// Token copy / EXTENDED COPY / NVMe Copy: commands, polls, tokens.
     pub offload: Option<OffloadReport>,
     pub verify: Option<host::VerifyReport>,
 }
@@ -97,6 +99,33 @@ pub fn lun_extent(url: &IscsiUrl, capacity: u64, bs: u32, role: &str) -> Result<
     })
 }
 
+/// The range a URL selects on a namespace of `capacity` blocks of `bs` bytes.
+pub fn ns_extent(url: &NvmeUrl, capacity: u64, bs: u32, role: &str) -> Result<Extent, String> {
+    let bs64 = bs as u64;
+    let lba = url.lba.unwrap_or(0);
+    if lba > capacity {
+        return Err(format!(
+            "{role} range starts at LBA {lba}, past the end of namespace {} of {} ({capacity} blocks)",
+            url.nsid, url.nqn
+        ));
+    }
+    if let Some(n) = url.blocks {
+        if lba.checked_add(n).is_none_or(|end| end > capacity) {
+            return Err(format!(
+                "{role} range lba={lba} blocks={n} runs past the end of namespace {} of {} ({capacity} blocks of \
+                 {bs} bytes)",
+                url.nsid, url.nqn
+            ));
+        }
+    }
+    Ok(Extent {
+        offset: lba * bs64,
+        avail: (capacity - lba) * bs64,
+        explicit: url.blocks.map(|n| n * bs64),
+        granularity: bs64,
+    })
+}
+
 /// How many bytes to copy, or why the ranges do not fit.
 pub fn copy_length(src: &Extent, dst: &Extent) -> Result<u64, String> {
     let bytes = match (src.explicit, dst.explicit) {
@@ -128,12 +157,25 @@ pub fn copy_length(src: &Extent, dst: &Extent) -> Result<u64, String> {
 
 enum Opened {
     Iscsi(Box<IscsiLun>),
+    Nvme(Box<NvmeNs>),
     Local(LocalInfo),
 }
 
-async fn open(conn: &Connector, loc: &Location, role: &str) -> anyhow::Result<Opened> {
+impl Opened {
+    fn nvme(&self) -> Option<&NvmeNs> {
+        match self {
+            Opened::Nvme(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// Open one end; an NVMe namespace of the subsystem `reuse` is connected to
+/// (same address) shares its controller.
+async fn open(conn: &Connector, loc: &Location, role: &str, reuse: Option<&Controller>) -> anyhow::Result<Opened> {
     match loc {
         Location::Iscsi(u) => Ok(Opened::Iscsi(Box::new(conn.open_lun(u).await?))),
+        Location::Nvme(u) => Ok(Opened::Nvme(Box::new(conn.open_namespace(u, reuse).await?))),
         Location::Local(p) => Ok(Opened::Local(endpoint::stat_local(p, role)?)),
     }
 }
@@ -141,6 +183,9 @@ async fn open(conn: &Connector, loc: &Location, role: &str) -> anyhow::Result<Op
 fn extent_of(o: &Opened, loc: &Location, role: &str) -> anyhow::Result<Extent> {
     match (o, loc) {
         (Opened::Iscsi(l), Location::Iscsi(u)) => lun_extent(u, l.blocks, l.block_size, role).map_err(fail::usage),
+        (Opened::Nvme(n), Location::Nvme(u)) => {
+            ns_extent(u, n.geometry.blocks, n.geometry.block_size, role).map_err(fail::usage)
+        }
         (Opened::Local(i), _) => {
             let growable = role == "destination" && i.kind != Some(LocalKind::BlockDevice);
             Ok(Extent { offset: 0, avail: if growable { u64::MAX } else { i.size }, explicit: None, granularity: 1 })
@@ -154,8 +199,12 @@ pub async fn cp(conn: &Connector, o: &CpOptions) -> anyhow::Result<()> {
     let src_loc = parse_location(&o.src).map_err(|e| fail::usage(format!("source: {e}")))?;
     let dst_loc = parse_location(&o.dst).map_err(|e| fail::usage(format!("destination: {e}")))?;
     if let (Location::Local(_), Location::Local(_)) = (&src_loc, &dst_loc) {
-        if matches!(o.method, MethodArg::Xcopy | MethodArg::Token) {
-            let m = if o.method == MethodArg::Xcopy { Method::Xcopy } else { Method::Token };
+        if matches!(o.method, MethodArg::Xcopy | MethodArg::Token | MethodArg::Copy) {
+            let m = match o.method {
+                MethodArg::Xcopy => Method::Xcopy,
+                MethodArg::Copy => Method::Copy,
+                _ => Method::Token,
+            };
             return Err(fail::usage(format!(
                 "--method {}: {}",
                 m.name(),
@@ -163,8 +212,8 @@ pub async fn cp(conn: &Connector, o: &CpOptions) -> anyhow::Result<()> {
             )));
         }
     }
-    let src_o = open(conn, &src_loc, "source").await?;
-    let dst_o = open(conn, &dst_loc, "destination").await?;
+    let src_o = open(conn, &src_loc, "source", None).await?;
+    let dst_o = open(conn, &dst_loc, "destination", src_o.nvme().map(|n| &n.ctl)).await?;
     let src_x = extent_of(&src_o, &src_loc, "source")?;
     let dst_x = extent_of(&dst_o, &dst_loc, "destination")?;
     let bytes = copy_length(&src_x, &dst_x).map_err(fail::usage)?;
@@ -180,15 +229,35 @@ pub async fn cp(conn: &Connector, o: &CpOptions) -> anyhow::Result<()> {
                 return Err(fail::usage("the source and destination ranges overlap on the same LUN"));
             }
         }
+        (Opened::Nvme(a), Opened::Nvme(b)) if a.same_namespace(b) => {
+            let (s, d) = (src_x.offset, dst_x.offset);
+            if bytes > 0 && s < d + bytes && d < s + bytes {
+                return Err(fail::usage("the source and destination ranges overlap on the same namespace"));
+            }
+        }
         _ => {}
     }
 
     // Engine.
     let caps = |x: &Opened| match x {
         Opened::Iscsi(l) => Some(l.offload.clone()),
-        Opened::Local(_) => None,
+        _ => None,
     };
-    let view = OffloadView { src: caps(&src_o), dst: caps(&dst_o) };
+    let nvme_view = match (&src_o, &dst_o) {
+        (Opened::Nvme(a), Opened::Nvme(b)) => {
+            let id = &b.ctl.ctrl.identify;
+            Some(NvmeCopyView {
+                same_subsystem: a.ctl.same_subsystem(b.ctl.addr, &b.ctl.nqn),
+                same_namespace: a.same_namespace(b),
+                copy_command: id.oncs & oxcopy_nvme::wire::identify::oncs::COPY != 0,
+                ocfs: id.ocfs,
+                src_block_size: a.block_size(),
+                dst_block_size: b.block_size(),
+            })
+        }
+        _ => None,
+    };
+    let view = OffloadView { src: caps(&src_o), dst: caps(&dst_o), nvme: nvme_view };
     let plan = method::select(o.method, &view).map_err(fail::usage)?;
     // Two LUNs but no offload to try: say why once (a local end needs no explanation).
     let mut no_offload = None;
@@ -201,10 +270,17 @@ pub async fn cp(conn: &Connector, o: &CpOptions) -> anyhow::Result<()> {
         errln!("oxcopy: note: no copy offload between these LUNs, using the host copy ({reason})");
         no_offload = Some(Fallback { from: Method::Token.name(), reason });
     }
+    if plan.may_fall_back && plan.methods == [Method::Host] {
+        if let Some(Err(reason)) = view.nvme.as_ref().map(|_| Method::Copy.possible(&view)) {
+            errln!("oxcopy: note: no NVMe Copy between these namespaces, using the host copy ({reason})");
+            no_offload = Some(Fallback { from: Method::Copy.name(), reason });
+        }
+    }
 
     // Open for I/O (this creates / truncates a local destination).
     let src = match src_o {
         Opened::Iscsi(l) => Side::Iscsi(l),
+        Opened::Nvme(n) => Side::Nvme(n),
         Opened::Local(i) => Side::Local(endpoint::open_local_source(&i)?),
     };
     if let Side::Local(f) = &src {
@@ -218,6 +294,7 @@ pub async fn cp(conn: &Connector, o: &CpOptions) -> anyhow::Result<()> {
     }
     let dst = match dst_o {
         Opened::Iscsi(l) => Side::Iscsi(l),
+        Opened::Nvme(n) => Side::Nvme(n),
         Opened::Local(i) => Side::Local(endpoint::open_local_destination(&i, bytes)?),
     };
     let src = Endpoint { side: src, offset: src_x.offset, name: src_loc.to_string() };
@@ -250,15 +327,22 @@ pub async fn cp(conn: &Connector, o: &CpOptions) -> anyhow::Result<()> {
                 run_host(o, &src, &dst, bytes, chunk, &mut summary).await?;
                 break;
             }
-            Method::Xcopy | Method::Token => {
-                let (Some(s), Some(d)) = (src.iscsi(), dst.iscsi()) else {
-                    return Err(anyhow::anyhow!("internal error: offload without two LUNs"));
-                };
+            Method::Xcopy | Method::Token | Method::Copy => {
                 let progress = Progress::new(o.progress, bytes, m.name());
-                let r = if m == Method::Xcopy {
-                    xcopy::copy(s, src.offset, d, dst.offset, bytes, &progress).await
+                let r = if m == Method::Copy {
+                    let (Some(s), Some(d)) = (src.nvme(), dst.nvme()) else {
+                        return Err(anyhow::anyhow!("internal error: NVMe Copy without two namespaces"));
+                    };
+                    nvme_copy::copy(s, src.offset, d, dst.offset, bytes, &progress).await
                 } else {
-                    token::copy(s, src.offset, d, dst.offset, bytes, &progress).await
+                    let (Some(s), Some(d)) = (src.iscsi(), dst.iscsi()) else {
+                        return Err(anyhow::anyhow!("internal error: offload without two LUNs"));
+                    };
+                    if m == Method::Xcopy {
+                        xcopy::copy(s, src.offset, d, dst.offset, bytes, &progress).await
+                    } else {
+                        token::copy(s, src.offset, d, dst.offset, bytes, &progress).await
+                    }
                 };
                 progress.finish();
                 match r {
@@ -320,7 +404,7 @@ pub async fn cp(conn: &Connector, o: &CpOptions) -> anyhow::Result<()> {
     } else {
         print_summary(&summary);
     }
-    logout(&src, &dst).await;
+    logout(src, dst).await;
     match verify_failed {
         Some(msg) => Err(anyhow::anyhow!(msg)),
         None => Ok(()),
@@ -332,6 +416,7 @@ fn human_method(m: Method) -> &'static str {
     match m {
         Method::Token => "token copy (POPULATE TOKEN / WRITE USING TOKEN)",
         Method::Xcopy => "EXTENDED COPY",
+        Method::Copy => "NVMe Copy",
         Method::Host => "host copy",
     }
 }
@@ -369,7 +454,8 @@ async fn run_host(
     Ok(())
 }
 
-/// Wire bytes (sent, received) over both sessions.
+/// Wire bytes (sent, received) over both sessions (an NVMe controller that
+/// serves both ends counted once).
 fn wire(src: &Endpoint, dst: &Endpoint) -> (u64, u64) {
     let mut t = (0, 0);
     for e in [src, dst] {
@@ -379,15 +465,28 @@ fn wire(src: &Endpoint, dst: &Endpoint) -> (u64, u64) {
             t.1 += s.bytes_received;
         }
     }
+    let (a, b) = (src.nvme(), dst.nvme());
+    let shared = matches!((a, b), (Some(a), Some(b)) if std::sync::Arc::ptr_eq(&a.ctl.ctrl, &b.ctl.ctrl));
+    for n in [a, if shared { None } else { b }].into_iter().flatten() {
+        let (s, r) = n.ctl.ctrl.wire_bytes();
+        t.0 += s;
+        t.1 += r;
+    }
     t
 }
 
-async fn logout(src: &Endpoint, dst: &Endpoint) {
-    for e in [src, dst] {
+/// Log out of the iSCSI sessions and shut the NVMe controllers down.
+async fn logout(src: Endpoint, dst: Endpoint) {
+    for e in [&src, &dst] {
         if let Some(l) = e.iscsi() {
             let s = l.session.clone();
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.logout()).await;
         }
+    }
+    let ctls: Vec<Controller> = [&src, &dst].iter().filter_map(|e| e.nvme().map(|n| n.ctl.clone())).collect();
+    drop((src, dst));
+    for c in ctls {
+        c.close().await;
     }
 }
 
@@ -396,9 +495,16 @@ fn print_summary(s: &Summary) {
         (Some(l), _) => format!("locally ({})", l.describe()),
         (None, None) if s.offload.is_some() => {
             let r = s.offload.as_ref().map(|r| (r.commands, r.copy_manager.as_str())).unwrap_or_default();
-            let what = if s.method == "token" { "token copy" } else { "EXTENDED COPY" };
+            let (what, format) = match s.method {
+                "token" => ("token copy", String::new()),
+                "copy" => {
+                    let f = s.offload.as_ref().and_then(|r| r.copy_format.clone()).unwrap_or_default();
+                    ("NVMe Copy", format!("format {f}, "))
+                }
+                _ => ("EXTENDED COPY", String::new()),
+            };
             format!(
-                "by {what} ({} commands, {}; {} sent, {} received on the wire)",
+                "by {what} ({format}{} commands, {}; {} sent, {} received on the wire)",
                 r.0,
                 r.1,
                 human::bytes(s.wire_bytes_sent),
@@ -448,6 +554,24 @@ mod tests {
         let e = lun_extent(&url("?lba=999&blocks=2"), 1000, 512, "source").unwrap_err();
         assert!(e.contains("runs past the end"), "{e}");
         assert!(lun_extent(&url(&format!("?lba=1&blocks={}", u64::MAX)), 1000, 512, "source").is_err());
+    }
+
+    #[test]
+    fn namespace_ranges() {
+        let u = |q: &str| crate::url::parse_nvme_url(&format!("nvme+tcp://h/nqn.a:b/2{q}")).unwrap();
+        let x = ns_extent(&u(""), 2048, 4096, "source").unwrap();
+        assert_eq!(x, Extent { offset: 0, avail: 2048 * 4096, explicit: None, granularity: 4096 });
+        let x = ns_extent(&u("?lba=8&blocks=2"), 2048, 4096, "destination").unwrap();
+        assert_eq!(x, Extent { offset: 8 * 4096, avail: 2040 * 4096, explicit: Some(8192), granularity: 4096 });
+        assert_eq!(
+            ns_extent(&u("?lba=2049"), 2048, 512, "source").unwrap_err(),
+            "source range starts at LBA 2049, past the end of namespace 2 of nqn.a:b (2048 blocks)"
+        );
+        assert_eq!(
+            ns_extent(&u("?lba=2047&blocks=2"), 2048, 512, "destination").unwrap_err(),
+            "destination range lba=2047 blocks=2 runs past the end of namespace 2 of nqn.a:b (2048 blocks of 512 bytes)"
+        );
+        assert!(ns_extent(&u(&format!("?lba=1&blocks={}", u64::MAX)), 2048, 512, "source").is_err());
     }
 
     #[test]

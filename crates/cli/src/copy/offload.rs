@@ -1,4 +1,4 @@
-//! What the two offload engines (EXTENDED COPY and token copy) share: the
+//! What the offload engines (EXTENDED COPY, token copy, NVMe Copy) share: the
 //! error that lets `auto` fall back, the report, list identifiers and the
 //! status-poll loop.
 //!
@@ -61,6 +61,9 @@ pub struct OffloadReport {
     pub early_polls: u32,
     /// Tokens created (token copy).
     pub tokens: u32,
+    /// NVMe Copy: the source range descriptor format ("0h" or "2h").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_format: Option<String>,
 }
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
