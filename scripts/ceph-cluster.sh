@@ -6,7 +6,7 @@
 #   scripts/ceph-cluster.sh stop   DIR   # stop exactly the daemons this script started (by PID file)
 #   scripts/ceph-cluster.sh status DIR   # which recorded daemons run; `ceph -s` if the monitor runs
 #
-# Needs root and: apt-get install -y ceph-mon ceph-osd ceph-common librbd-dev librados-dev
+# Needs root, iproute2 (ss) and: apt-get install -y ceph-mon ceph-osd ceph-common librbd-dev librados-dev
 # (ceph-mgr comes along by Recommends; it is only started with CEPH_MGR=1.)
 #
 # Layout of DIR: ceph.conf, keyring (mon. + client.admin), monmap, mon.a/ (mon store),
@@ -17,17 +17,23 @@
 #   CEPH_POOL_SIZE=2     replica count of pool "rbd" (1 or 2; min_size is 1)
 #   CEPH_OSD_BLOCK=10G   sparse size of each OSD's block file
 #   CEPH_MON_PORT=       msgr2 port of the monitor (msgr1 uses port+1); default: a free one
-#   CEPH_MGR=0           1: also run a ceph-mgr (not needed for rbd; +~100 MB RSS)
+#   CEPH_MGR=0           1: also run a ceph-mgr (not needed for rbd; ~300 MB RSS; gives HEALTH_OK
+#                        instead of HEALTH_WARN "no active mgr" and `ceph -s` usage figures)
 #   CEPH_START_TIMEOUT=120  seconds `start` waits for health + a working `rbd create`
 #   CEPH_STOP_TIMEOUT=30    seconds `stop` waits after SIGTERM before SIGKILL
 set -euo pipefail
 
-die() { echo "ceph-cluster: $*" >&2; exit 1; }
+CREATING=0
+die() {
+  echo "ceph-cluster: $*" >&2
+  [ "$CREATING" = 1 ] && echo "ceph-cluster: creation failed; clean up with: $0 stop $DIR && rm -rf $DIR" >&2
+  exit 1
+}
 log() { echo "ceph-cluster: $*" >&2; }
 
 [ $# -eq 2 ] || die "usage: $0 start|stop|status DIR"
 cmd=$1
-mkdir -p "$2" 2>/dev/null || true
+[ "$cmd" = start ] && { mkdir -p "$2" || die "cannot create $2"; }
 [ -d "$2" ] || die "no directory $2"
 DIR=$(cd "$2" && pwd -P)
 CONF=$DIR/ceph.conf
@@ -91,6 +97,8 @@ stop_one() { # name
 }
 
 # ---- first-time creation ---------------------------------------------------------------------
+uuidgen() { cat /proc/sys/kernel/random/uuid; }
+
 # no listener on 127.0.0.1/any at port $1 (TIME_WAIT leftovers do not block Ceph's bind)
 port_free() { [ -z "$(ss -Hltn "( sport = :$1 )" 2>/dev/null)" ]; }
 # no socket at all on port $1 (used when choosing a port for a new cluster)
@@ -125,8 +133,6 @@ auth_client_required = cephx
 keyring = $DIR/keyring
 run_dir = $RUN
 admin_socket = $RUN/\$cluster-\$name.asok
-# clients (rbd, librbd programs) must not try /var/run/ceph
-admin_socket_mode = 0600
 osd_pool_default_size = ${CEPH_POOL_SIZE:-2}
 osd_pool_default_min_size = 1
 osd_pool_default_pg_num = 16
@@ -139,6 +145,10 @@ mon_warn_on_pool_no_redundancy = false
 auth_allow_insecure_global_id_reclaim = false
 ms_bind_ipv4 = true
 ms_bind_ipv6 = false
+
+[client]
+# one admin socket per client process (librbd perf counters: ceph --admin-daemon ... perf dump)
+admin_socket = $RUN/\$cluster-\$name.\$pid.\$cctid.asok
 
 [mon]
 mon_data = $DIR/\$name
@@ -184,10 +194,11 @@ EOF
 create() {
   local fsid port i uuid id n=${CEPH_OSDS:-2}
   [ "$n" -ge 1 ] || die "CEPH_OSDS must be >= 1"
-  for b in ceph-mon ceph-osd ceph-authtool monmaptool ceph rbd uuidgen; do
+  for b in ceph-mon ceph-osd ceph-authtool monmaptool ceph rbd ss setsid; do
     command -v "$b" >/dev/null || die "$b missing: apt-get install -y ceph-mon ceph-osd ceph-common"
   done
   log "creating a new cluster in $DIR"
+  CREATING=1
   mkdir -p "$RUN" "$LOGD"
   fsid=$(uuidgen)
   port=$(pick_port)
@@ -198,24 +209,25 @@ create() {
   monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$port,v1:127.0.0.1:$((port + 1))]" \
     "$DIR/monmap" >/dev/null
   mkdir -p "$DIR/mon.a"
-  ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/keyring"
+  ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/keyring" ||
+    die "ceph-mon --mkfs failed"
   spawn mon.a ceph-mon -i a
   for ((i = 0; i < 60; i++)); do ceph_ mon stat >/dev/null 2>&1 && break; sleep 1; done
   ceph_ mon stat >/dev/null || die "monitor does not answer, see $LOGD/mon.a.log"
   for ((i = 0; i < n; i++)); do
     uuid=$(uuidgen)
-    id=$(ceph_ osd new "$uuid")
+    id=$(ceph_ osd new "$uuid") || die "ceph osd new failed"
     mkdir -p "$DIR/osd.$id"
     ceph-osd -c "$CONF" -i "$id" --mkfs --mkkey --osd-uuid "$uuid" --no-mon-config >>"$LOGD/osd.$id.stdout" 2>&1 ||
       die "mkfs of osd.$id failed, see $LOGD/osd.$id.log"
     ceph_ auth add "osd.$id" osd 'allow *' mon 'allow profile osd' mgr 'allow profile osd' \
-      -i "$DIR/osd.$id/keyring" >/dev/null 2>&1
+      -i "$DIR/osd.$id/keyring" >/dev/null 2>&1 || die "auth add osd.$id failed"
     echo "$id" >>"$DIR/osd-ids"
   done
   if [ "${CEPH_MGR:-0}" = 1 ]; then
     mkdir -p "$DIR/mgr.x"
     ceph_ auth get-or-create mgr.x mon 'allow profile mgr' osd 'allow *' mds 'allow *' \
-      -o "$DIR/mgr.x/keyring" >/dev/null
+      -o "$DIR/mgr.x/keyring" >/dev/null 2>&1 || die "auth for mgr.x failed"
     echo x >"$DIR/mgr-ids"
   fi
   start_daemons
@@ -227,6 +239,7 @@ create() {
   ceph_ osd pool application enable rbd rbd >/dev/null 2>&1 || die "application enable failed"
   timeout 60 rbd -c "$CONF" pool init rbd || die "rbd pool init failed"
   touch "$DIR/.created"
+  CREATING=0
 }
 
 start_daemons() {
@@ -303,7 +316,7 @@ do_status() {
       echo "$name not running (stale pid file)"
     fi
   done
-  [ $any = 1 ] || { echo "no daemon recorded in $RUN"; return 3; }
+  [ $any = 1 ] || { echo "stopped: no daemon of $DIR runs"; return 3; }
   if [ $mon = 1 ]; then ceph_ -s 2>&1 || true; else echo "monitor down"; return 3; fi
   echo "CEPH_CONF=$CONF"
 }
