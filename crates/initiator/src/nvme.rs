@@ -276,8 +276,65 @@ async fn write_pdu(
     Ok(())
 }
 
-/// The task of one queue: submits requests (allocating command ids),
-/// sends PDUs, completes requests.
+/// Most iovecs handed to one `writev`.
+const MAX_IOVECS: usize = 512;
+
+/// Write every buffer of `bufs`, in order, with as few vectored writes as
+/// possible (at most [`MAX_IOVECS`] buffers each).
+async fn write_all_vectored(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    bufs: &mut VecDeque<Bytes>,
+    stats: &WireStats,
+) -> std::io::Result<()> {
+    while !bufs.is_empty() {
+        let slices: Vec<IoSlice<'_>> = bufs.iter().take(MAX_IOVECS).map(|b| IoSlice::new(b)).collect();
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        stats.sent.fetch_add(n as u64, Ordering::Relaxed);
+        while n > 0 {
+            let Some(front) = bufs.front_mut() else { break };
+            let take = n.min(front.len());
+            let _ = front.split_to(take);
+            n -= take;
+            if front.is_empty() {
+                bufs.pop_front();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Submit one request to the core, allocating its command identifier.
+fn submit(
+    hq: &mut HostQueue,
+    mut req: Request,
+    free: &mut VecDeque<u16>,
+    pending: &mut HashMap<u16, oneshot::Sender<Result<Completion>>>,
+) {
+    let Some(cid) = free.pop_front() else {
+        let _ = req.reply.send(Err(NvmeError::Closed("no free command identifier".into())));
+        return;
+    };
+    req.sqe.set_cid(cid);
+    match hq.submit(req.sqe, req.data, req.read_len) {
+        Ok(()) => {
+            if let Some(t) = req.cid_tx.take() {
+                let _ = t.send(cid);
+            }
+            pending.insert(cid, req.reply);
+        }
+        Err(e) => {
+            free.push_back(cid);
+            let _ = req.reply.send(Err(NvmeError::Closed(format!("submit: {e}"))));
+        }
+    }
+}
+
+/// The task of one queue: submits requests (allocating command ids) —
+/// every request already queued at once —, sends the PDUs they make in as
+/// few vectored writes as possible, completes requests.
 async fn run_queue(
     mut rd: tokio::net::tcp::OwnedReadHalf,
     mut wr: tokio::net::tcp::OwnedWriteHalf,
@@ -289,16 +346,26 @@ async fn run_queue(
 ) {
     let mut pending: HashMap<u16, oneshot::Sender<Result<Completion>>> = HashMap::new();
     let mut free: VecDeque<u16> = (0..queue_size.clamp(1, 65535) as u16).collect();
+    let mut out: VecDeque<Bytes> = VecDeque::new();
     let mut why = String::from("connection closed");
+    let mut requests_open = true;
     'run: loop {
+        // Everything already queued goes out together.
+        while requests_open && !free.is_empty() {
+            match rx.try_recv() {
+                Ok(req) => submit(&mut hq, req, &mut free, &mut pending),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => requests_open = false,
+            }
+        }
         // Carry out what the core asked for.
-        let events: Vec<HostEvent> = hq.drain_events().collect();
-        for e in events {
+        for e in hq.drain_events() {
             match e {
                 HostEvent::Send(p) => {
-                    if let Err(e) = write_pdu(&mut wr, &p.head, &p.data, &p.tail, &stats).await {
-                        why = format!("write: {e}");
-                        break 'run;
+                    for b in [p.head, p.data, p.tail] {
+                        if !b.is_empty() {
+                            out.push_back(b);
+                        }
                     }
                 }
                 HostEvent::Completed { cqe, data } => {
@@ -313,6 +380,13 @@ async fn run_queue(
                 }
             }
         }
+        if let Err(e) = write_all_vectored(&mut wr, &mut out, &stats).await {
+            why = format!("write: {e}");
+            break;
+        }
+        if !requests_open && pending.is_empty() {
+            break;
+        }
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
                 Ok(n) if n > 0 => {
@@ -325,23 +399,10 @@ async fn run_queue(
                 Ok(_) => break,
                 Err(e) => { why = format!("read: {e}"); break; }
             },
-            req = rx.recv(), if !free.is_empty() => {
-                let Some(mut req) = req else { break };
-                let Some(cid) = free.pop_front() else { continue };
-                req.sqe.set_cid(cid);
-                match hq.submit(req.sqe, req.data, req.read_len) {
-                    Ok(()) => {
-                        if let Some(t) = req.cid_tx.take() {
-                            let _ = t.send(cid);
-                        }
-                        pending.insert(cid, req.reply);
-                    }
-                    Err(e) => {
-                        free.push_back(cid);
-                        let _ = req.reply.send(Err(NvmeError::Closed(format!("submit: {e}"))));
-                    }
-                }
-            }
+            req = rx.recv(), if requests_open && !free.is_empty() => match req {
+                Some(req) => submit(&mut hq, req, &mut free, &mut pending),
+                None => requests_open = false,
+            },
         }
     }
     let _ = wr.shutdown().await;

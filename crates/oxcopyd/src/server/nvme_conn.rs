@@ -70,6 +70,11 @@ struct Conn {
     batch: usize,
     /// The subsystem label for metrics.
     label: String,
+    /// PDUs made and not yet handed to the writer: the answers to one read
+    /// batch go in one hand-off (see [`Conn::flush`]).
+    out: Vec<oxcopy_iscsi::frame::EncodedPdu>,
+    /// Counters resolved per (namespace, command).
+    counters: HashMap<(u32, &'static str), super::nvme_metrics::CommandCounters>,
 }
 
 /// Serve one accepted NVMe/TCP connection until it closes.
@@ -99,6 +104,8 @@ pub(super) async fn serve(
         closing: false,
         batch: 0,
         label: String::new(),
+        counters: HashMap::new(),
+        out: Vec::new(),
     };
     let mut poll = PollBeforeSleep::new(conn.svc.poll_budget);
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -222,17 +229,29 @@ impl Conn {
         while let Some(a) = self.q.poll_action() {
             match a {
                 Action::Send(p) => {
-                    let _ = self.tx.send(Out::Pdu(oxcopy_iscsi::frame::EncodedPdu {
-                        head: p.head,
-                        data: p.data,
-                        tail: p.tail,
-                    }));
+                    self.out.push(oxcopy_iscsi::frame::EncodedPdu { head: p.head, data: p.data, tail: p.tail });
                 }
                 Action::Execute(c) => self.command(c),
                 Action::Close(reason) => {
                     debug!(peer = %self.peer, ?reason, "NVMe/TCP queue closing");
                     self.closing = true;
                 }
+            }
+        }
+        self.flush();
+    }
+
+    /// Hand the PDUs made so far to the writer, in one message.
+    fn flush(&mut self) {
+        match self.out.len() {
+            0 => {}
+            1 => {
+                if let Some(p) = self.out.pop() {
+                    let _ = self.tx.send(Out::Pdu(p));
+                }
+            }
+            _ => {
+                let _ = self.tx.send(Out::Pdus(std::mem::take(&mut self.out)));
             }
         }
     }
@@ -388,7 +407,7 @@ impl Conn {
         let cmd = match nvm::parse_io(&c.sqe, ns.as_ref().map(|n| n.info())) {
             Ok(cmd) => cmd,
             Err(status) => {
-                self.svc.metrics.command(&self.label, nsid, command_name(c.sqe.opcode().0), false);
+                self.count(nsid, command_name(c.sqe.opcode().0), false, 0);
                 self.reply(cid, status, 0, None);
                 return;
             }
@@ -435,16 +454,30 @@ impl Conn {
         });
     }
 
+    /// Count a completed I/O command (counters resolved once per
+    /// namespace and command; at most a few hundred NSIDs × 9 commands, as
+    /// NSIDs outside the subsystem are counted under 0).
+    fn count(&mut self, nsid: u32, command: &'static str, ok: bool, bytes: u64) {
+        let nsid = match &self.role {
+            Role::Io { subsys, .. } if subsys.namespaces.contains_key(&nsid) => nsid,
+            _ => 0,
+        };
+        let c = match self.counters.get(&(nsid, command)) {
+            Some(c) => c,
+            None => {
+                let c = self.svc.metrics.counters(&self.label, nsid, command);
+                self.counters.entry((nsid, command)).or_insert(c)
+            }
+        };
+        c.done(ok, bytes);
+    }
+
     fn done(&mut self, d: Done) {
         self.running.remove(&d.cid);
         if let Role::Io { ctrl, qid, .. } = &self.role {
             ctrl.running.lock().remove(&(*qid, d.cid));
         }
-        let ok = d.outcome.status.is_success();
-        self.svc.metrics.command(&self.label, d.nsid, d.command, ok);
-        if ok {
-            self.svc.metrics.bytes(&self.label, d.nsid, d.command, d.bytes);
-        }
+        self.count(d.nsid, d.command, d.outcome.status.is_success(), d.bytes);
         self.reply(d.cid, d.outcome.status, u64::from(d.outcome.result), d.outcome.data);
     }
 
@@ -465,6 +498,7 @@ impl Conn {
     /// The connection is gone: cancel what still runs; an admin queue ends
     /// its controller (and so its I/O queues).
     fn end(&mut self) {
+        self.flush();
         for (_, t) in self.running.drain() {
             t.cancel();
         }

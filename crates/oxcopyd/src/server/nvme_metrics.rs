@@ -17,6 +17,28 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
 
+/// Resolved counters of one (subsystem, namespace, command).
+#[derive(Debug, Clone)]
+pub struct CommandCounters {
+    ok: Counter,
+    err: Counter,
+    bytes: Option<Counter>,
+}
+
+impl CommandCounters {
+    /// One command completed; `bytes` counted when it succeeded.
+    pub fn done(&self, ok: bool, bytes: u64) {
+        if ok {
+            self.ok.inc();
+            if let Some(b) = &self.bytes {
+                b.inc_by(bytes);
+            }
+        } else {
+            self.err.inc();
+        }
+    }
+}
+
 /// The NVMe front end's metric families (cheap to clone: clones share them).
 #[derive(Debug, Clone, Default)]
 pub struct NvmeMetrics {
@@ -47,23 +69,28 @@ impl NvmeMetrics {
         );
     }
 
-    /// One I/O command completed.
-    pub fn command(&self, subsystem: &str, nsid: u32, command: &'static str, ok: bool) {
+    /// The counters of one (subsystem, namespace, command), resolved once:
+    /// a connection keeps them, so a completed command costs two atomic
+    /// additions, not a label lookup.
+    pub fn counters(&self, subsystem: &str, nsid: u32, command: &'static str) -> CommandCounters {
         let mut l = ns_labels(subsystem, nsid);
         l.push(("command".into(), command.into()));
-        l.push(("result".into(), if ok { "ok" } else { "error" }.into()));
-        self.commands.get_or_create(&l).inc();
-    }
-
-    /// Bytes read, written or copied by a successful command.
-    pub fn bytes(&self, subsystem: &str, nsid: u32, command: &'static str, bytes: u64) {
-        let family = match command {
-            "read" => &self.read_bytes,
-            "write" => &self.write_bytes,
-            "copy" => &self.copy_bytes,
-            _ => return,
-        };
-        family.get_or_create(&ns_labels(subsystem, nsid)).inc_by(bytes);
+        let mut ok = l.clone();
+        ok.push(("result".into(), "ok".into()));
+        let mut err = l;
+        err.push(("result".into(), "error".into()));
+        let bytes = match command {
+            "read" => Some(&self.read_bytes),
+            "write" => Some(&self.write_bytes),
+            "copy" => Some(&self.copy_bytes),
+            _ => None,
+        }
+        .map(|f| f.get_or_create(&ns_labels(subsystem, nsid)).clone());
+        CommandCounters {
+            ok: self.commands.get_or_create(&ok).clone(),
+            err: self.commands.get_or_create(&err).clone(),
+            bytes,
+        }
     }
 
     /// A queue opened (+1) or closed (-1).

@@ -14,6 +14,8 @@ use tracing::debug;
 pub(super) enum Out {
     /// Send this PDU.
     Pdu(EncodedPdu),
+    /// Send these PDUs (a batch of answers made together).
+    Pdus(Vec<EncodedPdu>),
     /// Send what is queued before this, then shut the socket down.
     Close,
 }
@@ -35,6 +37,15 @@ pub(super) async fn run(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<O
                     for b in [p.head, p.data, p.tail] {
                         if !b.is_empty() {
                             bufs.push(b);
+                        }
+                    }
+                }
+                Out::Pdus(ps) => {
+                    for p in ps {
+                        for b in [p.head, p.data, p.tail] {
+                            if !b.is_empty() {
+                                bufs.push(b);
+                            }
                         }
                     }
                 }
