@@ -260,6 +260,12 @@ if ((copy)); then
     src=$mnt/ns1.img dst=$mnt/ns2.img
     truncate -s "$bytes" "$src" "$dst"
     timeout 1200 "$copy_bench" fill --file "$src" >"$results/copy-fill.log"
+    # Written back through the loop device to the image's disk before the
+    # first copy (else that writeback throttles the first host copy's
+    # writes), and the source read into the page cache (both copies read
+    # from it).
+    sync
+    timeout 600 cat "$src" >/dev/null
     iport=$(free_port)
     nport=$(free_port)
     mport=$(free_port)

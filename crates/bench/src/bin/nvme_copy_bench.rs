@@ -15,7 +15,7 @@
 //! limits (MSSRL blocks per range, MCL blocks and MSRC+1 ranges per
 //! command), as many ranges per Copy command as fit; descriptor format 0h
 //! within one namespace, 2h across namespaces (enabled first with Host
-//! Behavior Support). `--host`: `QD` chunks of `--chunk` bytes (at most
+//! Behavior Support, before the timing and the wire count start). `--host`: `QD` chunks of `--chunk` bytes (at most
 //! MDTS and 65536 blocks) in flight, each read then written. `wire_bytes`
 //! counts both directions of every connection of the controller during the
 //! copy (keep-alive is off, so nothing else is on the wire); `commands` is
@@ -126,9 +126,6 @@ async fn offload(ctrl: Arc<NvmeController>, src: (u32, u64), dst: (u32, u64), bl
     let g = ctrl.namespace(dst.0).await.with_context(|| format!("Identify Namespace {}", dst.0))?;
     let cmds = plan(src.1, dst.1, blocks, u32::from(g.mssrl), g.mcl, usize::from(g.max_ranges))?;
     let format = if src.0 == dst.0 { CopyFormat::F0 } else { CopyFormat::F2 };
-    if format == CopyFormat::F2 {
-        ctrl.enable_copy_formats(1 << 2).await.context("enabling Copy descriptor format 2h (Host Behavior Support)")?;
-    }
     let cmds = Arc::new(cmds);
     let next = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::new();
@@ -263,6 +260,10 @@ async fn run(args: Args) -> Result<()> {
     }
     if src.0 == dst.0 && src.1 < dst.1 + blocks && dst.1 < src.1 + blocks {
         bail!("source and destination ranges overlap");
+    }
+    if !args.host && src.0 != dst.0 {
+        // Before the clock and the wire count start: once per controller.
+        ctrl.enable_copy_formats(1 << 2).await.context("enabling Copy descriptor format 2h (Host Behavior Support)")?;
     }
     let bytes = blocks * u64::from(gs.block_size);
     let ctrl = Arc::new(ctrl);
