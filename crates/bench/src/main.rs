@@ -1,30 +1,40 @@
 //! `oxcopy-io-bench`: a READ(16)/WRITE(16) load generator over our own
 //! initiator (`oxcopy-initiator`), so that `bench/io.sh` drives tgt and
 //! oxcopyd with the same client for the write figure (libiscsi's
-//! `iscsi-perf` only reads).
+//! `iscsi-perf` only reads) — and the same load as NVMe Read/Write over our
+//! NVMe/TCP host (`oxcopy_initiator::nvme`), so that `bench/nvme.sh` compares
+//! the two protocols with one client.
 //!
 //! ```text
-//! oxcopy-io-bench [-i IQN] [-m QD] [-b BLOCKS] [-t SECS] [--write|--read] [-r] iscsi://host[:port]/target-iqn/lun
+//! oxcopy-io-bench [-i IQN] [-m QD] [-b BLOCKS] [-t SECS] [--write|--read] [-r] [--digests] iscsi://host[:port]/target-iqn/lun
+//! oxcopy-io-bench [-m QD] [-b BLOCKS] [-t SECS] [--write|--read] [-r] [--queues N] [--digests] nvme+tcp://host[:port]/subsystem-nqn/nsid
 //! ```
 //!
 //! Keeps `QD` commands of `BLOCKS` logical blocks in flight for `SECS`
-//! seconds — sequentially through the LUN, wrapping at the end, or at random
-//! LBAs with `-r` — then drains and prints one line
+//! seconds — sequentially through the LUN (namespace), wrapping at the end,
+//! or at random LBAs with `-r` — then drains and prints one line
 //!
 //! ```text
 //! RESULT iops=<n> mib_s=<x> bytes=<n> secs=<x> lat_avg_us=<x>
 //! ```
 //!
 //! (the format `bench/io.sh` parses). The elapsed time includes the drain.
-//! Exit status: 0 on success, 2 on a usage error, 10 on an iSCSI/SCSI error
-//! (the RESULT line is still printed for what completed).
+//! Exit status: 0 on success, 2 on a usage error, 10 on an iSCSI/SCSI or
+//! NVMe error (the RESULT line is still printed for what completed).
+//!
+//! Both protocols get one TCP connection by default: the iSCSI session has
+//! one, and the NVMe controller opens `--queues` I/O queues (default 1; the
+//! admin queue's connection carries only keep-alives), commands going
+//! round-robin over them. NVMe/TCP's port defaults to 4420.
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use clap::Parser;
-use oxcopy_initiator::{DataDir, Session, SessionConfig};
+use oxcopy_initiator::nvme::{NvmeConfig, NvmeController};
+use oxcopy_initiator::{DataDir, DigestPolicy, Session, SessionConfig};
+use oxcopy_nvme::wire::command::Opcode;
+use oxcopy_nvme::wire::nvm::rw_sqe;
 use oxcopy_scsi::wire::cdb;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -67,7 +77,15 @@ struct Args {
     /// thread like libiscsi's tools.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     threads: u32,
-    /// iscsi://host[:port]/target-iqn/lun
+    /// NVMe/TCP: I/O queues (TCP connections) to open; commands go
+    /// round-robin over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    queues: u16,
+    /// Header and data digests (CRC32C): NVMe/TCP HDGST+DDGST, iSCSI
+    /// HeaderDigest and DataDigest.
+    #[arg(long)]
+    digests: bool,
+    /// iscsi://host[:port]/target-iqn/lun or nvme+tcp://host[:port]/nqn/nsid
     url: String,
 }
 
@@ -80,6 +98,13 @@ struct IscsiUrl {
     lun: u64,
 }
 
+/// What the URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Url {
+    Iscsi(IscsiUrl),
+    Nvme(oxcopy_bench::NvmeUrl),
+}
+
 /// Parse `iscsi://host[:port]/target/lun` (host may be `[v6]`).
 fn parse_url(url: &str) -> Result<IscsiUrl> {
     let rest = url.strip_prefix("iscsi://").ok_or_else(|| anyhow!("URL must start with iscsi://: {url}"))?;
@@ -87,20 +112,7 @@ fn parse_url(url: &str) -> Result<IscsiUrl> {
     if authority.contains('@') {
         bail!("CHAP credentials in the URL are not supported: {url}");
     }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| anyhow!("unterminated [IPv6] host: {url}"))?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().with_context(|| format!("bad port in {url}"))?,
-            None if after.is_empty() => 3260,
-            None => bail!("junk after the [IPv6] host: {url}"),
-        };
-        (h.to_string(), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().with_context(|| format!("bad port in {url}"))?),
-            None => (authority.to_string(), 3260),
-        }
-    };
+    let (host, port) = oxcopy_bench::split_authority(authority, 3260, url)?;
     let (target, lun) = path.rsplit_once('/').ok_or_else(|| anyhow!("URL has no LUN: {url}"))?;
     if host.is_empty() || target.is_empty() {
         bail!("URL needs a host and a target name: {url}");
@@ -109,10 +121,29 @@ fn parse_url(url: &str) -> Result<IscsiUrl> {
     Ok(IscsiUrl { host, port, target: target.to_string(), lun })
 }
 
+/// Parse an `iscsi://` or `nvme+tcp://` URL (the NVMe one must name a
+/// namespace).
+fn parse_any_url(url: &str) -> Result<Url> {
+    if url.starts_with("nvme+tcp://") {
+        let u = oxcopy_bench::parse_nvme_url(url)?;
+        if u.nsid.is_none() {
+            bail!("URL has no namespace ID: {url}");
+        }
+        Ok(Url::Nvme(u))
+    } else {
+        parse_url(url).map(Url::Iscsi)
+    }
+}
+
+/// The connection the workers share.
+enum Client {
+    Iscsi { session: Session, lun: u64 },
+    Nvme { ctrl: Arc<NvmeController>, nsid: u32 },
+}
+
 /// What every worker shares.
 struct Work {
-    session: Session,
-    lun: u64,
+    client: Client,
     write: bool,
     random: bool,
     block_size: u32,
@@ -171,7 +202,15 @@ fn xorshift(s: &mut u64) -> u64 {
 }
 
 /// One queue slot: issue a command, wait for it, repeat until the deadline.
-async fn worker(w: Arc<Work>, mut rng: u64) {
+async fn worker(w: Arc<Work>, rng: u64) {
+    match &w.client {
+        Client::Iscsi { session, lun } => iscsi_worker(&w, session, *lun, rng).await,
+        Client::Nvme { ctrl, nsid } => nvme_worker(&w, ctrl, *nsid, rng).await,
+    }
+}
+
+/// [`worker`] over iSCSI: READ(16) / WRITE(16).
+async fn iscsi_worker(w: &Work, session: &Session, lun: u64, mut rng: u64) {
     let len = w.blocks * w.block_size;
     while !w.stop.load(Ordering::Relaxed) && Instant::now() < w.deadline {
         let lba = w.next_lba(&mut rng);
@@ -181,7 +220,7 @@ async fn worker(w: Arc<Work>, mut rng: u64) {
             (cdb::read16(lba, w.blocks, false), DataDir::Read { len })
         };
         let t0 = Instant::now();
-        let outcome = match w.session.submit(w.lun, &c, dir).await {
+        let outcome = match session.submit(lun, &c, dir).await {
             Ok(pending) => pending.await,
             Err(e) => Err(e),
         };
@@ -209,6 +248,41 @@ async fn worker(w: Arc<Work>, mut rng: u64) {
     }
 }
 
+/// [`worker`] over NVMe/TCP: Read / Write (round-robin over the I/O queues).
+async fn nvme_worker(w: &Work, ctrl: &NvmeController, nsid: u32, mut rng: u64) {
+    let len = w.blocks * w.block_size;
+    let (opcode, what) = if w.write { (Opcode::WRITE, "Write") } else { (Opcode::READ, "Read") };
+    while !w.stop.load(Ordering::Relaxed) && Instant::now() < w.deadline {
+        let lba = w.next_lba(&mut rng);
+        // `run` checked that `blocks` fits a command.
+        let Some(sqe) = rw_sqe(opcode, 0, nsid, lba, w.blocks, w.block_size, false) else {
+            w.fail(format!("{what} of {} blocks does not fit a command", w.blocks));
+            return;
+        };
+        let (data, read_len) = if w.write { (Some(w.data.clone()), 0) } else { (None, len) };
+        let t0 = Instant::now();
+        match ctrl.io(sqe, data, read_len).await {
+            Ok(c) if c.cqe.status.is_success() => {
+                if !w.write && c.data.len() != len as usize {
+                    w.fail(format!("{what} at LBA {lba} returned {} of {len} bytes", c.data.len()));
+                    return;
+                }
+                w.latency_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                w.ios.fetch_add(1, Ordering::Relaxed);
+                w.bytes.fetch_add(u64::from(len), Ordering::Relaxed);
+            }
+            Ok(c) => {
+                w.fail(format!("{what} at LBA {lba} failed: status {}", c.cqe.status));
+                return;
+            }
+            Err(e) => {
+                w.fail(format!("{what} at LBA {lba} failed: {e}"));
+                return;
+            }
+        }
+    }
+}
+
 /// TEST UNIT READY until no UNIT ATTENTION is left (tgt reports POWER ON
 /// OCCURRED to a new session; libiscsi's login does the same).
 async fn clear_unit_attentions(session: &Session, lun: u64) -> Result<()> {
@@ -225,22 +299,54 @@ async fn clear_unit_attentions(session: &Session, lun: u64) -> Result<()> {
     bail!("TEST UNIT READY still reports UNIT ATTENTION after 16 tries")
 }
 
+/// Log in (iSCSI) or connect (NVMe/TCP): the client, and the LUN's or
+/// namespace's size in blocks and block size.
+async fn connect(args: &Args, url: &Url) -> Result<(Client, u64, u32)> {
+    match url {
+        Url::Iscsi(url) => {
+            let addr = oxcopy_bench::resolve(&url.host, url.port)?;
+            let digest = if args.digests { DigestPolicy::Crc32c } else { DigestPolicy::None };
+            let cfg = SessionConfig {
+                initiator_name: args.initiator.clone(),
+                keepalive_interval: None,
+                command_timeout: Duration::from_secs(60),
+                header_digest: digest,
+                data_digest: digest,
+                ..SessionConfig::for_target(&url.target)
+            };
+            let session = Session::connect(addr, cfg).await.with_context(|| format!("login to {}", args.url))?;
+            clear_unit_attentions(&session, url.lun).await?;
+            let (num_blocks, block_size) = session.read_capacity16(url.lun).await.context("READ CAPACITY (16)")?;
+            Ok((Client::Iscsi { session, lun: url.lun }, num_blocks, block_size))
+        }
+        Url::Nvme(url) => {
+            let addr = oxcopy_bench::resolve(&url.host, url.port)?;
+            let nsid = url.nsid.ok_or_else(|| anyhow!("URL has no namespace ID: {}", args.url))?;
+            let cfg = NvmeConfig {
+                io_queues: args.queues,
+                header_digest: args.digests,
+                data_digest: args.digests,
+                ..NvmeConfig::default()
+            };
+            let ctrl = NvmeController::connect(addr, &url.nqn, &cfg)
+                .await
+                .with_context(|| format!("connect to {}", args.url))?;
+            if ctrl.io_queues() < usize::from(args.queues) {
+                eprintln!("oxcopy-io-bench: the controller granted {} of {} I/O queues", ctrl.io_queues(), args.queues);
+            }
+            let g = ctrl.namespace(nsid).await.with_context(|| format!("Identify Namespace {nsid}"))?;
+            if args.blocks > 65536 {
+                bail!("{} blocks per command: an NVMe Read/Write moves at most 65536", args.blocks);
+            }
+            Ok((Client::Nvme { ctrl: Arc::new(ctrl), nsid }, g.blocks, g.block_size))
+        }
+    }
+}
+
 async fn run(args: Args) -> Result<bool> {
-    let url = parse_url(&args.url)?;
-    let addr: SocketAddr = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {}", url.host))?
-        .next()
-        .ok_or_else(|| anyhow!("{} resolves to no address", url.host))?;
-    let cfg = SessionConfig {
-        initiator_name: args.initiator.clone(),
-        keepalive_interval: None,
-        command_timeout: Duration::from_secs(60),
-        ..SessionConfig::for_target(&url.target)
-    };
-    let session = Session::connect(addr, cfg).await.with_context(|| format!("login to {}", args.url))?;
-    clear_unit_attentions(&session, url.lun).await?;
-    let (num_blocks, block_size) = session.read_capacity16(url.lun).await.context("READ CAPACITY (16)")?;
+    let url = parse_any_url(&args.url)?;
+    let (client, num_blocks, block_size) = connect(&args, &url).await?;
+    let nvme = matches!(client, Client::Nvme { .. });
     if block_size == 0 || num_blocks < u64::from(args.blocks) {
         bail!("LUN of {num_blocks} blocks of {block_size} bytes is smaller than one command");
     }
@@ -254,18 +360,23 @@ async fn run(args: Args) -> Result<bool> {
     } else {
         Bytes::new()
     };
+    let what = match (nvme, write) {
+        (false, true) => "WRITE(16)",
+        (false, false) => "READ(16)",
+        (true, true) => "NVMe Write",
+        (true, false) => "NVMe Read",
+    };
     println!(
-        "{} {} of {} blocks ({len} bytes), {} in flight, {:.1} s, LUN of {num_blocks} blocks of {block_size} bytes",
+        "{} {what} of {} blocks ({len} bytes), {} in flight, {:.1} s, {} of {num_blocks} blocks of {block_size} bytes",
         if args.random { "random" } else { "sequential" },
-        if write { "WRITE(16)" } else { "READ(16)" },
         args.blocks,
         args.queue_depth,
         args.secs,
+        if nvme { "namespace" } else { "LUN" },
     );
     let start = Instant::now();
     let work = Arc::new(Work {
-        session: session.clone(),
-        lun: url.lun,
+        client,
         write,
         random: args.random,
         block_size,
@@ -296,9 +407,15 @@ async fn run(args: Args) -> Result<bool> {
     let mut sync = String::new();
     if args.sync_after {
         let t = Instant::now();
-        match session.sync_cache16(url.lun, 0, 0).await {
+        let r = match &work.client {
+            Client::Iscsi { session, lun } => {
+                session.sync_cache16(*lun, 0, 0).await.map_err(|e| format!("SYNCHRONIZE CACHE: {e}"))
+            }
+            Client::Nvme { ctrl, nsid } => ctrl.flush(*nsid).await.map_err(|e| format!("Flush: {e}")),
+        };
+        match r {
             Ok(()) => sync = format!(" sync_ms={}", t.elapsed().as_millis()),
-            Err(e) => work.fail(format!("SYNCHRONIZE CACHE: {e}")),
+            Err(e) => work.fail(e),
         }
     }
     let ios = work.ios.load(Ordering::Relaxed);
@@ -310,8 +427,18 @@ async fn run(args: Args) -> Result<bool> {
         bytes as f64 / secs / (1024.0 * 1024.0),
     );
     let error = work.error.lock().unwrap_or_else(|p| p.into_inner()).take();
-    drop(work);
-    let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
+    let work = Arc::into_inner(work);
+    match work.map(|w| w.client) {
+        Some(Client::Iscsi { session, .. }) => {
+            let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
+        }
+        Some(Client::Nvme { ctrl, .. }) => {
+            if let Some(ctrl) = Arc::into_inner(ctrl) {
+                let _ = tokio::time::timeout(Duration::from_secs(5), ctrl.shutdown()).await;
+            }
+        }
+        None => {}
+    }
     match error {
         Some(e) => {
             eprintln!("oxcopy-io-bench: {e}");
@@ -372,6 +499,25 @@ mod tests {
     }
 
     #[test]
+    fn nvme_urls() {
+        let u = parse_any_url("nvme+tcp://127.0.0.1:4421/nqn.2026-12.dev.oxcopy:nvme/1").unwrap();
+        let Url::Nvme(u) = u else { panic!("not NVMe: {u:?}") };
+        assert_eq!(
+            (u.host.as_str(), u.port, u.nqn.as_str(), u.nsid),
+            ("127.0.0.1", 4421, "nqn.2026-12.dev.oxcopy:nvme", Some(1))
+        );
+        let Url::Nvme(u) = parse_any_url("nvme+tcp://[::1]/nqn.x:y/7").unwrap() else { panic!() };
+        assert_eq!((u.host.as_str(), u.port, u.nsid), ("::1", 4420, Some(7)));
+        assert!(matches!(parse_any_url("iscsi://h/t/0").unwrap(), Url::Iscsi(_)));
+        assert!(parse_any_url("nvme+tcp://h/nqn.x:y").is_err());
+        assert!(parse_any_url("nvme+tcp://h/nqn.x:y/0").is_err());
+        assert!(parse_any_url("nvme+tcp://h/nqn.x:y/ns").is_err());
+        assert!(parse_any_url("nvme+tcp://h:99999/nqn.x:y/1").is_err());
+        assert!(parse_any_url("nvme+tcp:///nqn.x:y/1").is_err());
+        assert!(parse_any_url("nvme+tcp://h//1").is_err());
+    }
+
+    #[test]
     fn args_follow_the_io_sh_contract() {
         let a =
             Args::try_parse_from(["b", "-i", "iqn.x:y", "-m", "8", "-b", "2048", "-t", "10", "iscsi://h/t/0"]).unwrap();
@@ -380,6 +526,9 @@ mod tests {
         assert!(a.read && a.random);
         assert!(Args::try_parse_from(["b", "--read", "--write", "iscsi://h/t/0"]).is_err());
         assert!(Args::try_parse_from(["b", "-m", "0", "iscsi://h/t/0"]).is_err());
+        let a = Args::try_parse_from(["b", "--read", "--queues", "4", "--digests", "nvme+tcp://h/n/1"]).unwrap();
+        assert!(a.read && a.digests && a.queues == 4);
+        assert!(Args::try_parse_from(["b", "--queues", "0", "nvme+tcp://h/n/1"]).is_err());
     }
 
     #[test]
