@@ -241,10 +241,17 @@ async fn digests_and_many_queues_carry_concurrent_io() {
     d.shutdown().await.unwrap();
 }
 
+/// A series' value in the exposition text (0 when absent).
+fn series(text: &str, name_and_labels: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels).and_then(|v| v.trim().parse::<f64>().ok()))
+        .map_or(0, |v| v as u64)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_moves_no_data_over_the_wire() {
     let dir = tempfile::tempdir().unwrap();
-    let d = daemon(dir.path()).await;
+    let d = daemon_with(dir.path(), "metrics = \"127.0.0.1:0\"").await;
     let c = connect(&d, &NvmeConfig::default()).await;
     c.write(1, 0, Bytes::from(pattern(9, 1 << 20)), false).await.unwrap();
     let (s0, r0) = c.wire_bytes();
@@ -255,6 +262,17 @@ async fn a_copy_moves_no_data_over_the_wire() {
     let (s1, r1) = c.wire_bytes();
     let wire = (s1 - s0) + (r1 - r0);
     assert!(wire < 4096, "a 16 MiB Copy took {wire} wire bytes");
+    // Counted per subsystem and namespace, and with every other copy.
+    let text = oxcopyd::metrics_http::scrape(d.metrics_addr.unwrap()).await.unwrap();
+    let ns = format!("{{subsystem=\"{NQN}\",nsid=\"1\"");
+    assert_eq!(series(&text, &format!("oxcopy_nvme_copy_bytes_total{ns}}}")), 16 << 20, "{text}");
+    assert_eq!(series(&text, &format!("oxcopy_nvme_commands_total{ns},command=\"copy\",result=\"ok\"}}")), 1);
+    assert_eq!(series(&text, &format!("oxcopy_nvme_write_bytes_total{ns}}}")), 1 << 20);
+    let copied: u64 = ["reflink", "copy_file_range", "read_write", "hole"]
+        .iter()
+        .map(|m| series(&text, &format!("oxcopy_copy_bytes_total{{method=\"{m}\"}}")))
+        .sum();
+    assert_eq!(copied, 16 << 20, "{text}");
     d.shutdown().await.unwrap();
 }
 

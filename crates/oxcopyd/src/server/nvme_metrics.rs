@@ -86,11 +86,11 @@ impl NvmeMetrics {
             _ => None,
         }
         .map(|f| f.get_or_create(&ns_labels(subsystem, nsid)).clone());
-        CommandCounters {
-            ok: self.commands.get_or_create(&ok).clone(),
-            err: self.commands.get_or_create(&err).clone(),
-            bytes,
-        }
+        // One statement each: `get_or_create` returns a guard on the family,
+        // which must be gone before the next call may insert.
+        let ok = self.commands.get_or_create(&ok).clone();
+        let err = self.commands.get_or_create(&err).clone();
+        CommandCounters { ok, err, bytes }
     }
 
     /// A queue opened (+1) or closed (-1).
