@@ -139,17 +139,35 @@ impl RbdError {
     }
 }
 
+/// The `source` of a [`StorageError`] made from an [`RbdError`]: displays
+/// only what the context does not already say (precise kind and errno), so
+/// `StorageError`'s Display does not repeat the message.
+#[derive(Debug)]
+struct Cause(RbdError);
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rbd {:?}", self.0.kind)?;
+        if self.0.errno != 0 {
+            write!(f, ", {}", std::io::Error::from_raw_os_error(self.0.errno))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Cause {}
+
 impl From<RbdError> for StorageError {
     fn from(e: RbdError) -> Self {
-        let context = e.to_string();
         let kind = e.kind.storage_kind();
-        StorageError { kind, context, source: Some(std::io::Error::new(e.kind.io_kind(), e)) }
+        let io_kind = e.kind.io_kind();
+        StorageError { kind, context: e.message.clone(), source: Some(std::io::Error::new(io_kind, Cause(e))) }
     }
 }
 
 /// The [`RbdError`] inside a [`StorageError`] produced by this crate, if any.
 pub fn rbd_error(e: &StorageError) -> Option<&RbdError> {
-    e.source.as_ref()?.get_ref()?.downcast_ref::<RbdError>()
+    e.source.as_ref()?.get_ref()?.downcast_ref::<Cause>().map(|c| &c.0)
 }
 
 /// The [`RbdErrorKind`] of a [`StorageError`] produced by this crate, if any.
@@ -182,7 +200,8 @@ mod tests {
             let s = StorageError::from(e.clone());
             assert_eq!(s.kind, skind, "rc {rc}");
             assert_eq!(rbd_error(&s), Some(&e));
-            assert!(s.context.starts_with("op ("), "{}", s.context);
+            assert_eq!(s.context, "op");
+            assert!(s.to_string().starts_with(&format!("{skind:?}: op: rbd {kind:?}, ")), "{s}");
         }
     }
 

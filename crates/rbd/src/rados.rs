@@ -294,7 +294,7 @@ unsafe extern "C" fn aio_done(c: ffi::rbd_completion_t, arg: *mut c_void) {
     let InFlight { batch, idx, buf } = *op;
     let mut st = batch.state.lock();
     if let Some(slot @ None) = st.results.get_mut(idx) {
-        *slot = Some((rc as isize, buf));
+        *slot = Some((rc, buf));
         st.pending = st.pending.saturating_sub(1);
     }
     drop(st);

@@ -6,7 +6,7 @@
 //! `OXCOPY_REQUIRE_CEPH=1`, which makes them fail instead (CI).
 #![cfg(feature = "ceph")]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,8 +43,8 @@ struct TestImage {
 }
 
 impl TestImage {
-    fn new(conf: &PathBuf, what: &str) -> Self {
-        TestImage { conf: conf.clone(), name: format!("oxcopy-test-{what}-{:08x}", rand::random::<u32>()) }
+    fn new(conf: &Path, what: &str) -> Self {
+        TestImage { conf: conf.to_path_buf(), name: format!("oxcopy-test-{what}-{:08x}", rand::random::<u32>()) }
     }
 
     fn opts(&self, size: u64) -> RbdOptions {
