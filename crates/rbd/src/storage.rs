@@ -59,6 +59,8 @@ impl RbdStorage {
     /// Every step is bounded by `op_timeout` (+ a few seconds of grace): an
     /// unreachable cluster fails with [`RbdErrorKind::Timeout`]. Another
     /// client owning the lock fails with [`RbdErrorKind::LockedByOther`].
+    /// With the lock, leftover `oxcopy.*` snapshots of earlier runs (a crash,
+    /// or a removal that failed while the cluster was down) are removed.
     pub fn open(opts: &RbdOptions) -> Result<RbdStorage> {
         Self::open_inner(opts).map_err(StorageError::from)
     }
@@ -119,6 +121,9 @@ impl RbdStorage {
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if opts.exclusive {
+            remove_stale_snapshots(&image, wait);
         }
         Ok(RbdStorage {
             image,
@@ -374,6 +379,22 @@ impl Storage for RbdStorage {
     // only in C++ in 16.2 (needs a small C++ shim + libradospp-dev, the
     // image's snap context and object-map care: see docs/ceph.md "Copies").
     // Until then copy_range uses the default read/write path.
+}
+
+/// With the exclusive lock held at open, no other oxcopy instance can be
+/// using this image's `oxcopy.*` snapshots: they are leftovers of a crash or
+/// of a removal that failed (cluster down). Remove them, logging failures.
+fn remove_stale_snapshots(image: &Arc<Image>, wait: Duration) {
+    let img = image.clone();
+    match bounded(&format!("listing snapshots of {}", image.name()), wait, move || img.snap_list()) {
+        Ok(names) => {
+            for n in names.iter().filter(|n| n.starts_with(SNAPSHOT_PREFIX)) {
+                tracing::info!(image = %image.name(), snapshot = %n, "removing stale oxcopy snapshot");
+                remove_snapshot(image, n, wait);
+            }
+        }
+        Err(e) => tracing::warn!(image = %image.name(), "cannot look for stale snapshots: {e}"),
+    }
 }
 
 /// Remove snapshot `name` through `head`, logging (never panicking) on failure.

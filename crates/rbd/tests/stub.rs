@@ -3,6 +3,8 @@
 //! fails rather than silently skipping them.
 #![cfg(not(feature = "ceph"))]
 
+use std::io::Write;
+
 use oxcopy_rbd::{rbd_error_kind, RbdErrorKind, RbdOptions, RbdStorage};
 
 #[test]
@@ -12,7 +14,8 @@ fn built_without_ceph() {
         "OXCOPY_REQUIRE_CEPH=1 but oxcopy-rbd was built without the `ceph` feature: \
          run cargo test -p oxcopy-rbd --features ceph"
     );
-    eprintln!("SKIPPED: oxcopy-rbd built without the `ceph` feature; cluster tests not compiled");
+    let _ =
+        writeln!(std::io::stderr(), "SKIPPED: oxcopy-rbd built without the `ceph` feature; cluster tests not compiled");
     let e = RbdStorage::open(&RbdOptions::new("/nonexistent/ceph.conf", "rbd", "x")).expect_err("stub");
     assert_eq!(rbd_error_kind(&e), Some(RbdErrorKind::NoCephSupport));
     const { assert!(!oxcopy_rbd::CEPH_SUPPORT) };
