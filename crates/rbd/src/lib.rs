@@ -15,6 +15,32 @@
 //!   `client_mount_timeout` are set to it, and our waits add a few seconds of
 //!   grace on top).
 //!
+//! ## Design notes
+//!
+//! * **Completions**: callback + condvar. Each AIO gets a completion whose
+//!   callback (run on librbd's `io_context_pool` thread) releases it, stores
+//!   the return value in the batch and notifies the waiting caller; the caller
+//!   waits with a deadline that restarts whenever an op completes, so a batch
+//!   fails with [`RbdErrorKind::Timeout`] after `op_timeout` + 5 s *without
+//!   progress*. `rbd_aio_wait_for_complete` was not used: it cannot time out.
+//! * **Buffers**: every op owns its buffer (reads land in a fresh buffer and
+//!   are copied out; writes copy the caller's bytes in) and the callback frees
+//!   it. That costs a memcpy, but a wait that gives up can return while librbd
+//!   still holds the op without any dangling pointer into the caller's memory.
+//! * **Synchronous calls** (connect, open, stat, lock, snapshots, resize,
+//!   diff) run on a short-lived helper thread that owns `Arc`s of the handles
+//!   it uses; the caller waits `op_timeout` + 5 s at most.
+//! * **Not bounded by us**: `rbd_close` / `rados_shutdown` in `Drop` (librados'
+//!   own op timeouts still apply to what they send).
+//! * **Lock modes**: `exclusive` takes the lock in *managed* mode (other
+//!   clients' writes get -EROFS, [`RbdErrorKind::NotWritable`]). Without it
+//!   librbd's automatic mode hands the lock to whichever client writes, so
+//!   two non-exclusive openers both write (the lock ping-pongs). A client
+//!   whose lock is broken by another (`rbd lock rm`, `rbd_lock_break`) is
+//!   blocklisted: its writes fail with [`RbdErrorKind::Fenced`] until it
+//!   reopens with a new connection.
+//! * **One connection per open**: each [`RbdStorage`] has its own `rados_t`.
+//!
 //! Errors are [`oxcopy_storage::StorageError`]s carrying an [`RbdError`]
 //! (see [`rbd_error_kind`] and the mapping table in the `error` module).
 //!

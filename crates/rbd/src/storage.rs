@@ -221,10 +221,10 @@ fn allocation_run(
     len: u64,
     wait: Duration,
 ) -> std::result::Result<AllocationRun, RbdError> {
-    let img = image.clone();
-    let what = format!("allocation of {} at {offset}+{len}", image.name());
-    let (mapped, len) = bounded(&what, wait.saturating_mul(MAX_SCAN_WINDOWS), move || {
-        scan_run(offset, len, obj_size, MAX_SCAN_WINDOWS, |o, l| img.diff_iterate(o, l))
+    // One bounded rbd_diff_iterate2 call per window of objects.
+    let (mapped, len) = scan_run(offset, len, obj_size, MAX_SCAN_WINDOWS, |o, l| {
+        let img = image.clone();
+        bounded(&format!("allocation of {} at {o}+{l}", image.name()), wait, move || img.diff_iterate(o, l))
     })?;
     Ok(AllocationRun { mapped, len })
 }

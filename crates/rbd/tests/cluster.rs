@@ -424,3 +424,44 @@ fn io_times_out_while_the_cluster_is_down() {
     drop(s);
     drop(t);
 }
+
+/// Another client breaking our exclusive lock (`rbd lock rm`, which
+/// blocklists us) fences our writes: `Fenced`, mapped to `ReadOnly`.
+#[test]
+fn broken_lock_fences_writes() {
+    let Some(conf) = conf() else { return };
+    let t = TestImage::new(&conf, "fence");
+    let mut o = t.opts(8 * MIB);
+    o.exclusive = true;
+    let a = RbdStorage::open(&o).expect("open exclusive");
+    a.write_at(&[1u8; 4096], 0).expect("owner writes");
+    let spec = format!("rbd/{}", t.name);
+    let ls = t.rbd(&["lock", "ls", &spec]);
+    // "client.4161    auto 140230145230848   127.0.0.1:0/1234"
+    let line = ls.lines().find(|l| l.starts_with("client.")).unwrap_or_else(|| panic!("no locker in: {ls}"));
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert!(f.len() >= 3, "{line}");
+    let id = format!("{} {}", f[1], f[2]);
+    let out = Command::new("timeout")
+        .args(["60", "rbd", "-c"])
+        .arg(&conf)
+        .args(["lock", "rm", &spec, &id, f[0]])
+        .output()
+        .expect("rbd lock rm");
+    assert!(out.status.success(), "rbd lock rm: {}", String::from_utf8_lossy(&out.stderr));
+
+    let t0 = Instant::now();
+    let e = loop {
+        match a.write_at(&[2u8; 4096], 0) {
+            Err(e) => break e,
+            Ok(()) if t0.elapsed() < Duration::from_secs(30) => std::thread::sleep(Duration::from_millis(200)),
+            Ok(()) => panic!("writes still succeed 30 s after our lock was broken"),
+        }
+    };
+    assert_eq!(rbd_error_kind(&e), Some(RbdErrorKind::Fenced), "{e}");
+    assert_eq!(e.kind, StorageErrorKind::ReadOnly);
+    drop(a);
+    // a new client takes over
+    let b = RbdStorage::open(&o).expect("new owner");
+    b.write_at(&[3u8; 4096], 0).expect("new owner writes");
+}
