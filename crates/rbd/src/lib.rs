@@ -48,6 +48,8 @@
 //! cargo feature `ceph` (off by default). Without it the crate still builds
 //! and [`RbdStorage::open`] fails with [`RbdErrorKind::NoCephSupport`].
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 // Without `ceph`, only the error mapping and the stub use these.
 #[cfg_attr(not(feature = "ceph"), allow(dead_code))]
 mod cstr;
@@ -90,7 +92,7 @@ pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct RbdOptions {
     /// ceph.conf of the cluster (monitors, keyring path).
     pub ceph_conf: PathBuf,
-    /// cephx client id, without `client.` (e.g. `admin`).
+    /// cephx client id, e.g. `admin` (a leading `client.` is accepted and dropped).
     pub user: String,
     /// Pool holding the image.
     pub pool: String,

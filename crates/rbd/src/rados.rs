@@ -81,7 +81,8 @@ unsafe impl Send for Cluster {}
 unsafe impl Sync for Cluster {}
 
 impl Cluster {
-    /// Create a handle for client `user` (the id, e.g. `admin`), read
+    /// Create a handle for client `user` (the id, e.g. `admin`; a leading
+    /// `client.` is dropped), read
     /// `ceph_conf`, apply `settings` (name, value) and connect, waiting at most
     /// `timeout` (set `client_mount_timeout` below it so librados gives up too).
     pub fn connect(
@@ -90,6 +91,8 @@ impl Cluster {
         settings: &[(&str, String)],
         timeout: Duration,
     ) -> Result<Arc<Cluster>, RbdError> {
+        // Accept "client.admin" as well as "admin": rados_create wants the id.
+        let user = user.strip_prefix("client.").unwrap_or(user);
         let id = c_name("client id", user)?;
         let conf = c_path("ceph.conf path", ceph_conf)?;
         let settings = settings

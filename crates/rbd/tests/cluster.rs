@@ -319,10 +319,17 @@ fn open_errors() {
     let mut bad = o.clone();
     bad.pool = "no-such-pool".into();
     assert_eq!(rbd_error_kind(&RbdStorage::open(&bad).expect_err("pool")), Some(RbdErrorKind::NotFound));
+    let mut full = o.clone();
+    full.user = "client.admin".into();
+    full.create_size = Some(MIB);
+    let t = TestImage { conf: conf.clone(), name: full.image.clone() };
+    RbdStorage::open(&full).expect("client.admin works as a user too");
+    drop(t);
     let mut bad = o.clone();
     bad.user = "nobody".into();
     let e = RbdStorage::open(&bad).expect_err("unknown client");
-    assert!(rbd_error_kind(&e).is_some(), "{e}");
+    eprintln!("unknown client: {e}");
+    assert_eq!(rbd_error_kind(&e), Some(RbdErrorKind::PermissionDenied), "{e}");
     let mut bad = o.clone();
     bad.op_timeout = Duration::ZERO;
     assert_eq!(rbd_error_kind(&RbdStorage::open(&bad).expect_err("zero")), Some(RbdErrorKind::InvalidArgument));
