@@ -472,3 +472,56 @@ fn broken_lock_fences_writes() {
     let b = RbdStorage::open(&o).expect("new owner");
     b.write_at(&[3u8; 4096], 0).expect("new owner writes");
 }
+
+/// Random writes / discards / write-zeroes / copies applied to an RBD image
+/// and to a MemStorage model read back the same, and allocation never calls
+/// a range with data a hole.
+#[test]
+fn random_ops_match_a_memory_model() {
+    let Some(conf) = conf() else { return };
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = rand::random();
+    eprintln!("seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let size = 3 * OBJ + 12345 * 512; // not a multiple of the object size
+    let t = TestImage::new(&conf, "model");
+    let s = RbdStorage::open(&t.opts(size)).expect("open");
+    let m = oxcopy_storage::MemStorage::new(size as usize);
+    for i in 0..60 {
+        let off = rng.gen_range(0..size);
+        let len = rng.gen_range(0..=(size - off).min(3 * MIB));
+        match rng.gen_range(0..5) {
+            0 | 1 => {
+                let data = pattern(i as u8, off, len as usize);
+                s.write_at(&data, off).expect("write");
+                m.write_at(&data, off).expect("model write");
+            }
+            2 => {
+                s.discard(off, len).expect("discard");
+                m.discard(off, len).expect("model discard");
+            }
+            3 => {
+                s.write_zeroes(off, len).expect("write zeroes");
+                m.write_zeroes(off, len).expect("model write zeroes");
+            }
+            _ => {
+                let dst = rng.gen_range(0..=size - len);
+                s.copy_range(dst, &s, off, len).expect("copy within the image");
+                m.copy_range(dst, &m, off, len).expect("model copy");
+            }
+        }
+    }
+    s.flush().expect("flush");
+    let got = read(&s, 0, size as usize);
+    assert_eq!(got, m.contents(), "seed {seed}");
+    let mut at = 0;
+    while at < size {
+        let run = s.allocation(at, size - at).expect("allocation");
+        assert!(run.len >= 1 && run.len <= size - at);
+        if !run.mapped {
+            let r = (at as usize)..((at + run.len) as usize);
+            assert!(got[r].iter().all(|&b| b == 0), "hole at {at}+{} holds data (seed {seed})", run.len);
+        }
+        at += run.len;
+    }
+}
