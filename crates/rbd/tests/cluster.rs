@@ -84,6 +84,14 @@ fn pattern(seed: u8, offset: u64, len: usize) -> Vec<u8> {
     (0..len as u64).map(|i| ((offset + i).wrapping_mul(2654435761) >> 13) as u8 ^ seed).collect()
 }
 
+/// Compare without dumping megabytes on failure.
+fn same(got: &[u8], want: &[u8], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!("{what}: first difference at byte {i}: got {} want {}", got[i], want[i]);
+    }
+}
+
 fn read(s: &dyn Storage, offset: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0xAAu8; len];
     s.read_at(&mut buf, offset).expect("read");
@@ -105,7 +113,7 @@ fn create_write_read_across_objects() {
     let data = pattern(1, off, (9 * MIB + 777) as usize);
     s.write_at(&data, off).expect("write");
     s.flush().expect("flush");
-    assert_eq!(read(&s, off, data.len()), data);
+    same(&read(&s, off, data.len()), &data, "read back");
     // unaligned sub-ranges, one crossing the second boundary
     let sub = 2 * OBJ - 333;
     assert_eq!(read(&s, sub, 4000), &data[(sub - off) as usize..(sub - off) as usize + 4000]);
@@ -122,7 +130,7 @@ fn create_write_read_across_objects() {
     drop(s);
     let s = RbdStorage::open(&t.opts(1)).expect("reopen");
     assert_eq!(s.len(), 16 * MIB);
-    assert_eq!(read(&s, off, data.len()), data);
+    same(&read(&s, off, data.len()), &data, "read back");
 }
 
 #[test]
@@ -138,7 +146,7 @@ fn concurrent_io_from_many_threads() {
                 for round in 0..4u8 {
                     let data = pattern(round ^ i as u8, off, 300_000);
                     s.write_at(&data, off).expect("write");
-                    assert_eq!(read(&*s, off, data.len()), data);
+                    same(&read(&*s, off, data.len()), &data, "read back");
                 }
             })
         })
@@ -222,7 +230,7 @@ fn snapshot_keeps_old_data_and_is_removed_on_drop() {
     for &(o, l) in &ranges {
         expect.extend_from_slice(&old[o as usize..(o + l) as usize]);
     }
-    assert_eq!(read(&*snap, 0, expect.len()), expect, "ranges laid end to end, old data");
+    same(&read(&*snap, 0, expect.len()), &expect, "ranges laid end to end, old data");
     assert_eq!(read(&*snap, 8000, 300), &expect[8000..8300], "read across two ranges");
     assert_eq!(read(&s, 0, 4096), &new[..4096], "head has the new data");
     let run = snap.allocation(0, snap.len()).expect("snapshot allocation");
@@ -420,7 +428,7 @@ fn io_times_out_while_the_cluster_is_down() {
             Err(e) => panic!("no recovery after restart: {e}"),
         }
     }
-    assert_eq!(read(&s, OBJ - MIB, MIB as usize - 4096), &data[..MIB as usize - 4096]);
+    same(&read(&s, OBJ - MIB, MIB as usize - 4096), &data[..MIB as usize - 4096], "after restart");
     drop(s);
     // The snapshot dropped while the cluster was down is left behind; the
     // next exclusive open removes it.
@@ -513,7 +521,7 @@ fn random_ops_match_a_memory_model() {
     }
     s.flush().expect("flush");
     let got = read(&s, 0, size as usize);
-    assert_eq!(got, m.contents(), "seed {seed}");
+    same(&got, &m.contents(), &format!("image vs model (seed {seed})"));
     let mut at = 0;
     while at < size {
         let run = s.allocation(at, size - at).expect("allocation");
