@@ -1,0 +1,530 @@
+//! [`RbdStorage`]: an RBD image as an [`oxcopy_storage::Storage`], and
+//! [`RbdSnapshot`], the read-only view returned by `snapshot`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxcopy_storage::{check_range, AllocationRun, Capabilities, Result, Storage, StorageError, StorageErrorKind};
+use parking_lot::Mutex;
+
+use crate::error::{RbdError, RbdErrorKind};
+use crate::rados::{bounded, AioOp, Cluster, Image, IoCtx, CREATE_FEATURES, FEATURE_EXCLUSIVE_LOCK, GRACE};
+use crate::split::{scan_run, split_at_objects};
+use crate::RbdOptions;
+
+/// Most windows one `allocation` call scans (64 objects each).
+const MAX_SCAN_WINDOWS: u32 = 16;
+
+/// Snapshot names made by [`RbdStorage::snapshot`] start with this.
+pub const SNAPSHOT_PREFIX: &str = "oxcopy.";
+
+/// A Ceph RBD image as a logical unit's backing store.
+///
+/// Opened with [`RbdStorage::open`]; every call blocks the calling thread
+/// (the SCSI layer calls from blocking workers) for at most about the
+/// operation timeout without progress from the cluster.
+#[derive(Debug)]
+pub struct RbdStorage {
+    image: Arc<Image>,
+    /// Image name without pool (for opening snapshots).
+    image_name: String,
+    size: AtomicU64,
+    obj_size: u64,
+    op_timeout: Duration,
+    exclusive: bool,
+    resize: Mutex<()>,
+}
+
+fn settings(op_timeout: Duration) -> Vec<(&'static str, String)> {
+    let secs = format!("{}", op_timeout.as_secs_f64());
+    vec![
+        // Every OSD / monitor request fails with -ETIMEDOUT after this (0 = never).
+        ("rados_osd_op_timeout", secs.clone()),
+        ("rados_mon_op_timeout", secs.clone()),
+        // rados_connect gives up after this (default 300 s).
+        ("client_mount_timeout", secs),
+        // The gateway queues itself; the cache slows reads (docs/ceph.md).
+        ("rbd_cache", "false".into()),
+        // 16.2 defaults to rbd_skip_partial_discard=true with a 64 KiB
+        // rbd_discard_granularity_bytes: a discard not covering whole granules
+        // is skipped and the old data stays (checked: 5000 bytes at offset 100
+        // read back unchanged). Make every discard zero what it covers.
+        ("rbd_skip_partial_discard", "false".into()),
+    ]
+}
+
+impl RbdStorage {
+    /// Connect, open (creating it when missing and `create_size` is given) and,
+    /// with `exclusive`, take the image's exclusive lock.
+    ///
+    /// Every step is bounded by `op_timeout` (+ a few seconds of grace): an
+    /// unreachable cluster fails with [`RbdErrorKind::Timeout`]. Another
+    /// client owning the lock fails with [`RbdErrorKind::LockedByOther`].
+    /// With the lock, leftover `oxcopy.*` snapshots of earlier runs (a crash,
+    /// or a removal that failed while the cluster was down) are removed.
+    pub fn open(opts: &RbdOptions) -> Result<RbdStorage> {
+        Self::open_inner(opts).map_err(StorageError::from)
+    }
+
+    fn open_inner(opts: &RbdOptions) -> std::result::Result<RbdStorage, RbdError> {
+        if opts.op_timeout < Duration::from_millis(100) {
+            return Err(RbdError::new(
+                RbdErrorKind::InvalidArgument,
+                format!("op_timeout {:?} is too short (0 would mean: wait forever)", opts.op_timeout),
+            ));
+        }
+        let wait = opts.op_timeout + GRACE;
+        let label = format!("{}/{}", opts.pool, opts.image);
+        let cluster = Cluster::connect(&opts.ceph_conf, &opts.user, &settings(opts.op_timeout), wait)?;
+        let io = IoCtx::create(&cluster, &opts.pool, wait)?;
+        let image = match open_image(&io, &opts.image, None, false, wait) {
+            Err(e) if e.kind == RbdErrorKind::NotFound && opts.create_size.is_some() => {
+                let size = opts.create_size.unwrap_or(0);
+                let (io2, name) = (io.clone(), opts.image.clone());
+                match bounded(&format!("creating image {label}"), wait, move || {
+                    io2.create_image(&name, size, CREATE_FEATURES)
+                }) {
+                    Ok(()) => tracing::info!(image = %label, size, "created RBD image"),
+                    // Someone else created it meanwhile: open theirs.
+                    Err(e) if e.errno == libc::EEXIST => {}
+                    Err(e) => return Err(e),
+                }
+                open_image(&io, &opts.image, None, false, wait)?
+            }
+            other => other?,
+        };
+        let img = image.clone();
+        let info = bounded(&format!("rbd_stat {label}"), wait, move || img.stat())?;
+        if opts.exclusive {
+            let img = image.clone();
+            let features = bounded(&format!("features of {label}"), wait, move || img.features())?;
+            if features & FEATURE_EXCLUSIVE_LOCK == 0 {
+                return Err(RbdError::new(
+                    RbdErrorKind::Unsupported,
+                    format!(
+                        "image {label} lacks the exclusive-lock feature (rbd feature enable {label} exclusive-lock)"
+                    ),
+                ));
+            }
+            let img = image.clone();
+            match bounded(&format!("taking the exclusive lock of {label}"), wait, move || img.lock_exclusive()) {
+                Ok(()) => {}
+                Err(e) if matches!(e.errno, libc::EROFS | libc::EBUSY | libc::EEXIST) => {
+                    let img = image.clone();
+                    let owners = bounded(&format!("lock owners of {label}"), wait, move || img.lock_owners())
+                        .map(|o| if o.is_empty() { "unknown".to_owned() } else { o.join(", ") })
+                        .unwrap_or_else(|e| format!("unknown: {e}"));
+                    return Err(RbdError {
+                        kind: RbdErrorKind::LockedByOther,
+                        errno: e.errno,
+                        message: format!("image {label} is locked exclusively by another client ({owners})"),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if opts.exclusive {
+            remove_stale_snapshots(&image, wait);
+        }
+        Ok(RbdStorage {
+            image,
+            image_name: opts.image.clone(),
+            size: AtomicU64::new(info.size),
+            obj_size: info.obj_size,
+            op_timeout: opts.op_timeout,
+            exclusive: opts.exclusive,
+            resize: Mutex::new(()),
+        })
+    }
+
+    /// `pool/image`.
+    pub fn name(&self) -> &str {
+        self.image.name()
+    }
+
+    /// RADOS object size of the image (bytes).
+    pub fn object_size(&self) -> u64 {
+        self.obj_size
+    }
+
+    /// Whether this handle was opened with (and holds) the exclusive lock.
+    pub fn is_exclusive(&self) -> bool {
+        self.exclusive
+    }
+
+    /// Names of all snapshots of the image (`rbd_snap_list`).
+    pub fn snapshot_names(&self) -> Result<Vec<String>> {
+        let img = self.image.clone();
+        Ok(bounded(&format!("listing snapshots of {}", self.name()), self.wait(), move || img.snap_list())?)
+    }
+
+    fn wait(&self) -> Duration {
+        self.op_timeout + GRACE
+    }
+}
+
+fn open_image(
+    io: &Arc<IoCtx>,
+    name: &str,
+    snap: Option<&str>,
+    read_only: bool,
+    wait: Duration,
+) -> std::result::Result<Arc<Image>, RbdError> {
+    let (io, n, s) = (io.clone(), name.to_owned(), snap.map(str::to_owned));
+    let what = format!("opening image {}/{name}", io.pool());
+    bounded(&what, wait, move || Image::open(io, &n, s.as_deref(), read_only).map(Arc::new))
+}
+
+/// The first failing op's error, in op order.
+fn first_error(what: &str, results: &[(isize, Vec<u8>)]) -> std::result::Result<(), RbdError> {
+    match results.iter().find(|(rc, _)| *rc < 0) {
+        Some((rc, _)) => Err(RbdError::from_rc(what, *rc as i64)),
+        None => Ok(()),
+    }
+}
+
+/// Read `buf` from the image at the given (image offset, buffer position,
+/// length) pieces, all submitted at once.
+fn read_pieces(
+    image: &Image,
+    what: &str,
+    buf: &mut [u8],
+    pieces: &[(u64, usize, usize)],
+    stall: Duration,
+) -> std::result::Result<(), RbdError> {
+    let ops = pieces.iter().map(|&(offset, _, len)| AioOp::Read { offset, len }).collect();
+    let results = image.aio(what, ops, stall)?;
+    first_error(what, &results)?;
+    for (&(offset, pos, len), (rc, data)) in pieces.iter().zip(&results) {
+        let got = usize::try_from(*rc).unwrap_or(0);
+        let (Some(dst), Some(src)) = (buf.get_mut(pos..pos + len), data.get(..len)) else {
+            return Err(RbdError::new(RbdErrorKind::Other, format!("{what}: internal buffer mismatch")));
+        };
+        if got != len {
+            return Err(RbdError::new(
+                RbdErrorKind::Other,
+                format!("{what}: short read at {offset}: {got} of {len} bytes (image shrunk behind our back?)"),
+            ));
+        }
+        dst.copy_from_slice(src);
+    }
+    Ok(())
+}
+
+fn to_usize(what: &str, v: u64) -> std::result::Result<usize, RbdError> {
+    usize::try_from(v).map_err(|_| RbdError::new(RbdErrorKind::InvalidArgument, format!("{what}: {v} too large")))
+}
+
+fn allocation_run(
+    image: &Arc<Image>,
+    obj_size: u64,
+    offset: u64,
+    len: u64,
+    wait: Duration,
+) -> std::result::Result<AllocationRun, RbdError> {
+    // One bounded rbd_diff_iterate2 call per window of objects.
+    let (mapped, len) = scan_run(offset, len, obj_size, MAX_SCAN_WINDOWS, |o, l| {
+        let img = image.clone();
+        bounded(&format!("allocation of {} at {o}+{l}", image.name()), wait, move || img.diff_iterate(o, l))
+    })?;
+    Ok(AllocationRun { mapped, len })
+}
+
+impl Storage for RbdStorage {
+    fn len(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// `rbd_resize2` with shrinking disallowed.
+    fn grow(&self, new_len: u64) -> Result<()> {
+        let _g = self.resize.lock();
+        let cur = self.len();
+        if new_len < cur {
+            return Err(StorageError::new(
+                StorageErrorKind::Unsupported,
+                format!("{}: shrinking from {cur} to {new_len} bytes is not supported", self.name()),
+            ));
+        }
+        if new_len == cur {
+            return Ok(());
+        }
+        let img = self.image.clone();
+        bounded(&format!("growing {} to {new_len} bytes", self.name()), self.wait(), move || img.grow(new_len))?;
+        self.size.store(new_len, Ordering::Release);
+        Ok(())
+    }
+
+    /// One `rbd_aio_read` per object touched, all in flight at once.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_range(self.len(), offset, buf.len() as u64)?;
+        let pieces = split_at_objects(offset, buf.len() as u64, self.obj_size)
+            .map(|p| (p.offset, p.pos as usize, p.len as usize))
+            .collect::<Vec<_>>();
+        let what = format!("read {}+{} of {}", offset, buf.len(), self.name());
+        Ok(read_pieces(&self.image, &what, buf, &pieces, self.wait())?)
+    }
+
+    /// One `rbd_aio_write` per object touched, all in flight at once.
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        check_range(self.len(), offset, buf.len() as u64)?;
+        let what = format!("write {}+{} to {}", offset, buf.len(), self.name());
+        let ops = split_at_objects(offset, buf.len() as u64, self.obj_size)
+            .map(|p| AioOp::Write { offset: p.offset, data: buf[p.pos as usize..(p.pos + p.len) as usize].to_vec() })
+            .collect();
+        let results = self.image.aio(&what, ops, self.wait())?;
+        Ok(first_error(&what, &results)?)
+    }
+
+    /// `rbd_aio_flush` (writes complete only once on the OSDs anyway: the
+    /// librbd cache is off).
+    fn flush(&self) -> Result<()> {
+        let what = format!("flush {}", self.name());
+        let results = self.image.aio(&what, vec![AioOp::Flush], self.wait())?;
+        Ok(first_error(&what, &results)?)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            discard: true,
+            discard_zeroes: true,
+            allocation_status: true,
+            reflink: false,
+            fs_block_size: 512,
+        }
+    }
+
+    /// `rbd_aio_discard` (whole objects are removed; partial ones zeroed,
+    /// since `rbd_skip_partial_discard` is off).
+    fn discard(&self, offset: u64, len: u64) -> Result<()> {
+        check_range(self.len(), offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let what = format!("discard {offset}+{len} of {}", self.name());
+        let results = self.image.aio(&what, vec![AioOp::Discard { offset, len }], self.wait())?;
+        Ok(first_error(&what, &results)?)
+    }
+
+    /// `rbd_aio_write_zeroes` without THICK_PROVISION: may deallocate.
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
+        check_range(self.len(), offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let what = format!("write zeroes {offset}+{len} to {}", self.name());
+        let ops = split_at_objects(offset, len, 1 << 30)
+            .map(|p| Ok(AioOp::WriteZeroes { offset: p.offset, len: to_usize(&what, p.len)? }))
+            .collect::<std::result::Result<Vec<_>, RbdError>>()?;
+        let results = self.image.aio(&what, ops, self.wait())?;
+        Ok(first_error(&what, &results)?)
+    }
+
+    /// `rbd_diff_iterate2` at whole-object granularity: an object with any
+    /// data is mapped as a whole (data in the parent of a clone counts).
+    fn allocation(&self, offset: u64, len: u64) -> Result<AllocationRun> {
+        check_range(self.len(), offset, len)?;
+        if len == 0 {
+            return Ok(AllocationRun { mapped: true, len });
+        }
+        Ok(allocation_run(&self.image, self.obj_size, offset, len, self.wait())?)
+    }
+
+    /// An RBD snapshot `oxcopy.<random hex>` of the whole image (metadata
+    /// only, crash-consistent over the image), shown as the `ranges` laid end
+    /// to end, read-only. The snapshot is removed when the returned store is
+    /// dropped. `Ok(None)` when a range lies outside the image or the cluster
+    /// does not support snapshots.
+    fn snapshot(&self, ranges: &[(u64, u64)]) -> Result<Option<Arc<dyn Storage>>> {
+        let size = self.len();
+        if !ranges.iter().all(|&(o, l)| o.checked_add(l).is_some_and(|e| e <= size)) {
+            return Ok(None);
+        }
+        let mut segments = Vec::with_capacity(ranges.len());
+        let mut total = 0u64;
+        for &(o, l) in ranges {
+            if l == 0 {
+                continue;
+            }
+            segments.push(Segment { at: total, offset: o, len: l });
+            let Some(t) = total.checked_add(l) else { return Ok(None) };
+            total = t;
+        }
+        let snap_name = format!("{SNAPSHOT_PREFIX}{:016x}", rand::random::<u64>());
+        let img = self.image.clone();
+        let n = snap_name.clone();
+        match bounded(&format!("snapshot {}@{snap_name}", self.name()), self.wait(), move || img.snap_create(&n)) {
+            Ok(()) => {}
+            Err(e) if e.kind == RbdErrorKind::Unsupported => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let snap = match open_image(self.image.ioctx(), &self.image_name, Some(&snap_name), true, self.wait()) {
+            Ok(s) => s,
+            Err(e) => {
+                remove_snapshot(&self.image, &snap_name, self.wait());
+                return Err(e.into());
+            }
+        };
+        Ok(Some(Arc::new(RbdSnapshot {
+            snap: Some(snap),
+            head: self.image.clone(),
+            snap_name,
+            segments,
+            len: total,
+            obj_size: self.obj_size,
+            wait: self.wait(),
+        })))
+    }
+
+    // TODO(copy offload): server-side copies between images with RADOS
+    // copy_from (`ObjectWriteOperation::copy_from`), which librados exposes
+    // only in C++ in 16.2 (needs a small C++ shim + libradospp-dev, the
+    // image's snap context and object-map care: see docs/ceph.md "Copies").
+    // Until then copy_range uses the default read/write path.
+}
+
+/// With the exclusive lock held at open, no other oxcopy instance can be
+/// using this image's `oxcopy.*` snapshots: they are leftovers of a crash or
+/// of a removal that failed (cluster down). Remove them, logging failures.
+fn remove_stale_snapshots(image: &Arc<Image>, wait: Duration) {
+    let img = image.clone();
+    match bounded(&format!("listing snapshots of {}", image.name()), wait, move || img.snap_list()) {
+        Ok(names) => {
+            for n in names.iter().filter(|n| n.starts_with(SNAPSHOT_PREFIX)) {
+                tracing::info!(image = %image.name(), snapshot = %n, "removing stale oxcopy snapshot");
+                remove_snapshot(image, n, wait);
+            }
+        }
+        Err(e) => tracing::warn!(image = %image.name(), "cannot look for stale snapshots: {e}"),
+    }
+}
+
+/// Remove snapshot `name` through `head`, logging (never panicking) on failure.
+fn remove_snapshot(head: &Arc<Image>, name: &str, wait: Duration) {
+    let img = head.clone();
+    let n = name.to_owned();
+    let what = format!("removing snapshot {}@{name}", head.name());
+    match bounded(&what, wait, move || img.snap_remove(&n)) {
+        Ok(()) => tracing::debug!(image = %head.name(), snapshot = name, "removed snapshot"),
+        Err(e) => tracing::warn!(image = %head.name(), snapshot = name, "cannot remove snapshot: {e}"),
+    }
+}
+
+/// One snapshot range: bytes `at..at+len` of the snapshot store are image
+/// bytes `offset..offset+len` at the snapshot.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    at: u64,
+    offset: u64,
+    len: u64,
+}
+
+/// A read-only view of an RBD snapshot made by [`RbdStorage`]'s `snapshot`:
+/// the requested ranges of the image at snapshot time, laid end to end.
+/// Dropping it closes its handle and removes the snapshot.
+#[derive(Debug)]
+pub struct RbdSnapshot {
+    /// Handle opened at the snapshot (Option: closed before the removal).
+    snap: Option<Arc<Image>>,
+    /// The head image, through which the snapshot is removed.
+    head: Arc<Image>,
+    snap_name: String,
+    segments: Vec<Segment>,
+    len: u64,
+    obj_size: u64,
+    wait: Duration,
+}
+
+impl RbdSnapshot {
+    /// The RBD snapshot's name (`oxcopy.<hex>`).
+    pub fn snapshot_name(&self) -> &str {
+        &self.snap_name
+    }
+
+    fn image(&self) -> std::result::Result<&Arc<Image>, RbdError> {
+        self.snap
+            .as_ref()
+            .ok_or_else(|| RbdError::new(RbdErrorKind::Other, format!("snapshot {} is closed", self.snap_name)))
+    }
+
+    /// Map `offset..offset+len` of this store to (image offset, position, length) pieces.
+    fn map(&self, offset: u64, len: u64) -> Vec<(u64, u64, u64)> {
+        let end = offset.saturating_add(len);
+        let mut out = Vec::new();
+        for s in &self.segments {
+            let (lo, hi) = (offset.max(s.at), end.min(s.at + s.len));
+            if lo < hi {
+                out.push((s.offset + (lo - s.at), lo - offset, hi - lo));
+            }
+        }
+        out
+    }
+
+    fn read_only(&self, what: &str) -> StorageError {
+        RbdError::new(RbdErrorKind::NotWritable, format!("{what}: snapshot {} is read-only", self.snap_name)).into()
+    }
+}
+
+impl Storage for RbdSnapshot {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_range(self.len, offset, buf.len() as u64)?;
+        let image = self.image()?;
+        let pieces = self
+            .map(offset, buf.len() as u64)
+            .into_iter()
+            .flat_map(|(img_off, pos, len)| {
+                split_at_objects(img_off, len, self.obj_size)
+                    .map(move |p| (p.offset, (pos + p.pos) as usize, p.len as usize))
+            })
+            .collect::<Vec<_>>();
+        let what = format!("read {}+{} of {}", offset, buf.len(), image.name());
+        Ok(read_pieces(image, &what, buf, &pieces, self.wait)?)
+    }
+
+    fn write_at(&self, _buf: &[u8], offset: u64) -> Result<()> {
+        Err(self.read_only(&format!("write at {offset}")))
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            discard: false,
+            discard_zeroes: false,
+            allocation_status: true,
+            reflink: false,
+            fs_block_size: 512,
+        }
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> Result<()> {
+        Err(self.read_only(&format!("discard {offset}+{len}")))
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
+        Err(self.read_only(&format!("write zeroes {offset}+{len}")))
+    }
+
+    /// As for the image, clipped to the range the offset falls in.
+    fn allocation(&self, offset: u64, len: u64) -> Result<AllocationRun> {
+        check_range(self.len, offset, len)?;
+        let Some(&(img_off, _, seg_len)) = self.map(offset, len).first() else {
+            return Ok(AllocationRun { mapped: true, len });
+        };
+        Ok(allocation_run(self.image()?, self.obj_size, img_off, seg_len, self.wait)?)
+    }
+}
+
+impl Drop for RbdSnapshot {
+    fn drop(&mut self) {
+        // Close our handle on the snapshot first, then remove it via the head.
+        drop(self.snap.take());
+        remove_snapshot(&self.head, &self.snap_name, self.wait);
+    }
+}
