@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Start a scratch oxcopyd (release build) on a free loopback port and run
 # scripts/conformance.sh against it; stop it by PID whatever happens.
-#   scripts/conformance-oxcopyd.sh [--lun0 file|striped|stacked] [--suites "…"]
+#   scripts/conformance-oxcopyd.sh [--lun0 file|striped|stacked|rbd] [--suites "…"]
 #   (default: a file, the whole ALL family)
 # LUN 0 (512-byte blocks, 1 GiB) is the LU under test — a file; or a
 # striped volume of 4 legs (64 KiB stripes); or a volume stacked 3 deep:
-# linear [ striped(64 KiB) [ mirror [ file, file ], file ], file ] —
+# linear [ striped(64 KiB) [ mirror [ file, file ], file ], file ]; or an
+# RBD image (a fresh one in pool rbd of the cluster OXCOPY_CEPH_CONF names,
+# removed afterwards; oxcopyd built with --features ceph) —
 # reached through two sessions
 # (the same URL twice: MultipathIO and the reservation suites need a second
 # I_T nexus); LUN 2 is read-only and takes the ReadOnly suite.
@@ -13,16 +15,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 lun0=file
 if [[ ${1:-} == --lun0 ]]; then
-    lun0=${2:?--lun0 file|striped|stacked}
+    lun0=${2:?--lun0 file|striped|stacked|rbd}
     shift 2
 fi
 # OXCOPYD_BIN=path: test that binary instead of building target/release/oxcopyd.
 if [[ -n ${OXCOPYD_BIN:-} ]]; then
     bin=$OXCOPYD_BIN
+elif [[ $lun0 == rbd ]]; then
+    cargo build --release -q -p oxcopyd --features ceph
+    bin=${CARGO_TARGET_DIR:-$PWD/target}/release/oxcopyd
 else
     cargo build --release -q -p oxcopyd
     bin=${CARGO_TARGET_DIR:-$PWD/target}/release/oxcopyd
 fi
+image=
 work=$(mktemp -d /tmp/oxcopy-conf.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 iqn=iqn.2026-11.dev.oxcopy:conformance
@@ -56,7 +62,14 @@ name = \"top\"
 type = \"linear\"
 members = [\"volume:middle\", \"$work/l1.img:512MiB\"]"
         lun0_backing='volume = "top"' ;;
-    *) echo "conformance-oxcopyd.sh: --lun0 file|striped|stacked, not $lun0" >&2; exit 2 ;;
+    rbd)
+        [[ -n ${OXCOPY_CEPH_CONF:-} ]] || { echo "conformance-oxcopyd.sh: --lun0 rbd needs OXCOPY_CEPH_CONF" >&2; exit 2; }
+        volumes=
+        image=conformance-$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')
+        lun0_backing="rbd = \"rbd/$image\"
+ceph_conf = \"$OXCOPY_CEPH_CONF\"
+size = \"1GiB\"" ;;
+    *) echo "conformance-oxcopyd.sh: --lun0 file|striped|stacked|rbd, not $lun0" >&2; exit 2 ;;
 esac
 cat >"$work/oxcopyd.toml" <<TOML
 [server]
@@ -84,6 +97,9 @@ cleanup() {
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
+    if [[ -n $image ]]; then
+        rbd -c "$OXCOPY_CEPH_CONF" rm "rbd/$image" >/dev/null 2>&1 || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -38,6 +38,23 @@ pub fn preflight(cfg: &Config) -> Result<(), ConfigError> {
         .map_err(|p| problem(cfg, "", p))?;
     for (ti, t) in cfg.targets.iter().enumerate() {
         for (li, l) in t.luns.iter().enumerate() {
+            if let Some(r) = &l.rbd {
+                if !oxcopy_rbd::CEPH_SUPPORT {
+                    return Err(problem(
+                        cfg,
+                        format!("target[{ti}].lun[{li}].rbd"),
+                        "this oxcopyd was built without Ceph support (cargo build --features ceph)",
+                    ));
+                }
+                if !r.ceph_conf.is_file() {
+                    return Err(problem(
+                        cfg,
+                        format!("target[{ti}].lun[{li}].ceph_conf"),
+                        format!("'{}' is not a readable file", r.ceph_conf.display()),
+                    ));
+                }
+                continue;
+            }
             let key = format!("target[{ti}].lun[{li}].path");
             check_lun_file(&l.path, l.read_only).map_err(|p| problem(cfg, key, p))?;
         }

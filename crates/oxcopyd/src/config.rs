@@ -153,6 +153,25 @@ pub struct RawLun {
     pub initiators: Option<Vec<String>>,
     /// Advertise and run the copy manager (INQUIRY 3PC, VPD 8Fh); default true.
     pub third_party_copy: Option<bool>,
+    /// A Ceph RBD image `pool/image` (instead of `path` or `volume`).
+    pub rbd: Option<String>,
+    /// The ceph.conf of the cluster (default `/etc/ceph/ceph.conf`).
+    pub ceph_conf: Option<String>,
+    /// The Ceph client id (default `admin`; its keyring from the ceph.conf).
+    pub ceph_user: Option<String>,
+    /// Seconds a cluster operation may take before the command fails
+    /// (default 20).
+    pub rbd_timeout: Option<u64>,
+}
+
+/// A LUN on a Ceph RBD image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RbdLunConfig {
+    pub pool: String,
+    pub image: String,
+    pub ceph_conf: PathBuf,
+    pub user: String,
+    pub timeout_secs: u64,
 }
 
 /// A validated configuration.
@@ -227,6 +246,8 @@ pub struct LunConfig {
     pub initiators: Option<Vec<String>>,
     /// Advertise the copy manager (3PC bit, VPD 8Fh); `false` = a plain disk.
     pub third_party_copy: bool,
+    /// The RBD image the LUN sits on, instead of a file (`path` empty).
+    pub rbd: Option<RbdLunConfig>,
 }
 
 /// A configuration problem: which file, which key, what is wrong.
@@ -367,6 +388,7 @@ impl Config {
                 read_only: false,
                 initiators: None,
                 third_party_copy: true,
+                rbd: None,
             })
             .collect();
         Config {
@@ -662,6 +684,61 @@ impl Config {
                         ));
                     }
                 }
+                if l.rbd.is_none() {
+                    for (k, set) in [
+                        ("ceph_conf", l.ceph_conf.is_some()),
+                        ("ceph_user", l.ceph_user.is_some()),
+                        ("rbd_timeout", l.rbd_timeout.is_some()),
+                    ] {
+                        if set {
+                            return Err(err(source, format!("{lkey}.{k}"), "only for a LUN on an RBD image (`rbd`)"));
+                        }
+                    }
+                }
+                if let Some(spec) = &l.rbd {
+                    if l.path.is_some() || l.volume.is_some() {
+                        return Err(err(source, lkey, "has rbd and a path or volume; a LUN sits on one of them"));
+                    }
+                    let (pool, image) = parse_rbd_spec(spec)
+                        .ok_or_else(|| err(source, format!("{lkey}.rbd"), format!("'{spec}' is not pool/image")))?;
+                    let timeout_secs = l.rbd_timeout.unwrap_or(20);
+                    if !(1..=3600).contains(&timeout_secs) {
+                        return Err(err(source, format!("{lkey}.rbd_timeout"), "must be between 1 and 3600 seconds"));
+                    }
+                    if let Some(sz) = size {
+                        if sz % u64::from(block_size) != 0 {
+                            return Err(err(
+                                source,
+                                format!("{lkey}.size"),
+                                format!("{sz} bytes is not a multiple of the block size {block_size}"),
+                            ));
+                        }
+                    }
+                    let ceph_conf = PathBuf::from(l.ceph_conf.clone().unwrap_or_else(|| "/etc/ceph/ceph.conf".into()));
+                    let key = PathBuf::from(format!("\0rbd:{}:{pool}/{image}", canonical_target(&ceph_conf).display()));
+                    if let Some(other) = files.insert(key, lkey.clone()) {
+                        return Err(err(source, format!("{lkey}.rbd"), format!("'{spec}' is already used by {other}")));
+                    }
+                    check_initiators(l.initiators.as_deref(), source, &lkey)?;
+                    luns.push(LunConfig {
+                        id,
+                        path: PathBuf::new(),
+                        volume: None,
+                        size,
+                        block_size,
+                        read_only: l.read_only.unwrap_or(false),
+                        initiators: l.initiators,
+                        third_party_copy: l.third_party_copy.unwrap_or(true),
+                        rbd: Some(RbdLunConfig {
+                            pool,
+                            image,
+                            ceph_conf,
+                            user: l.ceph_user.clone().unwrap_or_else(|| "admin".into()),
+                            timeout_secs,
+                        }),
+                    });
+                    continue;
+                }
                 let lpath = match (&l.path, &l.volume) {
                     (Some(_), Some(_)) => {
                         return Err(err(source, lkey, "has both path and volume; a LUN sits on one of them"))
@@ -691,6 +768,7 @@ impl Config {
                             read_only: l.read_only.unwrap_or(false),
                             initiators: l.initiators,
                             third_party_copy: l.third_party_copy.unwrap_or(true),
+                            rbd: None,
                         });
                         continue;
                     }
@@ -770,6 +848,7 @@ impl Config {
                     read_only: l.read_only.unwrap_or(false),
                     initiators: l.initiators,
                     third_party_copy: l.third_party_copy.unwrap_or(true),
+                    rbd: None,
                 });
             }
             let chap = match &t.chap {
@@ -782,7 +861,7 @@ impl Config {
         let lun_files: HashMap<PathBuf, crate::subsystems::LunFile> = targets
             .iter()
             .flat_map(|t: &TargetConfig| t.luns.iter().map(move |l| (t, l)))
-            .filter(|(_, l)| l.volume.is_none())
+            .filter(|(_, l)| l.volume.is_none() && l.rbd.is_none())
             .map(|(t, l)| {
                 (
                     canonical_target(&l.path),
@@ -831,6 +910,15 @@ impl Config {
 /// canonicalized, joined with the rest of the path resolved lexically (a
 /// missing component cannot be a symbolic link, so `..` after it is its
 /// parent).
+/// `pool/image` of an RBD LUN: both non-empty, printable, no `/` or `@` in
+/// the image (no snapshot: a LUN is writable).
+fn parse_rbd_spec(spec: &str) -> Option<(String, String)> {
+    let (pool, image) = spec.split_once('/')?;
+    let ok =
+        |s: &str| !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'@');
+    (ok(pool) && ok(image)).then(|| (pool.to_string(), image.to_string()))
+}
+
 /// A LUN's `initiators` (LUN masking) must be valid iSCSI names.
 fn check_initiators(inits: Option<&[String]>, source: &str, lkey: &str) -> Result<(), ConfigError> {
     for (ii, i) in inits.unwrap_or_default().iter().enumerate() {

@@ -24,6 +24,49 @@ pub(crate) fn open_lun(
     ids: &mut Identities,
 ) -> Result<Arc<LogicalUnit>> {
     let storage: Arc<dyn Storage> = match &l.volume {
+        None if l.rbd.is_some() => {
+            let r = l.rbd.as_ref().expect("checked");
+            let mut o = oxcopy_rbd::RbdOptions::new(&r.ceph_conf, &r.pool, &r.image);
+            o.user = r.user.clone();
+            o.create_size = l.size;
+            o.op_timeout = std::time::Duration::from_secs(r.timeout_secs);
+            // The gateway serving an image holds its exclusive lock: a
+            // second gateway asked to serve it refuses to start.
+            o.exclusive = !l.read_only;
+            let s = oxcopy_rbd::RbdStorage::open(&o).with_context(|| {
+                format!(
+                    "opening LUN {} of {} on RBD image {}/{} ({})",
+                    l.id,
+                    t.iqn,
+                    r.pool,
+                    r.image,
+                    r.ceph_conf.display()
+                )
+            })?;
+            if s.len() == 0 || s.len() % u64::from(l.block_size) != 0 {
+                anyhow::bail!(
+                    "LUN {} of {}: RBD image {}/{} holds {} bytes, not a positive multiple of the block size {}",
+                    l.id,
+                    t.iqn,
+                    r.pool,
+                    r.image,
+                    s.len(),
+                    l.block_size
+                );
+            }
+            if l.size.is_some_and(|sz| sz != s.len()) {
+                anyhow::bail!(
+                    "LUN {} of {}: size {} disagrees with RBD image {}/{} of {} bytes",
+                    l.id,
+                    t.iqn,
+                    l.size.unwrap_or(0),
+                    r.pool,
+                    r.image,
+                    s.len()
+                );
+            }
+            Arc::new(s)
+        }
         Some(name) => {
             let v = volumes.get(name).with_context(|| format!("LUN {} of {}: no volume '{name}'", l.id, t.iqn))?;
             if v.len() % u64::from(l.block_size) != 0 {
