@@ -54,7 +54,7 @@ echo "== libiscsi conformance: the LU on a striped volume, and on a volume stack
 scripts/conformance-oxcopyd.sh --lun0 striped
 scripts/conformance-oxcopyd.sh --lun0 stacked
 
-echo "== Ceph RBD: the backend against a real cluster, libiscsi conformance on an RBD LUN"
+echo "== Ceph RBD: the backend against a real cluster, libiscsi conformance on an RBD LUN, copies and refusals end to end"
 # A single-machine cluster (one monitor, two OSDs on 127.0.0.1) from
 # Debian's packages, stopped by PID on exit. As root (CI) the RBD tests are
 # required: without the packages this step fails instead of skipping.
@@ -67,6 +67,7 @@ if command -v ceph-mon >/dev/null && command -v ceph-osd >/dev/null && [[ -e /us
     cargo test --release -p oxcopy-rbd --features ceph 2>&1 | tee target/cargo-test-rbd.log
     grep -q "test result: ok" target/cargo-test-rbd.log
     scripts/conformance-oxcopyd.sh --lun0 rbd
+    scripts/rbd-e2e.sh
     unset OXCOPY_REQUIRE_CEPH
     scripts/ceph-cluster.sh stop "$ceph_dir"
 elif [[ $(id -u) -eq 0 || ${OXCOPY_REQUIRE_CEPH:-0} == 1 ]]; then

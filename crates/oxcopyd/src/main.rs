@@ -150,7 +150,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("oxcopyd: {e:#}");
-            ExitCode::from(1)
+            // A backend the configuration names that cannot be had (an
+            // unreachable cluster, an image another gateway holds): 2, as
+            // for the configuration itself.
+            if e.chain().any(|c| c.is::<oxcopyd::server::LunUnavailable>()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

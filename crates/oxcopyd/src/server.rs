@@ -43,6 +43,7 @@ mod reload;
 mod startup;
 mod writer;
 
+pub use lun::LunUnavailable;
 pub use reload::ReloadSummary;
 pub use startup::{start, Running};
 

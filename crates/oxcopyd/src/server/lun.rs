@@ -10,6 +10,16 @@ use oxcopy_storage::{FileStorage, OpenOptions, Storage};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// A LUN whose backend the configuration names cannot be had: a cluster
+/// that does not answer, an image another gateway holds. `oxcopyd` exits 2
+/// for it, as for a configuration that does not validate.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open {what}: {source}")]
+pub struct LunUnavailable {
+    what: String,
+    source: oxcopy_storage::StorageError,
+}
+
 /// The volumes built at start, by name.
 pub(crate) type Volumes = HashMap<String, Arc<oxcopy_volume::Volume>>;
 
@@ -33,15 +43,16 @@ pub(crate) fn open_lun(
             // The gateway serving an image holds its exclusive lock: a
             // second gateway asked to serve it refuses to start.
             o.exclusive = !l.read_only;
-            let s = oxcopy_rbd::RbdStorage::open(&o).with_context(|| {
-                format!(
-                    "opening LUN {} of {} on RBD image {}/{} ({})",
+            let s = oxcopy_rbd::RbdStorage::open(&o).map_err(|e| LunUnavailable {
+                what: format!(
+                    "LUN {} of {} on RBD image {}/{} ({})",
                     l.id,
                     t.iqn,
                     r.pool,
                     r.image,
                     r.ceph_conf.display()
-                )
+                ),
+                source: e,
             })?;
             if s.len() == 0 || s.len() % u64::from(l.block_size) != 0 {
                 anyhow::bail!(
