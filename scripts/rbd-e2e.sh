@@ -11,7 +11,10 @@
 #   - a second gateway asked to serve the same image refuses to start
 #     (the first holds the image's exclusive lock), naming the LUN;
 #   - a LUN on an unreachable cluster fails the start within rbd_timeout,
-#     naming the LUN.
+#     naming the LUN;
+#   - with OXCOPY_CEPH_DIR (the cluster's scripts/ceph-cluster.sh DIR): the
+#     cluster stopped while serving — RBD commands fail within the timeout,
+#     the file LUN serves, and after a restart the RBD LUN serves again.
 # Every daemon is stopped by PID; the images are removed at the end.
 #
 #   OXCOPY_CEPH_CONF=DIR/ceph.conf scripts/rbd-e2e.sh [--bin DIR]
@@ -116,6 +119,34 @@ echo "rbd-e2e: ok: EXTENDED COPY RBD -> file"
 "$oxcopy" cp --method host "$u/0" "$work/back3" >/dev/null
 cmp -s "$work/pat" "$work/back3" || fail "token copy file -> RBD differs"
 echo "rbd-e2e: ok: token copy file -> RBD"
+
+# The cluster stops answering while the gateway serves: commands on the
+# RBD LUNs end (with an error, not a hang) within the timeout, the file LUN
+# keeps serving, and the RBD LUNs work again once the cluster is back.
+# (Only when this script may restart the cluster: OXCOPY_CEPH_DIR.)
+if [[ -n ${OXCOPY_CEPH_DIR:-} ]]; then
+    "$root/scripts/ceph-cluster.sh" stop "$OXCOPY_CEPH_DIR" >/dev/null
+    set +e
+    t0=$(date +%s)
+    timeout 120 "$oxcopy" cp --method host "$u/0?blocks=8" "$work/stalled" >"$work/stalled.log" 2>&1
+    rc=$?
+    t1=$(date +%s)
+    set -e
+    [[ $rc -ne 0 && $rc -ne 124 ]] || fail "a read with the cluster down: exit $rc (want an error, not success or a hang)"
+    "$oxcopy" cp --method host "$u/2" "$work/file-while-down" >/dev/null || fail "the file LUN stopped serving with the cluster"
+    cmp -s "$work/pat" "$work/file-while-down" || fail "the file LUN read back differs while the cluster is down"
+    "$root/scripts/ceph-cluster.sh" start "$OXCOPY_CEPH_DIR" >/dev/null
+    ok=0
+    for _ in $(seq 30); do
+        if "$oxcopy" cp --method host "$u/0" "$work/after" >/dev/null 2>&1 && cmp -s "$work/pat" "$work/after"; then
+            ok=1
+            break
+        fi
+        sleep 2
+    done
+    [[ $ok -eq 1 ]] || fail "the RBD LUN did not serve again after the cluster came back"
+    echo "rbd-e2e: ok: cluster down: an RBD read failed in $((t1 - t0)) s (exit $rc), the file LUN served; back: the data read again"
+fi
 
 # A second gateway on the same images: refused (the exclusive lock).
 port_b=$(free_port)

@@ -67,7 +67,7 @@ if command -v ceph-mon >/dev/null && command -v ceph-osd >/dev/null && [[ -e /us
     cargo test --release -p oxcopy-rbd --features ceph 2>&1 | tee target/cargo-test-rbd.log
     grep -q "test result: ok" target/cargo-test-rbd.log
     scripts/conformance-oxcopyd.sh --lun0 rbd
-    scripts/rbd-e2e.sh
+    OXCOPY_CEPH_DIR=$ceph_dir scripts/rbd-e2e.sh
     unset OXCOPY_REQUIRE_CEPH
     scripts/ceph-cluster.sh stop "$ceph_dir"
 elif [[ $(id -u) -eq 0 || ${OXCOPY_REQUIRE_CEPH:-0} == 1 ]]; then
