@@ -123,6 +123,10 @@ extern "C" {
     pub fn rbd_snap_list(image: rbd_image_t, snaps: *mut rbd_snap_info_t, max_snaps: *mut c_int) -> c_int;
     pub fn rbd_snap_list_end(snaps: *mut rbd_snap_info_t);
 
+    pub fn rbd_metadata_get(image: rbd_image_t, key: *const c_char, value: *mut c_char, val_len: *mut usize) -> c_int;
+    pub fn rbd_metadata_set(image: rbd_image_t, key: *const c_char, value: *const c_char) -> c_int;
+    pub fn rbd_metadata_remove(image: rbd_image_t, key: *const c_char) -> c_int;
+
     pub fn rbd_diff_iterate2(
         image: rbd_image_t,
         fromsnapname: *const c_char,

@@ -24,6 +24,9 @@ use crate::cstr::{c_name, c_path, c_string};
 use crate::error::{RbdError, RbdErrorKind};
 use crate::ffi;
 
+/// Longest image metadata value read or written, bytes.
+pub const MAX_METADATA: usize = 64 << 10;
+
 /// Extra time granted on top of the cluster-side timeouts before our own
 /// waits give up: librados reports -ETIMEDOUT itself at the op timeout, this
 /// only catches a wedged client.
@@ -458,6 +461,63 @@ impl Image {
             return Ok(names);
         }
         Err(RbdError::new(RbdErrorKind::Other, format!("snapshots of {} keep changing", self.name)))
+    }
+
+    /// Image metadata `key` (`rbd_metadata_get`); `Ok(None)` when absent.
+    /// Values longer than [`MAX_METADATA`] are refused (the cluster is not
+    /// trusted to bound them).
+    pub fn metadata_get(&self, key: &str) -> Result<Option<String>, RbdError> {
+        let k = c_name("metadata key", key)?;
+        let mut cap = 256usize;
+        for _ in 0..4 {
+            let mut buf = vec![0u8; cap];
+            let mut len = cap;
+            // SAFETY: live handle; `k` outlives the call; `buf` has `len`
+            // writable bytes and `len` is a valid in/out pointer.
+            let rc = unsafe { ffi::rbd_metadata_get(self.raw, k.as_ptr(), buf.as_mut_ptr().cast(), &mut len) };
+            if rc == -libc::ENOENT {
+                return Ok(None);
+            }
+            if rc == -libc::ERANGE {
+                if len > MAX_METADATA + 1 {
+                    return Err(RbdError::new(
+                        RbdErrorKind::Other,
+                        format!("metadata {key} of {} is {len} bytes, more than {MAX_METADATA}", self.name),
+                    ));
+                }
+                cap = len.max(cap * 2).min(MAX_METADATA + 1);
+                continue;
+            }
+            check(|| format!("reading metadata {key} of {}", self.name), rc)?;
+            // librbd NUL-terminates the value and may leave `len` unchanged (docs/ceph.md).
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            buf.truncate(end);
+            return Ok(Some(String::from_utf8_lossy(&buf).into_owned()));
+        }
+        Err(RbdError::new(RbdErrorKind::Other, format!("metadata {key} of {} keeps growing", self.name)))
+    }
+
+    /// Set image metadata `key` to `value` (`rbd_metadata_set`).
+    pub fn metadata_set(&self, key: &str, value: &str) -> Result<(), RbdError> {
+        if value.len() > MAX_METADATA {
+            return Err(RbdError::new(RbdErrorKind::Other, format!("metadata {key}: value of {} bytes", value.len())));
+        }
+        let k = c_name("metadata key", key)?;
+        let v = crate::cstr::c_string("metadata value", value)?;
+        // SAFETY: live handle; `k` and `v` outlive the call.
+        let rc = unsafe { ffi::rbd_metadata_set(self.raw, k.as_ptr(), v.as_ptr()) };
+        check(|| format!("setting metadata {key} of {}", self.name), rc).map(drop)
+    }
+
+    /// Remove image metadata `key`; an absent key is not an error.
+    pub fn metadata_remove(&self, key: &str) -> Result<(), RbdError> {
+        let k = c_name("metadata key", key)?;
+        // SAFETY: live handle; `k` outlives the call.
+        let rc = unsafe { ffi::rbd_metadata_remove(self.raw, k.as_ptr()) };
+        if rc == -libc::ENOENT {
+            return Ok(());
+        }
+        check(|| format!("removing metadata {key} of {}", self.name), rc).map(drop)
     }
 
     /// Grow to `size` bytes; never shrinks (`rbd_resize2`, allow_shrink false).

@@ -159,6 +159,29 @@ impl RbdStorage {
         Ok(bounded(&format!("listing snapshots of {}", self.name()), self.wait(), move || img.snap_list())?)
     }
 
+    /// Image metadata `key` (`rbd_metadata_get`), `None` when absent; values
+    /// are bounded by 64 KiB.
+    pub fn metadata_get(&self, key: &str) -> Result<Option<String>> {
+        let (img, k) = (self.image.clone(), key.to_owned());
+        Ok(bounded(&format!("reading metadata {key} of {}", self.name()), self.wait(), move || img.metadata_get(&k))?)
+    }
+
+    /// Set image metadata `key` (`rbd_metadata_set`; at most 64 KiB).
+    pub fn metadata_set(&self, key: &str, value: &str) -> Result<()> {
+        let (img, k, v) = (self.image.clone(), key.to_owned(), value.to_owned());
+        Ok(bounded(&format!("setting metadata {key} of {}", self.name()), self.wait(), move || {
+            img.metadata_set(&k, &v)
+        })?)
+    }
+
+    /// Remove image metadata `key` (absent is fine).
+    pub fn metadata_remove(&self, key: &str) -> Result<()> {
+        let (img, k) = (self.image.clone(), key.to_owned());
+        Ok(bounded(&format!("removing metadata {key} of {}", self.name()), self.wait(), move || {
+            img.metadata_remove(&k)
+        })?)
+    }
+
     fn wait(&self) -> Duration {
         self.op_timeout + GRACE
     }
