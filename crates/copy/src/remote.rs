@@ -75,6 +75,9 @@ impl CopySource for RemoteSource {
     }
 
     fn pieces(&self, offset: u64, len: u64) -> Vec<Piece> {
+        if let Some(store) = self.rod.store() {
+            return vec![Piece { from: From::Store(store, offset), len }];
+        }
         self.rod.prefetch(offset, len);
         vec![Piece { from: From::Remote(self.rod.clone(), offset), len }]
     }
@@ -87,6 +90,7 @@ mod tests {
     use crate::testing::mem_unit;
     use crate::unit::NoMetrics;
     use crate::CancelToken;
+    use oxcopy_storage::Storage;
     use parking_lot::Mutex;
 
     /// A ROD in memory that can be told to fail after some bytes.
@@ -178,6 +182,41 @@ mod tests {
         execute(&src, b.as_ref(), &[Run { src: 0, dst: 0, len: 40 << 20 }], &ctl).unwrap();
         let pre = r.prefetched.lock().clone();
         assert_eq!(pre, vec![(0, REMOTE_CHUNK), (REMOTE_CHUNK, REMOTE_CHUNK), (2 * REMOTE_CHUNK, 8 << 20)]);
+    }
+
+    /// A ROD this node reads itself (shared storage): no byte through `read`.
+    #[derive(Debug)]
+    struct StoreRod(Arc<dyn Storage>);
+
+    impl RemoteRod for StoreRod {
+        fn info(&self) -> RemoteInfo {
+            RemoteInfo { bytes: self.0.len(), block_size: 512, rod_type: 0x0080_0000 }
+        }
+        fn read(&self, _offset: u64, _buf: &mut [u8]) -> Result<(), CopyError> {
+            Err(CopyError::Unreachable("the creator is gone".into()))
+        }
+        fn delete(&self) -> Result<(), CopyError> {
+            Ok(())
+        }
+        fn store(&self) -> Option<Arc<dyn Storage>> {
+            Some(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn a_rod_in_shared_storage_is_copied_from_the_store_not_the_creator() {
+        let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 13 % 251) as u8).collect();
+        let store = oxcopy_storage::MemStorage::new(data.len());
+        store.write_at(&data, 0).unwrap();
+        let src = RemoteSource::new(Arc::new(StoreRod(Arc::new(store))));
+        let (b, mb) = mem_unit(1 << 20, 512, 2);
+        let p = Progress::default();
+        let c = CancelToken::new();
+        let ctl = ExecControl { cancel: &[&c], stop: None, progress: &p, metrics: &NoMetrics, chunk_bytes: 256 << 10 };
+        let report = execute(&src, b.as_ref(), &[Run { src: 4096, dst: 0, len: 500_000 }], &ctl).unwrap();
+        assert_eq!(report.remote, 0, "no byte through the creator");
+        assert_eq!(report.total(), 500_000);
+        assert_eq!(&mb.contents()[..500_000], &data[4096..504_096]);
     }
 
     #[test]

@@ -904,6 +904,12 @@ impl RodManager {
             }
         };
         let protects = matches!(kind, SourceKind::ChangeVulnerable | SourceKind::Cow(_));
+        // A snapshot in shared storage (RBD) can be read by another node of
+        // the same cluster without this one: the token says where.
+        let locator = match &kind {
+            SourceKind::Snapshot(snap) => snap.shared_locator(),
+            _ => None,
+        };
         let source = Arc::new(RodSource { unit: lu.clone(), ranges, kind, invalid: AtomicBool::new(false), charge });
         if protects {
             self.hook_for(lu.as_ref()).sources.lock().push(Arc::downgrade(&source));
@@ -922,6 +928,7 @@ impl RodManager {
             bytes: u128::from(total_blocks * bs),
             inactivity_timeout: Duration::from_secs(u64::from(timeout_secs.max(1))),
             owner: owner.to_owned(),
+            locator,
         };
         let token = self.store.issue_shared(&spec, source)?;
         self.metrics.rod_tokens(self.store.live());

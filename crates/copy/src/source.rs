@@ -76,6 +76,15 @@ pub trait RemoteRod: Send + Sync + fmt::Debug {
     }
     /// DEL_TKN: delete the token at its creator (once its users finish).
     fn delete(&self) -> Result<(), CopyError>;
+    /// The ROD as a store this node reads itself — a snapshot in storage
+    /// the creator shares with this node (an RBD snapshot read straight from
+    /// the cluster). The executor then copies from it as from a local
+    /// snapshot, and the destination's `copy_range` picks the method (a
+    /// server-side copy inside the cluster where it can). `None`: the bytes
+    /// come from the creator through [`RemoteRod::read`].
+    fn store(&self) -> Option<Arc<dyn Storage>> {
+        None
+    }
 }
 
 /// A piece of a source range: `len` bytes from `from`.

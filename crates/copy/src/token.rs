@@ -12,7 +12,7 @@
 //! | 8..16 | COPY MANAGER ROD TOKEN IDENTIFIER (per-store counter) |
 //! | 16..48 | CREATOR LOGICAL UNIT DESCRIPTOR: E4h CSCD with the creator's NAA designator, block length at 45..48 |
 //! | 48..64 | NUMBER OF BYTES REPRESENTED (128-bit) |
-//! | 64..96 | reserved |
+//! | 64..96 | SHARED-STORAGE LOCATOR: where a node of the same storage cluster finds the ROD without its creator (an RBD snapshot: `oxcopy_storage::Storage::shared_locator`); all zero when none |
 //! | 96..128 | DEVICE TYPE SPECIFIC DATA (READ CAPACITY(16) bytes 8..: block length, LBPPBE, LBPME/LBPRZ) |
 //! | 128..416 | TARGET DEVICE DESCRIPTOR: SCSI name string designator of the creating target |
 //! | 416..432 | copy manager identifier (which daemon of the copy domain issued it) |
@@ -62,6 +62,7 @@ mod off {
     pub const ID: usize = 8;
     pub const CREATOR: usize = 16;
     pub const BYTES: usize = 48;
+    pub const LOCATOR: usize = 64;
     pub const DEVICE_SPECIFIC: usize = 96;
     pub const TARGET_DESIGNATOR: usize = 128;
     pub const TARGET_DESIGNATOR_END: usize = 416;
@@ -227,7 +228,13 @@ pub struct TokenSpec {
     pub inactivity_timeout: Duration,
     /// Who asked for it (the initiator's name): its share of live tokens is bounded.
     pub owner: String,
+    /// Where another node of the same storage cluster can read the ROD
+    /// itself (bytes 64..96); `None`: only through the creator.
+    pub locator: Option<[u8; LOCATOR_LEN]>,
 }
+
+/// Length of the shared-storage locator of a token.
+pub const LOCATOR_LEN: usize = 32;
 
 /// Limits of a [`TokenStore`].
 #[derive(Debug, Clone, Copy)]
@@ -264,6 +271,8 @@ pub struct TokenHeader {
     pub manager_id: [u8; 16],
     /// Creator LU generation.
     pub generation: u64,
+    /// Shared-storage locator (bytes 64..96), `None` when all zero.
+    pub locator: Option<[u8; LOCATOR_LEN]>,
 }
 
 /// The 512-byte block device zero ROD token (digest §5.3).
@@ -295,6 +304,8 @@ fn parse_header(t: &[u8; TOKEN_LEN]) -> TokenHeader {
     bytes.copy_from_slice(&t[off::BYTES..off::BYTES + 16]);
     let mut manager_id = [0u8; 16];
     manager_id.copy_from_slice(&t[off::MANAGER_ID..off::MANAGER_ID + 16]);
+    let mut locator = [0u8; LOCATOR_LEN];
+    locator.copy_from_slice(&t[off::LOCATOR..off::LOCATOR + LOCATOR_LEN]);
     TokenHeader {
         rod_type,
         id: be_u64(&t[off::ID..]),
@@ -303,6 +314,7 @@ fn parse_header(t: &[u8; TOKEN_LEN]) -> TokenHeader {
         bytes: u128::from_be_bytes(bytes),
         manager_id,
         generation: be_u64(&t[off::GENERATION..]),
+        locator: (locator != [0u8; LOCATOR_LEN]).then_some(locator),
     }
 }
 
@@ -323,6 +335,9 @@ fn build_body(spec: &TokenSpec, id: u64, manager_id: &[u8; 16], rng: &mut dyn Rn
     let bs = spec.creator.block_size.to_be_bytes();
     t[c + 29..c + 32].copy_from_slice(&bs[1..4]);
     t[off::BYTES..off::BYTES + 16].copy_from_slice(&spec.bytes.to_be_bytes());
+    if let Some(l) = &spec.locator {
+        t[off::LOCATOR..off::LOCATOR + LOCATOR_LEN].copy_from_slice(l);
+    }
     // READ CAPACITY(16) bytes 8..: block length, LBPPBE, LBPME/LBPRZ.
     let d = off::DEVICE_SPECIFIC;
     t[d..d + 4].copy_from_slice(&bs);

@@ -20,6 +20,7 @@ fn spec(rod_type: u32) -> TokenSpec {
         bytes: 1 << 30,
         inactivity_timeout: Duration::from_secs(60),
         owner: "iqn.2026-01.dev.test:host1".into(),
+        locator: None,
     }
 }
 
@@ -55,6 +56,21 @@ fn layout_follows_spc4() {
     assert_eq!(h.block_size, 4096);
     assert_eq!(h.bytes, 1 << 30);
     assert_eq!(h.generation, 3);
+    assert_eq!(h.locator, None);
+}
+
+#[test]
+fn a_shared_storage_locator_travels_in_bytes_64_to_96_under_the_mac() {
+    let s = store(Arc::new(ManualClock::new()));
+    let mut sp = spec(RodType::POINT_IN_TIME_DEFAULT);
+    let loc: [u8; 32] = std::array::from_fn(|i| i as u8 + 1);
+    sp.locator = Some(loc);
+    let mut t = s.issue(&sp, 1).expect("issue");
+    assert_eq!(&t[64..96], &loc);
+    assert_eq!(s.verify(&t[..]).expect("verify").locator, Some(loc));
+    // Authenticated: changing the locator breaks the MAC.
+    t[70] ^= 1;
+    assert!(s.verify(&t[..]).is_err());
 }
 
 #[test]

@@ -12,6 +12,7 @@ pub mod metrics_http;
 pub mod odx;
 pub mod pr_store;
 pub mod server;
+pub mod shared_storage;
 pub mod size;
 pub mod subsystems;
 pub mod volume_admin;

@@ -72,8 +72,27 @@ pub struct rbd_snap_info_t {
     pub name: *const c_char,
 }
 
+/// `rbd_image_watcher_t` (librbd.h:319-323).
+#[repr(C)]
+pub struct rbd_image_watcher_t {
+    pub addr: *mut c_char,
+    pub id: i64,
+    pub cookie: u64,
+}
+
+/// `rbd_image_spec_t` (librbd.h:86-89).
+#[repr(C)]
+pub struct rbd_image_spec_t {
+    pub id: *mut c_char,
+    pub name: *mut c_char,
+}
+
 #[link(name = "rados")]
 extern "C" {
+    pub fn rados_cluster_fsid(cluster: rados_t, buf: *mut c_char, len: usize) -> c_int;
+    pub fn rados_get_instance_id(cluster: rados_t) -> u64;
+    pub fn rados_ioctx_create2(cluster: rados_t, pool_id: i64, ioctx: *mut rados_ioctx_t) -> c_int;
+    pub fn rados_ioctx_get_id(io: rados_ioctx_t) -> i64;
     pub fn rados_create(cluster: *mut rados_t, id: *const c_char) -> c_int;
     pub fn rados_conf_read_file(cluster: rados_t, path: *const c_char) -> c_int;
     pub fn rados_conf_set(cluster: rados_t, option: *const c_char, value: *const c_char) -> c_int;
@@ -98,7 +117,24 @@ extern "C" {
         image: *mut rbd_image_t,
         snap_name: *const c_char,
     ) -> c_int;
+    pub fn rbd_open_by_id(
+        io: rados_ioctx_t,
+        id: *const c_char,
+        image: *mut rbd_image_t,
+        snap_name: *const c_char,
+    ) -> c_int;
+    pub fn rbd_open_by_id_read_only(
+        io: rados_ioctx_t,
+        id: *const c_char,
+        image: *mut rbd_image_t,
+        snap_name: *const c_char,
+    ) -> c_int;
     pub fn rbd_close(image: rbd_image_t) -> c_int;
+    pub fn rbd_get_id(image: rbd_image_t, id: *mut c_char, id_len: usize) -> c_int;
+    pub fn rbd_list2(io: rados_ioctx_t, images: *mut rbd_image_spec_t, max_images: *mut usize) -> c_int;
+    pub fn rbd_image_spec_list_cleanup(images: *mut rbd_image_spec_t, num_images: usize);
+    pub fn rbd_watchers_list(image: rbd_image_t, watchers: *mut rbd_image_watcher_t, max: *mut usize) -> c_int;
+    pub fn rbd_watchers_list_cleanup(watchers: *mut rbd_image_watcher_t, num_watchers: usize);
     pub fn rbd_stat(image: rbd_image_t, info: *mut rbd_image_info_t, infosize: usize) -> c_int;
     pub fn rbd_get_features(image: rbd_image_t, features: *mut u64) -> c_int;
     pub fn rbd_resize2(

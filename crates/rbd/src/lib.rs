@@ -54,6 +54,7 @@
 #[cfg_attr(not(feature = "ceph"), allow(dead_code))]
 mod cstr;
 mod error;
+pub mod locator;
 #[cfg_attr(not(feature = "ceph"), allow(dead_code))]
 mod split;
 

@@ -131,6 +131,44 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The cluster's fsid (`rados_cluster_fsid`), 16 bytes.
+    pub fn fsid(&self) -> Result<[u8; 16], RbdError> {
+        let mut buf = [0u8; 64];
+        // SAFETY: connected handle; `buf` has `buf.len()` writable bytes.
+        let rc = unsafe { ffi::rados_cluster_fsid(self.raw, buf.as_mut_ptr().cast(), buf.len()) };
+        let n = check(|| "reading the cluster fsid".to_owned(), rc)?;
+        let text = &buf[..usize::try_from(n).unwrap_or(0).min(buf.len())];
+        parse_fsid(text).ok_or_else(|| {
+            RbdError::new(
+                RbdErrorKind::Other,
+                format!("cluster fsid {:?} is not a UUID", String::from_utf8_lossy(text)),
+            )
+        })
+    }
+
+    /// This client's global id (`rados_get_instance_id`): what `rbd status`
+    /// shows as the watcher `client.<id>`.
+    pub fn instance_id(&self) -> u64 {
+        // SAFETY: connected handle; the call only reads client state.
+        unsafe { ffi::rados_get_instance_id(self.raw) }
+    }
+}
+
+/// A UUID's 32 hex digits (dashes skipped, trailing NUL ignored) as bytes.
+pub fn parse_fsid(text: &[u8]) -> Option<[u8; 16]> {
+    let digits: Vec<u8> = text.iter().copied().take_while(|&b| b != 0).filter(|&b| b != b'-').collect();
+    if digits.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in digits.chunks(2).enumerate() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        out[i] = u8::try_from(hex(pair[0])? * 16 + hex(pair[1])?).ok()?;
+    }
+    Some(out)
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         // SAFETY: `raw` came from rados_create and is shut down exactly once;
@@ -144,7 +182,7 @@ impl Drop for Cluster {
 pub struct IoCtx {
     raw: ffi::rados_ioctx_t,
     pool: String,
-    _cluster: Arc<Cluster>,
+    cluster: Arc<Cluster>,
 }
 
 // SAFETY: a rados_ioctx_t may be used from several threads at once for I/O
@@ -166,13 +204,73 @@ impl IoCtx {
             // this closure owns; `raw` is a valid out-pointer; `name` outlives the call.
             let rc = unsafe { ffi::rados_ioctx_create(cluster.raw, name.as_ptr(), &mut raw) };
             check(|| format!("opening pool {pool}"), rc)?;
-            Ok(Arc::new(IoCtx { raw, pool, _cluster: cluster }))
+            Ok(Arc::new(IoCtx { raw, pool, cluster }))
         })
     }
 
-    /// The pool name.
+    /// Open the pool with id `pool_id` (as found in a token's locator).
+    pub fn create_by_id(cluster: &Arc<Cluster>, pool_id: i64, timeout: Duration) -> Result<Arc<IoCtx>, RbdError> {
+        let cluster = cluster.clone();
+        bounded(&format!("opening pool #{pool_id}"), timeout, move || {
+            let mut raw: ffi::rados_ioctx_t = ptr::null_mut();
+            // SAFETY: the cluster handle is connected and kept alive by the Arc
+            // this closure owns; `raw` is a valid out-pointer.
+            let rc = unsafe { ffi::rados_ioctx_create2(cluster.raw, pool_id, &mut raw) };
+            check(|| format!("opening pool #{pool_id}"), rc)?;
+            Ok(Arc::new(IoCtx { raw, pool: format!("#{pool_id}"), cluster }))
+        })
+    }
+
+    /// The pool name (`#<id>` when opened by id).
     pub fn pool(&self) -> &str {
         &self.pool
+    }
+
+    /// The pool id (`rados_ioctx_get_id`).
+    pub fn id(&self) -> i64 {
+        // SAFETY: live ioctx; the call only reads it.
+        unsafe { ffi::rados_ioctx_get_id(self.raw) }
+    }
+
+    /// The cluster connection this context belongs to.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// Images of the pool as (id, name) (`rbd_list2`). Blocking: call
+    /// through [`bounded`].
+    pub fn list_images(&self) -> Result<Vec<(String, String)>, RbdError> {
+        let mut cap = 64usize;
+        for _ in 0..8 {
+            let mut specs: Vec<ffi::rbd_image_spec_t> =
+                (0..cap).map(|_| ffi::rbd_image_spec_t { id: ptr::null_mut(), name: ptr::null_mut() }).collect();
+            let mut max = cap;
+            // SAFETY: live ioctx; `specs` has room for `max` entries and `max`
+            // is a valid in/out pointer.
+            let rc = unsafe { ffi::rbd_list2(self.raw, specs.as_mut_ptr(), &mut max) };
+            if rc == -libc::ERANGE {
+                cap = max.max(cap * 2).min(1 << 20);
+                continue;
+            }
+            check(|| format!("listing the images of pool {}", self.pool), rc)?;
+            let n = max.min(cap);
+            let out = specs[..n]
+                .iter()
+                .filter(|s| !s.id.is_null() && !s.name.is_null())
+                // SAFETY: librbd filled the first `n` entries with NUL-terminated
+                // strings it owns until rbd_image_spec_list_cleanup.
+                .map(|s| unsafe {
+                    (
+                        CStr::from_ptr(s.id).to_string_lossy().into_owned(),
+                        CStr::from_ptr(s.name).to_string_lossy().into_owned(),
+                    )
+                })
+                .collect();
+            // SAFETY: frees exactly the `n` entries librbd filled, once.
+            unsafe { ffi::rbd_image_spec_list_cleanup(specs.as_mut_ptr(), n) };
+            return Ok(out);
+        }
+        Err(RbdError::new(RbdErrorKind::Other, format!("the images of pool {} keep changing", self.pool)))
     }
 
     /// Create image `name` of `size` bytes with `features` (blocking; call
@@ -348,6 +446,65 @@ impl Image {
         Ok(Image { raw, name: label, io })
     }
 
+    /// Open the image with id `id` (at snapshot `snap` if given), like
+    /// [`Image::open`]. Blocking: call through [`bounded`].
+    pub fn open_by_id(io: Arc<IoCtx>, id: &str, snap: Option<&str>, read_only: bool) -> Result<Image, RbdError> {
+        let cid = c_name("image id", id)?;
+        let csnap = snap.map(|s| c_name("snapshot", s)).transpose()?;
+        let snap_ptr = csnap.as_ref().map_or(ptr::null(), |s| s.as_ptr());
+        let mut raw: ffi::rbd_image_t = ptr::null_mut();
+        // SAFETY: the ioctx is live (we hold an Arc), `raw` is a valid
+        // out-pointer, the strings outlive the call, NULL snap = head.
+        let rc = unsafe {
+            if read_only {
+                ffi::rbd_open_by_id_read_only(io.raw, cid.as_ptr(), &mut raw, snap_ptr)
+            } else {
+                ffi::rbd_open_by_id(io.raw, cid.as_ptr(), &mut raw, snap_ptr)
+            }
+        };
+        let label = match snap {
+            Some(s) => format!("{}/id:{id}@{s}", io.pool),
+            None => format!("{}/id:{id}", io.pool),
+        };
+        check(|| format!("opening image {label}"), rc)?;
+        Ok(Image { raw, name: label, io })
+    }
+
+    /// The image id (`rbd_get_id`).
+    pub fn id(&self) -> Result<String, RbdError> {
+        let mut buf = [0u8; 128];
+        // SAFETY: live handle; `buf` has `buf.len()` writable bytes.
+        let rc = unsafe { ffi::rbd_get_id(self.raw, buf.as_mut_ptr().cast(), buf.len()) };
+        check(|| format!("reading the id of {}", self.name), rc)?;
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+    }
+
+    /// Global ids of the clients watching the image header
+    /// (`rbd_watchers_list`): the clients that have it open read-write.
+    pub fn watchers(&self) -> Result<Vec<i64>, RbdError> {
+        let mut cap = 16usize;
+        for _ in 0..8 {
+            let mut ws: Vec<ffi::rbd_image_watcher_t> =
+                (0..cap).map(|_| ffi::rbd_image_watcher_t { addr: ptr::null_mut(), id: 0, cookie: 0 }).collect();
+            let mut max = cap;
+            // SAFETY: live handle; `ws` has room for `max` entries and `max`
+            // is a valid in/out pointer.
+            let rc = unsafe { ffi::rbd_watchers_list(self.raw, ws.as_mut_ptr(), &mut max) };
+            if rc == -libc::ERANGE {
+                cap = max.max(cap * 2).min(4096);
+                continue;
+            }
+            check(|| format!("listing the watchers of {}", self.name), rc)?;
+            let n = max.min(cap);
+            let ids = ws[..n].iter().map(|w| w.id).collect();
+            // SAFETY: frees the `n` entries librbd filled (their addr strings), once.
+            unsafe { ffi::rbd_watchers_list_cleanup(ws.as_mut_ptr(), n) };
+            return Ok(ids);
+        }
+        Err(RbdError::new(RbdErrorKind::Other, format!("the watchers of {} keep changing", self.name)))
+    }
+
     /// `pool/image[@snap]`.
     pub fn name(&self) -> &str {
         &self.name
@@ -433,6 +590,11 @@ impl Image {
 
     /// Names of the image's snapshots (`rbd_snap_list`).
     pub fn snap_list(&self) -> Result<Vec<String>, RbdError> {
+        Ok(self.snap_list_ids()?.into_iter().map(|(_, n)| n).collect())
+    }
+
+    /// The image's snapshots as (id, name) (`rbd_snap_list`).
+    pub fn snap_list_ids(&self) -> Result<Vec<(u64, String)>, RbdError> {
         let mut cap: c_int = 16;
         for _ in 0..8 {
             let len = usize::try_from(cap).unwrap_or(16).max(1);
@@ -454,7 +616,7 @@ impl Image {
                 .filter(|s| !s.name.is_null())
                 // SAFETY: librbd set `name` of the first `n` entries to
                 // NUL-terminated strings it owns until rbd_snap_list_end.
-                .map(|s| unsafe { CStr::from_ptr(s.name) }.to_string_lossy().into_owned())
+                .map(|s| (s.id, unsafe { CStr::from_ptr(s.name) }.to_string_lossy().into_owned()))
                 .collect();
             // SAFETY: frees the names librbd allocated into `snaps` above, once.
             unsafe { ffi::rbd_snap_list_end(snaps.as_mut_ptr()) };

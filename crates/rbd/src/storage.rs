@@ -9,6 +9,7 @@ use oxcopy_storage::{check_range, AllocationRun, Capabilities, Result, Storage, 
 use parking_lot::Mutex;
 
 use crate::error::{RbdError, RbdErrorKind};
+use crate::locator::{record_key, SnapRecord, SnapshotLocator};
 use crate::rados::{bounded, AioOp, Cluster, Image, IoCtx, CREATE_FEATURES, FEATURE_EXCLUSIVE_LOCK, GRACE};
 use crate::split::{scan_run, split_at_objects};
 use crate::RbdOptions;
@@ -34,6 +35,10 @@ pub struct RbdStorage {
     op_timeout: Duration,
     exclusive: bool,
     resize: Mutex<()>,
+    /// The cluster's fsid (locators name it).
+    fsid: [u8; 16],
+    /// RBD image id.
+    image_id: String,
 }
 
 fn settings(op_timeout: Duration) -> Vec<(&'static str, String)> {
@@ -127,6 +132,9 @@ impl RbdStorage {
         if opts.exclusive {
             remove_stale_snapshots(&image, wait);
         }
+        let fsid = image.ioctx().cluster().fsid()?;
+        let img = image.clone();
+        let image_id = bounded(&format!("id of {label}"), wait, move || img.id())?;
         Ok(RbdStorage {
             image,
             image_name: opts.image.clone(),
@@ -135,6 +143,8 @@ impl RbdStorage {
             op_timeout: opts.op_timeout,
             exclusive: opts.exclusive,
             resize: Mutex::new(()),
+            fsid,
+            image_id,
         })
     }
 
@@ -157,6 +167,125 @@ impl RbdStorage {
     pub fn snapshot_names(&self) -> Result<Vec<String>> {
         let img = self.image.clone();
         Ok(bounded(&format!("listing snapshots of {}", self.name()), self.wait(), move || img.snap_list())?)
+    }
+
+    /// The cluster's fsid.
+    pub fn cluster_fsid(&self) -> [u8; 16] {
+        self.fsid
+    }
+
+    /// Open the snapshot a token's `locator` names, through this image's
+    /// cluster connection, as a read-only store of the token's ranges laid
+    /// end to end (read from the snapshot's record in the image metadata),
+    /// which must add up to `bytes`. The snapshot is not removed when the
+    /// store is dropped: it belongs to the token's creator.
+    ///
+    /// Errors: another cluster ([`RbdErrorKind::InvalidArgument`]), the
+    /// snapshot or its record gone ([`RbdErrorKind::NotFound`]: the token
+    /// ended), a record that does not match the token.
+    pub fn open_located(&self, locator: &[u8; 32], bytes: u64) -> Result<Arc<dyn Storage>> {
+        Ok(self.open_located_inner(locator, bytes)?)
+    }
+
+    fn open_located_inner(&self, locator: &[u8; 32], bytes: u64) -> std::result::Result<Arc<dyn Storage>, RbdError> {
+        let bad = |m: String| RbdError::new(RbdErrorKind::InvalidArgument, m);
+        let loc = SnapshotLocator::decode(locator).ok_or_else(|| bad("not an RBD snapshot locator".into()))?;
+        if !loc.same_cluster(&self.fsid) {
+            return Err(bad(format!("the token's snapshot is in another cluster than {}", self.name())));
+        }
+        let wait = self.wait();
+        let io = if self.image.ioctx().id() == i64::from(loc.pool_id) {
+            self.image.ioctx().clone()
+        } else {
+            IoCtx::create_by_id(self.image.ioctx().cluster(), i64::from(loc.pool_id), wait)?
+        };
+        let (io2, id) = (io.clone(), loc.image_id.clone());
+        let head = bounded(&format!("opening image id {id}"), wait, move || {
+            Image::open_by_id(io2, &id, None, true).map(Arc::new)
+        })?;
+        let h = head.clone();
+        let snaps = bounded(&format!("snapshots of {}", head.name()), wait, move || h.snap_list_ids())?;
+        let gone = || {
+            RbdError::new(
+                RbdErrorKind::NotFound,
+                format!("snapshot #{} of {} is gone (token ended)", loc.snap_id, head.name()),
+            )
+        };
+        let snap_name = snaps
+            .into_iter()
+            .find(|(sid, n)| *sid == u64::from(loc.snap_id) && n.starts_with(SNAPSHOT_PREFIX))
+            .map(|(_, n)| n)
+            .ok_or_else(gone)?;
+        let (h, key) = (head.clone(), record_key(&snap_name));
+        let record = bounded(&format!("record of {}@{snap_name}", head.name()), wait, move || h.metadata_get(&key))?
+            .ok_or_else(gone)?;
+        let (io2, id, sn) = (io.clone(), loc.image_id.clone(), snap_name.clone());
+        let snap = bounded(&format!("opening {}@{snap_name}", head.name()), wait, move || {
+            Image::open_by_id(io2, &id, Some(&sn), true).map(Arc::new)
+        })?;
+        let sp = snap.clone();
+        let info = bounded(&format!("rbd_stat {}", snap.name()), wait, move || sp.stat())?;
+        let record = SnapRecord::parse(&record, info.size)
+            .map_err(|e| RbdError::new(RbdErrorKind::Other, format!("{}@{snap_name}: {e}", head.name())))?;
+        if record.total() != bytes {
+            return Err(RbdError::new(
+                RbdErrorKind::Other,
+                format!("{}@{snap_name} covers {} bytes, the token {bytes}", head.name(), record.total()),
+            ));
+        }
+        let (segments, len) = segments_of(&record.ranges);
+        Ok(Arc::new(RbdSnapshot {
+            snap: Some(snap),
+            head: None,
+            snap_name,
+            segments,
+            len,
+            obj_size: info.obj_size,
+            wait,
+            locator: Some(*locator),
+        }))
+    }
+
+    /// Remove the `oxcopy.*` snapshots of the images of this image's pool
+    /// whose tokens died with their gateway: the client that made one (its
+    /// record) no longer watches the image, or — no record — nobody watches
+    /// it. Returns how many were removed. Run at a gateway's start; a copy
+    /// that another gateway is running from such a snapshot after its
+    /// creator died fails (its token died with the creator).
+    pub fn remove_orphan_snapshots(&self) -> Result<usize> {
+        let wait = self.wait();
+        let io = self.image.ioctx().clone();
+        let io2 = io.clone();
+        let images = bounded(&format!("listing pool {}", io.pool()), wait, move || io2.list_images())?;
+        let mut removed = 0;
+        for (id, name) in images {
+            if id == self.image_id {
+                continue; // ours: cleaned at open, and its live tokens are ours
+            }
+            match orphans_of(&io, &id, wait) {
+                Ok(orphans) if orphans.is_empty() => {}
+                Ok(orphans) => {
+                    let (io2, id2) = (io.clone(), id.clone());
+                    let head = match bounded(&format!("opening {}/{name}", io.pool()), wait, move || {
+                        Image::open_by_id(io2, &id2, None, false).map(Arc::new)
+                    }) {
+                        Ok(h) => h,
+                        Err(e) => {
+                            tracing::warn!(image = %name, "cannot open to remove orphan snapshots: {e}");
+                            continue;
+                        }
+                    };
+                    for snap in orphans {
+                        tracing::info!(image = %name, snapshot = %snap, "removing the snapshot of a token whose gateway is gone");
+                        if remove_snapshot(&head, &snap, wait) {
+                            removed += 1;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(image = %name, "cannot look for orphan snapshots: {e}"),
+            }
+        }
+        Ok(removed)
     }
 
     /// Image metadata `key` (`rbd_metadata_get`), `None` when absent; values
@@ -185,6 +314,72 @@ impl RbdStorage {
     fn wait(&self) -> Duration {
         self.op_timeout + GRACE
     }
+
+    /// Write the record of token snapshot `snap_name` and return its
+    /// locator; `None` (logged) when either fails: the token is then read
+    /// through this gateway only.
+    fn record_snapshot(&self, snap_name: &str, ranges: Vec<(u64, u64)>) -> Option<[u8; 32]> {
+        let wait = self.wait();
+        let img = self.image.clone();
+        let snap_id = match bounded(&format!("snapshots of {}", self.name()), wait, move || img.snap_list_ids()) {
+            Ok(list) => list.into_iter().find(|(_, n)| n == snap_name).map(|(id, _)| id)?,
+            Err(e) => {
+                tracing::warn!(image = %self.name(), "no snapshot id for {snap_name}: {e}");
+                return None;
+            }
+        };
+        let loc = SnapshotLocator::new(&self.fsid, self.image.ioctx().id(), snap_id, &self.image_id)?;
+        let record = SnapRecord { creator: self.image.ioctx().cluster().instance_id(), ranges };
+        match self.metadata_set(&record_key(snap_name), &record.encode()) {
+            Ok(()) => Some(loc.encode()),
+            Err(e) => {
+                tracing::warn!(image = %self.name(), "cannot record snapshot {snap_name}: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// Lay `ranges` end to end: the segments and their total.
+fn segments_of(ranges: &[(u64, u64)]) -> (Vec<Segment>, u64) {
+    let mut total = 0u64;
+    let segments = ranges
+        .iter()
+        .map(|&(offset, len)| {
+            let s = Segment { at: total, offset, len };
+            total = total.saturating_add(len);
+            s
+        })
+        .collect();
+    (segments, total)
+}
+
+/// The `oxcopy.*` snapshots of image `id` whose creator is gone (see
+/// [`RbdStorage::remove_orphan_snapshots`]); read-only, no watch of ours.
+fn orphans_of(io: &Arc<IoCtx>, id: &str, wait: Duration) -> std::result::Result<Vec<String>, RbdError> {
+    let (io2, id2) = (io.clone(), id.to_owned());
+    bounded(&format!("orphan snapshots of image id {id}"), wait, move || {
+        let img = Image::open_by_id(io2, &id2, None, true)?;
+        let snaps: Vec<String> = img.snap_list()?.into_iter().filter(|n| n.starts_with(SNAPSHOT_PREFIX)).collect();
+        if snaps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let watchers = img.watchers()?;
+        let mut out = Vec::new();
+        for n in snaps {
+            let creator = img
+                .metadata_get(&record_key(&n))?
+                .and_then(|r| r.split(' ').nth(1)?.strip_prefix("creator=")?.parse::<i64>().ok());
+            let orphan = match creator {
+                Some(c) => !watchers.contains(&c),
+                None => watchers.is_empty(),
+            };
+            if orphan {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    })
 }
 
 fn open_image(
@@ -363,16 +558,11 @@ impl Storage for RbdStorage {
         if !ranges.iter().all(|&(o, l)| o.checked_add(l).is_some_and(|e| e <= size)) {
             return Ok(None);
         }
-        let mut segments = Vec::with_capacity(ranges.len());
-        let mut total = 0u64;
-        for &(o, l) in ranges {
-            if l == 0 {
-                continue;
-            }
-            segments.push(Segment { at: total, offset: o, len: l });
-            let Some(t) = total.checked_add(l) else { return Ok(None) };
-            total = t;
+        let ranges: Vec<(u64, u64)> = ranges.iter().copied().filter(|r| r.1 > 0).collect();
+        if ranges.iter().try_fold(0u64, |t, r| t.checked_add(r.1)).is_none() {
+            return Ok(None);
         }
+        let (segments, total) = segments_of(&ranges);
         let snap_name = format!("{SNAPSHOT_PREFIX}{:016x}", rand::random::<u64>());
         let img = self.image.clone();
         let n = snap_name.clone();
@@ -384,18 +574,20 @@ impl Storage for RbdStorage {
         let snap = match open_image(self.image.ioctx(), &self.image_name, Some(&snap_name), true, self.wait()) {
             Ok(s) => s,
             Err(e) => {
-                remove_snapshot(&self.image, &snap_name, self.wait());
+                let _ = remove_snapshot(&self.image, &snap_name, self.wait());
                 return Err(e.into());
             }
         };
+        let locator = self.record_snapshot(&snap_name, ranges);
         Ok(Some(Arc::new(RbdSnapshot {
             snap: Some(snap),
-            head: self.image.clone(),
+            head: Some(self.image.clone()),
             snap_name,
             segments,
             len: total,
             obj_size: self.obj_size,
             wait: self.wait(),
+            locator,
         })))
     }
 
@@ -415,21 +607,36 @@ fn remove_stale_snapshots(image: &Arc<Image>, wait: Duration) {
         Ok(names) => {
             for n in names.iter().filter(|n| n.starts_with(SNAPSHOT_PREFIX)) {
                 tracing::info!(image = %image.name(), snapshot = %n, "removing stale oxcopy snapshot");
-                remove_snapshot(image, n, wait);
+                let _ = remove_snapshot(image, n, wait);
             }
         }
         Err(e) => tracing::warn!(image = %image.name(), "cannot look for stale snapshots: {e}"),
     }
 }
 
-/// Remove snapshot `name` through `head`, logging (never panicking) on failure.
-fn remove_snapshot(head: &Arc<Image>, name: &str, wait: Duration) {
+/// Remove snapshot `name` and its record through `head`, logging (never
+/// panicking) on failure. The record goes first: a crash in between leaves
+/// a snapshot without a record, which the image's next exclusive opener (or
+/// an orphan sweep, when nobody watches the image) removes.
+fn remove_snapshot(head: &Arc<Image>, name: &str, wait: Duration) -> bool {
     let img = head.clone();
     let n = name.to_owned();
     let what = format!("removing snapshot {}@{name}", head.name());
-    match bounded(&what, wait, move || img.snap_remove(&n)) {
-        Ok(()) => tracing::debug!(image = %head.name(), snapshot = name, "removed snapshot"),
-        Err(e) => tracing::warn!(image = %head.name(), snapshot = name, "cannot remove snapshot: {e}"),
+    match bounded(&what, wait, move || {
+        img.metadata_remove(&record_key(&n))?;
+        match img.snap_remove(&n) {
+            Err(e) if e.errno == libc::ENOENT => Ok(()),
+            other => other,
+        }
+    }) {
+        Ok(()) => {
+            tracing::debug!(image = %head.name(), snapshot = name, "removed snapshot");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(image = %head.name(), snapshot = name, "cannot remove snapshot: {e}");
+            false
+        }
     }
 }
 
@@ -449,13 +656,16 @@ struct Segment {
 pub struct RbdSnapshot {
     /// Handle opened at the snapshot (Option: closed before the removal).
     snap: Option<Arc<Image>>,
-    /// The head image, through which the snapshot is removed.
-    head: Arc<Image>,
+    /// The head image, through which the snapshot is removed on drop;
+    /// `None` for a snapshot another gateway made (opened by locator).
+    head: Option<Arc<Image>>,
     snap_name: String,
     segments: Vec<Segment>,
     len: u64,
     obj_size: u64,
     wait: Duration,
+    /// Where another gateway finds it (None: no record could be written).
+    locator: Option<[u8; 32]>,
 }
 
 impl RbdSnapshot {
@@ -491,6 +701,10 @@ impl RbdSnapshot {
 impl Storage for RbdSnapshot {
     fn len(&self) -> u64 {
         self.len
+    }
+
+    fn shared_locator(&self) -> Option<[u8; 32]> {
+        self.locator
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
@@ -548,6 +762,8 @@ impl Drop for RbdSnapshot {
     fn drop(&mut self) {
         // Close our handle on the snapshot first, then remove it via the head.
         drop(self.snap.take());
-        remove_snapshot(&self.head, &self.snap_name, self.wait);
+        if let Some(head) = &self.head {
+            let _ = remove_snapshot(head, &self.snap_name, self.wait);
+        }
     }
 }

@@ -25,6 +25,25 @@ impl RbdStorage {
     }
 }
 
+impl RbdStorage {
+    /// Unreachable: no stub storage exists.
+    pub fn name(&self) -> &str {
+        match self.never {}
+    }
+    /// Unreachable: no stub storage exists.
+    pub fn cluster_fsid(&self) -> [u8; 16] {
+        match self.never {}
+    }
+    /// Unreachable: no stub storage exists.
+    pub fn open_located(&self, _locator: &[u8; 32], _bytes: u64) -> Result<std::sync::Arc<dyn Storage>> {
+        match self.never {}
+    }
+    /// Unreachable: no stub storage exists.
+    pub fn remove_orphan_snapshots(&self) -> Result<usize> {
+        match self.never {}
+    }
+}
+
 impl Storage for RbdStorage {
     fn len(&self) -> u64 {
         match self.never {}

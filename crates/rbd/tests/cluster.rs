@@ -551,3 +551,83 @@ fn image_metadata_round_trips_and_is_bounded() {
     s.metadata_remove("oxcopy.test").expect("remove again");
     assert_eq!(s.metadata_get("oxcopy.test").expect("get"), None);
 }
+
+/// A token snapshot made through one connection is opened through another
+/// (another gateway) by its locator alone, reads the point in time, and
+/// stays when that view is dropped; it goes with its maker's store.
+#[test]
+fn another_gateway_opens_a_token_snapshot_by_its_locator() {
+    let Some(conf) = conf() else { return };
+    let (tx, ty) = (TestImage::new(&conf, "locx"), TestImage::new(&conf, "locy"));
+    let mut ox = tx.opts(8 * MIB);
+    ox.exclusive = true;
+    let x = RbdStorage::open(&ox).expect("open x");
+    let y = RbdStorage::open(&ty.opts(4 * MIB)).expect("open y (the other gateway)");
+    assert_eq!(x.cluster_fsid(), y.cluster_fsid());
+    x.write_at(&pattern(1, 0, 8 * MIB as usize), 0).expect("write");
+    let ranges = [(OBJ + 4096, 8192u64), (512, 1024)];
+    let snap = x.snapshot(&ranges).expect("snapshot").expect("some");
+    let loc = snap.shared_locator().expect("a locator");
+    x.write_at(&[0xEE; 65536], 0).expect("overwrite head");
+    x.write_at(&[0xEE; 65536], OBJ).expect("overwrite head");
+    let view = y.open_located(&loc, 9216).expect("open by locator");
+    assert_eq!(view.len(), 9216);
+    let got = read(&*view, 0, 9216);
+    let mut want = pattern(1, OBJ + 4096, 8192);
+    want.extend(pattern(1, 512, 1024));
+    same(&got, &want, "the point in time through the other connection");
+    assert!(view.write_at(&[1], 0).is_err(), "read-only");
+    // A token that claims another size does not match the record.
+    assert!(y.open_located(&loc, 4096).is_err());
+    // Not a locator / another cluster.
+    assert!(y.open_located(&[0u8; 32], 9216).is_err());
+    let mut other = loc;
+    other[3] ^= 0x55;
+    assert!(y.open_located(&other, 9216).is_err());
+    drop(view);
+    let names = x.snapshot_names().expect("list");
+    assert_eq!(names.len(), 1, "the other gateway's view does not remove it: {names:?}");
+    let key = format!("oxcopy.snap.{}", names[0]);
+    assert!(x.metadata_get(&key).expect("record").is_some_and(|r| r.starts_with("v1 creator=")));
+    drop(snap);
+    assert!(x.snapshot_names().expect("list").is_empty());
+    assert_eq!(x.metadata_get(&key).expect("record"), None, "record removed with the snapshot");
+    let e = y.open_located(&loc, 9216).expect_err("token ended");
+    assert_eq!(rbd_error_kind(&e), Some(RbdErrorKind::NotFound), "{e}");
+}
+
+/// Snapshots whose maker is gone (its connection no longer watches the
+/// image) are removed by another gateway's sweep; a live maker's stay.
+#[test]
+fn orphan_sweep_removes_only_snapshots_whose_maker_is_gone() {
+    let Some(conf) = conf() else { return };
+    let (tx, ty) = (TestImage::new(&conf, "orpx"), TestImage::new(&conf, "orpy"));
+    let y = RbdStorage::open(&ty.opts(4 * MIB)).expect("open y");
+    let mut ox = tx.opts(4 * MIB);
+    ox.exclusive = true;
+    let x = RbdStorage::open(&ox).expect("open x");
+    x.write_at(&[3u8; 4096], 0).expect("write");
+    let live = x.snapshot(&[(0, 4096)]).expect("snapshot").expect("some");
+    y.remove_orphan_snapshots().expect("sweep");
+    assert_eq!(x.snapshot_names().expect("list").len(), 1, "the maker is alive: kept");
+    // A snapshot made by a client that is gone (global id 1 never watches:
+    // ids start far higher), as a crashed gateway leaves it.
+    let spec = format!("rbd/{}", tx.name);
+    tx.rbd(&["snap", "create", &format!("{spec}@oxcopy.deadbeef")]);
+    tx.rbd(&["image-meta", "set", &spec, "oxcopy.snap.oxcopy.deadbeef", "v1 creator=1 ranges=0+4096"]);
+    assert_eq!(x.snapshot_names().expect("list").len(), 2);
+    let n = y.remove_orphan_snapshots().expect("sweep");
+    assert_eq!(n, 1);
+    let names = x.snapshot_names().expect("list");
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_ne!(names[0], "oxcopy.deadbeef");
+    assert_eq!(x.metadata_get("oxcopy.snap.oxcopy.deadbeef").expect("get"), None);
+    // Without a record: removed only when nobody watches the image.
+    tx.rbd(&["snap", "create", &format!("{spec}@oxcopy.norecord")]);
+    assert_eq!(y.remove_orphan_snapshots().expect("sweep"), 0, "x is open: kept");
+    drop(live);
+    drop(x);
+    assert_eq!(y.remove_orphan_snapshots().expect("sweep"), 1, "nobody watches x: removed");
+    let check = RbdStorage::open(&tx.opts(4 * MIB)).expect("open x again");
+    assert!(check.snapshot_names().expect("list").is_empty());
+}

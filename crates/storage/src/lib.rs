@@ -237,6 +237,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
 
+    /// For a snapshot in storage other nodes share (an RBD snapshot): 32
+    /// opaque bytes with which a node connected to the same cluster opens it
+    /// without this process (they travel in ROD tokens, under the MAC).
+    /// `None` for local stores.
+    fn shared_locator(&self) -> Option<[u8; 32]> {
+        None
+    }
+
     /// A sparse, hidden scratch store of `len` bytes beside this one (same
     /// filesystem, so copies into it may share extents), for blocks preserved
     /// by copy-on-write. `Ok(None)`: no such place; the caller uses memory.

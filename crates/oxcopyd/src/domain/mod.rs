@@ -11,6 +11,7 @@
 //! | [`wire`] | blocking, bounded frame I/O; link error codes ↔ engine errors |
 //! | [`serve`] | the node-link server: authenticates peers, serves OPEN / READ / DELETE from this node's tokens |
 //! | [`pull`] | the client side of one remote token: a streaming [`oxcopy_copy::RemoteRod`] |
+//! | [`direct`] | a remote token whose ROD is an RBD snapshot of a cluster this node serves too: read from the cluster, not the creator |
 //! | this file | membership (who answers for which copy manager), the prober, metrics, [`oxcopy_copy::Domain`] |
 //!
 //! Threads: link connections run on threads of their own (blocking
@@ -18,11 +19,13 @@
 //! pulls on the copy's thread; the prober is one thread. Nothing here
 //! runs on the reactor but the accept loop.
 
+pub mod direct;
 pub mod pull;
 pub mod serve;
 pub mod wire;
 
 use crate::copy_domain::CopyDomainConfig;
+use oxcopy_copy::source::RemoteInfo;
 use oxcopy_copy::token::TokenHeader;
 use oxcopy_copy::{CopyDomainKey, CopyError, RemoteRod};
 use oxcopy_link::{ClientHandshake, Message, NodeId};
@@ -64,6 +67,10 @@ pub struct LinkMetrics {
     pub bytes_sent: Counter,
     /// Remote tokens this node opened at their creators (`ok`, `refused`, `unreachable`, `failed`).
     pub pulls: Family<ResultLabel, Counter>,
+    /// Remote tokens read straight from shared storage (`creator_up`: the
+    /// creator holds the token meanwhile; `creator_down`: it did not
+    /// answer; `failed`: the shared snapshot could not be opened).
+    pub direct: Family<ResultLabel, Counter>,
 }
 
 impl LinkMetrics {
@@ -77,6 +84,11 @@ impl LinkMetrics {
         r.register("oxcopy_link_opens", "Remote token opens answered, by outcome", self.opens.clone());
         r.register("oxcopy_link_bytes_sent", "ROD bytes served to other nodes", self.bytes_sent.clone());
         r.register("oxcopy_link_pulls", "Remote tokens opened at their creators, by outcome", self.pulls.clone());
+        r.register(
+            "oxcopy_link_direct_opens",
+            "Remote tokens read from storage shared with their creator (an RBD cluster), by outcome",
+            self.direct.clone(),
+        );
     }
 }
 
@@ -332,7 +344,55 @@ impl NodeDomain {
         if let Err(e) = &r {
             tracing::info!(error = %e, "remote token not opened");
         }
-        r.map(|p| p as Arc<dyn RemoteRod>)
+        let r = r.map(|p| p as Arc<dyn RemoteRod>);
+        self.direct_or(r, header)
+    }
+
+    /// A token whose ROD is a snapshot in a cluster this node serves too is
+    /// read from the cluster: with the creator's open held (`link` Ok), or
+    /// — the creator unreachable — from the snapshot alone.
+    fn direct_or(
+        &self,
+        link: Result<Arc<dyn RemoteRod>, CopyError>,
+        header: &TokenHeader,
+    ) -> Result<Arc<dyn RemoteRod>, CopyError> {
+        let Some((loc, store)) = header.locator.and_then(|l| crate::shared_storage::for_locator(&l).map(|s| (l, s)))
+        else {
+            return link;
+        };
+        let link = match link {
+            Ok(l) => Some(l),
+            Err(CopyError::Unreachable(m)) => {
+                tracing::info!(reason = %m, "creator of the token unreachable: reading its snapshot from the cluster");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let bytes = u64::try_from(header.bytes).map_err(|_| CopyError::Token(oxcopy_copy::TokenError::Corrupt))?;
+        match store.open_located(&loc, bytes) {
+            Ok(snap) => {
+                let info = match &link {
+                    Some(l) => l.info(),
+                    None => RemoteInfo { bytes, block_size: header.block_size, rod_type: header.rod_type },
+                };
+                LinkMetrics::inc(&self.metrics.direct, if link.is_some() { "creator_up" } else { "creator_down" });
+                Ok(Arc::new(direct::DirectRod::new(snap, info, link)))
+            }
+            Err(e) => {
+                LinkMetrics::inc(&self.metrics.direct, "failed");
+                match link {
+                    // The creator still has it: stream through the link.
+                    Some(l) => {
+                        tracing::warn!(error = %e, "token snapshot not readable from the cluster; pulling from its creator");
+                        Ok(l)
+                    }
+                    None if oxcopy_rbd::rbd_error_kind(&e) == Some(oxcopy_rbd::RbdErrorKind::NotFound) => {
+                        Err(CopyError::Token(oxcopy_copy::TokenError::Unknown))
+                    }
+                    None => Err(CopyError::Unreachable(format!("the token's creator is gone and its snapshot: {e}"))),
+                }
+            }
+        }
     }
 }
 

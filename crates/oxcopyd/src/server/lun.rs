@@ -76,7 +76,9 @@ pub(crate) fn open_lun(
                     s.len()
                 );
             }
-            Arc::new(s)
+            let s = Arc::new(s);
+            crate::shared_storage::register(&s);
+            s
         }
         Some(name) => {
             let v = volumes.get(name).with_context(|| format!("LUN {} of {}: no volume '{name}'", l.id, t.iqn))?;

@@ -296,6 +296,8 @@ pub async fn start(cfg: Config) -> Result<Running> {
         }
         d.spawn_prober();
     }
+    // Snapshots of tokens that died with a crashed gateway, in the pools we serve.
+    crate::shared_storage::spawn_orphan_sweep();
     let nvme = nvme.map(|svc| {
         let j = tokio::spawn(super::nvme::accept_all(nvme_listeners, svc.clone(), shared.clone(), rx.clone()));
         (svc, j)

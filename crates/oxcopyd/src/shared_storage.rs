@@ -1,0 +1,62 @@
+//! Storage this gateway shares with others: the RBD images it serves, by
+//! cluster. A token made on another gateway for an image of a cluster we
+//! also reach is read straight from that cluster (see `domain`), through
+//! the connection of one of our LUNs on it; and at start, the snapshots of
+//! tokens whose gateway died are swept from the pools we serve.
+
+use oxcopy_rbd::RbdStorage;
+use parking_lot::Mutex;
+use std::sync::{Arc, Weak};
+
+/// The RBD images this process has open (LUNs opened at start or by a
+/// reload; a dropped LUN's entry dies with it).
+static STORES: Mutex<Vec<Weak<RbdStorage>>> = Mutex::new(Vec::new());
+
+/// Remember an opened RBD LUN's storage.
+pub fn register(s: &Arc<RbdStorage>) {
+    let mut v = STORES.lock();
+    v.retain(|w| w.strong_count() > 0);
+    v.push(Arc::downgrade(s));
+}
+
+/// The live RBD stores.
+pub fn all() -> Vec<Arc<RbdStorage>> {
+    STORES.lock().iter().filter_map(Weak::upgrade).collect()
+}
+
+/// A store of ours connected to the cluster a token's `locator` names.
+pub fn for_locator(locator: &[u8; 32]) -> Option<Arc<RbdStorage>> {
+    let loc = oxcopy_rbd::locator::SnapshotLocator::decode(locator)?;
+    all().into_iter().find(|s| loc.same_cluster(&s.cluster_fsid()))
+}
+
+/// Sweep the pools of our RBD LUNs (one store per pool) for snapshots of
+/// tokens whose gateway died, on a thread of its own (it may take a while
+/// on a large pool; nothing waits for it).
+pub fn spawn_orphan_sweep() {
+    let stores = all();
+    if stores.is_empty() {
+        return;
+    }
+    let r = std::thread::Builder::new().name("oxcopy-rbd-sweep".into()).spawn(move || {
+        let mut seen: Vec<([u8; 16], String)> = Vec::new();
+        for s in stores {
+            let pool = s.name().split('/').next().unwrap_or_default().to_owned();
+            let key = (s.cluster_fsid(), pool);
+            if seen.contains(&key) {
+                continue;
+            }
+            match s.remove_orphan_snapshots() {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(pool = %key.1, removed = n, "removed snapshots of tokens whose gateway is gone")
+                }
+                Err(e) => tracing::warn!(pool = %key.1, "cannot sweep for orphan token snapshots: {e}"),
+            }
+            seen.push(key);
+        }
+    });
+    if let Err(e) = r {
+        tracing::warn!("cannot start the orphan snapshot sweep: {e}");
+    }
+}
