@@ -131,9 +131,11 @@ head -c $((4 << 20)) /dev/urandom >"$work/junk"
 cmp -s "$work/p1" "$work/y1" || fail "Y does not hold X's point in time (token made on A, written by B)"
 [[ $(metric "127.0.0.3:$mb" oxcopy_link_direct_opens_total 'result="creator_up"') -ge 1 ]] \
     || fail "B did not read the snapshot from the cluster: $(scrape "127.0.0.3:$mb" | grep direct)"
+rados=$(metric "127.0.0.3:$mb" oxcopy_copy_bytes_total 'method="rados"')
+[[ $rados -ge $((48 << 20)) ]] || fail "B copied only $rados bytes inside the cluster (RADOS copy_from); want >= 48 MiB of 64"
 sent=$(metric "127.0.0.2:$ma" oxcopy_link_bytes_sent_total "")
 [[ $sent -eq 0 ]] || fail "A served $sent bytes over the node link; want 0"
-echo "rbd-domain: ok: token made on A written by B from the cluster (A served 0 link bytes)"
+echo "rbd-domain: ok: token made on A written by B from the cluster ($((rados >> 20)) MiB by RADOS copy_from, A served 0 link bytes)"
 
 # 2. A killed after POPULATE TOKEN: B completes from the snapshot alone.
 "$oxcopy" cp --method host "$ua/0" "$work/p2" >/dev/null

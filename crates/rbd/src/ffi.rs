@@ -39,6 +39,8 @@ pub const RBD_IMAGE_OPTION_FEATURES: c_int = 1;
 /// `rbd/features.h`.
 pub const RBD_FEATURE_LAYERING: u64 = 1 << 0;
 /// `rbd/features.h`.
+pub const RBD_FEATURE_STRIPINGV2: u64 = 1 << 1;
+/// `rbd/features.h`.
 pub const RBD_FEATURE_EXCLUSIVE_LOCK: u64 = 1 << 2;
 /// `rbd/features.h`.
 pub const RBD_FEATURE_OBJECT_MAP: u64 = 1 << 3;
@@ -46,6 +48,11 @@ pub const RBD_FEATURE_OBJECT_MAP: u64 = 1 << 3;
 pub const RBD_FEATURE_FAST_DIFF: u64 = 1 << 4;
 /// `rbd/features.h`.
 pub const RBD_FEATURE_DEEP_FLATTEN: u64 = 1 << 5;
+/// `rbd/features.h`.
+pub const RBD_FEATURE_JOURNALING: u64 = 1 << 6;
+
+/// `rados_snap_t` (librados.h:266).
+pub type rados_snap_t = u64;
 
 /// `RBD_MAX_BLOCK_NAME_SIZE` (librbd.h).
 const RBD_MAX_BLOCK_NAME_SIZE: usize = 24;
@@ -89,9 +96,7 @@ pub struct rbd_image_spec_t {
 
 #[link(name = "rados")]
 extern "C" {
-    pub fn rados_cluster_fsid(cluster: rados_t, buf: *mut c_char, len: usize) -> c_int;
     pub fn rados_get_instance_id(cluster: rados_t) -> u64;
-    pub fn rados_ioctx_create2(cluster: rados_t, pool_id: i64, ioctx: *mut rados_ioctx_t) -> c_int;
     pub fn rados_ioctx_get_id(io: rados_ioctx_t) -> i64;
     pub fn rados_create(cluster: *mut rados_t, id: *const c_char) -> c_int;
     pub fn rados_conf_read_file(cluster: rados_t, path: *const c_char) -> c_int;
@@ -100,6 +105,30 @@ extern "C" {
     pub fn rados_shutdown(cluster: rados_t);
     pub fn rados_ioctx_create(cluster: rados_t, pool_name: *const c_char, ioctx: *mut rados_ioctx_t) -> c_int;
     pub fn rados_ioctx_destroy(io: rados_ioctx_t);
+    /// librados.h:663; -ERANGE if `buf` is too short (an fsid is 36 chars + NUL).
+    pub fn rados_cluster_fsid(cluster: rados_t, buf: *mut c_char, len: usize) -> c_int;
+    /// librados.h:781.
+    pub fn rados_ioctx_create2(cluster: rados_t, pool_id: i64, ioctx: *mut rados_ioctx_t) -> c_int;
+    /// librados.h:1357.
+    pub fn rados_ioctx_snap_set_read(io: rados_ioctx_t, snap: rados_snap_t);
+    /// librados.h:1422: `snaps` sorted descending, `seq` ≥ the newest.
+    pub fn rados_ioctx_selfmanaged_snap_set_write_ctx(
+        io: rados_ioctx_t,
+        seq: rados_snap_t,
+        snaps: *mut rados_snap_t,
+        num_snaps: c_int,
+    ) -> c_int;
+    /// librados.h:1850: returns the output length, -ERANGE when `out_len` is too small.
+    pub fn rados_exec(
+        io: rados_ioctx_t,
+        oid: *const c_char,
+        cls: *const c_char,
+        method: *const c_char,
+        in_buf: *const c_char,
+        in_len: usize,
+        buf: *mut c_char,
+        out_len: usize,
+    ) -> c_int;
 }
 
 #[link(name = "rbd")]
@@ -137,6 +166,16 @@ extern "C" {
     pub fn rbd_watchers_list_cleanup(watchers: *mut rbd_image_watcher_t, num_watchers: usize);
     pub fn rbd_stat(image: rbd_image_t, info: *mut rbd_image_info_t, infosize: usize) -> c_int;
     pub fn rbd_get_features(image: rbd_image_t, features: *mut u64) -> c_int;
+    pub fn rbd_get_stripe_unit(image: rbd_image_t, stripe_unit: *mut u64) -> c_int;
+    pub fn rbd_get_stripe_count(image: rbd_image_t, stripe_count: *mut u64) -> c_int;
+    /// -ENOENT when the image (at the handle's snapshot) has no parent.
+    pub fn rbd_get_overlap(image: rbd_image_t, overlap: *mut u64) -> c_int;
+    /// -ERANGE when `prefix_len` is too small.
+    pub fn rbd_get_block_name_prefix(image: rbd_image_t, prefix: *mut c_char, prefix_len: usize) -> c_int;
+    /// The pool holding the data objects (the image's pool unless it has a data pool).
+    pub fn rbd_get_data_pool_id(image: rbd_image_t) -> i64;
+    pub fn rbd_is_exclusive_lock_owner(image: rbd_image_t, is_owner: *mut c_int) -> c_int;
+    pub fn rbd_snap_get_id(image: rbd_image_t, snapname: *const c_char, snap_id: *mut u64) -> c_int;
     pub fn rbd_resize2(
         image: rbd_image_t,
         size: u64,
@@ -193,4 +232,25 @@ extern "C" {
         op_flags: c_int,
     ) -> c_int;
     pub fn rbd_aio_flush(image: rbd_image_t, c: rbd_completion_t) -> c_int;
+}
+
+/// Completion callback of [`ox_rados_aio_copy_from`]: `(return value, arg)`,
+/// called once on a librados finisher thread.
+pub type ox_copy_done_t = Option<unsafe extern "C" fn(rc: c_int, arg: *mut c_void)>;
+
+// The C++ shim `cpp/objcopy.cc` (compiled by build.rs, linked statically).
+extern "C" {
+    /// Replace object `dst_oid` of `dst_io` by a copy of `src_oid` of `src_io`
+    /// made by the OSDs (`ObjectWriteOperation::copy_from`), read at
+    /// `src_io`'s read snapshot and written with `dst_io`'s snap context.
+    /// 0: submitted, `done(rc, arg)` will run exactly once; < 0: not
+    /// submitted (`done` should not run). Never throws.
+    pub fn ox_rados_aio_copy_from(
+        dst_io: rados_ioctx_t,
+        dst_oid: *const c_char,
+        src_io: rados_ioctx_t,
+        src_oid: *const c_char,
+        done: ox_copy_done_t,
+        arg: *mut c_void,
+    ) -> c_int;
 }

@@ -10,6 +10,10 @@
 //! * allocation status comes from `rbd_diff_iterate2` at object granularity;
 //! * `snapshot` takes an RBD snapshot and returns a read-only view of it that
 //!   removes the snapshot when dropped;
+//! * `copy_range` from another image (or a snapshot view) of the same
+//!   cluster has the OSDs copy whole objects (RADOS `copy_from`, through the
+//!   C++ shim `cpp/objcopy.cc`) and reads/writes only the unaligned ends
+//!   through librbd (module `objcopy`);
 //! * every wait on the cluster is bounded by [`RbdOptions::op_timeout`]
 //!   (librados' own `rados_osd_op_timeout` / `rados_mon_op_timeout` /
 //!   `client_mount_timeout` are set to it, and our waits add a few seconds of
@@ -60,6 +64,8 @@ mod split;
 
 #[cfg(feature = "ceph")]
 mod ffi;
+#[cfg(feature = "ceph")]
+mod objcopy;
 #[cfg(feature = "ceph")]
 mod rados;
 #[cfg(feature = "ceph")]

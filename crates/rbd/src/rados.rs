@@ -187,7 +187,8 @@ pub struct IoCtx {
 
 // SAFETY: a rados_ioctx_t may be used from several threads at once for I/O
 // (librados IoCtxImpl is internally locked); we never change its snap context
-// or namespace after creation.
+// or namespace after creation (`IoCtx::for_objects` sets them before the
+// value exists).
 unsafe impl Send for IoCtx {}
 // SAFETY: as above.
 unsafe impl Sync for IoCtx {}
@@ -273,6 +274,83 @@ impl IoCtx {
         Err(RbdError::new(RbdErrorKind::Other, format!("the images of pool {} keep changing", self.pool)))
     }
 
+    /// The raw handle, for the object-copy shim (`crate::objcopy`); valid
+    /// as long as `self` is.
+    pub(crate) fn raw(&self) -> ffi::rados_ioctx_t {
+        self.raw
+    }
+
+    /// A fresh context of pool `pool_id` for raw object I/O (blocking: call
+    /// through [`bounded`]): reads at snapshot `read_snap` (`None`: the
+    /// head), writes with the self-managed snap context `write_snapc`
+    /// (`None`: librados' empty default). Set once here, never changed.
+    pub fn for_objects(
+        cluster: &Arc<Cluster>,
+        pool_id: i64,
+        read_snap: Option<u64>,
+        write_snapc: Option<&SnapContext>,
+    ) -> Result<IoCtx, RbdError> {
+        let mut raw: ffi::rados_ioctx_t = ptr::null_mut();
+        // SAFETY: connected handle kept alive by the Arc; `raw` is a valid out-pointer.
+        let rc = unsafe { ffi::rados_ioctx_create2(cluster.raw, pool_id, &mut raw) };
+        check(|| format!("opening pool id {pool_id}"), rc)?;
+        // From here on Drop destroys `raw`.
+        let io = IoCtx { raw, pool: format!("#{pool_id}"), cluster: cluster.clone() };
+        if let Some(snap) = read_snap {
+            // SAFETY: `io.raw` is live and not shared with anyone yet.
+            unsafe { ffi::rados_ioctx_snap_set_read(io.raw, snap) };
+        }
+        if let Some(snapc) = write_snapc {
+            let mut snaps = snapc.snaps.clone();
+            let n = c_int::try_from(snaps.len()).map_err(|_| {
+                RbdError::new(RbdErrorKind::InvalidArgument, format!("{} snapshots in a snap context", snaps.len()))
+            })?;
+            // SAFETY: `io.raw` is live and not shared yet; `snaps` holds `n`
+            // ids (librados copies them) and outlives the call.
+            let rc =
+                unsafe { ffi::rados_ioctx_selfmanaged_snap_set_write_ctx(io.raw, snapc.seq, snaps.as_mut_ptr(), n) };
+            check(|| format!("setting the snap context {snapc:?} on pool id {pool_id}"), rc)?;
+        }
+        Ok(io)
+    }
+
+    /// The snap context of the RBD image whose header object is `header_oid`
+    /// in this pool, as the OSD class `rbd.get_snapcontext` returns it: every
+    /// snapshot of the image (user, trash, group and mirror namespaces alike,
+    /// unlike `rbd_snap_list`) and the image's snap sequence. One round trip
+    /// (blocking: call through [`bounded`]).
+    pub fn rbd_snap_context(&self, header_oid: &str) -> Result<SnapContext, RbdError> {
+        let oid = c_name("object", header_oid)?;
+        let mut cap = 64usize << 10;
+        for _ in 0..3 {
+            let mut out = vec![0u8; cap];
+            // SAFETY: live ioctx; all strings are NUL-terminated and outlive
+            // the call; no input; `out` has `cap` writable bytes.
+            let rc = unsafe {
+                ffi::rados_exec(
+                    self.raw,
+                    oid.as_ptr(),
+                    c"rbd".as_ptr(),
+                    c"get_snapcontext".as_ptr(),
+                    ptr::null(),
+                    0,
+                    out.as_mut_ptr().cast(),
+                    cap,
+                )
+            };
+            if rc == -libc::ERANGE {
+                cap *= 8;
+                continue;
+            }
+            let n = check(|| format!("rbd.get_snapcontext on {}/{header_oid}", self.pool), rc)?;
+            out.truncate(usize::try_from(n).unwrap_or(0).min(cap));
+            return SnapContext::decode(&out).ok_or_else(|| {
+                RbdError::new(RbdErrorKind::Other, format!("{}/{header_oid}: undecodable snap context", self.pool))
+            });
+        }
+        Err(RbdError::new(RbdErrorKind::Other, format!("{}/{header_oid}: snap context too large", self.pool)))
+    }
+
     /// Create image `name` of `size` bytes with `features` (blocking; call
     /// through [`bounded`]). -EEXIST is returned as is.
     pub fn create_image(&self, name: &str, size: u64, features: u64) -> Result<(), RbdError> {
@@ -299,6 +377,81 @@ impl Drop for IoCtx {
         // SAFETY: `raw` came from rados_ioctx_create and is destroyed once; every
         // Image holds an Arc<IoCtx>, so all images using it are closed already.
         unsafe { ffi::rados_ioctx_destroy(self.raw) }
+    }
+}
+
+/// A RADOS self-managed snap context: `seq` and the snapshot ids, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapContext {
+    /// The image's snapshot sequence (≥ every id in `snaps`).
+    pub seq: u64,
+    /// Snapshot ids, descending.
+    pub snaps: Vec<u64>,
+}
+
+impl SnapContext {
+    /// Decode Ceph's encoding (`SnapContext::encode`: seq as u64 LE, then a
+    /// u32 LE count and that many u64 LE ids); `None` when malformed. The
+    /// ids are sorted descending and `seq` raised to the newest one, as
+    /// librados requires.
+    pub fn decode(b: &[u8]) -> Option<SnapContext> {
+        let seq = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
+        let n = u32::from_le_bytes(b.get(8..12)?.try_into().ok()?) as usize;
+        let body = b.get(12..)?;
+        if body.len() != n.checked_mul(8)? {
+            return None;
+        }
+        let mut snaps: Vec<u64> =
+            body.chunks_exact(8).map(|c| c.try_into().map(u64::from_le_bytes)).collect::<Result<_, _>>().ok()?;
+        snaps.sort_unstable_by(|a, b| b.cmp(a));
+        snaps.dedup();
+        let seq = seq.max(snaps.first().copied().unwrap_or(0));
+        Some(SnapContext { seq, snaps })
+    }
+}
+
+/// Where and how an image keeps its data objects (for raw object copies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectLayout {
+    /// Image id (`rbd_get_id`); the header object is `rbd_header.<id>`.
+    pub id: String,
+    /// Data objects are `<prefix>.<object number as %016x>`.
+    pub block_name_prefix: String,
+    /// Pool holding the data objects (`rbd_get_data_pool_id`).
+    pub data_pool_id: i64,
+    /// Object size, bytes.
+    pub obj_size: u64,
+    /// `rbd_get_stripe_unit` / `rbd_get_stripe_count`.
+    pub stripe_unit: u64,
+    /// See `stripe_unit`.
+    pub stripe_count: u64,
+    /// Feature bits.
+    pub features: u64,
+    /// Bytes shared with a parent image (0: no parent), at the handle's snapshot.
+    pub parent_overlap: u64,
+}
+
+impl ObjectLayout {
+    /// Objects map 1:1 onto image ranges (no fancy striping).
+    pub fn plain_objects(&self) -> bool {
+        self.obj_size > 0
+            && (self.features & ffi::RBD_FEATURE_STRIPINGV2 == 0
+                || (self.stripe_unit == self.obj_size && self.stripe_count == 1))
+    }
+
+    /// Writes go to a journal first (raw object writes would bypass it).
+    pub fn journaling(&self) -> bool {
+        self.features & ffi::RBD_FEATURE_JOURNALING != 0
+    }
+
+    /// The image has an object map (raw writes do not update it).
+    pub fn object_map(&self) -> bool {
+        self.features & ffi::RBD_FEATURE_OBJECT_MAP != 0
+    }
+
+    /// Name of data object `object_no`.
+    pub fn object_name(&self, object_no: u64) -> String {
+        format!("{}.{object_no:016x}", self.block_name_prefix)
     }
 }
 
@@ -533,6 +686,75 @@ impl Image {
         let rc = unsafe { ffi::rbd_get_features(self.raw, &mut f) };
         check(|| format!("rbd_get_features {}", self.name), rc)?;
         Ok(f)
+    }
+
+    /// Object naming, pool, striping, features and parent of the image at
+    /// the handle's snapshot (all local to the open handle).
+    pub fn object_layout(&self) -> Result<ObjectLayout, RbdError> {
+        let info = self.stat()?;
+        let features = self.features()?;
+        let (mut unit, mut count) = (0u64, 0u64);
+        // SAFETY: live handle; `unit` is a valid out-pointer.
+        let rc = unsafe { ffi::rbd_get_stripe_unit(self.raw, &mut unit) };
+        check(|| format!("rbd_get_stripe_unit {}", self.name), rc)?;
+        // SAFETY: live handle; `count` is a valid out-pointer.
+        let rc = unsafe { ffi::rbd_get_stripe_count(self.raw, &mut count) };
+        check(|| format!("rbd_get_stripe_count {}", self.name), rc)?;
+        let mut overlap = 0u64;
+        // SAFETY: live handle; `overlap` is a valid out-pointer.
+        let rc = unsafe { ffi::rbd_get_overlap(self.raw, &mut overlap) };
+        if rc == -libc::ENOENT {
+            overlap = 0;
+        } else {
+            check(|| format!("rbd_get_overlap {}", self.name), rc)?;
+        }
+        // SAFETY: live handle (no arguments besides it).
+        let data_pool_id = unsafe { ffi::rbd_get_data_pool_id(self.raw) };
+        if data_pool_id < 0 {
+            return Err(RbdError::from_rc(format!("rbd_get_data_pool_id {}", self.name), data_pool_id));
+        }
+        let mut id = [0u8; 128];
+        // SAFETY: live handle; `id` has `id.len()` writable bytes.
+        let rc = unsafe { ffi::rbd_get_id(self.raw, id.as_mut_ptr().cast(), id.len()) };
+        check(|| format!("rbd_get_id {}", self.name), rc)?;
+        let mut prefix = [0u8; 128];
+        // SAFETY: live handle; `prefix` has `prefix.len()` writable bytes.
+        let rc = unsafe { ffi::rbd_get_block_name_prefix(self.raw, prefix.as_mut_ptr().cast(), prefix.len()) };
+        check(|| format!("rbd_get_block_name_prefix {}", self.name), rc)?;
+        let text = |b: &[u8]| {
+            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+            String::from_utf8_lossy(&b[..end]).into_owned()
+        };
+        Ok(ObjectLayout {
+            id: text(&id),
+            block_name_prefix: text(&prefix),
+            data_pool_id,
+            obj_size: info.obj_size,
+            stripe_unit: unit,
+            stripe_count: count,
+            features,
+            parent_overlap: overlap,
+        })
+    }
+
+    /// Whether this client holds the image's exclusive lock now
+    /// (`rbd_is_exclusive_lock_owner`, local).
+    pub fn is_lock_owner(&self) -> Result<bool, RbdError> {
+        let mut owner: c_int = 0;
+        // SAFETY: live handle; `owner` is a valid out-pointer.
+        let rc = unsafe { ffi::rbd_is_exclusive_lock_owner(self.raw, &mut owner) };
+        check(|| format!("rbd_is_exclusive_lock_owner {}", self.name), rc)?;
+        Ok(owner != 0)
+    }
+
+    /// Id of snapshot `snap` (`rbd_snap_get_id`).
+    pub fn snap_id(&self, snap: &str) -> Result<u64, RbdError> {
+        let c = c_name("snapshot", snap)?;
+        let mut id = 0u64;
+        // SAFETY: live handle; `c` outlives the call; `id` is a valid out-pointer.
+        let rc = unsafe { ffi::rbd_snap_get_id(self.raw, c.as_ptr(), &mut id) };
+        check(|| format!("rbd_snap_get_id {}@{snap}", self.name), rc)?;
+        Ok(id)
     }
 
     /// Take the exclusive lock in managed mode (`rbd_lock_acquire`).

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use oxcopy_storage::{check_range, AllocationRun, Capabilities, Result, Storage, StorageError, StorageErrorKind};
+use oxcopy_storage::{
+    check_range, AllocationRun, Capabilities, CopyReport, Result, Storage, StorageError, StorageErrorKind,
+};
 use parking_lot::Mutex;
 
 use crate::error::{RbdError, RbdErrorKind};
@@ -591,11 +593,31 @@ impl Storage for RbdStorage {
         })))
     }
 
-    // TODO(copy offload): server-side copies between images with RADOS
-    // copy_from (`ObjectWriteOperation::copy_from`), which librados exposes
-    // only in C++ in 16.2 (needs a small C++ shim + libradospp-dev, the
-    // image's snap context and object-map care: see docs/ceph.md "Copies").
-    // Until then copy_range uses the default read/write path.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
+    /// From another RBD image (head or [`RbdSnapshot`]) of the same cluster:
+    /// whole objects copied by the OSDs (RADOS `copy_from`,
+    /// [`oxcopy_storage::CopyMethod::Rados`]), the rest read and written
+    /// through librbd ([`oxcopy_storage::CopyMethod::Rbd`]); see
+    /// `crate::objcopy` for the conditions. Other sources: the generic path.
+    fn copy_range(&self, dst_offset: u64, src: &dyn Storage, src_offset: u64, len: u64) -> Result<CopyReport> {
+        crate::objcopy::copy_range(self, dst_offset, src, src_offset, len)
+    }
+}
+
+/// For `crate::objcopy`.
+impl RbdStorage {
+    /// The open image handle.
+    pub(crate) fn handle(&self) -> &Arc<Image> {
+        &self.image
+    }
+
+    /// How long one wait on the cluster may last.
+    pub(crate) fn op_wait(&self) -> Duration {
+        self.wait()
+    }
 }
 
 /// With the exclusive lock held at open, no other oxcopy instance can be
@@ -693,6 +715,18 @@ impl RbdSnapshot {
         out
     }
 
+    /// For a copy from this view (`crate::objcopy`): the handle opened at the
+    /// snapshot, the snapshot's name, and `offset..offset+len` of this store
+    /// as image pieces.
+    pub(crate) fn copy_source(&self, offset: u64, len: u64) -> Result<crate::objcopy::Source> {
+        check_range(self.len, offset, len)?;
+        Ok(crate::objcopy::Source {
+            image: self.image()?.clone(),
+            snap_name: Some(self.snap_name.clone()),
+            pieces: self.map(offset, len),
+        })
+    }
+
     fn read_only(&self, what: &str) -> StorageError {
         RbdError::new(RbdErrorKind::NotWritable, format!("{what}: snapshot {} is read-only", self.snap_name)).into()
     }
@@ -746,6 +780,10 @@ impl Storage for RbdSnapshot {
 
     fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
         Err(self.read_only(&format!("write zeroes {offset}+{len}")))
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 
     /// As for the image, clipped to the range the offset falls in.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oxcopy_rbd::{rbd_error_kind, RbdErrorKind, RbdOptions, RbdStorage, SNAPSHOT_PREFIX};
-use oxcopy_storage::{Storage, StorageErrorKind};
+use oxcopy_storage::{CopyMethod, Storage, StorageErrorKind};
 
 const MIB: u64 = 1 << 20;
 const OBJ: u64 = 4 * MIB;
@@ -44,15 +44,20 @@ fn conf() -> Option<PathBuf> {
 struct TestImage {
     conf: PathBuf,
     name: String,
+    pool: String,
 }
 
 impl TestImage {
     fn new(conf: &Path, what: &str) -> Self {
-        TestImage { conf: conf.to_path_buf(), name: format!("oxcopy-test-{what}-{:08x}", rand::random::<u32>()) }
+        TestImage {
+            conf: conf.to_path_buf(),
+            name: format!("oxcopy-test-{what}-{:08x}", rand::random::<u32>()),
+            pool: "rbd".into(),
+        }
     }
 
     fn opts(&self, size: u64) -> RbdOptions {
-        let mut o = RbdOptions::new(&self.conf, "rbd", &self.name);
+        let mut o = RbdOptions::new(&self.conf, &self.pool, &self.name);
         o.create_size = Some(size);
         o.op_timeout = Duration::from_secs(20);
         o
@@ -69,11 +74,45 @@ impl TestImage {
             .expect("run the rbd CLI");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    fn spec(&self) -> String {
+        format!("{}/{}", self.pool, self.name)
+    }
+
+    /// Create the image with the rbd CLI: `size` and `object_size` in bytes,
+    /// `features` as `rbd create --image-feature` takes them.
+    fn create_cli(conf: &Path, pool: &str, what: &str, size: u64, object_size: u64, features: &str) -> Self {
+        let mut t = TestImage::new(conf, what);
+        t.pool = pool.into();
+        let out = Command::new("timeout")
+            .args(["60", "rbd", "-c"])
+            .arg(conf)
+            .args([
+                "create",
+                "--size",
+                &format!("{}K", size >> 10),
+                "--object-size",
+                &format!("{}K", object_size >> 10),
+            ])
+            .args(["--image-feature", features, &t.spec()])
+            .output()
+            .expect("run the rbd CLI");
+        assert!(out.status.success(), "rbd create {}: {}", t.spec(), String::from_utf8_lossy(&out.stderr));
+        t
+    }
+
+    /// Open the existing image, exclusive or not.
+    fn open(&self, exclusive: bool) -> RbdStorage {
+        let mut o = self.opts(0);
+        o.create_size = None;
+        o.exclusive = exclusive;
+        RbdStorage::open(&o).expect("open")
+    }
 }
 
 impl Drop for TestImage {
     fn drop(&mut self) {
-        let spec = format!("rbd/{}", self.name);
+        let spec = self.spec();
         self.rbd(&["snap", "purge", &spec]);
         self.rbd(&["rm", "--no-progress", &spec]);
     }
@@ -330,7 +369,7 @@ fn open_errors() {
     let mut full = o.clone();
     full.user = "client.admin".into();
     full.create_size = Some(MIB);
-    let t = TestImage { conf: conf.clone(), name: full.image.clone() };
+    let t = TestImage { conf: conf.clone(), name: full.image.clone(), pool: "rbd".into() };
     RbdStorage::open(&full).expect("client.admin works as a user too");
     drop(t);
     let mut bad = o.clone();
@@ -630,4 +669,254 @@ fn orphan_sweep_removes_only_snapshots_whose_maker_is_gone() {
     assert_eq!(y.remove_orphan_snapshots().expect("sweep"), 1, "nobody watches x: removed");
     let check = RbdStorage::open(&tx.opts(4 * MIB)).expect("open x again");
     assert!(check.snapshot_names().expect("list").is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Server-side copies (RADOS copy_from) between images.
+
+/// Features of images made with the rbd CLI for copy tests.
+const WITH_OBJECT_MAP: &str = "layering,exclusive-lock,object-map,fast-diff";
+const NO_OBJECT_MAP: &str = "layering,exclusive-lock";
+
+/// Whole objects between two default images (4 MiB objects, object-map and
+/// fast-diff: pitfall 1) go through the OSDs; the destination, read through
+/// its exclusive handle (object map loaded), shows the copied bytes.
+#[test]
+fn rados_copy_of_whole_objects_reads_back() {
+    let Some(conf) = conf() else { return };
+    let (ts, td) = (TestImage::new(&conf, "xsrc"), TestImage::new(&conf, "xdst"));
+    let src = RbdStorage::open(&ts.opts(3 * OBJ)).expect("create src");
+    let mut o = td.opts(3 * OBJ);
+    o.exclusive = true;
+    let dst = RbdStorage::open(&o).expect("create dst");
+    let data = pattern(21, 0, (3 * OBJ) as usize);
+    src.write_at(&data, 0).expect("write src");
+    // The destination's object 1 exists before the copy (and is overwritten
+    // whole), objects 0 and 2 do not (object map says so).
+    dst.write_at(&[0xEE; 8192], OBJ + 4096).expect("dst write");
+
+    let r = dst.copy_range(0, &src, 0, 3 * OBJ).expect("copy");
+    assert_eq!(r.get(CopyMethod::Rados), 3 * OBJ, "{r:?}");
+    assert_eq!(r.total(), 3 * OBJ, "{r:?}");
+    same(&read(&dst, 0, data.len()), &data, "destination through its exclusive handle");
+    let other = td.open(false);
+    same(&read(&other, 0, data.len()), &data, "destination through another handle");
+    // fast-diff / allocation still sees the objects
+    let run = dst.allocation(0, 3 * OBJ).expect("allocation");
+    assert!(run.mapped && run.len == 3 * OBJ, "{run:?}");
+}
+
+/// Unaligned head and tail go through librbd, the objects in between
+/// through the OSDs; offsets not congruent modulo the object size go all
+/// through librbd. Images with 1 MiB objects, no object map.
+#[test]
+fn rados_copy_unaligned_ends_go_through_librbd() {
+    let Some(conf) = conf() else { return };
+    let ts = TestImage::create_cli(&conf, "rbd", "usrc", 8 * MIB, MIB, NO_OBJECT_MAP);
+    let td = TestImage::create_cli(&conf, "rbd", "udst", 8 * MIB, MIB, NO_OBJECT_MAP);
+    let src = ts.open(false);
+    let dst = td.open(true);
+    assert_eq!(dst.object_size(), MIB);
+    let data = pattern(5, 0, (8 * MIB) as usize);
+    src.write_at(&data, 0).expect("write src");
+    let mut want = vec![0u8; (8 * MIB) as usize];
+
+    // [MiB+100, 4 MiB+100): objects 2 and 3 whole, MiB-100 before, 100 after.
+    let (off, len) = (MIB + 100, 3 * MIB);
+    let r = dst.copy_range(off, &src, off, len).expect("copy");
+    assert_eq!((r.get(CopyMethod::Rados), r.get(CopyMethod::Rbd)), (2 * MIB, MIB), "{r:?}");
+    want[off as usize..(off + len) as usize].copy_from_slice(&data[off as usize..(off + len) as usize]);
+    same(&read(&dst, 0, want.len()), &want, "after the unaligned copy");
+
+    // Source 512 bytes after the destination: no object lines up.
+    let r = dst.copy_range(5 * MIB, &src, 5 * MIB + 512, 2 * MIB).expect("copy");
+    assert_eq!((r.get(CopyMethod::Rados), r.get(CopyMethod::Rbd)), (0, 2 * MIB), "{r:?}");
+    want[(5 * MIB) as usize..(7 * MIB) as usize]
+        .copy_from_slice(&data[(5 * MIB + 512) as usize..(7 * MIB + 512) as usize]);
+    same(&read(&dst, 0, want.len()), &want, "after the misaligned copy");
+
+    // Different objects, aligned: source object 6 onto destination object 0.
+    let r = dst.copy_range(0, &src, 6 * MIB, MIB).expect("copy");
+    assert_eq!(r.get(CopyMethod::Rados), MIB, "{r:?}");
+    want[..MIB as usize].copy_from_slice(&data[(6 * MIB) as usize..(7 * MIB) as usize]);
+    same(&read(&dst, 0, want.len()), &want, "after the object-to-object copy");
+
+    // Within one image, overlapping: the generic direction-safe path.
+    let r = dst.copy_range(2 * MIB, &dst, MIB, 3 * MIB).expect("overlapping copy");
+    assert_eq!((r.get(CopyMethod::Rados), r.get(CopyMethod::Rbd)), (0, 3 * MIB), "{r:?}");
+    let moved = want[MIB as usize..(4 * MIB) as usize].to_vec();
+    want[(2 * MIB) as usize..(5 * MIB) as usize].copy_from_slice(&moved);
+    same(&read(&dst, 0, want.len()), &want, "after the overlapping copy");
+
+    // Within one image, not overlapping: the OSDs copy between its objects.
+    let r = dst.copy_range(6 * MIB, &dst, 0, 2 * MIB).expect("copy within");
+    assert_eq!(r.get(CopyMethod::Rados), 2 * MIB, "{r:?}");
+    let moved = want[..(2 * MIB) as usize].to_vec();
+    want[(6 * MIB) as usize..].copy_from_slice(&moved);
+    same(&read(&dst, 0, want.len()), &want, "after the copy within the image");
+}
+
+/// A copy from a snapshot view reads the snapshot (the source was
+/// overwritten after it), ranges of the view mapped to image offsets.
+#[test]
+fn rados_copy_from_a_snapshot_view_reads_the_snapshot() {
+    let Some(conf) = conf() else { return };
+    let ts = TestImage::create_cli(&conf, "rbd", "ssrc", 4 * MIB, MIB, WITH_OBJECT_MAP);
+    let td = TestImage::create_cli(&conf, "rbd", "sdst", 4 * MIB, MIB, WITH_OBJECT_MAP);
+    let src = ts.open(true);
+    let dst = td.open(true);
+    let old = pattern(7, 0, (4 * MIB) as usize);
+    src.write_at(&old, 0).expect("write");
+    // The view: image [2 MiB, 4 MiB) then [0, 2 MiB).
+    let snap = src.snapshot(&[(2 * MIB, 2 * MIB), (0, 2 * MIB)]).expect("snapshot").expect("some");
+    src.write_at(&pattern(8, 0, (4 * MIB) as usize), 0).expect("overwrite the head");
+    src.discard(MIB, MIB).expect("discard an object of the head");
+
+    let r = dst.copy_range(0, &*snap, 0, 4 * MIB).expect("copy");
+    assert_eq!(r.get(CopyMethod::Rados), 4 * MIB, "{r:?}");
+    let mut want = old[(2 * MIB) as usize..].to_vec();
+    want.extend_from_slice(&old[..(2 * MIB) as usize]);
+    same(&read(&dst, 0, want.len()), &want, "destination has the snapshot's bytes");
+
+    // A piece of the view crossing its two ranges, unaligned at the start.
+    let r = dst.copy_range(MIB + 10, &*snap, MIB + 10, 2 * MIB).expect("copy across ranges");
+    assert_eq!((r.get(CopyMethod::Rados), r.get(CopyMethod::Rbd)), (MIB, MIB), "{r:?}");
+    same(&read(&dst, 0, want.len()), &want, "unchanged by the second copy");
+}
+
+/// The destination's snapshots keep their data after a RADOS copy (the
+/// copy carries the destination's snap context: pitfall 2), with and
+/// without object map; checked through an oxcopy snapshot view and through
+/// `rbd export` of a snapshot made with the CLI before opening.
+#[test]
+fn rados_copy_keeps_destination_snapshots() {
+    let Some(conf) = conf() else { return };
+    for features in [WITH_OBJECT_MAP, NO_OBJECT_MAP] {
+        let ts = TestImage::create_cli(&conf, "rbd", "psrc", 3 * MIB, MIB, features);
+        let td = TestImage::create_cli(&conf, "rbd", "pdst", 3 * MIB, MIB, features);
+        let old = pattern(11, 0, (3 * MIB) as usize);
+        {
+            let dst = td.open(false);
+            dst.write_at(&old, 0).expect("dst write");
+        }
+        let out = Command::new("timeout")
+            .args(["60", "rbd", "-c"])
+            .arg(&conf)
+            .args(["snap", "create", &format!("{}@before", td.spec())])
+            .output()
+            .expect("rbd snap create");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let src = ts.open(false);
+        let dst = td.open(true);
+        let view = dst.snapshot(&[(0, 3 * MIB)]).expect("snapshot").expect("some");
+        let new = pattern(12, 0, (3 * MIB) as usize);
+        src.write_at(&new, 0).expect("src write");
+
+        let r = dst.copy_range(0, &src, 0, 3 * MIB).expect("copy");
+        assert_eq!(r.get(CopyMethod::Rados), 3 * MIB, "{features}: {r:?}");
+        same(&read(&dst, 0, new.len()), &new, "head has the copied data");
+        same(&read(&*view, 0, old.len()), &old, "oxcopy snapshot view keeps the old data");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("before.raw");
+        let out = Command::new("timeout")
+            .args(["60", "rbd", "-c"])
+            .arg(&conf)
+            .args(["export", "--no-progress", &format!("{}@before", td.spec())])
+            .arg(&path)
+            .output()
+            .expect("rbd export");
+        assert!(out.status.success(), "rbd export: {}", String::from_utf8_lossy(&out.stderr));
+        same(&std::fs::read(&path).expect("read export"), &old, "rbd export of the CLI snapshot");
+    }
+}
+
+/// A source object that does not exist is a hole: the destination object
+/// (garbage before) reads zero afterwards, no bytes read.
+#[test]
+fn rados_copy_of_a_sparse_source_zeroes_the_destination() {
+    let Some(conf) = conf() else { return };
+    for features in [WITH_OBJECT_MAP, NO_OBJECT_MAP] {
+        let ts = TestImage::create_cli(&conf, "rbd", "hsrc", 3 * MIB, MIB, features);
+        let td = TestImage::create_cli(&conf, "rbd", "hdst", 3 * MIB, MIB, features);
+        let src = ts.open(false);
+        let dst = td.open(true);
+        let a = pattern(1, 0, MIB as usize);
+        src.write_at(&a, 0).expect("object 0");
+        src.write_at(&a, 2 * MIB).expect("object 2");
+        dst.write_at(&pattern(99, 0, (3 * MIB) as usize), 0).expect("garbage");
+        let r = dst.copy_range(0, &src, 0, 3 * MIB).expect("copy");
+        assert_eq!((r.get(CopyMethod::Rados), r.get(CopyMethod::Hole)), (2 * MIB, MIB), "{features}: {r:?}");
+        let got = read(&dst, 0, (3 * MIB) as usize);
+        same(&got[..MIB as usize], &a, "object 0");
+        assert!(got[MIB as usize..(2 * MIB) as usize].iter().all(|&b| b == 0), "{features}: object 1 zero");
+        same(&got[(2 * MIB) as usize..], &a, "object 2");
+    }
+}
+
+/// Images in two pools of one cluster: the source objects are read from the
+/// source's pool by an I/O context made in the destination's connection.
+#[test]
+fn rados_copy_between_pools() {
+    let Some(conf) = conf() else { return };
+    let pool = "oxcopy-test-pool2";
+    let ceph = |args: &[&str]| {
+        Command::new("timeout").args(["60", "ceph", "-c"]).arg(&conf).args(args).output().expect("ceph CLI")
+    };
+    let made = ceph(&["osd", "pool", "create", pool, "8", "8"]);
+    if !made.status.success() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED rados_copy_between_pools: cannot create pool {pool}: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        return;
+    }
+    let _ = ceph(&["osd", "pool", "application", "enable", pool, "rbd"]);
+    let init = Command::new("timeout").args(["60", "rbd", "-c"]).arg(&conf).args(["pool", "init", pool]).output();
+    assert!(init.is_ok_and(|o| o.status.success()), "rbd pool init {pool}");
+    let ts = TestImage::create_cli(&conf, pool, "psrc", 2 * MIB, MIB, WITH_OBJECT_MAP);
+    let td = TestImage::create_cli(&conf, "rbd", "pdst", 2 * MIB, MIB, WITH_OBJECT_MAP);
+    let src = ts.open(false);
+    let dst = td.open(true);
+    let data = pattern(31, 0, (2 * MIB) as usize);
+    src.write_at(&data, 0).expect("write");
+    let r = dst.copy_range(0, &src, 0, 2 * MIB).expect("copy");
+    assert_eq!(r.get(CopyMethod::Rados), 2 * MIB, "{r:?}");
+    same(&read(&dst, 0, data.len()), &data, "copied across pools");
+    // and back the other way, into the second pool
+    let back = ts.open(false);
+    drop(src);
+    let r = back.copy_range(0, &dst, 0, MIB).expect("copy back");
+    assert_eq!(r.get(CopyMethod::Rbd), MIB, "not exclusive: through librbd: {r:?}");
+}
+
+/// A destination opened without `exclusive` does not hold the lock for
+/// sure: everything goes through librbd. Object sizes that differ, too.
+#[test]
+fn rados_copy_needs_an_exclusive_destination_and_equal_objects() {
+    let Some(conf) = conf() else { return };
+    let ts = TestImage::create_cli(&conf, "rbd", "nsrc", 2 * MIB, MIB, WITH_OBJECT_MAP);
+    let td = TestImage::create_cli(&conf, "rbd", "ndst", 2 * MIB, MIB, WITH_OBJECT_MAP);
+    let t4 = TestImage::new(&conf, "n4m");
+    let src = ts.open(false);
+    let data = pattern(41, 0, (2 * MIB) as usize);
+    src.write_at(&data, 0).expect("write");
+    {
+        let dst = td.open(false);
+        let r = dst.copy_range(0, &src, 0, 2 * MIB).expect("copy");
+        assert_eq!((r.get(CopyMethod::Rados), r.get(CopyMethod::Rbd)), (0, 2 * MIB), "{r:?}");
+        same(&read(&dst, 0, data.len()), &data, "copied through librbd");
+    }
+    let mut o = t4.opts(OBJ);
+    o.exclusive = true;
+    let big = RbdStorage::open(&o).expect("4 MiB objects");
+    let r = big.copy_range(0, &src, 0, 2 * MIB).expect("copy");
+    assert_eq!(r.get(CopyMethod::Rbd), 2 * MIB, "{r:?}");
+    same(&read(&big, 0, data.len()), &data, "copied through librbd");
+    // A non-RBD source: the generic path.
+    let mem = oxcopy_storage::MemStorage::new(MIB as usize);
+    mem.write_at(&[3u8; 4096], 0).expect("mem write");
+    let r = big.copy_range(0, &mem, 0, MIB).expect("copy from memory");
+    assert_eq!(r.get(CopyMethod::ReadWrite), MIB, "{r:?}");
+    assert_eq!(read(&big, 0, 4096), vec![3u8; 4096]);
 }

@@ -40,17 +40,25 @@ pub enum CopyMethod {
     Zero,
     /// Pulled from another node of the copy domain over the node link.
     Remote,
+    /// Copied by the Ceph OSDs themselves (RADOS `copy_from` of whole
+    /// objects between RBD images): nothing passed through the gateway.
+    Rados,
+    /// Read and written by the gateway through librbd (RBD to RBD where the
+    /// OSDs could not copy: unaligned ends, other cluster, unsupported image).
+    Rbd,
 }
 
 impl CopyMethod {
     /// Every method, cheapest first (for metrics label sets).
-    pub const ALL: [CopyMethod; 6] = [
+    pub const ALL: [CopyMethod; 8] = [
         CopyMethod::Hole,
         CopyMethod::Reflink,
         CopyMethod::CopyFileRange,
         CopyMethod::ReadWrite,
         CopyMethod::Zero,
         CopyMethod::Remote,
+        CopyMethod::Rados,
+        CopyMethod::Rbd,
     ];
 
     /// Stable lower-case name, used as a metrics label.
@@ -62,6 +70,8 @@ impl CopyMethod {
             CopyMethod::ReadWrite => "read_write",
             CopyMethod::Zero => "zero",
             CopyMethod::Remote => "remote",
+            CopyMethod::Rados => "rados",
+            CopyMethod::Rbd => "rbd",
         }
     }
 }
@@ -81,12 +91,23 @@ pub struct CopyReport {
     pub zero: u64,
     /// Bytes pulled from another node of the copy domain.
     pub remote: u64,
+    /// Bytes copied by the Ceph OSDs (RADOS `copy_from`).
+    pub rados: u64,
+    /// Bytes read and written through librbd by the gateway.
+    pub rbd: u64,
 }
 
 impl CopyReport {
     /// All bytes accounted for, whatever the method (equals the copy length).
     pub fn total(&self) -> u64 {
-        self.hole + self.reflink + self.copy_file_range + self.read_write + self.zero + self.remote
+        self.hole
+            + self.reflink
+            + self.copy_file_range
+            + self.read_write
+            + self.zero
+            + self.remote
+            + self.rados
+            + self.rbd
     }
 
     /// Bytes attributed to `method`.
@@ -98,6 +119,8 @@ impl CopyReport {
             CopyMethod::ReadWrite => self.read_write,
             CopyMethod::Zero => self.zero,
             CopyMethod::Remote => self.remote,
+            CopyMethod::Rados => self.rados,
+            CopyMethod::Rbd => self.rbd,
         }
     }
 
@@ -110,6 +133,8 @@ impl CopyReport {
             CopyMethod::ReadWrite => self.read_write += bytes,
             CopyMethod::Zero => self.zero += bytes,
             CopyMethod::Remote => self.remote += bytes,
+            CopyMethod::Rados => self.rados += bytes,
+            CopyMethod::Rbd => self.rbd += bytes,
         }
     }
     /// Add another report's figures to this one.
@@ -120,6 +145,8 @@ impl CopyReport {
         self.read_write += other.read_write;
         self.zero += other.zero;
         self.remote += other.remote;
+        self.rados += other.rados;
+        self.rbd += other.rbd;
     }
 }
 
@@ -224,6 +251,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// The file descriptor behind this store, when it is a file; lets two
     /// file backends copy between each other with reflink / copy_file_range.
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    /// This store as [`std::any::Any`], for a backend that copies faster
+    /// between two stores of its own kind: its `copy_range` downcasts `src`
+    /// to recognize one (RBD images of one cluster copy object by object on
+    /// the OSDs). Default `None`: not recognizable, copies take the generic
+    /// path. Wrappers must not forward it (the downcast would bypass them).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
         None
     }
 
