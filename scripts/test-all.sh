@@ -68,6 +68,7 @@ if command -v ceph-mon >/dev/null && command -v ceph-osd >/dev/null && [[ -e /us
     grep -q "test result: ok" target/cargo-test-rbd.log
     scripts/conformance-oxcopyd.sh --lun0 rbd
     OXCOPY_CEPH_DIR=$ceph_dir scripts/rbd-e2e.sh
+    scripts/rbd-takeover.sh
     unset OXCOPY_REQUIRE_CEPH
     scripts/ceph-cluster.sh stop "$ceph_dir"
 elif [[ $(id -u) -eq 0 || ${OXCOPY_REQUIRE_CEPH:-0} == 1 ]]; then
