@@ -146,8 +146,9 @@ declare -A total=([rand-read-4k-qd32]=$((duration * 12))M [rand-write-4k-qd32]=$
 rbd_run() { # TEST REP
     local t=$1 out
     # shellcheck disable=SC2086
-    out=$(rbd_ bench --rbd-cache=false ${rbdargs[$t]} --io-total "${total[$t]}" rbd/io 2>&1 | tee "$results/rbd-$t-$2.log" | sed -n 's/.*ops\/sec: *\([0-9.]*\) *bytes\/sec: *\([0-9.]*\).*/\1 \2/p' | tail -1)
-    if [[ ${unit[$t]} == IOPS ]]; then awk '{ printf "%.0f\n", $1 }' <<<"$out"; else awk '{ printf "%.1f\n", $2 / 1048576 }' <<<"$out"; fi
+    out=$(rbd_ bench --rbd-cache=false ${rbdargs[$t]} --io-total "${total[$t]}" rbd/io 2>&1 | tee "$results/rbd-$t-$2.log" | sed -n 's/.*ops\/sec: *\([0-9.]*\) .*/\1/p' | tail -1)
+    # bytes/sec is printed in human units: use ops/sec x the I/O size.
+    if [[ ${unit[$t]} == IOPS ]]; then awk '{ printf "%.0f\n", $1 }' <<<"$out"; else awk -v s="${iosz[$t]}" '{ printf "%.1f\n", $1 * s / 1048576 }' <<<"$out"; fi
 }
 gw_run() { # TEST REP
     local t=$1 l=$results/gw-$t-$2.log
@@ -223,7 +224,7 @@ for t in "${tests[@]}"; do
 done
 echo
 echo "Copy of ${size_mib} MiB RBD -> RBD, medians of $reps"
-printf '%-6s %9s %12s %14s %12s %10s\n' method seconds host/this gw<->cluster rados_MiB rbd_MiB
+printf '%-6s %9s %12s %14s %12s %10s\n' method seconds host/this 'gw<->cluster' rados_MiB rbd_MiB
 h=$(awk -F, '$1 == "host" { print $3 }' "$results/rbd-copy.csv" | median)
 for m in "${methods[@]}"; do
     s=$(awk -F, -v m="$m" '$1 == m { print $3 }' "$results/rbd-copy.csv" | median)
@@ -236,6 +237,7 @@ for m in "${methods[@]}"; do
 done
 echo
 echo "POPULATE TOKEN on the whole ${size_mib} MiB LUN (an RBD snapshot):"
-grep -iE "populate|median|ms" "$results/populate.log" | tail -5
+sed -n 's/^RESULT mode=populate .* secs=\([0-9.]*\) .*/\1/p' "$results/populate.log" | awk '{ print $1 * 1000 }' >"$work/pop.ms"
+echo "  median $(median <"$work/pop.ms") ms, max $(sort -g "$work/pop.ms" | tail -1) ms over $(wc -l <"$work/pop.ms") (goal < 50 ms)"
 echo
 echo "results in $results"

@@ -58,7 +58,7 @@ echo "== Ceph RBD: the backend against a real cluster, libiscsi conformance on a
 # A single-machine cluster (one monitor, two OSDs on 127.0.0.1) from
 # Debian's packages, stopped by PID on exit. As root (CI) the RBD tests are
 # required: without the packages this step fails instead of skipping.
-if command -v ceph-mon >/dev/null && command -v ceph-osd >/dev/null && [[ -e /usr/include/rbd/librbd.h ]]; then
+if command -v ceph-mon >/dev/null && command -v ceph-osd >/dev/null && [[ -e /usr/include/rbd/librbd.h && -e /usr/include/rados/librados.hpp ]]; then
     ceph_dir=$(mktemp -d /tmp/oxcopy-ceph.XXXXXX)
     trap 'scripts/ceph-cluster.sh stop "$ceph_dir" >/dev/null 2>&1 || true; rm -rf "$ceph_dir"' EXIT
     scripts/ceph-cluster.sh start "$ceph_dir"
@@ -69,10 +69,11 @@ if command -v ceph-mon >/dev/null && command -v ceph-osd >/dev/null && [[ -e /us
     scripts/conformance-oxcopyd.sh --lun0 rbd
     OXCOPY_CEPH_DIR=$ceph_dir scripts/rbd-e2e.sh
     scripts/rbd-domain.sh
+    scripts/rbd-takeover.sh
     unset OXCOPY_REQUIRE_CEPH
     scripts/ceph-cluster.sh stop "$ceph_dir"
 elif [[ $(id -u) -eq 0 || ${OXCOPY_REQUIRE_CEPH:-0} == 1 ]]; then
-    echo "test-all: the Ceph packages are missing (apt-get install ceph-mon ceph-osd ceph-common librbd-dev librados-dev)" >&2
+    echo "test-all: the Ceph packages are missing (apt-get install ceph-mon ceph-osd ceph-common librbd-dev librados-dev libradospp-dev)" >&2
     exit 1
 else
     echo "skipped: no Ceph packages (not root)"

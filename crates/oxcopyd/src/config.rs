@@ -162,6 +162,10 @@ pub struct RawLun {
     /// Seconds a cluster operation may take before the command fails
     /// (default 20).
     pub rbd_timeout: Option<u64>,
+    /// Take the image over from the gateway holding its exclusive lock
+    /// (break the lock, which blocklists that gateway) instead of refusing
+    /// to start (default false).
+    pub rbd_takeover: Option<bool>,
 }
 
 /// A LUN on a Ceph RBD image.
@@ -172,6 +176,8 @@ pub struct RbdLunConfig {
     pub ceph_conf: PathBuf,
     pub user: String,
     pub timeout_secs: u64,
+    /// Break another gateway's exclusive lock at open (`rbd_takeover`).
+    pub takeover: bool,
 }
 
 /// A validated configuration.
@@ -689,6 +695,7 @@ impl Config {
                         ("ceph_conf", l.ceph_conf.is_some()),
                         ("ceph_user", l.ceph_user.is_some()),
                         ("rbd_timeout", l.rbd_timeout.is_some()),
+                        ("rbd_takeover", l.rbd_takeover.is_some()),
                     ] {
                         if set {
                             return Err(err(source, format!("{lkey}.{k}"), "only for a LUN on an RBD image (`rbd`)"));
@@ -704,6 +711,14 @@ impl Config {
                     let timeout_secs = l.rbd_timeout.unwrap_or(20);
                     if !(1..=3600).contains(&timeout_secs) {
                         return Err(err(source, format!("{lkey}.rbd_timeout"), "must be between 1 and 3600 seconds"));
+                    }
+                    let takeover = l.rbd_takeover.unwrap_or(false);
+                    if takeover && l.read_only.unwrap_or(false) {
+                        return Err(err(
+                            source,
+                            format!("{lkey}.rbd_takeover"),
+                            "a read-only LUN takes no exclusive lock, so there is nothing to take over",
+                        ));
                     }
                     if let Some(sz) = size {
                         if sz % u64::from(block_size) != 0 {
@@ -735,6 +750,7 @@ impl Config {
                             ceph_conf,
                             user: l.ceph_user.clone().unwrap_or_else(|| "admin".into()),
                             timeout_secs,
+                            takeover,
                         }),
                     });
                     continue;
@@ -1232,5 +1248,20 @@ iqn = "iqn.2026-11.dev.oxcopy:v"
         let two = format!("{base}[[target.lun]]\nid = 0\nvolume = \"top\"\n[[target.lun]]\nid = 1\nvolume = \"top\"\n");
         let e = cfg(&two).unwrap_err();
         assert!(e.key == "target[0].lun[1].volume" && e.problem.contains("already used by target[0].lun[0]"), "{e}");
+    }
+
+    #[test]
+    fn rbd_takeover_only_on_a_writable_rbd_lun() {
+        let base = "[server]\nlisten=[\"127.0.0.1:3260\"]\n[[target]]\niqn=\"iqn.2026-12.a.b\"\n[[target.lun]]\nid=0\n";
+        let c = cfg(&format!("{base}rbd=\"rbd/x\"\nrbd_takeover=true")).unwrap();
+        assert!(c.targets[0].luns[0].rbd.as_ref().unwrap().takeover);
+        let c = cfg(&format!("{base}rbd=\"rbd/x\"")).unwrap();
+        assert!(!c.targets[0].luns[0].rbd.as_ref().unwrap().takeover, "off by default");
+        expect_err(
+            &format!("{base}path=\"/tmp/oxcopy-none-t\"\nsize=\"1M\"\nrbd_takeover=true"),
+            "rbd_takeover",
+            "only for a LUN on an RBD image",
+        );
+        expect_err(&format!("{base}rbd=\"rbd/x\"\nread_only=true\nrbd_takeover=true"), "rbd_takeover", "read-only");
     }
 }

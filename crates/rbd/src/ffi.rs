@@ -192,6 +192,7 @@ extern "C" {
         max_lock_owners: *mut usize,
     ) -> c_int;
     pub fn rbd_lock_get_owners_cleanup(lock_owners: *mut *mut c_char, lock_owner_count: usize);
+    pub fn rbd_lock_break(image: rbd_image_t, lock_mode: rbd_lock_mode_t, lock_owner: *const c_char) -> c_int;
 
     pub fn rbd_snap_create(image: rbd_image_t, snapname: *const c_char) -> c_int;
     pub fn rbd_snap_remove(image: rbd_image_t, snapname: *const c_char) -> c_int;

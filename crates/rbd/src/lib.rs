@@ -116,11 +116,17 @@ pub struct RbdOptions {
     /// writes then fail with -EROFS, and opening fails with
     /// [`RbdErrorKind::LockedByOther`] when another client holds it.
     pub exclusive: bool,
+    /// With `exclusive`: when another client holds the lock, break it
+    /// (`rbd_lock_break`, which blocklists that client so its writes are
+    /// refused from then on) and take it, instead of failing with
+    /// [`RbdErrorKind::LockedByOther`]. For a planned or forced failover.
+    pub takeover: bool,
 }
 
 impl RbdOptions {
     /// Options for `pool/image` of the cluster in `ceph_conf`, as
-    /// `client.admin`, no creation, [`DEFAULT_OP_TIMEOUT`], not exclusive.
+    /// `client.admin`, no creation, [`DEFAULT_OP_TIMEOUT`], not exclusive, no
+    /// takeover.
     pub fn new(ceph_conf: impl Into<PathBuf>, pool: impl Into<String>, image: impl Into<String>) -> Self {
         RbdOptions {
             ceph_conf: ceph_conf.into(),
@@ -130,6 +136,7 @@ impl RbdOptions {
             create_size: None,
             op_timeout: DEFAULT_OP_TIMEOUT,
             exclusive: false,
+            takeover: false,
         }
     }
 }

@@ -794,6 +794,17 @@ impl Image {
         Err(RbdError::new(RbdErrorKind::Other, format!("lock owners of {} keep changing", self.name)))
     }
 
+    /// Break `owner`'s exclusive lock (`rbd_lock_break`; `owner` as
+    /// [`Image::lock_owners`] names it). librbd blocklists the old owner
+    /// (`rbd_blocklist_on_break_lock`): its later I/O fails with -ESHUTDOWN.
+    pub fn lock_break(&self, owner: &str) -> Result<(), RbdError> {
+        let c = c_name("lock owner", owner)?;
+        // SAFETY: live handle; the mode is a valid rbd_lock_mode_t; `c`
+        // outlives the call.
+        let rc = unsafe { ffi::rbd_lock_break(self.raw, ffi::RBD_LOCK_MODE_EXCLUSIVE, c.as_ptr()) };
+        check(|| format!("breaking the lock of {owner} on {}", self.name), rc).map(drop)
+    }
+
     /// `rbd_snap_create`.
     pub fn snap_create(&self, snap: &str) -> Result<(), RbdError> {
         let c = c_name("snapshot", snap)?;

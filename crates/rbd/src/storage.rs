@@ -114,22 +114,7 @@ impl RbdStorage {
                     ),
                 ));
             }
-            let img = image.clone();
-            match bounded(&format!("taking the exclusive lock of {label}"), wait, move || img.lock_exclusive()) {
-                Ok(()) => {}
-                Err(e) if matches!(e.errno, libc::EROFS | libc::EBUSY | libc::EEXIST) => {
-                    let img = image.clone();
-                    let owners = bounded(&format!("lock owners of {label}"), wait, move || img.lock_owners())
-                        .map(|o| if o.is_empty() { "unknown".to_owned() } else { o.join(", ") })
-                        .unwrap_or_else(|e| format!("unknown: {e}"));
-                    return Err(RbdError {
-                        kind: RbdErrorKind::LockedByOther,
-                        errno: e.errno,
-                        message: format!("image {label} is locked exclusively by another client ({owners})"),
-                    });
-                }
-                Err(e) => return Err(e),
-            }
+            take_lock(&image, &label, opts.takeover, wait)?;
         }
         if opts.exclusive {
             remove_stale_snapshots(&image, wait);
@@ -382,6 +367,89 @@ fn orphans_of(io: &Arc<IoCtx>, id: &str, wait: Duration) -> std::result::Result<
         }
         Ok(out)
     })
+}
+
+/// Longest wait for the exclusive lock at open. A gateway that died holding
+/// it keeps it until the OSDs drop its watch (`osd_client_watch_timeout`,
+/// 30 s by default); librbd then breaks it and `rbd_lock_acquire` returns.
+/// So a restart after a crash waits ~30 s instead of failing.
+const LOCK_WAIT: Duration = Duration::from_secs(45);
+
+/// Take the exclusive lock of `image` (managed mode). A live owner fails it
+/// with [`RbdErrorKind::LockedByOther`] at once; one that died is waited for
+/// (see [`LOCK_WAIT`]). With `takeover`, whoever holds the lock has it
+/// broken first (librbd blocklists that client: its I/O is refused from then
+/// on), dead or alive, and we take it without waiting.
+fn take_lock(image: &Arc<Image>, label: &str, takeover: bool, wait: Duration) -> std::result::Result<(), RbdError> {
+    let acquire = || {
+        let img = image.clone();
+        bounded(&format!("taking the exclusive lock of {label}"), wait.max(LOCK_WAIT), move || img.lock_exclusive())
+    };
+    let owners = || {
+        let img = image.clone();
+        bounded(&format!("lock owners of {label}"), wait, move || img.lock_owners())
+    };
+    let held = |e: &RbdError| matches!(e.errno, libc::EROFS | libc::EBUSY | libc::EEXIST);
+    let describe = |o: std::result::Result<Vec<String>, RbdError>| match o {
+        Ok(o) if o.is_empty() => "unknown".to_owned(),
+        Ok(o) => o.join(", "),
+        Err(e) => format!("unknown: {e}"),
+    };
+    if takeover {
+        // The owner may change between the calls (another takeover, a
+        // release): a few rounds, then give up.
+        let mut last = None;
+        for _ in 0..3 {
+            let list = owners()?;
+            for o in &list {
+                tracing::warn!(image = %label, owner = %o, "taking over: breaking the exclusive lock (the owner is blocklisted)");
+                let (img, owner) = (image.clone(), o.clone());
+                match bounded(&format!("breaking the lock of {o} on {label}"), wait, move || img.lock_break(&owner)) {
+                    // Released or broken by someone else meanwhile.
+                    Err(e) if matches!(e.errno, libc::ENOENT | libc::EBUSY) => {}
+                    other => other?,
+                }
+            }
+            match acquire() {
+                Ok(()) => {
+                    if !list.is_empty() {
+                        tracing::warn!(image = %label, previous = %list.join(", "), "took over the exclusive lock");
+                    }
+                    return Ok(());
+                }
+                Err(e) if held(&e) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        let errno = last.as_ref().map_or(libc::EBUSY, |e| e.errno);
+        return Err(RbdError {
+            kind: RbdErrorKind::LockedByOther,
+            errno,
+            message: format!("image {label}: the exclusive lock could not be taken over ({})", describe(owners())),
+        });
+    }
+    match acquire() {
+        Ok(()) => Ok(()),
+        Err(e) if held(&e) => Err(RbdError {
+            kind: RbdErrorKind::LockedByOther,
+            errno: e.errno,
+            message: format!("image {label} is locked exclusively by another client ({})", describe(owners())),
+        }),
+        // The cluster answered everything before: most likely a holder
+        // that died and whose watch has not expired yet.
+        Err(e) if e.kind == RbdErrorKind::Timeout => Err(RbdError {
+            kind: e.kind,
+            errno: e.errno,
+            message: format!(
+                "image {label}: the exclusive lock (held by {}) was not handed over within {}s: a gateway \
+                 that died keeps it until its watch expires (osd_client_watch_timeout), or the cluster stopped \
+                 answering; start again, or take the image over with rbd_takeover = true",
+                describe(owners()),
+                wait.max(LOCK_WAIT).as_secs()
+            ),
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 fn open_image(

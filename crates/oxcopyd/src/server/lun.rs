@@ -33,6 +33,10 @@ pub(crate) fn open_lun(
     volumes: &Volumes,
     ids: &mut Identities,
 ) -> Result<Arc<LogicalUnit>> {
+    // A writable RBD LUN keeps its reservation state in the image's
+    // metadata, so a gateway taking the image over finds it; other LUNs in
+    // a file.
+    let mut pr_in_image: Option<Arc<dyn crate::pr_store::ImageMetadata>> = None;
     let storage: Arc<dyn Storage> = match &l.volume {
         None if l.rbd.is_some() => {
             let r = l.rbd.as_ref().expect("checked");
@@ -43,6 +47,9 @@ pub(crate) fn open_lun(
             // The gateway serving an image holds its exclusive lock: a
             // second gateway asked to serve it refuses to start.
             o.exclusive = !l.read_only;
+            // `rbd_takeover`: break another gateway's lock (it is
+            // blocklisted: its writes are refused) instead of refusing.
+            o.takeover = r.takeover;
             let s = oxcopy_rbd::RbdStorage::open(&o).map_err(|e| LunUnavailable {
                 what: format!(
                     "LUN {} of {} on RBD image {}/{} ({})",
@@ -78,6 +85,12 @@ pub(crate) fn open_lun(
             }
             let s = Arc::new(s);
             crate::shared_storage::register(&s);
+            // Only the lock holder writes the image's state: a read-only
+            // LUN (no lock; the image may be served writable elsewhere)
+            // keeps its own in the data directory.
+            if !l.read_only {
+                pr_in_image = rbd_metadata(&s);
+            }
             s
         }
         Some(name) => {
@@ -117,6 +130,21 @@ pub(crate) fn open_lun(
         storage,
     ));
     lu.set_third_party_copy(l.third_party_copy);
-    crate::pr_store::attach(&lu, &cfg.data_dir, &t.iqn, l.id)?;
+    match pr_in_image {
+        Some(meta) => crate::pr_store::attach_rbd(&lu, meta, &cfg.data_dir, &t.iqn, l.id)?,
+        None => crate::pr_store::attach(&lu, &cfg.data_dir, &t.iqn, l.id)?,
+    }
     Ok(lu)
+}
+
+/// The image metadata of an opened RBD image, for its reservation state.
+#[cfg(feature = "ceph")]
+fn rbd_metadata(s: &Arc<oxcopy_rbd::RbdStorage>) -> Option<Arc<dyn crate::pr_store::ImageMetadata>> {
+    Some(s.clone())
+}
+
+/// Without Ceph support no RBD image is ever opened.
+#[cfg(not(feature = "ceph"))]
+fn rbd_metadata(_: &Arc<oxcopy_rbd::RbdStorage>) -> Option<Arc<dyn crate::pr_store::ImageMetadata>> {
+    None
 }
