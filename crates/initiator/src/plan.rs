@@ -11,7 +11,7 @@
 //! let lists = plan_xcopy(0, 0, 1 << 30, 512, 512, XcopyLimits { max_segment_descriptors: 64, ..Default::default() })
 //!     .unwrap();
 //! assert_eq!(lists.len(), 1);
-//! assert_eq!(lists[0].len(), 33); // 65535-block segments
+//! assert_eq!(lists[0].len(), 37); // 28 MiB segments: 65535 blocks rounded down to 4 MiB
 //! ```
 
 use crate::odx::BlockRange;
@@ -23,6 +23,12 @@ pub const CSCD_LEN: u32 = 32;
 pub const SEGMENT_02_LEN: u32 = 28;
 /// NUMBER OF BLOCKS of a 02h segment is 16 bits.
 pub const SEGMENT_MAX_BLOCKS: u64 = 0xffff;
+/// Segments of at least twice this are cut at multiples of it, so that
+/// segment boundaries fall on the boundaries storage works in (an RBD
+/// object, a reflink extent, a stripe): 65535 512-byte blocks become 28 MiB,
+/// not 32 MiB − 512 B, and a copy between RBD images stays inside the
+/// cluster for every whole object.
+pub const SEGMENT_ALIGN: u64 = 4 << 20;
 /// Segments per list when the copy manager reports no limit.
 pub const DEFAULT_SEGMENTS_PER_LIST: u64 = 1024;
 
@@ -135,7 +141,8 @@ pub fn plan_xcopy(
     if limits.max_segment_length > 0 {
         seg_bytes = seg_bytes.min(u64::from(limits.max_segment_length));
     }
-    seg_bytes = seg_bytes / unit * unit;
+    let align = lcm(SEGMENT_ALIGN, unit);
+    seg_bytes = if seg_bytes >= 2 * align { seg_bytes / align * align } else { seg_bytes / unit * unit };
     if seg_bytes == 0 {
         return Err(PlanError::SegmentTooShort { max: limits.max_segment_length, unit });
     }
@@ -252,13 +259,21 @@ mod tests {
 
     #[test]
     fn xcopy_segments_respect_every_limit() {
-        // 1 GiB of 512-byte blocks, CTL-like limits: 65535-block segments.
+        // 1 GiB of 512-byte blocks, CTL-like limits: 65535-block segments,
+        // cut at 4 MiB multiples (28 MiB).
         let l = XcopyLimits { max_segment_descriptors: 64, max_descriptor_list_length: 8192, max_segment_length: 0 };
         let lists = plan_xcopy(0, 100, 1 << 30, 512, 512, l).unwrap();
         let segs: Vec<Segment> = lists.iter().flatten().copied().collect();
         assert_eq!(segs.iter().map(|s| s.blocks as u64).sum::<u64>(), (1 << 30) / 512);
         assert!(segs.iter().all(|s| s.blocks as u64 <= SEGMENT_MAX_BLOCKS));
-        assert_eq!((segs[1].src_lba, segs[1].dst_lba), (65535, 100 + 65535));
+        assert_eq!((segs[1].src_lba, segs[1].dst_lba), (57344, 100 + 57344));
+        assert!(segs.iter().all(|s| (s.src_lba * 512) % SEGMENT_ALIGN == 0), "every segment starts on 4 MiB");
+        // 4 KiB blocks: 65535 blocks = 256 MiB - 4 KiB, cut to 252 MiB.
+        let big = plan_xcopy(0, 0, 1 << 30, 4096, 4096, l).unwrap().concat();
+        assert_eq!(big[0].blocks as u64 * 4096, 252 << 20);
+        // Below twice the alignment, segments are only whole units.
+        let small = XcopyLimits { max_segment_length: 6 << 20, ..l };
+        assert_eq!(plan_xcopy(0, 0, 12 << 20, 512, 512, small).unwrap().concat()[0].blocks as u64 * 512, 6 << 20);
         assert_eq!(lists.len(), 1);
         // A short descriptor list: (1024 - 64) / 28 = 34 segments per list.
         let l = XcopyLimits { max_segment_descriptors: 0, max_descriptor_list_length: 1024, max_segment_length: 0 };
