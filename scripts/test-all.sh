@@ -70,6 +70,11 @@ if command -v ceph-mon >/dev/null && command -v ceph-osd >/dev/null && [[ -e /us
     OXCOPY_CEPH_DIR=$ceph_dir scripts/rbd-e2e.sh
     scripts/rbd-domain.sh
     scripts/rbd-takeover.sh
+    echo "== Ceph RBD: the crash test (SIGKILL mid-workload, restart, nothing acknowledged lost) and the soak on RBD LUNs"
+    # 3 rounds (each restart waits ~30 s for the killed daemon's
+    # exclusive locks) and 20 s of mixed I/O after a 256 MiB file -> RBD copy.
+    scripts/crash.sh --rbd 3
+    COPY_MIB=256 scripts/soak.sh --rbd 20
     unset OXCOPY_REQUIRE_CEPH
     scripts/ceph-cluster.sh stop "$ceph_dir"
 elif [[ $(id -u) -eq 0 || ${OXCOPY_REQUIRE_CEPH:-0} == 1 ]]; then

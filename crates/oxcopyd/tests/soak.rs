@@ -13,8 +13,16 @@
 //!
 //! The daemon's resident memory (VmRSS) is printed at start and end.
 //! `scripts/soak.sh` runs the long version.
+//!
+//! `soak_on_rbd` runs the same with LUNs 0, 1 and 3 on Ceph RBD images of
+//! the cluster `OXCOPY_CEPH_CONF` names (see `rbd_support`): the large copy
+//! goes from the file LUN 2 to the image of LUN 3 (file → RBD; 256 MiB by
+//! default) and is checked through the daemon, and the sessions' copies
+//! go from LUN 0 to LUN 1 (RBD → RBD) or to a file LUN 4 laid out like
+//! LUN 1 (RBD → file).
 
 mod common;
+mod rbd_support;
 
 use bytes::Bytes;
 use common::spawn_opts;
@@ -24,6 +32,7 @@ use oxcopy_initiator::xcopy::{Cscd, Designator, ListIdUsage, ParamList, Segment}
 use oxcopy_initiator::{DataDir, ScsiOutcome, Session, SessionConfig};
 use oxcopy_testkit::{file_bytes, pattern, DaemonConfig, Lun, Proc, Spawn, Target};
 use rand::{Rng, SeedableRng};
+use rbd_support::Images;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,6 +51,8 @@ const SRC_LEN: u64 = 32 << 20;
 const LUN0_BYTES: u64 = SRC + SRC_LEN;
 /// LUN 1: session i's copy destination [i * REGION, (i + 1) * REGION).
 const LUN1_BYTES: u64 = SESSIONS as u64 * REGION;
+/// With RBD LUNs: a file LUN laid out like LUN 1, a second copy destination.
+const FILE_DST_LUN: u64 = 4;
 const STEP: Duration = Duration::from_secs(60);
 
 /// The daemon on `config`, its stderr passed through.
@@ -144,14 +155,28 @@ struct Counts {
     token_copies: AtomicU64,
 }
 
-/// One session's mixed workload until `deadline`.
-async fn worker(s: Session, i: usize, src: Arc<Vec<u8>>, deadline: Instant, c: Arc<Counts>, tokens: bool) {
+/// One session's mixed workload until `deadline`; its copies go to the
+/// LUNs `dests` (LUN 1, and on RBD the file LUN too), by token with
+/// probability `tokens` (0 when token copies are not served).
+async fn worker(
+    s: Session,
+    i: usize,
+    src: Arc<Vec<u8>>,
+    deadline: Instant,
+    c: Arc<Counts>,
+    tokens: f64,
+    dests: Arc<Vec<u64>>,
+) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1000 + i as u64);
     let base = i as u64 * REGION;
-    let mut own = vec![0u8; REGION as usize]; // LUN 0 region: starts zero (sparse file)
-    let mut dst = vec![0u8; REGION as usize]; // LUN 1 region
+    let mut own = vec![0u8; REGION as usize]; // LUN 0 region: starts zero (sparse file, new image)
+    let mut dst = vec![vec![0u8; REGION as usize]; dests.len()]; // the region on each destination LUN
     let d0 = s.lu_designator(0).await.expect("designator");
-    let d1 = s.lu_designator(1).await.expect("designator");
+    let mut dd = Vec::new();
+    for &lun in dests.iter() {
+        dd.push(s.lu_designator(lun).await.expect("designator"));
+    }
+    let pick = |rng: &mut rand::rngs::StdRng| if dests.len() == 1 { 0 } else { rng.gen_range(0..dests.len()) };
     let mut n = 0u64;
     while Instant::now() < deadline {
         n += 1;
@@ -221,7 +246,8 @@ async fn worker(s: Session, i: usize, src: Arc<Vec<u8>>, deadline: Instant, c: A
                 let blocks = rng.gen_range(1..=1024u64);
                 let soff = rng.gen_range(0..(SRC_LEN / BS - blocks)) * BS;
                 let doff = rng.gen_range(0..(REGION / BS - blocks)) * BS;
-                let by_token = tokens && rng.gen_bool(0.5);
+                let by_token = tokens > 0.0 && rng.gen_bool(tokens);
+                let d = pick(&mut rng);
                 if by_token {
                     let list_id = (i as u32) << 24 | (n as u32 & 0xFF_FFFF);
                     let pt = PopulateToken {
@@ -239,28 +265,30 @@ async fn worker(s: Session, i: usize, src: Arc<Vec<u8>>, deadline: Instant, c: A
                         del_tkn: true,
                         ..Default::default()
                     };
-                    let o = tokio::time::timeout(STEP, s.write_using_token(1, list_id, &wut))
+                    let o = tokio::time::timeout(STEP, s.write_using_token(dests[d], list_id, &wut))
                         .await
                         .expect("WUT")
                         .expect("WUT");
                     good(&o, "WRITE USING TOKEN");
                     c.token_copies.fetch_add(1, Ordering::Relaxed);
                 } else {
-                    let list = copy_list(&d0, &d1, (SRC + soff) / BS, (base + doff) / BS, blocks as u16);
+                    let list = copy_list(&d0, &dd[d], (SRC + soff) / BS, (base + doff) / BS, blocks as u16);
                     let o = tokio::time::timeout(STEP, s.extended_copy(0, &list)).await.expect("XCOPY").expect("XCOPY");
                     good(&o, "EXTENDED COPY");
                     c.xcopies.fetch_add(1, Ordering::Relaxed);
                 }
                 let len = (blocks * BS) as usize;
-                dst[doff as usize..doff as usize + len].copy_from_slice(&src[soff as usize..soff as usize + len]);
+                dst[d][doff as usize..doff as usize + len].copy_from_slice(&src[soff as usize..soff as usize + len]);
             }
             _ => {
                 let len = rng.gen_range(1..=64u64) * 2048;
                 let off = rng.gen_range(0..(REGION - len) / BS) * BS;
-                let got = read(&s, 1, base + off, len, "read destination").await;
+                let d = pick(&mut rng);
+                let got = read(&s, dests[d], base + off, len, "read destination").await;
                 assert!(
-                    got[..] == dst[off as usize..(off + len) as usize],
-                    "session {i}: destination mismatch at {off}"
+                    got[..] == dst[d][off as usize..(off + len) as usize],
+                    "session {i}: LUN {} destination mismatch at {off}",
+                    dests[d]
                 );
                 c.reads.fetch_add(1, Ordering::Relaxed);
             }
@@ -268,7 +296,8 @@ async fn worker(s: Session, i: usize, src: Arc<Vec<u8>>, deadline: Instant, c: A
         c.ops.fetch_add(1, Ordering::Relaxed);
     }
     // Final full check of both regions.
-    for (lun, mine) in [(0u64, &own), (1, &dst)] {
+    let regions = std::iter::once((0u64, &own)).chain(dests.iter().copied().zip(&dst));
+    for (lun, mine) in regions {
         for off in (0..REGION).step_by(1 << 20) {
             let got = read(&s, lun, base + off, 1 << 20, "final read").await;
             assert!(got[..] == mine[off as usize..(off + (1 << 20)) as usize], "session {i}: LUN {lun} final mismatch");
@@ -297,10 +326,44 @@ fn fill(path: &Path, mib: u64) {
     f.flush().expect("flush");
 }
 
+/// `len` bytes at `off` of LUN `lun` with 4 KiB blocks, through the daemon.
+async fn read_4k(s: &Session, lun: u64, off: u64, len: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len as usize);
+    for at in (off..off + len).step_by(1 << 20) {
+        let n = (1u64 << 20).min(off + len - at);
+        let o =
+            exec(s, lun, &cdb::read16(at / 4096, (n / 4096) as u32, false), DataDir::Read { len: n as u32 }, "read")
+                .await;
+        good(&o, "read of the large copy's destination");
+        v.extend_from_slice(&o.data);
+    }
+    v
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak() {
+    soak_run(None).await;
+}
+
+/// The same on RBD LUNs (`OXCOPY_CEPH_CONF`; skipped without it unless
+/// `OXCOPY_REQUIRE_CEPH=1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_on_rbd() {
+    let Some(conf) = rbd_support::cluster("soak on RBD LUNs") else { return };
+    let mut images = Images::new(&conf, "soak");
+    soak_run(Some(&mut images)).await;
+    let left = images.remove_all();
+    assert!(left.is_empty(), "RBD images not removed: {left:?}");
+}
+
+async fn soak_run(rbd: Option<&mut Images>) {
+    let on_rbd = rbd.is_some();
     let secs: u64 = std::env::var("OXCOPY_SOAK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let copy_mib: u64 = std::env::var("OXCOPY_SOAK_COPY_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(4096);
+    let copy_mib: u64 = std::env::var("OXCOPY_SOAK_COPY_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(if on_rbd {
+        256
+    } else {
+        4096
+    });
     let copy_mib = copy_mib.div_ceil(64) * 64;
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
@@ -313,16 +376,26 @@ async fn soak() {
     let t = Instant::now();
     fill(&d.join("big-src.img"), copy_mib);
     eprintln!("soak: wrote the {copy_mib} MiB copy source in {:?}", t.elapsed());
-    DaemonConfig::new(d.join("state"))
-        .server("nop_interval", 0)
-        .target(
+    let big_src = Lun::new(2, d.join("big-src.img")).block_size(4096);
+    let target = match rbd {
+        None => Target::new(IQN)
+            .lun(Lun::new(0, d.join("lun0.img")))
+            .lun(Lun::new(1, d.join("lun1.img")).size(LUN1_BYTES))
+            .lun(big_src)
+            .lun(Lun::new(3, d.join("big-dst.img")).size(format!("{copy_mib}MiB")).block_size(4096)),
+        Some(images) => {
+            let conf = images.conf().to_path_buf();
+            let s0 = images.import("lun0", &d.join("lun0.img"));
+            std::fs::remove_file(d.join("lun0.img")).expect("rm lun0");
             Target::new(IQN)
-                .lun(Lun::new(0, d.join("lun0.img")))
-                .lun(Lun::new(1, d.join("lun1.img")).size(LUN1_BYTES))
-                .lun(Lun::new(2, d.join("big-src.img")).block_size(4096))
-                .lun(Lun::new(3, d.join("big-dst.img")).size(format!("{copy_mib}MiB")).block_size(4096)),
-        )
-        .write(d.join("oxcopyd.toml"));
+                .lun(Lun::rbd(0, &s0, &conf))
+                .lun(Lun::rbd(1, &images.spec("lun1"), &conf).size(LUN1_BYTES))
+                .lun(big_src)
+                .lun(Lun::rbd(3, &images.spec("big-dst"), &conf).size(format!("{copy_mib}MiB")).block_size(4096))
+                .lun(Lun::new(FILE_DST_LUN as u32, d.join("lun4.img")).size(LUN1_BYTES))
+        }
+    };
+    DaemonConfig::new(d.join("state")).server("nop_interval", 0).target(target).write(d.join("oxcopyd.toml"));
     let p = spawn(&d.join("oxcopyd.toml"));
     let rss_start = p.rss_kib();
 
@@ -367,18 +440,25 @@ async fn soak() {
     };
     let during = sample_reads(&probe, &stop, Duration::from_secs(600), &src).await;
     let copy_took = tokio::time::timeout(Duration::from_secs(900), copy_task).await.expect("copy ends").expect("copy");
-    // Spot-check the copy: 16 MiB samples at both ends and the middle.
+    // Spot-check the copy: 16 MiB samples at both ends and the middle
+    // (from the destination file, or through the daemon from the image).
     for off_mib in [0, copy_mib / 2, copy_mib - 16] {
         let len = 16u64 << 20;
         let a = tokio::task::spawn_blocking({
             let p = d.join("big-src.img");
             move || file_bytes(&p, off_mib << 20, len)
         });
-        let b = tokio::task::spawn_blocking({
-            let p = d.join("big-dst.img");
-            move || file_bytes(&p, off_mib << 20, len)
-        });
-        assert!(a.await.expect("read") == b.await.expect("read"), "large copy differs at {off_mib} MiB");
+        let b = if on_rbd {
+            read_4k(&copier, 3, off_mib << 20, len).await
+        } else {
+            tokio::task::spawn_blocking({
+                let p = d.join("big-dst.img");
+                move || file_bytes(&p, off_mib << 20, len)
+            })
+            .await
+            .expect("read")
+        };
+        assert!(a.await.expect("read") == b, "large copy differs at {off_mib} MiB");
     }
     eprintln!(
         "soak: 4 KiB read latency idle: n={} p50={:?} p99={:?}; during the {copy_mib} MiB copy ({copy_took:?}): n={} p50={:?} p99={:?}",
@@ -398,10 +478,20 @@ async fn soak() {
     };
     let counts = Arc::new(Counts::default());
     let deadline = Instant::now() + Duration::from_secs(secs);
+    let dests = Arc::new(if on_rbd { vec![1, FILE_DST_LUN] } else { vec![1] });
+    // A token copy from an RBD LUN makes and removes an RBD snapshot, which
+    // holds up the image's I/O for a good part of a second: at the files'
+    // share (half the copies) they take most of the run (~20 ops/s instead
+    // of ~2000); a tenth keeps them in the mix without crowding it out.
+    let token_share = match (tokens, on_rbd) {
+        (false, _) => 0.0,
+        (true, false) => 0.5,
+        (true, true) => 0.1,
+    };
     let mut set = tokio::task::JoinSet::new();
     for i in 0..SESSIONS {
         let s = p.session().await;
-        set.spawn(worker(s, i, src.clone(), deadline, counts.clone(), tokens));
+        set.spawn(worker(s, i, src.clone(), deadline, counts.clone(), token_share, dests.clone()));
     }
     let mut rss_peak = p.rss_kib();
     loop {
@@ -418,8 +508,9 @@ async fn soak() {
     let rss_peak = rss_peak.max(rss_end);
     let c = &counts;
     eprintln!(
-        "soak: {secs} s, {} sessions, {} ops ({} writes, {} reads, {} COMPARE AND WRITE + {} provoked miscompares, \
+        "soak{}: {secs} s, {} sessions, {} ops ({} writes, {} reads, {} COMPARE AND WRITE + {} provoked miscompares, \
          {} EXTENDED COPY, {} token copies{}); 0 mismatches, 0 unprovoked errors",
+        if on_rbd { " on RBD LUNs" } else { "" },
         SESSIONS,
         c.ops.load(Ordering::Relaxed),
         c.writes.load(Ordering::Relaxed),
@@ -432,5 +523,9 @@ async fn soak() {
     );
     eprintln!("soak: oxcopyd VmRSS start {rss_start} KiB, peak {rss_peak} KiB, end {rss_end} KiB");
     drop((probe, copier));
+    let t = Instant::now();
     p.stop();
+    if on_rbd {
+        eprintln!("soak on RBD LUNs: oxcopyd stopped (SIGTERM) in {:.1?}", t.elapsed());
+    }
 }

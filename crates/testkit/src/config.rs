@@ -356,6 +356,23 @@ impl Lun {
         Lun(k)
     }
 
+    /// LUN `id` on the Ceph RBD image `spec` (`"pool/image"`) of the
+    /// cluster `ceph_conf` names (the daemon needs `--features ceph`; with
+    /// [`Lun::size`] a missing image is created).
+    pub fn rbd(id: u32, spec: &str, ceph_conf: impl AsRef<Path>) -> Lun {
+        let mut k = Keys::default();
+        k.set("id", id);
+        k.set("rbd", spec);
+        k.set("ceph_conf", ceph_conf.as_ref());
+        Lun(k)
+    }
+
+    /// `rbd_timeout`: seconds a cluster operation of an RBD LUN may take.
+    pub fn rbd_timeout(mut self, secs: u64) -> Lun {
+        self.0.set("rbd_timeout", secs);
+        self
+    }
+
     /// `size`: bytes (an integer) or a size string such as `"16MiB"`.
     pub fn size(mut self, size: impl Into<Value>) -> Lun {
         self.0.set("size", size);
@@ -416,6 +433,19 @@ mod tests {
                     id = 1\npath = \"/d/l1.img\"\nsize = \"1MiB\"\ninitiators = [\"iqn.2026-11.x:h\"]\n\
                     third_party_copy = false\n\n[copy_domain]\ntoken_scope = \"initiator\"\n";
         assert_eq!(t, want);
+    }
+
+    #[test]
+    fn rbd_lun() {
+        let t = DaemonConfig::new("/d")
+            .target(
+                Target::new("iqn.2026-11.x:a").lun(Lun::rbd(0, "rbd/img", "/c/ceph.conf").size("8MiB").rbd_timeout(10)),
+            )
+            .to_toml();
+        assert!(
+            t.contains("[[target.lun]]\nid = 0\nrbd = \"rbd/img\"\nceph_conf = \"/c/ceph.conf\"\nsize = \"8MiB\"\nrbd_timeout = 10\n"),
+            "{t}"
+        );
     }
 
     #[test]

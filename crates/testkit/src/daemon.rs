@@ -38,6 +38,32 @@ impl<'a> Spawn<'a> {
     }
 }
 
+/// A daemon that printed no portal (see [`Proc::try_spawn`]).
+#[derive(Debug)]
+pub struct SpawnError {
+    /// How it ended (`None` if it could not be reaped).
+    pub status: Option<ExitStatus>,
+    /// Its stderr (empty unless captured).
+    pub stderr: String,
+}
+
+impl SpawnError {
+    /// The exit code, if it exited by itself.
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+
+    fn status_text(&self) -> String {
+        self.status.map_or_else(|| "status unknown".to_string(), |s| s.to_string())
+    }
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "oxcopyd printed no URL ({}); stderr:\n{}", self.status_text(), self.stderr)
+    }
+}
+
 /// A spawned `oxcopyd`.
 pub struct Proc {
     child: ChildGuard,
@@ -54,6 +80,17 @@ impl Proc {
         let mut p = Proc::launch(config, o);
         p.portal(o.url_timeout);
         p
+    }
+
+    /// Spawn `oxcopyd --config <config>` and wait for its portal, like
+    /// [`Proc::spawn`], but without panicking when none comes: the daemon
+    /// is then killed (if still running) and reaped, and the error holds its
+    /// exit status and (when captured) its stderr — for a test that expects
+    /// a start to be refused, or retries one.
+    pub fn try_spawn(config: &Path, o: &Spawn) -> Result<Proc, SpawnError> {
+        let mut p = Proc::launch(config, o);
+        p.try_portal(o.url_timeout)?;
+        Ok(p)
     }
 
     /// Spawn `oxcopyd --config <config>` without waiting for anything.
@@ -87,8 +124,19 @@ impl Proc {
     /// Read stdout until the first iSCSI URL and return its portal; if none
     /// comes within `timeout`, kill the daemon and panic with its stderr.
     pub fn portal(&mut self, timeout: Duration) -> SocketAddr {
+        match self.try_portal(timeout) {
+            Ok(a) => a,
+            Err(e) if self.stderr.is_none() => panic!("oxcopyd printed no URL ({})", e.status_text()),
+            Err(e) => panic!("oxcopyd printed no URL; stderr:\n{}", e.stderr),
+        }
+    }
+
+    /// [`Proc::portal`] without the panic: if no URL comes within `timeout`
+    /// (or the daemon exits first), kill it if it still runs, reap it and
+    /// return its exit status and stderr.
+    pub fn try_portal(&mut self, timeout: Duration) -> Result<SocketAddr, SpawnError> {
         if let Some(a) = self.addr {
-            return a;
+            return Ok(a);
         }
         let out = self.child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -104,18 +152,18 @@ impl Proc {
             Ok(addr) => {
                 let a = addr.parse().expect("portal address");
                 self.addr = Some(a);
-                a
+                Ok(a)
             }
             Err(_) => {
+                // Exited on its own (stdout closed), or still running: the
+                // status is its own exit code in the first case, SIGKILL's in
+                // the second.
                 let _ = self.child.kill();
-                let _ = self.child.wait();
-                if self.stderr.is_none() {
-                    panic!("oxcopyd printed no URL");
-                }
+                let status = self.child.wait().ok();
                 if let Some(t) = self.collector.take() {
                     let _ = t.join();
                 }
-                panic!("oxcopyd printed no URL; stderr:\n{}", self.stderr());
+                Err(SpawnError { status, stderr: self.stderr() })
             }
         }
     }

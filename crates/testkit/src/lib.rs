@@ -14,7 +14,7 @@ pub mod loopfs;
 pub mod process;
 
 pub use config::{Chap, DaemonConfig, Lun, Target};
-pub use daemon::{Proc, Spawn};
+pub use daemon::{Proc, Spawn, SpawnError};
 pub use loopfs::LoopFs;
 pub use process::{output_within, status_within, ChildGuard};
 
