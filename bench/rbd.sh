@@ -96,6 +96,11 @@ listen = ["127.0.0.1:$port"]
 data_dir = "$work/state"
 nop_interval = 0
 metrics = "127.0.0.1:$mport"
+[copy_domain]
+# An RBD snapshot costs only what changes after it: let the 10 POPULATE
+# TOKENs of the whole LUN below live side by side.
+max_snapshot_bytes = "1TiB"
+max_snapshot_bytes_per_initiator = "1TiB"
 [[target]]
 iqn = "$iqn"
 [[target.lun]]
@@ -188,22 +193,27 @@ method_bytes() { # method -> oxcopy_copy_bytes_total
         awk -v m="$1" '$1 == "oxcopy_copy_bytes_total{method=\"" m "\"}" { print $2; f = 1 } END { if (!f) print 0 }'
 }
 bytes=$((size_mib << 20))
-echo "method,rep,seconds,gateway_cluster_bytes,rados_bytes,rbd_bytes,read_write_bytes,md5_ok" >"$results/rbd-copy.csv"
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+echo "method,rep,seconds,gateway_cluster_bytes,rados_bytes,rbd_bytes,read_write_bytes,md5_ok,gateway_cpu_s" >"$results/rbd-copy.csv"
 methods=(host xcopy token)
 for rep in $(seq "$reps"); do
     order=("${methods[@]:rep%3}" "${methods[@]:0:rep%3}")
     for m in "${order[@]}"; do
         m0=$(msgr_bytes) ra0=$(method_bytes rados) rb0=$(method_bytes rbd) rw0=$(method_bytes read_write)
+        c0=$(cpu_ticks "$gw_pid")
         t0=$(now_ns)
         timeout 1800 "$bin/oxcopy" cp --method "$m" --no-progress "$u/0" "$u/1" >"$results/copy-$m-$rep.log" 2>&1 ||
             { log "copy $m failed: $(tail -3 "$results/copy-$m-$rep.log")"; exit 1; }
         t1=$(now_ns)
+        c1=$(cpu_ticks "$gw_pid")
         m1=$(msgr_bytes) ra1=$(method_bytes rados) rb1=$(method_bytes rbd) rw1=$(method_bytes read_write)
         ok=1
         [[ $(rbd_ export --no-progress rbd/dst - | md5sum | cut -d' ' -f1) == "$src_md5" ]] || ok=0
         secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
-        echo "$m,$rep,$secs,$((m1 - m0)),$((ra1 - ra0)),$((rb1 - rb0)),$((rw1 - rw0)),$ok" >>"$results/rbd-copy.csv"
-        log "copy $m rep $rep: $secs s, gateway<->cluster $(((m1 - m0) >> 20)) MiB, rados $(((ra1 - ra0) >> 20)) MiB, rbd $(((rb1 - rb0) >> 20)) MiB, checked=$ok"
+        cpu=$(awk -v d=$((c1 - c0)) -v hz="$hz" 'BEGIN { printf "%.2f", d / hz }')
+        echo "$m,$rep,$secs,$((m1 - m0)),$((ra1 - ra0)),$((rb1 - rb0)),$((rw1 - rw0)),$ok,$cpu" >>"$results/rbd-copy.csv"
+        log "copy $m rep $rep: $secs s, gateway CPU $cpu s, gateway<->cluster $(((m1 - m0) >> 20)) MiB, rados $(((ra1 - ra0) >> 20)) MiB, rbd $(((rb1 - rb0) >> 20)) MiB, checked=$ok"
         ((ok)) || { log "the copy by $m differs from the source"; exit 1; }
         rbd_ bench --io-type write --io-size 4M --io-threads 16 --io-total 16M --io-pattern seq rbd/io >/dev/null 2>&1 || true
     done
@@ -224,16 +234,17 @@ for t in "${tests[@]}"; do
 done
 echo
 echo "Copy of ${size_mib} MiB RBD -> RBD, medians of $reps"
-printf '%-6s %9s %12s %14s %12s %10s\n' method seconds host/this 'gw<->cluster' rados_MiB rbd_MiB
+printf '%-6s %9s %12s %14s %12s %10s %10s\n' method seconds host/this 'gw<->cluster' rados_MiB rbd_MiB gw_cpu_s
 h=$(awk -F, '$1 == "host" { print $3 }' "$results/rbd-copy.csv" | median)
 for m in "${methods[@]}"; do
     s=$(awk -F, -v m="$m" '$1 == m { print $3 }' "$results/rbd-copy.csv" | median)
     gb=$(awk -F, -v m="$m" '$1 == m { print $4 }' "$results/rbd-copy.csv" | median)
     ra=$(awk -F, -v m="$m" '$1 == m { print $5 }' "$results/rbd-copy.csv" | median)
     rb=$(awk -F, -v m="$m" '$1 == m { print $6 }' "$results/rbd-copy.csv" | median)
-    printf '%-6s %9s %12s %13s%% %12s %10s\n' "$m" "$s" "$(awk -v h="$h" -v s="$s" 'BEGIN { printf "%.2f", h / s }')" \
+    cpu=$(awk -F, -v m="$m" '$1 == m { print $9 }' "$results/rbd-copy.csv" | median)
+    printf '%-6s %9s %12s %13s%% %12s %10s %10s\n' "$m" "$s" "$(awk -v h="$h" -v s="$s" 'BEGIN { printf "%.2f", h / s }')" \
         "$(awk -v g="$gb" -v b="$bytes" 'BEGIN { printf "%.3f", g * 100 / b }')" "$(awk -v x="$ra" 'BEGIN { printf "%.0f", x / 1048576 }')" \
-        "$(awk -v x="$rb" 'BEGIN { printf "%.0f", x / 1048576 }')"
+        "$(awk -v x="$rb" 'BEGIN { printf "%.0f", x / 1048576 }')" "$cpu"
 done
 echo
 echo "POPULATE TOKEN on the whole ${size_mib} MiB LUN (an RBD snapshot):"
