@@ -7,7 +7,9 @@
 #     overwritten after POPULATE TOKEN, WRITE USING TOKEN to the other RBD
 #     LUN still writes the old data, and deleting the token removes the
 #     snapshot;
-#   - EXTENDED COPY RBD -> file and token copy file -> RBD, data checked;
+#   - EXTENDED COPY RBD -> file, file -> RBD and RBD -> RBD, token copy
+#     file -> RBD, a point-in-time token RBD -> file (source overwritten
+#     after POPULATE TOKEN), data checked;
 #   - a second gateway asked to serve the same image refuses to start
 #     (the first holds the image's exclusive lock), naming the LUN;
 #   - a LUN on an unreachable cluster fails the start within rbd_timeout,
@@ -119,6 +121,29 @@ echo "rbd-e2e: ok: EXTENDED COPY RBD -> file"
 "$oxcopy" cp --method host "$u/0" "$work/back3" >/dev/null
 cmp -s "$work/pat" "$work/back3" || fail "token copy file -> RBD differs"
 echo "rbd-e2e: ok: token copy file -> RBD"
+
+# The other routes: EXTENDED COPY RBD -> RBD (inside the cluster: RADOS
+# copy_from for whole objects, no byte through the gateway) and file ->
+# RBD, and a point-in-time token RBD -> file.
+head -c $((64 << 20)) /dev/urandom >"$work/pat2"
+"$oxcopy" cp --method host "$work/pat2" "$u/2" >/dev/null
+"$oxcopy" cp --method xcopy "$u/2" "$u/1" >/dev/null
+"$oxcopy" cp --method host "$u/1" "$work/back4" >/dev/null
+cmp -s "$work/pat2" "$work/back4" || fail "EXTENDED COPY file -> RBD differs"
+echo "rbd-e2e: ok: EXTENDED COPY file -> RBD"
+"$oxcopy" cp --method xcopy "$u/1" "$u/0" >/dev/null
+"$oxcopy" cp --method host "$u/0" "$work/back5" >/dev/null
+cmp -s "$work/pat2" "$work/back5" || fail "EXTENDED COPY RBD -> RBD differs"
+echo "rbd-e2e: ok: EXTENDED COPY RBD -> RBD"
+"$oxcopy" token create --ttl 120 -o "$work/t2.tok" "$u/0" >/dev/null
+"$oxcopy" cp --method host "$work/zero" "$u/0?blocks=2048" >/dev/null
+"$oxcopy" token write --delete --no-progress "$work/t2.tok" "$u/2" >/dev/null
+"$oxcopy" cp --method host "$u/2" "$work/back6" >/dev/null
+cmp -s "$work/pat2" "$work/back6" || fail "the point-in-time token RBD -> file did not write the point-in-time data"
+echo "rbd-e2e: ok: point-in-time token RBD -> file (source overwritten after POPULATE TOKEN)"
+# Put LUNs 0 and 2 back to the first pattern for what follows.
+"$oxcopy" cp --method host "$work/pat" "$u/0" >/dev/null
+"$oxcopy" cp --method host "$work/pat" "$u/2" >/dev/null
 
 # The cluster stops answering while the gateway serves: commands on the
 # RBD LUNs end (with an error, not a hang) within the timeout, the file LUN
