@@ -107,14 +107,17 @@ iqn = "$iqn"
 id = 0
 rbd = "rbd/src"
 ceph_conf = "$conf"
+rbd_timeout = 60
 [[target.lun]]
 id = 1
 rbd = "rbd/dst"
 ceph_conf = "$conf"
+rbd_timeout = 60
 [[target.lun]]
 id = 2
 rbd = "rbd/io"
 ceph_conf = "$conf"
+rbd_timeout = 60
 EOF
 start_gw() {
     "$bin/oxcopyd" --config "$work/gw.toml" >>"$results/oxcopyd.log" 2>&1 &
