@@ -70,6 +70,8 @@ fn fixture() -> &'static Fixture {
                     // input) takes a while to expire them; expiry is exercised too.
                     inactivity_timeout: Duration::from_secs(1 << 20),
                     owner: "iqn.2026-11.dev.oxcopy:fuzzer".into(),
+                    // One token with a shared-storage locator (bytes 64..96).
+                    locator: (i == 1).then_some([0x52; 32]),
                 };
                 store.issue(&spec, i as u32).expect("issue")
             })
