@@ -6,7 +6,10 @@
 
 use oxcopy_rbd::RbdStorage;
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// The RBD images this process has open (LUNs opened at start or by a
 /// reload; a dropped LUN's entry dies with it).
@@ -24,6 +27,10 @@ pub fn all() -> Vec<Arc<RbdStorage>> {
     STORES.lock().iter().filter_map(Weak::upgrade).collect()
 }
 
+/// The running sweep, and the flag that asks it to stop.
+static SWEEP: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
+static SWEEP_STOP: AtomicBool = AtomicBool::new(false);
+
 /// A store of ours connected to the cluster a token's `locator` names.
 pub fn for_locator(locator: &[u8; 32]) -> Option<Arc<RbdStorage>> {
     let loc = oxcopy_rbd::locator::SnapshotLocator::decode(locator)?;
@@ -38,15 +45,19 @@ pub fn spawn_orphan_sweep() {
     if stores.is_empty() {
         return;
     }
+    SWEEP_STOP.store(false, Ordering::Release);
     let r = std::thread::Builder::new().name("oxcopy-rbd-sweep".into()).spawn(move || {
         let mut seen: Vec<([u8; 16], String)> = Vec::new();
         for s in stores {
+            if SWEEP_STOP.load(Ordering::Acquire) {
+                return;
+            }
             let pool = s.name().split('/').next().unwrap_or_default().to_owned();
             let key = (s.cluster_fsid(), pool);
             if seen.contains(&key) {
                 continue;
             }
-            match s.remove_orphan_snapshots() {
+            match s.remove_orphan_snapshots(&|| SWEEP_STOP.load(Ordering::Acquire)) {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(pool = %key.1, removed = n, "removed snapshots of tokens whose gateway is gone")
@@ -56,7 +67,25 @@ pub fn spawn_orphan_sweep() {
             seen.push(key);
         }
     });
-    if let Err(e) = r {
-        tracing::warn!("cannot start the orphan snapshot sweep: {e}");
+    match r {
+        Ok(h) => *SWEEP.lock() = Some(h),
+        Err(e) => tracing::warn!("cannot start the orphan snapshot sweep: {e}"),
+    }
+}
+
+/// At shutdown: ask the sweep to stop after the pool it is on and wait for
+/// it at most `grace`, so that no librados call is running (and no RBD
+/// connection is held by it) when the process tears its connections down.
+pub fn stop_sweep(grace: Duration) {
+    SWEEP_STOP.store(true, Ordering::Release);
+    let Some(h) = SWEEP.lock().take() else { return };
+    let deadline = Instant::now() + grace;
+    while !h.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if h.is_finished() {
+        let _ = h.join();
+    } else {
+        tracing::warn!("the orphan snapshot sweep did not stop within {grace:?}");
     }
 }

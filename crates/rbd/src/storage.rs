@@ -239,13 +239,18 @@ impl RbdStorage {
     /// it. Returns how many were removed. Run at a gateway's start; a copy
     /// that another gateway is running from such a snapshot after its
     /// creator died fails (its token died with the creator).
-    pub fn remove_orphan_snapshots(&self) -> Result<usize> {
+    ///
+    /// `stop` is asked between images: true ends the sweep early (shutdown).
+    pub fn remove_orphan_snapshots(&self, stop: &dyn Fn() -> bool) -> Result<usize> {
         let wait = self.wait();
         let io = self.image.ioctx().clone();
         let io2 = io.clone();
         let images = bounded(&format!("listing pool {}", io.pool()), wait, move || io2.list_images())?;
         let mut removed = 0;
         for (id, name) in images {
+            if stop() {
+                break;
+            }
             if id == self.image_id {
                 continue; // ours: cleaned at open, and its live tokens are ours
             }

@@ -39,7 +39,7 @@ impl RbdStorage {
         match self.never {}
     }
     /// Unreachable: no stub storage exists.
-    pub fn remove_orphan_snapshots(&self) -> Result<usize> {
+    pub fn remove_orphan_snapshots(&self, _stop: &dyn Fn() -> bool) -> Result<usize> {
         match self.never {}
     }
 }

@@ -647,7 +647,7 @@ fn orphan_sweep_removes_only_snapshots_whose_maker_is_gone() {
     let x = RbdStorage::open(&ox).expect("open x");
     x.write_at(&[3u8; 4096], 0).expect("write");
     let live = x.snapshot(&[(0, 4096)]).expect("snapshot").expect("some");
-    y.remove_orphan_snapshots().expect("sweep");
+    y.remove_orphan_snapshots(&|| false).expect("sweep");
     assert_eq!(x.snapshot_names().expect("list").len(), 1, "the maker is alive: kept");
     // A snapshot made by a client that is gone (global id 1 never watches:
     // ids start far higher), as a crashed gateway leaves it.
@@ -655,7 +655,7 @@ fn orphan_sweep_removes_only_snapshots_whose_maker_is_gone() {
     tx.rbd(&["snap", "create", &format!("{spec}@oxcopy.deadbeef")]);
     tx.rbd(&["image-meta", "set", &spec, "oxcopy.snap.oxcopy.deadbeef", "v1 creator=1 ranges=0+4096"]);
     assert_eq!(x.snapshot_names().expect("list").len(), 2);
-    let n = y.remove_orphan_snapshots().expect("sweep");
+    let n = y.remove_orphan_snapshots(&|| false).expect("sweep");
     assert_eq!(n, 1);
     let names = x.snapshot_names().expect("list");
     assert_eq!(names.len(), 1, "{names:?}");
@@ -663,10 +663,10 @@ fn orphan_sweep_removes_only_snapshots_whose_maker_is_gone() {
     assert_eq!(x.metadata_get("oxcopy.snap.oxcopy.deadbeef").expect("get"), None);
     // Without a record: removed only when nobody watches the image.
     tx.rbd(&["snap", "create", &format!("{spec}@oxcopy.norecord")]);
-    assert_eq!(y.remove_orphan_snapshots().expect("sweep"), 0, "x is open: kept");
+    assert_eq!(y.remove_orphan_snapshots(&|| false).expect("sweep"), 0, "x is open: kept");
     drop(live);
     drop(x);
-    assert_eq!(y.remove_orphan_snapshots().expect("sweep"), 1, "nobody watches x: removed");
+    assert_eq!(y.remove_orphan_snapshots(&|| false).expect("sweep"), 1, "nobody watches x: removed");
     let check = RbdStorage::open(&tx.opts(4 * MIB)).expect("open x again");
     assert!(check.snapshot_names().expect("list").is_empty());
 }

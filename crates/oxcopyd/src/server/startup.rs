@@ -131,6 +131,7 @@ impl Running {
         }
         let luns: Vec<Arc<LogicalUnit>> = self.shared.live().luns.values().cloned().collect();
         tokio::task::spawn_blocking(move || {
+            crate::shared_storage::stop_sweep(SHUTDOWN_GRACE);
             for lu in luns {
                 if let Err(e) = lu.flush() {
                     warn!("flush at shutdown failed: {e}");
