@@ -2,8 +2,8 @@
 //! OSDs with `copy_from` (C++ shim `cpp/objcopy.cc`), the rest through
 //! librbd. This is `RbdStorage::copy_range`.
 //!
-//! The fast path applies when the source is an [`RbdStorage`] (the head) or
-//! an [`RbdSnapshot`] (read at its snapshot id) of the same cluster (fsid) as
+//! The fast path applies when the source is an `RbdStorage` (the head) or
+//! an `RbdSnapshot` (read at its snapshot id) of the same cluster (fsid) as
 //! the destination, both with the same object size and plain objects (no
 //! striping v2 other than one stripe per object), the source without a
 //! parent, the destination without journaling and opened `exclusive` (it
@@ -43,14 +43,26 @@ use std::ffi::{c_int, c_void, CString};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxcopy_storage::{check_range, generic_copy_range, CopyMethod, CopyReport, Result, Storage};
+use oxcopy_storage::{check_range, CopyMethod, CopyReport, Result, Storage};
 use parking_lot::{Condvar, Mutex};
 
 use crate::cstr::c_name;
 use crate::error::{RbdError, RbdErrorKind};
 use crate::ffi;
 use crate::rados::{bounded, AioOp, Image, IoCtx, ObjectLayout, SnapContext};
-use crate::storage::{RbdSnapshot, RbdStorage};
+
+/// What a copy needs of its destination image (`RbdStorage` implements it;
+/// this module does not import the storage module, which calls it).
+pub(crate) trait Dest: Storage {
+    /// The open image handle.
+    fn handle(&self) -> &Arc<Image>;
+    /// How long one wait on the cluster may last.
+    fn op_wait(&self) -> Duration;
+    /// Whether the image was opened holding its exclusive lock.
+    fn exclusive(&self) -> bool;
+    /// `pool/image`.
+    fn label(&self) -> &str;
+}
 
 /// `copy_from` operations in flight at once (one window of objects).
 pub const IN_FLIGHT: usize = 16;
@@ -192,12 +204,12 @@ fn fatal(errno: i32) -> bool {
     matches!(errno.saturating_abs(), libc::ETIMEDOUT | libc::ESHUTDOWN)
 }
 
-fn prepare(dst: &RbdStorage, src: &Source) -> std::result::Result<FastPath, NoFastPath> {
-    if !dst.is_exclusive() {
+fn prepare(dst: &dyn Dest, src: &Source) -> std::result::Result<FastPath, NoFastPath> {
+    if !dst.exclusive() {
         return Err(NoFastPath::Because("destination not opened exclusive".into()));
     }
     let (dimg, simg, snap) = (dst.handle().clone(), src.image.clone(), src.snap_name.clone());
-    let what = format!("preparing a RADOS copy into {}", dst.name());
+    let what = format!("preparing a RADOS copy into {}", dst.label());
     let ctx = what.clone();
     bounded(&what, dst.op_wait(), move || Ok(prepare_blocking(&dimg, &simg, snap.as_deref(), &ctx)))
         .map_err(NoFastPath::Error)?
@@ -245,7 +257,7 @@ fn prepare_blocking(
 
 /// Copy `len` bytes through librbd: read from `src` (any store), write to
 /// `dst`, at most [`RBD_CHUNK`] at a time.
-fn rbd_copy(dst: &RbdStorage, dst_off: u64, src: &dyn Storage, src_off: u64, len: u64) -> Result<()> {
+fn rbd_copy(dst: &dyn Dest, dst_off: u64, src: &dyn Storage, src_off: u64, len: u64) -> Result<()> {
     if len == 0 {
         return Ok(());
     }
@@ -261,13 +273,15 @@ fn rbd_copy(dst: &RbdStorage, dst_off: u64, src: &dyn Storage, src_off: u64, len
     Ok(())
 }
 
-/// `RbdStorage::copy_range`: see the module docs.
+/// `RbdStorage::copy_range` from an RBD `source` (head or snapshot, found
+/// by the caller): see the module docs.
 pub(crate) fn copy_range(
-    dst: &RbdStorage,
+    dst: &dyn Dest,
     dst_offset: u64,
     src: &dyn Storage,
     src_offset: u64,
     len: u64,
+    source: Source,
 ) -> Result<CopyReport> {
     check_range(src.len(), src_offset, len)?;
     check_range(dst.len(), dst_offset, len)?;
@@ -275,34 +289,17 @@ pub(crate) fn copy_range(
     if len == 0 {
         return Ok(report);
     }
-    let any = src.as_any();
-    let source = if let Some(s) = any.and_then(|a| a.downcast_ref::<RbdStorage>()) {
-        let overlap = src_offset < dst_offset + len && dst_offset < src_offset + len;
-        if overlap && s.name() == dst.name() {
-            // Same image (or one of the same name), overlapping: the generic
-            // copy runs in the safe direction.
-            let r = generic_copy_range(dst, dst_offset, src, src_offset, len)?;
-            report.add(CopyMethod::Rbd, r.total());
-            return Ok(report);
-        }
-        Source { image: s.handle().clone(), snap_name: None, pieces: vec![(src_offset, 0, len)] }
-    } else if let Some(s) = any.and_then(|a| a.downcast_ref::<RbdSnapshot>()) {
-        s.copy_source(src_offset, len)?
-    } else {
-        return generic_copy_range(dst, dst_offset, src, src_offset, len);
-    };
-
     let fast = match prepare(dst, &source) {
         Ok(f) => f,
         Err(NoFastPath::Error(e)) if fatal(e.errno) || e.kind == RbdErrorKind::Timeout => return Err(e.into()),
         Err(NoFastPath::Error(e)) => {
-            tracing::warn!(dst = %dst.name(), "RADOS copy not possible, copying through librbd: {e}");
+            tracing::warn!(dst = %dst.label(), "RADOS copy not possible, copying through librbd: {e}");
             rbd_copy(dst, dst_offset, src, src_offset, len)?;
             report.add(CopyMethod::Rbd, len);
             return Ok(report);
         }
         Err(NoFastPath::Because(why)) => {
-            tracing::debug!(dst = %dst.name(), src = %source.image.name(), "copy through librbd: {why}");
+            tracing::debug!(dst = %dst.label(), src = %source.image.name(), "copy through librbd: {why}");
             rbd_copy(dst, dst_offset, src, src_offset, len)?;
             report.add(CopyMethod::Rbd, len);
             return Ok(report);
@@ -343,7 +340,7 @@ fn source_store_offset(source: &Source, src_offset: u64, img_off: u64, len: u64)
 /// Copy whole objects `(destination object no, source object no)` with
 /// `copy_from`, [`IN_FLIGHT`] at a time (see the module docs).
 fn copy_whole_objects(
-    dst: &RbdStorage,
+    dst: &dyn Dest,
     src: &dyn Storage,
     fast: &FastPath,
     objects: &[(u64, u64)],
@@ -359,13 +356,13 @@ fn copy_whole_objects(
         // The destination's snap context now (a snapshot may have been taken
         // since the last window): reuse the I/O context while it is unchanged.
         let (img, h) = (dst.handle().clone(), header.clone());
-        let snapc = bounded(&format!("snap context of {}", dst.name()), dst.op_wait(), move || {
+        let snapc = bounded(&format!("snap context of {}", dst.label()), dst.op_wait(), move || {
             img.ioctx().rbd_snap_context(&h)
         })?;
         if ctx.as_ref().is_none_or(|(c, _)| *c != snapc) {
             let cluster = dst.handle().ioctx().cluster().clone();
             let (pool, sc) = (fast.dst_layout.data_pool_id, snapc.clone());
-            let io = bounded(&format!("I/O context for {}", dst.name()), dst.op_wait(), move || {
+            let io = bounded(&format!("I/O context for {}", dst.label()), dst.op_wait(), move || {
                 IoCtx::for_objects(&cluster, pool, None, Some(&sc))
             })?;
             ctx = Some((snapc, io));
@@ -375,7 +372,7 @@ fn copy_whole_objects(
             "RADOS copy of {} objects from {} into {} (objects {:#x}..)",
             window.len(),
             source.image.name(),
-            dst.name(),
+            dst.label(),
             window[0].0
         );
         if fast.dst_layout.object_map() {
@@ -408,7 +405,7 @@ fn copy_whole_objects(
                 if !warned {
                     warned = true;
                     tracing::warn!(
-                        dst = %dst.name(),
+                        dst = %dst.label(),
                         "{}; copying the object through librbd",
                         RbdError::from_rc(format!("{what}: copy_from of object {d:#x}"), i64::from(rc))
                     );

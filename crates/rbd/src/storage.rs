@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oxcopy_storage::{
-    check_range, AllocationRun, Capabilities, CopyReport, Result, Storage, StorageError, StorageErrorKind,
+    check_range, generic_copy_range, AllocationRun, Capabilities, CopyMethod, CopyReport, Result, Storage,
+    StorageError, StorageErrorKind,
 };
 use parking_lot::Mutex;
 
@@ -676,20 +677,42 @@ impl Storage for RbdStorage {
     /// through librbd ([`oxcopy_storage::CopyMethod::Rbd`]); see
     /// `crate::objcopy` for the conditions. Other sources: the generic path.
     fn copy_range(&self, dst_offset: u64, src: &dyn Storage, src_offset: u64, len: u64) -> Result<CopyReport> {
-        crate::objcopy::copy_range(self, dst_offset, src, src_offset, len)
+        let any = src.as_any();
+        let source = if let Some(s) = any.and_then(|a| a.downcast_ref::<RbdStorage>()) {
+            let overlap = src_offset < dst_offset.saturating_add(len) && dst_offset < src_offset.saturating_add(len);
+            if overlap && s.name() == self.name() {
+                // Same image, overlapping ranges: the generic copy runs in
+                // the safe direction (through librbd).
+                let r = generic_copy_range(self, dst_offset, src, src_offset, len)?;
+                let mut report = CopyReport::default();
+                report.add(CopyMethod::Rbd, r.total());
+                return Ok(report);
+            }
+            crate::objcopy::Source { image: s.image.clone(), snap_name: None, pieces: vec![(src_offset, 0, len)] }
+        } else if let Some(s) = any.and_then(|a| a.downcast_ref::<RbdSnapshot>()) {
+            s.copy_source(src_offset, len)?
+        } else {
+            return generic_copy_range(self, dst_offset, src, src_offset, len);
+        };
+        crate::objcopy::copy_range(self, dst_offset, src, src_offset, len, source)
     }
 }
 
-/// For `crate::objcopy`.
-impl RbdStorage {
-    /// The open image handle.
-    pub(crate) fn handle(&self) -> &Arc<Image> {
+impl crate::objcopy::Dest for RbdStorage {
+    fn handle(&self) -> &Arc<Image> {
         &self.image
     }
 
-    /// How long one wait on the cluster may last.
-    pub(crate) fn op_wait(&self) -> Duration {
+    fn op_wait(&self) -> Duration {
         self.wait()
+    }
+
+    fn exclusive(&self) -> bool {
+        self.exclusive
+    }
+
+    fn label(&self) -> &str {
+        self.image.name()
     }
 }
 
